@@ -1,0 +1,29 @@
+"""The hardware layer: the `Line` interface and its back ends (the twin; Modbus later)."""
+
+from hardware.interface import (
+    ActuatorSpec,
+    Command,
+    Decision,
+    DecisionKind,
+    Dispatch,
+    Frame,
+    Kpis,
+    Lever,
+    Line,
+    LineSpec,
+    SensorSpec,
+)
+
+__all__ = [
+    "ActuatorSpec",
+    "Command",
+    "Decision",
+    "DecisionKind",
+    "Dispatch",
+    "Frame",
+    "Kpis",
+    "Lever",
+    "Line",
+    "LineSpec",
+    "SensorSpec",
+]

@@ -1,0 +1,193 @@
+"""The one hardware interface every environment drives: `Line` and the types it speaks.
+
+A `Line` is the twin or a real production line. Everything downstream (observation spaces,
+register maps, guard limits) is derived from its static `LineSpec`; at run time it hands out
+immutable `Frame` snapshots and takes `Command`s.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+class DecisionKind(enum.Enum):
+    """Why the line is waiting for the agent."""
+
+    DISPATCH = "dispatch"  # a station is free and jobs wait in its queue
+    TICK = "tick"  # the periodic control tick for setpoint levers
+
+
+class Lever(enum.Enum):
+    """A decision family that configuration hands to the agent or leaves to the line's rule."""
+
+    DISPATCH = "dispatch"  # which waiting job a free station starts (rule: FIFO)
+    SPEED = "speed"  # speed setpoint per station (rule: nominal)
+    MODE = "mode"  # run / standby / off per station (rule: always run)
+    MAINTENANCE = "maintenance"  # start preventive maintenance now (rule: repair on failure only)
+    REORDER = "reorder"  # raw-material order quantity (rule: fixed reorder point)
+
+
+@dataclass(frozen=True)
+class SensorSpec:
+    """One measured value: name, unit and the physical range it can take."""
+
+    name: str
+    unit: str
+    low: float
+    high: float
+    station: int | None = None  # index into LineSpec.stations, None for line-level values
+
+
+@dataclass(frozen=True)
+class ActuatorSpec:
+    """One writable setpoint: name, unit and its hard limits; `default` is the safe value."""
+
+    name: str
+    unit: str
+    low: float
+    high: float
+    default: float
+    lever: Lever
+    station: int | None = None
+
+
+@dataclass(frozen=True)
+class LineSpec:
+    """Static description of a line: its stations, sensors, actuators and decision points."""
+
+    name: str
+    stations: tuple[str, ...]
+    variants: tuple[str, ...]
+    sensors: tuple[SensorSpec, ...]
+    actuators: tuple[ActuatorSpec, ...]
+    levers: frozenset[Lever]  # decisions the agent owns; the line's rules take the rest
+    control_period_s: float | None  # period of TICK decisions, None when no tick is configured
+
+    def sensor_index(self, name: str) -> int:
+        """Return the position of sensor `name` in `Frame.values`."""
+        for i, s in enumerate(self.sensors):
+            if s.name == name:
+                return i
+        raise KeyError(f"line {self.name!r} has no sensor {name!r}")
+
+    def actuator_index(self, name: str) -> int:
+        """Return the position of actuator `name` in `Command.setpoints`."""
+        for i, a in enumerate(self.actuators):
+            if a.name == name:
+                return i
+        raise KeyError(f"line {self.name!r} has no actuator {name!r}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A decision the line waits for: a free station with the jobs in its queue, or a tick."""
+
+    kind: DecisionKind
+    station: int | None = None
+    jobs: tuple[int, ...] = ()  # job ids waiting at `station`, in queue order
+
+
+@dataclass(frozen=True)
+class Kpis:
+    """Cumulative KPI counters since reset; times in s, energy in kWh, money in the tariff's unit."""
+
+    good_parts: int = 0
+    scrap_parts: int = 0
+    jobs_released: int = 0
+    jobs_done: int = 0  # good plus scrapped departures
+    throughput_per_h: float = 0.0  # good parts per hour of line clock
+    wip_parts: int = 0  # jobs in the system now
+    wip_mean_parts: float = 0.0  # time-average of wip_parts
+    flow_time_mean_s: float = 0.0  # mean arrival-to-departure time of departed jobs
+    energy_kwh: float = 0.0
+    energy_cost: float = 0.0
+    co2_kg: float = 0.0
+    energy_cost_per_good_part: float = 0.0
+    co2_kg_per_good_part: float = 0.0
+    busy_time_s: float = 0.0  # summed over stations, likewise the times below
+    changeover_time_s: float = 0.0
+    planned_downtime_s: float = 0.0  # preventive maintenance
+    unplanned_downtime_s: float = 0.0  # corrective repair after failures
+    failures: int = 0
+    preventive_maintenances: int = 0
+    maintenance_cost: float = 0.0
+    stockouts: int = 0  # job starts held up by an empty raw-material store
+    stockout_time_s: float = 0.0
+    material_ordered: float = 0.0
+    material_received: float = 0.0
+    tardiness_s: float = 0.0  # summed over completed jobs
+    tardy_jobs: int = 0
+    last_completion_s: float = 0.0  # clock time of the latest departure (the makespan of a job set)
+    availability: float = 0.0
+    performance: float = 0.0
+    quality: float = 0.0
+    oee: float = 0.0
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Return the KPI field names in declaration order."""
+        return tuple(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One immutable, timestamped snapshot of the line."""
+
+    time: float  # line clock, s
+    seq: int  # monotonic sequence number
+    values: np.ndarray  # sensor values, float64, in spec order (NaN = dropout)
+    stamps: np.ndarray  # source timestamp of each value, s on the line clock
+    pending: tuple[Decision, ...]  # decisions the line is waiting for
+    kpis: Kpis = field(default_factory=Kpis)
+
+    def __post_init__(self) -> None:
+        """Freeze the arrays so that a frame really cannot change after it was taken."""
+        self.values.flags.writeable = False
+        self.stamps.flags.writeable = False
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Start job `job`'s next operation on station `station`."""
+
+    station: int
+    job: int
+
+
+@dataclass(frozen=True)
+class Command:
+    """What the agent writes: setpoints in spec actuator order (NaN = keep) and dispatches."""
+
+    setpoints: np.ndarray | None = None
+    dispatch: tuple[Dispatch, ...] = ()
+
+
+@runtime_checkable
+class Line(Protocol):
+    """A production line, simulated or real; envs never know which."""
+
+    spec: LineSpec
+
+    def reset(self, seed: int | None = None) -> Frame:
+        """Start a new episode (twin) or attach and read (real line, never resets the plant)."""
+        ...
+
+    def write(self, command: Command) -> None:
+        """Send setpoints and dispatch decisions."""
+        ...
+
+    def advance(self, dt: float) -> Frame:
+        """Let up to `dt` s pass, or less if a decision comes up first, and return the frame."""
+        ...
+
+    def read(self) -> Frame:
+        """Return the latest frame; no time passes."""
+        ...
+
+    def close(self) -> None:
+        """Release the line."""
+        ...

@@ -1,0 +1,301 @@
+"""`TwinLine`: the SimPy digital twin behind the `Line` interface."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import yaml
+
+from hardware.interface import (
+    ActuatorSpec,
+    Command,
+    Decision,
+    DecisionKind,
+    Frame,
+    Kpis,
+    Lever,
+    LineSpec,
+)
+from hardware.twin.params import LineParams
+from hardware.twin.plant import Plant
+from hardware.twin.schema import LineDefinitionError, build
+from hardware.twin.sensors import SensorBank, sensor_specs
+from hardware.twin.station import Mode, State, Station
+
+_HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_")
+
+
+class TwinLine:
+    """A simulated production line; same seed, bit-identical frames.
+
+    Which decisions the agent owns is `params.control.levers`; the line's own rules take the
+    rest (FIFO dispatch, nominal speed, always run, repair on failure, a fixed reorder point),
+    so a line with no levers runs by itself. `advance(dt)` returns after `dt` s, at the next
+    control tick, or when a station needs a dispatch decision, whichever comes first.
+    """
+
+    def __init__(self, params: LineParams, seed: int | None = None) -> None:
+        self.params = params
+        self.spec = LineSpec(
+            name=params.name,
+            stations=tuple(s.name for s in params.stations),
+            variants=tuple(v.name for v in params.variants),
+            sensors=sensor_specs(params),
+            actuators=_actuator_specs(params),
+            levers=frozenset(params.control.levers),
+            control_period_s=params.control.control_period_s if _ticked(params) else None,
+        )
+        self._root = np.random.SeedSequence(seed)
+        self._plant: Plant | None = None
+        self._sensors: SensorBank | None = None  # set together with _plant
+        self._frame: Frame | None = None
+        self._seq = 0
+        self._ticks = 0
+        self._tick_open = False
+
+    @classmethod
+    def from_yaml(
+        cls, path: str | Path, seed: int | None = None, scenarios: Sequence[Mapping[str, Any]] | None = None
+    ) -> TwinLine:
+        """Load a line definition file; `scenarios`, if given, replaces the file's scenario list."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise LineDefinitionError(f"{path}: cannot read line definition: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise LineDefinitionError(f"{path}: a line definition is a mapping, got {type(data).__name__}")
+        return cls._from_mapping(data, str(path), seed, scenarios)
+
+    @classmethod
+    def from_config(
+        cls,
+        seed: int | None = None,
+        scenarios: Sequence[Mapping[str, Any]] | None = None,
+        **definition: Any,
+    ) -> TwinLine:
+        """Build from a line definition given as keyword arguments (the Hydra `_target_`)."""
+        return cls._from_mapping(definition, f"line config {definition.get('name', '?')!r}", seed, scenarios)
+
+    @classmethod
+    def _from_mapping(
+        cls,
+        data: Mapping[str, Any],
+        source: str,
+        seed: int | None,
+        scenarios: Sequence[Mapping[str, Any]] | None,
+    ) -> TwinLine:
+        definition = {k: v for k, v in data.items() if k not in _HYDRA_KEYS}
+        if scenarios is not None:
+            definition["scenarios"] = list(scenarios)
+        return cls(build(LineParams, definition, source), seed=seed)
+
+    def reset(self, seed: int | None = None) -> Frame:
+        """Start a new episode at time 0; a given seed restarts the seed sequence."""
+        if seed is not None:
+            self._root = np.random.SeedSequence(seed)
+        (episode_seed,) = self._root.spawn(1)
+        self._plant = Plant(self.params, episode_seed, self.spec.levers)
+        self._sensors = SensorBank(self._plant)
+        self._ticks = 0
+        self._tick_open = False
+        return self._new_frame()
+
+    def write(self, command: Command) -> None:
+        """Apply setpoints (NaN keeps the current value) and dispatch decisions.
+
+        Raises:
+            ValueError: a setpoint outside its actuator's limits, a command for a lever the
+                agent does not own, or a dispatch to a station that is not free or a job that
+                does not wait there.
+        """
+        plant = self._live()
+        if command.setpoints is not None:
+            self._apply_setpoints(plant, np.asarray(command.setpoints, dtype=float))
+        for d in command.dispatch:
+            self._apply_dispatch(plant, d.station, d.job)
+        self._frame = None
+
+    def advance(self, dt: float) -> Frame:
+        """Simulate up to `dt` s; return early at a control tick or a new dispatch decision."""
+        plant = self._live()
+        if not (dt > 0 and math.isfinite(dt)):
+            raise ValueError(f"advance(dt): dt must be a positive finite number of seconds, got {dt!r}")
+        period = self.spec.control_period_s
+        t_end = plant.env.now + dt
+        if period is not None:
+            t_end = min(t_end, (self._ticks + 1) * period)
+        plant.run_until(t_end)
+        self._tick_open = period is not None and plant.env.now >= (self._ticks + 1) * period
+        if self._tick_open:
+            self._ticks += 1
+        return self._new_frame()
+
+    def read(self) -> Frame:
+        """Return the latest frame (rebuilt after a write changed what is pending)."""
+        self._live()
+        return self._frame if self._frame is not None else self._new_frame()
+
+    def close(self) -> None:
+        """Drop the episode."""
+        self._plant = None
+        self._sensors = None
+        self._frame = None
+
+    def state_times(self) -> np.ndarray:
+        """Seconds each station has spent in each `State` so far, shape (stations, states)."""
+        plant = self._live()
+        now = plant.env.now
+        times = np.array([s.time_in_state for s in plant.stations], dtype=float)
+        for i, s in enumerate(plant.stations):
+            times[i, s.state] += now - s.since
+        return times
+
+    def health(self) -> np.ndarray:
+        """Ground-truth health of each station, 1 = as new (hidden from frames)."""
+        return np.array([s.health for s in self._live().stations])
+
+    def _live(self) -> Plant:
+        if self._plant is None:
+            raise RuntimeError(f"line {self.spec.name!r}: call reset() before using it")
+        return self._plant
+
+    def _apply_setpoints(self, plant: Plant, values: np.ndarray) -> None:
+        acts = self.spec.actuators
+        if values.shape != (len(acts),):
+            raise ValueError(
+                f"setpoints: expected shape ({len(acts)},) for actuators {[a.name for a in acts]}, got {values.shape}"
+            )
+        for a, v in zip(acts, values, strict=True):
+            if math.isnan(v):
+                continue
+            if not a.low <= v <= a.high:
+                raise ValueError(f"setpoint {a.name} = {v} is outside its limits [{a.low}, {a.high}] {a.unit}")
+            if a.lever is Lever.REORDER and plant.supply is not None:
+                plant.supply.order(float(v))
+            elif a.station is not None:
+                self._apply_station_setpoint(plant.stations[a.station], a, float(v))
+
+    @staticmethod
+    def _apply_station_setpoint(st: Station, a: ActuatorSpec, v: float) -> None:
+        if a.lever is Lever.SPEED:
+            st.speed_setpoint = v
+        elif a.lever is Lever.MODE:
+            if v != round(v):
+                raise ValueError(f"setpoint {a.name} = {v}: mode is 0 (off), 1 (standby) or 2 (run)")
+            if Mode(int(v)) != st.mode:
+                st.mode = Mode(int(v))
+                st.poke()
+        elif a.lever is Lever.MAINTENANCE and v >= 0.5 and not st.maintain_requested and st.state != State.MAINTENANCE:
+            st.maintain_requested = True
+            st.poke()
+
+    def _apply_dispatch(self, plant: Plant, station: int, job: int) -> None:
+        if not plant.agent_dispatch:
+            raise ValueError(f"dispatch: line {self.spec.name!r} does not give the dispatch lever to the agent")
+        if not 0 <= station < len(plant.stations):
+            raise ValueError(f"dispatch: no station {station} (line has {len(plant.stations)})")
+        st = plant.stations[station]
+        if not st.open_for_dispatch():
+            raise ValueError(f"dispatch: station {st.name!r} is not free for a dispatch now (state {st.state.name})")
+        chosen = next((j for j in st.queue if j.id == job), None)
+        if chosen is None:
+            raise ValueError(
+                f"dispatch: job {job} does not wait at station {st.name!r} (queue {[j.id for j in st.queue]})"
+            )
+        st.assigned = chosen
+        st.poke()
+
+    def _new_frame(self) -> Frame:
+        plant = self._live()
+        values, stamps = cast(SensorBank, self._sensors).read()
+        pending: list[Decision] = []
+        if plant.agent_dispatch:
+            pending.extend(
+                Decision(DecisionKind.DISPATCH, s.index, tuple(j.id for j in s.queue))
+                for s in plant.stations
+                if s.open_for_dispatch()
+            )
+        if self._tick_open:
+            pending.append(Decision(DecisionKind.TICK))
+        self._seq += 1
+        self._frame = Frame(plant.env.now, self._seq, values, stamps, tuple(pending), self._kpis(plant))
+        return self._frame
+
+    def _kpis(self, plant: Plant) -> Kpis:
+        now = plant.env.now
+        t = self.state_times().sum(axis=0)
+        n = len(plant.stations)
+        planned = n * now - t[State.OFF] - t[State.STANDBY] - t[State.MAINTENANCE]
+        run = planned - t[State.DOWN] - t[State.CHANGEOVER] - t[State.WARMUP]
+        ops = sum(s.ops for s in plant.stations)
+        ideal = sum(s.ideal_busy_s for s in plant.stations)
+        scrapped = sum(s.scrapped for s in plant.stations)
+        availability = run / planned if planned > 0 else 0.0
+        performance = ideal / run if run > 0 else 0.0
+        quality = (ops - scrapped) / ops if ops else 0.0
+        good = plant.good_parts
+        supply = plant.supply
+        stockout_open = sum(now - s.stockout_since for s in plant.stations if s.stockout_since is not None)
+        return Kpis(
+            good_parts=good,
+            scrap_parts=plant.scrap_parts,
+            jobs_released=plant.jobs_released,
+            jobs_done=plant.departures,
+            throughput_per_h=good * 3600.0 / now if now > 0 else 0.0,
+            wip_parts=plant.wip,
+            wip_mean_parts=plant.wip_mean(),
+            flow_time_mean_s=plant.flow_time_sum_s / plant.departures if plant.departures else 0.0,
+            energy_kwh=plant.energy_kwh,
+            energy_cost=plant.energy_cost,
+            co2_kg=plant.co2_kg,
+            energy_cost_per_good_part=plant.energy_cost / good if good else 0.0,
+            co2_kg_per_good_part=plant.co2_kg / good if good else 0.0,
+            busy_time_s=float(t[State.BUSY]),
+            changeover_time_s=float(t[State.CHANGEOVER]),
+            planned_downtime_s=float(t[State.MAINTENANCE]),
+            unplanned_downtime_s=float(t[State.DOWN]),
+            failures=sum(s.failures for s in plant.stations),
+            preventive_maintenances=sum(s.maintenances for s in plant.stations),
+            maintenance_cost=plant.maintenance_cost,
+            stockouts=plant.stockouts,
+            stockout_time_s=plant.stockout_time_s + stockout_open,
+            material_ordered=supply.ordered_units if supply else 0.0,
+            material_received=supply.received_units if supply else 0.0,
+            tardiness_s=plant.tardiness_s,
+            tardy_jobs=plant.tardy_jobs,
+            last_completion_s=plant.last_completion_s,
+            availability=float(availability),
+            performance=float(performance),
+            quality=quality,
+            oee=float(availability * performance * quality),
+        )
+
+
+def _ticked(params: LineParams) -> bool:
+    """Whether the agent owns a setpoint lever, and so needs periodic control ticks."""
+    return any(lv is not Lever.DISPATCH for lv in params.control.levers)
+
+
+def _actuator_specs(params: LineParams) -> tuple[ActuatorSpec, ...]:
+    levers = set(params.control.levers)
+    specs: list[ActuatorSpec] = []
+    for i, st in enumerate(params.stations):
+        m = params.machines[st.machine]
+        if Lever.SPEED in levers:
+            specs.append(
+                ActuatorSpec(f"{st.name}.speed", "ratio", m.speed_min_ratio, m.speed_max_ratio, 1.0, Lever.SPEED, i)
+            )
+        if Lever.MODE in levers:
+            specs.append(ActuatorSpec(f"{st.name}.mode", "0 off/1 standby/2 run", 0.0, 2.0, 2.0, Lever.MODE, i))
+        if Lever.MAINTENANCE in levers:
+            specs.append(ActuatorSpec(f"{st.name}.maintain", "request", 0.0, 1.0, 0.0, Lever.MAINTENANCE, i))
+    if Lever.REORDER in levers and params.supply is not None:
+        specs.append(
+            ActuatorSpec("line.reorder_units", "units", 0.0, params.supply.max_order_units, 0.0, Lever.REORDER)
+        )
+    return tuple(specs)

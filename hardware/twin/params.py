@@ -1,0 +1,441 @@
+"""The twin's line definition: frozen, validated parameters loaded from `configs/line/*.yaml`.
+
+Units are in the field names: `_s` seconds, `_h` hours, `_kw` kilowatts, `_per_h` per hour of
+the relevant clock, `_ratio` a fraction of nominal. Money is in the tariff's currency unit.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from hardware.interface import Lever
+from hardware.twin.schema import non_negative, positive, probability, require
+
+
+class Layout(enum.Enum):
+    """How jobs move: through every station in order, or along per-variant routes."""
+
+    FLOW = "flow"
+    JOBSHOP = "jobshop"
+
+
+class Distribution(enum.Enum):
+    """Shape of a stochastic duration around its mean."""
+
+    DETERMINISTIC = "deterministic"
+    EXPONENTIAL = "exponential"
+    GAMMA = "gamma"  # with the coefficient of variation given beside it
+
+
+class ScenarioKind(enum.Enum):
+    """A disruption a scenario can inject."""
+
+    SUPPLIER_OUTAGE = "supplier_outage"
+    DEMAND_SURGE = "demand_surge"
+    PRICE_SPIKE = "price_spike"
+    BREAKDOWN_WAVE = "breakdown_wave"
+
+
+@dataclass(frozen=True)
+class PowerParams:
+    """Electrical power drawn in each station state, kW (busy at nominal speed)."""
+
+    off: float = 0.0
+    standby: float = 0.5
+    warmup: float = 3.0
+    idle: float = 2.0
+    busy: float = 8.0
+    blocked: float = 2.0
+    changeover: float = 3.0
+    down: float = 0.5
+    maintenance: float = 1.0
+
+    def __post_init__(self) -> None:
+        """Reject negative power."""
+        non_negative(self, *self.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class SensorParams:
+    """How health, load and speed show in vibration, bearing temperature and motor current."""
+
+    sample_period_s: float = 1.0
+    vibration_idle_mm_s: float = 0.5
+    vibration_busy_mm_s: float = 2.0  # at nominal speed, scales with speed
+    vibration_wear_gain: float = 4.0  # multiplier on busy vibration at zero health: 1 + gain*(1-h)^2
+    temperature_ambient_c: float = 25.0
+    temperature_rise_busy_c: float = 30.0  # steady-state rise when busy at nominal speed
+    temperature_rise_wear_c: float = 25.0  # extra steady-state rise at zero health while busy
+    temperature_time_constant_s: float = 600.0
+    current_idle_a: float = 3.0
+    current_busy_a: float = 15.0  # at nominal speed and load 1
+    current_wear_gain: float = 0.2  # busy current multiplier 1 + gain*(1-h): friction of a worn machine
+    noise_std_ratio: float = 0.03  # white noise, as a fraction of the true value
+    drift_std_per_sqrt_h: float = 0.005  # slow multiplicative calibration drift
+    dropout_probability: float = 0.002  # chance that a sample reads NaN
+
+    def __post_init__(self) -> None:
+        """Check ranges."""
+        positive(self, "sample_period_s", "temperature_time_constant_s")
+        non_negative(
+            self,
+            "vibration_idle_mm_s",
+            "vibration_busy_mm_s",
+            "vibration_wear_gain",
+            "temperature_rise_busy_c",
+            "temperature_rise_wear_c",
+            "current_idle_a",
+            "current_busy_a",
+            "current_wear_gain",
+            "noise_std_ratio",
+            "drift_std_per_sqrt_h",
+        )
+        probability(self, "dropout_probability")
+
+
+@dataclass(frozen=True)
+class MachineParams:
+    """One machine type: speed range, power, wear, failures, maintenance, scrap and sensors."""
+
+    speed_min_ratio: float = 0.5
+    speed_max_ratio: float = 1.2
+    busy_power_speed_exponent: float = 2.0  # busy power = power_kw.busy * speed^exponent
+    power_kw: PowerParams = field(default_factory=PowerParams)
+    warmup_from_off_s: float = 900.0
+    warmup_from_standby_s: float = 60.0
+    processing_time_distribution: Distribution = Distribution.GAMMA
+    processing_time_cv: float = 0.1
+    wear_per_busy_h: float = 0.01  # health lost per busy hour at nominal speed and load 1
+    wear_speed_exponent: float = 2.0
+    failure_rate_base_per_h: float = 0.002  # per busy hour, at full health
+    failure_rate_wear_per_h: float = 0.1  # added at zero health: rate = base + wear*(1-h)^shape
+    failure_wear_shape: float = 2.0
+    repair_time_mean_s: float = 3600.0
+    repair_time_cv: float = 0.5
+    repair_cost: float = 800.0
+    maintenance_time_mean_s: float = 900.0
+    maintenance_time_cv: float = 0.2
+    maintenance_cost: float = 150.0
+    scrap_probability: float = 0.01  # at nominal speed and full health
+    scrap_speed_exponent: float = 4.0
+    scrap_wear_gain: float = 2.0  # scrap probability multiplier 1 + gain*(1-h)
+    sensors: SensorParams = field(default_factory=SensorParams)
+
+    def __post_init__(self) -> None:
+        """Check ranges and that the speed range contains nominal speed."""
+        positive(self, "speed_min_ratio", "speed_max_ratio")
+        require(
+            self.speed_min_ratio <= 1.0 <= self.speed_max_ratio,
+            "speed_min_ratio",
+            f"speed range [{self.speed_min_ratio}, {self.speed_max_ratio}] must contain 1.0",
+        )
+        non_negative(
+            self,
+            "busy_power_speed_exponent",
+            "warmup_from_off_s",
+            "warmup_from_standby_s",
+            "processing_time_cv",
+            "wear_per_busy_h",
+            "wear_speed_exponent",
+            "failure_rate_base_per_h",
+            "failure_rate_wear_per_h",
+            "failure_wear_shape",
+            "repair_time_mean_s",
+            "repair_time_cv",
+            "repair_cost",
+            "maintenance_time_mean_s",
+            "maintenance_time_cv",
+            "maintenance_cost",
+            "scrap_speed_exponent",
+            "scrap_wear_gain",
+        )
+        probability(self, "scrap_probability")
+
+
+@dataclass(frozen=True)
+class StationParams:
+    """A station: a machine of `machine` type fed by an input buffer."""
+
+    name: str
+    machine: str
+    buffer_capacity_parts: int | None = None  # input buffer; None = unbounded
+
+    def __post_init__(self) -> None:
+        """Buffers hold at least one part."""
+        require(bool(self.name), "name", "must not be empty")
+        if self.buffer_capacity_parts is not None:
+            require(
+                self.buffer_capacity_parts >= 1,
+                "buffer_capacity_parts",
+                f"must be >= 1 or null (unbounded), got {self.buffer_capacity_parts}",
+            )
+
+
+@dataclass(frozen=True)
+class VariantParams:
+    """A product variant: its route and its mean processing time per step at nominal speed."""
+
+    name: str
+    processing_time_s: tuple[float, ...]
+    route: tuple[str, ...] | None = None  # station names; None = every station in order (flow)
+    mix: float = 1.0  # relative share of random demand
+    load: float = 1.0  # mechanical load factor on wear and motor current
+    material_units: float = 1.0  # raw material consumed when the first operation starts
+
+    def __post_init__(self) -> None:
+        """Check times, shares and route length."""
+        require(bool(self.processing_time_s), "processing_time_s", "must list at least one step")
+        for i, t in enumerate(self.processing_time_s):
+            require(0 < t < float("inf"), f"processing_time_s[{i}]", f"must be > 0, got {t}")
+        if self.route is not None:
+            require(
+                len(self.route) == len(self.processing_time_s),
+                "route",
+                f"has {len(self.route)} steps but processing_time_s has {len(self.processing_time_s)}",
+            )
+        non_negative(self, "mix", "material_units")
+        positive(self, "load")
+
+
+@dataclass(frozen=True)
+class JobParams:
+    """A job known in advance: one part of `variant`, released at `release_s`."""
+
+    variant: str
+    release_s: float = 0.0
+    due_s: float | None = None  # None: release + the demand's due-date allowance
+
+    def __post_init__(self) -> None:
+        """Times are not negative."""
+        non_negative(self, "release_s", "due_s")
+
+
+@dataclass(frozen=True)
+class DemandParams:
+    """Orders: a fixed job list and/or Poisson arrivals of single-part jobs."""
+
+    arrival_rate_per_h: float = 0.0
+    due_date_allowance_s: float = 8 * 3600.0
+    jobs: tuple[JobParams, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Check rates and times."""
+        non_negative(self, "arrival_rate_per_h", "due_date_allowance_s")
+
+
+@dataclass(frozen=True)
+class SupplyParams:
+    """Raw-material store and its supplier; the default rule reorders Q at reorder point s."""
+
+    initial_stock_units: float = 500.0
+    reorder_point_units: float = 200.0
+    order_quantity_units: float = 600.0
+    max_order_units: float = 2000.0  # hard limit of one order (the reorder actuator's range)
+    lead_time_mean_s: float = 8 * 3600.0
+    lead_time_cv: float = 0.3
+    outage_rate_per_day: float = 0.05
+    outage_duration_mean_s: float = 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        """Check ranges."""
+        non_negative(self, *self.__dataclass_fields__)
+        require(
+            self.order_quantity_units <= self.max_order_units,
+            "order_quantity_units",
+            f"{self.order_quantity_units} exceeds max_order_units {self.max_order_units}",
+        )
+
+
+@dataclass(frozen=True)
+class TariffPeriod:
+    """From `from_hour` (0-24, local clock) until the next period, energy costs `price_per_kwh`."""
+
+    from_hour: float
+    price_per_kwh: float
+
+    def __post_init__(self) -> None:
+        """Hours lie in a day; prices are not negative."""
+        require(0 <= self.from_hour < 24, "from_hour", f"must lie in [0, 24), got {self.from_hour}")
+        non_negative(self, "price_per_kwh")
+
+
+@dataclass(frozen=True)
+class GridParams:
+    """Time-of-use tariff with random price spikes, and the grid's hourly carbon intensity."""
+
+    tariff: tuple[TariffPeriod, ...] = (TariffPeriod(0.0, 0.12),)
+    spike_rate_per_day: float = 0.0
+    spike_factor: float = 3.0
+    spike_duration_mean_s: float = 3600.0
+    carbon_kg_per_kwh: tuple[float, ...] = (0.4,)  # 1 value (flat) or 24 hourly values
+
+    def __post_init__(self) -> None:
+        """Check the tariff is ordered from hour 0 and the carbon curve has 1 or 24 values."""
+        require(bool(self.tariff), "tariff", "must have at least one period")
+        require(self.tariff[0].from_hour == 0, "tariff[0].from_hour", "the first period must start at hour 0")
+        hours = [p.from_hour for p in self.tariff]
+        require(hours == sorted(set(hours)), "tariff", f"periods must be in increasing hour order, got {hours}")
+        non_negative(self, "spike_rate_per_day", "spike_duration_mean_s")
+        require(self.spike_factor >= 1, "spike_factor", f"must be >= 1, got {self.spike_factor}")
+        require(
+            len(self.carbon_kg_per_kwh) in (1, 24),
+            "carbon_kg_per_kwh",
+            f"needs 1 or 24 hourly values, got {len(self.carbon_kg_per_kwh)}",
+        )
+        for i, c in enumerate(self.carbon_kg_per_kwh):
+            require(c >= 0, f"carbon_kg_per_kwh[{i}]", f"must be >= 0, got {c}")
+
+
+@dataclass(frozen=True)
+class ScenarioEvent:
+    """A disruption from `start_s` for `duration_s`; `factor` scales demand, price or hazard."""
+
+    kind: ScenarioKind
+    start_s: float
+    duration_s: float
+    factor: float = 1.0
+    stations: tuple[str, ...] = ()  # breakdown_wave: stations hit; empty = all
+
+    def __post_init__(self) -> None:
+        """Check times and factor."""
+        non_negative(self, "start_s", "factor")
+        positive(self, "duration_s")
+
+
+@dataclass(frozen=True)
+class ControlParams:
+    """Which decisions go to the agent, and the period of the control tick."""
+
+    levers: tuple[Lever, ...] = ()
+    control_period_s: float | None = None
+
+    def __post_init__(self) -> None:
+        """A setpoint lever needs a tick to be written at."""
+        positive(self, "control_period_s")
+        require(len(set(self.levers)) == len(self.levers), "levers", "lists a lever twice")
+        ticked = [lv for lv in self.levers if lv is not Lever.DISPATCH]
+        require(
+            not ticked or self.control_period_s is not None,
+            "control_period_s",
+            f"levers {[lv.value for lv in ticked]} need a control period",
+        )
+
+
+@dataclass(frozen=True)
+class LineParams:
+    """A whole line definition, as in one `configs/line/*.yaml` file."""
+
+    name: str
+    layout: Layout
+    machines: dict[str, MachineParams]
+    stations: tuple[StationParams, ...]
+    variants: tuple[VariantParams, ...]
+    changeover_time_s: tuple[tuple[float, ...], ...] | None = None  # [from variant][to variant]
+    demand: DemandParams = field(default_factory=DemandParams)
+    supply: SupplyParams | None = None  # None: material never runs out
+    grid: GridParams = field(default_factory=GridParams)
+    scenarios: tuple[ScenarioEvent, ...] = ()
+    control: ControlParams = field(default_factory=ControlParams)
+
+    def __post_init__(self) -> None:
+        """Check cross-references: machines, routes, changeover matrix, jobs and scenarios."""
+        require(bool(self.stations), "stations", "must list at least one station")
+        require(bool(self.variants), "variants", "must list at least one variant")
+        names = [s.name for s in self.stations]
+        require(len(set(names)) == len(names), "stations", f"station names repeat: {names}")
+        vnames = [v.name for v in self.variants]
+        require(len(set(vnames)) == len(vnames), "variants", f"variant names repeat: {vnames}")
+        for i, s in enumerate(self.stations):
+            require(
+                s.machine in self.machines,
+                f"stations[{i}].machine",
+                f"unknown machine type {s.machine!r} (known: {sorted(self.machines)})",
+            )
+        for i, v in enumerate(self.variants):
+            self._check_route(i, v, names)
+        if self.layout is Layout.JOBSHOP:
+            for i, s in enumerate(self.stations):
+                require(
+                    s.buffer_capacity_parts is None,
+                    f"stations[{i}].buffer_capacity_parts",
+                    "a job shop's queues are unbounded (null): finite buffers can deadlock routes",
+                )
+        self._check_changeovers(len(self.variants))
+        require(
+            Lever.REORDER not in self.control.levers or self.supply is not None,
+            "control.levers",
+            "gives the agent the reorder lever but the line has no supply section",
+        )
+        for i, job in enumerate(self.demand.jobs):
+            require(
+                job.variant in vnames,
+                f"demand.jobs[{i}].variant",
+                f"unknown variant {job.variant!r} (known: {vnames})",
+            )
+        for i, ev in enumerate(self.scenarios):
+            require(
+                ev.kind is not ScenarioKind.SUPPLIER_OUTAGE or self.supply is not None,
+                f"scenarios[{i}].kind",
+                "a supplier outage needs a supply section in the line",
+            )
+            for j, st in enumerate(ev.stations):
+                require(st in names, f"scenarios[{i}].stations[{j}]", f"unknown station {st!r}")
+
+    def _check_route(self, i: int, v: VariantParams, names: list[str]) -> None:
+        route = v.route if v.route is not None else tuple(names)
+        if v.route is None:
+            require(
+                self.layout is Layout.FLOW,
+                f"variants[{i}].route",
+                "is required in a job shop",
+            )
+            require(
+                len(v.processing_time_s) == len(names),
+                f"variants[{i}].processing_time_s",
+                f"needs one time per station ({len(names)}), got {len(v.processing_time_s)}",
+            )
+        for j, st in enumerate(route):
+            require(st in names, f"variants[{i}].route[{j}]", f"unknown station {st!r} (known: {names})")
+        if self.layout is Layout.FLOW:
+            order = [names.index(st) for st in route]
+            require(
+                order == sorted(set(order)),
+                f"variants[{i}].route",
+                "a flow line visits stations in line order, each at most once",
+            )
+
+    def _check_changeovers(self, n: int) -> None:
+        if self.changeover_time_s is None:
+            return
+        require(len(self.changeover_time_s) == n, "changeover_time_s", f"needs {n} rows, one per variant")
+        for i, row in enumerate(self.changeover_time_s):
+            require(len(row) == n, f"changeover_time_s[{i}]", f"needs {n} columns, got {len(row)}")
+            for j, t in enumerate(row):
+                require(0 <= t < float("inf"), f"changeover_time_s[{i}][{j}]", f"must be >= 0, got {t}")
+
+    def route_of(self, variant: int) -> tuple[int, ...]:
+        """Return the station indices variant `variant` visits, in order."""
+        v = self.variants[variant]
+        names = [s.name for s in self.stations]
+        return tuple(range(len(names))) if v.route is None else tuple(names.index(s) for s in v.route)
+
+
+__all__ = [
+    "ControlParams",
+    "DemandParams",
+    "Distribution",
+    "GridParams",
+    "JobParams",
+    "Layout",
+    "LineParams",
+    "MachineParams",
+    "PowerParams",
+    "ScenarioEvent",
+    "ScenarioKind",
+    "SensorParams",
+    "StationParams",
+    "SupplyParams",
+    "TariffPeriod",
+    "VariantParams",
+]

@@ -1,0 +1,160 @@
+"""What the twin's instruments read: noisy, drifting, sometimes missing samples with their own stamps.
+
+Per station: state code, queue length, speed setpoint, vibration RMS, bearing temperature, motor
+current and hours since the last maintenance; per line: WIP, raw stock, stock on order, electricity
+price and grid carbon intensity. The three physical sensors are sampled with their own period and
+phase, carry white noise, a slow calibration drift and dropouts (NaN); their stamp is the sample
+instant, the value reflects the machine's state at read time (at most one sample period later).
+Counters and market values are exact and stamped at read time.
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+import numpy as np
+
+from hardware.interface import SensorSpec
+from hardware.twin.params import LineParams, ScenarioKind
+from hardware.twin.plant import Plant
+from hardware.twin.station import State, Station
+
+STATION_SENSORS = (
+    "state",
+    "queue_parts",
+    "speed_ratio",
+    "vibration_mm_s",
+    "bearing_temp_c",
+    "motor_current_a",
+    "since_maintenance_h",
+)
+LINE_SENSORS = ("wip_parts", "stock_units", "on_order_units", "price_per_kwh", "carbon_kg_per_kwh")
+_PHYSICAL = (3, 4, 5)  # positions of the noisy instruments within STATION_SENSORS
+_UNBOUNDED_COUNT = 10_000.0  # range limit reported for counts the line does not bound itself
+_YEAR_H = 24.0 * 365.0
+
+
+def sensor_specs(params: LineParams) -> tuple[SensorSpec, ...]:
+    """Name, unit and physical range of every value in a frame, in frame order."""
+    specs: list[SensorSpec] = []
+    max_load = max(v.load for v in params.variants)
+    for i, st in enumerate(params.stations):
+        m = params.machines[st.machine]
+        s = m.sensors
+        vmax = m.speed_max_ratio
+        queue_high = float(st.buffer_capacity_parts or max(_UNBOUNDED_COUNT, len(params.demand.jobs)))
+        vib = s.vibration_idle_mm_s + s.vibration_busy_mm_s * vmax * max_load * (1 + s.vibration_wear_gain)
+        temp = s.temperature_ambient_c + s.temperature_rise_busy_c * vmax * max_load + s.temperature_rise_wear_c
+        cur = max(s.current_idle_a, s.current_busy_a * vmax * max_load)
+        ranges = {
+            "state": ("code", 0.0, float(len(State) - 1)),
+            "queue_parts": ("parts", 0.0, queue_high),
+            "speed_ratio": ("ratio", m.speed_min_ratio, vmax),
+            "vibration_mm_s": ("mm/s", 0.0, 2.0 * vib),
+            "bearing_temp_c": ("degC", -20.0, 2.0 * temp),
+            "motor_current_a": ("A", 0.0, 2.0 * cur),
+            "since_maintenance_h": ("h", 0.0, _YEAR_H),
+        }
+        for name in STATION_SENSORS:
+            unit, low, high = ranges[name]
+            specs.append(SensorSpec(f"{st.name}.{name}", unit, low, high, station=i))
+    g = params.grid
+    spike = g.spike_factor if g.spike_rate_per_day > 0 else 1.0
+    scenario = prod(max(1.0, e.factor) for e in params.scenarios if e.kind is ScenarioKind.PRICE_SPIKE)
+    price_high = max(p.price_per_kwh for p in g.tariff) * spike * scenario
+    sup = params.supply
+    stock_high = (sup.initial_stock_units + 10 * sup.max_order_units) if sup else 0.0
+    line_ranges = {
+        "wip_parts": ("parts", 0.0, max(_UNBOUNDED_COUNT, float(len(params.demand.jobs)))),
+        "stock_units": ("units", 0.0, stock_high),
+        "on_order_units": ("units", 0.0, 10 * sup.max_order_units if sup else 0.0),
+        "price_per_kwh": ("currency/kWh", 0.0, price_high),
+        "carbon_kg_per_kwh": ("kg/kWh", 0.0, max(g.carbon_kg_per_kwh)),
+    }
+    for name in LINE_SENSORS:
+        unit, low, high = line_ranges[name]
+        specs.append(SensorSpec(f"line.{name}", unit, low, high))
+    return tuple(specs)
+
+
+class SensorBank:
+    """Samples a plant's instruments; keeps each sample until its sensor's next sample instant."""
+
+    def __init__(self, plant: Plant) -> None:
+        self._plant = plant
+        n = len(plant.stations)
+        self._n = n
+        self._gen = np.random.default_rng(plant.sensor_seed)
+        sp = [s.m.sensors for s in plant.stations]
+        self._period = np.repeat([p.sample_period_s for p in sp], 3)
+        self._phase = self._gen.random(3 * n) * self._period
+        self._noise = np.repeat([p.noise_std_ratio for p in sp], 3)
+        self._drift_std = np.repeat([p.drift_std_per_sqrt_h for p in sp], 3)
+        self._dropout = np.repeat([p.dropout_probability for p in sp], 3)
+        self._drift = np.zeros(3 * n)
+        self._last = np.full(3 * n, -1.0)
+        self._value = np.zeros(3 * n)
+        self._stride = len(STATION_SENSORS)
+        size = self._stride * n + len(LINE_SENSORS)
+        idx = np.arange(n)[:, None] * self._stride + np.array(_PHYSICAL)[None, :]
+        self._physical_idx = idx.ravel()
+        self._size = size
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return (values, stamps) for the current clock, in `sensor_specs` order."""
+        plant = self._plant
+        now = plant.env.now
+        values = np.empty(self._size)
+        stamps = np.full(self._size, now, dtype=float)
+        k = self._stride
+        for i, st in enumerate(plant.stations):
+            values[i * k] = float(st.state)
+            values[i * k + 1] = len(st.queue)
+            values[i * k + 2] = st.speed_setpoint
+            values[i * k + 6] = (now - st.last_maintenance_s) / 3600.0
+        base = self._n * k
+        values[base] = plant.wip
+        supply = plant.supply
+        values[base + 1] = supply.stock_units if supply else 0.0
+        values[base + 2] = supply.on_order_units if supply else 0.0
+        values[base + 3] = plant.grid.price_per_kwh
+        values[base + 4] = plant.grid.carbon_kg_per_kwh
+        ts = self._sample_instants(now)
+        self._resample(ts, now)
+        values[self._physical_idx] = self._value
+        stamps[self._physical_idx] = self._last
+        return values, stamps
+
+    def _sample_instants(self, now: float) -> np.ndarray:
+        k = np.floor((now - self._phase) / self._period)
+        return np.where(now >= self._phase, self._phase + k * self._period, 0.0)
+
+    def _resample(self, ts: np.ndarray, now: float) -> None:
+        new = ts > self._last
+        if not new.any():
+            return
+        truth = np.array([v for st in self._plant.stations for v in _true_values(st, now)])
+        gen = self._gen
+        n = new.sum()
+        elapsed_h = np.maximum(ts[new] - np.maximum(self._last[new], 0.0), 0.0) / 3600.0
+        self._drift[new] += gen.standard_normal(n) * self._drift_std[new] * np.sqrt(elapsed_h)
+        noisy = truth[new] * (1.0 + self._drift[new]) * (1.0 + gen.standard_normal(n) * self._noise[new])
+        dropped = gen.random(n) < self._dropout[new]
+        self._value[new] = np.where(dropped, np.nan, np.maximum(noisy, 0.0))
+        self._last[new] = ts[new]
+
+
+def _true_values(st: Station, now: float) -> tuple[float, float, float]:
+    """True vibration RMS (mm/s), bearing temperature (degC) and motor current (A) of a station."""
+    s = st.m.sensors
+    wear = 1.0 - st.health
+    if st.state == State.BUSY:
+        vib = s.vibration_idle_mm_s + s.vibration_busy_mm_s * st.speed * st.load * (1 + s.vibration_wear_gain * wear**2)
+        cur = s.current_busy_a * st.speed * st.load * (1 + s.current_wear_gain * wear)
+    elif st.state in (State.IDLE, State.BLOCKED, State.WARMUP, State.CHANGEOVER):
+        vib = s.vibration_idle_mm_s
+        cur = s.current_idle_a
+    else:
+        vib = 0.0
+        cur = 0.0
+    return vib, st.temperature_at(now), cur

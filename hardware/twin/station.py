@@ -1,0 +1,305 @@
+"""One station of the twin: its machine's state, health, energy and thermal state, and its process.
+
+A station takes a job from its input queue (FIFO, or the job the agent dispatched), changes over
+if the variant differs from the last one, processes it at the speed setpoint (failing and being
+repaired on the way if its cumulative hazard runs out), may scrap it, and hands it to the next
+station's queue, blocking while that queue is full.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Generator
+from math import exp, prod
+from typing import TYPE_CHECKING
+
+import numpy as np
+import simpy
+
+from hardware.twin.params import Distribution, MachineParams, StationParams
+from hardware.twin.rng import exponential, uniform, unit_duration
+
+if TYPE_CHECKING:
+    from hardware.twin.plant import Job, Plant
+
+
+class State(enum.IntEnum):
+    """What a machine is doing; each state has its own power draw."""
+
+    OFF = 0
+    STANDBY = 1
+    WARMUP = 2
+    IDLE = 3
+    BUSY = 4
+    BLOCKED = 5
+    CHANGEOVER = 6
+    DOWN = 7  # corrective repair after a failure
+    MAINTENANCE = 8  # planned, preventive
+
+
+class Mode(enum.IntEnum):
+    """The operating mode commanded for a station."""
+
+    OFF = 0
+    STANDBY = 1
+    RUN = 2
+
+
+class Station:
+    """Runtime state and SimPy process of one station."""
+
+    def __init__(
+        self,
+        plant: Plant,
+        index: int,
+        params: StationParams,
+        machine: MachineParams,
+        gen: np.random.Generator,
+    ) -> None:
+        self.plant = plant
+        self.env = plant.env
+        self.index = index
+        self.name = params.name
+        self.m = machine
+        self.capacity = params.buffer_capacity_parts
+        self.queue: list[Job] = []
+        self.space_waiters: list[simpy.Event] = []
+        self.assigned: Job | None = None
+        self.wake: simpy.Event | None = None
+        self.state = State.IDLE
+        self.since = 0.0
+        self.time_in_state = [0.0] * len(State)
+        self._power_by_state = [getattr(machine.power_kw, s.name.lower()) for s in State]
+        self.power_kw = self._power_by_state[State.IDLE]
+        self.mode = Mode.RUN
+        self.speed_setpoint = 1.0
+        self.speed = 1.0
+        self.load = 1.0
+        self.maintain_requested = False
+        self.health = 1.0
+        self.hazard_factors: list[float] = []
+        self.hazard_factor = 1.0
+        self.last_variant: int | None = None
+        self.last_maintenance_s = 0.0
+        self.ops = 0
+        self.scrapped = 0
+        self.ideal_busy_s = 0.0
+        self.failures = 0
+        self.maintenances = 0
+        self.stockout_since: float | None = None
+        gens = gen.spawn(5)
+        self._proc = unit_duration(gens[0], machine.processing_time_distribution, machine.processing_time_cv)
+        self._exp = exponential(gens[1])
+        self._repair = unit_duration(gens[2], Distribution.GAMMA, machine.repair_time_cv)
+        self._pm = unit_duration(gens[3], Distribution.GAMMA, machine.maintenance_time_cv)
+        self._u = uniform(gens[4])
+        self.cum_hazard = 0.0
+        self.hazard_threshold = self._exp()
+        self.temperature_c = machine.sensors.temperature_ambient_c
+        self.temperature_target_c = self.temperature_c
+        self.process = self.env.process(self._run())
+
+    def set_state(self, new: State) -> None:
+        """Enter state `new` now, closing the time, energy and thermal accounts of the old one."""
+        now = self.env.now
+        plant = self.plant
+        plant.integrate_energy(now)
+        dt = now - self.since
+        self.time_in_state[self.state] += dt
+        self.temperature_c = self.temperature_at(now)
+        self.state = new
+        self.since = now
+        s = self.m.sensors
+        if new == State.BUSY:
+            self.power_kw = self.m.power_kw.busy * self.speed**self.m.busy_power_speed_exponent
+            self.temperature_target_c = (
+                s.temperature_ambient_c
+                + s.temperature_rise_busy_c * self.speed * self.load
+                + s.temperature_rise_wear_c * (1.0 - self.health)
+            )
+        else:
+            self.power_kw = self._power_by_state[new]
+            self.temperature_target_c = s.temperature_ambient_c
+        plant.power_changed()
+
+    def temperature_at(self, t: float) -> float:
+        """Bearing temperature at time `t` >= the last state change, degC (first-order response)."""
+        tau = self.m.sensors.temperature_time_constant_s
+        target = self.temperature_target_c
+        return target + (self.temperature_c - target) * exp(-(t - self.since) / tau)
+
+    def enqueue(self, job: Job) -> None:
+        """Put `job` in the input queue and wake the station if it waits for work."""
+        self.queue.append(job)
+        if self.state == State.IDLE and self.mode == Mode.RUN and self.plant.agent_dispatch:
+            self.plant.halt()
+        self.poke()
+
+    def full(self) -> bool:
+        """Whether the input buffer has no free place."""
+        return self.capacity is not None and len(self.queue) >= self.capacity
+
+    def poke(self) -> None:
+        """Wake the process if it waits for work, a dispatch, material or a mode change."""
+        if self.wake is not None and not self.wake.triggered:
+            self.wake.succeed()
+
+    def open_for_dispatch(self) -> bool:
+        """Whether the agent owes this station a dispatch decision now."""
+        return (
+            self.state == State.IDLE
+            and self.mode == Mode.RUN
+            and not self.maintain_requested
+            and self.assigned is None
+            and bool(self.queue)
+        )
+
+    def set_hazard_factor(self, factor: float, on: bool) -> None:
+        """Start (`on`) or end a scenario's multiplication of the failure hazard."""
+        if on:
+            self.hazard_factors.append(factor)
+        else:
+            self.hazard_factors.remove(factor)
+        self.hazard_factor = prod(self.hazard_factors)
+
+    def _wait(self) -> simpy.Event:
+        self.wake = self.env.event()
+        return self.wake
+
+    def _run(self) -> Generator[simpy.Event, None, None]:
+        plant = self.plant
+        env = self.env
+        while True:
+            if self.maintain_requested:
+                yield from self._maintain()
+                continue
+            if self.mode != Mode.RUN:
+                yield from self._rest()
+                continue
+            job = self.assigned if plant.agent_dispatch else (self.queue[0] if self.queue else None)
+            if job is None:
+                if self.state != State.IDLE:
+                    if plant.agent_dispatch and self.queue:
+                        plant.halt()
+                    self.set_state(State.IDLE)
+                yield self._wait()
+                continue
+            if job.step == 0 and not plant.take_material(job):
+                self._hold_for_material()
+                yield self._wait()
+                continue
+            if self.stockout_since is not None:
+                plant.stockout_time_s += env.now - self.stockout_since
+                self.stockout_since = None
+            self.assigned = None
+            self.queue.remove(job)
+            if self.space_waiters:
+                self.space_waiters.pop(0).succeed()
+            yield from self._changeover(job.variant)
+            yield from self._process(job)
+            yield from self._hand_on(job)
+            if plant.agent_dispatch:
+                plant.offer_open_decisions(self)
+
+    def _rest(self) -> Generator[simpy.Event, None, None]:
+        resting = State.OFF if self.mode == Mode.OFF else State.STANDBY
+        if self.state != resting:
+            self.set_state(resting)
+        yield self._wait()
+        if self.mode == Mode.RUN:
+            self.set_state(State.WARMUP)
+            warmup = self.m.warmup_from_off_s if resting == State.OFF else self.m.warmup_from_standby_s
+            yield self.env.timeout(warmup)
+            self.set_state(State.IDLE)
+            if self.plant.agent_dispatch and self.queue:
+                self.plant.halt()
+
+    def _hold_for_material(self) -> None:
+        if self.stockout_since is None:
+            self.stockout_since = self.env.now
+            self.plant.stockouts += 1
+        if self.state != State.IDLE:
+            self.set_state(State.IDLE)
+
+    def _changeover(self, variant: int) -> Generator[simpy.Event, None, None]:
+        last = self.last_variant
+        self.last_variant = variant
+        if last is None or last == variant:
+            return
+        duration = self.plant.changeover_s[last][variant]
+        if duration > 0:
+            self.set_state(State.CHANGEOVER)
+            yield self.env.timeout(duration)
+
+    def _process(self, job: Job) -> Generator[simpy.Event, None, None]:
+        m = self.m
+        self.speed = self.speed_setpoint
+        self.load = job.load
+        mean_s = job.times[job.step]
+        remaining = mean_s / self.speed * self._proc()
+        wear_per_s = m.wear_per_busy_h / 3600.0 * self.speed**m.wear_speed_exponent * job.load
+        self.set_state(State.BUSY)
+        while True:
+            rate = (
+                self.hazard_factor
+                * (m.failure_rate_base_per_h + m.failure_rate_wear_per_h * (1.0 - self.health) ** m.failure_wear_shape)
+                / 3600.0
+            )
+            to_failure = (self.hazard_threshold - self.cum_hazard) / rate if rate > 0 else float("inf")
+            step = min(remaining, to_failure)
+            yield self.env.timeout(step)
+            self.cum_hazard += rate * step
+            self.health = max(0.0, self.health - wear_per_s * step)
+            remaining -= step
+            if to_failure >= step + remaining:
+                break
+            yield from self._repair_after_failure()
+            self.set_state(State.BUSY)
+        self.ops += 1
+        self.ideal_busy_s += mean_s
+
+    def _hand_on(self, job: Job) -> Generator[simpy.Event, None, None]:
+        m = self.m
+        p_scrap = (
+            m.scrap_probability * self.speed**m.scrap_speed_exponent * (1.0 + m.scrap_wear_gain * (1.0 - self.health))
+        )
+        if self._u() < p_scrap:
+            self.scrapped += 1
+            self.plant.depart(job, good=False)
+            return
+        job.step += 1
+        if job.step == len(job.route):
+            self.plant.depart(job, good=True)
+            return
+        nxt = self.plant.stations[job.route[job.step]]
+        while nxt.full():
+            if self.state != State.BLOCKED:
+                self.set_state(State.BLOCKED)
+            space = self.env.event()
+            nxt.space_waiters.append(space)
+            yield space
+        nxt.enqueue(job)
+
+    def _repair_after_failure(self) -> Generator[simpy.Event, None, None]:
+        self.failures += 1
+        self.plant.maintenance_cost += self.m.repair_cost
+        self.set_state(State.DOWN)
+        yield self.env.timeout(self.m.repair_time_mean_s * self._repair())
+        self._renew()
+
+    def _maintain(self) -> Generator[simpy.Event, None, None]:
+        self.maintain_requested = False
+        self.maintenances += 1
+        self.plant.maintenance_cost += self.m.maintenance_cost
+        self.set_state(State.MAINTENANCE)
+        yield self.env.timeout(self.m.maintenance_time_mean_s * self._pm())
+        self._renew()
+        self.set_state(State.IDLE)
+        if self.plant.agent_dispatch and self.queue:
+            self.plant.halt()
+
+    def _renew(self) -> None:
+        self.health = 1.0
+        self.cum_hazard = 0.0
+        self.hazard_threshold = self._exp()
+        self.last_maintenance_s = self.env.now

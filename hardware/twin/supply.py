@@ -1,0 +1,93 @@
+"""The raw-material store and its supplier: random lead times, outages, reorders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+
+import numpy as np
+import simpy
+
+from hardware.twin.params import Distribution, SupplyParams
+from hardware.twin.rng import exponential, unit_duration
+
+
+class Supply:
+    """Stock on hand, stock on order, and a supplier that can be out of service."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        params: SupplyParams,
+        gen: np.random.Generator,
+        on_delivery: Callable[[], None],
+        auto_reorder: bool,
+    ) -> None:
+        self._env = env
+        self._p = params
+        self._on_delivery = on_delivery
+        self._auto = auto_reorder
+        self._lead = unit_duration(gen, Distribution.GAMMA, params.lead_time_cv)
+        self._exp = exponential(gen)
+        self.stock_units = params.initial_stock_units
+        self.on_order_units = 0.0
+        self.ordered_units = 0.0
+        self.received_units = 0.0
+        self._outages = 0
+        self._back = env.event()
+        if params.outage_rate_per_day > 0:
+            env.process(self._random_outages())
+        self._check_reorder_point()
+
+    @property
+    def supplier_out(self) -> bool:
+        """Whether the supplier is in an outage now."""
+        return self._outages > 0
+
+    def take(self, units: float) -> bool:
+        """Take `units` from stock if there is enough; apply the reorder rule; return success."""
+        if self.stock_units < units:
+            return False
+        self.stock_units -= units
+        self._check_reorder_point()
+        return True
+
+    def order(self, units: float) -> None:
+        """Place an order; it ships once the supplier is up, after a random lead time."""
+        if units <= 0:
+            return
+        self.on_order_units += units
+        self.ordered_units += units
+        self._env.process(self._deliver(units))
+
+    def begin_outage(self) -> None:
+        """Stop the supplier shipping until the matching `end_outage`."""
+        if self._outages == 0:
+            self._back = self._env.event()
+        self._outages += 1
+
+    def end_outage(self) -> None:
+        """End one outage; shipping resumes when none is left."""
+        self._outages -= 1
+        if self._outages == 0:
+            self._back.succeed()
+
+    def _check_reorder_point(self) -> None:
+        if self._auto and self.stock_units + self.on_order_units <= self._p.reorder_point_units:
+            self.order(self._p.order_quantity_units)
+
+    def _deliver(self, units: float) -> Generator[simpy.Event, None, None]:
+        while self._outages > 0:
+            yield self._back
+        yield self._env.timeout(self._lead() * self._p.lead_time_mean_s)
+        self.on_order_units -= units
+        self.stock_units += units
+        self.received_units += units
+        self._on_delivery()
+
+    def _random_outages(self) -> Generator[simpy.Event, None, None]:
+        p = self._p
+        while True:
+            yield self._env.timeout(self._exp() * 86400.0 / p.outage_rate_per_day)
+            self.begin_outage()
+            yield self._env.timeout(self._exp() * p.outage_duration_mean_s)
+            self.end_outage()

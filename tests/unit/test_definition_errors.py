@@ -1,0 +1,80 @@
+"""A bad line definition fails at load, naming the file and the field."""
+
+import re
+
+import pytest
+import yaml
+
+from hardware.twin import LineDefinitionError, TwinLine
+from tests.lines import edited
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field", "problem"),
+    [
+        ("stations.1.bufer_capacity", 5, r"stations\[1\]\.bufer_capacity", "unknown field"),
+        ("variants.0.processing_time_s", [52, -1, 45, 40, 50], r"variants\[0\]\.processing_time_s\[1\]", "> 0"),
+        ("stations.2.buffer_capacity_parts", 0, r"stations\[2\]\.buffer_capacity_parts", ">= 1"),
+        ("variants.1.route", ["cut", "press", "weld", "polish", "assemble"], r"variants\[1\]\.route\[3\]", "polish"),
+        ("machines.cnc.repair_time_mean_s", -60.0, r"machines\.cnc\.repair_time_mean_s", ">= 0"),
+        ("stations.0.machine", "laser", r"stations\[0\]\.machine", "laser"),
+        ("changeover_time_s.2", [1, 2], r"changeover_time_s\[2\]", "3 columns"),
+        ("demand.arrival_rate_per_h", "fast", r"demand\.arrival_rate_per_h", "number"),
+        ("layout", "circle", "layout", "flow, jobshop"),
+        ("scenarios", [{"kind": "alien_attack", "start_s": 0, "duration_s": 1}], r"scenarios\[0\]\.kind", "alien"),
+        ("control.levers", ["speed"], r"control\.control_period_s", "control period"),
+    ],
+)
+def test_bad_definition_names_file_and_field(tmp_path, flow5_definition, path, value, field, problem):
+    bad = edited(flow5_definition, path, value)
+    if path == "control.levers":
+        bad["control"].pop("control_period_s")
+    file = tmp_path / "bad_line.yaml"
+    file.write_text(yaml.safe_dump(bad))
+    with pytest.raises(LineDefinitionError) as err:
+        TwinLine.from_yaml(file)
+    message = str(err.value)
+    assert message.startswith(str(file))
+    assert re.search(field, message), message
+    assert problem in message
+
+
+def test_missing_required_field(tmp_path, flow5_definition):
+    bad = dict(flow5_definition)
+    del bad["stations"]
+    file = tmp_path / "no_stations.yaml"
+    file.write_text(yaml.safe_dump(bad))
+    with pytest.raises(LineDefinitionError, match=r"no_stations\.yaml: stations: required field is missing"):
+        TwinLine.from_yaml(file)
+
+
+def test_unquoted_off_key_gets_a_hint(tmp_path):
+    file = tmp_path / "off.yaml"
+    file.write_text(
+        "name: x\nlayout: flow\nmachines: {m: {power_kw: {off: 0.0}}}\n"
+        "stations: [{name: s, machine: m}]\nvariants: [{name: A, processing_time_s: [10]}]\n"
+    )
+    with pytest.raises(LineDefinitionError, match="quote the key"):
+        TwinLine.from_yaml(file)
+
+
+def test_job_shop_rejects_finite_buffers_and_missing_routes():
+    base = {
+        "name": "js",
+        "layout": "jobshop",
+        "machines": {"m": {}},
+        "stations": [{"name": "a", "machine": "m", "buffer_capacity_parts": 3}, {"name": "b", "machine": "m"}],
+        "variants": [{"name": "A", "route": ["a", "b"], "processing_time_s": [1, 2]}],
+    }
+    with pytest.raises(LineDefinitionError, match=r"stations\[0\]\.buffer_capacity_parts: a job shop"):
+        TwinLine.from_config(**base)
+    base["stations"][0].pop("buffer_capacity_parts")
+    base["variants"][0].pop("route")
+    with pytest.raises(LineDefinitionError, match=r"variants\[0\]\.route: is required in a job shop"):
+        TwinLine.from_config(**base)
+
+
+def test_unreadable_file_is_named(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(LineDefinitionError, match="nope.yaml: cannot read"):
+        TwinLine.from_yaml(missing)
