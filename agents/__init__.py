@@ -1,0 +1,1 @@
+"""Agents: SB3 algorithms, heuristic baselines and exported policy artifacts."""

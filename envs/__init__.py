@@ -1,0 +1,1 @@
+"""Gymnasium tasks over any `Line`: Frame to observation, action to Command, KPIs to reward."""

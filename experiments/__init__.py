@@ -1,0 +1,1 @@
+"""Hydra entry points: simulate, train, evaluate, deploy, benchmarks."""

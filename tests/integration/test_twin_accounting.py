@@ -116,7 +116,10 @@ def frames_of(path, seed: int, steps: int, dt: float) -> list:
 def test_same_seed_bit_identical_frames(path):
     a, b = frames_of(path, 11, 300, 600.0), frames_of(path, 11, 300, 600.0)
     for fa, fb in zip(a, b, strict=True):
-        assert fa.time == fb.time and fa.seq == fb.seq and fa.pending == fb.pending and fa.kpis == fb.kpis
+        assert fa.time == fb.time
+        assert fa.seq == fb.seq
+        assert fa.pending == fb.pending
+        assert fa.kpis == fb.kpis
         assert fa.values.tobytes() == fb.values.tobytes()
         assert fa.stamps.tobytes() == fb.stamps.tobytes()
     other = frames_of(path, 12, 300, 600.0)
@@ -130,7 +133,8 @@ def test_reset_with_seed_matches_constructor_seed():
     again = TwinLine.from_yaml(FLOW5, seed=13)
     again.reset()
     b = again.advance(3600.0)
-    assert a.kpis == b.kpis and a.values.tobytes() == b.values.tobytes()
+    assert a.kpis == b.kpis
+    assert a.values.tobytes() == b.values.tobytes()
     next_episode = again.reset()
     assert next_episode.time == 0.0
     assert again.advance(3600.0).kpis != b.kpis, "an unseeded reset starts a new episode"

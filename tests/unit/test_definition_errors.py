@@ -76,5 +76,5 @@ def test_job_shop_rejects_finite_buffers_and_missing_routes():
 
 def test_unreadable_file_is_named(tmp_path):
     missing = tmp_path / "nope.yaml"
-    with pytest.raises(LineDefinitionError, match="nope.yaml: cannot read"):
+    with pytest.raises(LineDefinitionError, match=r"nope\.yaml: cannot read"):
         TwinLine.from_yaml(missing)

@@ -1,0 +1,188 @@
+"""What the agent can do to the twin: dispatch, speed, mode, maintenance, reorders, and ticks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hardware import Command, DecisionKind, Dispatch, Lever
+from hardware.twin import State, TwinLine
+from tests.lines import deterministic_shop, edited, single_station
+
+
+def setpoints(line: TwinLine, **by_name: float) -> Command:
+    """A command that sets the named actuators and keeps the rest."""
+    values = np.full(len(line.spec.actuators), np.nan)
+    for name, value in by_name.items():
+        values[line.spec.actuator_index(name.replace("__", "."))] = value
+    return Command(setpoints=values)
+
+
+def three_job_shop(levers: list[str]) -> TwinLine:
+    variants = [
+        {"name": "J0", "route": ["m0", "m1"], "processing_time_s": [3.0, 2.0]},
+        {"name": "J1", "route": ["m1", "m0"], "processing_time_s": [4.0, 1.0]},
+        {"name": "J2", "route": ["m0", "m1"], "processing_time_s": [2.0, 3.0]},
+    ]
+    definition = deterministic_shop([("J0", 0.0), ("J1", 0.0), ("J2", 0.0)], variants)
+    definition["control"] = {"levers": levers}
+    return TwinLine.from_config(seed=0, **definition)
+
+
+def test_dispatch_decisions_reach_the_agent_and_shape_the_schedule():
+    line = three_job_shop(["dispatch"])
+    frame = line.reset()
+    assert {(d.station, d.jobs) for d in frame.pending} == {(0, (0, 2)), (1, (1,))}
+    line.write(Command(dispatch=(Dispatch(0, 2), Dispatch(1, 1))))  # SPT on m0 instead of FIFO
+    assert line.read().pending == ()
+    while line.read().kpis.good_parts < 3:
+        frame = line.advance(100.0)
+        for d in frame.pending:
+            line.write(Command(dispatch=(Dispatch(d.station, d.jobs[0]),)))
+    # m0: J2 0-2, J0 2-5, J1 5-6; m1: J1 0-4, J2 4-7, J0 7-9
+    assert line.read().kpis.last_completion_s == pytest.approx(9.0)
+    assert line.read().kpis.flow_time_mean_s == pytest.approx((9.0 + 6.0 + 7.0) / 3)
+
+
+def test_advance_stops_at_each_new_dispatch_decision():
+    line = three_job_shop(["dispatch"])
+    line.reset()
+    line.write(Command(dispatch=(Dispatch(0, 0), Dispatch(1, 1))))
+    frame = line.advance(100.0)
+    assert frame.time == pytest.approx(3.0)  # J0 leaves m0: m0 is free with J2 waiting
+    assert [(d.kind, d.station, d.jobs) for d in frame.pending] == [(DecisionKind.DISPATCH, 0, (2,))]
+
+
+def test_waiting_is_allowed_and_the_decision_is_offered_again():
+    line = three_job_shop(["dispatch"])
+    line.reset()
+    line.write(Command(dispatch=(Dispatch(1, 1),)))  # leave m0 idle on purpose
+    frame = line.advance(100.0)
+    assert frame.time == pytest.approx(4.0)  # the next event: J1 finishes on m1
+    assert 0 in {d.station for d in frame.pending}
+
+
+@pytest.mark.parametrize(
+    ("dispatch", "message"),
+    [
+        (Dispatch(0, 1), "job 1 does not wait at station 'm0'"),
+        (Dispatch(7, 0), "no station 7"),
+        (Dispatch(2, 0), "station 'm2' is not free"),
+    ],
+)
+def test_invalid_dispatch_is_refused(dispatch, message):
+    line = three_job_shop(["dispatch"])
+    line.reset()
+    with pytest.raises(ValueError, match=message):
+        line.write(Command(dispatch=(dispatch,)))
+
+
+def test_dispatch_without_the_lever_is_refused():
+    line = three_job_shop([])
+    line.reset()
+    with pytest.raises(ValueError, match="does not give the dispatch lever"):
+        line.write(Command(dispatch=(Dispatch(0, 0),)))
+
+
+def test_ticks_arrive_every_control_period(flow5_definition):
+    line = TwinLine.from_config(seed=0, **edited(flow5_definition, "control.levers", ["speed"]))
+    assert line.spec.control_period_s == 60.0
+    assert {a.lever for a in line.spec.actuators} == {Lever.SPEED}
+    line.reset()
+    frame = line.advance(1000.0)
+    assert frame.time == pytest.approx(60.0)
+    assert frame.pending[-1].kind is DecisionKind.TICK
+    assert line.advance(25.0).pending == ()
+    assert line.advance(1000.0).time == pytest.approx(120.0)
+
+
+def test_setpoint_outside_hard_limits_is_refused(flow5_definition):
+    line = TwinLine.from_config(seed=0, **edited(flow5_definition, "control.levers", ["speed"]))
+    line.reset()
+    with pytest.raises(ValueError, match=r"press\.speed = 1\.3 is outside its limits \[0\.5, 1\.15\]"):
+        line.write(setpoints(line, press__speed=1.3))
+
+
+def test_speed_trades_cycle_time_against_energy_and_scrap(flow5_definition):
+    definition = edited(flow5_definition, "control.levers", ["speed"])
+    definition["demand"]["arrival_rate_per_h"] = 200.0  # saturate the line so speed sets the pace
+    results = {}
+    for speed in (0.6, 1.1):
+        line = TwinLine.from_config(seed=3, **definition)
+        line.reset()
+        line.write(Command(setpoints=np.full(len(line.spec.actuators), speed)))
+        frame = line.read()
+        while frame.time < 3 * 86400.0:
+            frame = line.advance(3 * 86400.0 - frame.time)
+        k = frame.kpis
+        results[speed] = (k.good_parts, k.busy_time_s / (k.good_parts + k.scrap_parts), k.scrap_parts / k.jobs_done)
+    slow, fast = results[0.6], results[1.1]
+    assert fast[0] > 1.4 * slow[0]  # more output
+    assert fast[2] > 2 * slow[2]  # more scrap
+
+
+def test_busy_energy_per_part_rises_with_speed():
+    energy = {}
+    for speed in (0.7, 1.2):
+        definition = single_station(10.0, 100.0, processing_time_distribution="deterministic")
+        definition["control"] = {"levers": ["speed"], "control_period_s": 3600.0}
+        line = TwinLine.from_config(seed=0, **definition)
+        line.reset()
+        line.write(Command(setpoints=np.array([speed])))
+        k = line.advance(3600.0).kpis
+        busy = line.state_times()[0, State.BUSY]
+        assert busy / k.good_parts == pytest.approx(100.0 / speed, rel=0.05)
+        energy[speed] = 8.0 * speed**2 * busy / 3600.0 / k.good_parts  # default busy power 8 kW
+    assert energy[1.2] / energy[0.7] == pytest.approx(1.2 / 0.7, rel=0.01)
+
+
+def test_mode_standby_and_off_draw_their_power_and_warm_up(flow5_definition):
+    definition = edited(flow5_definition, "control.levers", ["mode"])
+    line = TwinLine.from_config(seed=0, **definition)
+    line.reset()
+    line.write(setpoints(line, weld__mode=1.0, paint__mode=0.0))
+    line.advance(60.0)
+    line.advance(60.0)
+    times = line.state_times()
+    assert times[2, State.STANDBY] > 0
+    assert times[3, State.OFF] > 0
+    line.write(setpoints(line, weld__mode=2.0, paint__mode=2.0))
+    for _ in range(30):  # 30 min: weld warms up in 60 s, paint in its 300 s from off
+        line.advance(60.0)
+    times = line.state_times()
+    assert times[2, State.WARMUP] == pytest.approx(20.0)
+    assert times[3, State.WARMUP] == pytest.approx(300.0)
+    with pytest.raises(ValueError, match="mode is 0"):
+        line.write(setpoints(line, weld__mode=1.5))
+
+
+def test_preventive_maintenance_restores_health(flow5_definition):
+    line = TwinLine.from_config(seed=0, **edited(flow5_definition, "control.levers", ["maintenance"]))
+    line.reset()
+    line.advance(86400.0)
+    frame = line.read()
+    while frame.time < 2 * 86400.0:
+        frame = line.advance(2 * 86400.0 - frame.time)
+    worn = line.health()
+    assert (worn < 0.95).all()
+    line.write(setpoints(line, press__maintain=1.0))
+    for _ in range(60):
+        frame = line.advance(60.0)
+    k = frame.kpis
+    assert k.preventive_maintenances == 1
+    assert line.health()[1] > worn[1]
+    assert k.planned_downtime_s > 0
+    since = frame.values[line.spec.sensor_index("press.since_maintenance_h")]
+    assert since < 1.0
+
+
+def test_reorder_lever_places_orders_and_the_rule_stands_down(flow5_definition):
+    line = TwinLine.from_config(seed=0, **edited(flow5_definition, "control.levers", ["reorder"]))
+    line.reset()
+    line.write(setpoints(line, line__reorder_units=300.0))
+    frame = line.read()
+    while frame.time < 3 * 86400.0:
+        frame = line.advance(3 * 86400.0 - frame.time)
+    k = frame.kpis
+    assert k.material_ordered == 300.0  # the fixed reorder point no longer orders by itself
+    assert k.stockouts > 0  # 2000 + 300 units do not last three days
