@@ -40,6 +40,7 @@ class SensorSpec:
     low: float
     high: float
     station: int | None = None  # index into LineSpec.stations, None for line-level values
+    dropouts: bool = False  # whether the value can be missing (NaN) in a frame
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,28 @@ class ActuatorSpec:
     station: int | None = None
 
 
+class JobStatus(enum.IntEnum):
+    """Where a job of a fixed job set is."""
+
+    PENDING = 0  # not released yet
+    QUEUED = 1  # waiting in a station's input queue
+    ACTIVE = 2  # at a station: changeover, processing, repair or blocked
+    DONE = 3
+    SCRAPPED = 4
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job of a fixed job set: its route (station indices) and mean times at nominal speed."""
+
+    variant: int
+    route: tuple[int, ...]
+    times_s: tuple[float, ...]
+    release_s: float
+    due_s: float
+    weight: float = 1.0
+
+
 @dataclass(frozen=True)
 class LineSpec:
     """Static description of a line: its stations, sensors, actuators and decision points."""
@@ -66,6 +89,8 @@ class LineSpec:
     actuators: tuple[ActuatorSpec, ...]
     levers: frozenset[Lever]  # decisions the agent owns; the line's rules take the rest
     control_period_s: float | None  # period of TICK decisions, None when no tick is configured
+    jobs: tuple[JobSpec, ...] = ()  # the fixed job set, numbered by job id (empty if none)
+    open_arrivals: bool = False  # whether orders beyond `jobs` keep arriving
 
     def sensor_index(self, name: str) -> int:
         """Return the position of sensor `name` in `Frame.values`."""
@@ -114,12 +139,16 @@ class Kpis:
     unplanned_downtime_s: float = 0.0  # corrective repair after failures
     failures: int = 0
     preventive_maintenances: int = 0
-    maintenance_cost: float = 0.0
+    repair_cost: float = 0.0  # corrective maintenance after failures
+    preventive_cost: float = 0.0
     stockouts: int = 0  # job starts held up by an empty raw-material store
     stockout_time_s: float = 0.0
+    orders_placed: int = 0
     material_ordered: float = 0.0
     material_received: float = 0.0
-    tardiness_s: float = 0.0  # summed over completed jobs
+    stock_unit_h: float = 0.0  # time integral of raw stock on hand, unit-hours
+    tardiness_s: float = 0.0  # lateness summed over jobs, done or still open, as of now
+    weighted_tardiness_s: float = 0.0  # the same, each job weighted by its weight
     tardy_jobs: int = 0
     last_completion_s: float = 0.0  # clock time of the latest departure (the makespan of a job set)
     availability: float = 0.0
@@ -143,11 +172,25 @@ class Frame:
     stamps: np.ndarray  # source timestamp of each value, s on the line clock
     pending: tuple[Decision, ...]  # decisions the line is waiting for
     kpis: Kpis = field(default_factory=Kpis)
+    jobs: Jobs | None = None  # status of the fixed job set, if the line has one
 
     def __post_init__(self) -> None:
         """Freeze the arrays so that a frame really cannot change after it was taken."""
         self.values.flags.writeable = False
         self.stamps.flags.writeable = False
+
+
+@dataclass(frozen=True)
+class Jobs:
+    """Status of a fixed job set, indexed by job id (see `LineSpec.jobs`)."""
+
+    step: np.ndarray  # int64: index of the next operation; the route length once done
+    status: np.ndarray  # int8 `JobStatus` codes
+
+    def __post_init__(self) -> None:
+        """Freeze the arrays."""
+        self.step.flags.writeable = False
+        self.status.flags.writeable = False
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import yaml
 
 from hardware.interface import (
     ActuatorSpec,
@@ -16,13 +15,16 @@ from hardware.interface import (
     Decision,
     DecisionKind,
     Frame,
+    Jobs,
+    JobSpec,
     Kpis,
     Lever,
     LineSpec,
 )
+from hardware.twin.loader import load_definition, merge
 from hardware.twin.params import LineParams
 from hardware.twin.plant import Plant
-from hardware.twin.schema import LineDefinitionError, build
+from hardware.twin.schema import build
 from hardware.twin.sensors import SensorBank, sensor_specs
 from hardware.twin.station import Mode, State, Station
 
@@ -48,6 +50,8 @@ class TwinLine:
             actuators=_actuator_specs(params),
             levers=frozenset(params.control.levers),
             control_period_s=params.control.control_period_s if _ticked(params) else None,
+            jobs=_job_specs(params),
+            open_arrivals=params.demand.arrival_rate_per_h > 0,
         )
         self._root = np.random.SeedSequence(seed)
         self._plant: Plant | None = None
@@ -58,40 +62,22 @@ class TwinLine:
         self._tick_open = False
 
     @classmethod
-    def from_yaml(
-        cls, path: str | Path, seed: int | None = None, scenarios: Sequence[Mapping[str, Any]] | None = None
-    ) -> TwinLine:
-        """Load a line definition file; `scenarios`, if given, replaces the file's scenario list."""
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise LineDefinitionError(f"{path}: cannot read line definition: {exc}") from exc
-        if not isinstance(data, Mapping):
-            raise LineDefinitionError(f"{path}: a line definition is a mapping, got {type(data).__name__}")
-        return cls._from_mapping(data, str(path), seed, scenarios)
+    def from_yaml(cls, path: str | Path, seed: int | None = None, **overrides: Any) -> TwinLine:
+        """Load a line definition file; `overrides` merge over its top-level fields.
+
+        Example: `TwinLine.from_yaml(path, control={"levers": ["speed"]}, scenarios=[...])`.
+        """
+        definition = merge(load_definition(Path(path)), overrides)
+        return cls._from_mapping(definition, str(path), seed)
 
     @classmethod
-    def from_config(
-        cls,
-        seed: int | None = None,
-        scenarios: Sequence[Mapping[str, Any]] | None = None,
-        **definition: Any,
-    ) -> TwinLine:
+    def from_config(cls, seed: int | None = None, **definition: Any) -> TwinLine:
         """Build from a line definition given as keyword arguments (the Hydra `_target_`)."""
-        return cls._from_mapping(definition, f"line config {definition.get('name', '?')!r}", seed, scenarios)
+        return cls._from_mapping(definition, f"line config {definition.get('name', '?')!r}", seed)
 
     @classmethod
-    def _from_mapping(
-        cls,
-        data: Mapping[str, Any],
-        source: str,
-        seed: int | None,
-        scenarios: Sequence[Mapping[str, Any]] | None,
-    ) -> TwinLine:
+    def _from_mapping(cls, data: Mapping[str, Any], source: str, seed: int | None) -> TwinLine:
         definition = {k: v for k, v in data.items() if k not in _HYDRA_KEYS}
-        if scenarios is not None:
-            definition["scenarios"] = list(scenarios)
         return cls(build(LineParams, definition, source), seed=seed)
 
     def reset(self, seed: int | None = None) -> Frame:
@@ -223,7 +209,8 @@ class TwinLine:
         if self._tick_open:
             pending.append(Decision(DecisionKind.TICK))
         self._seq += 1
-        self._frame = Frame(plant.env.now, self._seq, values, stamps, tuple(pending), self._kpis(plant))
+        jobs = Jobs(plant.job_step.copy(), plant.job_status.copy()) if plant.n_static else None
+        self._frame = Frame(plant.env.now, self._seq, values, stamps, tuple(pending), self._kpis(plant), jobs)
         return self._frame
 
     def _kpis(self, plant: Plant) -> Kpis:
@@ -240,6 +227,7 @@ class TwinLine:
         quality = (ops - scrapped) / ops if ops else 0.0
         good = plant.good_parts
         supply = plant.supply
+        tardiness, weighted_tardiness = plant.tardiness()
         stockout_open = sum(now - s.stockout_since for s in plant.stations if s.stockout_since is not None)
         return Kpis(
             good_parts=good,
@@ -261,12 +249,16 @@ class TwinLine:
             unplanned_downtime_s=float(t[State.DOWN]),
             failures=sum(s.failures for s in plant.stations),
             preventive_maintenances=sum(s.maintenances for s in plant.stations),
-            maintenance_cost=plant.maintenance_cost,
+            repair_cost=plant.repair_cost,
+            preventive_cost=plant.preventive_cost,
             stockouts=plant.stockouts,
             stockout_time_s=plant.stockout_time_s + stockout_open,
+            orders_placed=supply.orders_placed if supply else 0,
             material_ordered=supply.ordered_units if supply else 0.0,
             material_received=supply.received_units if supply else 0.0,
-            tardiness_s=plant.tardiness_s,
+            stock_unit_h=supply.stock_unit_h() if supply else 0.0,
+            tardiness_s=tardiness,
+            weighted_tardiness_s=weighted_tardiness,
             tardy_jobs=plant.tardy_jobs,
             last_completion_s=plant.last_completion_s,
             availability=float(availability),
@@ -274,6 +266,17 @@ class TwinLine:
             quality=quality,
             oee=float(availability * performance * quality),
         )
+
+
+def _job_specs(params: LineParams) -> tuple[JobSpec, ...]:
+    names = [v.name for v in params.variants]
+    specs = []
+    for job in params.demand.jobs:
+        variant = names.index(job.variant)
+        due = job.due_s if job.due_s is not None else job.release_s + params.demand.due_date_allowance_s
+        times = params.variants[variant].processing_time_s
+        specs.append(JobSpec(variant, params.route_of(variant), times, job.release_s, due, job.weight))
+    return tuple(specs)
 
 
 def _ticked(params: LineParams) -> bool:

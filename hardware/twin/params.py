@@ -205,10 +205,11 @@ class JobParams:
     variant: str
     release_s: float = 0.0
     due_s: float | None = None  # None: release + the demand's due-date allowance
+    weight: float = 1.0  # importance in weighted tardiness
 
     def __post_init__(self) -> None:
-        """Times are not negative."""
-        non_negative(self, "release_s", "due_s")
+        """Times and weights are not negative."""
+        non_negative(self, "release_s", "due_s", "weight")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 import simpy
 from simpy.core import StopSimulation
 
-from hardware.interface import Lever
+from hardware.interface import JobStatus, Lever
 from hardware.twin.grid import Grid
 from hardware.twin.params import LineParams, ScenarioEvent, ScenarioKind
 from hardware.twin.rng import exponential, uniform
@@ -25,9 +25,11 @@ from hardware.twin.supply import Supply
 class Job:
     """One part travelling its variant's route; `step` indexes the next operation."""
 
-    __slots__ = ("arrived_s", "due_s", "id", "load", "material", "route", "step", "times", "variant")
+    __slots__ = ("arrived_s", "due_s", "id", "load", "material", "route", "step", "times", "variant", "weight")
 
-    def __init__(self, job_id: int, variant: int, params: LineParams, arrived_s: float, due_s: float) -> None:
+    def __init__(
+        self, job_id: int, variant: int, params: LineParams, arrived_s: float, due_s: float, weight: float
+    ) -> None:
         v = params.variants[variant]
         self.id = job_id
         self.variant = variant
@@ -38,6 +40,7 @@ class Job:
         self.step = 0
         self.arrived_s = arrived_s
         self.due_s = due_s
+        self.weight = weight
 
 
 class Plant:
@@ -55,7 +58,8 @@ class Plant:
         self.energy_kwh = 0.0
         self.energy_cost = 0.0
         self.co2_kg = 0.0
-        self.maintenance_cost = 0.0
+        self.repair_cost = 0.0
+        self.preventive_cost = 0.0
         self.stockouts = 0
         self.stockout_time_s = 0.0
         self.jobs_released = 0
@@ -63,14 +67,19 @@ class Plant:
         self.scrap_parts = 0
         self.departures = 0
         self.flow_time_sum_s = 0.0
-        self.tardiness_s = 0.0
+        self.tardiness_s = 0.0  # of departed jobs; open jobs are added in `tardiness`
+        self.weighted_tardiness_s = 0.0
         self.tardy_jobs = 0
         self.last_completion_s = 0.0
         self.wip = 0
         self._wip_area = 0.0
         self._wip_t = 0.0
         self.jobs: dict[int, Job] = {}
-        self._next_id = len(params.demand.jobs)
+        self.n_static = len(params.demand.jobs)
+        self.job_step = np.zeros(self.n_static, dtype=np.int64)
+        self.job_status = np.zeros(self.n_static, dtype=np.int8)
+        self._next_id = self.n_static
+        self._static_left = self.n_static
         self._demand_factors: list[float] = []
         self._stop: simpy.Event | None = None
         self._deadline: simpy.Event | None = None
@@ -154,10 +163,27 @@ class Plant:
         """Consume `job`'s raw material from the store; False if the store cannot supply it."""
         return self.supply is None or self.supply.take(job.material)
 
-    def release(self, variant: int, job_id: int, due_s: float) -> None:
+    def tardiness(self) -> tuple[float, float]:
+        """Lateness summed over jobs, departed or still open, as of now: (plain, weighted), s."""
+        now = self.env.now
+        plain, weighted = self.tardiness_s, self.weighted_tardiness_s
+        for job in self.jobs.values():
+            if now > job.due_s:
+                plain += now - job.due_s
+                weighted += job.weight * (now - job.due_s)
+        return plain, weighted
+
+    def mark(self, job: Job, status: JobStatus) -> None:
+        """Record where a job of the fixed job set is (other jobs are not tracked)."""
+        if job.id < self.n_static:
+            self.job_status[job.id] = status
+            self.job_step[job.id] = job.step
+
+    def release(self, variant: int, job_id: int, due_s: float, weight: float = 1.0) -> None:
         """Bring a new job into the system at its route's first station."""
-        job = Job(job_id, variant, self.params, self.env.now, due_s)
+        job = Job(job_id, variant, self.params, self.env.now, due_s, weight)
         self.jobs[job_id] = job
+        self.mark(job, JobStatus.QUEUED)
         self.jobs_released += 1
         self._count_wip(+1)
         self.stations[job.route[0]].enqueue(job)
@@ -170,12 +196,18 @@ class Plant:
         self.departures += 1
         self.flow_time_sum_s += now - job.arrived_s
         self.last_completion_s = now
+        if job.id < self.n_static:
+            self.mark(job, JobStatus.DONE if good else JobStatus.SCRAPPED)
+            self._static_left -= 1
+            if self._static_left == 0 and self.params.demand.arrival_rate_per_h == 0:
+                self.halt()  # the job set is complete: nothing more will happen on this line
+        late = now - job.due_s
+        if late > 0:
+            self.tardiness_s += late
+            self.weighted_tardiness_s += job.weight * late
+            self.tardy_jobs += 1
         if good:
             self.good_parts += 1
-            late = now - job.due_s
-            if late > 0:
-                self.tardiness_s += late
-                self.tardy_jobs += 1
         else:
             self.scrap_parts += 1
 
@@ -202,16 +234,18 @@ class Plant:
             variant = [v.name for v in self.params.variants].index(jp.variant)
             due = jp.due_s if jp.due_s is not None else jp.release_s + allowance
             if jp.release_s == 0:
-                self.release(variant, job_id, due)
+                self.release(variant, job_id, due, jp.weight)
             else:
-                later.append((jp.release_s, job_id, variant, due))
+                later.append((jp.release_s, job_id, variant, due, jp.weight))
         if later:
             self.env.process(self._timed_releases(sorted(later)))
 
-    def _timed_releases(self, releases: list[tuple[float, int, int, float]]) -> Generator[simpy.Event, None, None]:
-        for at, job_id, variant, due in releases:
+    def _timed_releases(
+        self, releases: list[tuple[float, int, int, float, float]]
+    ) -> Generator[simpy.Event, None, None]:
+        for at, job_id, variant, due, weight in releases:
             yield self.env.timeout(at - self.env.now)
-            self.release(variant, job_id, due)
+            self.release(variant, job_id, due, weight)
 
     def _arrivals(self) -> Generator[simpy.Event, None, None]:
         demand = self.params.demand

@@ -21,6 +21,7 @@ from hardware.twin.station import State, Station
 
 STATION_SENSORS = (
     "state",
+    "setup_variant",
     "queue_parts",
     "speed_ratio",
     "vibration_mm_s",
@@ -29,7 +30,7 @@ STATION_SENSORS = (
     "since_maintenance_h",
 )
 LINE_SENSORS = ("wip_parts", "stock_units", "on_order_units", "price_per_kwh", "carbon_kg_per_kwh")
-_PHYSICAL = (3, 4, 5)  # positions of the noisy instruments within STATION_SENSORS
+_PHYSICAL = (4, 5, 6)  # positions of the noisy instruments within STATION_SENSORS
 _UNBOUNDED_COUNT = 10_000.0  # range limit reported for counts the line does not bound itself
 _YEAR_H = 24.0 * 365.0
 
@@ -48,6 +49,7 @@ def sensor_specs(params: LineParams) -> tuple[SensorSpec, ...]:
         cur = max(s.current_idle_a, s.current_busy_a * vmax * max_load)
         ranges = {
             "state": ("code", 0.0, float(len(State) - 1)),
+            "setup_variant": ("variant, -1 none", -1.0, float(len(params.variants) - 1)),
             "queue_parts": ("parts", 0.0, queue_high),
             "speed_ratio": ("ratio", m.speed_min_ratio, vmax),
             "vibration_mm_s": ("mm/s", 0.0, 2.0 * vib),
@@ -57,7 +59,8 @@ def sensor_specs(params: LineParams) -> tuple[SensorSpec, ...]:
         }
         for name in STATION_SENSORS:
             unit, low, high = ranges[name]
-            specs.append(SensorSpec(f"{st.name}.{name}", unit, low, high, station=i))
+            dropouts = STATION_SENSORS.index(name) in _PHYSICAL
+            specs.append(SensorSpec(f"{st.name}.{name}", unit, low, high, station=i, dropouts=dropouts))
     g = params.grid
     spike = g.spike_factor if g.spike_rate_per_day > 0 else 1.0
     scenario = prod(max(1.0, e.factor) for e in params.scenarios if e.kind is ScenarioKind.PRICE_SPIKE)
@@ -109,9 +112,10 @@ class SensorBank:
         k = self._stride
         for i, st in enumerate(plant.stations):
             values[i * k] = float(st.state)
-            values[i * k + 1] = len(st.queue)
-            values[i * k + 2] = st.speed_setpoint
-            values[i * k + 6] = (now - st.last_maintenance_s) / 3600.0
+            values[i * k + 1] = -1.0 if st.last_variant is None else st.last_variant
+            values[i * k + 2] = len(st.queue)
+            values[i * k + 3] = st.speed_setpoint
+            values[i * k + 7] = (now - st.last_maintenance_s) / 3600.0
         base = self._n * k
         values[base] = plant.wip
         supply = plant.supply

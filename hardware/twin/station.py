@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
+from hardware.interface import JobStatus
 from hardware.twin.params import Distribution, MachineParams, StationParams
 from hardware.twin.rng import exponential, uniform, unit_duration
 
@@ -193,6 +194,7 @@ class Station:
                 self.stockout_since = None
             self.assigned = None
             self.queue.remove(job)
+            plant.mark(job, JobStatus.ACTIVE)
             if self.space_waiters:
                 self.space_waiters.pop(0).succeed()
             yield from self._changeover(job.variant)
@@ -278,11 +280,12 @@ class Station:
             space = self.env.event()
             nxt.space_waiters.append(space)
             yield space
+        self.plant.mark(job, JobStatus.QUEUED)
         nxt.enqueue(job)
 
     def _repair_after_failure(self) -> Generator[simpy.Event, None, None]:
         self.failures += 1
-        self.plant.maintenance_cost += self.m.repair_cost
+        self.plant.repair_cost += self.m.repair_cost
         self.set_state(State.DOWN)
         yield self.env.timeout(self.m.repair_time_mean_s * self._repair())
         self._renew()
@@ -290,7 +293,7 @@ class Station:
     def _maintain(self) -> Generator[simpy.Event, None, None]:
         self.maintain_requested = False
         self.maintenances += 1
-        self.plant.maintenance_cost += self.m.maintenance_cost
+        self.plant.preventive_cost += self.m.maintenance_cost
         self.set_state(State.MAINTENANCE)
         yield self.env.timeout(self.m.maintenance_time_mean_s * self._pm())
         self._renew()

@@ -32,6 +32,9 @@ class Supply:
         self.on_order_units = 0.0
         self.ordered_units = 0.0
         self.received_units = 0.0
+        self.orders_placed = 0
+        self._stock_area = 0.0  # integral of stock over time, unit-seconds
+        self._stock_t = 0.0
         self._outages = 0
         self._back = env.event()
         if params.outage_rate_per_day > 0:
@@ -47,6 +50,7 @@ class Supply:
         """Take `units` from stock if there is enough; apply the reorder rule; return success."""
         if self.stock_units < units:
             return False
+        self._count_stock()
         self.stock_units -= units
         self._check_reorder_point()
         return True
@@ -57,6 +61,7 @@ class Supply:
             return
         self.on_order_units += units
         self.ordered_units += units
+        self.orders_placed += 1
         self._env.process(self._deliver(units))
 
     def begin_outage(self) -> None:
@@ -71,6 +76,15 @@ class Supply:
         if self._outages == 0:
             self._back.succeed()
 
+    def stock_unit_h(self) -> float:
+        """Time integral of stock on hand since time 0, unit-hours."""
+        return (self._stock_area + self.stock_units * (self._env.now - self._stock_t)) / 3600.0
+
+    def _count_stock(self) -> None:
+        now = self._env.now
+        self._stock_area += self.stock_units * (now - self._stock_t)
+        self._stock_t = now
+
     def _check_reorder_point(self) -> None:
         if self._auto and self.stock_units + self.on_order_units <= self._p.reorder_point_units:
             self.order(self._p.order_quantity_units)
@@ -80,6 +94,7 @@ class Supply:
             yield self._back
         yield self._env.timeout(self._lead() * self._p.lead_time_mean_s)
         self.on_order_units -= units
+        self._count_stock()
         self.stock_units += units
         self.received_units += units
         self._on_delivery()

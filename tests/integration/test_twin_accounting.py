@@ -59,7 +59,8 @@ def test_time_of_use_tariff_is_integrated_per_period():
     }
     line = TwinLine.from_config(seed=0, **definition)
     line.reset()
-    k = line.advance(86400.0).kpis
+    assert line.advance(86400.0).time == 1.0  # the line stops to report its job set complete
+    k = line.advance(86400.0 - 1.0).kpis
     idle_kw = line.params.machines["m"].power_kw.idle  # all four stations idle nearly all day
     busy_kw = line.params.machines["m"].power_kw.busy
     kwh_per_h = 4 * idle_kw
@@ -78,7 +79,9 @@ def test_changeovers_and_makespan_of_a_deterministic_sequence():
     definition = deterministic_shop(jobs, variants, changeover_time_s=[[0.0, 7.0], [3.0, 0.0]])
     line = TwinLine.from_config(seed=0, **definition)
     line.reset()
-    k = line.advance(1000.0).kpis
+    frame = line.advance(1000.0)
+    k = frame.kpis
+    assert frame.time == 89.0  # the line stops when its job set is complete
     # m0: A 0-10, co 10-17, B 17-37, co 37-40, A 40-50, co 50-57, B 57-77
     # m1: A 10-15, co 37-44, B 44-49, co 50-53, A 53-58, co 77-84, B 84-89
     assert k.good_parts == 4
@@ -87,7 +90,11 @@ def test_changeovers_and_makespan_of_a_deterministic_sequence():
     assert times[0, State.CHANGEOVER] == pytest.approx(17.0)
     assert times[1, State.CHANGEOVER] == pytest.approx(17.0)
     assert times[0, State.BUSY] == pytest.approx(60.0)
-    assert k.performance == pytest.approx((60.0 + 20.0) / (4 * 1000.0 - 34.0))
+    planned = 4 * 89.0
+    assert k.availability == pytest.approx((planned - 34.0) / planned)
+    assert k.performance == pytest.approx((60.0 + 20.0) / (planned - 34.0))
+    assert k.quality == 1.0
+    assert k.oee == pytest.approx((60.0 + 20.0) / planned)
 
 
 def test_fifo_job_shop_schedule_by_hand():

@@ -1,0 +1,120 @@
+"""`LineEnv`, the thin Gymnasium adapter over any `Line`, and the `Task` hooks it calls.
+
+The env owns the loop (reset, write, advance, reward); a task declares its spaces and levers,
+encodes frames, decodes actions and prices KPI changes. The env never knows whether the line is
+the twin or a real one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from hardware import Command, DecisionKind, Frame, Kpis, Lever, Line, LineSpec
+
+
+class Task(ABC):
+    """What one control problem sees, does and values on a line."""
+
+    levers: ClassVar[frozenset[Lever]]
+    observation_space: gym.spaces.Space[Any]
+    action_space: gym.spaces.Space[Any]
+
+    def __init__(self, spec: LineSpec) -> None:
+        missing = self.levers - spec.levers
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__} needs the agent to own levers {sorted(m.value for m in missing)} "
+                f"on line {spec.name!r}, which gives it {sorted(m.value for m in spec.levers)}"
+            )
+        self.spec = spec
+
+    @abstractmethod
+    def observe(self, frame: Frame) -> np.ndarray:
+        """Encode a frame as an observation in `observation_space`."""
+
+    @abstractmethod
+    def command(self, action: Any, frame: Frame) -> Command:
+        """Decode an action taken on `frame` into the command for the line."""
+
+    @abstractmethod
+    def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
+        """Price what happened between two frames: (reward, its named terms)."""
+
+    def start(self, line: Line, frame: Frame) -> Frame:
+        """Bring a freshly reset line to the task's first decision."""
+        return frame
+
+    def advance(self, line: Line, frame: Frame) -> Frame:
+        """Let the line run to the task's next decision after a command (default: the next tick)."""
+        period = self.spec.control_period_s
+        if period is None:
+            raise ValueError(f"line {self.spec.name!r} has no control period for {type(self).__name__}")
+        target = frame.time + period
+        while True:
+            frame = line.advance(target - frame.time)
+            if frame.time >= target or any(d.kind is DecisionKind.TICK for d in frame.pending):
+                return frame
+
+    def terminated(self, frame: Frame) -> bool:
+        """Whether the episode reached a terminal state (time limits truncate elsewhere)."""
+        return False
+
+    def info(self, frame: Frame) -> dict[str, Any]:
+        """Task-specific entries for `info`."""
+        return {}
+
+
+class LineEnv(gym.Env[np.ndarray, Any]):
+    """A Gymnasium env made of a `Line` and a `Task`; see each task's class for its manual."""
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012  (Gymnasium declares it so)
+
+    def __init__(self, line: Line, task: Task) -> None:
+        self.line = line
+        self.task = task
+        self.observation_space = task.observation_space
+        self.action_space = task.action_space
+        self._frame: Frame | None = None
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start a new episode on the line; a seed makes it reproducible."""
+        super().reset(seed=seed)
+        frame = self.task.start(self.line, self.line.reset(seed))
+        self._frame = frame
+        return self.task.observe(frame), self._info(frame, {})
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Apply an action, run to the next decision, and return the usual five values."""
+        before = self._frame
+        if before is None:
+            raise RuntimeError("call reset() before step()")
+        self.line.write(self.task.command(action, before))
+        after = self.task.advance(self.line, before)
+        self._frame = after
+        reward, terms = self.task.reward(before, after)
+        return self.task.observe(after), reward, self.task.terminated(after), False, self._info(after, terms)
+
+    def close(self) -> None:
+        """Release the line."""
+        self.line.close()
+
+    @property
+    def frame(self) -> Frame:
+        """The frame the current observation was made from."""
+        if self._frame is None:
+            raise RuntimeError("call reset() first")
+        return self._frame
+
+    def _info(self, frame: Frame, terms: dict[str, float]) -> dict[str, Any]:
+        return {"time": frame.time, "kpis": frame.kpis, **terms, **self.task.info(frame)}
+
+
+def delta(before: Kpis, after: Kpis, name: str) -> float:
+    """Change of KPI counter `name` between two frames."""
+    return float(getattr(after, name) - getattr(before, name))

@@ -1,0 +1,79 @@
+"""Energy: run, idle or switch off stations and set their speed under a time-of-use tariff."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from envs.base import delta
+from envs.setpoint import SetpointTask
+from envs.weights import make_weights
+from hardware import Frame, Lever, LineSpec
+
+
+@dataclass(frozen=True)
+class EnergyWeights:
+    """Prices of the energy task's reward terms."""
+
+    part_value: float = 12.0  # per good part
+    energy: float = 1.0  # per unit of energy cost
+    tardiness_cost_per_h: float = 20.0  # per hour of lateness, summed over orders (open ones too)
+
+
+class EnergyTask(SetpointTask):
+    """Per-station mode (off / standby / run) and speed under the tariff, keeping due dates.
+
+    ## Description
+    Electricity is cheap at night and dear in the evening peak, with random price spikes. The
+    agent can slow down, idle in standby (quick warm-up) or switch off (long warm-up) stations,
+    while orders keep arriving with due dates.
+
+    ## Action Space
+    `Box(-1, 1, (2 n_stations,), float32)`: for each station (in line order) its speed, rescaled
+    onto its limits, then its mode: below -1/3 off, below 1/3 standby, else run.
+
+    ## Observation Space
+    `Box(-1, 1)`: per station its state, queue and speed; line WIP, electricity price and carbon
+    intensity; then sine and cosine of the time of day.
+
+    ## Rewards
+    `part_value * good parts - energy * energy cost - tardiness_cost_per_h * added lateness hours`
+    (lateness of open orders counts as it accrues, so idling cannot hide late orders).
+
+    ## Starting State
+    The line at time 0 (midnight), every station running.
+
+    ## Episode End
+    Never terminates; truncated after one day by default.
+
+    ## Arguments
+    `line`, `scenario`, `control_period_s` (default 120), `weights` (`EnergyWeights` fields).
+
+    ## Version History
+    v0: initial version.
+    """
+
+    levers: ClassVar[frozenset[Lever]] = frozenset({Lever.SPEED, Lever.MODE})
+    sensors: ClassVar[tuple[str, ...]] = (
+        "state",
+        "queue_parts",
+        "speed_ratio",
+        "wip_parts",
+        "price_per_kwh",
+        "carbon_kg_per_kwh",
+    )
+    clock: ClassVar[bool] = True
+
+    def __init__(self, spec: LineSpec, weights: dict[str, Any] | None = None) -> None:
+        super().__init__(spec)
+        self.weights = make_weights(EnergyWeights, weights)
+
+    def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
+        """Value of good parts minus energy cost and lateness."""
+        w, b, a = self.weights, before.kpis, after.kpis
+        terms = {
+            "reward/parts": w.part_value * delta(b, a, "good_parts"),
+            "reward/energy": -w.energy * delta(b, a, "energy_cost"),
+            "reward/tardiness": -w.tardiness_cost_per_h * delta(b, a, "tardiness_s") / 3600.0,
+        }
+        return sum(terms.values()), terms

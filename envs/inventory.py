@@ -1,0 +1,87 @@
+"""Inventory: how much raw material to reorder, against random lead times and outages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from envs.base import delta
+from envs.setpoint import SetpointTask
+from envs.weights import make_weights
+from hardware import Command, Frame, Lever, LineSpec
+
+
+@dataclass(frozen=True)
+class InventoryWeights:
+    """Prices of the inventory task's reward terms."""
+
+    holding_cost_per_unit_h: float = 0.002
+    stockout_cost_per_h: float = 400.0  # per station-hour held up by an empty store
+    order_cost: float = 40.0  # fixed cost per order placed
+
+
+class InventoryTask(SetpointTask):
+    """Reorder quantity each period.
+
+    ## Description
+    The line draws raw material from a store. Orders arrive after a random lead time, later if
+    the supplier is out. Too little stock starves the line; too much ties up money.
+
+    ## Action Space
+    `Discrete(order_levels)`: level k orders `k / (order_levels - 1)` of the largest order
+    (level 0 orders nothing).
+
+    ## Observation Space
+    `Box(-1, 1)`: stock on hand, stock on order, WIP and the first station's queue and state,
+    then sine and cosine of the time of day.
+
+    ## Rewards
+    `-(holding_cost_per_unit_h * unit-hours held + stockout_cost_per_h * hours held up by a
+    stockout + order_cost * orders placed)`.
+
+    ## Starting State
+    The store at its initial stock at time 0.
+
+    ## Episode End
+    Never terminates; truncated after three days by default.
+
+    ## Arguments
+    `line`, `scenario`, `control_period_s` (default 300), `order_levels` (default 9), `weights`
+    (`InventoryWeights` fields).
+
+    ## Version History
+    v0: initial version.
+    """
+
+    levers: ClassVar[frozenset[Lever]] = frozenset({Lever.REORDER})
+    sensors: ClassVar[tuple[str, ...]] = ("stock_units", "on_order_units", "wip_parts")
+    clock: ClassVar[bool] = True
+
+    def __init__(self, spec: LineSpec, weights: dict[str, Any] | None = None, order_levels: int = 9) -> None:
+        super().__init__(spec)
+        if order_levels < 2:
+            raise ValueError(f"order_levels must be >= 2, got {order_levels}")
+        self.weights = make_weights(InventoryWeights, weights)
+        self.levels = np.linspace(0.0, float(self._high[0]), order_levels)
+        self.action_space = gym.spaces.Discrete(order_levels)
+
+    def command(self, action: Any, frame: Frame) -> Command:
+        """Order the quantity of the chosen level."""
+        return self.setpoints({self._acts[0]: float(self.levels[int(action)])})
+
+    def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
+        """Minus holding, stockout and ordering costs."""
+        w, b, a = self.weights, before.kpis, after.kpis
+        terms = {
+            "reward/holding": -w.holding_cost_per_unit_h * delta(b, a, "stock_unit_h"),
+            "reward/stockout": -w.stockout_cost_per_h * delta(b, a, "stockout_time_s") / 3600.0,
+            "reward/ordering": -w.order_cost * delta(b, a, "orders_placed"),
+        }
+        return sum(terms.values()), terms
+
+    def _observes(self, sensor: Any) -> bool:
+        first = self.spec.stations[0]
+        return super()._observes(sensor) or sensor.name in (f"{first}.queue_parts", f"{first}.state")

@@ -1,0 +1,159 @@
+"""Standard job-shop instances (OR-Library and Taillard text formats) as twin lines.
+
+An instance becomes a reliable, deterministic job shop on the twin: one station per machine, one
+job per instance job, all released at time 0, so an episode's makespan is exactly the makespan of
+the schedule the agent chose, comparable with the published optimum.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from hardware.twin import TwinLine
+
+INSTANCES_DIR = Path(__file__).resolve().parent / "instances"
+
+
+class InstanceError(ValueError):
+    """An instance name is unknown or an instance file is malformed."""
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A job-shop instance: each job's machine sequence and processing times."""
+
+    name: str
+    n_machines: int
+    routes: tuple[tuple[int, ...], ...]  # machine index per operation, per job
+    times: tuple[tuple[int, ...], ...]  # processing time per operation, per job
+    optimum: int | None = None  # proven optimal makespan, where known
+
+    @property
+    def n_jobs(self) -> int:
+        """Number of jobs."""
+        return len(self.routes)
+
+
+@cache
+def optima() -> dict[str, int]:
+    """Published optimal makespans of the shipped instances, by name."""
+    data = json.loads((INSTANCES_DIR / "optima.json").read_text())
+    return {name: int(entry["optimum"]) for name, entry in data.items()}
+
+
+def shipped() -> tuple[str, ...]:
+    """Names of the instances that ship with smartline."""
+    return tuple(sorted(optima()))
+
+
+def load_instance(name_or_path: str | Path) -> Instance:
+    """Load a shipped instance by name (`"ft06"`) or any instance file by path."""
+    path = Path(name_or_path)
+    if str(name_or_path) in optima():
+        path = INSTANCES_DIR / f"{name_or_path}.txt"
+    elif not path.is_file():
+        raise InstanceError(
+            f"instance {str(name_or_path)!r}: neither a shipped instance ({', '.join(shipped())}) nor a file"
+        )
+    return parse_instance(path.read_text(), name=path.stem, optimum=optima().get(path.stem))
+
+
+def parse_instance(text: str, name: str, optimum: int | None = None) -> Instance:
+    """Parse an instance in OR-Library layout (`machine time` pairs) or Taillard's (times, then machines)."""
+    rows = _numeric_rows(text)
+    if "Times" in text and "Machines" in text:
+        return _taillard_sections(text, name, optimum)
+    if not rows or len(rows[0]) != 2:
+        raise InstanceError(f"instance {name!r}: the first numeric line must be 'jobs machines'")
+    (n, m), body = rows[0], rows[1:]
+    if len(body) == n and all(len(r) == 2 * m for r in body):
+        routes = tuple(tuple(r[0::2]) for r in body)
+        times = tuple(tuple(r[1::2]) for r in body)
+        return _checked(name, m, routes, times, optimum, first_machine=0)
+    if len(body) == 2 * n and all(len(r) == m for r in body):
+        return _checked(name, m, tuple(map(tuple, body[n:])), tuple(map(tuple, body[:n])), optimum, first_machine=1)
+    raise InstanceError(
+        f"instance {name!r}: expected {n} lines of {2 * m} numbers (OR-Library) "
+        f"or {2 * n} lines of {m} numbers (Taillard) after the header"
+    )
+
+
+def _numeric_rows(text: str) -> list[list[int]]:
+    """The lines of `text` that hold only whole numbers, as lists of ints (other lines are labels)."""
+    return [
+        [int(x) for x in line.split()] for line in text.splitlines() if re.fullmatch(r"[\d\s]+", line) and line.strip()
+    ]
+
+
+def _taillard_sections(text: str, name: str, optimum: int | None) -> Instance:
+    head, _, rest = text.partition("Times")
+    times_text, _, machines_text = rest.partition("Machines")
+    header = _numeric_rows(head)
+    if not header or len(header[0]) < 2:
+        raise InstanceError(f"instance {name!r}: missing the 'jobs machines ...' header line")
+    n, m = header[0][:2]
+    times = tuple(map(tuple, _numeric_rows(times_text)))
+    routes = tuple(map(tuple, _numeric_rows(machines_text)))
+    if len(times) != n or len(routes) != n:
+        raise InstanceError(f"instance {name!r}: expected {n} lines of times and of machines")
+    return _checked(name, m, routes, times, optimum, first_machine=1)
+
+
+def _checked(
+    name: str,
+    m: int,
+    routes: tuple[tuple[int, ...], ...],
+    times: tuple[tuple[int, ...], ...],
+    optimum: int | None,
+    first_machine: int,
+) -> Instance:
+    routes = tuple(tuple(k - first_machine for k in r) for r in routes)
+    for j, (route, ts) in enumerate(zip(routes, times, strict=True)):
+        if len(route) != len(ts) or any(not 0 <= k < m for k in route):
+            raise InstanceError(f"instance {name!r}: job {j} names a machine outside 0..{m - 1}")
+        if any(t <= 0 for t in ts):
+            raise InstanceError(f"instance {name!r}: job {j} has a processing time <= 0")
+    return Instance(name, m, routes, times, optimum)
+
+
+def instance_definition(instance: Instance, due_date_factor: float = 1.5) -> dict[str, Any]:
+    """The twin line definition of an instance: deterministic, reliable, all jobs at time 0.
+
+    Each job is due at `due_date_factor` times its total processing time (for tardiness
+    objectives; the makespan does not depend on it).
+    """
+    machine = {
+        "processing_time_distribution": "deterministic",
+        "failure_rate_base_per_h": 0.0,
+        "failure_rate_wear_per_h": 0.0,
+        "scrap_probability": 0.0,
+        "sensors": {"dropout_probability": 0.0, "noise_std_ratio": 0.0, "drift_std_per_sqrt_h": 0.0},
+    }
+    stations = [f"m{k}" for k in range(instance.n_machines)]
+    return {
+        "name": instance.name,
+        "layout": "jobshop",
+        "machines": {"jssp": machine},
+        "stations": [{"name": s, "machine": "jssp"} for s in stations],
+        "variants": [
+            {"name": f"j{j}", "route": [stations[k] for k in route], "processing_time_s": [float(t) for t in ts]}
+            for j, (route, ts) in enumerate(zip(instance.routes, instance.times, strict=True))
+        ],
+        "demand": {
+            "jobs": [
+                {"variant": f"j{j}", "release_s": 0.0, "due_s": due_date_factor * float(sum(ts))}
+                for j, ts in enumerate(instance.times)
+            ]
+        },
+        "control": {"levers": ["dispatch"]},
+    }
+
+
+def instance_line(name_or_path: str | Path, seed: int | None = None) -> TwinLine:
+    """A twin line that runs a job-shop instance with dispatch decisions for the agent."""
+    return TwinLine.from_config(seed=seed, **instance_definition(load_instance(name_or_path)))

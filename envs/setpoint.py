@@ -1,0 +1,63 @@
+"""Base of the tasks that write setpoints at every control tick."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from envs.base import Task
+from envs.encoding import SensorEncoder, rescale
+from hardware import Command, Frame, Lever, LineSpec, SensorSpec
+
+MODE_OFF, MODE_STANDBY, MODE_RUN = 0.0, 1.0, 2.0
+
+
+class SetpointTask(Task):
+    """A tick task whose action is a `Box(-1, 1)` over the actuators of its levers, in spec order.
+
+    Decoding per lever: speed is rescaled onto its limits; mode is off below -1/3, standby below
+    1/3 and run above; maintenance is requested above 0.5; reorder orders `max(0, a)` times the
+    largest order (a <= 0 orders nothing).
+    """
+
+    sensors: ClassVar[tuple[str, ...]]  # sensor name suffixes the task observes (station and line)
+    clock: ClassVar[bool] = False  # add time-of-day features
+
+    def __init__(self, spec: LineSpec) -> None:
+        super().__init__(spec)
+        self.encoder = SensorEncoder(spec, self._observes, clock=self.clock)
+        self.observation_space = self.encoder.space()
+        self._acts = [i for i, a in enumerate(spec.actuators) if a.lever in self.levers]
+        self._lever = [spec.actuators[i].lever for i in self._acts]
+        self._low = np.array([spec.actuators[i].low for i in self._acts])
+        self._high = np.array([spec.actuators[i].high for i in self._acts])
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(len(self._acts),), dtype=np.float32)
+
+    def observe(self, frame: Frame) -> np.ndarray:
+        """The selected sensors, scaled, with validity flags."""
+        return self.encoder(frame)
+
+    def command(self, action: Any, frame: Frame) -> Command:
+        """Decode each action component by its lever into the actuator's units."""
+        a = np.clip(np.asarray(action, dtype=float), -1.0, 1.0)
+        values = rescale(a, self._low, self._high)
+        for k, lever in enumerate(self._lever):
+            if lever is Lever.MODE:
+                values[k] = MODE_OFF if a[k] < -1 / 3 else (MODE_STANDBY if a[k] < 1 / 3 else MODE_RUN)
+            elif lever is Lever.MAINTENANCE:
+                values[k] = 1.0 if a[k] > 0.5 else 0.0
+            elif lever is Lever.REORDER:
+                values[k] = max(0.0, a[k]) * self._high[k]
+        return self.setpoints(dict(zip(self._acts, values, strict=True)))
+
+    def setpoints(self, by_index: dict[int, float]) -> Command:
+        """A command writing the given actuators (by spec index) and keeping the others."""
+        values = np.full(len(self.spec.actuators), np.nan)
+        for i, v in by_index.items():
+            values[i] = v
+        return Command(setpoints=values)
+
+    def _observes(self, sensor: SensorSpec) -> bool:
+        return sensor.name.split(".", 1)[1] in self.sensors

@@ -1,0 +1,83 @@
+"""Line speed: trade output against energy, scrap and wear."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from envs.base import delta
+from envs.setpoint import SetpointTask
+from envs.weights import make_weights
+from hardware import Frame, Lever, LineSpec
+
+
+@dataclass(frozen=True)
+class SpeedWeights:
+    """Prices of the speed task's reward terms."""
+
+    part_value: float = 12.0  # per good part
+    energy: float = 1.0  # per unit of energy cost
+    scrap_cost: float = 8.0  # per scrapped part, on top of its lost value
+    downtime_cost_per_h: float = 300.0  # per hour of unplanned downtime (summed over stations)
+
+
+class SpeedTask(SetpointTask):
+    """Speed setpoints per station, every control period.
+
+    ## Description
+    Faster stations finish parts sooner but draw more power, wear faster (so fail more) and scrap
+    more. Dispatch, maintenance and reorders follow the line's rules.
+
+    ## Action Space
+    `Box(-1, 1, (n_stations,), float32)`, rescaled onto each station's speed limits (ratio of
+    nominal speed).
+
+    ## Observation Space
+    `Box(-1, 1)`: per station its state, queue, speed, vibration, bearing temperature and motor
+    current, then line WIP and electricity price, each scaled by its spec range to [0, 1]; each
+    instrument that can drop out adds a validity flag (its value reads 0 when missing).
+
+    ## Rewards
+    `part_value * good parts - energy * energy cost - scrap_cost * scrapped parts
+    - downtime_cost_per_h * unplanned downtime hours`, all as changes over the step. The terms are
+    in `info` under `reward/...`.
+
+    ## Starting State
+    The line at time 0 with empty buffers and new machines.
+
+    ## Episode End
+    Never terminates; truncated by the registered time limit (one 8-hour shift by default).
+
+    ## Arguments
+    `line`, `scenario`, `control_period_s` (default 60), `weights` (`SpeedWeights` fields).
+
+    ## Version History
+    v0: initial version.
+    """
+
+    levers: ClassVar[frozenset[Lever]] = frozenset({Lever.SPEED})
+    sensors: ClassVar[tuple[str, ...]] = (
+        "state",
+        "queue_parts",
+        "speed_ratio",
+        "vibration_mm_s",
+        "bearing_temp_c",
+        "motor_current_a",
+        "wip_parts",
+        "price_per_kwh",
+    )
+
+    def __init__(self, spec: LineSpec, weights: dict[str, Any] | None = None) -> None:
+        super().__init__(spec)
+        self.weights = make_weights(SpeedWeights, weights)
+
+    def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
+        """Value of good parts minus energy, scrap and downtime costs."""
+        w, b, a = self.weights, before.kpis, after.kpis
+        terms = {
+            "reward/parts": w.part_value * delta(b, a, "good_parts"),
+            "reward/energy": -w.energy * delta(b, a, "energy_cost"),
+            "reward/scrap": -w.scrap_cost * delta(b, a, "scrap_parts"),
+            "reward/downtime": -w.downtime_cost_per_h * delta(b, a, "unplanned_downtime_s") / 3600.0,
+        }
+        return sum(terms.values()), terms
