@@ -49,7 +49,7 @@ class InventoryTask(SetpointTask):
     Never terminates; truncated after three days by default.
 
     ## Arguments
-    `line`, `scenario`, `control_period_s` (default 300), `order_levels` (default 9), `weights`
+    `line`, `scenario`, `control_period_s` (default 120), `order_levels` (default 9), `weights`
     (`InventoryWeights` fields).
 
     ## Version History

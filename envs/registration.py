@@ -28,7 +28,7 @@ TASKS: dict[str, tuple[type[Task], str, float | None, int]] = {
     "Speed": (SpeedTask, "flow5", 60.0, 480),
     "Energy": (EnergyTask, "flow5", 120.0, 720),
     "Maintenance": (MaintenanceTask, "flow5", 300.0, 2016),
-    "Inventory": (InventoryTask, "flow5", 300.0, 864),
+    "Inventory": (InventoryTask, "flow5", 120.0, 2160),
     "Factory": (FactoryTask, "flow5", 60.0, 1440),
 }
 

@@ -14,8 +14,20 @@ from hardware.twin import State
 
 _JOB_FEATURES = 9
 _STATION_FEATURES = 5
-_WORKING = np.array([State.WARMUP, State.BUSY, State.BLOCKED, State.CHANGEOVER], dtype=float)
-_STOPPED = np.array([State.DOWN, State.MAINTENANCE, State.OFF, State.STANDBY], dtype=float)
+# station state code -> (working, stopped, idle) indicator rows
+_STATE_FEATURES = np.zeros((len(State), 3))
+_STATE_FEATURES[[State.WARMUP, State.BUSY, State.BLOCKED, State.CHANGEOVER], 0] = 1.0
+_STATE_FEATURES[[State.DOWN, State.MAINTENANCE, State.OFF, State.STANDBY], 1] = 1.0
+_STATE_FEATURES[State.IDLE, 2] = 1.0
+# job status code -> (queued, in process, finished, open) indicator rows
+_STATUS_FEATURES = np.zeros((len(JobStatus), 4))
+_STATUS_FEATURES[JobStatus.QUEUED, [0, 3]] = 1.0
+_STATUS_FEATURES[JobStatus.ACTIVE, [1, 3]] = 1.0
+_STATUS_FEATURES[[JobStatus.DONE, JobStatus.SCRAPPED], 2] = 1.0
+_STATUS_FEATURES[JobStatus.PENDING, 3] = 1.0
+_DISPATCH = DecisionKind.DISPATCH
+_FINISHED = int(JobStatus.DONE)
+_PENDING, _ACTIVE = int(JobStatus.PENDING), int(JobStatus.ACTIVE)
 
 
 class Objective(enum.Enum):
@@ -97,32 +109,41 @@ class SchedulingTask(Task):
         self._state_idx = np.array([spec.sensor_index(f"{s}.state") for s in spec.stations])
         self._setup_idx = np.array([spec.sensor_index(f"{s}.setup_variant") for s in spec.stations])
         self._queue_idx = np.array([spec.sensor_index(f"{s}.queue_parts") for s in spec.stations])
-        self._station_rows = np.arange(m)
-        self.observation_space = gym.spaces.Box(-1.0, 1.0, (n * _JOB_FEATURES + m * _STATION_FEATURES + 1,), np.float32)
+        self._inv_ops, self._inv_work = 1.0 / self._scale_ops, 1.0 / self._scale_work
+        self._inv_op, self._inv_horizon, self._inv_jobs = 1.0 / self._scale_op, 1.0 / self._horizon, 1.0 / n
+        self._obs = np.zeros(n * _JOB_FEATURES + m * _STATION_FEATURES + 1, dtype=np.float32)
+        self._job_buf = self._obs[: n * _JOB_FEATURES].reshape(n, _JOB_FEATURES)
+        self._station_buf = self._obs[n * _JOB_FEATURES : -1].reshape(m, _STATION_FEATURES)
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, self._obs.shape, np.float32)
         self.action_space = gym.spaces.Discrete(n + 1)
         self._declined: set[int] = set()
         self._invalid = False
+        self._mask_key: tuple[int, int] = (-1, -1)  # (frame seq, stations settled) the cached mask is for
+        self._mask = np.zeros(n + 1, dtype=bool)
 
     def decision(self, frame: Frame) -> Decision | None:
         """The dispatch decision the agent is asked now, or None when the episode is over."""
         for d in frame.pending:
-            if d.kind is DecisionKind.DISPATCH and d.station not in self._declined:
+            if d.kind is _DISPATCH and d.station not in self._declined:
                 return d
         return None
 
     def mask(self, frame: Frame) -> np.ndarray:
         """Valid actions on `frame`: the jobs waiting at the decision's station, and waiting if it can end."""
-        valid = np.zeros(self.n_jobs + 1, dtype=bool)
-        d = self.decision(frame)
-        if d is not None:
-            valid[list(d.jobs)] = True
-            valid[self.n_jobs] = self._can_wait(frame)
-        return valid
+        key = (frame.seq, len(self._declined))
+        if self._mask_key != key:
+            valid = np.zeros(self.n_jobs + 1, dtype=bool)
+            d = self.decision(frame)
+            if d is not None:
+                valid[list(d.jobs)] = True
+                valid[self.n_jobs] = self._can_wait(frame)
+            self._mask_key, self._mask = key, valid
+        return self._mask.copy()
 
     def start(self, line: Line, frame: Frame) -> Frame:
         """Run to the first decision."""
         self._declined = set()
-        return self._to_decision(line, frame)
+        return frame if self.decision(frame) is not None or self.terminated(frame) else self._run_to_decision(line)
 
     def command(self, action: Any, frame: Frame) -> Command:
         """Dispatch the chosen job, or decline (wait); an invalid action falls back to FIFO."""
@@ -130,22 +151,20 @@ class SchedulingTask(Task):
         if d is None:
             raise RuntimeError("step() after the episode ended; call reset()")
         a = int(action)
-        self._invalid = not self.mask(frame)[a] if 0 <= a <= self.n_jobs else True
+        self._invalid = not (0 <= a <= self.n_jobs and self.mask(frame)[a])
         if self._invalid:
             a = d.jobs[0]
-        if a == self.n_jobs:
-            self._declined.add(d.station if d.station is not None else -1)
-            return Command()
-        return Command(dispatch=(Dispatch(d.station if d.station is not None else -1, a),))
+        station = int(d.station)  # type: ignore[arg-type]  # a dispatch decision names its station
+        self._declined.add(station)  # settled for this instant, by a dispatch or by waiting
+        return Command() if a == self.n_jobs else Command(dispatch=(Dispatch(station, a),))
 
     def advance(self, line: Line, frame: Frame) -> Frame:
         """Offer the next open decision at this instant, or run the line to the next one."""
-        now = line.read()
-        return now if self.decision(now) is not None else self._to_decision(line, now)
+        return line.read() if self.decision(frame) is not None else self._run_to_decision(line)
 
     def terminated(self, frame: Frame) -> bool:
         """All jobs finished or scrapped."""
-        return bool(frame.jobs is not None and (frame.jobs.status >= JobStatus.DONE).all())
+        return frame.jobs is not None and int(frame.jobs.status.min()) >= _FINISHED
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
         """Minus elapsed schedule time, or minus added weighted tardiness."""
@@ -171,53 +190,44 @@ class SchedulingTask(Task):
         d = self.decision(frame)
         station = -1 if d is None or d.station is None else d.station
         step = np.minimum(jobs.step, self._n_ops)
-        status = jobs.status
-        here = np.zeros(self.n_jobs)
-        if d is not None:
-            here[list(d.jobs)] = 1.0
+        status = _STATUS_FEATURES[jobs.status]
         left = self._suffix[self._rows, step]
-        open_job = status < JobStatus.DONE
+        job = self._job_buf
+        job[:, 0] = 0.0
+        if d is not None:
+            job[list(d.jobs), 0] = 1.0
+        job[:, 1:4] = status[:, :3]
+        job[:, 4] = (self._n_ops - step) * self._inv_ops
+        job[:, 5] = left * self._inv_work
+        job[:, 6] = self._times[self._rows, step] * self._inv_op
+        job[:, 7] = np.clip((self._due - frame.time - left) * self._inv_horizon, -1.0, 1.0) * status[:, 3]
         setup = frame.values[self._setup_idx[station]] if station >= 0 else -1.0
-        job_part = np.stack(
-            [
-                here,
-                status == JobStatus.QUEUED,
-                status == JobStatus.ACTIVE,
-                ~open_job,
-                (self._n_ops - step) / self._scale_ops,
-                left / self._scale_work,
-                self._times[self._rows, step] / self._scale_op,
-                np.where(open_job, np.clip((self._due - frame.time - left) / self._horizon, -1.0, 1.0), 0.0),
-                (setup >= 0) & (self._variant != setup),
-            ],
-            axis=1,
-        )
-        state = frame.values[self._state_idx]
-        station_part = np.stack(
-            [
-                np.isin(state, _WORKING),
-                np.isin(state, _STOPPED),
-                state == State.IDLE,
-                self._station_rows == station,
-                np.minimum(frame.values[self._queue_idx] / self.n_jobs, 1.0),
-            ],
-            axis=1,
-        )
-        clock = min(frame.time / self._horizon, 1.0)
-        return np.concatenate([job_part.ravel(), station_part.ravel(), [clock]]).astype(np.float32)
+        job[:, 8] = (self._variant != setup) if setup >= 0 else 0.0
+        st = self._station_buf
+        st[:, 0:3] = _STATE_FEATURES[frame.values[self._state_idx].astype(np.intp)]
+        st[:, 3] = 0.0
+        if station >= 0:
+            st[station, 3] = 1.0
+        st[:, 4] = np.minimum(frame.values[self._queue_idx] * self._inv_jobs, 1.0)
+        self._obs[-1] = min(frame.time * self._inv_horizon, 1.0)
+        return self._obs.copy()
 
     def _can_wait(self, frame: Frame) -> bool:
         jobs = frame.jobs
-        return jobs is not None and bool(((jobs.status == JobStatus.ACTIVE) | (jobs.status == JobStatus.PENDING)).any())
+        if jobs is None:
+            return False
+        status = jobs.status
+        return bool(((status == _PENDING) | (status == _ACTIVE)).any())
 
     def _clock(self, frame: Frame) -> float:
         return frame.kpis.last_completion_s if self.terminated(frame) else frame.time
 
-    def _to_decision(self, line: Line, frame: Frame) -> Frame:
-        while self.decision(frame) is None and not self.terminated(frame):
+    def _run_to_decision(self, line: Line) -> Frame:
+        while True:
             frame = line.advance(self._horizon)
             self._declined = set()  # an event happened: every free station is asked again
-        return frame
+            if self.decision(frame) is not None or self.terminated(frame):
+                return frame
 
 
 class SchedulingEnv(LineEnv):

@@ -17,7 +17,6 @@ from hardware.interface import (
     Frame,
     Jobs,
     JobSpec,
-    Kpis,
     Lever,
     LineSpec,
 )
@@ -210,62 +209,8 @@ class TwinLine:
             pending.append(Decision(DecisionKind.TICK))
         self._seq += 1
         jobs = Jobs(plant.job_step.copy(), plant.job_status.copy()) if plant.n_static else None
-        self._frame = Frame(plant.env.now, self._seq, values, stamps, tuple(pending), self._kpis(plant), jobs)
+        self._frame = Frame(plant.env.now, self._seq, values, stamps, tuple(pending), plant.kpis(), jobs)
         return self._frame
-
-    def _kpis(self, plant: Plant) -> Kpis:
-        now = plant.env.now
-        t = self.state_times().sum(axis=0)
-        n = len(plant.stations)
-        planned = n * now - t[State.OFF] - t[State.STANDBY] - t[State.MAINTENANCE]
-        run = planned - t[State.DOWN] - t[State.CHANGEOVER] - t[State.WARMUP]
-        ops = sum(s.ops for s in plant.stations)
-        ideal = sum(s.ideal_busy_s for s in plant.stations)
-        scrapped = sum(s.scrapped for s in plant.stations)
-        availability = run / planned if planned > 0 else 0.0
-        performance = ideal / run if run > 0 else 0.0
-        quality = (ops - scrapped) / ops if ops else 0.0
-        good = plant.good_parts
-        supply = plant.supply
-        tardiness, weighted_tardiness = plant.tardiness()
-        stockout_open = sum(now - s.stockout_since for s in plant.stations if s.stockout_since is not None)
-        return Kpis(
-            good_parts=good,
-            scrap_parts=plant.scrap_parts,
-            jobs_released=plant.jobs_released,
-            jobs_done=plant.departures,
-            throughput_per_h=good * 3600.0 / now if now > 0 else 0.0,
-            wip_parts=plant.wip,
-            wip_mean_parts=plant.wip_mean(),
-            flow_time_mean_s=plant.flow_time_sum_s / plant.departures if plant.departures else 0.0,
-            energy_kwh=plant.energy_kwh,
-            energy_cost=plant.energy_cost,
-            co2_kg=plant.co2_kg,
-            energy_cost_per_good_part=plant.energy_cost / good if good else 0.0,
-            co2_kg_per_good_part=plant.co2_kg / good if good else 0.0,
-            busy_time_s=float(t[State.BUSY]),
-            changeover_time_s=float(t[State.CHANGEOVER]),
-            planned_downtime_s=float(t[State.MAINTENANCE]),
-            unplanned_downtime_s=float(t[State.DOWN]),
-            failures=sum(s.failures for s in plant.stations),
-            preventive_maintenances=sum(s.maintenances for s in plant.stations),
-            repair_cost=plant.repair_cost,
-            preventive_cost=plant.preventive_cost,
-            stockouts=plant.stockouts,
-            stockout_time_s=plant.stockout_time_s + stockout_open,
-            orders_placed=supply.orders_placed if supply else 0,
-            material_ordered=supply.ordered_units if supply else 0.0,
-            material_received=supply.received_units if supply else 0.0,
-            stock_unit_h=supply.stock_unit_h() if supply else 0.0,
-            tardiness_s=tardiness,
-            weighted_tardiness_s=weighted_tardiness,
-            tardy_jobs=plant.tardy_jobs,
-            last_completion_s=plant.last_completion_s,
-            availability=float(availability),
-            performance=float(performance),
-            quality=quality,
-            oee=float(availability * performance * quality),
-        )
 
 
 def _job_specs(params: LineParams) -> tuple[JobSpec, ...]:

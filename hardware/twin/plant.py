@@ -14,11 +14,12 @@ import numpy as np
 import simpy
 from simpy.core import StopSimulation
 
-from hardware.interface import JobStatus, Lever
+from hardware.interface import JobStatus, Kpis, Lever
 from hardware.twin.grid import Grid
+from hardware.twin.lateness import LatenessBook
 from hardware.twin.params import LineParams, ScenarioEvent, ScenarioKind
 from hardware.twin.rng import exponential, uniform
-from hardware.twin.station import Station
+from hardware.twin.station import BUSY, CHANGEOVER, DOWN, MAINTENANCE, OFF, STANDBY, WARMUP, State, Station
 from hardware.twin.supply import Supply
 
 
@@ -58,6 +59,12 @@ class Plant:
         self.energy_kwh = 0.0
         self.energy_cost = 0.0
         self.co2_kg = 0.0
+        self.state_time_s = [0.0] * len(State)  # closed intervals, summed over stations
+        self.ops = 0  # operations finished, summed over stations
+        self.ideal_busy_s = 0.0  # their nominal processing time
+        self.scrapped_ops = 0
+        self.failures = 0
+        self.maintenances = 0
         self.repair_cost = 0.0
         self.preventive_cost = 0.0
         self.stockouts = 0
@@ -67,9 +74,7 @@ class Plant:
         self.scrap_parts = 0
         self.departures = 0
         self.flow_time_sum_s = 0.0
-        self.tardiness_s = 0.0  # of departed jobs; open jobs are added in `tardiness`
-        self.weighted_tardiness_s = 0.0
-        self.tardy_jobs = 0
+        self.lateness = LatenessBook()
         self.last_completion_s = 0.0
         self.wip = 0
         self._wip_area = 0.0
@@ -149,9 +154,9 @@ class Plant:
         """Integrate energy up to the current clock (before the grid changes price or carbon)."""
         self.integrate_energy(self.env.now)
 
-    def power_changed(self) -> None:
-        """Recompute the line's total power after a station changed its draw."""
-        self.total_power_kw = sum(s.power_kw for s in self.stations)
+    def power_changed(self, delta_kw: float) -> None:
+        """Account a station's change of power draw in the line's total, kW."""
+        self.total_power_kw += delta_kw
 
     def wip_mean(self) -> float:
         """Time-average number of jobs in the system since time 0."""
@@ -163,15 +168,60 @@ class Plant:
         """Consume `job`'s raw material from the store; False if the store cannot supply it."""
         return self.supply is None or self.supply.take(job.material)
 
-    def tardiness(self) -> tuple[float, float]:
-        """Lateness summed over jobs, departed or still open, as of now: (plain, weighted), s."""
+    def kpis(self) -> Kpis:
+        """The KPI counters as of now."""
         now = self.env.now
-        plain, weighted = self.tardiness_s, self.weighted_tardiness_s
-        for job in self.jobs.values():
-            if now > job.due_s:
-                plain += now - job.due_s
-                weighted += job.weight * (now - job.due_s)
-        return plain, weighted
+        t = list(self.state_time_s)
+        stockout_open = 0.0
+        for s in self.stations:
+            t[s.state] += now - s.since
+            if s.stockout_since is not None:
+                stockout_open += now - s.stockout_since
+        planned = len(self.stations) * now - t[OFF] - t[STANDBY] - t[MAINTENANCE]
+        run = planned - t[DOWN] - t[CHANGEOVER] - t[WARMUP]
+        availability = run / planned if planned > 0 else 0.0
+        performance = self.ideal_busy_s / run if run > 0 else 0.0
+        quality = (self.ops - self.scrapped_ops) / self.ops if self.ops else 0.0
+        good = self.good_parts
+        supply = self.supply
+        tardiness, weighted_tardiness = self.lateness.totals(now)
+        return Kpis(
+            good_parts=good,
+            scrap_parts=self.scrap_parts,
+            jobs_released=self.jobs_released,
+            jobs_done=self.departures,
+            throughput_per_h=good * 3600.0 / now if now > 0 else 0.0,
+            wip_parts=self.wip,
+            wip_mean_parts=self.wip_mean(),
+            flow_time_mean_s=self.flow_time_sum_s / self.departures if self.departures else 0.0,
+            energy_kwh=self.energy_kwh,
+            energy_cost=self.energy_cost,
+            co2_kg=self.co2_kg,
+            energy_cost_per_good_part=self.energy_cost / good if good else 0.0,
+            co2_kg_per_good_part=self.co2_kg / good if good else 0.0,
+            busy_time_s=t[BUSY],
+            changeover_time_s=t[CHANGEOVER],
+            planned_downtime_s=t[MAINTENANCE],
+            unplanned_downtime_s=t[DOWN],
+            failures=self.failures,
+            preventive_maintenances=self.maintenances,
+            repair_cost=self.repair_cost,
+            preventive_cost=self.preventive_cost,
+            stockouts=self.stockouts,
+            stockout_time_s=self.stockout_time_s + stockout_open,
+            orders_placed=supply.orders_placed if supply else 0,
+            material_ordered=supply.ordered_units if supply else 0.0,
+            material_received=supply.received_units if supply else 0.0,
+            stock_unit_h=supply.stock_unit_h() if supply else 0.0,
+            tardiness_s=tardiness,
+            weighted_tardiness_s=weighted_tardiness,
+            tardy_jobs=self.lateness.tardy_jobs,
+            last_completion_s=self.last_completion_s,
+            availability=availability,
+            performance=performance,
+            quality=quality,
+            oee=availability * performance * quality,
+        )
 
     def mark(self, job: Job, status: JobStatus) -> None:
         """Record where a job of the fixed job set is (other jobs are not tracked)."""
@@ -183,6 +233,7 @@ class Plant:
         """Bring a new job into the system at its route's first station."""
         job = Job(job_id, variant, self.params, self.env.now, due_s, weight)
         self.jobs[job_id] = job
+        self.lateness.open(job_id, due_s, weight)
         self.mark(job, JobStatus.QUEUED)
         self.jobs_released += 1
         self._count_wip(+1)
@@ -201,11 +252,7 @@ class Plant:
             self._static_left -= 1
             if self._static_left == 0 and self.params.demand.arrival_rate_per_h == 0:
                 self.halt()  # the job set is complete: nothing more will happen on this line
-        late = now - job.due_s
-        if late > 0:
-            self.tardiness_s += late
-            self.weighted_tardiness_s += job.weight * late
-            self.tardy_jobs += 1
+        self.lateness.close(job.id, job.due_s, job.weight, now)
         if good:
             self.good_parts += 1
         else:

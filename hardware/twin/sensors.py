@@ -33,6 +33,8 @@ LINE_SENSORS = ("wip_parts", "stock_units", "on_order_units", "price_per_kwh", "
 _PHYSICAL = (4, 5, 6)  # positions of the noisy instruments within STATION_SENSORS
 _UNBOUNDED_COUNT = 10_000.0  # range limit reported for counts the line does not bound itself
 _YEAR_H = 24.0 * 365.0
+_BUSY = State.BUSY
+_RUNNING_IDLE = (State.IDLE, State.BLOCKED, State.WARMUP, State.CHANGEOVER)
 
 
 def sensor_specs(params: LineParams) -> tuple[SensorSpec, ...]:
@@ -102,60 +104,72 @@ class SensorBank:
         idx = np.arange(n)[:, None] * self._stride + np.array(_PHYSICAL)[None, :]
         self._physical_idx = idx.ravel()
         self._size = size
+        self._next_sample_s = 0.0
+        self._ideal = not (self._noise.any() or self._drift_std.any() or self._dropout.any())  # exact instruments
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
         """Return (values, stamps) for the current clock, in `sensor_specs` order."""
         plant = self._plant
         now = plant.env.now
-        values = np.empty(self._size)
-        stamps = np.full(self._size, now, dtype=float)
-        k = self._stride
-        for i, st in enumerate(plant.stations):
-            values[i * k] = float(st.state)
-            values[i * k + 1] = -1.0 if st.last_variant is None else st.last_variant
-            values[i * k + 2] = len(st.queue)
-            values[i * k + 3] = st.speed_setpoint
-            values[i * k + 7] = (now - st.last_maintenance_s) / 3600.0
-        base = self._n * k
-        values[base] = plant.wip
+        if now >= self._next_sample_s:
+            self._resample(now)
+        row: list[float] = []
+        for st in plant.stations:
+            setup = -1.0 if st.last_variant is None else st.last_variant
+            row += (
+                st.state,
+                setup,
+                len(st.queue),
+                st.speed_setpoint,
+                0.0,
+                0.0,
+                0.0,
+                (now - st.last_maintenance_s) / 3600.0,
+            )
         supply = plant.supply
-        values[base + 1] = supply.stock_units if supply else 0.0
-        values[base + 2] = supply.on_order_units if supply else 0.0
-        values[base + 3] = plant.grid.price_per_kwh
-        values[base + 4] = plant.grid.carbon_kg_per_kwh
-        ts = self._sample_instants(now)
-        self._resample(ts, now)
+        grid = plant.grid
+        if supply is None:
+            row += (plant.wip, 0.0, 0.0, grid.price_per_kwh, grid.carbon_kg_per_kwh)
+        else:
+            row += (plant.wip, supply.stock_units, supply.on_order_units, grid.price_per_kwh, grid.carbon_kg_per_kwh)
+        values = np.array(row)
         values[self._physical_idx] = self._value
+        stamps = np.full(self._size, now)
         stamps[self._physical_idx] = self._last
         return values, stamps
 
-    def _sample_instants(self, now: float) -> np.ndarray:
-        k = np.floor((now - self._phase) / self._period)
-        return np.where(now >= self._phase, self._phase + k * self._period, 0.0)
-
-    def _resample(self, ts: np.ndarray, now: float) -> None:
+    def _resample(self, now: float) -> None:
+        """Take the samples due since the last read (each sensor keeps only its latest)."""
+        started = now >= self._phase
+        ts = np.where(started, self._phase + np.floor((now - self._phase) / self._period) * self._period, 0.0)
+        self._next_sample_s = float(np.where(started, ts + self._period, self._phase).min())
         new = ts > self._last
-        if not new.any():
+        n = int(np.count_nonzero(new))
+        if n == 0:
             return
-        truth = np.array([v for st in self._plant.stations for v in _true_values(st, now)])
+        truth = np.array([v for st in self._plant.stations for v in _true_values(st, now)])[new]
+        previous = self._last[new]
+        self._last[new] = ts[new]
+        if self._ideal:
+            self._value[new] = truth
+            return
         gen = self._gen
-        n = new.sum()
-        elapsed_h = np.maximum(ts[new] - np.maximum(self._last[new], 0.0), 0.0) / 3600.0
-        self._drift[new] += gen.standard_normal(n) * self._drift_std[new] * np.sqrt(elapsed_h)
-        noisy = truth[new] * (1.0 + self._drift[new]) * (1.0 + gen.standard_normal(n) * self._noise[new])
+        elapsed_h = (ts[new] - np.maximum(previous, 0.0)) / 3600.0
+        drift = self._drift[new] + gen.standard_normal(n) * self._drift_std[new] * np.sqrt(elapsed_h)
+        self._drift[new] = drift
+        noisy = truth * (1.0 + drift) * (1.0 + gen.standard_normal(n) * self._noise[new])
         dropped = gen.random(n) < self._dropout[new]
         self._value[new] = np.where(dropped, np.nan, np.maximum(noisy, 0.0))
-        self._last[new] = ts[new]
 
 
 def _true_values(st: Station, now: float) -> tuple[float, float, float]:
     """True vibration RMS (mm/s), bearing temperature (degC) and motor current (A) of a station."""
     s = st.m.sensors
     wear = 1.0 - st.health
-    if st.state == State.BUSY:
+    if st.state == _BUSY:
         vib = s.vibration_idle_mm_s + s.vibration_busy_mm_s * st.speed * st.load * (1 + s.vibration_wear_gain * wear**2)
         cur = s.current_busy_a * st.speed * st.load * (1 + s.current_wear_gain * wear)
-    elif st.state in (State.IDLE, State.BLOCKED, State.WARMUP, State.CHANGEOVER):
+    elif st.state in _RUNNING_IDLE:
         vib = s.vibration_idle_mm_s
         cur = s.current_idle_a
     else:

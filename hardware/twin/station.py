@@ -46,6 +46,12 @@ class Mode(enum.IntEnum):
     RUN = 2
 
 
+# Module-level aliases: an Enum member looked up through its class costs a slow __getattr__ on 3.11.
+OFF, STANDBY, WARMUP, IDLE, BUSY, BLOCKED, CHANGEOVER, DOWN, MAINTENANCE = tuple(State)
+MODE_OFF, MODE_STANDBY, RUN = tuple(Mode)
+_QUEUED, _ACTIVE = JobStatus.QUEUED, JobStatus.ACTIVE
+
+
 class Station:
     """Runtime state and SimPy process of one station."""
 
@@ -67,12 +73,12 @@ class Station:
         self.space_waiters: list[simpy.Event] = []
         self.assigned: Job | None = None
         self.wake: simpy.Event | None = None
-        self.state = State.IDLE
+        self.state = IDLE
         self.since = 0.0
         self.time_in_state = [0.0] * len(State)
         self._power_by_state = [getattr(machine.power_kw, s.name.lower()) for s in State]
-        self.power_kw = self._power_by_state[State.IDLE]
-        self.mode = Mode.RUN
+        self.power_kw = self._power_by_state[IDLE]
+        self.mode = RUN
         self.speed_setpoint = 1.0
         self.speed = 1.0
         self.load = 1.0
@@ -82,11 +88,6 @@ class Station:
         self.hazard_factor = 1.0
         self.last_variant: int | None = None
         self.last_maintenance_s = 0.0
-        self.ops = 0
-        self.scrapped = 0
-        self.ideal_busy_s = 0.0
-        self.failures = 0
-        self.maintenances = 0
         self.stockout_since: float | None = None
         gens = gen.spawn(5)
         self._proc = unit_duration(gens[0], machine.processing_time_distribution, machine.processing_time_cv)
@@ -107,11 +108,13 @@ class Station:
         plant.integrate_energy(now)
         dt = now - self.since
         self.time_in_state[self.state] += dt
+        plant.state_time_s[self.state] += dt
         self.temperature_c = self.temperature_at(now)
         self.state = new
         self.since = now
+        before_kw = self.power_kw
         s = self.m.sensors
-        if new == State.BUSY:
+        if new == BUSY:
             self.power_kw = self.m.power_kw.busy * self.speed**self.m.busy_power_speed_exponent
             self.temperature_target_c = (
                 s.temperature_ambient_c
@@ -121,7 +124,7 @@ class Station:
         else:
             self.power_kw = self._power_by_state[new]
             self.temperature_target_c = s.temperature_ambient_c
-        plant.power_changed()
+        plant.power_changed(self.power_kw - before_kw)
 
     def temperature_at(self, t: float) -> float:
         """Bearing temperature at time `t` >= the last state change, degC (first-order response)."""
@@ -132,7 +135,7 @@ class Station:
     def enqueue(self, job: Job) -> None:
         """Put `job` in the input queue and wake the station if it waits for work."""
         self.queue.append(job)
-        if self.state == State.IDLE and self.mode == Mode.RUN and self.plant.agent_dispatch:
+        if self.state == IDLE and self.mode == RUN and self.plant.agent_dispatch:
             self.plant.halt()
         self.poke()
 
@@ -148,8 +151,8 @@ class Station:
     def open_for_dispatch(self) -> bool:
         """Whether the agent owes this station a dispatch decision now."""
         return (
-            self.state == State.IDLE
-            and self.mode == Mode.RUN
+            self.state == IDLE
+            and self.mode == RUN
             and not self.maintain_requested
             and self.assigned is None
             and bool(self.queue)
@@ -174,15 +177,15 @@ class Station:
             if self.maintain_requested:
                 yield from self._maintain()
                 continue
-            if self.mode != Mode.RUN:
+            if self.mode != RUN:
                 yield from self._rest()
                 continue
             job = self.assigned if plant.agent_dispatch else (self.queue[0] if self.queue else None)
             if job is None:
-                if self.state != State.IDLE:
+                if self.state != IDLE:
                     if plant.agent_dispatch and self.queue:
                         plant.halt()
-                    self.set_state(State.IDLE)
+                    self.set_state(IDLE)
                 yield self._wait()
                 continue
             if job.step == 0 and not plant.take_material(job):
@@ -194,7 +197,7 @@ class Station:
                 self.stockout_since = None
             self.assigned = None
             self.queue.remove(job)
-            plant.mark(job, JobStatus.ACTIVE)
+            plant.mark(job, _ACTIVE)
             if self.space_waiters:
                 self.space_waiters.pop(0).succeed()
             yield from self._changeover(job.variant)
@@ -204,15 +207,15 @@ class Station:
                 plant.offer_open_decisions(self)
 
     def _rest(self) -> Generator[simpy.Event, None, None]:
-        resting = State.OFF if self.mode == Mode.OFF else State.STANDBY
+        resting = OFF if self.mode == MODE_OFF else STANDBY
         if self.state != resting:
             self.set_state(resting)
         yield self._wait()
-        if self.mode == Mode.RUN:
-            self.set_state(State.WARMUP)
-            warmup = self.m.warmup_from_off_s if resting == State.OFF else self.m.warmup_from_standby_s
+        if self.mode == RUN:
+            self.set_state(WARMUP)
+            warmup = self.m.warmup_from_off_s if resting == OFF else self.m.warmup_from_standby_s
             yield self.env.timeout(warmup)
-            self.set_state(State.IDLE)
+            self.set_state(IDLE)
             if self.plant.agent_dispatch and self.queue:
                 self.plant.halt()
 
@@ -220,8 +223,8 @@ class Station:
         if self.stockout_since is None:
             self.stockout_since = self.env.now
             self.plant.stockouts += 1
-        if self.state != State.IDLE:
-            self.set_state(State.IDLE)
+        if self.state != IDLE:
+            self.set_state(IDLE)
 
     def _changeover(self, variant: int) -> Generator[simpy.Event, None, None]:
         last = self.last_variant
@@ -230,7 +233,7 @@ class Station:
             return
         duration = self.plant.changeover_s[last][variant]
         if duration > 0:
-            self.set_state(State.CHANGEOVER)
+            self.set_state(CHANGEOVER)
             yield self.env.timeout(duration)
 
     def _process(self, job: Job) -> Generator[simpy.Event, None, None]:
@@ -240,7 +243,7 @@ class Station:
         mean_s = job.times[job.step]
         remaining = mean_s / self.speed * self._proc()
         wear_per_s = m.wear_per_busy_h / 3600.0 * self.speed**m.wear_speed_exponent * job.load
-        self.set_state(State.BUSY)
+        self.set_state(BUSY)
         while True:
             rate = (
                 self.hazard_factor
@@ -256,9 +259,9 @@ class Station:
             if to_failure >= step + remaining:
                 break
             yield from self._repair_after_failure()
-            self.set_state(State.BUSY)
-        self.ops += 1
-        self.ideal_busy_s += mean_s
+            self.set_state(BUSY)
+        self.plant.ops += 1
+        self.plant.ideal_busy_s += mean_s
 
     def _hand_on(self, job: Job) -> Generator[simpy.Event, None, None]:
         m = self.m
@@ -266,7 +269,7 @@ class Station:
             m.scrap_probability * self.speed**m.scrap_speed_exponent * (1.0 + m.scrap_wear_gain * (1.0 - self.health))
         )
         if self._u() < p_scrap:
-            self.scrapped += 1
+            self.plant.scrapped_ops += 1
             self.plant.depart(job, good=False)
             return
         job.step += 1
@@ -275,29 +278,29 @@ class Station:
             return
         nxt = self.plant.stations[job.route[job.step]]
         while nxt.full():
-            if self.state != State.BLOCKED:
-                self.set_state(State.BLOCKED)
+            if self.state != BLOCKED:
+                self.set_state(BLOCKED)
             space = self.env.event()
             nxt.space_waiters.append(space)
             yield space
-        self.plant.mark(job, JobStatus.QUEUED)
+        self.plant.mark(job, _QUEUED)
         nxt.enqueue(job)
 
     def _repair_after_failure(self) -> Generator[simpy.Event, None, None]:
-        self.failures += 1
+        self.plant.failures += 1
         self.plant.repair_cost += self.m.repair_cost
-        self.set_state(State.DOWN)
+        self.set_state(DOWN)
         yield self.env.timeout(self.m.repair_time_mean_s * self._repair())
         self._renew()
 
     def _maintain(self) -> Generator[simpy.Event, None, None]:
         self.maintain_requested = False
-        self.maintenances += 1
+        self.plant.maintenances += 1
         self.plant.preventive_cost += self.m.maintenance_cost
-        self.set_state(State.MAINTENANCE)
+        self.set_state(MAINTENANCE)
         yield self.env.timeout(self.m.maintenance_time_mean_s * self._pm())
         self._renew()
-        self.set_state(State.IDLE)
+        self.set_state(IDLE)
         if self.plant.agent_dispatch and self.queue:
             self.plant.halt()
 
