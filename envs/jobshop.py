@@ -68,9 +68,9 @@ def parse_instance(text: str, name: str, optimum: int | None = None) -> Instance
     rows = _numeric_rows(text)
     if "Times" in text and "Machines" in text:
         return _taillard_sections(text, name, optimum)
-    if not rows or len(rows[0]) != 2:
+    if not rows or len(rows[0]) < 2:
         raise InstanceError(f"instance {name!r}: the first numeric line must be 'jobs machines'")
-    (n, m), body = rows[0], rows[1:]
+    (n, m), body = rows[0][:2], rows[1:]
     if len(body) == n and all(len(r) == 2 * m for r in body):
         routes = tuple(tuple(r[0::2]) for r in body)
         times = tuple(tuple(r[1::2]) for r in body)

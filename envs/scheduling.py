@@ -10,7 +10,7 @@ import numpy as np
 
 from envs.base import LineEnv, Task, delta
 from hardware import Command, Decision, DecisionKind, Dispatch, Frame, JobStatus, Lever, Line, LineSpec
-from hardware.twin import State
+from hardware import StationState as State
 
 _JOB_FEATURES = 9
 _STATION_FEATURES = 5
@@ -120,6 +120,7 @@ class SchedulingTask(Task):
         self._invalid = False
         self._mask_key: tuple[int, int] = (-1, -1)  # (frame seq, stations settled) the cached mask is for
         self._mask = np.zeros(n + 1, dtype=bool)
+        self._done_key, self._done = -1, False  # frame seq the cached `terminated` answer is for
 
     def decision(self, frame: Frame) -> Decision | None:
         """The dispatch decision the agent is asked now, or None when the episode is over."""
@@ -164,7 +165,10 @@ class SchedulingTask(Task):
 
     def terminated(self, frame: Frame) -> bool:
         """All jobs finished or scrapped."""
-        return frame.jobs is not None and int(frame.jobs.status.min()) >= _FINISHED
+        if self._done_key != frame.seq:
+            self._done_key = frame.seq
+            self._done = frame.jobs is not None and int(frame.jobs.status.min()) >= _FINISHED
+        return self._done
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
         """Minus elapsed schedule time, or minus added weighted tardiness."""

@@ -15,6 +15,7 @@ from hardware.interface import (
     Line,
     LineSpec,
     SensorSpec,
+    StationState,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "Line",
     "LineSpec",
     "SensorSpec",
+    "StationState",
 ]

@@ -56,6 +56,20 @@ class ActuatorSpec:
     station: int | None = None
 
 
+class StationState(enum.IntEnum):
+    """What a station's machine is doing, as its `<station>.state` sensor reports it."""
+
+    OFF = 0
+    STANDBY = 1
+    WARMUP = 2
+    IDLE = 3
+    BUSY = 4
+    BLOCKED = 5  # holding a finished part while the next buffer is full
+    CHANGEOVER = 6
+    DOWN = 7  # corrective repair after a failure
+    MAINTENANCE = 8  # planned, preventive
+
+
 class JobStatus(enum.IntEnum):
     """Where a job of a fixed job set is."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ from hardware.interface import (
     Frame,
     Jobs,
     JobSpec,
+    JobStatus,
     Lever,
     LineSpec,
 )
@@ -27,6 +29,7 @@ from hardware.twin.schema import build
 from hardware.twin.sensors import SensorBank, sensor_specs
 from hardware.twin.station import Mode, State, Station
 
+_DISPATCH, _TICK = DecisionKind.DISPATCH, DecisionKind.TICK
 _HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_")
 
 
@@ -56,6 +59,7 @@ class TwinLine:
         self._plant: Plant | None = None
         self._sensors: SensorBank | None = None  # set together with _plant
         self._frame: Frame | None = None
+        self._measured: Frame | None = None  # the last frame with fresh readings and KPIs
         self._seq = 0
         self._ticks = 0
         self._tick_open = False
@@ -101,6 +105,7 @@ class TwinLine:
         plant = self._live()
         if command.setpoints is not None:
             self._apply_setpoints(plant, np.asarray(command.setpoints, dtype=float))
+            self._measured = None  # a setpoint shows in the readings
         for d in command.dispatch:
             self._apply_dispatch(plant, d.station, d.job)
         self._frame = None
@@ -123,13 +128,17 @@ class TwinLine:
     def read(self) -> Frame:
         """Return the latest frame (rebuilt after a write changed what is pending)."""
         self._live()
-        return self._frame if self._frame is not None else self._new_frame()
+        if self._frame is not None:
+            return self._frame
+        if self._measured is not None:  # no time passed and no setpoint changed: same readings and KPIs
+            return self._new_frame(self._measured)
+        return self._new_frame()
 
     def close(self) -> None:
         """Drop the episode."""
         self._plant = None
         self._sensors = None
-        self._frame = None
+        self._frame = self._measured = None
 
     def state_times(self) -> np.ndarray:
         """Seconds each station has spent in each `State` so far, shape (stations, states)."""
@@ -193,23 +202,27 @@ class TwinLine:
                 f"dispatch: job {job} does not wait at station {st.name!r} (queue {[j.id for j in st.queue]})"
             )
         st.assigned = chosen
+        plant.mark(chosen, JobStatus.ACTIVE)  # committed to the station from this instant
         st.poke()
 
-    def _new_frame(self) -> Frame:
+    def _new_frame(self, measured: Frame | None = None) -> Frame:
+        """A frame of the line now; `measured` lends its readings and KPIs when nothing they show changed."""
         plant = self._live()
-        values, stamps = cast(SensorBank, self._sensors).read()
         pending: list[Decision] = []
         if plant.agent_dispatch:
-            pending.extend(
-                Decision(DecisionKind.DISPATCH, s.index, tuple(j.id for j in s.queue))
-                for s in plant.stations
-                if s.open_for_dispatch()
-            )
+            for s in plant.stations:
+                if s.open_for_dispatch():
+                    pending.append(Decision(_DISPATCH, s.index, tuple([j.id for j in s.queue])))
         if self._tick_open:
-            pending.append(Decision(DecisionKind.TICK))
+            pending.append(Decision(_TICK))
         self._seq += 1
         jobs = Jobs(plant.job_step.copy(), plant.job_status.copy()) if plant.n_static else None
-        self._frame = Frame(plant.env.now, self._seq, values, stamps, tuple(pending), plant.kpis(), jobs)
+        if measured is None:
+            values, stamps = cast(SensorBank, self._sensors).read()
+            self._frame = Frame(plant.env.now, self._seq, values, stamps, tuple(pending), plant.kpis(), jobs)
+            self._measured = self._frame
+        else:
+            self._frame = dataclasses.replace(measured, seq=self._seq, pending=tuple(pending), jobs=jobs)
         return self._frame
 
 

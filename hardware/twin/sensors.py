@@ -147,26 +147,35 @@ class SensorBank:
         n = int(np.count_nonzero(new))
         if n == 0:
             return
-        truth = np.array([v for st in self._plant.stations for v in _true_values(st, now)])[new]
-        previous = self._last[new]
-        self._last[new] = ts[new]
+        truth: list[float] = []
+        for st in self._plant.stations:
+            truth += _true_values(st, now)
+        if n < len(new):
+            self._sample(np.array(truth)[new], ts[new], new, n)
+        else:
+            self._sample(np.array(truth), ts, slice(None), n)
+
+    def _sample(self, truth: np.ndarray, ts: np.ndarray, which: np.ndarray | slice, n: int) -> None:
+        """Record `n` new samples of the true values `truth` taken at `ts` for sensors `which`."""
+        previous = self._last[which]
+        self._last[which] = ts
         if self._ideal:
-            self._value[new] = truth
+            self._value[which] = truth
             return
         gen = self._gen
-        elapsed_h = (ts[new] - np.maximum(previous, 0.0)) / 3600.0
-        drift = self._drift[new] + gen.standard_normal(n) * self._drift_std[new] * np.sqrt(elapsed_h)
-        self._drift[new] = drift
-        noisy = truth * (1.0 + drift) * (1.0 + gen.standard_normal(n) * self._noise[new])
-        dropped = gen.random(n) < self._dropout[new]
-        self._value[new] = np.where(dropped, np.nan, np.maximum(noisy, 0.0))
+        elapsed_h = (ts - np.maximum(previous, 0.0)) / 3600.0
+        drift = self._drift[which] + gen.standard_normal(n) * self._drift_std[which] * np.sqrt(elapsed_h)
+        self._drift[which] = drift
+        noisy = truth * (1.0 + drift) * (1.0 + gen.standard_normal(n) * self._noise[which])
+        dropped = gen.random(n) < self._dropout[which]
+        self._value[which] = np.where(dropped, np.nan, np.maximum(noisy, 0.0))
 
 
 def _true_values(st: Station, now: float) -> tuple[float, float, float]:
     """True vibration RMS (mm/s), bearing temperature (degC) and motor current (A) of a station."""
     s = st.m.sensors
     wear = 1.0 - st.health
-    if st.state == _BUSY:
+    if st.state is _BUSY:
         vib = s.vibration_idle_mm_s + s.vibration_busy_mm_s * st.speed * st.load * (1 + s.vibration_wear_gain * wear**2)
         cur = s.current_busy_a * st.speed * st.load * (1 + s.current_wear_gain * wear)
     elif st.state in _RUNNING_IDLE:

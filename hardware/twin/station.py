@@ -17,25 +17,12 @@ import numpy as np
 import simpy
 
 from hardware.interface import JobStatus
+from hardware.interface import StationState as State
 from hardware.twin.params import Distribution, MachineParams, StationParams
 from hardware.twin.rng import exponential, uniform, unit_duration
 
 if TYPE_CHECKING:
     from hardware.twin.plant import Job, Plant
-
-
-class State(enum.IntEnum):
-    """What a machine is doing; each state has its own power draw."""
-
-    OFF = 0
-    STANDBY = 1
-    WARMUP = 2
-    IDLE = 3
-    BUSY = 4
-    BLOCKED = 5
-    CHANGEOVER = 6
-    DOWN = 7  # corrective repair after a failure
-    MAINTENANCE = 8  # planned, preventive
 
 
 class Mode(enum.IntEnum):
@@ -150,12 +137,12 @@ class Station:
 
     def open_for_dispatch(self) -> bool:
         """Whether the agent owes this station a dispatch decision now."""
-        return (
-            self.state == IDLE
-            and self.mode == RUN
-            and not self.maintain_requested
+        return bool(
+            self.queue
+            and self.state is IDLE
             and self.assigned is None
-            and bool(self.queue)
+            and self.mode is RUN
+            and not self.maintain_requested
         )
 
     def set_hazard_factor(self, factor: float, on: bool) -> None:
