@@ -50,7 +50,11 @@ class SensorEncoder:
         return np.concatenate(parts).astype(np.float32)
 
 
-def rescale(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Map actions in [-1, 1] (clipped) onto [low, high]."""
+def rescale(action: np.ndarray, low: np.ndarray, high: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Map actions in [-1, 1] (clipped) onto [low, high], piecewise linearly with 0 on `centre`.
+
+    Centring on the actuator's default (nominal speed) makes the zero action the line's own
+    setting, so an untrained policy starts where the plant runs today.
+    """
     a = np.clip(np.asarray(action, dtype=float), -1.0, 1.0)
-    return low + (a + 1.0) * 0.5 * (high - low)
+    return np.where(a < 0.0, centre + a * (centre - low), centre + a * (high - centre))

@@ -29,8 +29,8 @@ class EnergyTask(SetpointTask):
     while orders keep arriving with due dates.
 
     ## Action Space
-    `Box(-1, 1, (2 n_stations,), float32)`: for each station (in line order) its speed, rescaled
-    onto its limits, then its mode: below -1/3 off, below 1/3 standby, else run.
+    `Box(-1, 1, (2 n_stations,), float32)`: for each station (in line order) its speed (-1, 0, 1:
+    lower limit, nominal, upper limit), then its mode: below -2/3 off, below -1/3 standby, else run.
 
     ## Observation Space
     `Box(-1, 1)`: per station its state, queue and speed; line WIP, electricity price and carbon

@@ -17,9 +17,10 @@ MODE_OFF, MODE_STANDBY, MODE_RUN = 0.0, 1.0, 2.0
 class SetpointTask(Task):
     """A tick task whose action is a `Box(-1, 1)` over the actuators of its levers, in spec order.
 
-    Decoding per lever: speed is rescaled onto its limits; mode is off below -1/3, standby below
-    1/3 and run above; maintenance is requested above 0.5; reorder orders `max(0, a)` times the
-    largest order (a <= 0 orders nothing).
+    Decoding per lever: speed maps -1, 0, 1 onto its lower limit, nominal speed and upper limit
+    (linear in between); mode is off below -2/3, standby below -1/3 and run above (so 0 runs); maintenance is
+    requested above 0.5; reorder orders `max(0, a)` times the largest order (a <= 0 orders
+    nothing).
     """
 
     sensors: ClassVar[tuple[str, ...]]  # sensor name suffixes the task observes (station and line)
@@ -33,6 +34,7 @@ class SetpointTask(Task):
         self._lever = [spec.actuators[i].lever for i in self._acts]
         self._low = np.array([spec.actuators[i].low for i in self._acts])
         self._high = np.array([spec.actuators[i].high for i in self._acts])
+        self._centre = np.array([spec.actuators[i].default for i in self._acts])
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(len(self._acts),), dtype=np.float32)
 
     def observe(self, frame: Frame) -> np.ndarray:
@@ -42,10 +44,10 @@ class SetpointTask(Task):
     def command(self, action: Any, frame: Frame) -> Command:
         """Decode each action component by its lever into the actuator's units."""
         a = np.clip(np.asarray(action, dtype=float), -1.0, 1.0)
-        values = rescale(a, self._low, self._high)
+        values = rescale(a, self._low, self._high, self._centre)
         for k, lever in enumerate(self._lever):
             if lever is Lever.MODE:
-                values[k] = MODE_OFF if a[k] < -1 / 3 else (MODE_STANDBY if a[k] < 1 / 3 else MODE_RUN)
+                values[k] = MODE_OFF if a[k] < -2 / 3 else (MODE_STANDBY if a[k] < -1 / 3 else MODE_RUN)
             elif lever is Lever.MAINTENANCE:
                 values[k] = 1.0 if a[k] > 0.5 else 0.0
             elif lever is Lever.REORDER:

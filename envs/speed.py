@@ -29,8 +29,8 @@ class SpeedTask(SetpointTask):
     more. Dispatch, maintenance and reorders follow the line's rules.
 
     ## Action Space
-    `Box(-1, 1, (n_stations,), float32)`, rescaled onto each station's speed limits (ratio of
-    nominal speed).
+    `Box(-1, 1, (n_stations,), float32)`, -1, 0 and 1 set each station's lower speed limit,
+    nominal speed and upper limit (linear in between).
 
     ## Observation Space
     `Box(-1, 1)`: per station its state, queue, speed, vibration, bearing temperature and motor
