@@ -32,6 +32,11 @@ class SensorEncoder:
         self._flagged = np.array([k for k, i in enumerate(chosen) if spec.sensors[i].dropouts], dtype=np.int64)
         self._clock = clock
         self.names = tuple(spec.sensors[i].name for i in chosen)
+        flag_of = {int(k): len(chosen) + j for j, k in enumerate(self._flagged)}
+        # sensor name -> (value column, validity-flag column or None, range low, range span)
+        self.layout: dict[str, tuple[int, int | None, float, float]] = {
+            name: (k, flag_of.get(k), float(self._low[k]), float(span[k])) for k, name in enumerate(self.names)
+        }
         self.size = len(chosen) + len(self._flagged) + (2 if clock else 0)
 
     def space(self, extra: int = 0) -> gym.spaces.Box:

@@ -70,7 +70,10 @@ class InventoryTask(SetpointTask):
 
     def command(self, action: Any, frame: Frame) -> Command:
         """Order the quantity of the chosen level."""
-        return self.setpoints({self._acts[0]: float(self.levels[int(action)])})
+        level = int(action)
+        if not 0 <= level < len(self.levels):
+            raise ValueError(f"action {level} is outside Discrete({len(self.levels)})")
+        return self.setpoints({self._acts[0]: float(self.levels[level])})
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
         """Minus holding, stockout and ordering costs."""

@@ -10,6 +10,7 @@ import yaml
 
 from hardware import Lever, Line
 from hardware.twin import TwinLine
+from hardware.twin.loader import merge
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -36,30 +37,33 @@ def scenario_events(scenario: str | Sequence[Mapping[str, Any]] | None) -> list[
 
 
 def resolve_line(
-    line: str | Path | Line,
+    line: str | Path | Mapping[str, Any] | Line,
     levers: frozenset[Lever],
     control_period_s: float | None,
     scenario: str | Sequence[Mapping[str, Any]] | None,
     seed: int | None = None,
 ) -> Line:
-    """A `Line` for a task: an object as given, or a twin from a shipped name or a file path.
+    """A `Line` for a task: an object as given, or a twin from a shipped name, a file or a definition.
 
     A twin built here hands the agent exactly the task's `levers`, ticking every
-    `control_period_s` seconds; a given `Line` object must already own those levers.
+    `control_period_s` seconds; a given `Line` object must already own those levers. A
+    definition is a mapping as in a line file (what the Hydra `line` group composes).
     """
-    if not isinstance(line, str | Path):
+    if not isinstance(line, str | Path | Mapping):
         if scenario is not None:
             raise ValueError("scenario: only applies to a line built from a definition, not to a Line object")
         return line
-    path = Path(line)
-    if str(line) in shipped_lines():
-        path = CONFIGS / "line" / f"{line}.yaml"
-    elif not path.is_file():
-        raise ValueError(f"line {str(line)!r}: neither a shipped line ({', '.join(shipped_lines())}) nor a file")
     overrides: dict[str, Any] = {"control": {"levers": sorted(lv.value for lv in levers)}}
     if control_period_s is not None:
         overrides["control"]["control_period_s"] = control_period_s
     events = scenario_events(scenario)
     if events is not None:
         overrides["scenarios"] = events
+    if isinstance(line, Mapping):
+        return TwinLine.from_config(seed=seed, **merge(line, overrides))
+    path = Path(line)
+    if str(line) in shipped_lines():
+        path = CONFIGS / "line" / f"{line}.yaml"
+    elif not path.is_file():
+        raise ValueError(f"line {str(line)!r}: neither a shipped line ({', '.join(shipped_lines())}) nor a file")
     return TwinLine.from_yaml(path, seed=seed, **overrides)

@@ -33,11 +33,11 @@ class MaintenanceTask(SetpointTask):
 
     ## Action Space
     `MultiBinary(n_stations)`: 1 requests preventive maintenance of that station now (after its
-    current part).
+    current part; ignored while it is under repair or maintenance).
 
     ## Observation Space
     `Box(-1, 1)`: per station its state, vibration RMS, bearing temperature, motor current (each
-    with a validity flag for dropouts) and hours since its last maintenance.
+    with a validity flag for dropouts) and hours since its last maintenance or repair.
 
     ## Rewards
     `-(repair * repair cost + preventive * maintenance cost + planned_downtime_cost_per_h *

@@ -19,7 +19,7 @@ from envs.scheduling import SchedulingEnv, SchedulingTask
 from envs.speed import SpeedTask
 from hardware import Line
 
-LineArg = str | Path | Line
+LineArg = str | Path | Mapping[str, Any] | Line
 ScenarioArg = str | Sequence[Mapping[str, Any]] | None
 
 # task: (class, default line, default control period s, registered episode steps)

@@ -122,6 +122,16 @@ class SchedulingTask(Task):
         self._mask = np.zeros(n + 1, dtype=bool)
         self._done_key, self._done = -1, False  # frame seq the cached `terminated` answer is for
 
+    @property
+    def horizon_s(self) -> float:
+        """Time scale of the observation's slack and clock: the job set's total work, s."""
+        return self._horizon
+
+    @property
+    def work_scale_s(self) -> float:
+        """Scale of the observation's remaining work: the largest job's total work, s."""
+        return self._scale_work
+
     def decision(self, frame: Frame) -> Decision | None:
         """The dispatch decision the agent is asked now, or None when the episode is over."""
         for d in frame.pending:

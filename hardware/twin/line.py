@@ -30,6 +30,7 @@ from hardware.twin.sensors import SensorBank, sensor_specs
 from hardware.twin.station import Mode, State, Station
 
 _DISPATCH, _TICK = DecisionKind.DISPATCH, DecisionKind.TICK
+_RENEWING = (State.MAINTENANCE, State.DOWN)  # a request now would only repeat the renewal under way
 _HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_")
 
 
@@ -184,7 +185,7 @@ class TwinLine:
             if Mode(int(v)) != st.mode:
                 st.mode = Mode(int(v))
                 st.poke()
-        elif a.lever is Lever.MAINTENANCE and v >= 0.5 and not st.maintain_requested and st.state != State.MAINTENANCE:
+        elif a.lever is Lever.MAINTENANCE and v >= 0.5 and not st.maintain_requested and st.state not in _RENEWING:
             st.maintain_requested = True
             st.poke()
 

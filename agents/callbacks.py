@@ -1,0 +1,128 @@
+"""SB3 callbacks that show researchers what happened: KPIs, hyperparameters, the heuristic to beat."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Figure, HParam
+
+from agents.figures import episode_figures
+from agents.rollout import Episode, Normalized, Policy, run_episode
+from hardware import Kpis
+
+_TB_ONLY = ("stdout", "log", "json", "csv")
+
+
+def kpi_scalars(kpis: Kpis, info: Mapping[str, Any]) -> dict[str, float]:
+    """The per-episode KPI scalars logged under `kpi/`."""
+    good = kpis.good_parts
+    scalars = {
+        "kpi/throughput_per_h": kpis.throughput_per_h,
+        "kpi/good_parts": float(good),
+        "kpi/oee": kpis.oee,
+        "kpi/energy_cost": kpis.energy_cost,
+        "kpi/co2_kg_per_part": kpis.co2_kg_per_good_part,
+        "kpi/downtime_h": (kpis.planned_downtime_s + kpis.unplanned_downtime_s) / 3600.0,
+        "kpi/tardiness_h": kpis.tardiness_s / 3600.0,
+    }
+    if "makespan" in info:
+        scalars["kpi/makespan_s"] = float(info["makespan"])
+    return scalars
+
+
+class KpiLogger(BaseCallback):
+    """Logs each finished training episode's KPIs (mean over the episodes of a logging interval)."""
+
+    def _on_step(self) -> bool:
+        for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
+            if done and "kpis" in info:
+                for key, value in kpi_scalars(info["kpis"], info).items():
+                    self.logger.record_mean(key, value)
+        return True
+
+
+class HParamLogger(BaseCallback):
+    """Records the run's hyperparameters with the metrics they are judged by (TensorBoard HPARAMS)."""
+
+    def __init__(self, hparams: Mapping[str, float | int | str | bool]) -> None:
+        super().__init__()
+        self.hparams = dict(hparams)
+
+    def _on_training_start(self) -> None:
+        metrics = {"eval/mean_reward": 0.0, "eval/advantage_over_heuristic": 0.0, "rollout/ep_rew_mean": 0.0}
+        self.logger.record("hparams", HParam(self.hparams, metrics), exclude=_TB_ONLY)
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class HeuristicComparison(BaseCallback):
+    """Every `every_steps`, evaluates the policy and the task's heuristic on the same held-out seeds.
+
+    The heuristic is evaluated once (it does not learn). Logs `eval/mean_reward`,
+    `eval/heuristic_mean_reward`, `eval/advantage_over_heuristic` and the KPIs of both under
+    `eval/kpi/...` and `eval/heuristic_kpi/...`, and, if `figures`, the figures of the policy's
+    first evaluation episode.
+    """
+
+    def __init__(
+        self,
+        make_env: Callable[[], gym.Env[Any, Any]],
+        heuristic: Policy,
+        every_steps: int,
+        seeds: list[int],
+        normalizer: Any = None,
+        figures: bool = True,
+    ) -> None:
+        super().__init__()
+        self.make_env = make_env
+        self.heuristic = heuristic
+        self.every_steps = every_steps
+        self.seeds = seeds
+        self.normalizer = normalizer
+        self.figures = figures
+        self.env: gym.Env[Any, Any] | None = None
+        self.heuristic_episodes: list[Episode] = []
+        self.last_mean_reward = float("nan")
+        self._next = every_steps
+
+    def _on_training_start(self) -> None:
+        self.env = self.make_env()
+        self.heuristic_episodes = [run_episode(self.env, self.heuristic, s) for s in self.seeds]
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            self._next += self.every_steps
+            self.evaluate()
+        return True
+
+    def _on_training_end(self) -> None:
+        self.evaluate()
+        if self.env is not None:
+            self.env.close()
+
+    def evaluate(self) -> None:
+        """Run the evaluation episodes now and log them."""
+        if self.env is None:
+            return
+        policy: Policy = self.model if self.normalizer is None else Normalized(self.model, self.normalizer)
+        episodes = [run_episode(self.env, policy, s, record=self.figures and i == 0) for i, s in enumerate(self.seeds)]
+        mean = float(np.mean([e.total_reward for e in episodes]))
+        base = float(np.mean([e.total_reward for e in self.heuristic_episodes]))
+        self.last_mean_reward = mean
+        self.logger.record("eval/mean_reward", mean)
+        self.logger.record("eval/heuristic_mean_reward", base)
+        self.logger.record("eval/advantage_over_heuristic", mean - base)
+        for prefix, group in (("eval/kpi", episodes), ("eval/heuristic_kpi", self.heuristic_episodes)):
+            rows = [kpi_scalars(e.kpis, e.info) for e in group]
+            for key in rows[0]:
+                self.logger.record(f"{prefix}/{key.removeprefix('kpi/')}", float(np.mean([r[key] for r in rows])))
+        if self.figures and episodes[0].frames:
+            spec = self.env.unwrapped.line.spec  # type: ignore[attr-defined]
+            for name, fig in episode_figures(episodes[0], spec).items():
+                self.logger.record(f"figures/{name}", Figure(fig, close=True), exclude=_TB_ONLY)
+        self.logger.dump(self.num_timesteps)

@@ -1,0 +1,89 @@
+"""Dispatching rules for the Scheduling task: FIFO, SPT, LPT, MWKR, MOPNR and EDD."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from agents.rules import Baseline
+from envs.scheduling import SchedulingTask
+
+# Columns of a job's features in the SchedulingTask observation (see its docstring).
+WAITS, OPS_LEFT, WORK_LEFT, NEXT_OP, SLACK = 0, 4, 5, 6, 7
+JOB_FEATURES = 9
+_TIE = 1e-6  # keys this close (in scaled units) tie, so float32 rounding never breaks a tie
+
+
+class Rule(enum.Enum):
+    """A priority rule: which waiting job a free station starts."""
+
+    FIFO = "fifo"  # first in queue
+    SPT = "spt"  # shortest next operation
+    LPT = "lpt"  # longest next operation
+    MWKR = "mwkr"  # most work remaining
+    MOPNR = "mopnr"  # most operations remaining
+    EDD = "edd"  # earliest due date
+
+
+class DispatchRule(Baseline):
+    """A priority dispatching rule over the jobs waiting at the deciding station.
+
+    It only picks jobs whose waits-here flag is set, never waits, and breaks ties by the lowest
+    job id. With no job waiting (only after the episode ended) it answers the wait action.
+    Every rule but FIFO decides from the observation. Arrival order is not observed, so FIFO
+    reads the first job in the deciding station's queue from the env it was built for
+    (`task.decision(env.frame).jobs[0]`): it ignores the observation it is given, answers for
+    that env's current state only, and so predicts for a batch of one.
+
+    EDD ranks by due date minus now, `slack * horizon + remaining work` in the observation's
+    scaling, which it reads from the task's `horizon_s` and `work_scale_s`.
+
+    Args:
+        env: a Scheduling env.
+        rule: a `Rule` or its name: "fifo", "spt", "lpt", "mwkr", "mopnr" or "edd".
+    """
+
+    tasks = (SchedulingTask,)
+    task: SchedulingTask
+
+    def __init__(self, env: gym.Env[Any, Any], rule: str | Rule = "spt") -> None:
+        super().__init__(env)
+        try:
+            self.rule = Rule(rule)
+        except ValueError:
+            names = ", ".join(r.value for r in Rule)
+            raise ValueError(f"rule {rule!r} is unknown; choose one of {names}") from None
+        self.n_jobs = self.task.n_jobs
+        self._work_per_horizon = self.task.work_scale_s / self.task.horizon_s
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Job ids for a batch of observations (the wait action where no job waits)."""
+        if self.rule is Rule.FIFO:
+            return self._fifo(len(obs))
+        jobs = obs[:, : self.n_jobs * JOB_FEATURES].reshape(len(obs), self.n_jobs, JOB_FEATURES)
+        waiting = jobs[:, :, WAITS] > 0.5
+        key = np.where(waiting, self._key(jobs), np.inf)
+        best = key.min(axis=1, keepdims=True)
+        first = np.argmax(key <= best + _TIE, axis=1)  # the lowest id among the best
+        return np.where(waiting.any(axis=1), first, self.n_jobs)
+
+    def _key(self, jobs: np.ndarray) -> np.ndarray:
+        """Priority of each job, lower first."""
+        if self.rule is Rule.SPT:
+            return jobs[:, :, NEXT_OP]
+        if self.rule is Rule.LPT:
+            return -jobs[:, :, NEXT_OP]
+        if self.rule is Rule.MWKR:
+            return -jobs[:, :, WORK_LEFT]
+        if self.rule is Rule.MOPNR:
+            return -jobs[:, :, OPS_LEFT]
+        return jobs[:, :, SLACK] + jobs[:, :, WORK_LEFT] * self._work_per_horizon  # EDD: (due - now) / horizon
+
+    def _fifo(self, n: int) -> np.ndarray:
+        if n != 1:
+            raise ValueError(f"observation: FIFO reads its one env's queue, so it predicts one at a time, got {n}")
+        decision = self.task.decision(self.env.frame)
+        return np.array([self.n_jobs if decision is None else decision.jobs[0]])

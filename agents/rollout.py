@@ -1,0 +1,102 @@
+"""Run a policy (learned, exported or heuristic) for whole episodes and keep what happened."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from hardware import Frame, Kpis
+
+
+class Policy(Protocol):
+    """Anything with SB3's `predict`: an algorithm, an exported artifact, a heuristic."""
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[Any, Any]:
+        """Return (action, state) for an observation."""
+        ...
+
+
+class Normalized:
+    """A policy trained behind `VecNormalize`, fed raw observations through its statistics."""
+
+    def __init__(self, model: Policy, normalizer: Any) -> None:
+        self.model = model
+        self.normalizer = normalizer  # a VecNormalize; only its `normalize_obs` is used
+        self._masked = takes_masks(model)
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+        action_masks: np.ndarray | None = None,
+    ) -> tuple[Any, Any]:
+        """Normalise the observation, then ask the model."""
+        obs = self.normalizer.normalize_obs(observation)
+        if self._masked:
+            return self.model.predict(obs, state, episode_start, deterministic, action_masks=action_masks)  # type: ignore[call-arg]
+        return self.model.predict(obs, state, episode_start, deterministic)
+
+
+def takes_masks(policy: Any) -> bool:
+    """Whether `policy.predict` accepts `action_masks` (MaskablePPO, masked artifacts)."""
+    return "action_masks" in inspect.signature(policy.predict).parameters
+
+
+@dataclass
+class Dispatch:
+    """One dispatch an agent made: at `time_s`, `job` started its operation `step` on `station`."""
+
+    time_s: float
+    station: int
+    job: int
+    step: int
+
+
+@dataclass
+class Episode:
+    """One finished episode: its return, final KPIs and, if recorded, its frames and dispatches."""
+
+    seed: int
+    total_reward: float
+    steps: int
+    kpis: Kpis
+    info: dict[str, Any]
+    frames: list[Frame] = field(default_factory=list)
+    dispatches: list[Dispatch] = field(default_factory=list)
+
+
+def run_episode(env: gym.Env[Any, Any], policy: Policy, seed: int, record: bool = False) -> Episode:
+    """Run `policy` deterministically on `env` from `reset(seed)` to the episode's end."""
+    masked = hasattr(env.unwrapped, "action_masks") and takes_masks(policy)
+    obs, info = env.reset(seed=seed)
+    base: Any = env.unwrapped
+    frames: list[Frame] = [base.frame] if record else []
+    dispatches: list[Dispatch] = []
+    total, steps, done = 0.0, 0, False
+    while not done:
+        if masked:
+            action, _ = policy.predict(obs, deterministic=True, action_masks=base.action_masks())  # type: ignore[call-arg]
+        else:
+            action, _ = policy.predict(obs, deterministic=True)
+        if record and info.get("station") is not None and int(action) < base.task.n_jobs:
+            job = int(action)
+            dispatches.append(Dispatch(base.frame.time, int(info["station"]), job, int(base.frame.jobs.step[job])))
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += float(reward)
+        steps += 1
+        done = terminated or truncated
+        if record:
+            frames.append(base.frame)
+    return Episode(seed, total, steps, info["kpis"], info, frames, dispatches)

@@ -1,0 +1,91 @@
+"""Benchmark PPO training throughput on the default task against CartPole-v1, same settings, one run.
+
+Also times each env alone under random actions, so the share of training time the env takes is
+measured, not guessed: env share = (time per env step) / (time per PPO training step).
+
+    python -m experiments.bench_train                       # Speed task (the default experiment)
+    python -m experiments.bench_train --task Scheduling --steps 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+import envs  # noqa: F401  (registers the smartline/ ids)
+from envs.registration import TASKS
+
+GOAL_ENV_SHARE = 1 / 3  # the env may take at most this share of training time
+PPO_SETTINGS: dict[str, Any] = {
+    "n_steps": 512,
+    "batch_size": 256,
+    "n_epochs": 5,
+    "policy_kwargs": {"net_arch": [64, 64]},
+}
+
+
+def ppo_steps_per_s(make: Callable[[], gym.Env[Any, Any]], n_envs: int, steps: int, seed: int) -> float:
+    """Env steps per wall-second of PPO learning `steps` steps on `n_envs` dummy-vectorised envs."""
+    venv = DummyVecEnv([make for _ in range(n_envs)])
+    model = PPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **PPO_SETTINGS)
+    start = time.perf_counter()
+    model.learn(steps)
+    wall = time.perf_counter() - start
+    venv.close()
+    return steps / wall
+
+
+def env_steps_per_s(make: Callable[[], gym.Env[Any, Any]], steps: int, seed: int) -> float:
+    """Env steps per wall-second under random actions, resetting at episode ends."""
+    env = make()
+    env.action_space.seed(seed)
+    env.reset(seed=seed)
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    wall = time.perf_counter() - start
+    env.close()
+    return steps / wall
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the benchmark and print its table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="Speed", choices=[t for t in TASKS if t != "Scheduling"])
+    parser.add_argument("--steps", type=int, default=30_000, help="PPO training steps per env")
+    parser.add_argument("--n-envs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    ours_id = f"smartline/{args.task}-v0"
+    makers = {
+        ours_id: lambda: gym.make(ours_id),
+        "CartPole-v1": lambda: gym.make("CartPole-v1"),
+    }
+    rows = []
+    for name, make in makers.items():
+        train = ppo_steps_per_s(make, args.n_envs, args.steps, args.seed)
+        alone = env_steps_per_s(make, args.steps, args.seed)
+        rows.append((name, train, alone, train / alone))
+    print(f"PPO ({PPO_SETTINGS}), {args.n_envs} dummy-vectorised envs, {args.steps} steps, 1 torch thread\n")
+    print("| env | PPO training steps/s | env alone steps/s | env share of training time |")
+    print("|---|---:|---:|---:|")
+    for name, train, alone, share in rows:
+        print(f"| {name} | {train:,.0f} | {alone:,.0f} | {share:.0%} |")
+    ours, cartpole = rows
+    verdict = "met" if ours[3] <= GOAL_ENV_SHARE else "NOT met"
+    print(f"\nPPO throughput, {ours[0]} / CartPole-v1: {ours[1] / cartpole[1]:.2f}")
+    print(f"{ours[0]} takes {ours[3]:.0%} of PPO's training time (goal <= {GOAL_ENV_SHARE:.0%}: {verdict})")
+
+
+if __name__ == "__main__":
+    main()

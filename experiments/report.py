@@ -1,0 +1,137 @@
+"""Episode records and the KPI tables made from them: mean and 95% interval, Markdown, CSV, plots."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy import stats
+
+from agents.rollout import Episode
+
+METRICS = (
+    ("return", "episode return"),
+    ("good_parts", "good parts"),
+    ("throughput_per_h", "throughput, parts/h"),
+    ("oee", "OEE"),
+    ("energy_cost", "energy cost"),
+    ("co2_kg_per_good_part", "CO2 per part, kg"),
+    ("downtime_h", "downtime, h"),
+    ("tardiness_h", "tardiness, h"),
+    ("makespan_s", "makespan, s"),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One evaluated episode, flattened for tables and CSV."""
+
+    policy: str
+    scenario: str
+    seed: int
+    values: dict[str, float]
+
+
+def episode_row(policy: str, scenario: str, episode: Episode) -> Row:
+    """The metrics of one episode."""
+    k = episode.kpis
+    values = {
+        "return": episode.total_reward,
+        "good_parts": float(k.good_parts),
+        "throughput_per_h": k.throughput_per_h,
+        "oee": k.oee,
+        "energy_cost": k.energy_cost,
+        "co2_kg_per_good_part": k.co2_kg_per_good_part,
+        "downtime_h": (k.planned_downtime_s + k.unplanned_downtime_s) / 3600.0,
+        "tardiness_h": k.tardiness_s / 3600.0,
+    }
+    if "makespan" in episode.info:
+        values["makespan_s"] = float(episode.info["makespan"])
+    return Row(policy, scenario, episode.seed, values)
+
+
+def mean_interval(samples: Sequence[float]) -> tuple[float, float]:
+    """Mean and half-width of its 95% Student-t confidence interval (0 for a single sample)."""
+    x = np.asarray(samples, dtype=float)
+    if len(x) < 2:
+        return float(x.mean()), 0.0
+    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return float(x.mean()), half
+
+
+def groups(rows: Sequence[Row]) -> dict[tuple[str, str], list[Row]]:
+    """Rows by (policy, scenario), in first-seen order."""
+    out: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        out.setdefault((r.policy, r.scenario), []).append(r)
+    return out
+
+
+def metrics_of(rows: Sequence[Row]) -> list[tuple[str, str]]:
+    """The metrics present in every row, in table order."""
+    return [(key, label) for key, label in METRICS if all(key in r.values for r in rows)]
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    """KPI table: one row per policy and scenario, mean +- 95% interval half-width per metric."""
+    metrics = metrics_of(rows)
+    head = "| policy | scenario | episodes | " + " | ".join(label for _, label in metrics) + " |"
+    lines = [head, "|---|---|---:|" + "---:|" * len(metrics)]
+    for (policy, scenario), group in groups(rows).items():
+        cells = []
+        for key, _ in metrics:
+            mean, half = mean_interval([r.values[key] for r in group])
+            cells.append(f"{mean:,.3g} ± {half:,.2g}")
+        lines.append(f"| {policy} | {scenario} | {len(group)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_reports(rows: Sequence[Row], out_dir: Path, title: str) -> dict[str, Path]:
+    """Write the table (Markdown), the raw episodes and the summary (CSV) and one plot per metric (PNG)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "table": out_dir / "kpi_table.md",
+        "episodes": out_dir / "episodes.csv",
+        "summary": out_dir / "summary.csv",
+    }
+    paths["table"].write_text(f"# {title}\n\n{markdown_table(rows)}\n")
+    metrics = metrics_of(rows)
+    with paths["episodes"].open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["policy", "scenario", "seed", *[k for k, _ in metrics]])
+        for r in rows:
+            writer.writerow([r.policy, r.scenario, r.seed, *[repr(r.values[k]) for k, _ in metrics]])
+    with paths["summary"].open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["policy", "scenario", "episodes", "metric", "mean", "ci95_half_width"])
+        for (policy, scenario), group in groups(rows).items():
+            for key, _ in metrics:
+                mean, half = mean_interval([r.values[key] for r in group])
+                writer.writerow([policy, scenario, len(group), key, repr(mean), repr(half)])
+    for key, label in metrics:
+        paths[f"plot_{key}"] = _bar_plot(rows, key, label, out_dir / f"{key}.png")
+    return paths
+
+
+def _bar_plot(rows: Sequence[Row], key: str, label: str, path: Path) -> Path:
+    grouped = groups(rows)
+    names = [f"{p}\n{s}" for p, s in grouped]
+    stats_ = [mean_interval([r.values[key] for r in g]) for g in grouped.values()]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(names)), 3.5))
+    ax.bar(range(len(names)), [m for m, _ in stats_], yerr=[h for _, h in stats_], capsize=4, color="tab:blue")
+    ax.set_xticks(range(len(names)), names, fontsize="small")
+    ax.set_ylabel(label)
+    ax.set_title(f"{label} (mean, 95% interval)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

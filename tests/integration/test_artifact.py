@@ -1,0 +1,248 @@
+"""Exported policy artifacts act exactly as `model.predict(..., deterministic=True)` and refuse tampering."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from sb3_contrib import MaskablePPO
+from stable_baselines3 import A2C, DQN, PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+import envs  # noqa: F401  (registers the ids)
+from agents.artifact import MANIFEST_FILE, NETWORK_FILE, ArtifactError, PolicyArtifact
+from agents.export import export_policy
+
+N_OBS = 1_000
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny networks train fastest on one thread, and do not crawl when other processes hold the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class BoxEnv(gym.Env):
+    """A tiny env with asymmetric Box actions, so parity covers SB3's clipping and unscaling."""
+
+    observation_space = gym.spaces.Box(-3.0, 3.0, (6,), np.float32)
+    action_space = gym.spaces.Box(
+        low=np.array([-2.0, 0.0, 0.1], np.float32), high=np.array([1.0, 4.0, 0.15], np.float32), dtype=np.float32
+    )
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode at a random observation."""
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        """Reward closeness to 0.5; truncate after 32 steps."""
+        self.t += 1
+        reward = -float(np.sum(np.square(action - 0.5)))
+        return self._obs(), reward, False, self.t >= 32, {}
+
+    def _obs(self) -> np.ndarray:
+        return self.np_random.uniform(-3.0, 3.0, 6).astype(np.float32)
+
+
+def small_net(**extra: Any) -> dict[str, Any]:
+    """Fresh policy_kwargs for a small network (SB3 writes into the dict it is given, so never share one)."""
+    return {"net_arch": [32, 32], **extra}
+
+
+def random_obs(space: gym.spaces.Box, seed: int = 0) -> np.ndarray:
+    """N_OBS seeded samples of `space`."""
+    box = gym.spaces.Box(space.low, space.high, dtype=space.dtype, seed=seed)
+    return np.stack([box.sample() for _ in range(N_OBS)])
+
+
+def exported(model: BaseAlgorithm, tmp_path, **kwargs: Any) -> PolicyArtifact:
+    return PolicyArtifact.load(export_policy(model, tmp_path / "artifact", **kwargs))
+
+
+def assert_parity(
+    model: BaseAlgorithm,
+    artifact: PolicyArtifact,
+    obs: np.ndarray,
+    sb3_obs: np.ndarray | None = None,
+    masks: np.ndarray | None = None,
+) -> None:
+    """Batch and single-observation actions equal SB3's: continuous within 1e-5, discrete exactly."""
+    sb3_obs = obs if sb3_obs is None else sb3_obs
+    extra = {} if masks is None else {"action_masks": masks}
+    expected, _ = model.predict(sb3_obs, deterministic=True, **extra)
+    actual, state = artifact.predict(obs, deterministic=True, action_masks=masks)
+    assert state is None
+    assert actual.shape == expected.shape
+    assert actual.dtype == artifact.action_space.dtype
+    assert len(np.unique(expected, axis=0)) > 1, "a constant policy would make parity vacuous"
+    if isinstance(artifact.action_space, gym.spaces.Box):
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5)
+    else:
+        np.testing.assert_array_equal(actual, expected)
+    single_extra = {} if masks is None else {"action_masks": masks[0]}
+    one, _ = artifact.predict(obs[0], **single_extra)
+    sb3_one, _ = model.predict(sb3_obs[0], deterministic=True, **single_extra)
+    assert one.shape == sb3_one.shape == artifact.action_space.shape
+    np.testing.assert_allclose(one, actual[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"use_sde": True, "policy_kwargs": small_net(squash_output=True)}],
+    ids=["gaussian-clipped", "gsde-squashed"],
+)
+def test_ppo_box_parity(tmp_path, kwargs):
+    options = {"policy_kwargs": small_net(), **kwargs}
+    model = PPO("MlpPolicy", BoxEnv(), n_steps=128, batch_size=64, n_epochs=2, seed=0, device="cpu", **options)
+    model.learn(256)
+    artifact = exported(model, tmp_path)
+    obs = random_obs(model.observation_space)
+    assert_parity(model, artifact, obs)
+    actions, _ = artifact.predict(obs)
+    assert artifact.action_space.contains(actions[0])
+    assert np.all(actions >= artifact.action_space.low)
+    assert np.all(actions <= artifact.action_space.high)
+
+
+def test_a2c_multibinary_parity(tmp_path):
+    env = gym.make("smartline/Maintenance-v0")
+    policy_kwargs = small_net(share_features_extractor=False)
+    model = A2C("MlpPolicy", env, policy_kwargs=policy_kwargs, seed=0, device="cpu")
+    model.learn(256)
+    artifact = exported(model, tmp_path)
+    assert isinstance(artifact.action_space, gym.spaces.MultiBinary)
+    assert_parity(model, artifact, random_obs(model.observation_space))
+
+
+def test_sac_box_parity(tmp_path):
+    model = SAC(
+        "MlpPolicy", BoxEnv(), learning_starts=64, batch_size=64, policy_kwargs=small_net(), seed=0, device="cpu"
+    )
+    model.learn(256)
+    assert_parity(model, exported(model, tmp_path), random_obs(model.observation_space))
+
+
+def test_dqn_discrete_parity(tmp_path):
+    env = gym.make("smartline/Inventory-v0")
+    model = DQN("MlpPolicy", env, learning_starts=64, policy_kwargs=small_net(), seed=0, device="cpu")
+    model.learn(256)
+    artifact = exported(model, tmp_path)
+    assert isinstance(artifact.action_space, gym.spaces.Discrete)
+    assert_parity(model, artifact, random_obs(model.observation_space))
+
+
+def test_maskable_ppo_parity_with_random_masks(tmp_path):
+    env = gym.make("smartline/Scheduling-v0", instance="ft06")
+    model = MaskablePPO("MlpPolicy", env, n_steps=128, batch_size=64, n_epochs=2, seed=0, device="cpu")
+    model.learn(256)
+    artifact = exported(model, tmp_path)
+    assert artifact.takes_action_mask
+    n = int(env.action_space.n)
+    rng = np.random.default_rng(1)
+    masks = rng.random((N_OBS, n)) < 0.4
+    masks[np.arange(N_OBS), rng.integers(0, n, N_OBS)] = True
+    obs = random_obs(model.observation_space)
+    assert_parity(model, artifact, obs, masks=masks)
+    actions, _ = artifact.predict(obs, action_masks=masks.astype(np.float32))
+    assert masks[np.arange(N_OBS), actions].all()
+    with pytest.raises(ValueError, match="action_masks"):
+        artifact.predict(obs)
+    with pytest.raises(ValueError, match="no action"):
+        artifact.predict(obs[0], action_masks=np.zeros(n, bool))
+
+
+def test_vec_normalize_parity_and_evaluate_policy(tmp_path):
+    venv = VecNormalize(DummyVecEnv([lambda: gym.make("smartline/Speed-v0")]), clip_obs=5.0)
+    model = PPO(
+        "MlpPolicy", venv, n_steps=128, batch_size=64, n_epochs=2, policy_kwargs=small_net(), seed=0, device="cpu"
+    )
+    model.learn(256)
+    venv.obs_rms.update(np.random.default_rng(2).normal(0.4, 3.0, (500, *venv.observation_space.shape)))
+    assert np.abs(venv.obs_rms.mean).max() > 0.1
+    assert np.abs(venv.obs_rms.var - 1.0).max() > 0.5
+    artifact = exported(model, tmp_path, vec_normalize=venv)
+    stats = artifact.manifest["vec_normalize"]
+    assert stats["obs_mean"] == venv.obs_rms.mean.tolist()
+    assert stats["obs_var"] == venv.obs_rms.var.tolist()
+    assert (stats["clip_obs"], stats["epsilon"], stats["norm_obs"]) == (5.0, venv.epsilon, True)
+    raw = random_obs(model.observation_space) * 4.0
+    assert_parity(model, artifact, raw, sb3_obs=venv.normalize_obs(raw))
+    env = Monitor(gym.make("smartline/Speed-v0"))
+    rewards, lengths = evaluate_policy(artifact, env, n_eval_episodes=2, return_episode_rewards=True)
+    assert np.all(np.isfinite(rewards))
+    assert lengths == [env.spec.max_episode_steps] * 2
+
+
+def test_manifest_records_spaces_versions_and_config(tmp_path):
+    env = gym.make("smartline/Inventory-v0")
+    model = DQN("MlpPolicy", env, policy_kwargs=small_net(), device="cpu")
+    config = OmegaConf.create({"agent": {"lr": 3e-4}, "lr": "${agent.lr}"})
+    with pytest.raises(ValueError, match="metadata"):
+        export_policy(model, tmp_path / "a", metadata={"run": object()})
+    assert not (tmp_path / "a").exists()
+    folder = export_policy(model, tmp_path / "a", config=config, metadata={"run": "r1"})
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    assert manifest["algorithm"] == "DQN"
+    assert manifest["observation_space"]["type"] == "Box"
+    assert manifest["observation_space"]["shape"] == list(env.observation_space.shape)
+    assert manifest["action_space"] == {"type": "Discrete", "n": env.action_space.n, "start": 0, "dtype": "int64"}
+    assert manifest["action_mask"] is False
+    assert manifest["onnx"]["inputs"] == ["obs"]
+    assert manifest["onnx"]["outputs"] == ["action"]
+    assert manifest["vec_normalize"] is None
+    assert manifest["config"] == {"agent": {"lr": 3e-4}, "lr": 3e-4}
+    assert manifest["metadata"] == {"run": "r1"}
+    for package in ("stable-baselines3", "sb3-contrib", "torch", "onnx", "smartline"):
+        assert manifest["versions"][package]
+    artifact = PolicyArtifact.load(folder)
+    assert artifact.observation_space == env.observation_space
+    assert artifact.action_space == env.action_space
+    assert artifact.manifest == manifest
+
+
+def test_tampered_network_fails_naming_the_hash(tmp_path):
+    model = DQN("MlpPolicy", gym.make("smartline/Inventory-v0"), policy_kwargs=small_net(), device="cpu")
+    folder = export_policy(model, tmp_path / "a")
+    expected = json.loads((folder / MANIFEST_FILE).read_text())["sha256"]
+    data = bytearray((folder / NETWORK_FILE).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / NETWORK_FILE).write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="sha256") as err:
+        PolicyArtifact.load(folder)
+    assert str(folder / NETWORK_FILE) in str(err.value)
+    assert expected in str(err.value)
+    assert hashlib.sha256(data).hexdigest() in str(err.value)
+
+
+def test_missing_file_and_bad_manifest_name_the_file(tmp_path):
+    model = DQN("MlpPolicy", gym.make("smartline/Inventory-v0"), policy_kwargs=small_net(), device="cpu")
+    folder = export_policy(model, tmp_path / "a")
+    (folder / MANIFEST_FILE).write_text("{not json")
+    with pytest.raises(ArtifactError, match=MANIFEST_FILE):
+        PolicyArtifact.load(folder)
+    (folder / NETWORK_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=NETWORK_FILE):
+        PolicyArtifact.load(folder)
+
+
+def test_unsupported_observation_space_is_named(tmp_path):
+    class GridEnv(BoxEnv):
+        observation_space = gym.spaces.Box(-1.0, 1.0, (2, 3), np.float32)
+
+    model = PPO("MlpPolicy", GridEnv(), device="cpu")
+    with pytest.raises(ValueError, match=r"Box\(-1.0, 1.0, \(2, 3\)"):
+        export_policy(model, tmp_path / "a")

@@ -1,0 +1,393 @@
+"""Heuristic baselines: each rule's choice against its definition, decoded commands, params, shapes."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import yaml
+
+import envs  # noqa: F401  (registers the ids)
+from agents import rules
+from agents.baselines import BASELINES, DispatchRule, Rule, make_baseline
+from agents.rules import SensorDecoder
+from envs.base import LineEnv
+from envs.energy import EnergyTask
+from envs.factory import FactoryTask
+from envs.lines import resolve_line
+from envs.registration import TASKS
+from hardware import Command, Frame, JobSpec, Line, StationState
+from tests.lines import REPO
+
+J = 9  # features per job in the Scheduling observation: waits, queued, active, done, ops, work, next op, slack, setup
+
+
+def scheduling(**kwargs) -> gym.Env:
+    env = gym.make("smartline/Scheduling-v0", **kwargs)
+    env.reset(seed=0)
+    return env
+
+
+def crafted(env: gym.Env, waiting: list[int], column: int, values: dict[int, float]) -> np.ndarray:
+    """A Scheduling observation with only `waiting` jobs flagged and one feature column set."""
+    obs = np.zeros(env.observation_space.shape, dtype=np.float32)
+    obs[[J * j for j in waiting]] = 1.0
+    for j, v in values.items():
+        obs[J * j + column] = v
+    return obs
+
+
+@pytest.mark.parametrize(
+    ("rule", "column", "values", "expected"),
+    [
+        ("spt", 6, {1: 0.5, 2: 0.1, 3: 0.3, 4: 0.3}, 3),  # job 2 is shorter but does not wait here
+        ("lpt", 6, {1: 0.5, 3: 0.9, 4: 0.9}, 3),  # tie between 3 and 4: the lower id
+        ("mwkr", 5, {1: 0.7, 3: 0.2, 4: 0.6, 5: 0.95}, 1),
+        ("mopnr", 4, {1: 0.2, 3: 0.8, 4: 0.4}, 3),
+    ],
+)
+def test_rule_picks_the_best_waiting_job_on_a_crafted_observation(rule, column, values, expected):
+    env = scheduling(instance="ft06")
+    obs = crafted(env, [1, 3, 4], column, values)
+    action, state = make_baseline(env, rule).predict(obs)
+    assert int(action) == expected
+    assert state is None
+
+
+def test_edd_ranks_by_due_date_not_by_slack():
+    """Due - now = slack * total work + remaining work * largest job work (the observation's scaling)."""
+    env = scheduling(instance="ft06")
+    work = [sum(j.times_s) for j in env.unwrapped.line.spec.jobs]
+    ratio = max(work) / sum(work)
+    obs = crafted(env, [0, 2], 7, {0: 0.0, 2: 0.5 * ratio})  # job 0 has less slack ...
+    obs[J * 0 + 5] = 1.0  # ... but its due date is a full job's work away, job 2's only half of it
+    assert int(make_baseline(env, "edd").predict(obs)[0]) == 2
+    obs[J * 2 + 7] = 1.5 * ratio  # now job 2 is due later
+    assert int(make_baseline(env, "edd").predict(obs)[0]) == 0
+
+
+def test_fifo_reads_the_queue_of_its_env_and_predicts_one_at_a_time():
+    env = scheduling()
+    base = env.unwrapped
+    fifo = make_baseline(env, "fifo")
+    obs, _ = env.reset(seed=0)
+    while (jobs := base.task.decision(base.frame).jobs)[0] == min(jobs):
+        obs, *_ = env.step(jobs[-1])  # the last in queue first, till a queue is out of id order
+    assert int(fifo.predict(obs)[0]) == jobs[0]
+    assert fifo.predict(obs[None])[0].tolist() == [jobs[0]]
+    with pytest.raises(ValueError, match="FIFO"):
+        fifo.predict(np.stack([obs, obs]))
+
+
+def definition_key(rule: str, job: JobSpec, step: int, frame: Frame) -> float:
+    """The rule's priority (lower first) computed from the job set's spec."""
+    return {
+        "spt": job.times_s[step],
+        "lpt": -job.times_s[step],
+        "mwkr": -sum(job.times_s[step:]),
+        "mopnr": -(len(job.route) - step),
+        "edd": job.due_s - frame.time,
+    }[rule]
+
+
+@pytest.mark.parametrize("kwargs", [{"instance": "ft06"}, {}], ids=["ft06", "default_line"])
+@pytest.mark.parametrize("rule", [r.value for r in Rule])
+def test_rules_follow_their_definition_with_valid_actions_over_whole_episodes(rule, kwargs):
+    env = gym.make("smartline/Scheduling-v0", **kwargs)
+    base = env.unwrapped
+    baseline = make_baseline(env, rule)
+    obs, _ = env.reset(seed=1)
+    terminated = False
+    while not terminated:
+        decision = base.task.decision(base.frame)
+        action = int(baseline.predict(obs)[0])
+        assert base.action_masks()[action]
+        if rule == "fifo":
+            assert action == decision.jobs[0]
+        else:
+            steps, jobs = base.frame.jobs.step, base.line.spec.jobs
+            keys = {j: definition_key(rule, jobs[j], int(steps[j]), base.frame) for j in decision.jobs}
+            assert action == min(decision.jobs, key=lambda j: (keys[j], j))
+        obs, _, terminated, _, info = env.step(action)
+        assert not info["invalid_action"]
+
+
+def energy_env() -> gym.Env:
+    env = gym.make("smartline/Energy-v0")
+    env.reset(seed=0)
+    return env
+
+
+def set_reading(obs: np.ndarray, task, name: str, value: float, valid: bool = True) -> None:
+    """Write a physical reading (and its validity flag) into a setpoint task's observation."""
+    names = task.encoder.names
+    spec = task.spec
+    sensor = spec.sensors[spec.sensor_index(name)]
+    obs[..., names.index(name)] = (value - sensor.low) / (sensor.high - sensor.low)
+    flagged = [n for n in names if spec.sensors[spec.sensor_index(n)].dropouts]
+    if name in flagged:
+        obs[..., len(names) + flagged.index(name)] = float(valid)
+
+
+def decoded(env: gym.Env, action) -> dict[str, float]:
+    """The setpoints an action decodes to, by actuator name (NaN ones left out)."""
+    base = env.unwrapped
+    command: Command = base.task.command(action, base.frame)
+    return {a.name: v for a, v in zip(base.line.spec.actuators, command.setpoints, strict=True) if not math.isnan(v)}
+
+
+def test_decoder_reads_back_the_frame():
+    env = gym.make("smartline/Factory-v0")
+    obs, _ = env.reset(seed=0)
+    for _ in range(30):
+        obs, *_ = env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+    base = env.unwrapped
+    decoder = SensorDecoder(base.task)
+    for i, sensor in enumerate(base.line.spec.sensors):
+        raw = base.frame.values[i]
+        assert decoder.valid(obs, sensor.name) == (not math.isnan(raw))
+        if not math.isnan(raw):
+            assert decoder.value(obs, sensor.name) == pytest.approx(raw, abs=1e-6 * (sensor.high - sensor.low))
+    energy = energy_env()
+    with pytest.raises(ValueError, match=r"EnergyTask does not observe sensor 'cut\.vibration_mm_s'"):
+        SensorDecoder(energy.unwrapped.task).value(np.zeros(energy.observation_space.shape), "cut.vibration_mm_s")
+
+
+@pytest.mark.parametrize("env_id", ["smartline/Speed-v0", "smartline/Energy-v0"])
+def test_nominal_speed_decodes_to_speed_one_and_run(env_id):
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=0)
+    action, _ = make_baseline(env, "nominal_speed").predict(obs)
+    assert env.action_space.contains(action)
+    for name, value in decoded(env, action).items():
+        assert value == (1.0 if name.endswith(".speed") else 2.0)
+
+
+def test_time_of_use_stands_by_empty_stations_at_or_above_the_peak_price():
+    env = energy_env()
+    task = env.unwrapped.task
+    tou = make_baseline(env, "tou_energy")
+    assert tou.price_threshold_per_kwh == 0.28  # the default line's evening tariff
+    obs = np.zeros(env.observation_space.shape, dtype=np.float32)
+    set_reading(obs, task, "press.queue_parts", 3.0)
+    for price, dear in [(0.28, True), (0.40, True), (0.22, False)]:
+        set_reading(obs, task, "line.price_per_kwh", price)
+        action, _ = tou.predict(obs)
+        assert env.action_space.contains(action)
+        modes = {k: v for k, v in decoded(env, action).items() if k.endswith(".mode")}
+        assert modes == {f"{s}.mode": (1.0 if dear and s != "press" else 2.0) for s in task.spec.stations}
+        assert all(v == 1.0 for k, v in decoded(env, action).items() if k.endswith(".speed"))
+
+
+def maintenance_env() -> gym.Env:
+    env = gym.make("smartline/Maintenance-v0")
+    env.reset(seed=0)
+    return env
+
+
+def test_fixed_interval_maintains_due_stations_that_are_up():
+    env = maintenance_env()
+    task = env.unwrapped.task
+    obs = np.zeros(env.observation_space.shape, dtype=np.float32)
+    hours = {"cut": 100.0, "press": 99.0, "weld": 250.0, "paint": 120.0, "assemble": 130.0}
+    states = {"weld": StationState.DOWN, "paint": StationState.MAINTENANCE, "assemble": StationState.BUSY}
+    for s, h in hours.items():
+        set_reading(obs, task, f"{s}.since_maintenance_h", h)
+        set_reading(obs, task, f"{s}.state", float(states.get(s, StationState.IDLE)))
+    action, _ = make_baseline(env, "fixed_interval").predict(obs)
+    assert env.action_space.contains(action)
+    assert action.tolist() == [1, 0, 0, 0, 1]
+    assert decoded(env, action)["cut.maintain"] == 1.0
+    assert make_baseline(env, "fixed_interval", interval_h=99).predict(obs)[0].tolist() == [1, 1, 0, 0, 1]
+    assert make_baseline(env, "reactive").predict(obs)[0].tolist() == [0] * 5
+
+
+def test_condition_based_default_thresholds_come_from_the_machines():
+    env = maintenance_env()
+    params = env.unwrapped.line.params
+    expected = []
+    for st in params.stations:
+        s = params.machines[st.machine].sensors
+        wear = 1 - rules.CONDITION_HEALTH
+        expected.append(s.vibration_idle_mm_s + s.vibration_busy_mm_s * (1 + s.vibration_wear_gain * wear**2))
+    np.testing.assert_allclose(make_baseline(env, "condition_based").trigger.threshold_mm_s, expected)
+
+
+def test_condition_based_maintains_on_valid_high_vibration_of_stations_that_are_up():
+    env = maintenance_env()
+    task = env.unwrapped.task
+    rule = make_baseline(env, "condition_based", threshold_mm_s=5.0)
+    obs = np.zeros(env.observation_space.shape, dtype=np.float32)
+    readings = {
+        "cut": (5.5, True),
+        "press": (5.5, False),
+        "weld": (4.5, True),
+        "paint": (9.0, True),
+        "assemble": (6, True),
+    }
+    for s, (vib, valid) in readings.items():
+        set_reading(obs, task, f"{s}.vibration_mm_s", vib, valid)
+        set_reading(obs, task, f"{s}.state", float(StationState.BUSY))
+    set_reading(obs, task, "paint.state", float(StationState.DOWN))
+    action, _ = rule.predict(obs)
+    assert action.tolist() == [1, 0, 0, 0, 1]
+    per_station = make_baseline(env, "condition_based", threshold_mm_s=[5.0, 5.0, 4.0, 5.0, 7.0])
+    assert per_station.predict(obs)[0].tolist() == [1, 0, 1, 0, 0]
+
+
+def test_ss_reorder_orders_the_level_nearest_up_to_s():
+    env = gym.make("smartline/Inventory-v0")
+    env.reset(seed=0)
+    task = env.unwrapped.task
+    supply = env.unwrapped.line.params.supply
+    rule = make_baseline(env, "ss_reorder")
+    assert rule.reorder.reorder_point_units == supply.reorder_point_units
+    assert rule.reorder.order_up_to_units == supply.reorder_point_units + supply.order_quantity_units
+    obs = np.zeros(env.observation_space.shape, dtype=np.float32)
+    for stock, on_order, level in [(500.0, 300.0, 2), (500.0, 0.0, 3), (801.0, 0.0, 0), (0.0, 0.0, 4)]:
+        set_reading(obs, task, "line.stock_units", stock)
+        set_reading(obs, task, "line.on_order_units", on_order)
+        action, _ = rule.predict(obs)
+        assert env.action_space.contains(action)
+        assert int(action) == level  # levels are multiples of 625 units; S = 2300
+        assert decoded(env, action)["line.reorder_units"] == task.levels[level]
+
+
+def test_factory_rules_combine_nominal_run_condition_and_reorder():
+    env = gym.make("smartline/Factory-v0")
+    env.reset(seed=0)
+    task = env.unwrapped.task
+    rule = make_baseline(env, "factory_rules", threshold_mm_s=5.0, reorder_point_units=800, order_up_to_units=2300)
+    obs = np.zeros(env.observation_space.shape, dtype=np.float32)
+    for s in task.spec.stations:
+        set_reading(obs, task, f"{s}.state", float(StationState.BUSY))
+        set_reading(obs, task, f"{s}.vibration_mm_s", 6.0 if s == "weld" else 1.0)
+    set_reading(obs, task, "line.stock_units", 700.0)
+    action, _ = rule.predict(obs)
+    assert env.action_space.contains(action)
+    setpoints = decoded(env, action)
+    for s in task.spec.stations:
+        assert setpoints[f"{s}.speed"] == 1.0
+        assert setpoints[f"{s}.mode"] == 2.0
+        assert setpoints[f"{s}.maintain"] == (1.0 if s == "weld" else 0.0)
+    assert setpoints["line.reorder_units"] == pytest.approx(1600.0, abs=0.01)
+    set_reading(obs, task, "line.stock_units", 900.0)
+    assert decoded(env, rule.predict(obs)[0])["line.reorder_units"] == 0.0
+
+
+class HiddenLine:
+    """A `Line` that is not the twin: forwards to one and shows only its spec."""
+
+    def __init__(self, line: Line) -> None:
+        self._line = line
+        self.spec = line.spec
+
+    def reset(self, seed: int | None = None) -> Frame:
+        """Reset the hidden line."""
+        return self._line.reset(seed)
+
+    def write(self, command: Command) -> None:
+        """Write to the hidden line."""
+        self._line.write(command)
+
+    def advance(self, dt: float) -> Frame:
+        """Advance the hidden line."""
+        return self._line.advance(dt)
+
+    def read(self) -> Frame:
+        """Read the hidden line."""
+        return self._line.read()
+
+    def close(self) -> None:
+        """Close the hidden line."""
+        self._line.close()
+
+
+def test_defaults_fall_back_to_the_spec_ranges_on_a_line_that_is_not_the_twin():
+    line = HiddenLine(resolve_line("flow5", FactoryTask.levers, 60.0, None))
+    assert isinstance(line, Line)
+    energy = LineEnv(line, EnergyTask(line.spec))
+    price_high = line.spec.sensors[line.spec.sensor_index("line.price_per_kwh")].high
+    assert make_baseline(energy, "tou_energy").price_threshold_per_kwh == rules.PEAK_PRICE_FRACTION * price_high
+    factory = LineEnv(line, FactoryTask(line.spec))
+    rule = make_baseline(factory, "factory_rules")
+    vib_high = [line.spec.sensors[line.spec.sensor_index(f"{s}.vibration_mm_s")].high for s in line.spec.stations]
+    np.testing.assert_allclose(rule.trigger.threshold_mm_s, rules.VIBRATION_RANGE_FRACTION * np.array(vib_high))
+    assert rule.reorder.reorder_point_units == rules.REORDER_POINT_FRACTION * 5000.0
+    assert rule.reorder.order_up_to_units == rules.ORDER_UP_TO_FRACTION * 5000.0
+
+
+@pytest.mark.parametrize(
+    ("env_id", "name", "params", "message"),
+    [
+        ("smartline/Energy-v0", "tou_energy", {"price_threshold_per_kwh": float("nan")}, "price_threshold_per_kwh"),
+        ("smartline/Energy-v0", "tou_energy", {"price_threshold_per_kwh": -0.1}, "price_threshold_per_kwh"),
+        ("smartline/Maintenance-v0", "fixed_interval", {"interval_h": 0}, "interval_h"),
+        ("smartline/Maintenance-v0", "fixed_interval", {"interval_h": True}, "interval_h"),
+        ("smartline/Maintenance-v0", "condition_based", {"threshold_mm_s": -1.0}, r"threshold_mm_s\[0\]"),
+        ("smartline/Maintenance-v0", "condition_based", {"threshold_mm_s": [3.0, 4.0]}, "threshold_mm_s: give"),
+        ("smartline/Inventory-v0", "ss_reorder", {"reorder_point_units": -5.0}, "reorder_point_units"),
+        ("smartline/Inventory-v0", "ss_reorder", {"order_up_to_units": 700.0}, "order_up_to_units"),
+        ("smartline/Factory-v0", "factory_rules", {"order_up_to_units": math.inf}, "order_up_to_units"),
+        ("smartline/Speed-v0", "speedy", {}, "baseline 'speedy' is unknown"),
+    ],
+)
+def test_bad_params_raise_errors_naming_them(env_id, name, params, message):
+    env = gym.make(env_id)
+    with pytest.raises(ValueError, match=message):
+        make_baseline(env, name, **params)
+
+
+def test_an_unknown_dispatch_rule_is_named():
+    with pytest.raises(ValueError, match="rule 'sjf' is unknown; choose one of fifo, spt"):
+        DispatchRule(gym.make("smartline/Scheduling-v0"), rule="sjf")
+
+
+def test_a_baseline_refuses_an_env_of_another_task():
+    with pytest.raises(TypeError, match="DispatchRule drives SchedulingTask, not SpeedTask"):
+        DispatchRule(gym.make("smartline/Speed-v0"))
+    with pytest.raises(TypeError, match="ReactiveMaintenance drives MaintenanceTask, not FactoryTask"):
+        make_baseline(gym.make("smartline/Factory-v0"), "reactive")
+
+
+TASK_OF = {
+    **{r.value: "Scheduling" for r in Rule},
+    "nominal_speed": "Speed",
+    "tou_energy": "Energy",
+    "reactive": "Maintenance",
+    "fixed_interval": "Maintenance",
+    "condition_based": "Maintenance",
+    "ss_reorder": "Inventory",
+    "factory_rules": "Factory",
+}
+
+
+@pytest.mark.parametrize("name", [n for n in BASELINES if n != "fifo"])
+def test_batch_predict_matches_single_predictions(name):
+    task = TASK_OF[name]
+    env = gym.make(f"smartline/{task}-v0")
+    obs, _ = env.reset(seed=3)
+    batch = [obs]
+    for _ in range(2):
+        action = int(env.unwrapped.action_masks().argmax()) if task == "Scheduling" else env.action_space.sample()
+        obs, *_ = env.step(action)
+        batch.append(obs)
+    baseline = make_baseline(env, name)
+    actions, _ = baseline.predict(np.stack(batch))
+    assert actions.shape == (3, *env.action_space.shape)
+    for row, o in zip(actions, batch, strict=True):
+        np.testing.assert_array_equal(row, baseline.predict(o)[0])
+    with pytest.raises(ValueError, match="observation: expected shape"):
+        baseline.predict(np.zeros(5))
+
+
+def test_every_registered_baseline_builds_and_each_task_compares_with_its_own():
+    assert set(TASK_OF) == set(BASELINES)
+    for name, task in TASK_OF.items():
+        make_baseline(gym.make(f"smartline/{task}-v0"), name)
+    configs = [yaml.safe_load(p.read_text()) for p in (REPO / "configs" / "task").glob("*.yaml")]
+    assert {c["name"] for c in configs} == set(TASKS)
+    for config in configs:
+        assert TASK_OF[config["baseline"]] == config["name"]
