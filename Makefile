@@ -1,10 +1,11 @@
-# Fresh machine to running code. `make run` sets up and simulates the default line;
-# `make test` sets up and runs the checks and tests (what .ci/run calls).
+# Fresh machine to running code. `make run` sets up, trains the default experiment on the twin and
+# prints the learned policy's KPIs next to the heuristic's; `make test` sets up and runs the checks
+# and tests (what .ci/run calls); `make simulate` runs the default line on its own rules for a week.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint
+.PHONY: setup run simulate test lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +19,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 setup: $(VENV)/.installed
 
 run: setup
+	$(BIN)/python -m experiments.train
+
+simulate: setup
 	$(BIN)/python -m experiments.simulate
 
 lint: setup

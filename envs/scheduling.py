@@ -25,9 +25,12 @@ _STATUS_FEATURES[JobStatus.QUEUED, [0, 3]] = 1.0
 _STATUS_FEATURES[JobStatus.ACTIVE, [1, 3]] = 1.0
 _STATUS_FEATURES[[JobStatus.DONE, JobStatus.SCRAPPED], 2] = 1.0
 _STATUS_FEATURES[JobStatus.PENDING, 3] = 1.0
+# station states in which something will happen without the agent (a part finishes, a repair ends)
+_EVENTFUL = np.zeros(len(State), dtype=bool)
+_EVENTFUL[[State.WARMUP, State.BUSY, State.CHANGEOVER, State.DOWN, State.MAINTENANCE]] = True
 _DISPATCH = DecisionKind.DISPATCH
 _FINISHED = int(JobStatus.DONE)
-_PENDING, _ACTIVE = int(JobStatus.PENDING), int(JobStatus.ACTIVE)
+_PENDING = int(JobStatus.PENDING)
 
 
 class Objective(enum.Enum):
@@ -48,9 +51,11 @@ class SchedulingTask(Task):
     `Discrete(n_jobs + 1)`. Action `j < n_jobs` starts job `j`'s next operation on the station
     (jobs numbered in instance-file / order-book order); action `n_jobs` waits: the station stays
     idle and the decision comes back at the next event, so every semi-active schedule is
-    reachable. `action_masks()` marks the valid actions (the jobs waiting there, and waiting while
-    any job is still in process or unreleased). An invalid action is never executed: the line's
-    default rule (FIFO) decides instead and `info["invalid_action"]` is True.
+    reachable. `action_masks()` marks the valid actions: the jobs waiting there, and waiting while
+    the line will move on by itself (a station processes, changes over, warms up or is under repair,
+    or a job is still to be released; a station blocked by a full buffer does not count). An invalid
+    action is never executed: the line's default rule (FIFO) decides instead and
+    `info["invalid_action"]` is True.
 
     ## Observation Space
     `Box(-1, 1, (9 n_jobs + 5 n_stations + 1,), float32)`. Per job: waits at this station, queued,
@@ -117,6 +122,7 @@ class SchedulingTask(Task):
         self.observation_space = gym.spaces.Box(-1.0, 1.0, self._obs.shape, np.float32)
         self.action_space = gym.spaces.Discrete(n + 1)
         self._declined: set[int] = set()
+        self._dispatched_now = False  # a dispatch at this instant: its station is about to work
         self._invalid = False
         self._mask_key: tuple[int, int] = (-1, -1)  # (frame seq, stations settled) the cached mask is for
         self._mask = np.zeros(n + 1, dtype=bool)
@@ -154,6 +160,7 @@ class SchedulingTask(Task):
     def start(self, line: Line, frame: Frame) -> Frame:
         """Run to the first decision."""
         self._declined = set()
+        self._dispatched_now = False
         return frame if self.decision(frame) is not None or self.terminated(frame) else self._run_to_decision(line)
 
     def command(self, action: Any, frame: Frame) -> Command:
@@ -167,7 +174,10 @@ class SchedulingTask(Task):
             a = d.jobs[0]
         station = int(d.station)  # type: ignore[arg-type]  # a dispatch decision names its station
         self._declined.add(station)  # settled for this instant, by a dispatch or by waiting
-        return Command() if a == self.n_jobs else Command(dispatch=(Dispatch(station, a),))
+        if a == self.n_jobs:
+            return Command()
+        self._dispatched_now = True
+        return Command(dispatch=(Dispatch(station, a),))
 
     def advance(self, line: Line, frame: Frame) -> Frame:
         """Offer the next open decision at this instant, or run the line to the next one."""
@@ -227,11 +237,16 @@ class SchedulingTask(Task):
         return self._obs.copy()
 
     def _can_wait(self, frame: Frame) -> bool:
+        """Whether the line will move on by itself: a station works or a job is still to be released.
+
+        A blocked station does not count: it waits for a queue that only a dispatch can empty.
+        """
+        if self._dispatched_now:
+            return True
         jobs = frame.jobs
-        if jobs is None:
-            return False
-        status = jobs.status
-        return bool(((status == _PENDING) | (status == _ACTIVE)).any())
+        if jobs is not None and bool((jobs.status == _PENDING).any()):
+            return True
+        return bool(_EVENTFUL[frame.values[self._state_idx].astype(np.intp)].any())
 
     def _clock(self, frame: Frame) -> float:
         return frame.kpis.last_completion_s if self.terminated(frame) else frame.time
@@ -240,6 +255,7 @@ class SchedulingTask(Task):
         while True:
             frame = line.advance(self._horizon)
             self._declined = set()  # an event happened: every free station is asked again
+            self._dispatched_now = False
             if self.decision(frame) is not None or self.terminated(frame):
                 return frame
 

@@ -81,6 +81,32 @@ def metrics_of(rows: Sequence[Row]) -> list[tuple[str, str]]:
     return [(key, label) for key, label in METRICS if all(key in r.values for r in rows)]
 
 
+def paired_difference(rows: Sequence[Row], policy: str, baseline: str, key: str = "return") -> tuple[float, float, int]:
+    """Mean and 95% half-width of `policy` minus `baseline` on `key`, paired by scenario and seed."""
+    theirs = {(r.scenario, r.seed): r.values[key] for r in rows if r.policy == baseline}
+    diffs = [
+        r.values[key] - theirs[(r.scenario, r.seed)]
+        for r in rows
+        if r.policy == policy and (r.scenario, r.seed) in theirs
+    ]
+    if not diffs:
+        raise ValueError(f"no episodes of {policy!r} and {baseline!r} share a seed")
+    mean, half = mean_interval(diffs)
+    return mean, half, len(diffs)
+
+
+def verdict(rows: Sequence[Row], policy: str, baseline: str) -> str:
+    """One sentence: does `policy` beat `baseline` on return, with the paired 95% interval."""
+    mean, half, n = paired_difference(rows, policy, baseline)
+    if mean - half > 0:
+        outcome = "beats"
+    elif mean + half < 0:
+        outcome = "is beaten by"
+    else:
+        outcome = "cannot be told apart from"
+    return f"{policy} {outcome} {baseline}: return difference {mean:+,.1f} ± {half:,.1f} (95%, paired over {n} seeds)"
+
+
 def markdown_table(rows: Sequence[Row]) -> str:
     """KPI table: one row per policy and scenario, mean +- 95% interval half-width per metric."""
     metrics = metrics_of(rows)
@@ -90,9 +116,14 @@ def markdown_table(rows: Sequence[Row]) -> str:
         cells = []
         for key, _ in metrics:
             mean, half = mean_interval([r.values[key] for r in group])
-            cells.append(f"{mean:,.3g} ± {half:,.2g}")
+            cells.append(f"{_num(mean)} ± {_num(half)}")
         lines.append(f"| {policy} | {scenario} | {len(group)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _num(x: float) -> str:
+    """Four significant figures, thousands separated, no exponent below a billion."""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
 
 
 def write_reports(rows: Sequence[Row], out_dir: Path, title: str) -> dict[str, Path]:

@@ -28,7 +28,7 @@ from agents.callbacks import HeuristicComparison, HParamLogger, KpiLogger
 from agents.export import export_policy
 from agents.rollout import Policy, run_episode
 from experiments.build import check, is_learner, make_agent, make_env, make_vec_env
-from experiments.report import Row, episode_row, markdown_table, write_reports
+from experiments.report import Row, episode_row, markdown_table, verdict, write_reports
 
 
 def train(cfg: DictConfig, out_dir: Path) -> float:
@@ -101,15 +101,17 @@ def _final_comparison(cfg: DictConfig, out_dir: Path, name: str, policy: Policy,
     """Evaluate the policy and the heuristic on held-out seeds; print and write the KPI table."""
     env = make_env(cfg)
     seeds = [cfg.final.seed + i for i in range(cfg.final.episodes)]
+    baseline_label = f"{cfg.task.baseline} (heuristic)"
     rows: list[Row] = []
     try:
-        for label, p in ((name, policy), (f"{cfg.task.baseline} (heuristic)", heuristic)):
+        for label, p in ((name, policy), (baseline_label, heuristic)):
             rows.extend(episode_row(label, str(cfg.scenario.name), run_episode(env, p, s)) for s in seeds)
     finally:
         env.close()
     title = f"{cfg.task.name} on {cfg.line.name}: {name} against {cfg.task.baseline}, {len(seeds)} held-out seeds"
-    write_reports(rows, out_dir / "final", title)
-    print(f"\n{title}\n\n{markdown_table(rows)}\n\nresults in {out_dir}")
+    summary = verdict(rows, name, baseline_label)
+    write_reports(rows, out_dir / "final", f"{title}\n\n{summary}")
+    print(f"\n{title}\n\n{markdown_table(rows)}\n\n{summary}\nresults in {out_dir}")
     return float(np.mean([r.values["return"] for r in rows if r.policy == name]))
 
 

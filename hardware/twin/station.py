@@ -189,9 +189,9 @@ class Station:
                 self.space_waiters.pop(0).succeed()
             yield from self._changeover(job.variant)
             yield from self._process(job)
-            yield from self._hand_on(job)
-            if plant.agent_dispatch:
+            if plant.agent_dispatch:  # before handing on, which may block this station for long
                 plant.offer_open_decisions(self)
+            yield from self._hand_on(job)
 
     def _rest(self) -> Generator[simpy.Event, None, None]:
         resting = OFF if self.mode == MODE_OFF else STANDBY

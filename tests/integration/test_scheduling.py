@@ -95,9 +95,8 @@ def expected_mask(env: gym.Env) -> np.ndarray:
     valid = np.zeros(base.task.n_jobs + 1, dtype=bool)
     for job in plant.stations[station].queue:
         valid[job.id] = True
-    in_process = any(
-        s.assigned is not None or s.state not in (State.IDLE, State.OFF, State.STANDBY) for s in plant.stations
-    )
+    working = (State.WARMUP, State.BUSY, State.CHANGEOVER, State.DOWN, State.MAINTENANCE)
+    in_process = any(s.assigned is not None or s.state in working for s in plant.stations)
     unreleased = (base.frame.jobs.status == JobStatus.PENDING).any()
     valid[-1] = in_process or unreleased
     return valid
@@ -120,6 +119,22 @@ def test_masks_exclude_exactly_the_invalid_actions(seed, instance):
         else:
             _, _, terminated, _, info = env.step(int(rng.choice(np.flatnonzero(mask))))
             assert not info["invalid_action"]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"instance": "ft06"}, {"scenario": "breakdown_wave"}])
+def test_a_policy_that_waits_whenever_it_may_still_finishes(kwargs):
+    """Waiting is only offered when the line moves on by itself, so it can never deadlock the line."""
+    env = gym.make("smartline/Scheduling-v0", **kwargs)
+    env.reset(seed=1)
+    n = env.unwrapped.task.n_jobs
+    terminated, steps = False, 0
+    ops = sum(len(j.route) for j in env.unwrapped.line.spec.jobs)
+    while not terminated:
+        mask = env.unwrapped.action_masks()
+        _, _, terminated, _, info = env.step(n if mask[n] else int(np.flatnonzero(mask)[0]))
+        steps += 1
+        assert steps < 50 * ops, "the line stopped moving"
+    assert info["makespan"] < 10 * env.unwrapped.task.horizon_s
 
 
 def test_invalid_action_falls_back_to_the_line_rule():
