@@ -73,7 +73,7 @@ class InventoryTask(SetpointTask):
         level = int(action)
         if not 0 <= level < len(self.levels):
             raise ValueError(f"action {level} is outside Discrete({len(self.levels)})")
-        return self.setpoints({self._acts[0]: float(self.levels[level])})
+        return self.setpoints(self.levels[level : level + 1])
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
         """Minus holding, stockout and ordering costs."""

@@ -73,7 +73,7 @@ class MaintenanceTask(SetpointTask):
     def command(self, action: Any, frame: Frame) -> Command:
         """Request maintenance where the action is 1."""
         flags = np.asarray(action).astype(bool)
-        return self.setpoints({i: float(f) for i, f in zip(self._acts, flags, strict=True)})
+        return self.setpoints(flags.astype(float))
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
         """Minus corrective, preventive and downtime costs."""

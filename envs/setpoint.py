@@ -35,6 +35,7 @@ class SetpointTask(Task):
         self._low = np.array([spec.actuators[i].low for i in self._acts])
         self._high = np.array([spec.actuators[i].high for i in self._acts])
         self._centre = np.array([spec.actuators[i].default for i in self._acts])
+        self._discrete = [k for k, lever in enumerate(self._lever) if lever is not Lever.SPEED]
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(len(self._acts),), dtype=np.float32)
 
     def observe(self, frame: Frame) -> np.ndarray:
@@ -43,23 +44,23 @@ class SetpointTask(Task):
 
     def command(self, action: Any, frame: Frame) -> Command:
         """Decode each action component by its lever into the actuator's units."""
-        a = np.clip(np.asarray(action, dtype=float), -1.0, 1.0)
+        a = np.asarray(action, dtype=float).clip(-1.0, 1.0)
         values = rescale(a, self._low, self._high, self._centre)
-        for k, lever in enumerate(self._lever):
+        for k in self._discrete:
+            lever = self._lever[k]
             if lever is Lever.MODE:
                 values[k] = MODE_OFF if a[k] < -2 / 3 else (MODE_STANDBY if a[k] < -1 / 3 else MODE_RUN)
             elif lever is Lever.MAINTENANCE:
                 values[k] = 1.0 if a[k] > 0.5 else 0.0
             elif lever is Lever.REORDER:
                 values[k] = max(0.0, a[k]) * self._high[k]
-        return self.setpoints(dict(zip(self._acts, values, strict=True)))
+        return self.setpoints(values)
 
-    def setpoints(self, by_index: dict[int, float]) -> Command:
-        """A command writing the given actuators (by spec index) and keeping the others."""
-        values = np.full(len(self.spec.actuators), np.nan)
-        for i, v in by_index.items():
-            values[i] = v
-        return Command(setpoints=values)
+    def setpoints(self, values: np.ndarray) -> Command:
+        """A command writing `values` to this task's actuators (in its action order), keeping the others."""
+        full = np.full(len(self.spec.actuators), np.nan)
+        full[self._acts] = values
+        return Command(setpoints=full)
 
     def _observes(self, sensor: SensorSpec) -> bool:
         return sensor.name.split(".", 1)[1] in self.sensors

@@ -3,7 +3,7 @@
 Also times each env alone under random actions, so the share of training time the env takes is
 measured, not guessed: env share = (time per env step) / (time per PPO training step).
 
-    python -m experiments.bench_train                       # Speed task (the default experiment)
+    python -m experiments.bench_train                       # Speed on flow5_busy (the default experiment)
     python -m experiments.bench_train --task Scheduling --steps 20000
 """
 
@@ -43,13 +43,14 @@ def ppo_steps_per_s(make: Callable[[], gym.Env[Any, Any]], n_envs: int, steps: i
 
 
 def env_steps_per_s(make: Callable[[], gym.Env[Any, Any]], steps: int, seed: int) -> float:
-    """Env steps per wall-second under random actions, resetting at episode ends."""
+    """Env steps per wall-second under random actions (drawn before the clock starts), resetting at episode ends."""
     env = make()
     env.action_space.seed(seed)
+    actions = [env.action_space.sample() for _ in range(steps)]
     env.reset(seed=seed)
     start = time.perf_counter()
-    for _ in range(steps):
-        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+    for action in actions:
+        _, _, terminated, truncated, _ = env.step(action)
         if terminated or truncated:
             env.reset()
     wall = time.perf_counter() - start
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark and print its table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="Speed", choices=[t for t in TASKS if t != "Scheduling"])
+    parser.add_argument("--line", default="flow5_busy", help="line of our env (the default experiment's)")
     parser.add_argument("--steps", type=int, default=30_000, help="PPO training steps per env")
     parser.add_argument("--n-envs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -68,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(1)
     ours_id = f"smartline/{args.task}-v0"
     makers = {
-        ours_id: lambda: gym.make(ours_id),
+        ours_id: lambda: gym.make(ours_id, line=args.line),
         "CartPole-v1": lambda: gym.make("CartPole-v1"),
     }
     rows = []

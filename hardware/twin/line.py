@@ -56,6 +56,8 @@ class TwinLine:
             jobs=_job_specs(params),
             open_arrivals=params.demand.arrival_rate_per_h > 0,
         )
+        self._act_low = np.array([a.low for a in self.spec.actuators])
+        self._act_high = np.array([a.high for a in self.spec.actuators])
         self._root = np.random.SeedSequence(seed)
         self._plant: Plant | None = None
         self._sensors: SensorBank | None = None  # set together with _plant
@@ -165,11 +167,13 @@ class TwinLine:
             raise ValueError(
                 f"setpoints: expected shape ({len(acts)},) for actuators {[a.name for a in acts]}, got {values.shape}"
             )
-        for a, v in zip(acts, values, strict=True):
-            if math.isnan(v):
+        outside = (values < self._act_low) | (values > self._act_high)  # NaN (keep) compares False
+        if outside.any():
+            a, v = acts[int(np.argmax(outside))], values[int(np.argmax(outside))]
+            raise ValueError(f"setpoint {a.name} = {v} is outside its limits [{a.low}, {a.high}] {a.unit}")
+        for a, v in zip(acts, values.tolist(), strict=True):
+            if math.isnan(v):  # keep the current value
                 continue
-            if not a.low <= v <= a.high:
-                raise ValueError(f"setpoint {a.name} = {v} is outside its limits [{a.low}, {a.high}] {a.unit}")
             if a.lever is Lever.REORDER and plant.supply is not None:
                 plant.supply.order(float(v))
             elif a.station is not None:

@@ -29,12 +29,19 @@ class Job:
     __slots__ = ("arrived_s", "due_s", "id", "load", "material", "route", "step", "times", "variant", "weight")
 
     def __init__(
-        self, job_id: int, variant: int, params: LineParams, arrived_s: float, due_s: float, weight: float
+        self,
+        job_id: int,
+        variant: int,
+        params: LineParams,
+        route: tuple[int, ...],
+        arrived_s: float,
+        due_s: float,
+        weight: float,
     ) -> None:
         v = params.variants[variant]
         self.id = job_id
         self.variant = variant
-        self.route = params.route_of(variant)
+        self.route = route
         self.times = v.processing_time_s
         self.load = v.load
         self.material = v.material_units
@@ -109,6 +116,7 @@ class Plant:
         self._exp = exponential(demand_gen)
         self._u = uniform(demand_gen)
         self._mix = list(accumulate(v.mix for v in params.variants))
+        self._routes = [params.route_of(v) for v in range(len(params.variants))]
         self._release_static_jobs()
         if params.demand.arrival_rate_per_h > 0:
             self.env.process(self._arrivals())
@@ -231,7 +239,7 @@ class Plant:
 
     def release(self, variant: int, job_id: int, due_s: float, weight: float = 1.0) -> None:
         """Bring a new job into the system at its route's first station."""
-        job = Job(job_id, variant, self.params, self.env.now, due_s, weight)
+        job = Job(job_id, variant, self.params, self._routes[variant], self.env.now, due_s, weight)
         self.jobs[job_id] = job
         self.lateness.open(job_id, due_s, weight)
         self.mark(job, JobStatus.QUEUED)

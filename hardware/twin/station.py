@@ -159,7 +159,6 @@ class Station:
 
     def _run(self) -> Generator[simpy.Event, None, None]:
         plant = self.plant
-        env = self.env
         while True:
             if self.maintain_requested:
                 yield from self._maintain()
@@ -179,19 +178,27 @@ class Station:
                 self._hold_for_material()
                 yield self._wait()
                 continue
-            if self.stockout_since is not None:
-                plant.stockout_time_s += env.now - self.stockout_since
-                self.stockout_since = None
-            self.assigned = None
-            self.queue.remove(job)
-            plant.mark(job, _ACTIVE)
-            if self.space_waiters:
-                self.space_waiters.pop(0).succeed()
-            yield from self._changeover(job.variant)
+            self._take(job)
+            if self.last_variant is not None and self.last_variant != job.variant:
+                yield from self._changeover(job.variant)
+            self.last_variant = job.variant
             yield from self._process(job)
             if plant.agent_dispatch:  # before handing on, which may block this station for long
                 plant.offer_open_decisions(self)
-            yield from self._hand_on(job)
+            blocked_by = self._hand_on(job)
+            if blocked_by is not None:
+                yield from self._wait_for_space(job, blocked_by)
+
+    def _take(self, job: Job) -> None:
+        """Take `job` out of the queue to work on it, freeing a buffer place."""
+        if self.stockout_since is not None:
+            self.plant.stockout_time_s += self.env.now - self.stockout_since
+            self.stockout_since = None
+        self.assigned = None
+        self.queue.remove(job)
+        self.plant.mark(job, _ACTIVE)
+        if self.space_waiters:
+            self.space_waiters.pop(0).succeed()
 
     def _rest(self) -> Generator[simpy.Event, None, None]:
         resting = OFF if self.mode == MODE_OFF else STANDBY
@@ -214,11 +221,7 @@ class Station:
             self.set_state(IDLE)
 
     def _changeover(self, variant: int) -> Generator[simpy.Event, None, None]:
-        last = self.last_variant
-        self.last_variant = variant
-        if last is None or last == variant:
-            return
-        duration = self.plant.changeover_s[last][variant]
+        duration = self.plant.changeover_s[self.last_variant][variant]  # type: ignore[index]
         if duration > 0:
             self.set_state(CHANGEOVER)
             yield self.env.timeout(duration)
@@ -250,7 +253,8 @@ class Station:
         self.plant.ops += 1
         self.plant.ideal_busy_s += mean_s
 
-    def _hand_on(self, job: Job) -> Generator[simpy.Event, None, None]:
+    def _hand_on(self, job: Job) -> Station | None:
+        """Scrap, finish or pass on a processed job; the next station if its buffer is full."""
         m = self.m
         p_scrap = (
             m.scrap_probability * self.speed**m.scrap_speed_exponent * (1.0 + m.scrap_wear_gain * (1.0 - self.health))
@@ -258,12 +262,20 @@ class Station:
         if self._u() < p_scrap:
             self.plant.scrapped_ops += 1
             self.plant.depart(job, good=False)
-            return
+            return None
         job.step += 1
         if job.step == len(job.route):
             self.plant.depart(job, good=True)
-            return
+            return None
         nxt = self.plant.stations[job.route[job.step]]
+        if nxt.full():
+            return nxt
+        self.plant.mark(job, _QUEUED)
+        nxt.enqueue(job)
+        return None
+
+    def _wait_for_space(self, job: Job, nxt: Station) -> Generator[simpy.Event, None, None]:
+        """Hold a finished job (blocked) until the next station's buffer has room, then pass it on."""
         while nxt.full():
             if self.state != BLOCKED:
                 self.set_state(BLOCKED)
