@@ -37,20 +37,38 @@ def register_all() -> None:
     """Register every task under the `smartline/` namespace (cheap: string entry points)."""
     for name, (_, _, _, steps) in TASKS.items():
         env_id = f"smartline/{name}-v0"
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=f"envs.registration:make_{name.lower()}", max_episode_steps=steps)
+        if env_id in gym.registry:
+            continue
+        if name == "Scheduling":
+            gym.register(id=env_id, entry_point="envs.registration:make_scheduling", max_episode_steps=steps)
+        else:
+            gym.register(
+                id=env_id,
+                entry_point="envs.registration:make_setpoint_env",
+                max_episode_steps=steps,
+                kwargs={"task": name},
+            )
 
 
 def make_setpoint_env(
-    name: str,
-    line: LineArg | None,
-    scenario: ScenarioArg,
-    control_period_s: float | None,
-    seed: int | None,
+    task: str,
+    line: LineArg | None = None,
+    scenario: ScenarioArg = None,
+    control_period_s: float | None = None,
+    seed: int | None = None,
     **task_kwargs: Any,
 ) -> LineEnv:
-    """Build a tick task's env on a line given by name, path or object."""
-    task_cls, default_line, default_period, _ = TASKS[name]
+    """A tick task's env (Speed, Energy, Maintenance, Inventory, Factory) on a line.
+
+    Args:
+        task: the task's name, a key of `TASKS`.
+        line: shipped line name, file path, definition mapping or `Line` (default: the task's line).
+        scenario: shipped scenario name or list of events (default: the line's own).
+        control_period_s: seconds between decisions (default: the task's).
+        seed: seed of a twin built here.
+        **task_kwargs: the task's own arguments, such as `weights`.
+    """
+    task_cls, default_line, default_period, _ = TASKS[task]
     period = default_period if control_period_s is None else control_period_s
     if period is not None and not period > 0:
         raise ValueError(f"control_period_s must be > 0, got {control_period_s!r}")
@@ -75,61 +93,3 @@ def make_scheduling(
             line if line is not None else "flow5_orders", SchedulingTask.levers, None, scenario, seed
         )
     return SchedulingEnv(the_line, SchedulingTask(the_line.spec, objective=objective))
-
-
-def make_speed(
-    line: LineArg | None = None,
-    scenario: ScenarioArg = None,
-    control_period_s: float | None = None,
-    weights: Mapping[str, float] | None = None,
-    seed: int | None = None,
-) -> LineEnv:
-    """The Speed task's env."""
-    return make_setpoint_env("Speed", line, scenario, control_period_s, seed, weights=weights)
-
-
-def make_energy(
-    line: LineArg | None = None,
-    scenario: ScenarioArg = None,
-    control_period_s: float | None = None,
-    weights: Mapping[str, float] | None = None,
-    seed: int | None = None,
-) -> LineEnv:
-    """The Energy task's env."""
-    return make_setpoint_env("Energy", line, scenario, control_period_s, seed, weights=weights)
-
-
-def make_maintenance(
-    line: LineArg | None = None,
-    scenario: ScenarioArg = None,
-    control_period_s: float | None = None,
-    weights: Mapping[str, float] | None = None,
-    seed: int | None = None,
-) -> LineEnv:
-    """The Maintenance task's env."""
-    return make_setpoint_env("Maintenance", line, scenario, control_period_s, seed, weights=weights)
-
-
-def make_inventory(
-    line: LineArg | None = None,
-    scenario: ScenarioArg = None,
-    control_period_s: float | None = None,
-    weights: Mapping[str, float] | None = None,
-    order_levels: int = 9,
-    seed: int | None = None,
-) -> LineEnv:
-    """The Inventory task's env."""
-    return make_setpoint_env(
-        "Inventory", line, scenario, control_period_s, seed, weights=weights, order_levels=order_levels
-    )
-
-
-def make_factory(
-    line: LineArg | None = None,
-    scenario: ScenarioArg = None,
-    control_period_s: float | None = None,
-    weights: Mapping[str, float] | None = None,
-    seed: int | None = None,
-) -> LineEnv:
-    """The Factory task's env."""
-    return make_setpoint_env("Factory", line, scenario, control_period_s, seed, weights=weights)
