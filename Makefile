@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 setup: $(VENV)/.installed
 
 run: setup
-	$(BIN)/python -m experiments.train
+	$(BIN)/python -m experiments.train experiment=speed
 
 simulate: setup
 	$(BIN)/python -m experiments.simulate

@@ -61,7 +61,7 @@ class HParamLogger(BaseCallback):
 
 
 class HeuristicComparison(BaseCallback):
-    """Every `every_steps`, evaluates the policy and the task's heuristic on the same held-out seeds.
+    """Every `every_steps`, evaluates the policy and the task's heuristic on the same evaluation seeds.
 
     The heuristic is evaluated once (it does not learn). Logs `eval/mean_reward`,
     `eval/heuristic_mean_reward`, `eval/advantage_over_heuristic` and the KPIs of both under
@@ -72,7 +72,7 @@ class HeuristicComparison(BaseCallback):
     def __init__(
         self,
         make_env: Callable[[], gym.Env[Any, Any]],
-        heuristic: Policy,
+        make_heuristic: Callable[[gym.Env[Any, Any]], Policy],
         every_steps: int,
         seeds: list[int],
         normalizer: Any = None,
@@ -80,7 +80,7 @@ class HeuristicComparison(BaseCallback):
     ) -> None:
         super().__init__()
         self.make_env = make_env
-        self.heuristic = heuristic
+        self.make_heuristic = make_heuristic  # built on the evaluation env: a rule may read its env
         self.every_steps = every_steps
         self.seeds = seeds
         self.normalizer = normalizer
@@ -92,7 +92,8 @@ class HeuristicComparison(BaseCallback):
 
     def _on_training_start(self) -> None:
         self.env = self.make_env()
-        self.heuristic_episodes = [run_episode(self.env, self.heuristic, s) for s in self.seeds]
+        heuristic = self.make_heuristic(self.env)
+        self.heuristic_episodes = [run_episode(self.env, heuristic, s) for s in self.seeds]
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next:

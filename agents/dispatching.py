@@ -9,11 +9,13 @@ import gymnasium as gym
 import numpy as np
 
 from agents.rules import Baseline
-from envs.scheduling import SchedulingTask
+from envs.scheduling import JOB_FEATURES, SchedulingTask
+from envs.scheduling import JOB_NEXT_OP as NEXT_OP
+from envs.scheduling import JOB_OPS_LEFT as OPS_LEFT
+from envs.scheduling import JOB_SLACK as SLACK
+from envs.scheduling import JOB_WAITS as WAITS
+from envs.scheduling import JOB_WORK_LEFT as WORK_LEFT
 
-# Columns of a job's features in the SchedulingTask observation (see its docstring).
-WAITS, OPS_LEFT, WORK_LEFT, NEXT_OP, SLACK = 0, 4, 5, 6, 7
-JOB_FEATURES = 9
 _TIE = 1e-6  # keys this close (in scaled units) tie, so float32 rounding never breaks a tie
 
 

@@ -21,13 +21,11 @@ from envs.energy import EnergyTask
 from envs.factory import FactoryTask
 from envs.inventory import InventoryTask
 from envs.maintenance import MaintenanceTask
-from envs.setpoint import SetpointTask
+from envs.setpoint import ACTION_MAINTAIN, ACTION_RUN, ACTION_STANDBY, SetpointTask
 from envs.speed import SpeedTask
 from hardware import Lever, StationState
 from hardware.twin import LineParams, TwinLine
 
-# Action values that `SetpointTask.command` decodes as: run, standby, request maintenance.
-RUN, STANDBY, REQUEST = 0.0, -0.5, 1.0
 # Health at which the condition-based rule maintains by default. Cost alone would maintain near
 # 0.8, but vibration rises with the square of wear: above ~0.6 the rise is buried under variant
 # load (a new machine on the heavy variant reads like a worn one) and sensor drift. Of 0.5-0.65,
@@ -292,7 +290,7 @@ class TimeOfUseEnergy(Baseline):
         dear = price >= self.price_threshold_per_kwh - d.tolerance("line.price_per_kwh")
         empty = d.stations_value(obs, "queue_parts") < 0.5
         actions = np.zeros((len(obs), *self.action_shape), dtype=np.float32)
-        actions[:, self._mode] = np.where(dear[:, None] & empty, STANDBY, RUN)
+        actions[:, self._mode] = np.where(dear[:, None] & empty, ACTION_STANDBY, ACTION_RUN)
         return actions
 
 
@@ -408,6 +406,6 @@ class FactoryRules(Baseline):
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Zero speed and mode; maintain and reorder components from the two rules."""
         actions = np.zeros((len(obs), *self.action_shape), dtype=np.float32)
-        actions[:, self._maintain] = np.where(self.trigger(obs), REQUEST, 0.0)
+        actions[:, self._maintain] = np.where(self.trigger(obs), ACTION_MAINTAIN, 0.0)
         actions[:, self._order] = np.clip(self.reorder(obs) / self.reorder.max_order_units, 0.0, 1.0)
         return actions

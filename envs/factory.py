@@ -10,7 +10,7 @@ import numpy as np
 from envs.base import delta
 from envs.setpoint import SetpointTask
 from envs.weights import make_weights
-from hardware import Frame, Lever, LineSpec, SensorSpec
+from hardware import Frame, Lever, Line, LineSpec, SensorSpec
 
 OBJECTIVES = ("throughput", "energy_cost", "co2", "downtime", "tardiness")
 
@@ -66,6 +66,11 @@ class FactoryTask(SetpointTask):
         self.weights = make_weights(FactoryWeights, weights)
         self._signed = np.array(astuple(self.weights)) * np.array([1.0, -1.0, -1.0, -1.0, -1.0])
         self._objectives = np.zeros(len(OBJECTIVES))
+
+    def start(self, line: Line, frame: Frame) -> Frame:
+        """A new episode has no step behind it yet."""
+        self._objectives = np.zeros(len(OBJECTIVES))
+        return frame
 
     def objectives(self, before: Frame, after: Frame) -> np.ndarray:
         """The step's objective vector, in `OBJECTIVES` order."""

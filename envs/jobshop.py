@@ -154,6 +154,9 @@ def instance_definition(instance: Instance, due_date_factor: float = 1.5) -> dic
     }
 
 
-def instance_line(name_or_path: str | Path, seed: int | None = None) -> TwinLine:
+def instance_line(name_or_path: str | Path, seed: int | None = None, due_date_factor: float = 1.5) -> TwinLine:
     """A twin line that runs a job-shop instance with dispatch decisions for the agent."""
-    return TwinLine.from_config(seed=seed, **instance_definition(load_instance(name_or_path)))
+    if not due_date_factor > 0:
+        raise ValueError(f"due_date_factor must be > 0, got {due_date_factor!r}")
+    definition = instance_definition(load_instance(name_or_path), due_date_factor)
+    return TwinLine.from_config(seed=seed, **definition)

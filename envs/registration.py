@@ -81,13 +81,17 @@ def make_scheduling(
     instance: str | Path | None = None,
     scenario: ScenarioArg = None,
     objective: str = "makespan",
+    due_date_factor: float = 1.5,
     seed: int | None = None,
 ) -> SchedulingEnv:
-    """Scheduling on a line with a fixed job set, or on a standard job-shop instance."""
+    """Scheduling on a line with a fixed job set, or on a standard job-shop instance.
+
+    `due_date_factor` sets an instance job's due date to that multiple of its total work.
+    """
     if instance is not None:
         if line is not None or scenario is not None:
             raise ValueError("instance: give either an instance or a line (with its scenario), not both")
-        the_line: Line = instance_line(instance, seed=seed)
+        the_line: Line = instance_line(instance, seed=seed, due_date_factor=due_date_factor)
     else:
         the_line = resolve_line(
             line if line is not None else "flow5_orders", SchedulingTask.levers, None, scenario, seed

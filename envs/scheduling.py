@@ -12,8 +12,11 @@ from envs.base import LineEnv, Task, delta
 from hardware import Command, Decision, DecisionKind, Dispatch, Frame, JobStatus, Lever, Line, LineSpec
 from hardware import StationState as State
 
-_JOB_FEATURES = 9
+JOB_FEATURES = 9
 _STATION_FEATURES = 5
+# columns of a job's features: waits here, queued, in process, finished, ops left, work left,
+# next operation's time, due-date slack, changeover needed
+JOB_WAITS, JOB_OPS_LEFT, JOB_WORK_LEFT, JOB_NEXT_OP, JOB_SLACK = 0, 4, 5, 6, 7
 # station state code -> (working, stopped, idle) indicator rows
 _STATE_FEATURES = np.zeros((len(State), 3))
 _STATE_FEATURES[[State.WARMUP, State.BUSY, State.BLOCKED, State.CHANGEOVER], 0] = 1.0
@@ -116,9 +119,9 @@ class SchedulingTask(Task):
         self._queue_idx = np.array([spec.sensor_index(f"{s}.queue_parts") for s in spec.stations])
         self._inv_ops, self._inv_work = 1.0 / self._scale_ops, 1.0 / self._scale_work
         self._inv_op, self._inv_horizon, self._inv_jobs = 1.0 / self._scale_op, 1.0 / self._horizon, 1.0 / n
-        self._obs = np.zeros(n * _JOB_FEATURES + m * _STATION_FEATURES + 1, dtype=np.float32)
-        self._job_buf = self._obs[: n * _JOB_FEATURES].reshape(n, _JOB_FEATURES)
-        self._station_buf = self._obs[n * _JOB_FEATURES : -1].reshape(m, _STATION_FEATURES)
+        self._obs = np.zeros(n * JOB_FEATURES + m * _STATION_FEATURES + 1, dtype=np.float32)
+        self._job_buf = self._obs[: n * JOB_FEATURES].reshape(n, JOB_FEATURES)
+        self._station_buf = self._obs[n * JOB_FEATURES : -1].reshape(m, _STATION_FEATURES)
         self.observation_space = gym.spaces.Box(-1.0, 1.0, self._obs.shape, np.float32)
         self.action_space = gym.spaces.Discrete(n + 1)
         self._declined: set[int] = set()
@@ -161,6 +164,7 @@ class SchedulingTask(Task):
         """Run to the first decision."""
         self._declined = set()
         self._dispatched_now = False
+        self._invalid = False
         return frame if self.decision(frame) is not None or self.terminated(frame) else self._run_to_decision(line)
 
     def command(self, action: Any, frame: Frame) -> Command:
@@ -217,14 +221,14 @@ class SchedulingTask(Task):
         status = _STATUS_FEATURES[jobs.status]
         left = self._suffix[self._rows, step]
         job = self._job_buf
-        job[:, 0] = 0.0
+        job[:, JOB_WAITS] = 0.0
         if d is not None:
-            job[list(d.jobs), 0] = 1.0
+            job[list(d.jobs), JOB_WAITS] = 1.0
         job[:, 1:4] = status[:, :3]
-        job[:, 4] = (self._n_ops - step) * self._inv_ops
-        job[:, 5] = left * self._inv_work
-        job[:, 6] = self._times[self._rows, step] * self._inv_op
-        job[:, 7] = np.clip((self._due - frame.time - left) * self._inv_horizon, -1.0, 1.0) * status[:, 3]
+        job[:, JOB_OPS_LEFT] = (self._n_ops - step) * self._inv_ops
+        job[:, JOB_WORK_LEFT] = left * self._inv_work
+        job[:, JOB_NEXT_OP] = self._times[self._rows, step] * self._inv_op
+        job[:, JOB_SLACK] = np.clip((self._due - frame.time - left) * self._inv_horizon, -1.0, 1.0) * status[:, 3]
         setup = frame.values[self._setup_idx[station]] if station >= 0 else -1.0
         job[:, 8] = (self._variant != setup) if setup >= 0 else 0.0
         st = self._station_buf

@@ -9,9 +9,11 @@ import numpy as np
 
 from envs.base import Task
 from envs.encoding import SensorEncoder, rescale
-from hardware import Command, Frame, Lever, LineSpec, SensorSpec
+from hardware import Command, Frame, Lever, LineSpec, SensorSpec, StationMode
 
-MODE_OFF, MODE_STANDBY, MODE_RUN = 0.0, 1.0, 2.0
+# Actions that decode to each mode and to a maintenance request (the decoding's thresholds below).
+ACTION_OFF, ACTION_STANDBY, ACTION_RUN, ACTION_MAINTAIN = -1.0, -0.5, 0.0, 1.0
+_OFF_BELOW, _STANDBY_BELOW, _MAINTAIN_ABOVE = -2 / 3, -1 / 3, 0.5
 
 
 class SetpointTask(Task):
@@ -49,9 +51,16 @@ class SetpointTask(Task):
         for k in self._discrete:
             lever = self._lever[k]
             if lever is Lever.MODE:
-                values[k] = MODE_OFF if a[k] < -2 / 3 else (MODE_STANDBY if a[k] < -1 / 3 else MODE_RUN)
+                mode = (
+                    StationMode.OFF
+                    if a[k] < _OFF_BELOW
+                    else StationMode.STANDBY
+                    if a[k] < _STANDBY_BELOW
+                    else StationMode.RUN
+                )
+                values[k] = float(mode)
             elif lever is Lever.MAINTENANCE:
-                values[k] = 1.0 if a[k] > 0.5 else 0.0
+                values[k] = 1.0 if a[k] > _MAINTAIN_ABOVE else 0.0
             elif lever is Lever.REORDER:
                 values[k] = max(0.0, a[k]) * self._high[k]
         return self.setpoints(values)

@@ -11,9 +11,11 @@ KPI table (`final/`) of the artifact against the heuristic on held-out seeds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import hydra
 import numpy as np
 import torch
@@ -32,20 +34,23 @@ from experiments.report import Row, episode_row, markdown_table, verdict, write_
 
 
 def train(cfg: DictConfig, out_dir: Path) -> float:
-    """Run one experiment into `out_dir`; return the policy's mean held-out episode return."""
+    """Run one experiment into `out_dir`; return the objective a sweeper maximises.
+
+    The objective is the policy's mean return on the evaluation seeds (`evaluation.seed`), never
+    on the held-out seeds of the final table, so a sweep does not tune on what it reports. A
+    heuristic agent (nothing to tune) returns its mean held-out return.
+    """
     check(cfg)
     torch.set_num_threads(cfg.torch_threads)
     out_dir.mkdir(parents=True, exist_ok=True)
-    heuristic_env = make_env(cfg)
-    heuristic = make_baseline(heuristic_env, cfg.task.baseline)
     if not is_learner(cfg):
-        policy: Policy = make_baseline(heuristic_env, cfg.agent.name)
-        return _final_comparison(cfg, out_dir, str(cfg.agent.name), policy, heuristic)
+        return _final_comparison(cfg, out_dir, str(cfg.agent.name), lambda env: make_baseline(env, cfg.agent.name))
     venv = make_vec_env(cfg)
     try:
         model = make_agent(cfg, venv, out_dir / "tb")
         normalizer = venv if isinstance(venv, VecNormalize) else None
-        callbacks = _callbacks(cfg, out_dir, heuristic, normalizer)
+        comparison = _comparison(cfg, normalizer)
+        callbacks = _callbacks(cfg, out_dir, comparison, normalizer)
         model.learn(cfg.total_timesteps, callback=callbacks, progress_bar=cfg.progress_bar, tb_log_name="run")
         if normalizer is not None:
             normalizer.save(str(out_dir / "vecnormalize.pkl"))
@@ -56,14 +61,28 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
             config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
             metadata={"task": cfg.task.name, "task_id": cfg.task.id},
         )
-        return _final_comparison(cfg, out_dir, "learned", PolicyArtifact.load(artifact_dir), heuristic)
+        artifact = PolicyArtifact.load(artifact_dir)
+        _final_comparison(cfg, out_dir, "learned", lambda env: artifact)
+        return comparison.last_mean_reward
     finally:
         venv.close()
-        heuristic_env.close()
 
 
-def _callbacks(cfg: DictConfig, out_dir: Path, heuristic: Policy, normalizer: VecEnv | None) -> CallbackList:
+def _comparison(cfg: DictConfig, normalizer: VecEnv | None) -> HeuristicComparison:
     ev = cfg.evaluation
+    return HeuristicComparison(
+        lambda: make_env(cfg),
+        lambda env: make_baseline(env, cfg.task.baseline),
+        every_steps=ev.every_steps,
+        seeds=[ev.seed + i for i in range(ev.episodes)],
+        normalizer=normalizer,
+        figures=ev.figures,
+    )
+
+
+def _callbacks(
+    cfg: DictConfig, out_dir: Path, comparison: HeuristicComparison, normalizer: VecEnv | None
+) -> CallbackList:
     hparams: dict[str, Any] = {
         "task": cfg.task.name,
         "agent": str(cfg.agent._target_).rsplit(".", 1)[-1],
@@ -80,14 +99,7 @@ def _callbacks(cfg: DictConfig, out_dir: Path, heuristic: Policy, normalizer: Ve
         [
             KpiLogger(),
             HParamLogger(hparams),
-            HeuristicComparison(
-                lambda: make_env(cfg),
-                heuristic,
-                every_steps=ev.every_steps,
-                seeds=[ev.seed + i for i in range(ev.episodes)],
-                normalizer=normalizer,
-                figures=ev.figures,
-            ),
+            comparison,
             CheckpointCallback(
                 max(cfg.checkpoint_every_steps // cfg.n_envs, 1),
                 str(out_dir / "checkpoints"),
@@ -97,9 +109,12 @@ def _callbacks(cfg: DictConfig, out_dir: Path, heuristic: Policy, normalizer: Ve
     )
 
 
-def _final_comparison(cfg: DictConfig, out_dir: Path, name: str, policy: Policy, heuristic: Policy) -> float:
+def _final_comparison(
+    cfg: DictConfig, out_dir: Path, name: str, make_policy: Callable[[gym.Env[Any, Any]], Policy]
+) -> float:
     """Evaluate the policy and the heuristic on held-out seeds; print and write the KPI table."""
     env = make_env(cfg)
+    policy, heuristic = make_policy(env), make_baseline(env, cfg.task.baseline)
     seeds = [cfg.final.seed + i for i in range(cfg.final.episodes)]
     baseline_label = f"{cfg.task.baseline} (heuristic)"
     rows: list[Row] = []

@@ -15,6 +15,7 @@ from hardware.interface import (
     Line,
     LineSpec,
     SensorSpec,
+    StationMode,
     StationState,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "Line",
     "LineSpec",
     "SensorSpec",
+    "StationMode",
     "StationState",
 ]

@@ -70,6 +70,14 @@ class StationState(enum.IntEnum):
     MAINTENANCE = 8  # planned, preventive
 
 
+class StationMode(enum.IntEnum):
+    """The operating mode commanded through a station's mode actuator."""
+
+    OFF = 0
+    STANDBY = 1
+    RUN = 2
+
+
 class JobStatus(enum.IntEnum):
     """Where a job of a fixed job set is."""
 

@@ -3,6 +3,6 @@
 from hardware.twin.line import TwinLine
 from hardware.twin.params import LineParams
 from hardware.twin.schema import LineDefinitionError
-from hardware.twin.station import Mode, State
+from hardware.twin.station import State
 
-__all__ = ["LineDefinitionError", "LineParams", "Mode", "State", "TwinLine"]
+__all__ = ["LineDefinitionError", "LineParams", "State", "TwinLine"]

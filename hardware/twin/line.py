@@ -236,7 +236,7 @@ def _job_specs(params: LineParams) -> tuple[JobSpec, ...]:
     specs = []
     for job in params.demand.jobs:
         variant = names.index(job.variant)
-        due = job.due_s if job.due_s is not None else job.release_s + params.demand.due_date_allowance_s
+        due = params.due_of(job)
         times = params.variants[variant].processing_time_s
         specs.append(JobSpec(variant, params.route_of(variant), times, job.release_s, due, job.weight))
     return tuple(specs)

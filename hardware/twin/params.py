@@ -74,6 +74,7 @@ class SensorParams:
     noise_std_ratio: float = 0.03  # white noise, as a fraction of the true value
     drift_std_per_sqrt_h: float = 0.005  # slow multiplicative calibration drift
     dropout_probability: float = 0.002  # chance that a sample reads NaN
+    range_headroom: float = 2.0  # reported range top = headroom x the largest true reading
 
     def __post_init__(self) -> None:
         """Check ranges."""
@@ -92,6 +93,7 @@ class SensorParams:
             "drift_std_per_sqrt_h",
         )
         probability(self, "dropout_probability")
+        require(self.range_headroom >= 1, "range_headroom", f"must be >= 1, got {self.range_headroom}")
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,7 @@ class SupplyParams:
     reorder_point_units: float = 200.0
     order_quantity_units: float = 600.0
     max_order_units: float = 2000.0  # hard limit of one order (the reorder actuator's range)
+    stock_range_units: float = 50000.0  # reported range top of stock on hand and on order
     lead_time_mean_s: float = 8 * 3600.0
     lead_time_cv: float = 0.3
     outage_rate_per_day: float = 0.05
@@ -290,7 +293,11 @@ class GridParams:
 
 @dataclass(frozen=True)
 class ScenarioEvent:
-    """A disruption from `start_s` for `duration_s`; `factor` scales demand, price or hazard."""
+    """A disruption from `start_s` for `duration_s`; `factor` scales demand, price or hazard.
+
+    Demand: a surge (factor > 1) adds orders at (factor - 1) times the base rate, overlapping surges
+    adding up; a dip (factor < 1) keeps each base order with probability `factor`.
+    """
 
     kind: ScenarioKind
     start_s: float
@@ -338,9 +345,11 @@ class LineParams:
     grid: GridParams = field(default_factory=GridParams)
     scenarios: tuple[ScenarioEvent, ...] = ()
     control: ControlParams = field(default_factory=ControlParams)
+    count_range_parts: float = 1000.0  # reported range top of counts the line does not bound (queues, WIP)
 
     def __post_init__(self) -> None:
         """Check cross-references: machines, routes, changeover matrix, jobs and scenarios."""
+        positive(self, "count_range_parts")
         require(bool(self.stations), "stations", "must list at least one station")
         require(bool(self.variants), "variants", "must list at least one variant")
         names = [s.name for s in self.stations]
@@ -414,6 +423,10 @@ class LineParams:
             require(len(row) == n, f"changeover_time_s[{i}]", f"needs {n} columns, got {len(row)}")
             for j, t in enumerate(row):
                 require(0 <= t < float("inf"), f"changeover_time_s[{i}][{j}]", f"must be >= 0, got {t}")
+
+    def due_of(self, job: JobParams) -> float:
+        """Due time of a job of the fixed job set, s: its own, or release plus the allowance."""
+        return job.due_s if job.due_s is not None else job.release_s + self.demand.due_date_allowance_s
 
     def route_of(self, variant: int) -> tuple[int, ...]:
         """Return the station indices variant `variant` visits, in order."""

@@ -86,13 +86,12 @@ class Plant:
         self.wip = 0
         self._wip_area = 0.0
         self._wip_t = 0.0
-        self.jobs: dict[int, Job] = {}
         self.n_static = len(params.demand.jobs)
         self.job_step = np.zeros(self.n_static, dtype=np.int64)
         self.job_status = np.zeros(self.n_static, dtype=np.int8)
         self._next_id = self.n_static
         self._static_left = self.n_static
-        self._demand_factors: list[float] = []
+        self._demand_factors: list[float] = []  # active demand dips (factors below 1)
         self._stop: simpy.Event | None = None
         self._deadline: simpy.Event | None = None
         self.grid = Grid(self.env, params.grid, np.random.default_rng(ss_grid), self.integrate_energy_now)
@@ -112,9 +111,13 @@ class Plant:
             for i, (sp, ss) in enumerate(zip(params.stations, ss_stations.spawn(len(params.stations)), strict=True))
         ]
         self.total_power_kw = sum(s.power_kw for s in self.stations)
-        demand_gen = np.random.default_rng(ss_demand)
-        self._exp = exponential(demand_gen)
-        self._u = uniform(demand_gen)
+        # separate streams, so a scenario's extra or dropped orders leave the base orders unchanged
+        ss_base, ss_keep, ss_surge = ss_demand.spawn(3)
+        base_gen = np.random.default_rng(ss_base)
+        self._exp = exponential(base_gen)
+        self._u = uniform(base_gen)
+        self._keep = uniform(np.random.default_rng(ss_keep))
+        self._surge_seeds = iter(ss_surge.spawn(len(params.scenarios)))
         self._mix = list(accumulate(v.mix for v in params.variants))
         self._routes = [params.route_of(v) for v in range(len(params.variants))]
         self._release_static_jobs()
@@ -240,7 +243,6 @@ class Plant:
     def release(self, variant: int, job_id: int, due_s: float, weight: float = 1.0) -> None:
         """Bring a new job into the system at its route's first station."""
         job = Job(job_id, variant, self.params, self._routes[variant], self.env.now, due_s, weight)
-        self.jobs[job_id] = job
         self.lateness.open(job_id, due_s, weight)
         self.mark(job, JobStatus.QUEUED)
         self.jobs_released += 1
@@ -250,7 +252,6 @@ class Plant:
     def depart(self, job: Job, good: bool) -> None:
         """Take `job` out of the system, finished (`good`) or scrapped."""
         now = self.env.now
-        del self.jobs[job.id]
         self._count_wip(-1)
         self.departures += 1
         self.flow_time_sum_s += now - job.arrived_s
@@ -283,11 +284,10 @@ class Plant:
                 s.poke()
 
     def _release_static_jobs(self) -> None:
-        allowance = self.params.demand.due_date_allowance_s
         later = []
         for job_id, jp in enumerate(self.params.demand.jobs):
             variant = [v.name for v in self.params.variants].index(jp.variant)
-            due = jp.due_s if jp.due_s is not None else jp.release_s + allowance
+            due = self.params.due_of(jp)
             if jp.release_s == 0:
                 self.release(variant, job_id, due, jp.weight)
             else:
@@ -303,18 +303,35 @@ class Plant:
             self.release(variant, job_id, due, weight)
 
     def _arrivals(self) -> Generator[simpy.Event, None, None]:
-        demand = self.params.demand
-        surge_bound = prod(max(1.0, ev.factor) for ev in self.params.scenarios if ev.kind is ScenarioKind.DEMAND_SURGE)
-        rate_bound_per_s = demand.arrival_rate_per_h * surge_bound / 3600.0
-        total_mix = self._mix[-1]
+        """Poisson orders at the base rate; a demand dip (factor < 1) keeps each with that probability."""
+        rate_per_s = self.params.demand.arrival_rate_per_h / 3600.0
         while True:
-            yield self.env.timeout(self._exp() / rate_bound_per_s)
-            if self._u() * surge_bound >= prod(self._demand_factors):
-                continue  # thinning: this candidate arrival falls outside the current rate
-            pick = self._u() * total_mix
-            variant = next(i for i, c in enumerate(self._mix) if pick < c)
-            self._next_id += 1
-            self.release(variant, self._next_id - 1, self.env.now + demand.due_date_allowance_s)
+            yield self.env.timeout(self._exp() / rate_per_s)
+            variant = self._variant(self._u())
+            if self._demand_factors and self._keep() >= prod(self._demand_factors):
+                continue
+            self._order(variant)
+
+    def _surge(self, ev: ScenarioEvent) -> Generator[simpy.Event, None, None]:
+        """Extra Poisson orders at (factor - 1) times the base rate for the surge's duration."""
+        gen = np.random.default_rng(next(self._surge_seeds))
+        gap, pick = exponential(gen), uniform(gen)
+        rate_per_s = self.params.demand.arrival_rate_per_h * (ev.factor - 1.0) / 3600.0
+        end = self.env.now + ev.duration_s
+        while True:
+            wait = gap() / rate_per_s
+            if self.env.now + wait >= end:
+                return
+            yield self.env.timeout(wait)
+            self._order(self._variant(pick()))
+
+    def _variant(self, u: float) -> int:
+        pick = u * self._mix[-1]
+        return next(i for i, c in enumerate(self._mix) if pick < c)
+
+    def _order(self, variant: int) -> None:
+        self._next_id += 1
+        self.release(variant, self._next_id - 1, self.env.now + self.params.demand.due_date_allowance_s)
 
     def _scenario(self, ev: ScenarioEvent) -> Generator[simpy.Event, None, None]:
         yield self.env.timeout(ev.start_s)
@@ -328,6 +345,9 @@ class Plant:
                 self.supply.begin_outage()
             else:
                 self.supply.end_outage()
+        elif ev.kind is ScenarioKind.DEMAND_SURGE and ev.factor > 1.0:
+            if on and self.params.demand.arrival_rate_per_h > 0:
+                self.env.process(self._surge(ev))
         elif ev.kind is ScenarioKind.DEMAND_SURGE:
             if on:
                 self._demand_factors.append(ev.factor)

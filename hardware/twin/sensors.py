@@ -10,12 +10,10 @@ Counters and market values are exact and stamped at read time.
 
 from __future__ import annotations
 
-from math import prod
-
 import numpy as np
 
 from hardware.interface import SensorSpec
-from hardware.twin.params import LineParams, ScenarioKind
+from hardware.twin.params import LineParams
 from hardware.twin.plant import Plant
 from hardware.twin.station import State, Station
 
@@ -31,7 +29,6 @@ STATION_SENSORS = (
 )
 LINE_SENSORS = ("wip_parts", "stock_units", "on_order_units", "price_per_kwh", "carbon_kg_per_kwh")
 _PHYSICAL = (4, 5, 6)  # positions of the noisy instruments within STATION_SENSORS
-_UNBOUNDED_COUNT = 10_000.0  # range limit reported for counts the line does not bound itself
 _YEAR_H = 24.0 * 365.0
 _BUSY = State.BUSY
 _RUNNING_IDLE = (State.IDLE, State.BLOCKED, State.WARMUP, State.CHANGEOVER)
@@ -45,7 +42,7 @@ def sensor_specs(params: LineParams) -> tuple[SensorSpec, ...]:
         m = params.machines[st.machine]
         s = m.sensors
         vmax = m.speed_max_ratio
-        queue_high = float(st.buffer_capacity_parts or max(_UNBOUNDED_COUNT, len(params.demand.jobs)))
+        queue_high = float(st.buffer_capacity_parts or max(params.count_range_parts, len(params.demand.jobs)))
         vib = s.vibration_idle_mm_s + s.vibration_busy_mm_s * vmax * max_load * (1 + s.vibration_wear_gain)
         temp = s.temperature_ambient_c + s.temperature_rise_busy_c * vmax * max_load + s.temperature_rise_wear_c
         cur = max(s.current_idle_a, s.current_busy_a * vmax * max_load)
@@ -54,9 +51,9 @@ def sensor_specs(params: LineParams) -> tuple[SensorSpec, ...]:
             "setup_variant": ("variant, -1 none", -1.0, float(len(params.variants) - 1)),
             "queue_parts": ("parts", 0.0, queue_high),
             "speed_ratio": ("ratio", m.speed_min_ratio, vmax),
-            "vibration_mm_s": ("mm/s", 0.0, 2.0 * vib),
-            "bearing_temp_c": ("degC", -20.0, 2.0 * temp),
-            "motor_current_a": ("A", 0.0, 2.0 * cur),
+            "vibration_mm_s": ("mm/s", 0.0, s.range_headroom * vib),
+            "bearing_temp_c": ("degC", -20.0, s.range_headroom * temp),
+            "motor_current_a": ("A", 0.0, s.range_headroom * cur),
             "since_maintenance_h": ("h", 0.0, _YEAR_H),
         }
         for name in STATION_SENSORS:
@@ -64,15 +61,15 @@ def sensor_specs(params: LineParams) -> tuple[SensorSpec, ...]:
             dropouts = STATION_SENSORS.index(name) in _PHYSICAL
             specs.append(SensorSpec(f"{st.name}.{name}", unit, low, high, station=i, dropouts=dropouts))
     g = params.grid
+    # from the tariff alone, never from a scenario: the encoding must not change with the disruption
     spike = g.spike_factor if g.spike_rate_per_day > 0 else 1.0
-    scenario = prod(max(1.0, e.factor) for e in params.scenarios if e.kind is ScenarioKind.PRICE_SPIKE)
-    price_high = max(p.price_per_kwh for p in g.tariff) * spike * scenario
+    price_high = max(p.price_per_kwh for p in g.tariff) * spike
     sup = params.supply
-    stock_high = (sup.initial_stock_units + 10 * sup.max_order_units) if sup else 0.0
+    stock_high = sup.stock_range_units if sup else 0.0
     line_ranges = {
-        "wip_parts": ("parts", 0.0, max(_UNBOUNDED_COUNT, float(len(params.demand.jobs)))),
+        "wip_parts": ("parts", 0.0, max(params.count_range_parts, float(len(params.demand.jobs)))),
         "stock_units": ("units", 0.0, stock_high),
-        "on_order_units": ("units", 0.0, 10 * sup.max_order_units if sup else 0.0),
+        "on_order_units": ("units", 0.0, stock_high),
         "price_per_kwh": ("currency/kWh", 0.0, price_high),
         "carbon_kg_per_kwh": ("kg/kWh", 0.0, max(g.carbon_kg_per_kwh)),
     }
@@ -88,7 +85,6 @@ class SensorBank:
     def __init__(self, plant: Plant) -> None:
         self._plant = plant
         n = len(plant.stations)
-        self._n = n
         self._gen = np.random.default_rng(plant.sensor_seed)
         sp = [s.m.sensors for s in plant.stations]
         self._period = np.repeat([p.sample_period_s for p in sp], 3)

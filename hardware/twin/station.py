@@ -8,7 +8,6 @@ station's queue, blocking while that queue is full.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Generator
 from math import exp, prod
 from typing import TYPE_CHECKING
@@ -17,20 +16,13 @@ import numpy as np
 import simpy
 
 from hardware.interface import JobStatus
+from hardware.interface import StationMode as Mode
 from hardware.interface import StationState as State
 from hardware.twin.params import Distribution, MachineParams, StationParams
 from hardware.twin.rng import exponential, uniform, unit_duration
 
 if TYPE_CHECKING:
     from hardware.twin.plant import Job, Plant
-
-
-class Mode(enum.IntEnum):
-    """The operating mode commanded for a station."""
-
-    OFF = 0
-    STANDBY = 1
-    RUN = 2
 
 
 # Module-level aliases: an Enum member looked up through its class costs a slow __getattr__ on 3.11.
@@ -86,7 +78,7 @@ class Station:
         self.hazard_threshold = self._exp()
         self.temperature_c = machine.sensors.temperature_ambient_c
         self.temperature_target_c = self.temperature_c
-        self.process = self.env.process(self._run())
+        self.env.process(self._run())
 
     def set_state(self, new: State) -> None:
         """Enter state `new` now, closing the time, energy and thermal accounts of the old one."""
@@ -201,14 +193,24 @@ class Station:
             self.space_waiters.pop(0).succeed()
 
     def _rest(self) -> Generator[simpy.Event, None, None]:
-        resting = OFF if self.mode == MODE_OFF else STANDBY
-        if self.state != resting:
-            self.set_state(resting)
-        yield self._wait()
-        if self.mode == RUN:
+        """Off or standby as commanded; a cold machine pays the full warm-up whichever way it wakes."""
+        if self.mode is MODE_OFF:
+            if self.state is not OFF:
+                self.set_state(OFF)
+        elif self.state is OFF:  # standby from cold: the first part of a cold start
             self.set_state(WARMUP)
-            warmup = self.m.warmup_from_off_s if resting == OFF else self.m.warmup_from_standby_s
-            yield self.env.timeout(warmup)
+            yield self.env.timeout(max(0.0, self.m.warmup_from_off_s - self.m.warmup_from_standby_s))
+            self.set_state(STANDBY)
+            if self.mode is not RUN:
+                return  # the loop looks at the mode again
+        elif self.state is not STANDBY:
+            self.set_state(STANDBY)
+        if self.mode is not RUN:
+            yield self._wait()
+        if self.mode is RUN:
+            cold = self.state is OFF
+            self.set_state(WARMUP)
+            yield self.env.timeout(self.m.warmup_from_off_s if cold else self.m.warmup_from_standby_s)
             self.set_state(IDLE)
             if self.plant.agent_dispatch and self.queue:
                 self.plant.halt()
@@ -304,6 +306,7 @@ class Station:
             self.plant.halt()
 
     def _renew(self) -> None:
+        self.maintain_requested = False  # a request made before a failure is met by its repair
         self.health = 1.0
         self.cum_hazard = 0.0
         self.hazard_threshold = self._exp()

@@ -41,11 +41,6 @@ class Supply:
             env.process(self._random_outages())
         self._check_reorder_point()
 
-    @property
-    def supplier_out(self) -> bool:
-        """Whether the supplier is in an outage now."""
-        return self._outages > 0
-
     def take(self, units: float) -> bool:
         """Take `units` from stock if there is enough; apply the reorder rule; return success."""
         if self.stock_units < units:

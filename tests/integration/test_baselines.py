@@ -10,7 +10,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import envs  # noqa: F401  (registers the ids)
 from agents.baselines import BASELINES, Rule, make_baseline
-from envs.lines import CONFIGS, scenario_events
+from envs.lines import CONFIGS
 from hardware.twin import TwinLine
 from tests.unit.test_baselines import TASK_OF
 
@@ -69,8 +69,12 @@ def test_condition_based_maintenance_fails_less_than_reactive_over_a_week():
     assert sum(failures("condition_based", s) for s in seeds) < sum(failures("reactive", s) for s in seeds)
 
 
+# the supplier is out from day 2 for two days: long enough for the stock a rule keeps to matter
+OUTAGE = [{"kind": "supplier_outage", "start_s": 86400.0, "duration_s": 172800.0}]
+
+
 def stockout_h(seed: int, **params: float) -> float:
-    env = gym.make("smartline/Inventory-v0", scenario="supplier_outage")  # three days, out from day 2
+    env = gym.make("smartline/Inventory-v0", scenario=OUTAGE)  # three days
     baseline = make_baseline(env, "ss_reorder", **params)
     obs, _ = env.reset(seed=seed)
     truncated = False
@@ -81,7 +85,7 @@ def stockout_h(seed: int, **params: float) -> float:
 
 def line_rule_stockout_h(seed: int) -> float:
     """The same line and scenario with reorders left to the line's own reorder-point rule."""
-    line = TwinLine.from_yaml(CONFIGS / "line" / "flow5.yaml", seed=seed, scenarios=scenario_events("supplier_outage"))
+    line = TwinLine.from_yaml(CONFIGS / "line" / "flow5.yaml", seed=seed, scenarios=OUTAGE)
     line.reset()
     return line.advance(3 * 86400.0).kpis.stockout_time_s / 3600.0
 

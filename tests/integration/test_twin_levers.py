@@ -156,6 +156,20 @@ def test_mode_standby_and_off_draw_their_power_and_warm_up(flow5_definition):
         line.write(setpoints(line, weld__mode=1.5))
 
 
+def test_a_cold_machine_cannot_skip_its_warm_up_through_standby(flow5_definition):
+    line = TwinLine.from_config(seed=0, **edited(flow5_definition, "control.levers", ["mode"]))
+    line.reset()
+    line.write(setpoints(line, cut__mode=0.0))
+    line.advance(60.0)
+    line.write(setpoints(line, cut__mode=1.0))
+    line.advance(60.0)
+    line.write(setpoints(line, cut__mode=2.0))
+    for _ in range(40):
+        line.advance(60.0)
+    cnc = line.params.machines["cnc"]
+    assert line.state_times()[0, State.WARMUP] == pytest.approx(cnc.warmup_from_off_s)
+
+
 def test_preventive_maintenance_restores_health(flow5_definition):
     line = TwinLine.from_config(seed=0, **edited(flow5_definition, "control.levers", ["maintenance"]))
     line.reset()

@@ -138,3 +138,24 @@ def test_default_reorder_rule_keeps_material_flowing():
     # the rule orders Q whenever the inventory position falls to s
     assert all(f.values[stock] + f.values[on_order] > reorder_point - 2 for f in frames)
     assert k.material_ordered % order_qty == 0
+
+
+def test_demand_surge_adds_its_orders_and_leaves_the_base_orders_alone():
+    surge = {"kind": "demand_surge", "start_s": 7200.0, "duration_s": 200 * 3600.0, "factor": 1.5}
+    base, hit = TwinLine.from_yaml(FLOW5, seed=8), TwinLine.from_yaml(FLOW5, seed=8, scenarios=[surge])
+    base.reset()
+    hit.reset()
+    assert base.advance(7000.0).kpis.jobs_released == hit.advance(7000.0).kpis.jobs_released
+    extra = hit.advance(200 * 3600.0).kpis.jobs_released - base.advance(200 * 3600.0).kpis.jobs_released
+    expected = 36.0 * 0.5 * 200  # the base rate's half, for 200 hours
+    assert abs(extra - expected) < 4 * np.sqrt(expected)
+
+
+def test_demand_dip_keeps_the_configured_share_of_orders():
+    dip = {"kind": "demand_surge", "start_s": 0.0, "duration_s": 1e6, "factor": 0.25}
+    base, hit = TwinLine.from_yaml(FLOW5, seed=9), TwinLine.from_yaml(FLOW5, seed=9, scenarios=[dip])
+    base.reset()
+    hit.reset()
+    n_base = base.advance(100 * 3600.0).kpis.jobs_released
+    n_hit = hit.advance(100 * 3600.0).kpis.jobs_released
+    assert abs(n_hit - 0.25 * n_base) < 4 * np.sqrt(0.25 * 0.75 * n_base)
