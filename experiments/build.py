@@ -38,6 +38,16 @@ def check(cfg: DictConfig) -> None:
     target = agent_target(cfg)
     if is_learner(cfg) and "Maskable" in target.__name__ and not cfg.task.masked:
         raise ConfigError(f"agent: {target.__name__} needs a task with action masks; task {cfg.task.name} has none")
+    env = make_env(cfg)
+    try:
+        names = [("task.baseline", cfg.task.baseline)] + ([] if is_learner(cfg) else [("agent.name", cfg.agent.name)])
+        for key, name in names:
+            try:
+                make_baseline(env, name)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{key}: {exc}") from exc
+    finally:
+        env.close()
 
 
 def agent_target(cfg: DictConfig) -> Any:

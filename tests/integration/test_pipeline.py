@@ -50,13 +50,21 @@ def test_every_experiment_preset_composes_and_checks(experiment):
     assert cfg.task.baseline in AGENTS
 
 
+TASK_OF_AGENT = {
+    **dict.fromkeys(("maskable_ppo", "fifo", "spt", "lpt", "mwkr", "mopnr", "edd"), "scheduling"),
+    **dict.fromkeys(("reactive", "fixed_interval", "condition_based"), "maintenance"),
+    "dqn": "inventory",
+    "ss_reorder": "inventory",
+    "tou_energy": "energy",
+    "factory_rules": "factory",
+}
+
+
 @pytest.mark.parametrize("agent", AGENTS)
-def test_every_agent_option_names_an_importable_target(agent):
-    task = "scheduling" if agent in ("maskable_ppo", "fifo", "spt", "lpt", "mwkr", "mopnr", "edd") else "speed"
-    cfg = compose_train(
-        [f"agent={agent}", f"task={task}", "line=flow5_orders" if task == "scheduling" else "line=flow5"]
-    )
-    check(cfg)
+def test_every_agent_option_checks_on_its_task(agent):
+    task = TASK_OF_AGENT.get(agent, "speed")
+    line = "line=flow5_orders" if task == "scheduling" else "line=flow5"
+    check(compose_train([f"agent={agent}", f"task={task}", line]))
 
 
 @pytest.mark.parametrize(
@@ -68,6 +76,8 @@ def test_every_agent_option_names_an_importable_target(agent):
         (["vec_env=threads"], ConfigError, "vec_env"),
         (["agent=maskable_ppo"], ConfigError, "needs a task with action masks"),
         (["+unknown_key=1", "task.id=smartline/Nothing-v0"], ConfigError, "task.id"),
+        (["agent=spt"], ConfigError, "agent.name: env: DispatchRule drives SchedulingTask, not SpeedTask"),
+        (["task.baseline=reactive"], ConfigError, "task.baseline"),
     ],
 )
 def test_config_errors_stop_before_work_and_name_the_key(overrides, error, message):
