@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from envs.base import delta
 from envs.setpoint import SetpointTask
-from envs.weights import make_weights
-from hardware import Frame, Lever, LineSpec
+from hardware import Frame, Lever
 
 
 @dataclass(frozen=True)
@@ -63,10 +62,8 @@ class EnergyTask(SetpointTask):
         "carbon_kg_per_kwh",
     )
     clock: ClassVar[bool] = True
-
-    def __init__(self, spec: LineSpec, weights: dict[str, Any] | None = None) -> None:
-        super().__init__(spec)
-        self.weights = make_weights(EnergyWeights, weights)
+    weights_class: ClassVar[type] = EnergyWeights
+    weights: EnergyWeights
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
         """Value of good parts minus energy cost and lateness."""

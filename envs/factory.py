@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import astuple, dataclass
 from typing import Any, ClassVar
 
@@ -9,7 +10,6 @@ import numpy as np
 
 from envs.base import delta
 from envs.setpoint import SetpointTask
-from envs.weights import make_weights
 from hardware import Frame, Lever, Line, LineSpec, SensorSpec
 
 OBJECTIVES = ("throughput", "energy_cost", "co2", "downtime", "tardiness")
@@ -57,13 +57,14 @@ class FactoryTask(SetpointTask):
     v0: initial version.
     """
 
+    weights_class: ClassVar[type] = FactoryWeights
+    weights: FactoryWeights
     levers: ClassVar[frozenset[Lever]] = frozenset({Lever.SPEED, Lever.MODE, Lever.MAINTENANCE, Lever.REORDER})
     sensors: ClassVar[tuple[str, ...]] = ()
     clock: ClassVar[bool] = True
 
-    def __init__(self, spec: LineSpec, weights: dict[str, Any] | None = None) -> None:
-        super().__init__(spec)
-        self.weights = make_weights(FactoryWeights, weights)
+    def __init__(self, spec: LineSpec, weights: Mapping[str, Any] | None = None) -> None:
+        super().__init__(spec, weights)
         self._signed = np.array(astuple(self.weights)) * np.array([1.0, -1.0, -1.0, -1.0, -1.0])
         self._objectives = np.zeros(len(OBJECTIVES))
 

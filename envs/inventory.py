@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -10,7 +11,6 @@ import numpy as np
 
 from envs.base import delta
 from envs.setpoint import SetpointTask
-from envs.weights import make_weights
 from hardware import Command, Frame, Lever, LineSpec
 
 
@@ -56,15 +56,16 @@ class InventoryTask(SetpointTask):
     v0: initial version.
     """
 
+    weights_class: ClassVar[type] = InventoryWeights
+    weights: InventoryWeights
     levers: ClassVar[frozenset[Lever]] = frozenset({Lever.REORDER})
     sensors: ClassVar[tuple[str, ...]] = ("stock_units", "on_order_units", "wip_parts")
     clock: ClassVar[bool] = True
 
-    def __init__(self, spec: LineSpec, weights: dict[str, Any] | None = None, order_levels: int = 9) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: LineSpec, weights: Mapping[str, Any] | None = None, order_levels: int = 9) -> None:
+        super().__init__(spec, weights)
         if order_levels < 2:
             raise ValueError(f"order_levels must be >= 2, got {order_levels}")
-        self.weights = make_weights(InventoryWeights, weights)
         self.levels = np.linspace(0.0, float(self._high[0]), order_levels)
         self.action_space = gym.spaces.Discrete(order_levels)
 

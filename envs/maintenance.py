@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -10,7 +11,6 @@ import numpy as np
 
 from envs.base import delta
 from envs.setpoint import SetpointTask
-from envs.weights import make_weights
 from hardware import Command, Frame, Lever, LineSpec
 
 
@@ -56,6 +56,8 @@ class MaintenanceTask(SetpointTask):
     v0: initial version.
     """
 
+    weights_class: ClassVar[type] = MaintenanceWeights
+    weights: MaintenanceWeights
     levers: ClassVar[frozenset[Lever]] = frozenset({Lever.MAINTENANCE})
     sensors: ClassVar[tuple[str, ...]] = (
         "state",
@@ -65,9 +67,8 @@ class MaintenanceTask(SetpointTask):
         "since_maintenance_h",
     )
 
-    def __init__(self, spec: LineSpec, weights: dict[str, Any] | None = None) -> None:
-        super().__init__(spec)
-        self.weights = make_weights(MaintenanceWeights, weights)
+    def __init__(self, spec: LineSpec, weights: Mapping[str, Any] | None = None) -> None:
+        super().__init__(spec, weights)
         self.action_space = gym.spaces.MultiBinary(len(self._acts))
 
     def command(self, action: Any, frame: Frame) -> Command:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -9,6 +10,7 @@ import numpy as np
 
 from envs.base import Task
 from envs.encoding import SensorEncoder, rescale
+from envs.weights import make_weights
 from hardware import Command, Frame, Lever, LineSpec, SensorSpec, StationMode
 
 # Actions that decode to each mode and to a maintenance request (the decoding's thresholds below).
@@ -27,9 +29,11 @@ class SetpointTask(Task):
 
     sensors: ClassVar[tuple[str, ...]]  # sensor name suffixes the task observes (station and line)
     clock: ClassVar[bool] = False  # add time-of-day features
+    weights_class: ClassVar[type]  # the frozen dataclass of the reward's prices
 
-    def __init__(self, spec: LineSpec) -> None:
+    def __init__(self, spec: LineSpec, weights: Mapping[str, Any] | None = None) -> None:
         super().__init__(spec)
+        self.weights: Any = make_weights(self.weights_class, weights)
         self.encoder = SensorEncoder(spec, self._observes, clock=self.clock)
         self.observation_space = self.encoder.space()
         self._acts = [i for i, a in enumerate(spec.actuators) if a.lever in self.levers]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from envs.base import delta
 from envs.setpoint import SetpointTask
-from envs.weights import make_weights
-from hardware import Frame, Lever, LineSpec
+from hardware import Frame, Lever
 
 
 @dataclass(frozen=True)
@@ -66,10 +65,8 @@ class SpeedTask(SetpointTask):
         "wip_parts",
         "price_per_kwh",
     )
-
-    def __init__(self, spec: LineSpec, weights: dict[str, Any] | None = None) -> None:
-        super().__init__(spec)
-        self.weights = make_weights(SpeedWeights, weights)
+    weights_class: ClassVar[type] = SpeedWeights
+    weights: SpeedWeights
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
         """Value of good parts minus energy, scrap and downtime costs."""
