@@ -15,6 +15,8 @@ import numpy as np
 
 from hardware import Command, DecisionKind, Frame, Kpis, Lever, Line, LineSpec
 
+_TICK = DecisionKind.TICK
+
 
 class Task(ABC):
     """What one control problem sees, does and values on a line."""
@@ -56,7 +58,7 @@ class Task(ABC):
         target = frame.time + period
         while True:
             frame = line.advance(target - frame.time)
-            if frame.time >= target or any(d.kind is DecisionKind.TICK for d in frame.pending):
+            if frame.time >= target or any(d.kind is _TICK for d in frame.pending):
                 return frame
 
     def terminated(self, frame: Frame) -> bool:

@@ -47,19 +47,22 @@ class SensorEncoder:
         """Encode a frame as float32 features in [-1, 1] (sensor values in [0, 1])."""
         raw = frame.values[self._idx]
         missing = np.isnan(raw)
-        scaled = np.clip((np.where(missing, self._low, raw) - self._low) * self._inv_span, 0.0, 1.0)
-        parts = [scaled, 1.0 - missing[self._flagged]]
+        out = np.empty(self.size, dtype=np.float32)
+        n, k = len(raw), len(self._flagged)
+        scaled = (raw - self._low) * self._inv_span
+        scaled[missing] = 0.0
+        np.clip(scaled, 0.0, 1.0, out=out[:n])
+        out[n : n + k] = ~missing[self._flagged]
         if self._clock:
             phase = 2.0 * math.pi * (frame.time % _DAY_S) / _DAY_S
-            parts.append(np.array([math.sin(phase), math.cos(phase)]))
-        return np.concatenate(parts).astype(np.float32)
+            out[n + k :] = (math.sin(phase), math.cos(phase))
+        return out
 
 
 def rescale(action: np.ndarray, low: np.ndarray, high: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """Map actions in [-1, 1] (clipped) onto [low, high], piecewise linearly with 0 on `centre`.
+    """Map actions in [-1, 1] onto [low, high], piecewise linearly with 0 on `centre`.
 
     Centring on the actuator's default (nominal speed) makes the zero action the line's own
     setting, so an untrained policy starts where the plant runs today.
     """
-    a = np.clip(np.asarray(action, dtype=float), -1.0, 1.0)
-    return np.where(a < 0.0, centre + a * (centre - low), centre + a * (high - centre))
+    return np.where(action < 0.0, centre + action * (centre - low), centre + action * (high - centre))

@@ -174,7 +174,9 @@ class TwinLine:
         for a, v in zip(acts, values.tolist(), strict=True):
             if math.isnan(v):  # keep the current value
                 continue
-            if a.lever is Lever.REORDER and plant.supply is not None:
+            if a.lever is Lever.SPEED and a.station is not None:  # the common case, first
+                plant.stations[a.station].speed_setpoint = v
+            elif a.lever is Lever.REORDER and plant.supply is not None:
                 plant.supply.order(float(v))
             elif a.station is not None:
                 self._apply_station_setpoint(plant.stations[a.station], a, float(v))

@@ -165,10 +165,6 @@ class Plant:
         """Integrate energy up to the current clock (before the grid changes price or carbon)."""
         self.integrate_energy(self.env.now)
 
-    def power_changed(self, delta_kw: float) -> None:
-        """Account a station's change of power draw in the line's total, kW."""
-        self.total_power_kw += delta_kw
-
     def wip_mean(self) -> float:
         """Time-average number of jobs in the system since time 0."""
         now = self.env.now

@@ -30,6 +30,7 @@ STATION_SENSORS = (
 LINE_SENSORS = ("wip_parts", "stock_units", "on_order_units", "price_per_kwh", "carbon_kg_per_kwh")
 _PHYSICAL = (4, 5, 6)  # positions of the noisy instruments within STATION_SENSORS
 _YEAR_H = 24.0 * 365.0
+_POOL = 4096  # random draws fetched per numpy call for the instruments' noise
 _BUSY = State.BUSY
 _RUNNING_IDLE = (State.IDLE, State.BLOCKED, State.WARMUP, State.CHANGEOVER)
 
@@ -101,6 +102,9 @@ class SensorBank:
         self._physical_idx = idx.ravel()
         self._size = size
         self._next_sample_s = 0.0
+        self._normals = np.empty((2, 0))
+        self._uniforms = np.empty(0)
+        self._pool_at = _POOL  # empty: the first sample draws a block
         self._ideal = not (self._noise.any() or self._drift_std.any() or self._dropout.any())  # exact instruments
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
@@ -158,13 +162,23 @@ class SensorBank:
         if self._ideal:
             self._value[which] = truth
             return
-        gen = self._gen
+        z_drift, z_noise, u = self._draws(n)
         elapsed_h = (ts - np.maximum(previous, 0.0)) / 3600.0
-        drift = self._drift[which] + gen.standard_normal(n) * self._drift_std[which] * np.sqrt(elapsed_h)
+        drift = self._drift[which] + z_drift * self._drift_std[which] * np.sqrt(elapsed_h)
         self._drift[which] = drift
-        noisy = truth * (1.0 + drift) * (1.0 + gen.standard_normal(n) * self._noise[which])
-        dropped = gen.random(n) < self._dropout[which]
+        noisy = truth * (1.0 + drift) * (1.0 + z_noise * self._noise[which])
+        dropped = u < self._dropout[which]
         self._value[which] = np.where(dropped, np.nan, np.maximum(noisy, 0.0))
+
+    def _draws(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Two standard normals and a uniform for each of `n` samples, from blocks drawn ahead."""
+        if self._pool_at + n > _POOL:
+            self._normals = self._gen.standard_normal((2, _POOL))
+            self._uniforms = self._gen.random(_POOL)
+            self._pool_at = 0
+        i = self._pool_at
+        self._pool_at += n
+        return self._normals[0, i : i + n], self._normals[1, i : i + n], self._uniforms[i : i + n]
 
 
 def _true_values(st: Station, now: float) -> tuple[float, float, float]:

@@ -56,6 +56,13 @@ class Station:
         self.since = 0.0
         self.time_in_state = [0.0] * len(State)
         self._power_by_state = [getattr(machine.power_kw, s.name.lower()) for s in State]
+        self._busy_kw = machine.power_kw.busy
+        self._power_exponent = machine.busy_power_speed_exponent
+        sensing = machine.sensors
+        self._inv_tau = 1.0 / sensing.temperature_time_constant_s
+        self._ambient_c = sensing.temperature_ambient_c
+        self._rise_busy_c = sensing.temperature_rise_busy_c
+        self._rise_wear_c = sensing.temperature_rise_wear_c
         self.power_kw = self._power_by_state[IDLE]
         self.mode = RUN
         self.speed_setpoint = 1.0
@@ -88,28 +95,26 @@ class Station:
         dt = now - self.since
         self.time_in_state[self.state] += dt
         plant.state_time_s[self.state] += dt
-        self.temperature_c = self.temperature_at(now)
+        target = self.temperature_target_c
+        self.temperature_c = target + (self.temperature_c - target) * exp(-dt * self._inv_tau)
         self.state = new
         self.since = now
         before_kw = self.power_kw
-        s = self.m.sensors
-        if new == BUSY:
-            self.power_kw = self.m.power_kw.busy * self.speed**self.m.busy_power_speed_exponent
+        if new is BUSY:
+            speed = self.speed
+            self.power_kw = self._busy_kw * speed**self._power_exponent
             self.temperature_target_c = (
-                s.temperature_ambient_c
-                + s.temperature_rise_busy_c * self.speed * self.load
-                + s.temperature_rise_wear_c * (1.0 - self.health)
+                self._ambient_c + self._rise_busy_c * speed * self.load + self._rise_wear_c * (1.0 - self.health)
             )
         else:
             self.power_kw = self._power_by_state[new]
-            self.temperature_target_c = s.temperature_ambient_c
-        plant.power_changed(self.power_kw - before_kw)
+            self.temperature_target_c = self._ambient_c
+        plant.total_power_kw += self.power_kw - before_kw
 
     def temperature_at(self, t: float) -> float:
         """Bearing temperature at time `t` >= the last state change, degC (first-order response)."""
-        tau = self.m.sensors.temperature_time_constant_s
         target = self.temperature_target_c
-        return target + (self.temperature_c - target) * exp(-(t - self.since) / tau)
+        return target + (self.temperature_c - target) * exp(-(t - self.since) * self._inv_tau)
 
     def enqueue(self, job: Job) -> None:
         """Put `job` in the input queue and wake the station if it waits for work."""
