@@ -11,27 +11,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Figure, HParam
 
 from agents.figures import episode_figures
-from agents.rollout import Episode, Normalized, Policy, run_episode
-from hardware import Kpis
+from agents.rollout import Episode, Normalized, Policy, episode_kpis, run_episode
 
 _TB_ONLY = ("stdout", "log", "json", "csv")
-
-
-def kpi_scalars(kpis: Kpis, info: Mapping[str, Any]) -> dict[str, float]:
-    """The per-episode KPI scalars logged under `kpi/`."""
-    good = kpis.good_parts
-    scalars = {
-        "kpi/throughput_per_h": kpis.throughput_per_h,
-        "kpi/good_parts": float(good),
-        "kpi/oee": kpis.oee,
-        "kpi/energy_cost": kpis.energy_cost,
-        "kpi/co2_kg_per_part": kpis.co2_kg_per_good_part,
-        "kpi/downtime_h": (kpis.planned_downtime_s + kpis.unplanned_downtime_s) / 3600.0,
-        "kpi/tardiness_h": kpis.tardiness_s / 3600.0,
-    }
-    if "makespan" in info:
-        scalars["kpi/makespan_s"] = float(info["makespan"])
-    return scalars
 
 
 class KpiLogger(BaseCallback):
@@ -40,8 +22,8 @@ class KpiLogger(BaseCallback):
     def _on_step(self) -> bool:
         for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
             if done and "kpis" in info:
-                for key, value in kpi_scalars(info["kpis"], info).items():
-                    self.logger.record_mean(key, value)
+                for key, value in episode_kpis(info["kpis"], info).items():
+                    self.logger.record_mean(f"kpi/{key}", value)
         return True
 
 
@@ -119,9 +101,9 @@ class HeuristicComparison(BaseCallback):
         self.logger.record("eval/heuristic_mean_reward", base)
         self.logger.record("eval/advantage_over_heuristic", mean - base)
         for prefix, group in (("eval/kpi", episodes), ("eval/heuristic_kpi", self.heuristic_episodes)):
-            rows = [kpi_scalars(e.kpis, e.info) for e in group]
+            rows = [episode_kpis(e.kpis, e.info) for e in group]
             for key in rows[0]:
-                self.logger.record(f"{prefix}/{key.removeprefix('kpi/')}", float(np.mean([r[key] for r in rows])))
+                self.logger.record(f"{prefix}/{key}", float(np.mean([r[key] for r in rows])))
         if self.figures and episodes[0].frames:
             spec = self.env.unwrapped.line.spec  # type: ignore[attr-defined]
             for name, fig in episode_figures(episodes[0], spec).items():

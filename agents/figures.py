@@ -35,7 +35,7 @@ def power_and_tariff(episode: Episode, spec: LineSpec) -> Figure:
     """Line power (kW, from the energy counter) and electricity price over the episode."""
     t = np.array([f.time for f in episode.frames])
     energy = np.array([f.kpis.energy_kwh for f in episode.frames])
-    price = np.array([f.values[spec.sensor_index("line.price_per_kwh")] for f in episode.frames])
+    price = np.array([f.values for f in episode.frames])[:, spec.sensor_index("line.price_per_kwh")]
     dt_h = np.diff(t) / _HOUR
     power = np.divide(np.diff(energy), dt_h, out=np.zeros_like(dt_h), where=dt_h > 0)
     fig, ax = plt.subplots(figsize=(10, 3.5))
@@ -53,10 +53,11 @@ def power_and_tariff(episode: Episode, spec: LineSpec) -> Figure:
 def health_and_maintenance(episode: Episode, spec: LineSpec) -> Figure:
     """Vibration per station while it works, with failures and preventive maintenance marked."""
     t = np.array([f.time for f in episode.frames]) / _HOUR
+    values = np.array([f.values for f in episode.frames])
     fig, ax = plt.subplots(figsize=(10, 3.5))
     for name in spec.stations:
-        vib = np.array([f.values[spec.sensor_index(f"{name}.vibration_mm_s")] for f in episode.frames])
-        state = np.array([f.values[spec.sensor_index(f"{name}.state")] for f in episode.frames])
+        vib = values[:, spec.sensor_index(f"{name}.vibration_mm_s")]
+        state = values[:, spec.sensor_index(f"{name}.state")]
         ax.plot(t, np.where(state == StationState.BUSY, vib, np.nan), ".", markersize=2, label=name)
     failures = np.diff([f.kpis.failures for f in episode.frames], prepend=0) > 0
     planned = np.diff([f.kpis.preventive_maintenances for f in episode.frames], prepend=0) > 0

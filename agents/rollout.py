@@ -77,6 +77,22 @@ class Episode:
     dispatches: list[Dispatch] = field(default_factory=list)
 
 
+def episode_kpis(kpis: Kpis, info: dict[str, Any]) -> dict[str, float]:
+    """An episode's KPIs as the scalars every report uses (TensorBoard, tables, CSV)."""
+    values = {
+        "good_parts": float(kpis.good_parts),
+        "throughput_per_h": kpis.throughput_per_h,
+        "oee": kpis.oee,
+        "energy_cost": kpis.energy_cost,
+        "co2_kg_per_part": kpis.co2_kg_per_good_part,
+        "downtime_h": (kpis.planned_downtime_s + kpis.unplanned_downtime_s) / 3600.0,
+        "tardiness_h": kpis.tardiness_s / 3600.0,
+    }
+    if "makespan" in info:
+        values["makespan_s"] = float(info["makespan"])
+    return values
+
+
 def run_episode(env: gym.Env[Any, Any], policy: Policy, seed: int, record: bool = False) -> Episode:
     """Run `policy` deterministically on `env` from `reset(seed)` to the episode's end."""
     masked = hasattr(env.unwrapped, "action_masks") and takes_masks(policy)

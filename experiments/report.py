@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
 
-from agents.rollout import Episode
+from agents.rollout import Episode, episode_kpis
 
 METRICS = (
     ("return", "episode return"),
@@ -24,7 +24,7 @@ METRICS = (
     ("throughput_per_h", "throughput, parts/h"),
     ("oee", "OEE"),
     ("energy_cost", "energy cost"),
-    ("co2_kg_per_good_part", "CO2 per part, kg"),
+    ("co2_kg_per_part", "CO2 per part, kg"),
     ("downtime_h", "downtime, h"),
     ("tardiness_h", "tardiness, h"),
     ("makespan_s", "makespan, s"),
@@ -43,19 +43,7 @@ class Row:
 
 def episode_row(policy: str, scenario: str, episode: Episode) -> Row:
     """The metrics of one episode."""
-    k = episode.kpis
-    values = {
-        "return": episode.total_reward,
-        "good_parts": float(k.good_parts),
-        "throughput_per_h": k.throughput_per_h,
-        "oee": k.oee,
-        "energy_cost": k.energy_cost,
-        "co2_kg_per_good_part": k.co2_kg_per_good_part,
-        "downtime_h": (k.planned_downtime_s + k.unplanned_downtime_s) / 3600.0,
-        "tardiness_h": k.tardiness_s / 3600.0,
-    }
-    if "makespan" in episode.info:
-        values["makespan_s"] = float(episode.info["makespan"])
+    values = {"return": episode.total_reward, **episode_kpis(episode.kpis, episode.info)}
     return Row(policy, scenario, episode.seed, values)
 
 
