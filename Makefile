@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run simulate test lint
+.PHONY: setup run simulate test lint install-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,20 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest
+
+# A non-editable install into a fresh venv, run from a folder outside the source tree: the shipped
+# configs and instances must come from the installed package (what CI proves after `make test`).
+CHECK_DIR ?= $(abspath .install-check)
+install-check:
+	rm -rf $(CHECK_DIR)
+	$(PYTHON) -m venv $(CHECK_DIR)/venv
+	$(CHECK_DIR)/venv/bin/python -m pip install --quiet --upgrade pip
+	$(CHECK_DIR)/venv/bin/python -m pip install --quiet "torch==2.13.0" .
+	mkdir -p $(CHECK_DIR)/elsewhere
+	cd $(CHECK_DIR)/elsewhere && ../venv/bin/python -m experiments.simulate duration_h=24
+	cd $(CHECK_DIR)/elsewhere && ../venv/bin/python -m experiments.train experiment=speed \
+		total_timesteps=2048 evaluation.every_steps=1024 evaluation.episodes=1 final.episodes=2 \
+		final.continuing_seeds=1 final.continuing_days=0.5 progress_bar=false
+	cd $(CHECK_DIR)/elsewhere && ../venv/bin/python -c "import envs, gymnasium as gym; \
+		env = gym.make('smartline/Scheduling-v0', instance='ta01'); env.reset(seed=0); print('instances found')"
+	rm -rf $(CHECK_DIR)

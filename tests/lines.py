@@ -6,9 +6,27 @@ import copy
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-FLOW5 = REPO / "configs" / "line" / "flow5.yaml"
-JOBSHOP = REPO / "configs" / "line" / "jobshop.yaml"
+import numpy as np
+
+from configs import config_file
+from hardware.twin import State
+
+REPO = Path(__file__).resolve().parents[1]  # the source tree, for tests that run its tools (not for configs)
+FLOW5 = config_file("line", "flow5")
+JOBSHOP = config_file("line", "jobshop")
+
+# a distinct power in every state, so that energy booked to the wrong state shows
+POWER_KW = {
+    "off": 0.0,
+    "standby": 0.7,
+    "warmup": 3.1,
+    "idle": 2.0,
+    "busy": 8.0,
+    "blocked": 2.3,
+    "changeover": 3.6,
+    "down": 0.4,
+    "maintenance": 1.3,
+}
 
 RELIABLE = {
     "failure_rate_base_per_h": 0.0,
@@ -35,7 +53,7 @@ def deterministic_shop(jobs: list[tuple[str, float]], variants: list[dict[str, A
     return {
         "name": "shop",
         "layout": "jobshop",
-        "machines": {"m": {**RELIABLE, "processing_time_distribution": "deterministic"}},
+        "machines": {"m": {**RELIABLE, "processing_time_distribution": "deterministic", "power_kw": POWER_KW}},
         "stations": [{"name": f"m{i}", "machine": "m"} for i in range(4)],
         "variants": variants,
         "demand": {"jobs": [{"variant": v, "release_s": r} for v, r in jobs]},
@@ -56,3 +74,21 @@ def edited(definition: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     else:
         node[last] = value
     return out
+
+
+def power_table_kw(definition: dict[str, Any], station: int, speed: float) -> np.ndarray:
+    """Power of a station's machine in each `State`, kW, busy at `speed`, read from the definition itself.
+
+    The definition must give every state's power (as the shipped lines do); busy power scales as
+    speed ** `busy_power_speed_exponent` (2 unless the machine says otherwise).
+    """
+    machine = definition["machines"][definition["stations"][station]["machine"]]
+    power = machine["power_kw"]
+    table = np.array([float(power[s.name.lower()]) for s in State])
+    table[State.BUSY] *= speed ** machine.get("busy_power_speed_exponent", 2.0)
+    return table
+
+
+def energy_kwh(definition: dict[str, Any], state_times_s: np.ndarray, speed: float = 1.0) -> float:
+    """Energy a line drew, kWh: the definition's power in each state times the time each station spent in it."""
+    return sum(power_table_kw(definition, i, speed) @ row for i, row in enumerate(state_times_s)) / 3600.0
