@@ -1,6 +1,11 @@
 """The hardware layer: the `Line` interface and its back ends (the twin; Modbus later)."""
 
 from hardware.interface import (
+    EVENTFUL_STATES,
+    RENEWING_STATES,
+    RUNNING_STATES,
+    STOPPED_STATES,
+    WORKING_STATES,
     ActuatorSpec,
     Command,
     Decision,
@@ -17,9 +22,15 @@ from hardware.interface import (
     SensorSpec,
     StationMode,
     StationState,
+    state_mask,
 )
 
 __all__ = [
+    "EVENTFUL_STATES",
+    "RENEWING_STATES",
+    "RUNNING_STATES",
+    "STOPPED_STATES",
+    "WORKING_STATES",
     "ActuatorSpec",
     "Command",
     "Decision",
@@ -36,4 +47,5 @@ __all__ = [
     "SensorSpec",
     "StationMode",
     "StationState",
+    "state_mask",
 ]

@@ -11,6 +11,7 @@ from typing import Any, cast
 import numpy as np
 
 from hardware.interface import (
+    RENEWING_STATES,
     ActuatorSpec,
     Command,
     Decision,
@@ -23,14 +24,13 @@ from hardware.interface import (
     LineSpec,
 )
 from hardware.twin.loader import load_definition, merge
-from hardware.twin.params import LineParams
+from hardware.twin.params import LineParams, StartMode
 from hardware.twin.plant import Plant
 from hardware.twin.schema import build
 from hardware.twin.sensors import SensorBank, sensor_specs
-from hardware.twin.station import Mode, State, Station
+from hardware.twin.station import Mode, Station
 
 _DISPATCH, _TICK = DecisionKind.DISPATCH, DecisionKind.TICK
-_RENEWING = (State.MAINTENANCE, State.DOWN)  # a request now would only repeat the renewal under way
 _HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_")
 
 
@@ -41,6 +41,11 @@ class TwinLine:
     rest (FIFO dispatch, nominal speed, always run, repair on failure, a fixed reorder point),
     so a line with no levers runs by itself. `advance(dt)` returns after `dt` s, at the next
     control tick, or when a station needs a dispatch decision, whichever comes first.
+
+    `params.start` says where an episode begins: cold at time 0, or warm after a warm-up under the
+    line's own rules. Either way frames count KPIs from the episode's start, control ticks fall every
+    control period from it, and scenario times are relative to it; the line clock (and with it the
+    time of day) keeps running from time 0.
     """
 
     def __init__(self, params: LineParams, seed: int | None = None) -> None:
@@ -66,6 +71,7 @@ class TwinLine:
         self._seq = 0
         self._ticks = 0
         self._tick_open = False
+        self._start_s = 0.0  # line clock at the episode's start
 
     @classmethod
     def from_yaml(cls, path: str | Path, seed: int | None = None, **overrides: Any) -> TwinLine:
@@ -75,6 +81,11 @@ class TwinLine:
         """
         definition = merge(load_definition(Path(path)), overrides)
         return cls._from_mapping(definition, str(path), seed)
+
+    @classmethod
+    def from_definition(cls, definition: Mapping[str, Any], seed: int | None = None, **overrides: Any) -> TwinLine:
+        """Build from a line definition mapping (as a line file holds); `overrides` merge over its fields."""
+        return cls._from_mapping(merge(definition, overrides), f"line config {definition.get('name', '?')!r}", seed)
 
     @classmethod
     def from_config(cls, seed: int | None = None, **definition: Any) -> TwinLine:
@@ -87,15 +98,30 @@ class TwinLine:
         return cls(build(LineParams, definition, source), seed=seed)
 
     def reset(self, seed: int | None = None) -> Frame:
-        """Start a new episode at time 0; a given seed restarts the seed sequence."""
+        """Start a new episode, cold or after a warm-up; a given seed restarts the seed sequence."""
         if seed is not None:
             self._root = np.random.SeedSequence(seed)
         (episode_seed,) = self._root.spawn(1)
-        self._plant = Plant(self.params, episode_seed, self.spec.levers)
-        self._sensors = SensorBank(self._plant)
+        plant = Plant(self.params, episode_seed)
+        self._plant = plant
+        self._sensors = SensorBank(plant)
+        start = self.params.start
+        if start.mode is StartMode.WARM:
+            (warmup_seed,) = episode_seed.spawn(1)
+            hours = np.random.default_rng(warmup_seed).uniform(start.warmup_min_h, start.warmup_max_h)
+            if hours > 0:
+                plant.run_until(hours * 3600.0)
+        plant.hand_over(self.spec.levers)
+        self._start_s = plant.env.now
         self._ticks = 0
         self._tick_open = False
         return self._new_frame()
+
+    @property
+    def episode_start_s(self) -> float:
+        """Line-clock time at which the current episode began (0 for a cold start), s."""
+        self._live()
+        return self._start_s
 
     def write(self, command: Command) -> None:
         """Apply setpoints (NaN keeps the current value) and dispatch decisions.
@@ -121,9 +147,9 @@ class TwinLine:
         period = self.spec.control_period_s
         t_end = plant.env.now + dt
         if period is not None:
-            t_end = min(t_end, (self._ticks + 1) * period)
+            t_end = min(t_end, self._start_s + (self._ticks + 1) * period)
         plant.run_until(t_end)
-        self._tick_open = period is not None and plant.env.now >= (self._ticks + 1) * period
+        self._tick_open = period is not None and plant.env.now >= self._start_s + (self._ticks + 1) * period
         if self._tick_open:
             self._ticks += 1
         return self._new_frame()
@@ -191,7 +217,9 @@ class TwinLine:
             if Mode(int(v)) != st.mode:
                 st.mode = Mode(int(v))
                 st.poke()
-        elif a.lever is Lever.MAINTENANCE and v >= 0.5 and not st.maintain_requested and st.state not in _RENEWING:
+        elif (
+            a.lever is Lever.MAINTENANCE and v >= 0.5 and not st.maintain_requested and st.state not in RENEWING_STATES
+        ):
             st.maintain_requested = True
             st.poke()
 

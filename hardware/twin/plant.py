@@ -1,7 +1,9 @@
 """The simulated plant: one SimPy environment holding the stations, jobs, grid, store and scenarios.
 
-A `Plant` lives for one episode. `TwinLine` builds a fresh one at every reset, runs it with
-`run_until` and reads its counters into frames.
+A `Plant` lives for one episode. `TwinLine` builds a fresh one at every reset, runs it under the
+line's own rules for any warm-up, hands the agent its levers with `hand_over` (which also starts the
+scenarios and sets the origin of the episode's KPIs), runs it with `run_until` and reads its counters
+into frames.
 """
 
 from __future__ import annotations
@@ -14,50 +16,24 @@ import numpy as np
 import simpy
 from simpy.core import StopSimulation
 
+from hardware.counters import Counters, derive_kpis
 from hardware.interface import JobStatus, Kpis, Lever
 from hardware.twin.grid import Grid
+from hardware.twin.job import Job
 from hardware.twin.lateness import LatenessBook
 from hardware.twin.params import LineParams, ScenarioEvent, ScenarioKind
 from hardware.twin.rng import exponential, uniform
-from hardware.twin.station import BUSY, CHANGEOVER, DOWN, MAINTENANCE, OFF, STANDBY, WARMUP, State, Station
+from hardware.twin.station import State, Station
 from hardware.twin.supply import Supply
-
-
-class Job:
-    """One part travelling its variant's route; `step` indexes the next operation."""
-
-    __slots__ = ("arrived_s", "due_s", "id", "load", "material", "route", "step", "times", "variant", "weight")
-
-    def __init__(
-        self,
-        job_id: int,
-        variant: int,
-        params: LineParams,
-        route: tuple[int, ...],
-        arrived_s: float,
-        due_s: float,
-        weight: float,
-    ) -> None:
-        v = params.variants[variant]
-        self.id = job_id
-        self.variant = variant
-        self.route = route
-        self.times = v.processing_time_s
-        self.load = v.load
-        self.material = v.material_units
-        self.step = 0
-        self.arrived_s = arrived_s
-        self.due_s = due_s
-        self.weight = weight
 
 
 class Plant:
     """All runtime state of one simulated episode."""
 
-    def __init__(self, params: LineParams, seed: np.random.SeedSequence, levers: frozenset[Lever]) -> None:
+    def __init__(self, params: LineParams, seed: np.random.SeedSequence) -> None:
         self.env = simpy.Environment()
         self.params = params
-        self.agent_dispatch = Lever.DISPATCH in levers
+        self.agent_dispatch = False  # the line's own rules run it until `hand_over`
         ss_stations, ss_demand, ss_grid, ss_supply, self.sensor_seed = seed.spawn(5)
         n_var = len(params.variants)
         self.changeover_s = params.changeover_time_s or tuple((0.0,) * n_var for _ in range(n_var))
@@ -72,6 +48,7 @@ class Plant:
         self.scrapped_ops = 0
         self.failures = 0
         self.maintenances = 0
+        self.health_consumed = 0.0
         self.repair_cost = 0.0
         self.preventive_cost = 0.0
         self.stockouts = 0
@@ -92,6 +69,8 @@ class Plant:
         self._next_id = self.n_static
         self._static_left = self.n_static
         self._demand_factors: list[float] = []  # active demand dips (factors below 1)
+        self._origin: Counters | None = None  # counters at the episode's start (None: the start is time 0)
+        self._origin_s = 0.0
         self._stop: simpy.Event | None = None
         self._deadline: simpy.Event | None = None
         self.grid = Grid(self.env, params.grid, np.random.default_rng(ss_grid), self.integrate_energy_now)
@@ -101,7 +80,7 @@ class Plant:
                 params.supply,
                 np.random.default_rng(ss_supply),
                 self._on_delivery,
-                auto_reorder=Lever.REORDER not in levers,
+                auto_reorder=True,
             )
             if params.supply is not None
             else None
@@ -123,8 +102,20 @@ class Plant:
         self._release_static_jobs()
         if params.demand.arrival_rate_per_h > 0:
             self.env.process(self._arrivals())
-        for ev in params.scenarios:
+
+    def hand_over(self, levers: frozenset[Lever]) -> None:
+        """Start the episode now: the agent takes `levers`, scenarios start, KPIs count from here.
+
+        Scenario event times are relative to this instant, so a disruption falls in the episode
+        however long the line ran before it.
+        """
+        self.agent_dispatch = Lever.DISPATCH in levers
+        if self.supply is not None:
+            self.supply.auto_reorder = Lever.REORDER not in levers
+        for ev in self.params.scenarios:
             self.env.process(self._scenario(ev))
+        if self.env.now > 0:
+            self._origin, self._origin_s = self.counters(), self.env.now
 
     def run_until(self, t_end: float) -> None:
         """Simulate up to `t_end` s, or until a decision for the agent comes up, if earlier."""
@@ -165,51 +156,35 @@ class Plant:
         """Integrate energy up to the current clock (before the grid changes price or carbon)."""
         self.integrate_energy(self.env.now)
 
-    def wip_mean(self) -> float:
-        """Time-average number of jobs in the system since time 0."""
-        now = self.env.now
-        area = self._wip_area + self.wip * (now - self._wip_t)
-        return area / now if now > 0 else float(self.wip)
-
     def take_material(self, job: Job) -> bool:
         """Consume `job`'s raw material from the store; False if the store cannot supply it."""
         return self.supply is None or self.supply.take(job.material)
 
-    def kpis(self) -> Kpis:
-        """The KPI counters as of now."""
+    def counters(self) -> Counters:
+        """The running totals since time 0, open intervals (states, stockouts) closed at now."""
         now = self.env.now
         t = list(self.state_time_s)
         stockout_open = 0.0
-        for s in self.stations:
-            t[s.state] += now - s.since
-            if s.stockout_since is not None:
-                stockout_open += now - s.stockout_since
-        planned = len(self.stations) * now - t[OFF] - t[STANDBY] - t[MAINTENANCE]
-        run = planned - t[DOWN] - t[CHANGEOVER] - t[WARMUP]
-        availability = run / planned if planned > 0 else 0.0
-        performance = self.ideal_busy_s / run if run > 0 else 0.0
-        quality = (self.ops - self.scrapped_ops) / self.ops if self.ops else 0.0
-        good = self.good_parts
+        for st in self.stations:
+            t[st.state] += now - st.since
+            if st.stockout_since is not None:
+                stockout_open += now - st.stockout_since
         supply = self.supply
         tardiness, weighted_tardiness = self.lateness.totals(now)
-        return Kpis(
-            good_parts=good,
-            scrap_parts=self.scrap_parts,
+        return Counters(
             jobs_released=self.jobs_released,
             jobs_done=self.departures,
-            throughput_per_h=good * 3600.0 / now if now > 0 else 0.0,
-            wip_parts=self.wip,
-            wip_mean_parts=self.wip_mean(),
-            flow_time_mean_s=self.flow_time_sum_s / self.departures if self.departures else 0.0,
+            good_parts=self.good_parts,
+            scrap_parts=self.scrap_parts,
+            flow_time_sum_s=self.flow_time_sum_s,
+            wip_area_part_s=self._wip_area + self.wip * (now - self._wip_t),
             energy_kwh=self.energy_kwh,
             energy_cost=self.energy_cost,
             co2_kg=self.co2_kg,
-            energy_cost_per_good_part=self.energy_cost / good if good else 0.0,
-            co2_kg_per_good_part=self.co2_kg / good if good else 0.0,
-            busy_time_s=t[BUSY],
-            changeover_time_s=t[CHANGEOVER],
-            planned_downtime_s=t[MAINTENANCE],
-            unplanned_downtime_s=t[DOWN],
+            state_time_s=tuple(t),
+            operations=self.ops,
+            scrapped_operations=self.scrapped_ops,
+            ideal_busy_s=self.ideal_busy_s,
             failures=self.failures,
             preventive_maintenances=self.maintenances,
             repair_cost=self.repair_cost,
@@ -223,12 +198,17 @@ class Plant:
             tardiness_s=tardiness,
             weighted_tardiness_s=weighted_tardiness,
             tardy_jobs=self.lateness.tardy_jobs,
+            health_consumed=self.health_consumed,
+            wip_parts=self.wip,
             last_completion_s=self.last_completion_s,
-            availability=availability,
-            performance=performance,
-            quality=quality,
-            oee=availability * performance * quality,
         )
+
+    def kpis(self) -> Kpis:
+        """The KPIs of the episode so far, counted from its start (`hand_over`)."""
+        counters = self.counters()
+        if self._origin is not None:
+            counters = counters.since(self._origin)
+        return derive_kpis(counters, self.env.now - self._origin_s, len(self.stations))
 
     def mark(self, job: Job, status: JobStatus) -> None:
         """Record where a job of the fixed job set is (other jobs are not tracked)."""

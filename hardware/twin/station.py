@@ -8,9 +8,9 @@ station's queue, blocking while that queue is full.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from math import exp, prod
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import simpy
@@ -18,12 +18,9 @@ import simpy
 from hardware.interface import JobStatus
 from hardware.interface import StationMode as Mode
 from hardware.interface import StationState as State
+from hardware.twin.job import Job
 from hardware.twin.params import Distribution, MachineParams, StationParams
 from hardware.twin.rng import exponential, uniform, unit_duration
-
-if TYPE_CHECKING:
-    from hardware.twin.plant import Job, Plant
-
 
 # Module-level aliases: an Enum member looked up through its class costs a slow __getattr__ on 3.11.
 OFF, STANDBY, WARMUP, IDLE, BUSY, BLOCKED, CHANGEOVER, DOWN, MAINTENANCE = tuple(State)
@@ -31,12 +28,57 @@ MODE_OFF, MODE_STANDBY, RUN = tuple(Mode)
 _QUEUED, _ACTIVE = JobStatus.QUEUED, JobStatus.ACTIVE
 
 
+class Floor(Protocol):
+    """What a station sees of the plant around it: the clock, its neighbours and the shared accounts."""
+
+    env: simpy.Environment
+    agent_dispatch: bool  # whether the agent picks each job (else FIFO, the line's rule)
+    total_power_kw: float
+    state_time_s: list[float]  # closed intervals per state, summed over stations
+    ops: int
+    ideal_busy_s: float
+    scrapped_ops: int
+    failures: int
+    maintenances: int
+    repair_cost: float
+    preventive_cost: float
+    health_consumed: float
+    stockouts: int
+    stockout_time_s: float
+
+    @property
+    def stations(self) -> Sequence[Station]:
+        """Every station of the line, by index."""
+
+    @property
+    def changeover_s(self) -> Sequence[Sequence[float]]:
+        """Changeover time, s, [from variant][to variant]."""
+
+    def halt(self) -> None:
+        """End the current run at this instant: a decision for the agent came up."""
+
+    def integrate_energy(self, now: float) -> None:
+        """Account the line's energy up to `now`, before a power change."""
+
+    def take_material(self, job: Job) -> bool:
+        """Consume the job's raw material; False when the store cannot supply it."""
+
+    def mark(self, job: Job, status: JobStatus) -> None:
+        """Record where a job of the fixed job set is."""
+
+    def depart(self, job: Job, good: bool) -> None:
+        """Take a finished or scrapped job out of the system."""
+
+    def offer_open_decisions(self, finished: Station) -> None:
+        """Re-offer stations left idle with work waiting, after `finished` ended an operation."""
+
+
 class Station:
     """Runtime state and SimPy process of one station."""
 
     def __init__(
         self,
-        plant: Plant,
+        plant: Floor,
         index: int,
         params: StationParams,
         machine: MachineParams,
@@ -251,7 +293,9 @@ class Station:
             step = min(remaining, to_failure)
             yield self.env.timeout(step)
             self.cum_hazard += rate * step
-            self.health = max(0.0, self.health - wear_per_s * step)
+            worn = min(self.health, wear_per_s * step)
+            self.health -= worn
+            self.plant.health_consumed += worn
             remaining -= step
             if to_failure >= step + remaining:
                 break

@@ -25,7 +25,7 @@ class Supply:
         self._env = env
         self._p = params
         self._on_delivery = on_delivery
-        self._auto = auto_reorder
+        self.auto_reorder = auto_reorder  # the line's (s, Q) rule places orders; off while the agent owns reorders
         self._lead = unit_duration(gen, Distribution.GAMMA, params.lead_time_cv)
         self._exp = exponential(gen)
         self.stock_units = params.initial_stock_units
@@ -81,7 +81,7 @@ class Supply:
         self._stock_t = now
 
     def _check_reorder_point(self) -> None:
-        if self._auto and self.stock_units + self.on_order_units <= self._p.reorder_point_units:
+        if self.auto_reorder and self.stock_units + self.on_order_units <= self._p.reorder_point_units:
             self.order(self._p.order_quantity_units)
 
     def _deliver(self, units: float) -> Generator[simpy.Event, None, None]:
