@@ -33,7 +33,13 @@ class Lever(enum.Enum):
 
 @dataclass(frozen=True)
 class SensorSpec:
-    """One measured value: name, unit and the physical range it can take."""
+    """One measured value: name, unit and the physical range it can take.
+
+    `log_reference` (in the sensor's unit) asks for a logarithmic scale, for heavy-tailed values
+    such as prices with spikes or backlogs: a value `x` is encoded as
+    `log1p((x - low) / log_reference) / log1p((high - low) / log_reference)`, linear well below
+    the reference and logarithmic above it. None keeps the linear scale `(x - low) / (high - low)`.
+    """
 
     name: str
     unit: str
@@ -41,6 +47,14 @@ class SensorSpec:
     high: float
     station: int | None = None  # index into LineSpec.stations, None for line-level values
     dropouts: bool = False  # whether the value can be missing (NaN) in a frame
+    log_reference: float | None = None  # scale turns logarithmic above low + this; None: linear
+
+    def __post_init__(self) -> None:
+        """Reject an inverted range and a log reference that is not positive."""
+        if not self.high >= self.low:
+            raise ValueError(f"sensor {self.name!r}: range high {self.high} is below low {self.low}")
+        if self.log_reference is not None and not self.log_reference > 0:
+            raise ValueError(f"sensor {self.name!r}: log_reference must be > 0, got {self.log_reference}")
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,28 @@ class StationState(enum.IntEnum):
     CHANGEOVER = 6
     DOWN = 7  # corrective repair after a failure
     MAINTENANCE = 8  # planned, preventive
+
+
+# The one home of how station states group; the twin, the tasks and the rules all read these.
+# Working: engaged with a part or getting ready for one (the station is not free).
+WORKING_STATES = frozenset({StationState.WARMUP, StationState.BUSY, StationState.BLOCKED, StationState.CHANGEOVER})
+# Stopped: not available for production (switched off or down, by command or by a failure).
+STOPPED_STATES = frozenset({StationState.OFF, StationState.STANDBY, StationState.DOWN, StationState.MAINTENANCE})
+# Renewing: health is being restored; a maintenance request now would only repeat the renewal.
+RENEWING_STATES = frozenset({StationState.DOWN, StationState.MAINTENANCE})
+# Eventful: the state ends by itself (a part finishes, a warm-up or repair ends), without the agent.
+EVENTFUL_STATES = frozenset(
+    {StationState.WARMUP, StationState.BUSY, StationState.CHANGEOVER, StationState.DOWN, StationState.MAINTENANCE}
+)
+# Running: powered up for production, loaded (busy) or not.
+RUNNING_STATES = WORKING_STATES | {StationState.IDLE}
+
+
+def state_mask(states: frozenset[StationState]) -> np.ndarray:
+    """Boolean lookup table over state codes: `state_mask(S)[code]` says whether the code is in `S`."""
+    mask = np.zeros(len(StationState), dtype=bool)
+    mask[[int(s) for s in states]] = True
+    return mask
 
 
 class StationMode(enum.IntEnum):
@@ -140,7 +176,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class Kpis:
-    """Cumulative KPI counters since reset; times in s, energy in kWh, money in the tariff's unit."""
+    """KPIs of the episode so far (counted from its start); times in s, energy in kWh, money in the tariff's unit."""
 
     good_parts: int = 0
     scrap_parts: int = 0
@@ -172,6 +208,7 @@ class Kpis:
     tardiness_s: float = 0.0  # lateness summed over jobs, done or still open, as of now
     weighted_tardiness_s: float = 0.0  # the same, each job weighted by its weight
     tardy_jobs: int = 0
+    health_consumed: float = 0.0  # machine health worn off, summed over stations (1 = a new machine's life)
     last_completion_s: float = 0.0  # clock time of the latest departure (the makespan of a job set)
     availability: float = 0.0
     performance: float = 0.0

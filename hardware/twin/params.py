@@ -74,7 +74,9 @@ class SensorParams:
     noise_std_ratio: float = 0.03  # white noise, as a fraction of the true value
     drift_std_per_sqrt_h: float = 0.005  # slow multiplicative calibration drift
     dropout_probability: float = 0.002  # chance that a sample reads NaN
-    range_headroom: float = 2.0  # reported range top = headroom x the largest true reading
+    # reported range top = headroom x the largest true reading (or rise above ambient): room for
+    # white noise (noise_std_ratio) and calibration drift on top of the worst true value
+    range_headroom: float = 1.25
 
     def __post_init__(self) -> None:
         """Check ranges."""
@@ -235,7 +237,6 @@ class SupplyParams:
     reorder_point_units: float = 200.0
     order_quantity_units: float = 600.0
     max_order_units: float = 2000.0  # hard limit of one order (the reorder actuator's range)
-    stock_range_units: float = 50000.0  # reported range top of stock on hand and on order
     lead_time_mean_s: float = 8 * 3600.0
     lead_time_cv: float = 0.3
     outage_rate_per_day: float = 0.05
@@ -272,6 +273,9 @@ class GridParams:
     spike_rate_per_day: float = 0.0
     spike_factor: float = 3.0
     spike_duration_mean_s: float = 3600.0
+    # reported price range top = peak tariff x spike_factor x this: room for market shocks the
+    # tariff does not model, such as a scenario's price spike (configs/scenario/price_spike.yaml: x5)
+    price_range_factor: float = 5.0
     carbon_kg_per_kwh: tuple[float, ...] = (0.4,)  # 1 value (flat) or 24 hourly values
 
     def __post_init__(self) -> None:
@@ -282,6 +286,7 @@ class GridParams:
         require(hours == sorted(set(hours)), "tariff", f"periods must be in increasing hour order, got {hours}")
         non_negative(self, "spike_rate_per_day", "spike_duration_mean_s")
         require(self.spike_factor >= 1, "spike_factor", f"must be >= 1, got {self.spike_factor}")
+        require(self.price_range_factor >= 1, "price_range_factor", f"must be >= 1, got {self.price_range_factor}")
         require(
             len(self.carbon_kg_per_kwh) in (1, 24),
             "carbon_kg_per_kwh",
@@ -309,6 +314,39 @@ class ScenarioEvent:
         """Check times and factor."""
         non_negative(self, "start_s", "factor")
         positive(self, "duration_s")
+
+
+class StartMode(enum.Enum):
+    """How an episode begins."""
+
+    COLD = "cold"  # time 0 (midnight): empty buffers, new machines, the store at its initial stock
+    WARM = "warm"  # after a warm-up run of the line under its own rules
+
+
+@dataclass(frozen=True)
+class StartParams:
+    """Where an episode starts: cold, or warm after a warm-up drawn uniformly from a range of hours.
+
+    A warm start hands the agent a line as it runs: buffers, backlog, machine health, stock and
+    time of day come from a run under the line's own rules (FIFO, nominal speed, always run,
+    repair on failure, its reorder point) of `warmup_min_h` to `warmup_max_h` hours. The default
+    range spans a day, so an episode may start at any time of day, and is long enough to fill
+    buffers and backlog and wear machines into their working life, short enough that a reset costs
+    less than simulating an 8-hour episode twice.
+    """
+
+    mode: StartMode = StartMode.COLD
+    warmup_min_h: float = 24.0
+    warmup_max_h: float = 48.0
+
+    def __post_init__(self) -> None:
+        """The range is ordered and not negative."""
+        non_negative(self, "warmup_min_h", "warmup_max_h")
+        require(
+            self.warmup_min_h <= self.warmup_max_h,
+            "warmup_max_h",
+            f"must be >= warmup_min_h ({self.warmup_min_h}), got {self.warmup_max_h}",
+        )
 
 
 @dataclass(frozen=True)
@@ -345,11 +383,14 @@ class LineParams:
     grid: GridParams = field(default_factory=GridParams)
     scenarios: tuple[ScenarioEvent, ...] = ()
     control: ControlParams = field(default_factory=ControlParams)
-    count_range_parts: float = 1000.0  # reported range top of counts the line does not bound (queues, WIP)
+    start: StartParams = field(default_factory=StartParams)
+    # reported range top of counts the line does not bound (unbounded queues, WIP): the orders that
+    # arrive in this many hours (or the fixed job set, if larger); a week covers multi-day outages
+    backlog_range_h: float = 168.0
 
     def __post_init__(self) -> None:
         """Check cross-references: machines, routes, changeover matrix, jobs and scenarios."""
-        positive(self, "count_range_parts")
+        positive(self, "backlog_range_h")
         require(bool(self.stations), "stations", "must list at least one station")
         require(bool(self.variants), "variants", "must list at least one variant")
         names = [s.name for s in self.stations]
@@ -372,6 +413,11 @@ class LineParams:
                     "a job shop's queues are unbounded (null): finite buffers can deadlock routes",
                 )
         self._check_changeovers(len(self.variants))
+        require(
+            self.start.mode is StartMode.COLD or not self.demand.jobs,
+            "start.mode",
+            "a fixed job set is released at time 0, so its line starts cold (warm starts need open arrivals only)",
+        )
         require(
             Lever.REORDER not in self.control.levers or self.supply is not None,
             "control.levers",
@@ -448,6 +494,8 @@ __all__ = [
     "ScenarioEvent",
     "ScenarioKind",
     "SensorParams",
+    "StartMode",
+    "StartParams",
     "StationParams",
     "SupplyParams",
     "TariffPeriod",

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hardware.interface import SensorSpec
-from hardware.twin.params import LineParams
+from hardware.interface import RUNNING_STATES, SensorSpec
+from hardware.twin.params import GridParams, LineParams, MachineParams
 from hardware.twin.plant import Plant
 from hardware.twin.station import State, Station
 
@@ -29,55 +29,102 @@ STATION_SENSORS = (
 )
 LINE_SENSORS = ("wip_parts", "stock_units", "on_order_units", "price_per_kwh", "carbon_kg_per_kwh")
 _PHYSICAL = (4, 5, 6)  # positions of the noisy instruments within STATION_SENSORS
-_YEAR_H = 24.0 * 365.0
 _POOL = 4096  # random draws fetched per numpy call for the instruments' noise
 _BUSY = State.BUSY
-_RUNNING_IDLE = (State.IDLE, State.BLOCKED, State.WARMUP, State.CHANGEOVER)
+_YEAR_H = 24.0 * 365.0  # range of hours since maintenance of a machine that never wears
+_ONE_UNIT = 1.0  # log reference of counts: log1p of the count, so a few parts stay visible
+_DAY_H = 24.0  # log reference of hours since maintenance: linear over a day, logarithmic over a life
 
 
 def sensor_specs(params: LineParams) -> tuple[SensorSpec, ...]:
-    """Name, unit and physical range of every value in a frame, in frame order."""
+    """Name, unit and physical range of every value in a frame, in frame order.
+
+    Ranges come from the line definition, never from a scenario (a policy trained without one is
+    evaluated under one, on the same encoding): instrument tops from the worst true reading (top
+    speed, heaviest variant, zero health) times `range_headroom`; unbounded counts from the orders
+    of `backlog_range_h` hours; stock from the reorder rule plus one largest order; price from the
+    peak tariff, its spikes and `price_range_factor`. Heavy-tailed values (unbounded counts, hours
+    since maintenance, price) are marked for a log scale.
+    """
     specs: list[SensorSpec] = []
-    max_load = max(v.load for v in params.variants)
+    loads = [v.load for v in params.variants]
+    backlog = _backlog_high(params)
     for i, st in enumerate(params.stations):
         m = params.machines[st.machine]
         s = m.sensors
-        vmax = m.speed_max_ratio
-        queue_high = float(st.buffer_capacity_parts or max(params.count_range_parts, len(params.demand.jobs)))
-        vib = s.vibration_idle_mm_s + s.vibration_busy_mm_s * vmax * max_load * (1 + s.vibration_wear_gain)
-        temp = s.temperature_ambient_c + s.temperature_rise_busy_c * vmax * max_load + s.temperature_rise_wear_c
-        cur = max(s.current_idle_a, s.current_busy_a * vmax * max_load)
+        hardest = m.speed_max_ratio * max(loads)  # top speed on the heaviest variant
+        vib = s.vibration_idle_mm_s + s.vibration_busy_mm_s * hardest * (1 + s.vibration_wear_gain)
+        rise = s.temperature_rise_busy_c * hardest + s.temperature_rise_wear_c
+        ambient = s.temperature_ambient_c
+        cur = max(s.current_idle_a, s.current_busy_a * hardest * (1 + s.current_wear_gain))
+        queue: tuple[str, float, float, float | None]
+        if st.buffer_capacity_parts is None:
+            queue = ("parts", 0.0, backlog, _ONE_UNIT)
+        else:
+            queue = ("parts", 0.0, float(st.buffer_capacity_parts), None)
         ranges = {
-            "state": ("code", 0.0, float(len(State) - 1)),
-            "setup_variant": ("variant, -1 none", -1.0, float(len(params.variants) - 1)),
-            "queue_parts": ("parts", 0.0, queue_high),
-            "speed_ratio": ("ratio", m.speed_min_ratio, vmax),
-            "vibration_mm_s": ("mm/s", 0.0, s.range_headroom * vib),
-            "bearing_temp_c": ("degC", -20.0, s.range_headroom * temp),
-            "motor_current_a": ("A", 0.0, s.range_headroom * cur),
-            "since_maintenance_h": ("h", 0.0, _YEAR_H),
+            "state": ("code", 0.0, float(len(State) - 1), None),
+            "setup_variant": ("variant, -1 none", -1.0, float(len(params.variants) - 1), None),
+            "queue_parts": queue,
+            "speed_ratio": ("ratio", m.speed_min_ratio, m.speed_max_ratio, None),
+            "vibration_mm_s": ("mm/s", 0.0, s.range_headroom * vib, None),
+            # the band [ambient, ambient + rise] the true reading occupies, widened by the headroom both ways
+            "bearing_temp_c": (
+                "degC",
+                ambient - (s.range_headroom - 1) * rise,
+                ambient + s.range_headroom * rise,
+                None,
+            ),
+            "motor_current_a": ("A", 0.0, s.range_headroom * cur, None),
+            "since_maintenance_h": ("h", 0.0, _life_h(m, min(loads)), _DAY_H),
         }
         for name in STATION_SENSORS:
-            unit, low, high = ranges[name]
+            unit, low, high, ref = ranges[name]
             dropouts = STATION_SENSORS.index(name) in _PHYSICAL
-            specs.append(SensorSpec(f"{st.name}.{name}", unit, low, high, station=i, dropouts=dropouts))
-    g = params.grid
-    # from the tariff alone, never from a scenario: the encoding must not change with the disruption
-    spike = g.spike_factor if g.spike_rate_per_day > 0 else 1.0
-    price_high = max(p.price_per_kwh for p in g.tariff) * spike
+            specs.append(
+                SensorSpec(f"{st.name}.{name}", unit, low, high, station=i, dropouts=dropouts, log_reference=ref)
+            )
+    in_process = sum(st.buffer_capacity_parts or 0 for st in params.stations) + len(params.stations)
     sup = params.supply
-    stock_high = sup.stock_range_units if sup else 0.0
+    # the reorder rule's highest stock (or the initial stock) plus one largest order of a policy
+    stock_high = (
+        max(sup.initial_stock_units, sup.reorder_point_units + sup.order_quantity_units) + sup.max_order_units
+        if sup
+        else 0.0
+    )
+    price_high, price_ref = _price_range(params.grid)
     line_ranges = {
-        "wip_parts": ("parts", 0.0, max(params.count_range_parts, float(len(params.demand.jobs)))),
-        "stock_units": ("units", 0.0, stock_high),
-        "on_order_units": ("units", 0.0, stock_high),
-        "price_per_kwh": ("currency/kWh", 0.0, price_high),
-        "carbon_kg_per_kwh": ("kg/kWh", 0.0, max(g.carbon_kg_per_kwh)),
+        "wip_parts": ("parts", 0.0, backlog + in_process, _ONE_UNIT),
+        "stock_units": ("units", 0.0, stock_high, None),
+        "on_order_units": ("units", 0.0, stock_high, None),
+        "price_per_kwh": ("currency/kWh", 0.0, price_high, price_ref),
+        "carbon_kg_per_kwh": ("kg/kWh", 0.0, max(params.grid.carbon_kg_per_kwh), None),
     }
     for name in LINE_SENSORS:
-        unit, low, high = line_ranges[name]
-        specs.append(SensorSpec(f"line.{name}", unit, low, high))
+        unit, low, high, ref = line_ranges[name]
+        specs.append(SensorSpec(f"line.{name}", unit, low, high, log_reference=ref))
     return tuple(specs)
+
+
+def _backlog_high(params: LineParams) -> float:
+    """Range top of an unbounded count, parts: the orders of `backlog_range_h` hours, or the job set."""
+    arrivals = params.demand.arrival_rate_per_h * params.backlog_range_h
+    return max(arrivals, float(len(params.demand.jobs)), 1.0)
+
+
+def _life_h(m: MachineParams, lightest_load: float) -> float:
+    """Range top of hours since maintenance: busy hours from new to zero health at the gentlest use."""
+    wear_per_h = m.wear_per_busy_h * lightest_load * m.speed_min_ratio**m.wear_speed_exponent
+    return 1.0 / wear_per_h if wear_per_h > 0 else _YEAR_H
+
+
+def _price_range(g: GridParams) -> tuple[float, float | None]:
+    """Range top of the price and its log reference (the cheapest positive tariff price)."""
+    spike = g.spike_factor if g.spike_rate_per_day > 0 else 1.0
+    prices = [p.price_per_kwh for p in g.tariff]
+    high = max(prices) * spike * g.price_range_factor
+    positive_prices = [p for p in prices if p > 0]
+    return high, (min(positive_prices) if positive_prices else None)
 
 
 class SensorBank:
@@ -188,7 +235,7 @@ def _true_values(st: Station, now: float) -> tuple[float, float, float]:
     if st.state is _BUSY:
         vib = s.vibration_idle_mm_s + s.vibration_busy_mm_s * st.speed * st.load * (1 + s.vibration_wear_gain * wear**2)
         cur = s.current_busy_a * st.speed * st.load * (1 + s.current_wear_gain * wear)
-    elif st.state in _RUNNING_IDLE:
+    elif st.state in RUNNING_STATES:  # powered and running, not loaded
         vib = s.vibration_idle_mm_s
         cur = s.current_idle_a
     else:
