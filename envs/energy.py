@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from envs.base import delta
 from envs.setpoint import SetpointTask
+from envs.weights import WEAR_COST_PER_HEALTH
 from hardware import Frame, Lever
 
 
@@ -17,6 +18,8 @@ class EnergyWeights:
     part_value: float = 12.0  # per good part
     energy: float = 1.0  # per unit of energy cost
     tardiness_cost_per_h: float = 20.0  # per hour of lateness, summed over orders (open ones too)
+    scrap_cost: float = 8.0  # per scrapped part, on top of its lost value
+    wear_cost_per_health: float = WEAR_COST_PER_HEALTH  # per unit of machine health worn off
 
 
 class EnergyTask(SetpointTask):
@@ -36,11 +39,15 @@ class EnergyTask(SetpointTask):
     intensity; then sine and cosine of the time of day.
 
     ## Rewards
-    `part_value * good parts - energy * energy cost - tardiness_cost_per_h * added lateness hours`
-    (lateness of open orders counts as it accrues, so idling cannot hide late orders).
+    `part_value * good parts - energy * energy cost - tardiness_cost_per_h * added lateness hours
+    - scrap_cost * scrapped parts - wear_cost_per_health * health worn off` (lateness of open orders
+    counts as it accrues, so idling cannot hide late orders; scrap and wear are charged, so running
+    fast in cheap hours is not free).
 
     ## Starting State
-    The line at time 0 (midnight), every station running.
+    A line as it runs: the episode begins after a warm-up of one to two days under the line's own
+    rules (buffers, backlog, machine health, stock and time of day as they come); `start="cold"`
+    begins at time 0 with empty buffers and new machines.
 
     ## Episode End
     Never terminates; truncated after one day by default.
@@ -66,11 +73,13 @@ class EnergyTask(SetpointTask):
     weights: EnergyWeights
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
-        """Value of good parts minus energy cost and lateness."""
+        """Value of good parts minus energy cost, lateness, scrap and wear."""
         w, b, a = self.weights, before.kpis, after.kpis
         terms = {
             "reward/parts": w.part_value * delta(b, a, "good_parts"),
             "reward/energy": -w.energy * delta(b, a, "energy_cost"),
             "reward/tardiness": -w.tardiness_cost_per_h * delta(b, a, "tardiness_s") / 3600.0,
+            "reward/scrap": -w.scrap_cost * delta(b, a, "scrap_parts"),
+            "reward/wear": -w.wear_cost_per_health * delta(b, a, "health_consumed"),
         }
         return sum(terms.values()), terms

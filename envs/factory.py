@@ -10,20 +10,44 @@ import numpy as np
 
 from envs.base import delta
 from envs.setpoint import SetpointTask
+from envs.weights import WEAR_COST_PER_HEALTH
 from hardware import Frame, Lever, Line, LineSpec, SensorSpec
 
-OBJECTIVES = ("throughput", "energy_cost", "co2", "downtime", "tardiness")
+OBJECTIVES = (
+    "throughput",
+    "energy_cost",
+    "co2",
+    "downtime",
+    "tardiness",
+    "scrap",
+    "maintenance_cost",
+    "wear",
+    "holding",
+    "ordering",
+    "stockout",
+)
+_SIGN = np.array([1.0] + [-1.0] * (len(OBJECTIVES) - 1))  # throughput is a good, the rest are costs
 
 
 @dataclass(frozen=True)
 class FactoryWeights:
-    """Weights of the objectives in the scalar reward, in `OBJECTIVES` order."""
+    """Prices of the objectives in the scalar reward, in `OBJECTIVES` order.
+
+    Each lever's cost is priced as the single-lever task prices it (Speed: scrap and wear; Maintenance:
+    repair and maintenance cost; Inventory: holding, ordering and stockouts), so no lever is free.
+    """
 
     throughput: float = 12.0  # per good part
     energy_cost: float = 1.0  # per unit of energy cost
     co2: float = 0.1  # per kg CO2
     downtime: float = 300.0  # per hour of downtime, planned and unplanned
     tardiness: float = 20.0  # per hour of lateness
+    scrap: float = 8.0  # per scrapped part, on top of its lost value
+    maintenance_cost: float = 1.0  # per unit of corrective repair and preventive maintenance cost
+    wear: float = WEAR_COST_PER_HEALTH  # per unit of machine health worn off
+    holding: float = 0.002  # per unit-hour of raw stock held
+    ordering: float = 40.0  # per order placed
+    stockout: float = 400.0  # per station-hour held up by an empty store
 
 
 class FactoryTask(SetpointTask):
@@ -40,12 +64,14 @@ class FactoryTask(SetpointTask):
     `Box(-1, 1)`: every sensor of the line, scaled, with validity flags, and the time of day.
 
     ## Rewards
-    `info["objectives"]` holds the step's vector (good parts, energy cost, kg CO2, downtime hours,
-    lateness hours); the reward is `throughput * parts - energy_cost * cost - co2 * kg -
-    downtime * hours - tardiness * hours`.
+    `info["objectives"]` holds the step's vector in `OBJECTIVES` order: good parts, energy cost, kg
+    CO2, downtime hours, lateness hours, scrapped parts, repair and maintenance cost, health worn off,
+    raw-stock unit-hours, orders placed, stockout station-hours. The reward is the weighted sum,
+    `throughput * parts` minus every other objective times its weight (`FactoryWeights`).
 
     ## Starting State
-    The line at time 0.
+    A line as it runs: the episode begins after a warm-up of one to two days under the line's own
+    rules; `start="cold"` begins at time 0 with empty buffers and new machines.
 
     ## Episode End
     Never terminates; truncated after one day by default.
@@ -65,13 +91,13 @@ class FactoryTask(SetpointTask):
 
     def __init__(self, spec: LineSpec, weights: Mapping[str, Any] | None = None) -> None:
         super().__init__(spec, weights)
-        self._signed = np.array(astuple(self.weights)) * np.array([1.0, -1.0, -1.0, -1.0, -1.0])
+        self._signed = np.array(astuple(self.weights)) * _SIGN
         self._objectives = np.zeros(len(OBJECTIVES))
 
     def start(self, line: Line, frame: Frame) -> Frame:
         """A new episode has no step behind it yet."""
         self._objectives = np.zeros(len(OBJECTIVES))
-        return frame
+        return super().start(line, frame)
 
     def objectives(self, before: Frame, after: Frame) -> np.ndarray:
         """The step's objective vector, in `OBJECTIVES` order."""
@@ -84,6 +110,12 @@ class FactoryTask(SetpointTask):
                 delta(b, a, "co2_kg"),
                 down_s / 3600.0,
                 delta(b, a, "tardiness_s") / 3600.0,
+                delta(b, a, "scrap_parts"),
+                delta(b, a, "repair_cost") + delta(b, a, "preventive_cost"),
+                delta(b, a, "health_consumed"),
+                delta(b, a, "stock_unit_h"),
+                delta(b, a, "orders_placed"),
+                delta(b, a, "stockout_time_s") / 3600.0,
             ]
         )
 
@@ -95,8 +127,8 @@ class FactoryTask(SetpointTask):
         return float(parts.sum()), terms
 
     def info(self, frame: Frame) -> dict[str, Any]:
-        """The objective vector of the last step."""
-        return {"objectives": self._objectives.copy()}
+        """The objective vector of the last step, and whether its action was valid."""
+        return {**super().info(frame), "objectives": self._objectives.copy()}
 
     def _observes(self, sensor: SensorSpec) -> bool:
         return True

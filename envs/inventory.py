@@ -43,7 +43,9 @@ class InventoryTask(SetpointTask):
     stockout + order_cost * orders placed)`.
 
     ## Starting State
-    The store at its initial stock at time 0.
+    A line as it runs: the episode begins after a warm-up of one to two days under the line's own
+    rules (buffers, backlog, machine health, stock and time of day as they come); `start="cold"`
+    begins at time 0 with empty buffers and new machines.
 
     ## Episode End
     Never terminates; truncated after three days by default.
@@ -70,11 +72,19 @@ class InventoryTask(SetpointTask):
         self.action_space = gym.spaces.Discrete(order_levels)
 
     def command(self, action: Any, frame: Frame) -> Command:
-        """Order the quantity of the chosen level."""
-        level = int(action)
-        if not 0 <= level < len(self.levels):
-            raise ValueError(f"action {level} is outside Discrete({len(self.levels)})")
-        return self.setpoints(self.levels[level : level + 1])
+        """Order the quantity of the chosen level; a level outside the space is invalid and orders nothing."""
+        try:
+            a = np.asarray(action, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"action: expected one order level of Discrete({len(self.levels)}), got {action!r}"
+            ) from None
+        if a.size != 1:
+            raise ValueError(f"action: expected one order level of Discrete({len(self.levels)}), got shape {a.shape}")
+        self._invalid = False
+        level = a.reshape(1)
+        ok = np.isfinite(level) & (level == np.round(level)) & (level >= 0) & (level < len(self.levels))
+        return self.setpoints(self.levels[self.valid_or_zero(level, ok).astype(np.intp)])
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
         """Minus holding, stockout and ordering costs."""

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
-import numpy as np
 
 from envs.base import delta
 from envs.setpoint import SetpointTask
+from envs.weights import WEAR_COST_PER_HEALTH
 from hardware import Command, Frame, Lever, LineSpec
 
 
@@ -22,6 +22,7 @@ class MaintenanceWeights:
     preventive: float = 1.0  # per unit of preventive maintenance cost
     planned_downtime_cost_per_h: float = 150.0
     unplanned_downtime_cost_per_h: float = 400.0
+    wear_cost_per_health: float = WEAR_COST_PER_HEALTH  # per unit of machine health worn off
 
 
 class MaintenanceTask(SetpointTask):
@@ -41,10 +42,13 @@ class MaintenanceTask(SetpointTask):
 
     ## Rewards
     `-(repair * repair cost + preventive * maintenance cost + planned_downtime_cost_per_h *
-    planned downtime hours + unplanned_downtime_cost_per_h * unplanned downtime hours)`.
+    planned downtime hours + unplanned_downtime_cost_per_h * unplanned downtime hours +
+    wear_cost_per_health * health worn off)`.
 
     ## Starting State
-    New machines at time 0.
+    A line as it runs: the episode begins after a warm-up of one to two days under the line's own
+    rules (buffers, backlog, machine health, stock and time of day as they come); `start="cold"`
+    begins at time 0 with empty buffers and new machines.
 
     ## Episode End
     Never terminates; truncated after one week by default.
@@ -72,12 +76,12 @@ class MaintenanceTask(SetpointTask):
         self.action_space = gym.spaces.MultiBinary(len(self._acts))
 
     def command(self, action: Any, frame: Frame) -> Command:
-        """Request maintenance where the action is 1."""
-        flags = np.asarray(action).astype(bool)
-        return self.setpoints(flags.astype(float))
+        """Request maintenance where the action is 1; anything but 0 or 1 is invalid and requests nothing."""
+        a = self.checked(action)
+        return self.setpoints(self.valid_or_zero(a, (a == 0.0) | (a == 1.0)))
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
-        """Minus corrective, preventive and downtime costs."""
+        """Minus corrective, preventive, downtime and wear costs."""
         w, b, a = self.weights, before.kpis, after.kpis
         terms = {
             "reward/repair": -w.repair * delta(b, a, "repair_cost"),
@@ -86,5 +90,6 @@ class MaintenanceTask(SetpointTask):
             "reward/unplanned_downtime": -w.unplanned_downtime_cost_per_h
             * delta(b, a, "unplanned_downtime_s")
             / 3600.0,
+            "reward/wear": -w.wear_cost_per_health * delta(b, a, "health_consumed"),
         }
         return sum(terms.values()), terms

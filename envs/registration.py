@@ -22,15 +22,17 @@ from hardware import Line
 LineArg = str | Path | Mapping[str, Any] | Line
 ScenarioArg = str | Sequence[Mapping[str, Any]] | None
 
-# task: (class, default line, default control period s, registered episode steps)
+# The one home of each task's default line, control period and episode length; the Hydra `task`
+# group takes them from the registration. task: (class, default line, control period s, episode steps)
 TASKS: dict[str, tuple[type[Task], str, float | None, int]] = {
-    "Scheduling": (SchedulingTask, "flow5_orders", None, 100_000),
-    "Speed": (SpeedTask, "flow5", 60.0, 480),
-    "Energy": (EnergyTask, "flow5", 120.0, 720),
-    "Maintenance": (MaintenanceTask, "flow5", 300.0, 2016),
-    "Inventory": (InventoryTask, "flow5", 120.0, 2160),
-    "Factory": (FactoryTask, "flow5", 60.0, 1440),
+    "Scheduling": (SchedulingTask, "flow5_orders", None, 100_000),  # until the job set is done
+    "Speed": (SpeedTask, "flow5", 60.0, 480),  # one 8-hour shift
+    "Energy": (EnergyTask, "flow5", 120.0, 720),  # one day
+    "Maintenance": (MaintenanceTask, "flow5", 300.0, 2016),  # one week
+    "Inventory": (InventoryTask, "flow5", 120.0, 2160),  # three days
+    "Factory": (FactoryTask, "flow5", 60.0, 1440),  # one day
 }
+START_MODES = ("warm", "cold")  # tick tasks start warm unless told otherwise
 
 
 def register_all() -> None:
@@ -56,6 +58,8 @@ def make_setpoint_env(
     scenario: ScenarioArg = None,
     control_period_s: float | None = None,
     seed: int | None = None,
+    start: str | None = None,
+    warmup_h: Sequence[float] | None = None,
     **task_kwargs: Any,
 ) -> LineEnv:
     """A tick task's env (Speed, Energy, Maintenance, Inventory, Factory) on a line.
@@ -63,17 +67,47 @@ def make_setpoint_env(
     Args:
         task: the task's name, a key of `TASKS`.
         line: shipped line name, file path, definition mapping or `Line` (default: the task's line).
-        scenario: shipped scenario name or list of events (default: the line's own).
+        scenario: shipped scenario name or list of events (default: the line's own); event times
+            count from the episode's start.
         control_period_s: seconds between decisions (default: the task's).
         seed: seed of a twin built here.
+        start: "warm" (default for a twin built here: the episode begins after a warm-up under the
+            line's own rules) or "cold" (time 0, empty buffers, new machines: for tests and theory
+            checks). A `Line` object starts as it is.
+        warmup_h: the range of warm-up hours, (min, max) (default: the line definition's `start`,
+            24 to 48 h unless it says otherwise).
         **task_kwargs: the task's own arguments, such as `weights`.
     """
     task_cls, default_line, default_period, _ = TASKS[task]
     period = default_period if control_period_s is None else control_period_s
     if period is not None and not period > 0:
         raise ValueError(f"control_period_s must be > 0, got {control_period_s!r}")
-    the_line = resolve_line(line if line is not None else default_line, task_cls.levers, period, scenario, seed)
+    the_line = resolve_line(
+        line if line is not None else default_line,
+        task_cls.levers,
+        period,
+        scenario,
+        seed,
+        start=_start(line, start, warmup_h),
+    )
     return LineEnv(the_line, task_cls(the_line.spec, **task_kwargs))
+
+
+def _start(line: LineArg | None, start: str | None, warmup_h: Sequence[float] | None) -> dict[str, Any] | None:
+    """The `start` section for a twin built here; None for a `Line` object given as it is."""
+    if line is not None and not isinstance(line, str | Path | Mapping):
+        if start is not None or warmup_h is not None:
+            raise ValueError("start, warmup_h: only apply to a line built from a definition, not to a Line object")
+        return None
+    mode = "warm" if start is None else start
+    if mode not in START_MODES:
+        raise ValueError(f"start must be one of {', '.join(START_MODES)}, got {start!r}")
+    if warmup_h is None:
+        return {"mode": mode}
+    hours = tuple(warmup_h)
+    if len(hours) != 2:
+        raise ValueError(f"warmup_h: give (min, max) hours, got {warmup_h!r}")
+    return {"mode": mode, "warmup_min_h": hours[0], "warmup_max_h": hours[1]}
 
 
 def make_scheduling(

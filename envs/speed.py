@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from envs.base import delta
 from envs.setpoint import SetpointTask
+from envs.weights import WEAR_COST_PER_HEALTH
 from hardware import Frame, Lever
 
 
@@ -18,6 +19,7 @@ class SpeedWeights:
     energy: float = 1.0  # per unit of energy cost
     scrap_cost: float = 8.0  # per scrapped part, on top of its lost value
     downtime_cost_per_h: float = 300.0  # per hour of unplanned downtime (summed over stations)
+    wear_cost_per_health: float = WEAR_COST_PER_HEALTH  # per unit of machine health worn off
 
 
 class SpeedTask(SetpointTask):
@@ -38,11 +40,14 @@ class SpeedTask(SetpointTask):
 
     ## Rewards
     `part_value * good parts - energy * energy cost - scrap_cost * scrapped parts
-    - downtime_cost_per_h * unplanned downtime hours`, all as changes over the step. The terms are
+    - downtime_cost_per_h * unplanned downtime hours - wear_cost_per_health * health worn off`, all
+    as changes over the step, so that running fast pays for the machine life it uses. The terms are
     in `info` under `reward/...`.
 
     ## Starting State
-    The line at time 0 with empty buffers and new machines.
+    A line as it runs: the episode begins after a warm-up of one to two days under the line's own
+    rules (buffers, backlog, machine health, stock and time of day as they come); `start="cold"`
+    begins at time 0 with empty buffers and new machines.
 
     ## Episode End
     Never terminates; truncated by the registered time limit (one 8-hour shift by default).
@@ -69,12 +74,13 @@ class SpeedTask(SetpointTask):
     weights: SpeedWeights
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
-        """Value of good parts minus energy, scrap and downtime costs."""
+        """Value of good parts minus energy, scrap, downtime and wear costs."""
         w, b, a = self.weights, before.kpis, after.kpis
         terms = {
             "reward/parts": w.part_value * delta(b, a, "good_parts"),
             "reward/energy": -w.energy * delta(b, a, "energy_cost"),
             "reward/scrap": -w.scrap_cost * delta(b, a, "scrap_parts"),
             "reward/downtime": -w.downtime_cost_per_h * delta(b, a, "unplanned_downtime_s") / 3600.0,
+            "reward/wear": -w.wear_cost_per_health * delta(b, a, "health_consumed"),
         }
         return sum(terms.values()), terms

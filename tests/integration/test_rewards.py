@@ -15,30 +15,40 @@ def d(before, after, name: str) -> float:
 
 FORMULAS = {
     "Speed": (
-        {"part_value": 3.0, "energy": 2.0, "scrap_cost": 5.0, "downtime_cost_per_h": 7.0},
+        {"part_value": 3.0, "energy": 2.0, "scrap_cost": 5.0, "downtime_cost_per_h": 7.0, "wear_cost_per_health": 900},
         lambda w, b, a: (
             w["part_value"] * d(b, a, "good_parts")
             - w["energy"] * d(b, a, "energy_cost")
             - w["scrap_cost"] * d(b, a, "scrap_parts")
             - w["downtime_cost_per_h"] * d(b, a, "unplanned_downtime_s") / 3600
+            - w["wear_cost_per_health"] * d(b, a, "health_consumed")
         ),
     ),
     "Energy": (
-        {"part_value": 4.0, "energy": 1.5, "tardiness_cost_per_h": 9.0},
+        {"part_value": 4.0, "energy": 1.5, "tardiness_cost_per_h": 9.0, "scrap_cost": 6.0, "wear_cost_per_health": 800},
         lambda w, b, a: (
             w["part_value"] * d(b, a, "good_parts")
             - w["energy"] * d(b, a, "energy_cost")
             - w["tardiness_cost_per_h"] * d(b, a, "tardiness_s") / 3600
+            - w["scrap_cost"] * d(b, a, "scrap_parts")
+            - w["wear_cost_per_health"] * d(b, a, "health_consumed")
         ),
     ),
     "Maintenance": (
-        {"repair": 2.0, "preventive": 0.5, "planned_downtime_cost_per_h": 10.0, "unplanned_downtime_cost_per_h": 30.0},
+        {
+            "repair": 2.0,
+            "preventive": 0.5,
+            "planned_downtime_cost_per_h": 10.0,
+            "unplanned_downtime_cost_per_h": 30.0,
+            "wear_cost_per_health": 700.0,
+        },
         lambda w, b, a: (
             -(
                 w["repair"] * d(b, a, "repair_cost")
                 + w["preventive"] * d(b, a, "preventive_cost")
                 + w["planned_downtime_cost_per_h"] * d(b, a, "planned_downtime_s") / 3600
                 + w["unplanned_downtime_cost_per_h"] * d(b, a, "unplanned_downtime_s") / 3600
+                + w["wear_cost_per_health"] * d(b, a, "health_consumed")
             )
         ),
     ),
@@ -53,13 +63,31 @@ FORMULAS = {
         ),
     ),
     "Factory": (
-        {"throughput": 2.0, "energy_cost": 3.0, "co2": 4.0, "downtime": 5.0, "tardiness": 6.0},
+        {
+            "throughput": 2.0,
+            "energy_cost": 3.0,
+            "co2": 4.0,
+            "downtime": 5.0,
+            "tardiness": 6.0,
+            "scrap": 7.0,
+            "maintenance_cost": 0.5,
+            "wear": 600.0,
+            "holding": 0.01,
+            "ordering": 30.0,
+            "stockout": 200.0,
+        },
         lambda w, b, a: (
             w["throughput"] * d(b, a, "good_parts")
             - w["energy_cost"] * d(b, a, "energy_cost")
             - w["co2"] * d(b, a, "co2_kg")
             - w["downtime"] * (d(b, a, "planned_downtime_s") + d(b, a, "unplanned_downtime_s")) / 3600
             - w["tardiness"] * d(b, a, "tardiness_s") / 3600
+            - w["scrap"] * d(b, a, "scrap_parts")
+            - w["maintenance_cost"] * (d(b, a, "repair_cost") + d(b, a, "preventive_cost"))
+            - w["wear"] * d(b, a, "health_consumed")
+            - w["holding"] * d(b, a, "stock_unit_h")
+            - w["ordering"] * d(b, a, "orders_placed")
+            - w["stockout"] * d(b, a, "stockout_time_s") / 3600
         ),
     ),
 }
@@ -81,6 +109,10 @@ def test_reward_is_the_documented_formula(task):
         assert sum(terms.values()) == pytest.approx(reward, rel=1e-9, abs=1e-9)
         nonzero |= {k for k, v in terms.items() if v != 0}
     assert len(nonzero) >= 2, f"too few terms moved to check the formula: {nonzero}"
+    if task not in ("Inventory", "Factory"):
+        assert "reward/wear" in nonzero  # every task with a speed or maintenance lever prices wear
+    if task == "Factory":
+        assert {"reward/wear", "reward/holding", "reward/ordering"} <= nonzero
 
 
 def test_factory_reports_the_objective_vector():
@@ -97,5 +129,11 @@ def test_factory_reports_the_objective_vector():
             d(before, after, "co2_kg"),
             (d(before, after, "planned_downtime_s") + d(before, after, "unplanned_downtime_s")) / 3600,
             d(before, after, "tardiness_s") / 3600,
+            d(before, after, "scrap_parts"),
+            d(before, after, "repair_cost") + d(before, after, "preventive_cost"),
+            d(before, after, "health_consumed"),
+            d(before, after, "stock_unit_h"),
+            d(before, after, "orders_placed"),
+            d(before, after, "stockout_time_s") / 3600,
         ]
         np.testing.assert_allclose(info["objectives"], expected, rtol=1e-12, atol=1e-12)
