@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.rules import Baseline
+from agents.baseline import Baseline
 from envs.scheduling import JOB_FEATURES, SchedulingTask
 from envs.scheduling import JOB_NEXT_OP as NEXT_OP
 from envs.scheduling import JOB_OPS_LEFT as OPS_LEFT
@@ -35,10 +35,10 @@ class DispatchRule(Baseline):
 
     It only picks jobs whose waits-here flag is set, never waits, and breaks ties by the lowest
     job id. With no job waiting (only after the episode ended) it answers the wait action.
-    Every rule but FIFO decides from the observation. Arrival order is not observed, so FIFO
-    reads the first job in the deciding station's queue from the env it was built for
-    (`task.decision(env.frame).jobs[0]`): it ignores the observation it is given, answers for
-    that env's current state only, and so predicts for a batch of one.
+    Every rule but FIFO decides from the observation. Arrival order is not observed, so FIFO asks
+    the env it was built for what the line's own rule takes now (`task.line_rule(env.frame)`, the
+    first job in the deciding station's queue): it ignores the observation it is given, answers
+    for that env's current state only, and so predicts for a batch of one.
 
     EDD ranks by due date minus now, `slack * horizon + remaining work` in the observation's
     scaling, which it reads from the task's `horizon_s` and `work_scale_s`.
@@ -87,5 +87,4 @@ class DispatchRule(Baseline):
     def _fifo(self, n: int) -> np.ndarray:
         if n != 1:
             raise ValueError(f"observation: FIFO reads its one env's queue, so it predicts one at a time, got {n}")
-        decision = self.task.decision(self.env.frame)
-        return np.array([self.n_jobs if decision is None else decision.jobs[0]])
+        return np.array([self.task.line_rule(self.env.frame)])

@@ -14,7 +14,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from hardware import Line
 from hardware.twin import TwinLine
+from hardware.twin.jobshop_kernel import JobShopLine
 
 INSTANCES_DIR = Path(__file__).resolve().parent / "instances"
 
@@ -154,9 +156,17 @@ def instance_definition(instance: Instance, due_date_factor: float = 1.5) -> dic
     }
 
 
-def instance_line(name_or_path: str | Path, seed: int | None = None, due_date_factor: float = 1.5) -> TwinLine:
-    """A twin line that runs a job-shop instance with dispatch decisions for the agent."""
+def instance_line(
+    name_or_path: str | Path, seed: int | None = None, due_date_factor: float = 1.5, kernel: bool = True
+) -> Line:
+    """A line that runs a job-shop instance with dispatch decisions for the agent.
+
+    With `kernel` (the default) it is the array job shop `JobShopLine`, which runs the twin's
+    schedule event by event without SimPy (its frames are the twin's, less the instruments);
+    otherwise the full `TwinLine`.
+    """
     if not due_date_factor > 0:
         raise ValueError(f"due_date_factor must be > 0, got {due_date_factor!r}")
     definition = instance_definition(load_instance(name_or_path), due_date_factor)
-    return TwinLine.from_config(seed=seed, **definition)
+    twin = TwinLine.from_config(seed=seed, **definition)
+    return JobShopLine(twin.params, twin.spec) if kernel else twin

@@ -9,7 +9,21 @@ import gymnasium as gym
 import numpy as np
 
 from envs.base import LineEnv, Task, delta
-from hardware import Command, Decision, DecisionKind, Dispatch, Frame, JobStatus, Lever, Line, LineSpec
+from hardware import (
+    EVENTFUL_STATES,
+    STOPPED_STATES,
+    WORKING_STATES,
+    Command,
+    Decision,
+    DecisionKind,
+    Dispatch,
+    Frame,
+    JobStatus,
+    Lever,
+    Line,
+    LineSpec,
+    state_mask,
+)
 from hardware import StationState as State
 
 JOB_FEATURES = 9
@@ -18,22 +32,23 @@ _STATION_FEATURES = 5
 # next operation's time, due-date slack, changeover needed
 JOB_WAITS, JOB_OPS_LEFT, JOB_WORK_LEFT, JOB_NEXT_OP, JOB_SLACK = 0, 4, 5, 6, 7
 # station state code -> (working, stopped, idle) indicator rows
-_STATE_FEATURES = np.zeros((len(State), 3))
-_STATE_FEATURES[[State.WARMUP, State.BUSY, State.BLOCKED, State.CHANGEOVER], 0] = 1.0
-_STATE_FEATURES[[State.DOWN, State.MAINTENANCE, State.OFF, State.STANDBY], 1] = 1.0
-_STATE_FEATURES[State.IDLE, 2] = 1.0
+_STATE_FEATURES = np.stack(
+    [state_mask(WORKING_STATES), state_mask(STOPPED_STATES), state_mask(frozenset({State.IDLE}))], axis=1
+).astype(float)
+_EVENTFUL = state_mask(EVENTFUL_STATES)  # states that end without the agent: the line moves on by itself
 # job status code -> (queued, in process, finished, open) indicator rows
 _STATUS_FEATURES = np.zeros((len(JobStatus), 4))
 _STATUS_FEATURES[JobStatus.QUEUED, [0, 3]] = 1.0
 _STATUS_FEATURES[JobStatus.ACTIVE, [1, 3]] = 1.0
 _STATUS_FEATURES[[JobStatus.DONE, JobStatus.SCRAPPED], 2] = 1.0
 _STATUS_FEATURES[JobStatus.PENDING, 3] = 1.0
-# station states in which something will happen without the agent (a part finishes, a repair ends)
-_EVENTFUL = np.zeros(len(State), dtype=bool)
-_EVENTFUL[[State.WARMUP, State.BUSY, State.CHANGEOVER, State.DOWN, State.MAINTENANCE]] = True
 _DISPATCH = DecisionKind.DISPATCH
 _FINISHED = int(JobStatus.DONE)
 _PENDING = int(JobStatus.PENDING)
+# A line that offers no decision and does not finish within this many horizons of line clock (or
+# this many advances) is stuck: `_run_to_decision` says so instead of looping forever.
+_STALL_HORIZONS = 100
+_STALL_ADVANCES = 10_000
 
 
 class Objective(enum.Enum):
@@ -53,12 +68,18 @@ class SchedulingTask(Task):
     ## Action Space
     `Discrete(n_jobs + 1)`. Action `j < n_jobs` starts job `j`'s next operation on the station
     (jobs numbered in instance-file / order-book order); action `n_jobs` waits: the station stays
-    idle and the decision comes back at the next event, so every semi-active schedule is
-    reachable. `action_masks()` marks the valid actions: the jobs waiting there, and waiting while
-    the line will move on by itself (a station processes, changes over, warms up or is under repair,
-    or a job is still to be released; a station blocked by a full buffer does not count). An invalid
-    action is never executed: the line's default rule (FIFO) decides instead and
-    `info["invalid_action"]` is True.
+    idle and is asked again at the next event. `action_masks()` marks the valid actions: the jobs
+    waiting there, and waiting whenever the line will move on without this station: another
+    station still has an open decision at this instant, a job was dispatched at this instant, a
+    station processes, changes over, warms up or is under repair, or a job is still to be released
+    (a station blocked by a full buffer does not count). So when every open decision at an
+    instant waits, the last one cannot, and a valid action never stalls the line. On a
+    deterministic line this makes every semi-active schedule, and with it every optimal makespan
+    schedule, reachable through valid actions: each operation of such a schedule starts when its
+    job's or its machine's previous operation ends, an instant at which the line asks that machine
+    again (`tests/integration/test_scheduling_reachability.py` checks it exhaustively on small
+    instances). An invalid action is never executed: the line's default rule (FIFO, see
+    `line_rule`) decides instead and `info["invalid_action"]` is True.
 
     ## Observation Space
     `Box(-1, 1, (9 n_jobs + 5 n_stations + 1,), float32)`. Per job: waits at this station, queued,
@@ -76,6 +97,8 @@ class SchedulingTask(Task):
 
     ## Episode End
     Terminates when every job is finished or scrapped; `info["makespan"]` then holds the makespan.
+    A line that neither offers a decision nor finishes for 100 times the job set's total work of
+    line clock raises a `RuntimeError` naming the line and the time.
 
     ## Arguments
     `line` (shipped line name, file path or `Line`; default `flow5_orders`), `instance` (a shipped
@@ -100,25 +123,22 @@ class SchedulingTask(Task):
         jobs = spec.jobs
         n, m = len(jobs), len(spec.stations)
         self.n_jobs = n
-        self._rows = np.arange(n)
-        self._n_ops = np.array([len(j.route) for j in jobs])
-        width = int(self._n_ops.max())
+        n_ops = np.array([len(j.route) for j in jobs])
+        width = int(n_ops.max())
         times = np.zeros((n, width + 1))
         for i, j in enumerate(jobs):
             times[i, : len(j.times_s)] = j.times_s
-        self._times = times
-        self._suffix = np.cumsum(times[:, ::-1], axis=1)[:, ::-1]  # work left from each step on
+        suffix = np.cumsum(times[:, ::-1], axis=1)[:, ::-1]  # work left from each step on
         self._variant = np.array([j.variant for j in jobs], dtype=float)
-        self._due = np.array([j.due_s for j in jobs])
-        self._scale_ops = float(width)
-        self._scale_work = float(self._suffix[:, 0].max())
-        self._scale_op = float(times.max())
-        self._horizon = float(self._suffix[:, 0].sum())
+        self._scale_work = float(suffix[:, 0].max())
+        self._horizon = float(suffix[:, 0].sum())
+        self._inv_horizon, self._inv_jobs = 1.0 / self._horizon, 1.0 / n
+        # rows of the job-feature table by (job, step, status), flattened: see `_job_features`
+        self._job_table = self._job_features(n_ops, times, suffix, np.array([j.due_s for j in jobs])).reshape(-1, 8)
+        self._job_rows = np.arange(n) * times.shape[1] * len(JobStatus)
         self._state_idx = np.array([spec.sensor_index(f"{s}.state") for s in spec.stations])
         self._setup_idx = np.array([spec.sensor_index(f"{s}.setup_variant") for s in spec.stations])
         self._queue_idx = np.array([spec.sensor_index(f"{s}.queue_parts") for s in spec.stations])
-        self._inv_ops, self._inv_work = 1.0 / self._scale_ops, 1.0 / self._scale_work
-        self._inv_op, self._inv_horizon, self._inv_jobs = 1.0 / self._scale_op, 1.0 / self._horizon, 1.0 / n
         self._obs = np.zeros(n * JOB_FEATURES + m * _STATION_FEATURES + 1, dtype=np.float32)
         self._job_buf = self._obs[: n * JOB_FEATURES].reshape(n, JOB_FEATURES)
         self._station_buf = self._obs[n * JOB_FEATURES : -1].reshape(m, _STATION_FEATURES)
@@ -130,6 +150,28 @@ class SchedulingTask(Task):
         self._mask_key: tuple[int, int] = (-1, -1)  # (frame seq, stations settled) the cached mask is for
         self._mask = np.zeros(n + 1, dtype=bool)
         self._done_key, self._done = -1, False  # frame seq the cached `terminated` answer is for
+
+    def _job_features(self, n_ops: np.ndarray, times: np.ndarray, suffix: np.ndarray, due: np.ndarray) -> np.ndarray:
+        """Table [job, step, status] of the job features that do not depend on the clock.
+
+        Columns: queued, in process, finished, operations left, work left, next operation's time
+        (all scaled), (due date - work left) / horizon, and whether the job is open (not done).
+        """
+        n, steps = times.shape
+        status = _STATUS_FEATURES[None, None, :, :]
+        table = np.zeros((n, steps, len(JobStatus), 8))
+        table[..., 0:3] = status[..., :3]
+        table[..., 7] = status[..., 3]
+        step = np.arange(steps)[None, :]
+        per_step = [
+            np.maximum(n_ops[:, None] - step, 0) / (steps - 1),
+            suffix / self._scale_work,
+            times / float(times.max()),
+            (due[:, None] - suffix) * self._inv_horizon,
+        ]
+        for col, values in zip((3, 4, 5, 6), per_step, strict=True):
+            table[..., col] = values[:, :, None]
+        return table
 
     @property
     def horizon_s(self) -> float:
@@ -148,15 +190,23 @@ class SchedulingTask(Task):
                 return d
         return None
 
+    def line_rule(self, frame: Frame) -> int:
+        """The action the line's own rule (FIFO) takes on `frame`: the first job in the deciding station's queue.
+
+        The wait action when no decision is open (the episode is over).
+        """
+        d = self.decision(frame)
+        return self.n_jobs if d is None or not d.jobs else d.jobs[0]
+
     def mask(self, frame: Frame) -> np.ndarray:
-        """Valid actions on `frame`: the jobs waiting at the decision's station, and waiting if it can end."""
+        """Valid actions on `frame`: the jobs waiting at the decision's station, and waiting if the line moves on."""
         key = (frame.seq, len(self._declined))
         if self._mask_key != key:
             valid = np.zeros(self.n_jobs + 1, dtype=bool)
             d = self.decision(frame)
             if d is not None:
                 valid[list(d.jobs)] = True
-                valid[self.n_jobs] = self._can_wait(frame)
+                valid[self.n_jobs] = self._can_wait(frame, d)
             self._mask_key, self._mask = key, valid
         return self._mask.copy()
 
@@ -168,14 +218,14 @@ class SchedulingTask(Task):
         return frame if self.decision(frame) is not None or self.terminated(frame) else self._run_to_decision(line)
 
     def command(self, action: Any, frame: Frame) -> Command:
-        """Dispatch the chosen job, or decline (wait); an invalid action falls back to FIFO."""
+        """Dispatch the chosen job, or decline (wait); an invalid action falls back to the line's rule."""
         d = self.decision(frame)
         if d is None:
             raise RuntimeError("step() after the episode ended; call reset()")
         a = int(action)
         self._invalid = not (0 <= a <= self.n_jobs and self.mask(frame)[a])
         if self._invalid:
-            a = d.jobs[0]
+            a = self.line_rule(frame)
         station = int(d.station)  # type: ignore[arg-type]  # a dispatch decision names its station
         self._declined.add(station)  # settled for this instant, by a dispatch or by waiting
         if a == self.n_jobs:
@@ -217,36 +267,43 @@ class SchedulingTask(Task):
             raise ValueError(f"line {self.spec.name!r} sent a frame without job status")
         d = self.decision(frame)
         station = -1 if d is None or d.station is None else d.station
-        step = np.minimum(jobs.step, self._n_ops)
-        status = _STATUS_FEATURES[jobs.status]
-        left = self._suffix[self._rows, step]
+        features = self._job_table.take(self._job_rows + jobs.step * len(JobStatus) + jobs.status, axis=0)
+        clock = frame.time * self._inv_horizon
+        slack = features[:, 6]  # (due - work left) / horizon, then the slack itself
+        slack -= clock
+        np.maximum(slack, -1.0, out=slack)
+        np.minimum(slack, 1.0, out=slack)
+        slack *= features[:, 7]  # open jobs only
+        values = frame.values
+        setup = values[self._setup_idx[station]] if station >= 0 else -1.0
+        features[:, 7] = self._variant != setup if setup >= 0 else 0.0  # changeover needed here
         job = self._job_buf
+        job[:, 1:] = features
         job[:, JOB_WAITS] = 0.0
-        if d is not None:
-            job[list(d.jobs), JOB_WAITS] = 1.0
-        job[:, 1:4] = status[:, :3]
-        job[:, JOB_OPS_LEFT] = (self._n_ops - step) * self._inv_ops
-        job[:, JOB_WORK_LEFT] = left * self._inv_work
-        job[:, JOB_NEXT_OP] = self._times[self._rows, step] * self._inv_op
-        job[:, JOB_SLACK] = np.clip((self._due - frame.time - left) * self._inv_horizon, -1.0, 1.0) * status[:, 3]
-        setup = frame.values[self._setup_idx[station]] if station >= 0 else -1.0
-        job[:, 8] = (self._variant != setup) if setup >= 0 else 0.0
+        if station >= 0:
+            job[list(d.jobs), JOB_WAITS] = 1.0  # type: ignore[union-attr]  # station >= 0: a decision is open
         st = self._station_buf
-        st[:, 0:3] = _STATE_FEATURES[frame.values[self._state_idx].astype(np.intp)]
+        st[:, 0:3] = _STATE_FEATURES.take(values.take(self._state_idx).astype(np.intp), axis=0)
         st[:, 3] = 0.0
         if station >= 0:
             st[station, 3] = 1.0
-        st[:, 4] = np.minimum(frame.values[self._queue_idx] * self._inv_jobs, 1.0)
-        self._obs[-1] = min(frame.time * self._inv_horizon, 1.0)
+        st[:, 4] = np.minimum(values.take(self._queue_idx) * self._inv_jobs, 1.0)
+        self._obs[-1] = min(clock, 1.0)
         return self._obs.copy()
 
-    def _can_wait(self, frame: Frame) -> bool:
-        """Whether the line will move on by itself: a station works or a job is still to be released.
+    def _can_wait(self, frame: Frame, asked: Decision) -> bool:
+        """Whether the line will move on without the station `asked` now.
 
-        A blocked station does not count: it waits for a queue that only a dispatch can empty.
+        It does while another station still has an open decision at this instant, a job was
+        dispatched at this instant, a station is in a state that ends by itself, or a job is still
+        to be released. A blocked station does not count: it waits for a queue that only a
+        dispatch can empty.
         """
         if self._dispatched_now:
             return True
+        for d in frame.pending:
+            if d.kind is _DISPATCH and d.station != asked.station and d.station not in self._declined:
+                return True
         jobs = frame.jobs
         if jobs is not None and bool((jobs.status == _PENDING).any()):
             return True
@@ -256,12 +313,22 @@ class SchedulingTask(Task):
         return frame.kpis.last_completion_s if self.terminated(frame) else frame.time
 
     def _run_to_decision(self, line: Line) -> Frame:
-        while True:
+        """Advance the line until it offers a decision or finishes; a line that does neither is an error."""
+        frame = line.read()
+        give_up_s = frame.time + _STALL_HORIZONS * self._horizon
+        for _ in range(_STALL_ADVANCES):
             frame = line.advance(self._horizon)
             self._declined = set()  # an event happened: every free station is asked again
             self._dispatched_now = False
             if self.decision(frame) is not None or self.terminated(frame):
                 return frame
+            if frame.time > give_up_s:
+                break
+        raise RuntimeError(
+            f"line {self.spec.name!r} is stuck at line clock {frame.time:.0f} s: it neither offered a dispatch "
+            f"decision nor finished the job set within {_STALL_HORIZONS} times its {self._horizon:.0f} s of work "
+            f"(or {_STALL_ADVANCES} advances)"
+        )
 
 
 class SchedulingEnv(LineEnv):

@@ -3,6 +3,7 @@
 Each task steps its default line with random valid actions (masked for Scheduling), resetting
 at the end of each episode; JSSEnv (`pip install jssenv`, the `bench` extra) steps its own copy
 of ta01 with random legal actions in the same run. Raw env objects on both sides, no wrappers.
+Scheduling on an instance runs on the array job shop (`JobShopLine`), which runs the twin's schedule.
 
     python -m experiments.bench_envs                   # every task, then ta01 vs JSSEnv
     python -m experiments.bench_envs --steps 5000 --repeats 1
@@ -22,7 +23,7 @@ import numpy as np
 from envs.registration import TASKS, make_scheduling, make_setpoint_env
 
 GOAL_STEPS_PER_S = 5000.0  # every task on its default line
-GOAL_VS_JSSENV = 3.0  # Scheduling on ta01, steps per second
+GOAL_VS_JSSENV = 1.0  # Scheduling on ta01, steps per second (issue 7: at least as fast as JSSEnv)
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ratio = mine.steps_per_s / theirs.steps_per_s
     per_episode = (mine.episodes / mine.wall_s) / (theirs.episodes / theirs.wall_s) if theirs.episodes else float("nan")
     verdict = "met" if ratio >= GOAL_VS_JSSENV else "NOT met"
-    print(f"\nsteps/s, ours / JSSEnv: {ratio:.2f}x (goal >= {GOAL_VS_JSSENV:.0f}x: {verdict})")
+    print(f"\nsteps/s, ours / JSSEnv: {ratio:.2f}x (goal >= {GOAL_VS_JSSENV:.1f}x: {verdict})")
     print(f"episodes/s, ours / JSSEnv: {per_episode:.2f}x")
 
 

@@ -1,6 +1,8 @@
-"""The Scheduling env: optimal schedules replay exactly, masks are exact, rewards sum to the objective."""
+"""The Scheduling env: optimal schedules replay exactly, masks match the twin, waits never stall the line."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import gymnasium as gym
 import numpy as np
@@ -9,8 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import envs  # noqa: F401  (registers the ids)
-from hardware import JobStatus
-from hardware.twin import State
+from envs.jobshop import instance_definition, instance_line, load_instance
+from envs.registration import make_scheduling
+from envs.scheduling import SchedulingEnv, SchedulingTask
+from hardware import Command, Frame, JobStatus, Line
+from hardware.twin import State, TwinLine
 
 # Machine sequences of an optimal ft06 schedule (makespan 55), found once by a randomised
 # Giffler-Thompson search; replaying them semi-actively must give exactly 55.
@@ -54,18 +59,14 @@ def test_optimal_ft06_schedule_replays_to_55():
     assert total == -55.0
 
 
-def test_fifo_sequence_gives_the_line_rule_makespan():
-    """Always taking the first waiting job reproduces the twin's own FIFO run."""
+def test_the_task_line_rule_gives_the_twin_own_fifo_makespan():
+    """Always taking the task's `line_rule` reproduces the twin's own FIFO run, with no agent."""
     env = gym.make("smartline/Scheduling-v0", instance="la01")
     env.reset(seed=0)
     terminated, total = False, 0.0
     while not terminated:
-        d = env.unwrapped.task.decision(env.unwrapped.frame)
-        _, reward, terminated, _, info = env.step(d.jobs[0])
+        _, reward, terminated, _, info = env.step(env.unwrapped.task.line_rule(env.unwrapped.frame))
         total += reward
-    from envs.jobshop import instance_definition, load_instance
-    from hardware.twin import TwinLine
-
     definition = instance_definition(load_instance("la01"))
     definition["control"] = {"levers": []}
     fifo = TwinLine.from_config(seed=0, **definition)
@@ -87,43 +88,34 @@ def test_weighted_tardiness_rewards_sum_to_the_schedule_total():
     assert info["reward/weighted_tardiness"] <= 0
 
 
-def expected_mask(env: gym.Env) -> np.ndarray:
-    """Valid actions computed from the twin's own state, independently of the task's mask."""
-    base = env.unwrapped
-    plant = base.line._plant  # the twin's runtime state, read for the check only
-    station = base.task.decision(base.frame).station
-    valid = np.zeros(base.task.n_jobs + 1, dtype=bool)
-    for job in plant.stations[station].queue:
-        valid[job.id] = True
-    working = (State.WARMUP, State.BUSY, State.CHANGEOVER, State.DOWN, State.MAINTENANCE)
-    in_process = any(s.assigned is not None or s.state in working for s in plant.stations)
-    unreleased = (base.frame.jobs.status == JobStatus.PENDING).any()
-    valid[-1] = in_process or unreleased
-    return valid
-
-
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), instance=st.sampled_from(["ft06", "la02", "ta03"]))
-def test_masks_exclude_exactly_the_invalid_actions(seed, instance):
-    env = gym.make("smartline/Scheduling-v0", instance=instance)
+@given(seed=st.integers(0, 10_000), line=st.sampled_from(["ft06", "la02", "flow5_orders"]))
+def test_the_jobs_offered_are_exactly_those_waiting_at_the_free_station_in_the_twin(seed, line):
+    env = make_scheduling(line=line) if line == "flow5_orders" else SchedulingEnv(*twin_instance(line))
     rng = np.random.default_rng(seed)
     env.reset(seed=seed)
     terminated = False
     while not terminated:
-        mask = env.unwrapped.action_masks()
-        np.testing.assert_array_equal(mask, expected_mask(env))
+        mask = env.action_masks()
+        station = env.task.decision(env.frame).station
+        twin = env.line._plant.stations[station]  # the twin's runtime state, read for the check only
+        assert twin.state is State.IDLE
+        assert twin.assigned is None
+        assert set(np.flatnonzero(mask[:-1])) == {job.id for job in twin.queue}
         probe = int(rng.integers(len(mask)))
-        if not mask[probe]:
-            _, _, terminated, _, info = env.step(probe)
-            assert info["invalid_action"]
-        else:
-            _, _, terminated, _, info = env.step(int(rng.choice(np.flatnonzero(mask))))
-            assert not info["invalid_action"]
+        action = probe if rng.random() < 0.3 else int(rng.choice(np.flatnonzero(mask)))
+        _, _, terminated, _, info = env.step(action)
+        assert info["invalid_action"] == (not mask[action])
+
+
+def twin_instance(name: str) -> tuple[TwinLine, SchedulingTask]:
+    line = instance_line(name, kernel=False)
+    return line, SchedulingTask(line.spec)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"instance": "ft06"}, {"scenario": "breakdown_wave"}])
 def test_a_policy_that_waits_whenever_it_may_still_finishes(kwargs):
-    """Waiting is only offered when the line moves on by itself, so it can never deadlock the line."""
+    """Waiting is offered only while the line will move on without the station, so waiting never stalls it."""
     env = gym.make("smartline/Scheduling-v0", **kwargs)
     env.reset(seed=1)
     n = env.unwrapped.task.n_jobs
@@ -145,23 +137,68 @@ def test_invalid_action_falls_back_to_the_line_rule():
     _, _, _, _, info = env.step(invalid)
     assert info["invalid_action"]
     assert env.unwrapped.frame.jobs.status[d.jobs[0]] == JobStatus.ACTIVE  # FIFO took the first in queue
+    assert d.jobs[0] == min(d.jobs)  # at time 0 the queue is in job order
     assert env.unwrapped.frame.jobs.status[invalid] != JobStatus.ACTIVE
 
 
-def test_waiting_passes_the_turn_and_time_moves_on():
-    env = gym.make("smartline/Scheduling-v0", instance="ft06")
+def test_every_open_decision_but_the_last_may_wait_and_then_time_moves_on():
+    """At time 0 on ft06 every station has work; all may wait but the last asked, which must start a job."""
+    env = gym.make("smartline/Scheduling-v0", instance="ft06").unwrapped
     env.reset(seed=0)
-    n = env.unwrapped.task.n_jobs
-    first = env.unwrapped.task.decision(env.unwrapped.frame)
-    # at time 0 nothing is in process yet, so waiting is not allowed
-    assert not env.unwrapped.action_masks()[n]
-    env.step(first.jobs[0])
-    while env.unwrapped.frame.time == 0.0:
-        mask = env.unwrapped.action_masks()
-        assert mask[n]
-        _, reward, *_ = env.step(n)
-    assert reward < 0
-    assert env.unwrapped.task.decision(env.unwrapped.frame) is not None
+    n = env.task.n_jobs
+    open_stations = [d.station for d in env.frame.pending]
+    asked = []
+    while env.action_masks()[n]:
+        asked.append(env.task.decision(env.frame).station)
+        env.step(n)
+        assert env.frame.time == 0.0
+    last = env.task.decision(env.frame)
+    assert [*asked, last.station] == open_stations
+    _, reward, *_ = env.step(env.task.line_rule(env.frame))
+    assert reward < 0  # the one started job ran until an event asked the waiting stations again
+    assert env.task.decision(env.frame) is not None
+
+
+class Silent:
+    """A line whose frames after the start never show a decision: a line stuck for good."""
+
+    def __init__(self, line: Line) -> None:
+        self.line, self.spec = line, line.spec
+
+    def reset(self, seed: int | None = None) -> Frame:
+        """Start the inner line."""
+        return self.line.reset(seed)
+
+    def write(self, command: Command) -> None:
+        """Pass the command on."""
+        self.line.write(command)
+
+    def advance(self, dt: float) -> Frame:
+        """Advance the inner line, hiding its decisions."""
+        return dataclasses.replace(self.line.advance(dt), pending=())
+
+    def read(self) -> Frame:
+        """Read the inner line."""
+        return self.line.read()
+
+    def close(self) -> None:
+        """Close the inner line."""
+        self.line.close()
+
+
+def test_a_line_that_never_offers_a_decision_is_an_error_not_a_hang():
+    line = Silent(instance_line("ft06"))
+    env = SchedulingEnv(line, SchedulingTask(line.spec))
+    env.reset(seed=0)
+    with pytest.raises(RuntimeError, match=r"line 'ft06' is stuck at line clock \d+ s"):
+        follow_line_rule(env)
+
+
+def follow_line_rule(env: SchedulingEnv) -> None:
+    """Step with the line's own rule until the episode ends."""
+    terminated = False
+    while not terminated:
+        _, _, terminated, _, _ = env.step(env.task.line_rule(env.frame))
 
 
 @pytest.mark.parametrize(
