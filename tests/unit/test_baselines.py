@@ -10,16 +10,15 @@ import pytest
 import yaml
 
 import envs  # noqa: F401  (registers the ids)
-from agents import rules
-from agents.baselines import BASELINES, DispatchRule, Rule, make_baseline
-from agents.rules import SensorDecoder
+from agents.baselines import BASELINES, DispatchRule, Rule, configured_params, make_baseline
+from agents.decoder import SensorDecoder
+from configs import CONFIG_DIR
 from envs.base import LineEnv
 from envs.energy import EnergyTask
 from envs.factory import FactoryTask
 from envs.lines import resolve_line
 from envs.registration import TASKS
 from hardware import Command, Frame, JobSpec, Line, StationState
-from tests.lines import REPO
 
 J = 9  # features per job in the Scheduling observation: waits, queued, active, done, ops, work, next op, slack, setup
 
@@ -124,8 +123,7 @@ def set_reading(obs: np.ndarray, task, name: str, value: float, valid: bool = Tr
     """Write a physical reading (and its validity flag) into a setpoint task's observation."""
     names = task.encoder.names
     spec = task.spec
-    sensor = spec.sensors[spec.sensor_index(name)]
-    obs[..., names.index(name)] = (value - sensor.low) / (sensor.high - sensor.low)
+    obs[..., task.encoder.column(name)] = task.encoder.encode(name, value)
     flagged = [n for n in names if spec.sensors[spec.sensor_index(n)].dropouts]
     if name in flagged:
         obs[..., len(names) + flagged.index(name)] = float(valid)
@@ -204,15 +202,17 @@ def test_fixed_interval_maintains_due_stations_that_are_up():
     assert make_baseline(env, "reactive").predict(obs)[0].tolist() == [0] * 5
 
 
-def test_condition_based_default_thresholds_come_from_the_machines():
+def test_shipped_vibration_thresholds_are_flow5s_busy_vibration_at_health_0_6():
+    """The config's numbers are what its comment says: idle + busy * (1 + gain * 0.4^2) per machine."""
     env = maintenance_env()
     params = env.unwrapped.line.params
     expected = []
     for st in params.stations:
         s = params.machines[st.machine].sensors
-        wear = 1 - rules.CONDITION_HEALTH
-        expected.append(s.vibration_idle_mm_s + s.vibration_busy_mm_s * (1 + s.vibration_wear_gain * wear**2))
+        expected.append(s.vibration_idle_mm_s + s.vibration_busy_mm_s * (1 + s.vibration_wear_gain * 0.4**2))
     np.testing.assert_allclose(make_baseline(env, "condition_based").trigger.threshold_mm_s, expected)
+    factory = gym.make("smartline/Factory-v0")
+    np.testing.assert_allclose(make_baseline(factory, "factory_rules").trigger.threshold_mm_s, expected)
 
 
 def test_condition_based_maintains_on_valid_high_vibration_of_stations_that_are_up():
@@ -246,7 +246,8 @@ def test_ss_reorder_orders_the_level_nearest_up_to_s():
     assert rule.reorder.reorder_point_units == supply.reorder_point_units
     assert rule.reorder.order_up_to_units == supply.reorder_point_units + supply.order_quantity_units
     obs = np.zeros(env.observation_space.shape, dtype=np.float32)
-    for stock, on_order, level in [(500.0, 300.0, 2), (500.0, 0.0, 3), (801.0, 0.0, 0), (0.0, 0.0, 4)]:
+    # 737.5 wants 1562.5, as near 1250 as 1875: the lower level, whichever way float32 rounds the stock
+    for stock, on_order, level in [(500.0, 300.0, 2), (500.0, 0.0, 3), (801.0, 0.0, 0), (0.0, 0.0, 4), (737.5, 0.0, 2)]:
         set_reading(obs, task, "line.stock_units", stock)
         set_reading(obs, task, "line.on_order_units", on_order)
         action, _ = rule.predict(obs)
@@ -305,18 +306,42 @@ class HiddenLine:
         self._line.close()
 
 
-def test_defaults_fall_back_to_the_spec_ranges_on_a_line_that_is_not_the_twin():
-    line = HiddenLine(resolve_line("flow5", FactoryTask.levers, 60.0, None))
-    assert isinstance(line, Line)
-    energy = LineEnv(line, EnergyTask(line.spec))
-    price_high = line.spec.sensors[line.spec.sensor_index("line.price_per_kwh")].high
-    assert make_baseline(energy, "tou_energy").price_threshold_per_kwh == rules.PEAK_PRICE_FRACTION * price_high
-    factory = LineEnv(line, FactoryTask(line.spec))
-    rule = make_baseline(factory, "factory_rules")
-    vib_high = [line.spec.sensors[line.spec.sensor_index(f"{s}.vibration_mm_s")].high for s in line.spec.stations]
-    np.testing.assert_allclose(rule.trigger.threshold_mm_s, rules.VIBRATION_RANGE_FRACTION * np.array(vib_high))
-    assert rule.reorder.reorder_point_units == rules.REORDER_POINT_FRACTION * 5000.0
-    assert rule.reorder.order_up_to_units == rules.ORDER_UP_TO_FRACTION * 5000.0
+def test_a_baseline_takes_the_same_parameters_and_actions_on_a_line_that_is_not_the_twin():
+    twin = resolve_line("flow5", FactoryTask.levers, 60.0, None)
+    hidden = HiddenLine(resolve_line("flow5", FactoryTask.levers, 60.0, None))
+    assert isinstance(hidden, Line)
+    for task_class, name in [(EnergyTask, "tou_energy"), (FactoryTask, "factory_rules")]:
+        on_twin = make_baseline(LineEnv(twin, task_class(twin.spec)), name)
+        env = LineEnv(hidden, task_class(hidden.spec))
+        on_hidden = make_baseline(env, name)
+        obs, _ = env.reset(seed=0)
+        batch = [obs]
+        for _ in range(20):
+            obs, *_ = env.step(env.action_space.sample())
+            batch.append(obs)
+        np.testing.assert_array_equal(on_twin.predict(np.stack(batch))[0], on_hidden.predict(np.stack(batch))[0])
+    assert on_hidden.reorder.reorder_point_units == on_twin.reorder.reorder_point_units == 800.0
+    np.testing.assert_array_equal(on_hidden.trigger.threshold_mm_s, on_twin.trigger.threshold_mm_s)
+
+
+def test_make_baseline_reads_the_config_and_overrides_go_on_top():
+    env = gym.make("smartline/Inventory-v0")
+    assert configured_params("ss_reorder") == {"reorder_point_units": 800.0, "order_up_to_units": 2300.0}
+    assert configured_params("reactive") == {}
+    rule = make_baseline(env, "ss_reorder", reorder_point_units=1000.0)
+    assert (rule.reorder.reorder_point_units, rule.reorder.order_up_to_units) == (1000.0, 2300.0)
+
+
+def test_thresholds_by_station_name_must_cover_exactly_the_line_stations():
+    env = maintenance_env()
+    by_name = {"cut": 3.0, "press": 6.0, "weld": 2.0, "paint": 2.5, "assemble": 4.0}
+    rule = make_baseline(env, "condition_based", threshold_mm_s=by_name)
+    assert rule.trigger.threshold_mm_s.tolist() == [3.0, 6.0, 2.0, 2.5, 4.0]
+    other_line = {k: v for k, v in by_name.items() if k != "assemble"} | {"mill1": 3.0}
+    with pytest.raises(ValueError, match=r"missing \['assemble'\], unknown \['mill1'\]"):
+        make_baseline(env, "condition_based", threshold_mm_s=other_line)
+    with pytest.raises(ValueError, match=r"threshold_mm_s\[paint\] must be a finite number > 0"):
+        make_baseline(env, "condition_based", threshold_mm_s={**by_name, "paint": 0.0})
 
 
 @pytest.mark.parametrize(
@@ -326,12 +351,25 @@ def test_defaults_fall_back_to_the_spec_ranges_on_a_line_that_is_not_the_twin():
         ("smartline/Energy-v0", "tou_energy", {"price_threshold_per_kwh": -0.1}, "price_threshold_per_kwh"),
         ("smartline/Maintenance-v0", "fixed_interval", {"interval_h": 0}, "interval_h"),
         ("smartline/Maintenance-v0", "fixed_interval", {"interval_h": True}, "interval_h"),
-        ("smartline/Maintenance-v0", "condition_based", {"threshold_mm_s": -1.0}, r"threshold_mm_s\[0\]"),
+        ("smartline/Maintenance-v0", "condition_based", {"threshold_mm_s": -1.0}, r"threshold_mm_s\[cut\]"),
         ("smartline/Maintenance-v0", "condition_based", {"threshold_mm_s": [3.0, 4.0]}, "threshold_mm_s: give"),
         ("smartline/Inventory-v0", "ss_reorder", {"reorder_point_units": -5.0}, "reorder_point_units"),
         ("smartline/Inventory-v0", "ss_reorder", {"order_up_to_units": 700.0}, "order_up_to_units"),
         ("smartline/Factory-v0", "factory_rules", {"order_up_to_units": math.inf}, "order_up_to_units"),
         ("smartline/Speed-v0", "speedy", {}, "baseline 'speedy' is unknown"),
+        (
+            "smartline/Maintenance-v0",
+            "fixed_interval",
+            {"interval": 50.0},
+            r"fixed_interval: .*'interval'.*'interval_h'\?",
+        ),
+        (
+            "smartline/Speed-v0",
+            "nominal_speed",
+            {"speed": 1.0},
+            "nominal_speed: unknown parameter 'speed'; it takes none",
+        ),
+        ("smartline/Scheduling-v0", "spt", {"rule": "lpt"}, "spt: unknown parameter 'rule'"),
     ],
 )
 def test_bad_params_raise_errors_naming_them(env_id, name, params, message):
@@ -387,7 +425,7 @@ def test_every_registered_baseline_builds_and_each_task_compares_with_its_own():
     assert set(TASK_OF) == set(BASELINES)
     for name, task in TASK_OF.items():
         make_baseline(gym.make(f"smartline/{task}-v0"), name)
-    configs = [yaml.safe_load(p.read_text()) for p in (REPO / "configs" / "task").glob("*.yaml")]
+    configs = [yaml.safe_load(p.read_text()) for p in (CONFIG_DIR / "task").glob("*.yaml")]
     assert {c["name"] for c in configs} == set(TASKS)
     for config in configs:
         assert TASK_OF[config["baseline"]] == config["name"]

@@ -1,0 +1,69 @@
+"""The (s, S) reorder rule and its baseline on the inventory task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from agents.baseline import Baseline, finite_at_least
+from agents.decoder import SensorDecoder
+from envs.inventory import InventoryTask
+from envs.setpoint import SetpointTask
+from hardware import Lever
+
+
+class ReorderPoint:
+    """(s, S) rule: when stock on hand plus on order is at or below s, order up to S.
+
+    Args:
+        task: the setpoint task whose observation the rule reads (it must own the reorder lever).
+        reorder_point_units: s, material units.
+        order_up_to_units: S, material units, above s.
+    """
+
+    def __init__(self, task: SetpointTask, reorder_point_units: float, order_up_to_units: float) -> None:
+        self.decoder = SensorDecoder(task)
+        self.max_order_units = next(a.high for a in task.spec.actuators if a.lever is Lever.REORDER)
+        self.reorder_point_units = finite_at_least("reorder_point_units", reorder_point_units, 0.0)
+        self.order_up_to_units = finite_at_least("order_up_to_units", order_up_to_units, 0.0)
+        if self.order_up_to_units <= self.reorder_point_units:
+            raise ValueError(
+                f"order_up_to_units ({self.order_up_to_units}) must exceed reorder_point_units "
+                f"({self.reorder_point_units})"
+            )
+        # slack of comparisons on the stock position: float32 rounding never flips a decision
+        self.tolerance_units = self.decoder.tolerance("line.stock_units") + self.decoder.tolerance(
+            "line.on_order_units"
+        )
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Units to order now (0 above the reorder point), shape `(n,)`."""
+        d = self.decoder
+        position = d.value(obs, "line.stock_units") + d.value(obs, "line.on_order_units")
+        reorder = position <= self.reorder_point_units + self.tolerance_units
+        return np.where(reorder, self.order_up_to_units - position, 0.0)
+
+
+class SSReorder(Baseline):
+    """(s, S) reordering on the Inventory task: the order level closest to S minus the position.
+
+    Args:
+        env: an Inventory env.
+        reorder_point_units: s, see `ReorderPoint`.
+        order_up_to_units: S, see `ReorderPoint`.
+    """
+
+    tasks = (InventoryTask,)
+    task: InventoryTask
+
+    def __init__(self, env: gym.Env[Any, Any], reorder_point_units: float, order_up_to_units: float) -> None:
+        super().__init__(env)
+        self.reorder = ReorderPoint(self.task, reorder_point_units, order_up_to_units)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Index of the order level nearest the wanted quantity (the lower of two equally near)."""
+        distance = np.abs(self.task.levels[None, :] - self.reorder(obs)[:, None])
+        nearest = distance <= distance.min(axis=1, keepdims=True) + self.reorder.tolerance_units
+        return np.argmax(nearest, axis=1)
