@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")  # files and TensorBoard only, never a window
@@ -9,6 +11,7 @@ matplotlib.use("Agg")  # files and TensorBoard only, never a window
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from agents.rollout import Episode
 from hardware import LineSpec, StationState
@@ -17,12 +20,25 @@ _HOUR = 3600.0
 
 
 def gantt(episode: Episode, spec: LineSpec) -> Figure:
-    """Bars of each dispatched operation per station, nominal duration, coloured by job."""
-    fig, ax = plt.subplots(figsize=(10, 0.4 * len(spec.stations) + 1.5))
+    """Bars of each dispatched operation per station, nominal duration, coloured by job, with a job legend."""
+    height_in = 0.4 * len(spec.stations) + 1.5
+    fig, ax = plt.subplots(figsize=(10, height_in))
     colours = plt.get_cmap("tab20")
     for d in episode.dispatches:
         duration = spec.jobs[d.job].times_s[d.step] if spec.jobs else 0.0
         ax.barh(d.station, duration, left=d.time_s, color=colours(d.job % 20), edgecolor="black", linewidth=0.3)
+    by_colour: dict[int, list[int]] = {}  # 20 colours: jobs 20 apart share one, and one legend entry
+    for job in sorted({d.job for d in episode.dispatches}):
+        by_colour.setdefault(job % 20, []).append(job)
+    handles = [
+        Patch(facecolor=colours(c), edgecolor="black", linewidth=0.3, label=", ".join(map(str, jobs)))
+        for c, jobs in sorted(by_colour.items())
+    ]
+    if handles:
+        columns = math.ceil(len(handles) / max(1, int(3 * (height_in - 0.8))))  # about 3 entries per inch
+        ax.legend(
+            handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small", title="job", ncol=columns
+        )
     ax.set_yticks(range(len(spec.stations)), spec.stations)
     ax.invert_yaxis()
     ax.set_xlabel("line clock, s")
@@ -58,19 +74,26 @@ def health_and_maintenance(episode: Episode, spec: LineSpec) -> Figure:
     for name in spec.stations:
         vib = values[:, spec.sensor_index(f"{name}.vibration_mm_s")]
         state = values[:, spec.sensor_index(f"{name}.state")]
-        ax.plot(t, np.where(state == StationState.BUSY, vib, np.nan), ".", markersize=2, label=name)
-    failures = np.diff([f.kpis.failures for f in episode.frames], prepend=0) > 0
-    planned = np.diff([f.kpis.preventive_maintenances for f in episode.frames], prepend=0) > 0
+        busy = np.where(state == StationState.BUSY, vib, np.nan)
+        ax.plot(t, busy, ".", markersize=2, label=name if np.isfinite(busy).any() else None)
+    failures = _increments([f.kpis.failures for f in episode.frames])
+    planned = _increments([f.kpis.preventive_maintenances for f in episode.frames])
     for mask, colour, label in ((failures, "tab:red", "failure"), (planned, "tab:green", "maintenance")):
-        for x in t[mask]:
-            ax.axvline(x, color=colour, linestyle="--", linewidth=0.8)
-        ax.plot([], [], color=colour, linestyle="--", label=label)
+        for i, x in enumerate(t[mask]):
+            ax.axvline(x, color=colour, linestyle="--", linewidth=0.8, label=label if i == 0 else None)
     ax.set_xlabel("line clock, h")
     ax.set_ylabel("vibration RMS while busy, mm/s")
-    ax.legend(loc="upper left", fontsize="small", ncol=3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", fontsize="small", ncol=3, markerscale=4)
     ax.set_title("Health (vibration) and maintenance")
     fig.tight_layout()
     return fig
+
+
+def _increments(counter: list[int]) -> np.ndarray:
+    """Where a cumulative counter rose since the previous frame (never at the first: a warm start has counts)."""
+    x = np.asarray(counter)
+    return np.diff(x, prepend=x[:1]) > 0
 
 
 def episode_figures(episode: Episode, spec: LineSpec) -> dict[str, Figure]:

@@ -21,6 +21,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import envs  # noqa: F401  (registers the smartline/ ids)
 from envs.registration import TASKS
+from experiments.tables import markdown_table
 
 GOAL_ENV_SHARE = 1 / 3  # the env may take at most this share of training time
 PPO_SETTINGS: dict[str, Any] = {
@@ -79,10 +80,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         alone = env_steps_per_s(make, args.steps, args.seed)
         rows.append((name, train, alone, train / alone))
     print(f"PPO ({PPO_SETTINGS}), {args.n_envs} dummy-vectorised envs, {args.steps} steps, 1 torch thread\n")
-    print("| env | PPO training steps/s | env alone steps/s | env share of training time |")
-    print("|---|---:|---:|---:|")
-    for name, train, alone, share in rows:
-        print(f"| {name} | {train:,.0f} | {alone:,.0f} | {share:.0%} |")
+    header = ["env", "PPO training steps/s", "env alone steps/s", "env share of training time"]
+    print(markdown_table(header, [[n, f"{t:,.0f}", f"{a:,.0f}", f"{s:.0%}"] for n, t, a, s in rows]))
     ours, cartpole = rows
     verdict = "met" if ours[3] <= GOAL_ENV_SHARE else "NOT met"
     print(f"\nPPO throughput, {ours[0]} / CartPole-v1: {ours[1] / cartpole[1]:.2f}")

@@ -14,17 +14,18 @@ import argparse
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import cast
 
 import numpy as np
 import simpy
 
+from configs import config_file
+from experiments.tables import markdown_table
 from hardware.twin import LineParams, TwinLine
 from hardware.twin.params import Layout
 from hardware.twin.plant import Plant
 
-LINE = Path(__file__).resolve().parents[1] / "configs" / "line" / "flow5.yaml"
+LINE = config_file("line", "flow5")
 GOAL = 2.0  # ceiling on the twin/bare ratio of wall time per simulated hour
 _BLOCK = 1024  # random draws fetched per numpy call
 
@@ -177,26 +178,32 @@ def measure(models: dict[str, Model], params: LineParams, seed: int, horizon_s: 
 def report(results: Sequence[Result], horizon_s: float) -> str:
     """Format the results as a Markdown table followed by the twin/bare ratios."""
     sim_h = horizon_s / 3600.0
-    rows = [
-        "| model | wall s | events | events/s | sim h/s | good parts |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        rows.append(
-            f"| {r.name} | {r.wall_s:.3f} | {r.events:,} | {r.events / r.wall_s:,.0f} "
-            f"| {sim_h / r.wall_s:,.0f} | {r.good_parts:,} |"
-        )
+    table = markdown_table(
+        ["model", "wall s", "events", "events/s", "sim h/s", "good parts"],
+        [
+            [
+                r.name,
+                f"{r.wall_s:.3f}",
+                f"{r.events:,}",
+                f"{r.events / r.wall_s:,.0f}",
+                f"{sim_h / r.wall_s:,.0f}",
+                f"{r.good_parts:,}",
+            ]
+            for r in results
+        ],
+    )
     twin, bare = (next(r for r in results if r.name == name) for name in ("twin", "bare"))
     overhead = twin.wall_s / bare.wall_s  # wall time per simulated hour: the horizon is shared
     event_rate = (bare.events / bare.wall_s) / (twin.events / twin.wall_s)
     verdict = "met" if overhead <= GOAL else "NOT met"
-    rows += [
+    lines = [
+        table,
         "",
         f"overhead, twin/bare wall time per simulated hour: {overhead:.2f}x (goal <= {GOAL:.1f}x: {verdict})",
         f"bare/twin events per wall-second: {event_rate:.2f}",
         f"good parts, twin/bare: {twin.good_parts / bare.good_parts:.3f}",
     ]
-    return "\n".join(rows)
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -16,20 +20,36 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 import envs  # noqa: F401  (registers the smartline/ ids)
 from agents.artifact import PolicyArtifact
-from agents.baselines import make_baseline
+from agents.baselines import BASELINES, make_baseline, parameter_names
 from agents.rollout import Policy
+from envs.registration import TASKS
+from experiments.errors import ConfigError, did_you_mean, parameter_error
 
 _VEC_ENVS = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
+_SECONDS_PER_DAY = 86_400.0
+_NOT_NAMES = ("self", "spec", "task", "kwargs", "task_kwargs")
 
-
-class ConfigError(ValueError):
-    """The composed config cannot run; the message names the key."""
+__all__ = [
+    "ConfigError",
+    "agent_target",
+    "check",
+    "continuing_steps",
+    "env_kwargs",
+    "episode_steps",
+    "heuristic_agent",
+    "is_learner",
+    "load_policy",
+    "make_agent",
+    "make_env",
+    "make_vec_env",
+]
 
 
 def check(cfg: DictConfig) -> None:
     """Stop before any work if the config cannot run, naming the offending key."""
     if cfg.task.id not in gym.registry:
-        raise ConfigError(f"task.id: {cfg.task.id!r} is not a registered env")
+        known = [i for i in gym.registry if i.startswith("smartline/")]
+        raise ConfigError(f"task.id: {cfg.task.id!r} is not a registered env{did_you_mean(cfg.task.id, known)}")
     for key in ("total_timesteps", "n_envs"):
         if key in cfg and not (isinstance(cfg[key], int) and cfg[key] > 0):
             raise ConfigError(f"{key}: must be a positive whole number, got {cfg[key]!r}")
@@ -37,17 +57,31 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"vec_env: must be one of {sorted(_VEC_ENVS)}, got {cfg.vec_env!r}")
     target = agent_target(cfg)
     if is_learner(cfg) and "Maskable" in target.__name__ and not cfg.task.masked:
-        raise ConfigError(f"agent: {target.__name__} needs a task with action masks; task {cfg.task.name} has none")
+        raise ConfigError(
+            f"agent._target_: {target.__name__} needs a task with action masks; task {cfg.task.name} has none"
+        )
     env = make_env(cfg)
     try:
-        names = [("task.baseline", cfg.task.baseline)] + ([] if is_learner(cfg) else [("agent.name", cfg.agent.name)])
-        for key, name in names:
-            try:
-                make_baseline(env, name)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"{key}: {exc}") from exc
+        try:
+            make_baseline(env, cfg.task.baseline)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"task.baseline: {exc}") from exc
+        if not is_learner(cfg):
+            heuristic_agent(cfg, env)
     finally:
         env.close()
+
+
+def heuristic_agent(cfg: DictConfig, env: gym.Env[Any, Any]) -> Policy:
+    """The heuristic the `agent` group configures, with every parameter the config (or command line) sets."""
+    params = {str(k): v for k, v in cfg.agent.items() if not str(k).startswith("_") and k != "name"}
+    try:
+        return make_baseline(env, cfg.agent.name, **params)
+    except (TypeError, ValueError) as exc:
+        known = parameter_names(cfg.agent.name) if cfg.agent.name in BASELINES else ()
+        named = [k for k in params if re.search(rf"\b{re.escape(k)}\b", str(exc))]
+        culprit = next((k for k in params if k not in known), None) or next(iter(named), "name")
+        raise ConfigError(f"agent.{culprit}: {exc}") from exc
 
 
 def agent_target(cfg: DictConfig) -> Any:
@@ -76,10 +110,61 @@ def env_kwargs(cfg: DictConfig, scenario: str | None = None) -> dict[str, Any]:
     return kwargs
 
 
-def make_env(cfg: DictConfig, scenario: str | None = None, monitor: bool = False) -> gym.Env[Any, Any]:
-    """One env of the configured task (with SB3's `Monitor` for training)."""
-    env = gym.make(cfg.task.id, max_episode_steps=cfg.task.max_episode_steps, **env_kwargs(cfg, scenario))
+def episode_steps(cfg: DictConfig) -> int:
+    """Steps of one episode: `task.max_episode_steps` if set, else the task's registered default."""
+    steps = cfg.task.get("max_episode_steps")
+    if steps is None:
+        steps = gym.spec(cfg.task.id).max_episode_steps
+    if not (isinstance(steps, int) and steps > 0):
+        raise ConfigError(f"task.max_episode_steps: must be a positive whole number, got {steps!r}")
+    return steps
+
+
+def make_env(
+    cfg: DictConfig, scenario: str | None = None, monitor: bool = False, max_episode_steps: int | None = None
+) -> gym.Env[Any, Any]:
+    """One env of the configured task (with SB3's `Monitor` for training).
+
+    `max_episode_steps` overrides the episode length (default: `episode_steps(cfg)`). A value the
+    env refuses is a `ConfigError` naming its key under `task.kwargs`.
+    """
+    kwargs = env_kwargs(cfg, scenario)
+    steps = episode_steps(cfg) if max_episode_steps is None else max_episode_steps
+    try:
+        env = gym.make(cfg.task.id, max_episode_steps=steps, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise parameter_error(exc, "task.kwargs", cfg.task.kwargs, _env_parameters(cfg)) from exc
     return Monitor(env) if monitor else env
+
+
+def _env_parameters(cfg: DictConfig) -> dict[str, inspect.Parameter]:
+    """Names `gymnasium.make` accepts for the task: its entry point's and its task class's."""
+    entry = gym.spec(cfg.task.id).entry_point
+    creator = load_env_creator(entry) if isinstance(entry, str) else entry
+    callables: list[Any] = [creator]
+    if cfg.task.name in TASKS:
+        callables.append(TASKS[cfg.task.name][0])
+    return {
+        name: p
+        for c in callables
+        if c is not None
+        for name, p in inspect.signature(c).parameters.items()
+        if name not in _NOT_NAMES
+    }
+
+
+def continuing_steps(env: gym.Env[Any, Any], days: float) -> int | None:
+    """Steps of `days` of continuing operation at the line's control period; None without a period.
+
+    A task driven by events rather than a clock (Scheduling: a fixed job set) has no control
+    period, and no continuing run.
+    """
+    period = env.unwrapped.line.spec.control_period_s  # type: ignore[attr-defined]
+    if period is None:
+        return None
+    if not days > 0:
+        raise ConfigError(f"continuing_days: must be > 0, got {days!r}")
+    return math.ceil(days * _SECONDS_PER_DAY / period)
 
 
 def make_vec_env(cfg: DictConfig) -> VecEnv:
@@ -99,7 +184,7 @@ def make_vec_env(cfg: DictConfig) -> VecEnv:
 
 
 def make_agent(cfg: DictConfig, venv: VecEnv, tensorboard_dir: Path | None) -> BaseAlgorithm:
-    """The configured SB3 algorithm on `venv`."""
+    """The configured SB3 algorithm on `venv`; a value SB3 refuses is a `ConfigError` naming its key."""
     try:
         return instantiate(
             cfg.agent,
@@ -110,13 +195,34 @@ def make_agent(cfg: DictConfig, venv: VecEnv, tensorboard_dir: Path | None) -> B
             verbose=0,
             _convert_="all",
         )
-    except (AssertionError, ValueError, InstantiationException) as exc:  # SB3 asserts on unsupported spaces
-        raise ConfigError(f"agent: {cfg.agent._target_} cannot run task {cfg.task.name}: {exc}") from exc
+    except (AssertionError, TypeError, ValueError, InstantiationException) as exc:
+        inner = exc.__cause__ if isinstance(exc, InstantiationException) and exc.__cause__ else exc
+        if isinstance(inner, AssertionError) and "supports" in str(inner):  # SB3's check of the spaces
+            raise ConfigError(f"agent._target_: {cfg.agent._target_} cannot run task {cfg.task.name}: {inner}") from exc
+        accepted = inspect.signature(agent_target(cfg)).parameters
+        raise parameter_error(exc, "agent", cfg.agent, accepted) from exc
 
 
 def load_policy(spec: str, env: gym.Env[Any, Any]) -> tuple[str, Policy]:
-    """A policy named on the command line: an artifact folder, or a heuristic's name."""
+    """A policy named on the command line and its label: an artifact folder, or a heuristic's name.
+
+    An artifact is labelled by its algorithm and run, e.g. `PPO Speed/2026-11-30_01-02-03`.
+    """
     path = Path(spec)
     if (path / "manifest.json").is_file():
-        return path.name if path.name != "artifact" else path.parent.name, PolicyArtifact.load(path)
-    return spec, make_baseline(env, spec)
+        artifact = PolicyArtifact.load(path)
+        run = path.parent if path.name == "artifact" else path
+        return f"{artifact.manifest['algorithm']} {run.parent.name}/{run.name}", artifact
+    if spec in BASELINES:
+        try:
+            return spec, make_baseline(env, spec)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"policies: {spec}: {exc}") from exc
+    if path.exists():
+        raise ConfigError(f"policies: {spec} has no manifest.json; it is not a policy artifact folder")
+    if "/" in spec or "\\" in spec:
+        raise ConfigError(f"policies: artifact folder {spec} does not exist")
+    raise ConfigError(
+        f"policies: {spec!r} is neither an artifact folder nor a heuristic{did_you_mean(spec, BASELINES)}; "
+        f"heuristics: {', '.join(BASELINES)}"
+    )

@@ -4,22 +4,31 @@
     python -m experiments.evaluate task=scheduling line=flow5_orders 'policies=[fifo,spt,mwkr]' episodes=20
     python -m experiments.evaluate 'policies=[<artifact>,nominal_speed]' 'scenarios=[none,price_spike]'
 
-Prints the KPI table (mean and 95% interval per policy and scenario) and writes it as Markdown,
-the raw episodes and the summary as CSV, and one PNG plot per metric into the run's folder.
+Each policy runs `episodes` episodes per scenario and, on tick tasks, `continuing_days` of
+continuing operation without reset on the first `continuing_seeds` seeds. Prints the KPI table
+(mean and 95% interval per policy, scenario and mode) and the paired return difference of each
+learned policy against each heuristic (with heuristics only: the first against the others), and
+writes the table as Markdown, the raw episodes and the summary as CSV, and PNG plots into the
+run's folder.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from agents.rollout import run_episode
-from experiments.build import ConfigError, load_policy, make_env
-from experiments.report import Row, episode_row, markdown_table, write_reports
+from agents.baselines import BASELINES
+from experiments.build import ConfigError, load_policy
+from experiments.comparison import compare
+from experiments.errors import one_line_errors, run
+from experiments.report import Row, kpi_table, verdict, write_reports
+
+log = logging.getLogger(__name__)
 
 
 def evaluation_config(cfg: DictConfig) -> DictConfig:
@@ -34,6 +43,17 @@ def evaluation_config(cfg: DictConfig) -> DictConfig:
     return configs[0]
 
 
+def comparison_pairs(labels: list[str], heuristics: set[str]) -> list[tuple[str, str]]:
+    """(policy, baseline) pairs to report: each learned policy against each heuristic.
+
+    With heuristics only, the first named against each of the others.
+    """
+    learned = [p for p in labels if p not in heuristics]
+    if learned:
+        return [(p, h) for p in learned for h in labels if h in heuristics]
+    return [(labels[0], h) for h in labels[1:]]
+
+
 def evaluate(cfg: DictConfig, out_dir: Path) -> list[Row]:
     """Run every policy on every scenario for `cfg.episodes` seeds; write and return the rows."""
     if not cfg.policies:
@@ -41,25 +61,36 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[Row]:
     run_cfg = evaluation_config(cfg)
     seeds = [cfg.seed + i for i in range(cfg.episodes)]
     rows: list[Row] = []
+    notes: set[str] = set()
     for scenario in cfg.scenarios:
-        env = make_env(run_cfg, scenario=scenario)
-        try:
-            policies = [load_policy(str(spec), env) for spec in cfg.policies]
-            for name, policy in policies:
-                rows.extend(episode_row(name, scenario, run_episode(env, policy, s)) for s in seeds)
-        finally:
-            env.close()
+        scenario_rows, note = compare(
+            run_cfg,
+            lambda env: [load_policy(str(spec), env) for spec in cfg.policies],
+            scenario,
+            scenario,
+            seeds,
+            cfg.continuing_days,
+            cfg.continuing_seeds,
+        )
+        rows.extend(scenario_rows)
+        notes.update([note] if note else [])
+    labels = list(dict.fromkeys(r.policy for r in rows))
+    pairs = comparison_pairs(labels, {str(p) for p in cfg.policies if str(p) in BASELINES})
     title = f"{run_cfg.task.name} on {run_cfg.line.name}, {len(seeds)} seeds from {cfg.seed}"
-    paths = write_reports(rows, out_dir, title)
-    print(f"{title}\n\n{markdown_table(rows)}\n\nwritten: {', '.join(str(p) for p in paths.values())}")
+    summary = "\n".join([*(verdict(rows, p, b) for p, b in pairs), *sorted(notes)])
+    paths = write_reports(rows, out_dir, f"{title}\n\n{summary}", pairs=pairs)
+    written = ", ".join(str(p) for p in paths.values())
+    log.info("%s\n\n%s\n\n%s\nwritten: %s", title, kpi_table(rows), summary, written)
     return rows
 
 
-@hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")
+@hydra.main(config_path="pkg://configs", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Entry point."""
-    evaluate(cfg, Path(cfg.out_dir) if cfg.out_dir else Path(HydraConfig.get().runtime.output_dir))
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with one_line_errors(run_dir):
+        evaluate(cfg, Path(cfg.out_dir) if cfg.out_dir else run_dir)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,4 +1,9 @@
-"""Episode records and the KPI tables made from them: mean and 95% interval, Markdown, CSV, plots."""
+"""Episode records and the KPI tables made from them: mean and 95% interval, Markdown, CSV, plots.
+
+Each row has a mode: `episode` (one episode of the task's length, from `reset`) or a continuing
+run (`7-day run`: the line operated for days without reset), so a policy that borrows from the
+line's future shows it beside its per-episode score.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
 
 from agents.rollout import Episode, episode_kpis
+from experiments.plots import bar_plot, difference_plot
+from experiments.tables import markdown_table
+
+EPISODE = "episode"
 
 METRICS = (
     ("return", "episode return"),
@@ -33,18 +37,24 @@ METRICS = (
 
 @dataclass(frozen=True)
 class Row:
-    """One evaluated episode, flattened for tables and CSV."""
+    """One evaluated episode (or continuing run, see `mode`), flattened for tables and CSV."""
 
     policy: str
     scenario: str
     seed: int
     values: dict[str, float]
+    mode: str = EPISODE
 
 
-def episode_row(policy: str, scenario: str, episode: Episode) -> Row:
+def continuing_mode(days: float) -> str:
+    """The mode label of a continuing run of `days` days, e.g. `7-day run`."""
+    return f"{days:g}-day run"
+
+
+def episode_row(policy: str, scenario: str, episode: Episode, mode: str = EPISODE) -> Row:
     """The metrics of one episode."""
     values = {"return": episode.total_reward, **episode_kpis(episode.kpis, episode.info)}
-    return Row(policy, scenario, episode.seed, values)
+    return Row(policy, scenario, episode.seed, values, mode)
 
 
 def mean_interval(samples: Sequence[float]) -> tuple[float, float]:
@@ -56,12 +66,17 @@ def mean_interval(samples: Sequence[float]) -> tuple[float, float]:
     return float(x.mean()), half
 
 
-def groups(rows: Sequence[Row]) -> dict[tuple[str, str], list[Row]]:
-    """Rows by (policy, scenario), in first-seen order."""
-    out: dict[tuple[str, str], list[Row]] = {}
+def groups(rows: Sequence[Row]) -> dict[tuple[str, str, str], list[Row]]:
+    """Rows by (policy, scenario, mode), in first-seen order."""
+    out: dict[tuple[str, str, str], list[Row]] = {}
     for r in rows:
-        out.setdefault((r.policy, r.scenario), []).append(r)
+        out.setdefault((r.policy, r.scenario, r.mode), []).append(r)
     return out
+
+
+def modes(rows: Sequence[Row]) -> list[str]:
+    """The modes present, in first-seen order."""
+    return list(dict.fromkeys(r.mode for r in rows))
 
 
 def metrics_of(rows: Sequence[Row]) -> list[tuple[str, str]]:
@@ -70,12 +85,12 @@ def metrics_of(rows: Sequence[Row]) -> list[tuple[str, str]]:
 
 
 def paired_difference(rows: Sequence[Row], policy: str, baseline: str, key: str = "return") -> tuple[float, float, int]:
-    """Mean and 95% half-width of `policy` minus `baseline` on `key`, paired by scenario and seed."""
-    theirs = {(r.scenario, r.seed): r.values[key] for r in rows if r.policy == baseline}
+    """Mean and 95% half-width of `policy` minus `baseline` on `key`, paired by scenario, mode and seed."""
+    theirs = {(r.scenario, r.mode, r.seed): r.values[key] for r in rows if r.policy == baseline}
     diffs = [
-        r.values[key] - theirs[(r.scenario, r.seed)]
+        r.values[key] - theirs[(r.scenario, r.mode, r.seed)]
         for r in rows
-        if r.policy == policy and (r.scenario, r.seed) in theirs
+        if r.policy == policy and (r.scenario, r.mode, r.seed) in theirs
     ]
     if not diffs:
         raise ValueError(f"no episodes of {policy!r} and {baseline!r} share a seed")
@@ -84,29 +99,38 @@ def paired_difference(rows: Sequence[Row], policy: str, baseline: str, key: str 
 
 
 def verdict(rows: Sequence[Row], policy: str, baseline: str) -> str:
-    """One sentence: does `policy` beat `baseline` on return, with the paired 95% interval."""
-    mean, half, n = paired_difference(rows, policy, baseline)
-    if mean - half > 0:
-        outcome = "beats"
-    elif mean + half < 0:
-        outcome = "is beaten by"
-    else:
-        outcome = "cannot be told apart from"
-    return f"{policy} {outcome} {baseline}: return difference {mean:+,.1f} ± {half:,.1f} (95%, paired over {n} seeds)"
+    """One sentence per mode: does `policy` beat `baseline` on return, with the paired 95% interval."""
+    lines = []
+    for mode in modes(rows):
+        mean, half, n = paired_difference([r for r in rows if r.mode == mode], policy, baseline)
+        if n < 2:
+            lines.append(f"{mode}: {policy} against {baseline}: return difference {mean:+,.1f} (one seed, no interval)")
+            continue
+        if mean - half > 0:
+            outcome = "beats"
+        elif mean + half < 0:
+            outcome = "is beaten by"
+        else:
+            outcome = "cannot be told apart from"
+        lines.append(
+            f"{mode}: {policy} {outcome} {baseline}: return difference {mean:+,.1f} ± {half:,.1f}"
+            f" (95%, paired over {n} seeds)"
+        )
+    return "\n".join(lines)
 
 
-def markdown_table(rows: Sequence[Row]) -> str:
-    """KPI table: one row per policy and scenario, mean +- 95% interval half-width per metric."""
+def kpi_table(rows: Sequence[Row]) -> str:
+    """KPI table: one row per policy, scenario and mode, mean ± 95% interval half-width per metric."""
     metrics = metrics_of(rows)
-    head = "| policy | scenario | episodes | " + " | ".join(label for _, label in metrics) + " |"
-    lines = [head, "|---|---|---:|" + "---:|" * len(metrics)]
-    for (policy, scenario), group in groups(rows).items():
+    header = ["policy", "scenario", "mode", "episodes", *(label for _, label in metrics)]
+    body = []
+    for (policy, scenario, mode), group in groups(rows).items():
         cells = []
         for key, _ in metrics:
             mean, half = mean_interval([r.values[key] for r in group])
             cells.append(f"{_num(mean)} ± {_num(half)}")
-        lines.append(f"| {policy} | {scenario} | {len(group)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        body.append([policy, scenario, mode, len(group), *cells])
+    return markdown_table(header, body, numeric=[False, False, False, True] + [True] * len(metrics))
 
 
 def _num(x: float) -> str:
@@ -114,43 +138,47 @@ def _num(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
 
 
-def write_reports(rows: Sequence[Row], out_dir: Path, title: str) -> dict[str, Path]:
-    """Write the table (Markdown), the raw episodes and the summary (CSV) and one plot per metric (PNG)."""
+def write_reports(
+    rows: Sequence[Row], out_dir: Path, title: str, pairs: Sequence[tuple[str, str]] = ()
+) -> dict[str, Path]:
+    """Write the table (Markdown), the raw episodes and the summary (CSV) and the plots (PNG).
+
+    Args:
+        rows: the evaluated episodes and continuing runs.
+        out_dir: the folder to write into (made if missing).
+        title: the table's heading, with any verdicts beneath it.
+        pairs: (policy, baseline) pairs whose paired return difference is plotted, per mode.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "table": out_dir / "kpi_table.md",
         "episodes": out_dir / "episodes.csv",
         "summary": out_dir / "summary.csv",
     }
-    paths["table"].write_text(f"# {title}\n\n{markdown_table(rows)}\n")
+    paths["table"].write_text(f"# {title}\n\n{kpi_table(rows)}\n")
     metrics = metrics_of(rows)
     with paths["episodes"].open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["policy", "scenario", "seed", *[k for k, _ in metrics]])
+        writer.writerow(["policy", "scenario", "mode", "seed", *[k for k, _ in metrics]])
         for r in rows:
-            writer.writerow([r.policy, r.scenario, r.seed, *[repr(r.values[k]) for k, _ in metrics]])
+            writer.writerow([r.policy, r.scenario, r.mode, r.seed, *[repr(r.values[k]) for k, _ in metrics]])
     with paths["summary"].open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["policy", "scenario", "episodes", "metric", "mean", "ci95_half_width"])
-        for (policy, scenario), group in groups(rows).items():
+        writer.writerow(["policy", "scenario", "mode", "episodes", "metric", "mean", "ci95_half_width"])
+        for (policy, scenario, mode), group in groups(rows).items():
             for key, _ in metrics:
                 mean, half = mean_interval([r.values[key] for r in group])
-                writer.writerow([policy, scenario, len(group), key, repr(mean), repr(half)])
+                writer.writerow([policy, scenario, mode, len(group), key, repr(mean), repr(half)])
     for key, label in metrics:
-        paths[f"plot_{key}"] = _bar_plot(rows, key, label, out_dir / f"{key}.png")
+        bars = {" · ".join(k): mean_interval([r.values[key] for r in g]) for k, g in groups(rows).items()}
+        paths[f"plot_{key}"] = bar_plot(bars, label, out_dir / f"{key}.png")
+    differences = {}
+    for policy, baseline in pairs:
+        for mode in modes(rows):
+            mean, half, n = paired_difference([r for r in rows if r.mode == mode], policy, baseline)
+            differences[f"{policy} - {baseline} · {mode}"] = (mean, half if n > 1 else math.nan)
+    if differences:
+        paths["plot_return_difference"] = difference_plot(
+            differences, "return difference (paired)", out_dir / "return_difference.png"
+        )
     return paths
-
-
-def _bar_plot(rows: Sequence[Row], key: str, label: str, path: Path) -> Path:
-    grouped = groups(rows)
-    names = [f"{p}\n{s}" for p, s in grouped]
-    stats_ = [mean_interval([r.values[key] for r in g]) for g in grouped.values()]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(names)), 3.5))
-    ax.bar(range(len(names)), [m for m, _ in stats_], yerr=[h for _, h in stats_], capsize=4, color="tab:blue")
-    ax.set_xticks(range(len(names)), names, fontsize="small")
-    ax.set_ylabel(label)
-    ax.set_title(f"{label} (mean, 95% interval)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

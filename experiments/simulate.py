@@ -1,4 +1,4 @@
-"""Simulate a line on the twin with its own rules and print its KPI table.
+"""Simulate a line on the twin with its own rules, print its KPI table and write it to the run folder.
 
 python -m experiments.simulate                                  # flow5, one week, seed 0
 python -m experiments.simulate line=jobshop scenario=breakdown_wave duration_h=48
@@ -6,11 +6,19 @@ python -m experiments.simulate line=jobshop scenario=breakdown_wave duration_h=4
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.errors import one_line_errors, run
+from experiments.tables import markdown_table
 from hardware import Kpis, Line
+
+log = logging.getLogger(__name__)
 
 _UNITS = {
     "throughput_per_h": "parts/h",
@@ -33,14 +41,18 @@ _UNITS = {
 
 
 def kpi_table(kpis: Kpis, title: str) -> str:
-    """Format KPI counters as a two-column Markdown table."""
-    rows = [f"| {title} | value |", "|---|---:|"]
+    """Format KPI counters as a two-column Markdown table headed by `title`, values with their units."""
+    rows = []
     for name in Kpis.names():
         value = getattr(kpis, name)
         shown = f"{value:,}" if isinstance(value, int) else f"{value:,.3f}"
-        unit = _UNITS.get(name, "")
-        rows.append(f"| {name} | {shown} {unit} |".replace("  |", " |"))
-    return "\n".join(rows)
+        rows.append([name, f"{shown} {_UNITS.get(name, '')}".rstrip()])
+    return markdown_table([title, "value"], rows)
+
+
+def title_of(cfg: DictConfig) -> str:
+    """The table's title: line, scenario, horizon and seed."""
+    return f"{cfg.line.name}, scenario {cfg.scenario.name}, {cfg.duration_h:g} h, seed {cfg.seed}"
 
 
 def simulate(cfg: DictConfig) -> Kpis:
@@ -58,12 +70,17 @@ def simulate(cfg: DictConfig) -> Kpis:
         line.close()
 
 
-@hydra.main(config_path="../configs", config_name="simulate", version_base="1.3")
+@hydra.main(config_path="pkg://configs", config_name="simulate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    """Entry point: simulate and print the KPI table."""
-    kpis = simulate(cfg)
-    print(kpi_table(kpis, f"{cfg.line.name}, {cfg.duration_h:g} h, seed {cfg.seed}"))
+    """Entry point: simulate, print the KPI table and write it as `kpi_table.md` into the run folder."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with one_line_errors(run_dir):
+        kpis = simulate(cfg)
+    table = kpi_table(kpis, title_of(cfg))
+    path = run_dir / "kpi_table.md"
+    path.write_text(f"{table}\n")
+    log.info("%s\n\nwritten: %s", table, path)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -6,11 +6,14 @@
 
 Everything a run makes lands in its Hydra output folder: the composed config, TensorBoard events
 (`tb/`), checkpoints, the policy artifact (`artifact/`: ONNX network and manifest) and the final
-KPI table (`final/`) of the artifact against the heuristic on held-out seeds.
+KPI table (`final/`) of the artifact against the heuristic on held-out seeds, per episode and over
+`final.continuing_days` of continuing operation without reset. What the run prints also goes to
+its log, `train.log`. A run stopped by a config error before training leaves no folder behind.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,9 +31,13 @@ from agents.artifact import PolicyArtifact
 from agents.baselines import make_baseline
 from agents.callbacks import HeuristicComparison, HParamLogger, KpiLogger
 from agents.export import export_policy
-from agents.rollout import Policy, run_episode
-from experiments.build import check, is_learner, make_agent, make_env, make_vec_env
-from experiments.report import Row, episode_row, markdown_table, verdict, write_reports
+from agents.rollout import Policy
+from experiments.build import check, heuristic_agent, is_learner, make_agent, make_env, make_vec_env
+from experiments.comparison import compare
+from experiments.errors import one_line_errors, run
+from experiments.report import EPISODE, kpi_table, verdict, write_reports
+
+log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig, out_dir: Path) -> float:
@@ -44,7 +51,7 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
     torch.set_num_threads(cfg.torch_threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not is_learner(cfg):
-        return _final_comparison(cfg, out_dir, str(cfg.agent.name), lambda env: make_baseline(env, cfg.agent.name))
+        return _final_comparison(cfg, out_dir, str(cfg.agent.name), lambda env: heuristic_agent(cfg, env))
     venv = make_vec_env(cfg)
     try:
         model = make_agent(cfg, venv, out_dir / "tb")
@@ -112,29 +119,35 @@ def _callbacks(
 def _final_comparison(
     cfg: DictConfig, out_dir: Path, name: str, make_policy: Callable[[gym.Env[Any, Any]], Policy]
 ) -> float:
-    """Evaluate the policy and the heuristic on held-out seeds; print and write the KPI table."""
-    env = make_env(cfg)
-    policy, heuristic = make_policy(env), make_baseline(env, cfg.task.baseline)
-    seeds = [cfg.final.seed + i for i in range(cfg.final.episodes)]
+    """Evaluate the policy and the heuristic on held-out seeds; log and write the KPI table.
+
+    Returns the policy's mean per-episode return.
+    """
     baseline_label = f"{cfg.task.baseline} (heuristic)"
-    rows: list[Row] = []
-    try:
-        for label, p in ((name, policy), (baseline_label, heuristic)):
-            rows.extend(episode_row(label, str(cfg.scenario.name), run_episode(env, p, s)) for s in seeds)
-    finally:
-        env.close()
-    title = f"{cfg.task.name} on {cfg.line.name}: {name} against {cfg.task.baseline}, {len(seeds)} held-out seeds"
-    summary = verdict(rows, name, baseline_label)
-    write_reports(rows, out_dir / "final", f"{title}\n\n{summary}")
-    print(f"\n{title}\n\n{markdown_table(rows)}\n\n{summary}\nresults in {out_dir}")
-    return float(np.mean([r.values["return"] for r in rows if r.policy == name]))
+    final = cfg.final
+    rows, note = compare(
+        cfg,
+        lambda env: [(name, make_policy(env)), (baseline_label, make_baseline(env, cfg.task.baseline))],
+        None,
+        str(cfg.scenario.name),
+        [final.seed + i for i in range(final.episodes)],
+        final.continuing_days,
+        final.continuing_seeds,
+    )
+    title = f"{cfg.task.name} on {cfg.line.name}: {name} against {cfg.task.baseline}, {final.episodes} held-out seeds"
+    summary = verdict(rows, name, baseline_label) + (f"\n{note}" if note else "")
+    write_reports(rows, out_dir / "final", f"{title}\n\n{summary}", pairs=[(name, baseline_label)])
+    log.info("\n%s\n\n%s\n\n%s\nresults in %s", title, kpi_table(rows), summary, out_dir)
+    return float(np.mean([r.values["return"] for r in rows if r.policy == name and r.mode == EPISODE]))
 
 
-@hydra.main(config_path="../configs", config_name="train", version_base="1.3")
+@hydra.main(config_path="pkg://configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     """Entry point; returns the objective (mean held-out return) for sweepers."""
-    return train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    with one_line_errors(out_dir):
+        return train(cfg, out_dir)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

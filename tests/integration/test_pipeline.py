@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from experiments.build import ConfigError, check
 from experiments.evaluate import evaluate
+from experiments.report import EPISODE, continuing_mode
 from experiments.train import train
 from tests.lines import REPO
 
@@ -31,7 +34,9 @@ TINY = [
     "agent.batch_size=64",
     "evaluation.every_steps=256",
     "evaluation.episodes=1",
-    "final.episodes=2",
+    "final.episodes=3",
+    "final.continuing_days=0.125",  # 3 h without reset instead of a week
+    "final.continuing_seeds=2",
     "checkpoint_every_steps=256",
     "progress_bar=false",
     "task.max_episode_steps=60",
@@ -74,7 +79,9 @@ def test_every_agent_option_checks_on_its_task(agent):
         (["total_timesteps=lots"], ConfigError, "total_timesteps: must be a positive whole number"),
         (["n_envs=0"], ConfigError, "n_envs"),
         (["vec_env=threads"], ConfigError, "vec_env"),
-        (["agent=maskable_ppo"], ConfigError, "needs a task with action masks"),
+        (["agent=maskable_ppo"], ConfigError, "agent._target_: MaskablePPO needs a task with action masks"),
+        (["++task.kwargs.control_period_s=-1"], ConfigError, "task.kwargs.control_period_s: .*must be > 0"),
+        (["+task.kwargs.control_period=30"], ConfigError, r"did you mean task\.kwargs\.control_period_s\?"),
         (["+unknown_key=1", "task.id=smartline/Nothing-v0"], ConfigError, "task.id"),
         (["agent=spt"], ConfigError, "agent.name: env: DispatchRule drives SchedulingTask, not SpeedTask"),
         (["task.baseline=reactive"], ConfigError, "task.baseline"),
@@ -87,14 +94,63 @@ def test_config_errors_stop_before_work_and_name_the_key(overrides, error, messa
 
 def test_sac_on_a_discrete_task_is_refused_naming_the_agent(tmp_path):
     cfg = compose_train(["agent=sac", "task=inventory", *TINY[:2]])
-    with pytest.raises(ConfigError, match=r"agent: stable_baselines3\.SAC cannot run task Inventory"):
+    with pytest.raises(ConfigError, match=r"agent._target_: stable_baselines3\.SAC cannot run task Inventory"):
         train(cfg, tmp_path)
 
 
-def test_tiny_training_run_logs_kpis_exports_and_compares(tmp_path, capsys):
+WEEK = continuing_mode(0.125)
+VERDICT = re.compile(
+    r"^(?P<mode>[^:]+): (?P<policy>.+?) (?P<outcome>beats|is beaten by|cannot be told apart from) (?P<base>.+?): "
+    r"return difference (?P<mean>[-+0-9.,]+) ± (?P<half>[0-9.,]+) \(95%, paired over (?P<n>\d+) seeds\)$"
+)
+
+
+def assert_statistics_match_scipy(folder: Path, text: str) -> None:
+    """The summary and every printed verdict agree with scipy.stats computed from episodes.csv."""
+    raw = list(csv.DictReader((folder / "episodes.csv").open()))
+    for s in csv.DictReader((folder / "summary.csv").open()):
+        sample = [
+            float(r[s["metric"]])
+            for r in raw
+            if (r["policy"], r["scenario"], r["mode"]) == (s["policy"], s["scenario"], s["mode"])
+        ]
+        assert len(sample) == int(s["episodes"])
+        assert float(s["mean"]) == pytest.approx(np.mean(sample), rel=1e-12, abs=1e-12)
+        if len(sample) > 1 and np.std(sample) > 0:
+            low, high = stats.t.interval(0.95, len(sample) - 1, loc=np.mean(sample), scale=stats.sem(sample))
+            assert float(s["ci95_half_width"]) == pytest.approx((high - low) / 2, rel=1e-9)
+    verdicts = [m for m in map(VERDICT.match, text.splitlines()) if m]
+    assert verdicts
+    for v in verdicts:
+        theirs = {
+            (r["scenario"], r["seed"]): float(r["return"])
+            for r in raw
+            if (r["policy"], r["mode"]) == (v["base"], v["mode"])
+        }
+        ours = {
+            (r["scenario"], r["seed"]): float(r["return"])
+            for r in raw
+            if (r["policy"], r["mode"]) == (v["policy"], v["mode"])
+        }
+        keys = sorted(ours)
+        a, b = np.array([ours[k] for k in keys]), np.array([theirs[k] for k in keys])
+        assert int(v["n"]) == len(keys)
+        diff = a - b
+        assert float(v["mean"].replace(",", "")) == pytest.approx(diff.mean(), abs=0.051)
+        if len(keys) > 1 and np.std(diff) > 0:
+            low, high = stats.t.interval(0.95, len(diff) - 1, loc=diff.mean(), scale=stats.sem(diff))
+            assert float(v["half"].replace(",", "")) == pytest.approx((high - low) / 2, abs=0.051)
+            significant = stats.ttest_rel(a, b).pvalue < 0.05
+            expected = ("beats" if diff.mean() > 0 else "is beaten by") if significant else "cannot be told apart from"
+            assert v["outcome"] == expected
+
+
+def test_tiny_training_run_logs_kpis_exports_and_compares(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     cfg = compose_train(TINY)
-    objective = train(cfg, tmp_path)
-    events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    objective = train(cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    events = list((run / "tb").rglob("events.out.tfevents.*"))
     assert events
     acc = EventAccumulator(str(events[0].parent), size_guidance={"scalars": 0, "images": 0})
     acc.Reload()
@@ -106,28 +162,57 @@ def test_tiny_training_run_logs_kpis_exports_and_compares(tmp_path, capsys):
     assert acc.Scalars("kpi/throughput_per_h")[-1].value > 0
     assert {"eval/mean_reward", "eval/heuristic_mean_reward", "eval/advantage_over_heuristic"} <= set(tags["scalars"])
     assert {"figures/power_and_tariff", "figures/health_and_maintenance"} <= set(tags["images"])
-    assert "hparams" in acc.PluginTagToContent("hparams") or acc.PluginTagToContent("hparams")
-    manifest = json.loads((tmp_path / "artifact" / "manifest.json").read_text())
+    assert acc.PluginTagToContent("hparams")
+    manifest = json.loads((run / "artifact" / "manifest.json").read_text())
     assert manifest["config"]["task"]["name"] == "Speed"
     assert manifest["vec_normalize"] is not None
-    assert list((tmp_path / "checkpoints").glob("*.zip"))
-    table = (tmp_path / "final" / "kpi_table.md").read_text()
-    assert "| learned |" in table
-    assert "| nominal_speed (heuristic) |" in table
-    assert "learned against nominal_speed" in capsys.readouterr().out
+    assert list((run / "checkpoints").glob("*.zip"))
+    table = (run / "final" / "kpi_table.md").read_text()
+    assert "| learned | none | episode | 3 |" in table
+    assert f"| nominal_speed (heuristic) | none | {WEEK} | 2 |" in table
+    assert "learned against nominal_speed" in caplog.text
+    assert (run / "final" / "return_difference.png").stat().st_size > 0
     # the sweep objective is the last evaluation on evaluation seeds, not the held-out final table
     assert objective == pytest.approx(acc.Scalars("eval/mean_reward")[-1].value, rel=1e-6)
-    final = list(csv.DictReader((tmp_path / "final" / "episodes.csv").open()))
-    assert sum(r["policy"] == "learned" for r in final) == 2
+    final = list(csv.DictReader((run / "final" / "episodes.csv").open()))
+    assert sum(r["policy"] == "learned" and r["mode"] == EPISODE for r in final) == 3
+    week = [r for r in final if r["mode"] == WEEK]
+    assert len(week) == 4
+    # 3 h without reset at 60 s per decision: 180 steps, three times the 60-step episode
+    for r in week:
+        assert float(r["good_parts"]) > max(float(e["good_parts"]) for e in final if e["mode"] == EPISODE)
+    assert_statistics_match_scipy(run / "final", table)
+
+    # the exported artifact, evaluated against the heuristic: labelled by algorithm and run
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        ecfg = compose(
+            "evaluate",
+            overrides=[
+                f"policies=[{run / 'artifact'},nominal_speed]",
+                "episodes=2",
+                "continuing_days=0.125",
+                "continuing_seeds=1",
+            ],
+        )
+    caplog.clear()
+    rows = evaluate(ecfg, tmp_path / "eval")
+    label = f"PPO {tmp_path.name}/run"
+    assert {r.policy for r in rows} == {label, "nominal_speed"}
+    assert {(r.mode, r.policy) for r in rows if r.mode == WEEK} == {(WEEK, label), (WEEK, "nominal_speed")}
+    assert f"episode: {label} " in caplog.text
+    assert f"{WEEK}: {label} " in caplog.text
+    assert_statistics_match_scipy(tmp_path / "eval", caplog.text)
 
 
-def test_a_heuristic_agent_runs_the_final_comparison_on_its_own_env(tmp_path, capsys):
+def test_a_heuristic_agent_runs_the_final_comparison_on_its_own_env(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     cfg = compose_train(["experiment=scheduling", "agent=fifo", "final.episodes=2"])
     objective = train(cfg, tmp_path)
     rows = list(csv.DictReader((tmp_path / "final" / "episodes.csv").open()))
     assert {r["policy"] for r in rows} == {"fifo", "spt (heuristic)"}
+    assert {r["mode"] for r in rows} == {EPISODE}
     assert objective == pytest.approx(np.mean([float(r["return"]) for r in rows if r["policy"] == "fifo"]))
-    assert "fifo" in capsys.readouterr().out
+    assert "no continuing run: task Scheduling runs a fixed job set" in caplog.text
 
 
 def test_scheduling_run_logs_a_gantt_chart(tmp_path):
@@ -140,32 +225,43 @@ def test_scheduling_run_logs_a_gantt_chart(tmp_path):
     assert acc.Scalars("kpi/makespan_s")
 
 
-def test_evaluate_table_equals_a_recomputation_from_the_raw_episodes(tmp_path):
+def test_evaluate_statistics_agree_with_scipy(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose(
             "evaluate",
             overrides=[
                 "task=scheduling",
                 "line=flow5_orders",
-                "policies=[fifo,spt]",
+                "policies=[fifo,spt,mwkr]",
                 "episodes=4",
                 "scenarios=[none,breakdown_wave]",
             ],
         )
     rows = evaluate(cfg, tmp_path)
-    assert len(rows) == 2 * 2 * 4
-    raw = list(csv.DictReader((tmp_path / "episodes.csv").open()))
-    summary = list(csv.DictReader((tmp_path / "summary.csv").open()))
-    assert len(raw) == 16
-    for s in summary:
-        sample = [float(r[s["metric"]]) for r in raw if r["policy"] == s["policy"] and r["scenario"] == s["scenario"]]
-        assert len(sample) == int(s["episodes"]) == 4
-        mean = np.mean(sample)
-        half = stats.t.ppf(0.975, len(sample) - 1) * np.std(sample, ddof=1) / np.sqrt(len(sample))
-        assert float(s["mean"]) == pytest.approx(mean, rel=1e-12, abs=1e-12)
-        assert float(s["ci95_half_width"]) == pytest.approx(half, rel=1e-9, abs=1e-12)
+    assert len(rows) == 3 * 2 * 4
+    assert "| spt | breakdown_wave | episode | 4 |" in (tmp_path / "kpi_table.md").read_text()
+    assert "episode: fifo " in caplog.text
+    assert "fifo - mwkr" not in caplog.text  # heuristics only: the first against each of the others
+    assert_statistics_match_scipy(tmp_path, caplog.text)
     assert (tmp_path / "makespan_s.png").stat().st_size > 0
-    assert "| spt | breakdown_wave | 4 |" in (tmp_path / "kpi_table.md").read_text()
+    assert (tmp_path / "return_difference.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ("outputs/train/Speed/nowhere/artifact", "artifact folder outputs/train/Speed/nowhere/artifact does not exist"),
+        ("nominal_sped", r"neither an artifact folder nor a heuristic \(did you mean nominal_speed\?\)"),
+        ("{tmp_path}", "has no manifest.json"),
+    ],
+)
+def test_evaluate_names_a_policy_it_cannot_find(tmp_path, policy, message):
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        policy = policy.format(tmp_path=tmp_path)
+        cfg = compose("evaluate", overrides=[f"policies=[{policy}]", "episodes=1", "continuing_seeds=0"])
+    with pytest.raises(ConfigError, match=message):
+        evaluate(cfg, tmp_path)
 
 
 def multirun(tmp_path: Path, launcher: str, extra: list[str]) -> list[Path]:

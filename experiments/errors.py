@@ -1,0 +1,167 @@
+"""Config errors a newcomer can act on: one line, the full key, the nearest real key or option.
+
+Entry points run their `@hydra.main` function through `run`, which turns any config error (a bad
+override, our own `ConfigError`, a library refusing a configured value) into one line on stderr
+and exit status 1. `HYDRA_FULL_ERROR=1` keeps the full traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+import re
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import HydraException, InstantiationException, MissingConfigException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from configs import options
+
+FULL_ERROR = "HYDRA_FULL_ERROR"
+HINT = f"set {FULL_ERROR}=1 for the full traceback"
+
+_UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
+_MISSING_OPTION = re.compile(r"Could not find '([\w/]+)/(\w+)'")
+_KEY_PARENTS = ("parent_node", "object")
+
+
+class ConfigError(ValueError):
+    """The composed config cannot run; the message starts with the full key, e.g. `agent.learning_rate:`."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean X?)` for the choice nearest `word`, or an empty string when none is near."""
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def one_line(exc: BaseException) -> str:
+    """The innermost message of `exc` (following `raise ... from`), its lines joined with '; '."""
+    inner = exc
+    while isinstance(inner, InstantiationException) and inner.__cause__ is not None:
+        inner = inner.__cause__
+    lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
+    return "; ".join(lines) or type(inner).__name__
+
+
+def parameter_error(
+    exc: BaseException, prefix: str, section: DictConfig, accepted: Mapping[str, inspect.Parameter]
+) -> ConfigError:
+    """A `ConfigError` naming the full key for an error a library raised on the values of `section`.
+
+    Args:
+        exc: what SB3, Gymnasium or Hydra's `instantiate` raised.
+        prefix: where `section` sits in the config, e.g. `agent` or `task.kwargs`.
+        section: the config values that were passed.
+        accepted: the callee's parameters (`inspect.signature(...).parameters`), for a suggestion
+            when a name is unknown and to spot a text where a number belongs.
+    """
+    text = one_line(exc)
+    unknown = _UNEXPECTED.search(text)
+    if unknown:
+        key = unknown.group(1)
+        hint = did_you_mean(f"{prefix}.{key}", (f"{prefix}.{a}" for a in accepted))
+        return ConfigError(f"{prefix}.{key}: not a parameter here{hint}")
+    named = [str(k) for k in section if re.search(rf"\b{re.escape(str(k))}\b", text)]
+    if named:
+        return ConfigError(f"{prefix}.{max(named, key=len)}: {text}")
+    for key, value in section.items():
+        name = str(key)
+        default = accepted[name].default if name in accepted else None
+        if isinstance(value, str) and isinstance(default, int | float) and not isinstance(default, bool):
+            return ConfigError(f"{prefix}.{name}: expected a number, got {value!r}")
+    return ConfigError(f"{prefix}: {text}")
+
+
+def explain(exc: BaseException) -> str | None:
+    """One line that says what is wrong with the config, or None when `exc` is not a config error."""
+    if isinstance(exc, ConfigError):
+        return one_line(exc)
+    if isinstance(exc, MissingConfigException):
+        return _missing_option(exc)
+    if isinstance(exc, HydraException):
+        return _bad_key(exc.__cause__) or one_line(exc)
+    if isinstance(exc, OmegaConfBaseException):
+        return _bad_key(exc) or one_line(exc)
+    return None
+
+
+def _missing_option(exc: MissingConfigException) -> str:
+    found = _MISSING_OPTION.search(str(exc))
+    if not found:
+        return one_line(exc).split("; Config search path")[0]
+    group, name = found.groups()
+    shipped = options(group)
+    return f"{group}={name}: no such option{did_you_mean(name, shipped)}; options: {', '.join(shipped)}"
+
+
+def _bad_key(exc: BaseException | None) -> str | None:
+    """For a key that does not exist: its full key, the nearest real one, and how to add a new key."""
+    full_key = getattr(exc, "full_key", None)
+    parent = next((getattr(exc, a) for a in _KEY_PARENTS if isinstance(getattr(exc, a, None), DictConfig)), None)
+    if not full_key or parent is None or ("not in struct" not in str(exc) and "Missing key" not in str(exc)):
+        return None
+    prefix = full_key.rpartition(".")[0]
+    siblings = [f"{prefix}.{k}" if prefix else str(k) for k in parent]
+    return f"{full_key}: no such key{did_you_mean(full_key, siblings)}; to add a new key write +{full_key}=..."
+
+
+class _Mode:
+    """Whether config errors end the process with one line (set by `run`, unless the user asked for tracebacks)."""
+
+    one_line = False
+
+
+def _exit(exc: Exception) -> None:
+    message = explain(exc)
+    if message is None:
+        raise exc
+    sys.exit(f"config error: {message} ({HINT})")
+
+
+def discard_if_empty(run_dir: Path) -> None:
+    """Remove a run folder that holds nothing but what Hydra wrote before the job (`.hydra/`, the log)."""
+    if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir)
+
+
+@contextmanager
+def one_line_errors(run_dir: Path | None = None) -> Iterator[None]:
+    """Inside a `@hydra.main` function: a config error ends the process with one line on stderr.
+
+    On any error, `run_dir` is removed if the job wrote nothing into it (see `discard_if_empty`),
+    so a run that failed before its work leaves no empty folder. Outside `run` (tests,
+    `HYDRA_FULL_ERROR=1`) errors then pass through unchanged. Handling them in the job, not after
+    it, keeps Hydra from adding its own "Error executing job" line.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if run_dir is not None:
+            discard_if_empty(run_dir)
+        if not _Mode.one_line:
+            raise
+        _exit(exc)
+
+
+def run(main: Callable[[], Any]) -> None:
+    """Call a `@hydra.main` entry point; a config error ends it with one line on stderr and status 1."""
+    if os.environ.get(FULL_ERROR) == "1":
+        main()
+        return
+    os.environ[FULL_ERROR] = "1"  # Hydra then re-raises a composition error whole instead of printing it
+    _Mode.one_line = True
+    try:
+        main()
+    except Exception as exc:
+        _exit(exc)
+    finally:
+        del os.environ[FULL_ERROR]
+        _Mode.one_line = False

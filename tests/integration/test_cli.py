@@ -1,0 +1,94 @@
+"""What a newcomer sees at the command line: one-line config errors, the run log, no empty run folders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.lines import REPO
+
+
+def run_module(module: str, *overrides: str, full_error: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    if full_error:
+        env["HYDRA_FULL_ERROR"] = "1"
+    return subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["agent.learnin_rate=1"], "agent.learnin_rate: no such key (did you mean agent.learning_rate?)"),
+        (["agent=ppo2"], "agent=ppo2: no such option (did you mean ppo?)"),
+        (["+agent.clip_rang=0.1"], "agent.clip_rang: not a parameter here (did you mean agent.clip_range?)"),
+        (["agent.batch_size=0"], "agent.batch_size: `batch_size` must be greater than 1"),
+    ],
+)
+def test_a_config_error_is_one_line_naming_the_full_key(tmp_path, overrides, expected):
+    run_dir = tmp_path / "run"
+    result = run_module("experiments.train", *overrides, f"hydra.run.dir={run_dir}", "n_envs=1")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"config error: {expected}")
+    assert lines[0].endswith("(set HYDRA_FULL_ERROR=1 for the full traceback)")
+    assert not run_dir.exists()  # failed before training: no run folder left behind
+
+
+def test_full_error_keeps_the_traceback(tmp_path):
+    result = run_module("experiments.train", "agent.learnin_rate=1", f"hydra.run.dir={tmp_path}", full_error=True)
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr
+    assert "Could not override 'agent.learnin_rate'" in result.stderr
+
+
+def test_the_run_log_holds_what_was_printed(tmp_path):
+    result = run_module(
+        "experiments.train",
+        "experiment=scheduling",
+        "agent=fifo",
+        "final.episodes=2",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr
+    log = (tmp_path / "train.log").read_text()
+    printed = [line for line in result.stdout.splitlines() if line.strip()]
+    assert any(line.startswith("| fifo | none | episode | 2 |") for line in printed)
+    for line in printed:
+        assert line in log
+    assert (tmp_path / "final" / "kpi_table.md").is_file()
+
+
+def test_simulate_names_its_scenario_and_where_it_wrote(tmp_path):
+    result = run_module("experiments.simulate", "scenario=breakdown_wave", "duration_h=2", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("| flow5, scenario breakdown_wave, 2 h, seed 0 | value |")
+    written = Path(result.stdout.strip().splitlines()[-1].removeprefix("written: "))
+    assert written == tmp_path / "kpi_table.md"
+    assert written.read_text().splitlines()[0] == "| flow5, scenario breakdown_wave, 2 h, seed 0 | value |"
+    assert "written:" in (tmp_path / "simulate.log").read_text()
+
+
+def test_evaluate_says_a_missing_artifact_folder_does_not_exist(tmp_path):
+    missing = tmp_path / "nowhere" / "artifact"
+    run_dir = tmp_path / "run"
+    result = run_module("experiments.evaluate", f"policies=[{missing},nominal_speed]", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 1
+    assert not run_dir.exists()
+    assert result.stderr.strip().splitlines() == [
+        f"config error: policies: artifact folder {missing} does not exist"
+        " (set HYDRA_FULL_ERROR=1 for the full traceback)"
+    ]

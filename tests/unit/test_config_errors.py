@@ -1,0 +1,70 @@
+"""Config errors read as one line that names the full key and the nearest real key or option."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.errors import ConfigCompositionException
+
+from experiments.build import make_agent, make_env, make_vec_env
+from experiments.errors import ConfigError, explain
+
+
+def composition_error(overrides: list[str]) -> str:
+    with pytest.raises(ConfigCompositionException) as caught, initialize_config_module("configs", version_base="1.3"):
+        compose("train", overrides=overrides)
+    message = explain(caught.value)
+    assert message is not None
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("override", "start"),
+    [
+        ("agent.learnin_rate=1", "agent.learnin_rate: no such key (did you mean agent.learning_rate?)"),
+        ("total_timestep=5", "total_timestep: no such key (did you mean total_timesteps?)"),
+        ("final.continuing_day=1", "final.continuing_day: no such key (did you mean final.continuing_days?)"),
+        ("scenario=brakedown_wave", "scenario=brakedown_wave: no such option (did you mean breakdown_wave?)"),
+    ],
+)
+def test_a_typo_names_the_full_key_and_the_nearest_real_one(override, start):
+    assert composition_error([override]).startswith(start)
+
+
+def test_a_far_typo_suggests_nothing():
+    assert "did you mean" not in composition_error(["agent.zzzz=1"])
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_module("configs", version_base="1.3"):
+        return compose("train", overrides=["n_envs=1", *overrides])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("agent.n_steps=many", "agent.n_steps: expected a number, got 'many'"),
+        ("+agent.gama=0.9", r"agent.gama: not a parameter here \(did you mean agent.gamma\?\)"),
+    ],
+)
+def test_a_value_sb3_refuses_names_its_key(override, message):
+    cfg = compose_train([override])
+    venv = make_vec_env(cfg)
+    try:
+        with pytest.raises(ConfigError, match=message):
+            make_agent(cfg, venv, None)
+    finally:
+        venv.close()
+
+
+def test_a_task_argument_gymnasium_refuses_names_its_key():
+    cfg = compose_train(["+task.kwargs.wieghts={}"])
+    with pytest.raises(
+        ConfigError, match=r"task.kwargs.wieghts: not a parameter here \(did you mean task.kwargs.weights\?\)"
+    ):
+        make_env(cfg)
+
+
+def test_other_errors_are_not_config_errors():
+    assert explain(RuntimeError("boom")) is None
