@@ -82,7 +82,7 @@ def assert_parity(
 ) -> None:
     """Batch and single-observation actions equal SB3's: continuous within 1e-5, discrete exactly."""
     sb3_obs = obs if sb3_obs is None else sb3_obs
-    extra = {} if masks is None else {"action_masks": masks}
+    extra: dict[str, Any] = {} if masks is None else {"action_masks": masks}
     expected, _ = model.predict(sb3_obs, deterministic=True, **extra)
     actual, state = artifact.predict(obs, deterministic=True, action_masks=masks)
     assert state is None
@@ -181,10 +181,21 @@ def test_vec_normalize_parity_and_evaluate_policy(tmp_path):
     assert (stats["clip_obs"], stats["epsilon"], stats["norm_obs"]) == (5.0, venv.epsilon, True)
     raw = random_obs(model.observation_space) * 4.0
     assert_parity(model, artifact, raw, sb3_obs=venv.normalize_obs(raw))
-    env = Monitor(gym.make("smartline/Speed-v0"))
-    rewards, lengths = evaluate_policy(artifact, env, n_eval_episodes=2, return_episode_rewards=True)
-    assert np.all(np.isfinite(rewards))
-    assert lengths == [env.spec.max_episode_steps] * 2
+    # the artifact on the raw env scores what the model scores behind the same normalisation, episode by episode
+    short = {"max_episode_steps": 60}
+    raw_env = DummyVecEnv([lambda: Monitor(gym.make("smartline/Speed-v0", **short))])
+    model_env = VecNormalize(
+        DummyVecEnv([lambda: Monitor(gym.make("smartline/Speed-v0", **short))]), training=False, norm_reward=False
+    )
+    model_env.obs_rms = venv.obs_rms
+    model_env.clip_obs = venv.clip_obs
+    raw_env.seed(7)
+    model_env.seed(7)
+    rewards, lengths = evaluate_policy(artifact, raw_env, n_eval_episodes=2, return_episode_rewards=True)
+    expected, expected_lengths = evaluate_policy(model, model_env, n_eval_episodes=2, return_episode_rewards=True)
+    assert lengths == expected_lengths == [60, 60]
+    np.testing.assert_allclose(rewards, expected, rtol=1e-6)
+    assert rewards[0] != rewards[1], "two different episodes"
 
 
 def test_manifest_records_spaces_versions_and_config(tmp_path):

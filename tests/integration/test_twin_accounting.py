@@ -7,16 +7,7 @@ import pytest
 
 from hardware import Command
 from hardware.twin import State, TwinLine
-from tests.lines import FLOW5, JOBSHOP, deterministic_shop, edited
-
-
-def power_table(line: TwinLine, station: int, speed: float) -> np.ndarray:
-    """Power in each State of a station's machine, kW, busy at `speed`."""
-    params = line.params
-    m = params.machines[params.stations[station].machine]
-    table = np.array([getattr(m.power_kw, s.name.lower()) for s in State])
-    table[State.BUSY] *= speed**m.busy_power_speed_exponent
-    return table
+from tests.lines import FLOW5, JOBSHOP, POWER_KW, deterministic_shop, edited, energy_kwh
 
 
 @pytest.mark.parametrize("speed", [1.0, 0.8, 1.15])
@@ -34,10 +25,11 @@ def test_energy_is_power_times_time_in_state(flow5_definition, speed):
     while frame.time < 2 * 86400.0:
         frame = line.advance(2 * 86400.0 - frame.time)
     times = line.state_times()
-    expected_kwh = sum(power_table(line, i, speed) @ times[i] for i in range(len(times))) / 3600.0
-    assert frame.kpis.energy_kwh == pytest.approx(expected_kwh, rel=1e-10)
+    np.testing.assert_allclose(times.sum(axis=1), frame.time, rtol=1e-12)
+    assert frame.kpis.energy_kwh == pytest.approx(energy_kwh(definition, times, speed), rel=1e-10)
     assert frame.kpis.failures > 0, "downtime states should be part of the sum"
     assert frame.kpis.preventive_maintenances == 1
+    assert (times[:, State.CHANGEOVER] > 0).all()
 
 
 def test_flat_tariff_cost_and_carbon_are_energy_times_rate(flow5_definition):
@@ -61,8 +53,7 @@ def test_time_of_use_tariff_is_integrated_per_period():
     line.reset()
     assert line.advance(86400.0).time == 1.0  # the line stops to report its job set complete
     k = line.advance(86400.0 - 1.0).kpis
-    idle_kw = line.params.machines["m"].power_kw.idle  # all four stations idle nearly all day
-    busy_kw = line.params.machines["m"].power_kw.busy
+    idle_kw, busy_kw = POWER_KW["idle"], POWER_KW["busy"]  # all four stations idle nearly all day
     kwh_per_h = 4 * idle_kw
     extra_kwh = (busy_kw - idle_kw) * 1.0 / 3600.0  # the one second of work, in the 0.1 period
     assert k.energy_kwh == pytest.approx(24 * kwh_per_h + extra_kwh, rel=1e-12)
@@ -95,6 +86,9 @@ def test_changeovers_and_makespan_of_a_deterministic_sequence():
     assert k.performance == pytest.approx((60.0 + 20.0) / (planned - 34.0))
     assert k.quality == 1.0
     assert k.oee == pytest.approx((60.0 + 20.0) / planned)
+    # 80 s busy, 34 s changing over, the rest of 4 x 89 s idle (m2, m3 never work)
+    by_hand_kws = POWER_KW["busy"] * 80.0 + POWER_KW["changeover"] * 34.0 + POWER_KW["idle"] * (planned - 114.0)
+    assert k.energy_kwh == pytest.approx(by_hand_kws / 3600.0, rel=1e-12)
 
 
 def test_fifo_job_shop_schedule_by_hand():

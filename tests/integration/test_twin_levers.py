@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from hardware import Command, DecisionKind, Dispatch, Lever
 from hardware.twin import State, TwinLine
-from tests.lines import deterministic_shop, edited, single_station
+from tests.lines import POWER_KW, deterministic_shop, edited, energy_kwh
+
+ALPHA = 1e-3  # false-alarm probability of each statistical assertion
 
 
 def setpoints(line: TwinLine, **by_name: float) -> Command:
@@ -103,37 +106,55 @@ def test_setpoint_outside_hard_limits_is_refused(flow5_definition):
         line.write(setpoints(line, press__speed=1.3))
 
 
-def test_speed_trades_cycle_time_against_energy_and_scrap(flow5_definition):
+def test_faster_speed_makes_more_draws_more_power_wears_more_and_scraps_more(flow5_definition):
     definition = edited(flow5_definition, "control.levers", ["speed"])
     definition["demand"]["arrival_rate_per_h"] = 200.0  # saturate the line so speed sets the pace
+    for machine in definition["machines"].values():  # no renewals, so every unit of health lost stays lost
+        machine.update(failure_rate_base_per_h=0.0, failure_rate_wear_per_h=0.0)
     results = {}
     for speed in (0.6, 1.1):
         line = TwinLine.from_config(seed=3, **definition)
-        line.reset()
+        frame = line.reset()
         line.write(Command(setpoints=np.full(len(line.spec.actuators), speed)))
-        frame = line.read()
-        while frame.time < 3 * 86400.0:
-            frame = line.advance(3 * 86400.0 - frame.time)
+        while frame.time < 86400.0:
+            frame = line.advance(86400.0 - frame.time)
         k = frame.kpis
-        results[speed] = (k.good_parts, k.busy_time_s / (k.good_parts + k.scrap_parts), k.scrap_parts / k.jobs_done)
+        assert k.energy_kwh == pytest.approx(energy_kwh(definition, line.state_times(), speed), rel=1e-9)
+        assert k.health_consumed == pytest.approx((1.0 - line.health()).sum(), rel=1e-9)
+        results[speed] = k
     slow, fast = results[0.6], results[1.1]
-    assert fast[0] > 1.4 * slow[0]  # more output
-    assert fast[2] > 2 * slow[2]  # more scrap
+    # more output, but never more than the speed ratio: changeovers and scrap do not speed up
+    assert 1.5 < fast.good_parts / slow.good_parts <= 1.1 / 0.6
+    assert fast.energy_kwh > 1.5 * slow.energy_kwh  # the same day, busy power ~ speed^2
+    assert fast.health_consumed > 2.0 * slow.health_consumed  # wear per busy hour ~ speed^2, and more busy hours
+    fisher = stats.fisher_exact(
+        [[fast.scrap_parts, fast.jobs_done - fast.scrap_parts], [slow.scrap_parts, slow.jobs_done - slow.scrap_parts]],
+        alternative="greater",
+    )
+    assert fisher.pvalue < ALPHA, (fast.scrap_parts, fast.jobs_done, slow.scrap_parts, slow.jobs_done)
 
 
-def test_busy_energy_per_part_rises_with_speed():
-    energy = {}
-    for speed in (0.7, 1.2):
-        definition = single_station(10.0, 100.0, processing_time_distribution="deterministic")
-        definition["control"] = {"levers": ["speed"], "control_period_s": 3600.0}
-        line = TwinLine.from_config(seed=0, **definition)
-        line.reset()
-        line.write(Command(setpoints=np.array([speed])))
-        k = line.advance(3600.0).kpis
-        busy = line.state_times()[0, State.BUSY]
-        assert busy / k.good_parts == pytest.approx(100.0 / speed, rel=0.05)
-        energy[speed] = 8.0 * speed**2 * busy / 3600.0 / k.good_parts  # default busy power 8 kW
-    assert energy[1.2] / energy[0.7] == pytest.approx(1.2 / 0.7, rel=0.01)
+@pytest.mark.parametrize("speed", [0.7, 1.0, 1.2])
+def test_energy_and_wear_of_a_batch_by_hand(speed):
+    jobs, step_s = 10, 100.0
+    definition = deterministic_shop(
+        [("A", 0.0)] * jobs, [{"name": "A", "route": ["m0"], "processing_time_s": [step_s]}]
+    )
+    definition["machines"]["m"].update(busy_power_speed_exponent=2.0, wear_per_busy_h=0.01, wear_speed_exponent=2.0)
+    definition["control"] = {"levers": ["speed"], "control_period_s": 3600.0}
+    line = TwinLine.from_config(seed=0, **definition)
+    frame = line.reset()
+    line.write(Command(setpoints=np.full(len(line.spec.actuators), speed)))
+    while frame.kpis.good_parts < jobs:
+        frame = line.advance(3600.0)
+    makespan_s = jobs * step_s / speed
+    assert frame.time == pytest.approx(makespan_s, rel=1e-12)
+    busy_kw, idle_kw = POWER_KW["busy"] * speed**2, POWER_KW["idle"]  # m0 works throughout, m1-m3 idle
+    assert frame.kpis.energy_kwh == pytest.approx((busy_kw + 3 * idle_kw) * makespan_s / 3600.0, rel=1e-9)
+    wear = 0.01 * speed**2 * makespan_s / 3600.0
+    assert frame.kpis.health_consumed == pytest.approx(wear, rel=1e-9)
+    assert line.health()[0] == pytest.approx(1.0 - wear, rel=1e-12)
+    assert (line.health()[1:] == 1.0).all()
 
 
 def test_mode_standby_and_off_draw_their_power_and_warm_up(flow5_definition):
@@ -147,11 +168,17 @@ def test_mode_standby_and_off_draw_their_power_and_warm_up(flow5_definition):
     assert times[2, State.STANDBY] > 0
     assert times[3, State.OFF] > 0
     line.write(setpoints(line, weld__mode=2.0, paint__mode=2.0))
-    for _ in range(30):  # 30 min: weld warms up in 60 s, paint in its 300 s from off
-        line.advance(60.0)
+    for _ in range(30):  # 30 min: weld warms up from standby in 20 s, paint from off in 300 s
+        frame = line.advance(60.0)
     times = line.state_times()
-    assert times[2, State.WARMUP] == pytest.approx(20.0)
-    assert times[3, State.WARMUP] == pytest.approx(300.0)
+    assert times[2, State.WARMUP] == pytest.approx(definition["machines"]["robot"]["warmup_from_standby_s"])
+    assert times[3, State.WARMUP] == pytest.approx(definition["machines"]["robot"]["warmup_from_off_s"])
+    assert frame.kpis.energy_kwh == pytest.approx(energy_kwh(definition, times), rel=1e-9)
+    on = TwinLine.from_config(seed=0, **definition)  # the same line left running: the rest saved energy
+    running = on.reset()
+    while running.time < frame.time:
+        running = on.advance(frame.time - running.time)
+    assert running.kpis.energy_kwh > frame.kpis.energy_kwh
     with pytest.raises(ValueError, match="mode is 0"):
         line.write(setpoints(line, weld__mode=1.5))
 
@@ -166,15 +193,13 @@ def test_a_cold_machine_cannot_skip_its_warm_up_through_standby(flow5_definition
     line.write(setpoints(line, cut__mode=2.0))
     for _ in range(40):
         line.advance(60.0)
-    cnc = line.params.machines["cnc"]
-    assert line.state_times()[0, State.WARMUP] == pytest.approx(cnc.warmup_from_off_s)
+    cold_start_s = flow5_definition["machines"]["cnc"]["warmup_from_off_s"]
+    assert line.state_times()[0, State.WARMUP] == pytest.approx(cold_start_s)
 
 
-def test_preventive_maintenance_restores_health(flow5_definition):
+def test_preventive_maintenance_renews_the_station_asked_and_only_it(flow5_definition):
     line = TwinLine.from_config(seed=0, **edited(flow5_definition, "control.levers", ["maintenance"]))
-    line.reset()
-    line.advance(86400.0)
-    frame = line.read()
+    frame = line.reset()
     while frame.time < 2 * 86400.0:
         frame = line.advance(2 * 86400.0 - frame.time)
     worn = line.health()
@@ -184,10 +209,15 @@ def test_preventive_maintenance_restores_health(flow5_definition):
         frame = line.advance(60.0)
     k = frame.kpis
     assert k.preventive_maintenances == 1
-    assert line.health()[1] > worn[1]
-    assert k.planned_downtime_s > 0
     since = frame.values[line.spec.sensor_index("press.since_maintenance_h")]
-    assert since < 1.0
+    assert 0.0 < since < 1.0
+    # renewed to 1.0, then worn for at most `since` busy hours at nominal speed and the heaviest load
+    press = flow5_definition["machines"]["press"]
+    assert 1.0 - press["wear_per_busy_h"] * 1.2 * since <= line.health()[1] < 1.0
+    others = [0, 2, 3, 4]
+    assert (line.health()[others] <= worn[others]).all(), "maintenance of the press renews no other station"
+    assert k.planned_downtime_s == pytest.approx(line.state_times()[1, State.MAINTENANCE], rel=1e-12)
+    assert line.state_times()[others, State.MAINTENANCE].sum() == 0.0
 
 
 def test_reorder_lever_places_orders_and_the_rule_stands_down(flow5_definition):

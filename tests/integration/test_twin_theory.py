@@ -1,12 +1,23 @@
-"""The twin against queueing theory and conservation laws."""
+"""The twin against queueing theory, renewal theory and conservation laws.
+
+Statistical checks are tests from `scipy.stats` at a stated false-alarm probability `ALPHA`.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from hardware.twin import State, TwinLine
 from tests.lines import FLOW5, single_station
+
+ALPHA = 1e-3  # false-alarm probability of each statistical assertion
+
+
+def poisson_p(count: int, mean: float) -> float:
+    """Two-sided p-value of `count` under Poisson(`mean`)."""
+    return float(min(1.0, 2.0 * min(stats.poisson.cdf(count, mean), stats.poisson.sf(count - 1, mean))))
 
 
 def batch_means(line: TwinLine, batches: int, batch_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -33,17 +44,16 @@ def test_mm1_utilisation_and_time_in_system(seed):
     line.advance(50 * 3600.0)  # warm-up, discarded
     util, flow = batch_means(line, batches=20, batch_s=250 * 3600.0)
     for values, theory in ((util, rho), (flow, w_theory_s)):
-        se = values.std(ddof=1) / np.sqrt(len(values))
-        assert se / theory < 0.03, "the run is too short for the test to mean anything"
-        assert abs(values.mean() - theory) < 4 * se, (values.mean(), theory, se)
+        se = stats.sem(values)
+        assert se / theory < 0.03, "the run is too short for the test to tell a 10% error"
+        assert stats.ttest_1samp(values, theory).pvalue > ALPHA, (values.mean(), theory, se)  # batch-means t test
 
 
 def test_mm1_arrival_rate_matches_configuration():
     line = TwinLine.from_config(seed=3, **single_station(25.2, 100.0))
     line.reset()
     kpis = line.advance(2000 * 3600.0).kpis
-    expected = 25.2 * 2000
-    assert abs(kpis.jobs_released - expected) < 4 * np.sqrt(expected)
+    assert poisson_p(kpis.jobs_released, 25.2 * 2000) > ALPHA, kpis.jobs_released
 
 
 def test_littles_law_on_the_default_flow_line():
@@ -55,6 +65,10 @@ def test_littles_law_on_the_default_flow_line():
     assert k.failures > 0, "Little's law should hold with failures too"
     assert k.scrap_parts > 0, "Little's law should hold with scrap too"
     assert k.wip_mean_parts == pytest.approx(departures_per_s * k.flow_time_mean_s, rel=0.02)
+    # from an empty start, the area under WIP is the departed jobs' time in system plus the ages of those inside
+    area_part_s = k.wip_mean_parts * frame.time
+    departed_part_s = k.jobs_done * k.flow_time_mean_s
+    assert departed_part_s <= area_part_s <= departed_part_s + k.wip_parts * frame.time
 
 
 def test_state_times_add_up_to_the_clock_and_match_kpis():
@@ -80,8 +94,12 @@ def test_failure_count_agrees_with_constant_hazard():
     k = line.advance(1500 * 3600.0).kpis
     expected = rate_per_h * k.busy_time_s / 3600.0  # failures only accrue while busy
     assert expected > 300
-    assert abs(k.failures - expected) < 4 * np.sqrt(expected), (k.failures, expected)
-    assert k.unplanned_downtime_s == pytest.approx(k.failures * 300.0, rel=0.1)
+    assert poisson_p(k.failures, expected) > ALPHA, (k.failures, expected)
+    # repairs are gamma with mean 300 s and cv 0.5 (the default): their sum is gamma too
+    cv = 0.5
+    total = stats.gamma(a=k.failures / cv**2, scale=300.0 * cv**2)
+    p_repair = 2 * min(total.cdf(k.unplanned_downtime_s), total.sf(k.unplanned_downtime_s))
+    assert p_repair > ALPHA, (k.unplanned_downtime_s, k.failures)
 
 
 def test_wear_dependent_failures_follow_the_renewal_rate():
@@ -97,10 +115,17 @@ def test_wear_dependent_failures_follow_the_renewal_rate():
     line = TwinLine.from_config(seed=7, **definition)
     line.reset()
     k = line.advance(1000 * 3600.0).kpis
-    # hazard in busy hours t since renewal: base + gain * (wear_rate * t)^shape; mean life = int exp(-H(t)) dt
+    # hazard in busy hours t since renewal: base + gain * (wear_rate * t)^shape, so the life L has
+    # survival S(t) = exp(-H(t)), E[L] = int S dt and E[L^2] = int 2 t S dt
     t = np.linspace(0.0, 1.0 / wear_rate, 20001)
     cumulative = base * t + gain * wear_rate**shape * t ** (shape + 1) / (shape + 1)
-    mean_life_h = np.trapezoid(np.exp(-cumulative), t)
-    expected = k.busy_time_s / 3600.0 / mean_life_h
+    survival = np.exp(-cumulative)
+    mean_life_h = np.trapezoid(survival, t)
+    var_life_h2 = np.trapezoid(2 * t * survival, t) - mean_life_h**2
+    busy_h = k.busy_time_s / 3600.0
+    # renewal central limit theorem: N(t) ~ Normal(t / mu, t sigma^2 / mu^3)
+    expected = busy_h / mean_life_h
+    sd = np.sqrt(busy_h * var_life_h2 / mean_life_h**3)
     assert expected > 30
-    assert abs(k.failures - expected) < 4 * np.sqrt(expected), (k.failures, expected)
+    assert sd < 0.5 * np.sqrt(expected), "wear makes lives more regular than a Poisson process"
+    assert 2 * stats.norm.sf(abs(k.failures - expected) / sd) > ALPHA, (k.failures, expected, sd)
