@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from envs.base import delta
+from envs.base import delta, health_used
 from envs.setpoint import SetpointTask
-from envs.weights import WEAR_COST_PER_HEALTH
+from envs.weights import PART_VALUE, SCRAP_COST, TARDINESS_COST_PER_H, WEAR_COST_PER_HEALTH
 from hardware import Frame, Lever
 
 
@@ -15,11 +15,11 @@ from hardware import Frame, Lever
 class EnergyWeights:
     """Prices of the energy task's reward terms."""
 
-    part_value: float = 12.0  # per good part
+    part_value: float = PART_VALUE  # per good part
     energy: float = 1.0  # per unit of energy cost
-    tardiness_cost_per_h: float = 20.0  # per hour of lateness, summed over orders (open ones too)
-    scrap_cost: float = 8.0  # per scrapped part, on top of its lost value
-    wear_cost_per_health: float = WEAR_COST_PER_HEALTH  # per unit of machine health worn off
+    tardiness_cost_per_h: float = TARDINESS_COST_PER_H  # per hour of lateness, summed over orders (open ones too)
+    scrap_cost: float = SCRAP_COST  # per scrapped part, on top of its lost value
+    wear_cost_per_health: float = WEAR_COST_PER_HEALTH  # per unit of machine health used (worn off less restored)
 
 
 class EnergyTask(SetpointTask):
@@ -40,14 +40,14 @@ class EnergyTask(SetpointTask):
 
     ## Rewards
     `part_value * good parts - energy * energy cost - tardiness_cost_per_h * added lateness hours
-    - scrap_cost * scrapped parts - wear_cost_per_health * health worn off` (lateness of open orders
+    - scrap_cost * scrapped parts - wear_cost_per_health * net health used` (lateness of open orders
     counts as it accrues, so idling cannot hide late orders; scrap and wear are charged, so running
     fast in cheap hours is not free).
 
     ## Starting State
-    A line as it runs: the episode begins after a warm-up of one to two days under the line's own
-    rules (buffers, backlog, machine health, stock and time of day as they come); `start="cold"`
-    begins at time 0 with empty buffers and new machines.
+    A line as it runs: the episode begins after a warm-up under the line's own rules (its length
+    drawn as the line definition's `start` says), with buffers, backlog, machine health, stock and
+    time of day as they come; `start="cold"` begins at time 0 with empty buffers and new machines.
 
     ## Episode End
     Never terminates; truncated after one day by default.
@@ -80,6 +80,6 @@ class EnergyTask(SetpointTask):
             "reward/energy": -w.energy * delta(b, a, "energy_cost"),
             "reward/tardiness": -w.tardiness_cost_per_h * delta(b, a, "tardiness_s") / 3600.0,
             "reward/scrap": -w.scrap_cost * delta(b, a, "scrap_parts"),
-            "reward/wear": -w.wear_cost_per_health * delta(b, a, "health_consumed"),
+            "reward/wear": -w.wear_cost_per_health * health_used(b, a),
         }
         return sum(terms.values()), terms

@@ -8,9 +8,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.base import delta
+from envs.base import delta, health_used
 from envs.setpoint import SetpointTask
-from envs.weights import WEAR_COST_PER_HEALTH
+from envs.weights import (
+    DOWNTIME_COST_PER_H,
+    HOLDING_COST_PER_UNIT_H,
+    ORDER_COST,
+    PART_VALUE,
+    SCRAP_COST,
+    STOCKOUT_COST_PER_H,
+    TARDINESS_COST_PER_H,
+    WEAR_COST_PER_HEALTH,
+)
 from hardware import Frame, Lever, Line, LineSpec, SensorSpec
 
 OBJECTIVES = (
@@ -37,17 +46,17 @@ class FactoryWeights:
     repair and maintenance cost; Inventory: holding, ordering and stockouts), so no lever is free.
     """
 
-    throughput: float = 12.0  # per good part
+    throughput: float = PART_VALUE  # per good part
     energy_cost: float = 1.0  # per unit of energy cost
     co2: float = 0.1  # per kg CO2
-    downtime: float = 300.0  # per hour of downtime, planned and unplanned
-    tardiness: float = 20.0  # per hour of lateness
-    scrap: float = 8.0  # per scrapped part, on top of its lost value
+    downtime: float = DOWNTIME_COST_PER_H  # per hour of downtime, planned and unplanned
+    tardiness: float = TARDINESS_COST_PER_H  # per hour of lateness
+    scrap: float = SCRAP_COST  # per scrapped part, on top of its lost value
     maintenance_cost: float = 1.0  # per unit of corrective repair and preventive maintenance cost
-    wear: float = WEAR_COST_PER_HEALTH  # per unit of machine health worn off
-    holding: float = 0.002  # per unit-hour of raw stock held
-    ordering: float = 40.0  # per order placed
-    stockout: float = 400.0  # per station-hour held up by an empty store
+    wear: float = WEAR_COST_PER_HEALTH  # per unit of machine health used (worn off less restored)
+    holding: float = HOLDING_COST_PER_UNIT_H  # per unit-hour of raw stock held
+    ordering: float = ORDER_COST  # per order placed
+    stockout: float = STOCKOUT_COST_PER_H  # per station-hour held up by an empty store
 
 
 class FactoryTask(SetpointTask):
@@ -65,13 +74,15 @@ class FactoryTask(SetpointTask):
 
     ## Rewards
     `info["objectives"]` holds the step's vector in `OBJECTIVES` order: good parts, energy cost, kg
-    CO2, downtime hours, lateness hours, scrapped parts, repair and maintenance cost, health worn off,
-    raw-stock unit-hours, orders placed, stockout station-hours. The reward is the weighted sum,
+    CO2, downtime hours, lateness hours, scrapped parts, repair and maintenance cost, net health used
+    (worn off less restored), raw-stock unit-hours, orders placed, stockout station-hours. The
+    reward is the weighted sum,
     `throughput * parts` minus every other objective times its weight (`FactoryWeights`).
 
     ## Starting State
-    A line as it runs: the episode begins after a warm-up of one to two days under the line's own
-    rules; `start="cold"` begins at time 0 with empty buffers and new machines.
+    A line as it runs: the episode begins after a warm-up under the line's own rules (its length
+    drawn as the line definition's `start` says); `start="cold"` begins at time 0 with empty
+    buffers and new machines.
 
     ## Episode End
     Never terminates; truncated after one day by default.
@@ -112,7 +123,7 @@ class FactoryTask(SetpointTask):
                 delta(b, a, "tardiness_s") / 3600.0,
                 delta(b, a, "scrap_parts"),
                 delta(b, a, "repair_cost") + delta(b, a, "preventive_cost"),
-                delta(b, a, "health_consumed"),
+                health_used(b, a),
                 delta(b, a, "stock_unit_h"),
                 delta(b, a, "orders_placed"),
                 delta(b, a, "stockout_time_s") / 3600.0,
@@ -127,8 +138,8 @@ class FactoryTask(SetpointTask):
         return float(parts.sum()), terms
 
     def info(self, frame: Frame) -> dict[str, Any]:
-        """The objective vector of the last step, and whether its action was valid."""
-        return {**super().info(frame), "objectives": self._objectives.copy()}
+        """The objective vector of the last step."""
+        return {"objectives": self._objectives.copy()}
 
     def _observes(self, sensor: SensorSpec) -> bool:
         return True

@@ -11,6 +11,7 @@ import numpy as np
 
 from envs.base import delta
 from envs.setpoint import SetpointTask
+from envs.weights import HOLDING_COST_PER_UNIT_H, ORDER_COST, STOCKOUT_COST_PER_H
 from hardware import Command, Frame, Lever, LineSpec
 
 
@@ -18,9 +19,9 @@ from hardware import Command, Frame, Lever, LineSpec
 class InventoryWeights:
     """Prices of the inventory task's reward terms."""
 
-    holding_cost_per_unit_h: float = 0.002
-    stockout_cost_per_h: float = 400.0  # per station-hour held up by an empty store
-    order_cost: float = 40.0  # fixed cost per order placed
+    holding_cost_per_unit_h: float = HOLDING_COST_PER_UNIT_H
+    stockout_cost_per_h: float = STOCKOUT_COST_PER_H  # per station-hour held up by an empty store
+    order_cost: float = ORDER_COST  # fixed cost per order placed
 
 
 class InventoryTask(SetpointTask):
@@ -43,9 +44,9 @@ class InventoryTask(SetpointTask):
     stockout + order_cost * orders placed)`.
 
     ## Starting State
-    A line as it runs: the episode begins after a warm-up of one to two days under the line's own
-    rules (buffers, backlog, machine health, stock and time of day as they come); `start="cold"`
-    begins at time 0 with empty buffers and new machines.
+    A line as it runs: the episode begins after a warm-up under the line's own rules (its length
+    drawn as the line definition's `start` says), with buffers, backlog, machine health, stock and
+    time of day as they come; `start="cold"` begins at time 0 with empty buffers and new machines.
 
     ## Episode End
     Never terminates; truncated after three days by default.
@@ -73,18 +74,8 @@ class InventoryTask(SetpointTask):
 
     def command(self, action: Any, frame: Frame) -> Command:
         """Order the quantity of the chosen level; a level outside the space is invalid and orders nothing."""
-        try:
-            a = np.asarray(action, dtype=float)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"action: expected one order level of Discrete({len(self.levels)}), got {action!r}"
-            ) from None
-        if a.size != 1:
-            raise ValueError(f"action: expected one order level of Discrete({len(self.levels)}), got shape {a.shape}")
-        self._invalid = False
-        level = a.reshape(1)
-        ok = np.isfinite(level) & (level == np.round(level)) & (level >= 0) & (level < len(self.levels))
-        return self.setpoints(self.levels[self.valid_or_zero(level, ok).astype(np.intp)])
+        level = int(self.checked(action))
+        return self.setpoints(self.levels[level : level + 1])
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
         """Minus holding, stockout and ordering costs."""

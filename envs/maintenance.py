@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 
-from envs.base import delta
+from envs.base import delta, health_used
 from envs.setpoint import SetpointTask
 from envs.weights import WEAR_COST_PER_HEALTH
 from hardware import Command, Frame, Lever, LineSpec
@@ -22,7 +22,7 @@ class MaintenanceWeights:
     preventive: float = 1.0  # per unit of preventive maintenance cost
     planned_downtime_cost_per_h: float = 150.0
     unplanned_downtime_cost_per_h: float = 400.0
-    wear_cost_per_health: float = WEAR_COST_PER_HEALTH  # per unit of machine health worn off
+    wear_cost_per_health: float = WEAR_COST_PER_HEALTH  # per unit of machine health used (worn off less restored)
 
 
 class MaintenanceTask(SetpointTask):
@@ -43,12 +43,12 @@ class MaintenanceTask(SetpointTask):
     ## Rewards
     `-(repair * repair cost + preventive * maintenance cost + planned_downtime_cost_per_h *
     planned downtime hours + unplanned_downtime_cost_per_h * unplanned downtime hours +
-    wear_cost_per_health * health worn off)`.
+    wear_cost_per_health * net health used)`.
 
     ## Starting State
-    A line as it runs: the episode begins after a warm-up of one to two days under the line's own
-    rules (buffers, backlog, machine health, stock and time of day as they come); `start="cold"`
-    begins at time 0 with empty buffers and new machines.
+    A line as it runs: the episode begins after a warm-up under the line's own rules (its length
+    drawn as the line definition's `start` says), with buffers, backlog, machine health, stock and
+    time of day as they come; `start="cold"` begins at time 0 with empty buffers and new machines.
 
     ## Episode End
     Never terminates; truncated after one week by default.
@@ -77,8 +77,7 @@ class MaintenanceTask(SetpointTask):
 
     def command(self, action: Any, frame: Frame) -> Command:
         """Request maintenance where the action is 1; anything but 0 or 1 is invalid and requests nothing."""
-        a = self.checked(action)
-        return self.setpoints(self.valid_or_zero(a, (a == 0.0) | (a == 1.0)))
+        return self.setpoints(self.checked(action))
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
         """Minus corrective, preventive, downtime and wear costs."""
@@ -90,6 +89,6 @@ class MaintenanceTask(SetpointTask):
             "reward/unplanned_downtime": -w.unplanned_downtime_cost_per_h
             * delta(b, a, "unplanned_downtime_s")
             / 3600.0,
-            "reward/wear": -w.wear_cost_per_health * delta(b, a, "health_consumed"),
+            "reward/wear": -w.wear_cost_per_health * health_used(b, a),
         }
         return sum(terms.values()), terms

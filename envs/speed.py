@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from envs.base import delta
+from envs.base import delta, health_used
 from envs.setpoint import SetpointTask
-from envs.weights import WEAR_COST_PER_HEALTH
+from envs.weights import DOWNTIME_COST_PER_H, PART_VALUE, SCRAP_COST, WEAR_COST_PER_HEALTH
 from hardware import Frame, Lever
 
 
@@ -15,11 +15,11 @@ from hardware import Frame, Lever
 class SpeedWeights:
     """Prices of the speed task's reward terms."""
 
-    part_value: float = 12.0  # per good part
+    part_value: float = PART_VALUE  # per good part
     energy: float = 1.0  # per unit of energy cost
-    scrap_cost: float = 8.0  # per scrapped part, on top of its lost value
-    downtime_cost_per_h: float = 300.0  # per hour of unplanned downtime (summed over stations)
-    wear_cost_per_health: float = WEAR_COST_PER_HEALTH  # per unit of machine health worn off
+    scrap_cost: float = SCRAP_COST  # per scrapped part, on top of its lost value
+    downtime_cost_per_h: float = DOWNTIME_COST_PER_H  # per hour of unplanned downtime (summed over stations)
+    wear_cost_per_health: float = WEAR_COST_PER_HEALTH  # per unit of machine health used (worn off less restored)
 
 
 class SpeedTask(SetpointTask):
@@ -40,14 +40,14 @@ class SpeedTask(SetpointTask):
 
     ## Rewards
     `part_value * good parts - energy * energy cost - scrap_cost * scrapped parts
-    - downtime_cost_per_h * unplanned downtime hours - wear_cost_per_health * health worn off`, all
+    - downtime_cost_per_h * unplanned downtime hours - wear_cost_per_health * net health used`, all
     as changes over the step, so that running fast pays for the machine life it uses. The terms are
     in `info` under `reward/...`.
 
     ## Starting State
-    A line as it runs: the episode begins after a warm-up of one to two days under the line's own
-    rules (buffers, backlog, machine health, stock and time of day as they come); `start="cold"`
-    begins at time 0 with empty buffers and new machines.
+    A line as it runs: the episode begins after a warm-up under the line's own rules (its length
+    drawn as the line definition's `start` says), with buffers, backlog, machine health, stock and
+    time of day as they come; `start="cold"` begins at time 0 with empty buffers and new machines.
 
     ## Episode End
     Never terminates; truncated by the registered time limit (one 8-hour shift by default).
@@ -81,6 +81,6 @@ class SpeedTask(SetpointTask):
             "reward/energy": -w.energy * delta(b, a, "energy_cost"),
             "reward/scrap": -w.scrap_cost * delta(b, a, "scrap_parts"),
             "reward/downtime": -w.downtime_cost_per_h * delta(b, a, "unplanned_downtime_s") / 3600.0,
-            "reward/wear": -w.wear_cost_per_health * delta(b, a, "health_consumed"),
+            "reward/wear": -w.wear_cost_per_health * health_used(b, a),
         }
         return sum(terms.values()), terms

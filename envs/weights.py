@@ -10,11 +10,21 @@ from typing import Any, TypeVar
 W = TypeVar("W")
 
 # Replacement value of machine health, per unit (1 = a new machine's life between renewals), in the
-# tariff's currency. Restoring health costs between about 600 per unit (planned maintenance with its
-# downtime, done at half wear on the default line's machines) and about 3,600 (a corrective repair
-# with its downtime); 1,000 prices wear near the planned end. Every task with a speed or maintenance
-# lever charges it, so an episode cannot borrow from the machines' future.
-WEAR_COST_PER_HEALTH = 1000.0
+# tariff's currency: what planned maintenance costs per unit of health it restores on the default
+# line (a cnc's preventive maintenance, 200 plus 20 minutes of planned downtime at 150 an hour, done
+# at half wear: 250 for 0.5). Tasks with a speed or maintenance lever charge it on the health a step
+# uses net of what repairs and maintenance restore, so an episode pays for the wear it leaves behind
+# and cannot borrow from the machines' future.
+WEAR_COST_PER_HEALTH = 500.0
+# Default prices shared by the tasks' rewards, in the tariff's currency, so every task that counts
+# a quantity prices it alike (Factory prices each lever as its single-lever task does).
+PART_VALUE = 12.0  # per good part
+SCRAP_COST = 8.0  # per scrapped part, on top of its lost value
+DOWNTIME_COST_PER_H = 300.0  # per station-hour down
+TARDINESS_COST_PER_H = 20.0  # per hour of lateness, summed over orders
+HOLDING_COST_PER_UNIT_H = 0.002  # per unit-hour of raw stock held
+ORDER_COST = 40.0  # per order placed
+STOCKOUT_COST_PER_H = 400.0  # per station-hour held up by an empty store
 
 
 def make_weights(cls: type[W], given: Mapping[str, Any] | None) -> W:

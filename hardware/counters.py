@@ -52,16 +52,20 @@ class Counters:
     weighted_tardiness_s: float = 0.0
     tardy_jobs: int = 0  # jobs that departed late
     health_consumed: float = 0.0  # machine health worn off, summed over stations (1 = one new machine)
+    health_restored: float = 0.0  # health given back by repairs and preventive maintenance, summed over stations
     wip_parts: int = 0  # level: jobs in the system now
-    last_completion_s: float = 0.0  # level: clock time of the latest departure
+    last_completion_s: float = 0.0  # level: time of the latest departure since the counters' origin
 
-    def since(self, start: Counters) -> Counters:
-        """What was counted between `start` and these counters (levels as they are now)."""
+    def since(self, start: Counters, start_s: float) -> Counters:
+        """What was counted between `start`, read at clock time `start_s`, and these counters.
+
+        `wip_parts` is as it is now; `last_completion_s` counts from `start_s` (0 when nothing
+        departed since).
+        """
         changed = {name: getattr(self, name) - getattr(start, name) for name in _CUMULATIVE if name != "state_time_s"}
         states = tuple(a - b for a, b in zip(self.state_time_s, start.state_time_s, strict=True))
-        return Counters(
-            **changed, state_time_s=states, wip_parts=self.wip_parts, last_completion_s=self.last_completion_s
-        )
+        last = max(0.0, self.last_completion_s - start_s)
+        return Counters(**changed, state_time_s=states, wip_parts=self.wip_parts, last_completion_s=last)
 
 
 _LEVELS = ("wip_parts", "last_completion_s")
@@ -114,6 +118,7 @@ def derive_kpis(c: Counters, elapsed_s: float, n_stations: int) -> Kpis:
         weighted_tardiness_s=c.weighted_tardiness_s,
         tardy_jobs=c.tardy_jobs,
         health_consumed=c.health_consumed,
+        health_restored=c.health_restored,
         last_completion_s=c.last_completion_s,
         availability=availability,
         performance=performance,

@@ -209,7 +209,8 @@ class Kpis:
     weighted_tardiness_s: float = 0.0  # the same, each job weighted by its weight
     tardy_jobs: int = 0
     health_consumed: float = 0.0  # machine health worn off, summed over stations (1 = a new machine's life)
-    last_completion_s: float = 0.0  # clock time of the latest departure (the makespan of a job set)
+    health_restored: float = 0.0  # health given back by repairs and preventive maintenance, summed over stations
+    last_completion_s: float = 0.0  # time from the episode's start to its latest departure (a job set's makespan)
     availability: float = 0.0
     performance: float = 0.0
     quality: float = 0.0

@@ -49,6 +49,7 @@ class Plant:
         self.failures = 0
         self.maintenances = 0
         self.health_consumed = 0.0
+        self.health_restored = 0.0
         self.repair_cost = 0.0
         self.preventive_cost = 0.0
         self.stockouts = 0
@@ -199,6 +200,7 @@ class Plant:
             weighted_tardiness_s=weighted_tardiness,
             tardy_jobs=self.lateness.tardy_jobs,
             health_consumed=self.health_consumed,
+            health_restored=self.health_restored,
             wip_parts=self.wip,
             last_completion_s=self.last_completion_s,
         )
@@ -207,7 +209,7 @@ class Plant:
         """The KPIs of the episode so far, counted from its start (`hand_over`)."""
         counters = self.counters()
         if self._origin is not None:
-            counters = counters.since(self._origin)
+            counters = counters.since(self._origin, self._origin_s)
         return derive_kpis(counters, self.env.now - self._origin_s, len(self.stations))
 
     def mark(self, job: Job, status: JobStatus) -> None:

@@ -43,6 +43,7 @@ class Floor(Protocol):
     repair_cost: float
     preventive_cost: float
     health_consumed: float
+    health_restored: float
     stockouts: int
     stockout_time_s: float
 
@@ -356,6 +357,7 @@ class Station:
 
     def _renew(self) -> None:
         self.maintain_requested = False  # a request made before a failure is met by its repair
+        self.plant.health_restored += 1.0 - self.health
         self.health = 1.0
         self.cum_hazard = 0.0
         self.hazard_threshold = self._exp()

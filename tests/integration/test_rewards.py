@@ -13,6 +13,11 @@ def d(before, after, name: str) -> float:
     return getattr(after, name) - getattr(before, name)
 
 
+def used(before, after) -> float:
+    """Machine health used over a step: worn off less restored by repairs and maintenance."""
+    return d(before, after, "health_consumed") - d(before, after, "health_restored")
+
+
 FORMULAS = {
     "Speed": (
         {"part_value": 3.0, "energy": 2.0, "scrap_cost": 5.0, "downtime_cost_per_h": 7.0, "wear_cost_per_health": 900},
@@ -21,7 +26,7 @@ FORMULAS = {
             - w["energy"] * d(b, a, "energy_cost")
             - w["scrap_cost"] * d(b, a, "scrap_parts")
             - w["downtime_cost_per_h"] * d(b, a, "unplanned_downtime_s") / 3600
-            - w["wear_cost_per_health"] * d(b, a, "health_consumed")
+            - w["wear_cost_per_health"] * used(b, a)
         ),
     ),
     "Energy": (
@@ -31,7 +36,7 @@ FORMULAS = {
             - w["energy"] * d(b, a, "energy_cost")
             - w["tardiness_cost_per_h"] * d(b, a, "tardiness_s") / 3600
             - w["scrap_cost"] * d(b, a, "scrap_parts")
-            - w["wear_cost_per_health"] * d(b, a, "health_consumed")
+            - w["wear_cost_per_health"] * used(b, a)
         ),
     ),
     "Maintenance": (
@@ -48,7 +53,7 @@ FORMULAS = {
                 + w["preventive"] * d(b, a, "preventive_cost")
                 + w["planned_downtime_cost_per_h"] * d(b, a, "planned_downtime_s") / 3600
                 + w["unplanned_downtime_cost_per_h"] * d(b, a, "unplanned_downtime_s") / 3600
-                + w["wear_cost_per_health"] * d(b, a, "health_consumed")
+                + w["wear_cost_per_health"] * used(b, a)
             )
         ),
     ),
@@ -84,7 +89,7 @@ FORMULAS = {
             - w["tardiness"] * d(b, a, "tardiness_s") / 3600
             - w["scrap"] * d(b, a, "scrap_parts")
             - w["maintenance_cost"] * (d(b, a, "repair_cost") + d(b, a, "preventive_cost"))
-            - w["wear"] * d(b, a, "health_consumed")
+            - w["wear"] * used(b, a)
             - w["holding"] * d(b, a, "stock_unit_h")
             - w["ordering"] * d(b, a, "orders_placed")
             - w["stockout"] * d(b, a, "stockout_time_s") / 3600
@@ -131,7 +136,7 @@ def test_factory_reports_the_objective_vector():
             d(before, after, "tardiness_s") / 3600,
             d(before, after, "scrap_parts"),
             d(before, after, "repair_cost") + d(before, after, "preventive_cost"),
-            d(before, after, "health_consumed"),
+            used(before, after),
             d(before, after, "stock_unit_h"),
             d(before, after, "orders_placed"),
             d(before, after, "stockout_time_s") / 3600,
