@@ -33,6 +33,42 @@ class Task(ABC):
                 f"on line {spec.name!r}, which gives it {sorted(m.value for m in spec.levers)}"
             )
         self.spec = spec
+        self.invalid_action = False  # whether the last action was invalid (it was never passed on)
+        self.invalid_actions = 0  # invalid actions this episode
+
+    def parse_action(self, action: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The action as floats of the action space's shape, and which components are valid.
+
+        A component is invalid when it is not a finite number or, in a discrete space, not one
+        of the space's values. An invalid action is never passed on: the task replaces it by the
+        line's own setting and `mark_invalid` records it for `info`.
+
+        Raises:
+            ValueError: the action does not have the action space's shape.
+        """
+        space = self.action_space
+        shape = space.shape or ()
+        expected = f"action: expected {space} of shape {shape}"
+        try:
+            a = np.asarray(action, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"{expected}, got {action!r}") from None
+        if isinstance(space, gym.spaces.Discrete) and a.size == 1 and a.ndim <= 1:
+            a = a.reshape(())
+        if a.shape != shape:
+            raise ValueError(f"{expected} for {type(self).__name__}, got shape {a.shape}")
+        valid = np.isfinite(a)
+        if isinstance(space, gym.spaces.Discrete):
+            valid &= (a == np.round(a)) & (a >= space.start) & (a < space.start + space.n)
+        elif isinstance(space, gym.spaces.MultiBinary):
+            valid &= (a == 0.0) | (a == 1.0)
+        return a, valid
+
+    def mark_invalid(self) -> None:
+        """Record that this step's action was invalid (once per step)."""
+        if not self.invalid_action:
+            self.invalid_action = True
+            self.invalid_actions += 1
 
     @abstractmethod
     def observe(self, frame: Frame) -> np.ndarray:
@@ -87,6 +123,7 @@ class LineEnv(gym.Env[np.ndarray, Any]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a new episode on the line; a seed makes it reproducible."""
         super().reset(seed=seed)
+        self.task.invalid_action, self.task.invalid_actions = False, 0
         frame = self.task.start(self.line, self.line.reset(seed))
         self._frame = frame
         return self.task.observe(frame), self._info(frame, {})
@@ -96,6 +133,7 @@ class LineEnv(gym.Env[np.ndarray, Any]):
         before = self._frame
         if before is None:
             raise RuntimeError("call reset() before step()")
+        self.task.invalid_action = False
         self.line.write(self.task.command(action, before))
         after = self.task.advance(self.line, before)
         self._frame = after
@@ -114,9 +152,26 @@ class LineEnv(gym.Env[np.ndarray, Any]):
         return self._frame
 
     def _info(self, frame: Frame, terms: dict[str, float]) -> dict[str, Any]:
-        return {"time": frame.time, "kpis": frame.kpis, **terms, **self.task.info(frame)}
+        task = self.task
+        return {
+            "time": frame.time,
+            "kpis": frame.kpis,
+            "invalid_action": task.invalid_action,
+            "invalid_actions": task.invalid_actions,
+            **terms,
+            **task.info(frame),
+        }
 
 
 def delta(before: Kpis, after: Kpis, name: str) -> float:
     """Change of KPI counter `name` between two frames."""
     return float(getattr(after, name) - getattr(before, name))
+
+
+def health_used(before: Kpis, after: Kpis) -> float:
+    """Growth of the machines' summed health deficit between two frames: health worn off less health restored.
+
+    Summed over an episode it is the deficit the episode leaves behind less the one it found, so a
+    reward that charges it prices the machine life a policy uses and the maintenance it defers.
+    """
+    return delta(before, after, "health_consumed") - delta(before, after, "health_restored")

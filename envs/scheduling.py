@@ -146,7 +146,6 @@ class SchedulingTask(Task):
         self.action_space = gym.spaces.Discrete(n + 1)
         self._declined: set[int] = set()
         self._dispatched_now = False  # a dispatch at this instant: its station is about to work
-        self._invalid = False
         self._mask_key: tuple[int, int] = (-1, -1)  # (frame seq, stations settled) the cached mask is for
         self._mask = np.zeros(n + 1, dtype=bool)
         self._done_key, self._done = -1, False  # frame seq the cached `terminated` answer is for
@@ -214,7 +213,6 @@ class SchedulingTask(Task):
         """Run to the first decision."""
         self._declined = set()
         self._dispatched_now = False
-        self._invalid = False
         return frame if self.decision(frame) is not None or self.terminated(frame) else self._run_to_decision(line)
 
     def command(self, action: Any, frame: Frame) -> Command:
@@ -222,9 +220,10 @@ class SchedulingTask(Task):
         d = self.decision(frame)
         if d is None:
             raise RuntimeError("step() after the episode ended; call reset()")
-        a = int(action)
-        self._invalid = not (0 <= a <= self.n_jobs and self.mask(frame)[a])
-        if self._invalid:
+        parsed, valid = self.parse_action(action)
+        a = int(parsed) if valid else -1
+        if not (valid and self.mask(frame)[a]):
+            self.mark_invalid()
             a = self.line_rule(frame)
         station = int(d.station)  # type: ignore[arg-type]  # a dispatch decision names its station
         self._declined.add(station)  # settled for this instant, by a dispatch or by waiting
@@ -255,7 +254,7 @@ class SchedulingTask(Task):
     def info(self, frame: Frame) -> dict[str, Any]:
         """The station deciding now; at the end, the makespan."""
         d = self.decision(frame)
-        info: dict[str, Any] = {"station": None if d is None else d.station, "invalid_action": self._invalid}
+        info: dict[str, Any] = {"station": None if d is None else d.station}
         if self.terminated(frame):
             info["makespan"] = frame.kpis.last_completion_s
         return info

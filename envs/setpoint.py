@@ -11,7 +11,7 @@ import numpy as np
 from envs.base import Task
 from envs.encoding import SensorEncoder, rescale
 from envs.weights import make_weights
-from hardware import Command, Frame, Lever, Line, LineSpec, SensorSpec, StationMode
+from hardware import Command, Frame, Lever, LineSpec, SensorSpec, StationMode
 
 # Actions that decode to each mode and to a maintenance request (the decoding's thresholds below).
 ACTION_OFF, ACTION_STANDBY, ACTION_RUN, ACTION_MAINTAIN = -1.0, -0.5, 0.0, 1.0
@@ -27,9 +27,9 @@ class SetpointTask(Task):
     nothing).
 
     An action of the wrong shape is an error naming the expected shape. A component that is not a
-    finite number is invalid: it is never passed on; that actuator keeps the line's own setting (the
-    zero action) and `info["invalid_action"]` says so, `info["invalid_actions"]` counting them over
-    the episode.
+    finite number (or, in a discrete space, not one of its values) is invalid: it is never passed
+    on; it decodes as the zero action (the plant's own setting; for a reorder, no order) and
+    `info["invalid_action"]` says so, `info["invalid_actions"]` counting them over the episode.
     """
 
     sensors: ClassVar[tuple[str, ...]]  # sensor name suffixes the task observes (station and line)
@@ -48,42 +48,13 @@ class SetpointTask(Task):
         self._centre = np.array([spec.actuators[i].default for i in self._acts])
         self._discrete = [k for k, lever in enumerate(self._lever) if lever is not Lever.SPEED]
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(len(self._acts),), dtype=np.float32)
-        self._invalid = False
-        self._invalid_count = 0
-
-    def start(self, line: Line, frame: Frame) -> Frame:
-        """A new episode has no invalid action behind it."""
-        self._invalid = False
-        self._invalid_count = 0
-        return frame
-
-    def info(self, frame: Frame) -> dict[str, Any]:
-        """Whether the last action was invalid, and how many were this episode."""
-        return {"invalid_action": self._invalid, "invalid_actions": self._invalid_count}
 
     def checked(self, action: Any) -> np.ndarray:
-        """The action as a float vector of the action space's shape; non-finite components become 0 (invalid).
-
-        Raises:
-            ValueError: the action does not have the action space's shape.
-        """
-        shape = self.action_space.shape or ()
-        try:
-            a = np.asarray(action, dtype=float)
-        except (TypeError, ValueError):
-            raise ValueError(f"action: expected numbers of shape {shape}, got {action!r}") from None
-        if a.shape != shape:
-            raise ValueError(f"action: expected shape {shape} for {type(self).__name__}, got {a.shape}")
-        self._invalid = False
-        return self.valid_or_zero(a, np.isfinite(a))
-
-    def valid_or_zero(self, a: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """`a` with its invalid components set to 0 (the line's own setting), counting an invalid step once."""
+        """The action as a float vector, its invalid components replaced by 0 (the line's own setting)."""
+        a, valid = self.parse_action(action)
         if valid.all():
             return a
-        if not self._invalid:
-            self._invalid = True
-            self._invalid_count += 1
+        self.mark_invalid()
         return np.where(valid, a, 0.0)
 
     def observe(self, frame: Frame) -> np.ndarray:
