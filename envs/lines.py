@@ -41,14 +41,15 @@ def resolve_line(
     scenario: str | Sequence[Mapping[str, Any]] | None,
     seed: int | None = None,
     start: Mapping[str, Any] | None = None,
+    start_default: Mapping[str, Any] | None = None,
 ) -> Line:
     """A `Line` for a task: an object as given, or a twin from a shipped name, a file or a definition.
 
     A twin built here hands the agent exactly the task's `levers`, ticking every
-    `control_period_s` seconds, and starts its episodes as `start` says (the fields of the line
-    definition's `start` section; None keeps the definition's own). A given `Line` object must
-    already own those levers and starts as it is. A definition is a mapping as in a line file (what
-    the Hydra `line` group composes).
+    `control_period_s` seconds. Its episodes start as the line definition's `start` section says,
+    `start_default` filling in what the definition leaves out and `start` replacing it. A given
+    `Line` object must already own those levers and starts as it is. A definition is a mapping as
+    in a line file (what the Hydra `line` group composes).
     """
     if not isinstance(line, str | Path | Mapping):
         for name, given in (("scenario", scenario), ("start", start)):
@@ -58,16 +59,17 @@ def resolve_line(
     overrides: dict[str, Any] = {"control": {"levers": sorted(lv.value for lv in levers)}}
     if start is not None:
         overrides["start"] = dict(start)
+    defaults = {"start": dict(start_default)} if start_default is not None else None
     if control_period_s is not None:
         overrides["control"]["control_period_s"] = control_period_s
     events = scenario_events(scenario)
     if events is not None:
         overrides["scenarios"] = events
     if isinstance(line, Mapping):
-        return TwinLine.from_definition(line, seed=seed, **overrides)
+        return TwinLine.from_definition(line, seed=seed, defaults=defaults, **overrides)
     path = Path(line)
     if str(line) in shipped_lines():
         path = config_file("line", str(line))
     elif not path.is_file():
         raise ValueError(f"line {str(line)!r}: neither a shipped line ({', '.join(shipped_lines())}) nor a file")
-    return TwinLine.from_yaml(path, seed=seed, **overrides)
+    return TwinLine.from_yaml(path, seed=seed, defaults=defaults, **overrides)

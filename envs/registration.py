@@ -18,6 +18,7 @@ from envs.maintenance import MaintenanceTask
 from envs.scheduling import SchedulingEnv, SchedulingTask
 from envs.speed import SpeedTask
 from hardware import Line
+from hardware.twin.params import StartMode
 
 LineArg = str | Path | Mapping[str, Any] | Line
 ScenarioArg = str | Sequence[Mapping[str, Any]] | None
@@ -32,7 +33,9 @@ TASKS: dict[str, tuple[type[Task], str, float | None, int]] = {
     "Inventory": (InventoryTask, "flow5", 120.0, 2160),  # three days
     "Factory": (FactoryTask, "flow5", 60.0, 1440),  # one day
 }
-START_MODES = ("warm", "cold")  # tick tasks start warm unless told otherwise
+# Tick tasks start as a line runs unless the line definition or the env's `start` says otherwise:
+# warm for open orders, cold for a fixed job set (`StartMode.AUTO`).
+START_DEFAULT = {"mode": StartMode.AUTO.value}
 
 
 def register_all() -> None:
@@ -71,11 +74,12 @@ def make_setpoint_env(
             count from the episode's start.
         control_period_s: seconds between decisions (default: the task's).
         seed: seed of a twin built here.
-        start: "warm" (default for a twin built here: the episode begins after a warm-up under the
-            line's own rules) or "cold" (time 0, empty buffers, new machines: for tests and theory
-            checks). A `Line` object starts as it is.
-        warmup_h: the range of warm-up hours, (min, max) (default: the line definition's `start`,
-            24 to 48 h unless it says otherwise).
+        start: "warm" (the episode begins after a warm-up under the line's own rules), "cold"
+            (time 0, empty buffers, new machines: for tests and theory checks) or "auto" (warm for
+            a line of open orders, cold for a fixed job set). Default: the line definition's own
+            `start`, else "auto". A `Line` object starts as it is.
+        warmup_h: the range of warm-up hours, (min, max) (default: the line definition's, see
+            `StartParams`).
         **task_kwargs: the task's own arguments, such as `weights`.
     """
     task_cls, default_line, default_period, _ = TASKS[task]
@@ -88,26 +92,26 @@ def make_setpoint_env(
         period,
         scenario,
         seed,
-        start=_start(line, start, warmup_h),
+        start=_start(start, warmup_h),
+        start_default=START_DEFAULT,
     )
     return LineEnv(the_line, task_cls(the_line.spec, **task_kwargs))
 
 
-def _start(line: LineArg | None, start: str | None, warmup_h: Sequence[float] | None) -> dict[str, Any] | None:
-    """The `start` section for a twin built here; None for a `Line` object given as it is."""
-    if line is not None and not isinstance(line, str | Path | Mapping):
-        if start is not None or warmup_h is not None:
-            raise ValueError("start, warmup_h: only apply to a line built from a definition, not to a Line object")
-        return None
-    mode = "warm" if start is None else start
-    if mode not in START_MODES:
-        raise ValueError(f"start must be one of {', '.join(START_MODES)}, got {start!r}")
-    if warmup_h is None:
-        return {"mode": mode}
-    hours = tuple(warmup_h)
-    if len(hours) != 2:
-        raise ValueError(f"warmup_h: give (min, max) hours, got {warmup_h!r}")
-    return {"mode": mode, "warmup_min_h": hours[0], "warmup_max_h": hours[1]}
+def _start(start: str | None, warmup_h: Sequence[float] | None) -> dict[str, Any] | None:
+    """The `start` fields given to the env (None when neither is)."""
+    fields: dict[str, Any] = {}
+    if start is not None:
+        modes = [m.value for m in StartMode]
+        if start not in modes:
+            raise ValueError(f"start must be one of {', '.join(modes)}, got {start!r}")
+        fields["mode"] = start
+    if warmup_h is not None:
+        hours = tuple(warmup_h)
+        if len(hours) != 2:
+            raise ValueError(f"warmup_h: give (min, max) hours, got {warmup_h!r}")
+        fields["warmup_min_h"], fields["warmup_max_h"] = hours
+    return fields or None
 
 
 def make_scheduling(

@@ -74,18 +74,27 @@ class TwinLine:
         self._start_s = 0.0  # line clock at the episode's start
 
     @classmethod
-    def from_yaml(cls, path: str | Path, seed: int | None = None, **overrides: Any) -> TwinLine:
-        """Load a line definition file; `overrides` merge over its top-level fields.
+    def from_yaml(
+        cls, path: str | Path, seed: int | None = None, defaults: Mapping[str, Any] | None = None, **overrides: Any
+    ) -> TwinLine:
+        """Load a line definition file; `defaults` merge under its fields, `overrides` over them.
 
         Example: `TwinLine.from_yaml(path, control={"levers": ["speed"]}, scenarios=[...])`.
         """
-        definition = merge(load_definition(Path(path)), overrides)
+        definition = merge(merge(defaults or {}, load_definition(Path(path))), overrides)
         return cls._from_mapping(definition, str(path), seed)
 
     @classmethod
-    def from_definition(cls, definition: Mapping[str, Any], seed: int | None = None, **overrides: Any) -> TwinLine:
-        """Build from a line definition mapping (as a line file holds); `overrides` merge over its fields."""
-        return cls._from_mapping(merge(definition, overrides), f"line config {definition.get('name', '?')!r}", seed)
+    def from_definition(
+        cls,
+        definition: Mapping[str, Any],
+        seed: int | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> TwinLine:
+        """Build from a line definition mapping (as a line file holds); `defaults` merge under it, `overrides` over."""
+        source = f"line config {definition.get('name', '?')!r}"
+        return cls._from_mapping(merge(merge(defaults or {}, definition), overrides), source, seed)
 
     @classmethod
     def from_config(cls, seed: int | None = None, **definition: Any) -> TwinLine:
@@ -106,7 +115,7 @@ class TwinLine:
         self._plant = plant
         self._sensors = SensorBank(plant)
         start = self.params.start
-        if start.mode is StartMode.WARM:
+        if self.warm:
             (warmup_seed,) = episode_seed.spawn(1)
             hours = np.random.default_rng(warmup_seed).uniform(start.warmup_min_h, start.warmup_max_h)
             if hours > 0:
@@ -116,6 +125,12 @@ class TwinLine:
         self._ticks = 0
         self._tick_open = False
         return self._new_frame()
+
+    @property
+    def warm(self) -> bool:
+        """Whether episodes start after a warm-up (`params.start`; `auto` is warm without a fixed job set)."""
+        mode = self.params.start.mode
+        return mode is StartMode.WARM or (mode is StartMode.AUTO and not self.params.demand.jobs)
 
     @property
     def episode_start_s(self) -> float:

@@ -300,6 +300,8 @@ class GridParams:
 class ScenarioEvent:
     """A disruption from `start_s` for `duration_s`; `factor` scales demand, price or hazard.
 
+    Times count from the episode's start (after any warm-up), so a disruption falls in the episode.
+
     Demand: a surge (factor > 1) adds orders at (factor - 1) times the base rate, overlapping surges
     adding up; a dip (factor < 1) keeps each base order with probability `factor`.
     """
@@ -321,6 +323,7 @@ class StartMode(enum.Enum):
 
     COLD = "cold"  # time 0 (midnight): empty buffers, new machines, the store at its initial stock
     WARM = "warm"  # after a warm-up run of the line under its own rules
+    AUTO = "auto"  # warm for a line of open orders, cold for a fixed job set (released at time 0)
 
 
 @dataclass(frozen=True)
@@ -414,7 +417,7 @@ class LineParams:
                 )
         self._check_changeovers(len(self.variants))
         require(
-            self.start.mode is StartMode.COLD or not self.demand.jobs,
+            self.start.mode is not StartMode.WARM or not self.demand.jobs,
             "start.mode",
             "a fixed job set is released at time 0, so its line starts cold (warm starts need open arrivals only)",
         )

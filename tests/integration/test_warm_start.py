@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import yaml
 
 import envs  # noqa: F401  (registers the ids)
 from configs import config_file
@@ -128,12 +129,38 @@ def test_scenario_times_count_from_the_episode_start():
 
 
 def test_start_arguments_are_checked_and_named():
-    with pytest.raises(ValueError, match="start must be one of warm, cold"):
+    with pytest.raises(ValueError, match="start must be one of cold, warm, auto"):
         gym.make("smartline/Speed-v0", start="hot")
     with pytest.raises(ValueError, match="warmup_max_h"):
         gym.make("smartline/Speed-v0", warmup_h=(10.0, 5.0))
     line = TwinLine.from_yaml(config_file("line", "flow5"), seed=0, control={"levers": ["speed"]})
-    with pytest.raises(ValueError, match="start, warmup_h: only apply to a line built from a definition"):
+    with pytest.raises(ValueError, match="start: only applies to a line built from a definition"):
         gym.make("smartline/Speed-v0", line=line, start="cold")
     with pytest.raises(ValueError, match=r"start\.mode"):
         TwinLine.from_yaml(config_file("line", "flow5_orders"), start={"mode": "warm"})
+
+
+def test_the_line_definition_says_how_its_episodes_start_unless_the_env_is_told():
+    definition = yaml.safe_load(config_file("line", "flow5").read_text())
+    definition["start"] = {"mode": "cold"}
+    env = gym.make("smartline/Speed-v0", line=definition)
+    env.reset(seed=0)
+    assert env.unwrapped.frame.time == 0.0
+    env = gym.make("smartline/Speed-v0", line=definition, start="warm")
+    env.reset(seed=0)
+    assert env.unwrapped.frame.time >= 24 * HOUR
+    env = gym.make("smartline/Speed-v0", line="flow5_orders")  # a fixed job set: auto starts it cold
+    env.reset(seed=0)
+    assert env.unwrapped.frame.time == 0.0
+
+
+def test_last_completion_counts_from_the_episode_start():
+    env = gym.make("smartline/Speed-v0", max_episode_steps=30)
+    env.reset(seed=4)
+    assert env.unwrapped.frame.kpis.last_completion_s == 0.0
+    start_s = env.unwrapped.frame.time
+    done = False
+    while not done:
+        _, _, term, trunc, info = env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+        done = term or trunc
+    assert 0.0 < info["kpis"].last_completion_s <= info["time"] - start_s
