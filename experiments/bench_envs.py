@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from envs.registration import TASKS, make_scheduling, make_setpoint_env
+from experiments.tables import markdown_table
 
 GOAL_STEPS_PER_S = 5000.0  # every task on its default line
 GOAL_VS_JSSENV = 1.0  # Scheduling on ta01, steps per second (issue 7: at least as fast as JSSEnv)
@@ -122,11 +123,16 @@ def jssenv(instance: str, steps: int, repeats: int) -> Rate | None:
 
 def table(rates: Sequence[Rate]) -> str:
     """Markdown table of the rates."""
-    rows = ["| env | steps/s | us/step | steps per episode (approx.) |", "|---|---:|---:|---:|"]
-    for r in rates:
-        per_episode = f"{r.steps / r.episodes:,.0f}" if r.episodes else "-"
-        rows.append(f"| {r.name} | {r.steps_per_s:,.0f} | {1e6 / r.steps_per_s:,.1f} | {per_episode} |")
-    return "\n".join(rows)
+    rows = [
+        (
+            r.name,
+            f"{r.steps_per_s:,.0f}",
+            f"{1e6 / r.steps_per_s:,.1f}",
+            f"{r.steps / r.episodes:,.0f}" if r.episodes else "-",
+        )
+        for r in rates
+    ]
+    return markdown_table(("env", "steps/s", "us/step", "steps per episode (approx.)"), rows)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -99,24 +99,33 @@ def paired_difference(rows: Sequence[Row], policy: str, baseline: str, key: str 
 
 
 def verdict(rows: Sequence[Row], policy: str, baseline: str) -> str:
-    """One sentence per mode: does `policy` beat `baseline` on return, with the paired 95% interval."""
+    """One sentence per scenario and mode: does `policy` beat `baseline` on return, with the paired 95% interval."""
     lines = []
-    for mode in modes(rows):
-        mean, half, n = paired_difference([r for r in rows if r.mode == mode], policy, baseline)
-        if n < 2:
-            lines.append(f"{mode}: {policy} against {baseline}: return difference {mean:+,.1f} (one seed, no interval)")
-            continue
-        if mean - half > 0:
-            outcome = "beats"
-        elif mean + half < 0:
-            outcome = "is beaten by"
-        else:
-            outcome = "cannot be told apart from"
-        lines.append(
-            f"{mode}: {policy} {outcome} {baseline}: return difference {mean:+,.1f} ± {half:,.1f}"
-            f" (95%, paired over {n} seeds)"
-        )
+    scenarios = list(dict.fromkeys(r.scenario for r in rows))
+    for scenario in scenarios:
+        for mode in modes(rows):
+            cell = [r for r in rows if r.mode == mode and r.scenario == scenario]
+            if not any(r.policy == policy for r in cell):
+                continue
+            where = mode if len(scenarios) == 1 else f"{scenario}, {mode}"
+            lines.append(_sentence(where, cell, policy, baseline))
     return "\n".join(lines)
+
+
+def _sentence(where: str, rows: Sequence[Row], policy: str, baseline: str) -> str:
+    mean, half, n = paired_difference(rows, policy, baseline)
+    if n < 2:
+        return f"{where}: {policy} against {baseline}: return difference {mean:+,.1f} (one seed, no interval)"
+    if mean - half > 0:
+        outcome = "beats"
+    elif mean + half < 0:
+        outcome = "is beaten by"
+    else:
+        outcome = "cannot be told apart from"
+    return (
+        f"{where}: {policy} {outcome} {baseline}: return difference {mean:+,.1f} ± {half:,.1f}"
+        f" (95%, paired over {n} seeds)"
+    )
 
 
 def kpi_table(rows: Sequence[Row]) -> str:

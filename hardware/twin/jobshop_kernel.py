@@ -34,12 +34,11 @@ from hardware.interface import (
 from hardware.interface import StationState as State
 from hardware.twin.lateness import LatenessBook
 from hardware.twin.params import Distribution, Layout, LineParams, StartMode
-from hardware.twin.sensors import LINE_SENSORS, STATION_SENSORS
+from hardware.twin.sensors import INSTRUMENTS, LINE_SENSORS, STATION_SENSORS
 
 _DISPATCH = DecisionKind.DISPATCH
 _IDLE, _BUSY = int(State.IDLE), int(State.BUSY)
 _QUEUED, _ACTIVE, _DONE = int(JobStatus.QUEUED), int(JobStatus.ACTIVE), int(JobStatus.DONE)
-_INSTRUMENTS = frozenset({"vibration_mm_s", "bearing_temp_c", "motor_current_a"})
 
 
 def unsupported(params: LineParams) -> str | None:
@@ -103,7 +102,7 @@ class JobShopLine:
         line_at = {name: m * stride + LINE_SENSORS.index(name) for name in LINE_SENSORS}
         self._template = np.zeros(self._n_values)
         self._template[at["speed_ratio"]] = 1.0
-        for name in _INSTRUMENTS:
+        for name in INSTRUMENTS:
             self._template[at[name]] = np.nan
         self._template[line_at["price_per_kwh"]] = self._price
         self._template[line_at["carbon_kg_per_kwh"]] = self._carbon

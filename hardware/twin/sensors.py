@@ -29,6 +29,7 @@ STATION_SENSORS = (
 )
 LINE_SENSORS = ("wip_parts", "stock_units", "on_order_units", "price_per_kwh", "carbon_kg_per_kwh")
 _PHYSICAL = (4, 5, 6)  # positions of the noisy instruments within STATION_SENSORS
+INSTRUMENTS = tuple(STATION_SENSORS[i] for i in _PHYSICAL)  # the noisy instruments, sampled with their own period
 _POOL = 4096  # random draws fetched per numpy call for the instruments' noise
 _BUSY = State.BUSY
 _YEAR_H = 24.0 * 365.0  # range of hours since maintenance of a machine that never wears

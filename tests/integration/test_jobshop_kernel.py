@@ -10,9 +10,8 @@ from envs.scheduling import SchedulingEnv, SchedulingTask
 from hardware import Command, Dispatch, Kpis
 from hardware.twin import TwinLine
 from hardware.twin.jobshop_kernel import JobShopLine, unsupported
+from hardware.twin.sensors import INSTRUMENTS
 from tests.lines import FLOW5
-
-_INSTRUMENTS = ("vibration_mm_s", "bearing_temp_c", "motor_current_a")
 
 
 def random_instance(rng: np.random.Generator, jobs: int, machines: int, top: int) -> Instance:
@@ -22,24 +21,44 @@ def random_instance(rng: np.random.Generator, jobs: int, machines: int, top: int
     return Instance(f"random{jobs}x{machines}", machines, routes, times)
 
 
-def pair(instance: Instance) -> tuple[SchedulingEnv, SchedulingEnv]:
-    """Scheduling envs on the full twin and on the array job shop of the same instance."""
-    twin = TwinLine.from_config(seed=0, **instance_definition(instance))
+def pair(instance: Instance | dict) -> tuple[SchedulingEnv, SchedulingEnv]:
+    """Scheduling envs on the full twin and on the array job shop of the same instance or definition."""
+    definition = instance if isinstance(instance, dict) else instance_definition(instance)
+    twin = TwinLine.from_config(seed=0, **definition)
     kernel = JobShopLine(twin.params, twin.spec)
     return SchedulingEnv(twin, SchedulingTask(twin.spec)), SchedulingEnv(kernel, SchedulingTask(kernel.spec))
+
+
+def mixed_shop(rng: np.random.Generator) -> dict:
+    """A deterministic shop of two machine types (own power, wear and speed exponents) and variants of unequal load."""
+    definition = instance_definition(random_instance(rng, int(rng.integers(3, 6)), 4, top=9))
+    base = definition["machines"]["jssp"]
+    heavy = {
+        **base,
+        "power_kw": {"idle": 4.5, "busy": 21.0, "blocked": 3.0, "standby": 1.1, "warmup": 7.0},
+        "wear_per_busy_h": 0.03,
+        "wear_speed_exponent": 3.0,
+        "busy_power_speed_exponent": 2.5,
+    }
+    definition["machines"] = {"jssp": base, "heavy": heavy}
+    for k, station in enumerate(definition["stations"]):
+        station["machine"] = "heavy" if k % 2 else "jssp"
+    for k, variant in enumerate(definition["variants"]):
+        variant["load"] = (1.4, 0.6, 1.0)[k % 3]
+    return definition
 
 
 def assert_same_frame(a, b, spec) -> None:
     assert (a.time, a.pending) == (b.time, b.pending)
     np.testing.assert_array_equal(a.jobs.step, b.jobs.step)
     np.testing.assert_array_equal(a.jobs.status, b.jobs.status)
-    measured = [i for i, s in enumerate(spec.sensors) if not s.name.endswith(_INSTRUMENTS)]
+    measured = [i for i, s in enumerate(spec.sensors) if not s.name.endswith(INSTRUMENTS)]
     np.testing.assert_array_equal(a.values[measured], b.values[measured])
     for name in Kpis.names():
         assert getattr(b.kpis, name) == pytest.approx(getattr(a.kpis, name), rel=1e-12, abs=1e-12), name
 
 
-def run_both(instance: Instance, seed: int, invalid_share: float, wait_share: float) -> int:
+def run_both(instance: Instance | dict, seed: int, invalid_share: float, wait_share: float) -> int:
     """Drive both envs with one random action sequence; return the number of steps compared."""
     twin_env, kernel_env = pair(instance)
     rng = np.random.default_rng(seed)
@@ -86,6 +105,12 @@ def test_small_instances_with_tied_times_run_the_same_trajectory_on_both(seed):
     rng = np.random.default_rng(1000 + seed)
     instance = random_instance(rng, int(rng.integers(2, 6)), int(rng.integers(2, 5)), top=3)
     run_both(instance, seed, invalid_share=0.4, wait_share=0.3)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mixed_machine_types_and_loads_run_the_same_trajectory_on_both(seed):
+    """What `unsupported` admits beyond the instances: several machine types, power profiles, wear, loads."""
+    run_both(mixed_shop(np.random.default_rng(seed)), seed, invalid_share=0.3, wait_share=0.3)
 
 
 def test_the_instance_line_is_the_kernel_unless_asked_for_the_twin():

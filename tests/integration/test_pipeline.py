@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from scipy import stats
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from experiments.build import ConfigError, check
+from experiments.build import ConfigError, check, heuristic_agent, make_env
 from experiments.evaluate import evaluate
 from experiments.report import EPISODE, continuing_mode
 from experiments.train import train
@@ -53,6 +53,21 @@ def test_every_experiment_preset_composes_and_checks(experiment):
     cfg = compose_train([f"experiment={experiment}"])
     check(cfg)
     assert cfg.task.baseline in AGENTS
+
+
+def test_a_heuristic_agent_takes_its_parameters_from_the_config_and_names_a_bad_one():
+    cfg = compose_train(["experiment=maintenance", "agent=fixed_interval", "agent.interval_h=50"])
+    env = make_env(cfg)
+    try:
+        assert heuristic_agent(cfg, env).interval_h == 50.0
+    finally:
+        env.close()
+    typo = compose_train(["experiment=maintenance", "agent=fixed_interval", "+agent.intervl_h=50"])
+    with pytest.raises(ConfigError, match=r"^agent\.intervl_h: .*did you mean 'interval_h'"):
+        check(typo)
+    negative = compose_train(["experiment=maintenance", "agent=fixed_interval", "agent.interval_h=-5"])
+    with pytest.raises(ConfigError, match=r"^agent\.interval_h: interval_h must be"):
+        check(negative)
 
 
 TASK_OF_AGENT = {
@@ -100,7 +115,8 @@ def test_sac_on_a_discrete_task_is_refused_naming_the_agent(tmp_path):
 
 WEEK = continuing_mode(0.125)
 VERDICT = re.compile(
-    r"^(?P<mode>[^:]+): (?P<policy>.+?) (?P<outcome>beats|is beaten by|cannot be told apart from) (?P<base>.+?): "
+    r"^(?:(?P<scenario>[^,:]+), )?(?P<mode>[^:]+): "
+    r"(?P<policy>.+?) (?P<outcome>beats|is beaten by|cannot be told apart from) (?P<base>.+?): "
     r"return difference (?P<mean>[-+0-9.,]+) ± (?P<half>[0-9.,]+) \(95%, paired over (?P<n>\d+) seeds\)$"
 )
 
@@ -122,16 +138,9 @@ def assert_statistics_match_scipy(folder: Path, text: str) -> None:
     verdicts = [m for m in map(VERDICT.match, text.splitlines()) if m]
     assert verdicts
     for v in verdicts:
-        theirs = {
-            (r["scenario"], r["seed"]): float(r["return"])
-            for r in raw
-            if (r["policy"], r["mode"]) == (v["base"], v["mode"])
-        }
-        ours = {
-            (r["scenario"], r["seed"]): float(r["return"])
-            for r in raw
-            if (r["policy"], r["mode"]) == (v["policy"], v["mode"])
-        }
+        cell = [r for r in raw if r["mode"] == v["mode"] and v["scenario"] in (None, r["scenario"])]
+        theirs = {(r["scenario"], r["seed"]): float(r["return"]) for r in cell if r["policy"] == v["base"]}
+        ours = {(r["scenario"], r["seed"]): float(r["return"]) for r in cell if r["policy"] == v["policy"]}
         keys = sorted(ours)
         a, b = np.array([ours[k] for k in keys]), np.array([theirs[k] for k in keys])
         assert int(v["n"]) == len(keys)
