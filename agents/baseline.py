@@ -65,6 +65,10 @@ class Baseline(ABC):
         actions = self.act(batch).astype(self.action_space.dtype)
         return (actions.reshape(self.action_shape) if single else actions), state
 
+    def line_setting(self, n: int) -> np.ndarray:
+        """`n` zero actions: the plant's own setting on every actuator (nominal speed, run, no request)."""
+        return np.zeros((n, *self.action_shape), dtype=self.action_space.dtype)
+
     @abstractmethod
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Actions for a batch of observations of shape `(n, obs_dim)`, shape `(n, *action_shape)`."""

@@ -43,7 +43,7 @@ class FactoryRules(Baseline):
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Zero speed and mode; maintain and reorder components from the two rules."""
-        actions = np.zeros((len(obs), *self.action_shape), dtype=np.float32)
+        actions = self.line_setting(len(obs))
         actions[:, self._maintain] = np.where(self.trigger(obs), ACTION_MAINTAIN, 0.0)
         actions[:, self._order] = np.clip(self.reorder(obs) / self.reorder.max_order_units, 0.0, 1.0)
         return actions

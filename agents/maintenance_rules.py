@@ -71,8 +71,8 @@ class ReactiveMaintenance(Baseline):
     task: MaintenanceTask
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """All zeros."""
-        return np.zeros((len(obs), *self.action_shape), dtype=np.int8)
+        """No request anywhere."""
+        return self.line_setting(len(obs))
 
 
 class FixedIntervalMaintenance(Baseline):

@@ -22,8 +22,8 @@ class NominalSpeed(Baseline):
     task: SetpointTask
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """Zeros."""
-        return np.zeros((len(obs), *self.action_shape), dtype=np.float32)
+        """The line's own setting."""
+        return self.line_setting(len(obs))
 
 
 class TimeOfUseEnergy(Baseline):
@@ -50,6 +50,6 @@ class TimeOfUseEnergy(Baseline):
         price = d.value(obs, "line.price_per_kwh")
         dear = price >= self.price_threshold_per_kwh - d.tolerance("line.price_per_kwh")
         empty = d.stations_value(obs, "queue_parts") < 0.5
-        actions = np.zeros((len(obs), *self.action_shape), dtype=np.float32)
+        actions = self.line_setting(len(obs))
         actions[:, self._mode] = np.where(dear[:, None] & empty, ACTION_STANDBY, ACTION_RUN)
         return actions

@@ -179,13 +179,21 @@ def write_reports(
                 mean, half = mean_interval([r.values[key] for r in group])
                 writer.writerow([policy, scenario, mode, len(group), key, repr(mean), repr(half)])
     for key, label in metrics:
-        bars = {" · ".join(k): mean_interval([r.values[key] for r in g]) for k, g in groups(rows).items()}
-        paths[f"plot_{key}"] = bar_plot(bars, label, out_dir / f"{key}.png")
-    differences = {}
+        panels: dict[str, dict[str, tuple[float, float]]] = {}
+        for (policy, scenario, mode), group in groups(rows).items():
+            panels.setdefault(mode, {})[f"{policy} · {scenario}"] = mean_interval([r.values[key] for r in group])
+        paths[f"plot_{key}"] = bar_plot(panels, label, out_dir / f"{key}.png")
+    differences: dict[str, dict[str, tuple[float, float]]] = {}
+    scenarios = list(dict.fromkeys(r.scenario for r in rows))
     for policy, baseline in pairs:
         for mode in modes(rows):
-            mean, half, n = paired_difference([r for r in rows if r.mode == mode], policy, baseline)
-            differences[f"{policy} - {baseline} · {mode}"] = (mean, half if n > 1 else math.nan)
+            for scenario in scenarios:
+                cell = [r for r in rows if r.mode == mode and r.scenario == scenario]
+                if not any(r.policy == policy for r in cell):
+                    continue
+                mean, half, n = paired_difference(cell, policy, baseline)
+                name = f"{policy} - {baseline}" + (f" · {scenario}" if len(scenarios) > 1 else "")
+                differences.setdefault(mode, {})[name] = (mean, half if n > 1 else math.nan)
     if differences:
         paths["plot_return_difference"] = difference_plot(
             differences, "return difference (paired)", out_dir / "return_difference.png"
