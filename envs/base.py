@@ -48,21 +48,34 @@ class Task(ABC):
         """
         space = self.action_space
         shape = space.shape or ()
-        expected = f"action: expected {space} of shape {shape}"
         try:
             a = np.asarray(action, dtype=float)
         except (TypeError, ValueError):
-            raise ValueError(f"{expected}, got {action!r}") from None
+            raise ValueError(f"action: expected {space} of shape {shape}, got {action!r}") from None
         if isinstance(space, gym.spaces.Discrete) and a.size == 1 and a.ndim <= 1:
             a = a.reshape(())
         if a.shape != shape:
-            raise ValueError(f"{expected} for {type(self).__name__}, got shape {a.shape}")
+            raise ValueError(
+                f"action: expected {space} of shape {shape} for {type(self).__name__}, got shape {a.shape}"
+            )
         valid = np.isfinite(a)
         if isinstance(space, gym.spaces.Discrete):
             valid &= (a == np.round(a)) & (a >= space.start) & (a < space.start + space.n)
         elif isinstance(space, gym.spaces.MultiBinary):
             valid &= (a == 0.0) | (a == 1.0)
         return a, valid
+
+    def parse_discrete(self, action: Any) -> int | None:
+        """A discrete action as the index it names, or None when it is invalid (see `parse_action`)."""
+        space = self.action_space
+        if (
+            isinstance(action, int | np.integer)
+            and not isinstance(action, bool)
+            and isinstance(space, gym.spaces.Discrete)
+        ):
+            return int(action) if space.start <= action < space.start + space.n else None
+        a, valid = self.parse_action(action)
+        return int(a) if valid.all() else None
 
     def mark_invalid(self) -> None:
         """Record that this step's action was invalid (once per step)."""

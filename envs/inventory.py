@@ -74,7 +74,10 @@ class InventoryTask(SetpointTask):
 
     def command(self, action: Any, frame: Frame) -> Command:
         """Order the quantity of the chosen level; a level outside the space is invalid and orders nothing."""
-        level = int(self.checked(action))
+        level = self.parse_discrete(action)
+        if level is None:
+            self.mark_invalid()
+            level = 0
         return self.setpoints(self.levels[level : level + 1])
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:

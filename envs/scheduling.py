@@ -220,9 +220,8 @@ class SchedulingTask(Task):
         d = self.decision(frame)
         if d is None:
             raise RuntimeError("step() after the episode ended; call reset()")
-        parsed, valid = self.parse_action(action)
-        a = int(parsed) if valid else -1
-        if not (valid and self.mask(frame)[a]):
+        a = self.parse_discrete(action)
+        if a is None or not self.mask(frame)[a]:
             self.mark_invalid()
             a = self.line_rule(frame)
         station = int(d.station)  # type: ignore[arg-type]  # a dispatch decision names its station

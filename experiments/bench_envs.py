@@ -141,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="timed steps per env")
     parser.add_argument("--repeats", type=int, default=3, help="report the best of this many runs")
     parser.add_argument("--instance", default="ta01", help="job-shop instance for the JSSEnv comparison")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds of the JSSEnv comparison")
     args = parser.parse_args(argv)
 
     tasks = [ours(task, args.steps, args.repeats) for task in TASKS]
@@ -151,18 +152,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     goal = f"goal >= {GOAL_STEPS_PER_S:,.0f}: {verdict}"
     print(f"\nslowest: {slowest.name} at {slowest.steps_per_s:,.0f} steps/s ({goal})")
 
-    mine = ours("Scheduling", args.steps, args.repeats, instance=args.instance)
-    theirs = jssenv(args.instance, args.steps, args.repeats)
-    print(f"\nScheduling on {args.instance} against JSSEnv, random valid actions\n")
-    print(table([mine] + ([theirs] if theirs else [])))
-    if theirs is None:
+    # Rounds alternate the two envs back to back, so a slow spell of the machine hits both alike;
+    # the figure is the median of the rounds' ratios.
+    rounds = [
+        (ours("Scheduling", args.steps, 1, instance=args.instance), jssenv(args.instance, args.steps, 1))
+        for _ in range(args.rounds)
+    ]
+    mine = min((m for m, _ in rounds), key=lambda r: r.wall_s)
+    theirs_all = [t for _, t in rounds if t is not None]
+    print(f"\nScheduling on {args.instance} against JSSEnv, random valid actions, best of {args.rounds} rounds\n")
+    if not theirs_all:
+        print(table([mine]))
         print("\nJSSEnv is not installed: pip install -e '.[bench]' to compare")
         return
-    ratio = mine.steps_per_s / theirs.steps_per_s
+    theirs = min(theirs_all, key=lambda r: r.wall_s)
+    print(table([mine, theirs]))
+    ratios = sorted(m.steps_per_s / t.steps_per_s for m, t in rounds if t is not None)
+    ratio = float(np.median(ratios))
     per_episode = (mine.episodes / mine.wall_s) / (theirs.episodes / theirs.wall_s) if theirs.episodes else float("nan")
     verdict = "met" if ratio >= GOAL_VS_JSSENV else "NOT met"
-    print(f"\nsteps/s, ours / JSSEnv: {ratio:.2f}x (goal >= {GOAL_VS_JSSENV:.1f}x: {verdict})")
-    print(f"episodes/s, ours / JSSEnv: {per_episode:.2f}x")
+    spread = f"rounds {ratios[0]:.2f}x to {ratios[-1]:.2f}x"
+    print(f"\nsteps/s, ours / JSSEnv: median {ratio:.2f}x, {spread} (goal >= {GOAL_VS_JSSENV:.1f}x: {verdict})")
+    print(f"episodes/s, ours / JSSEnv (best rounds): {per_episode:.2f}x")
 
 
 if __name__ == "__main__":
