@@ -181,10 +181,17 @@ def delta(before: Kpis, after: Kpis, name: str) -> float:
     return float(getattr(after, name) - getattr(before, name))
 
 
+def maintenance_spend(before: Kpis, after: Kpis) -> float:
+    """Repair and preventive maintenance cost between two frames (what restoring health cost)."""
+    return delta(before, after, "repair_cost") + delta(before, after, "preventive_cost")
+
+
 def health_used(before: Kpis, after: Kpis) -> float:
     """Growth of the machines' summed health deficit between two frames: health worn off less health restored.
 
     Summed over an episode it is the deficit the episode leaves behind less the one it found, so a
-    reward that charges it prices the machine life a policy uses and the maintenance it defers.
+    reward that charges it prices the machine life a policy uses and the maintenance it defers. A
+    reward that charges it must also charge `maintenance_spend`, or a repair would hand back the
+    wear charge for free.
     """
     return delta(before, after, "health_consumed") - delta(before, after, "health_restored")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from envs.base import delta, health_used
+from envs.base import delta, health_used, maintenance_spend
 from envs.setpoint import SetpointTask
 from envs.weights import PART_VALUE, SCRAP_COST, TARDINESS_COST_PER_H, WEAR_COST_PER_HEALTH
 from hardware import Frame, Lever
@@ -19,6 +19,7 @@ class EnergyWeights:
     energy: float = 1.0  # per unit of energy cost
     tardiness_cost_per_h: float = TARDINESS_COST_PER_H  # per hour of lateness, summed over orders (open ones too)
     scrap_cost: float = SCRAP_COST  # per scrapped part, on top of its lost value
+    maintenance_cost: float = 1.0  # per unit of repair and preventive maintenance cost
     wear_cost_per_health: float = WEAR_COST_PER_HEALTH  # per unit of machine health used (worn off less restored)
 
 
@@ -40,9 +41,10 @@ class EnergyTask(SetpointTask):
 
     ## Rewards
     `part_value * good parts - energy * energy cost - tardiness_cost_per_h * added lateness hours
-    - scrap_cost * scrapped parts - wear_cost_per_health * net health used` (lateness of open orders
-    counts as it accrues, so idling cannot hide late orders; scrap and wear are charged, so running
-    fast in cheap hours is not free).
+    - scrap_cost * scrapped parts - maintenance_cost * repair cost - wear_cost_per_health * net
+    health used` (worn off less what repairs restore). Lateness of open orders counts as it
+    accrues, so idling cannot hide late orders; scrap, repairs and wear are charged, so running fast
+    in cheap hours is not free.
 
     ## Starting State
     A line as it runs: the episode begins after a warm-up under the line's own rules (its length
@@ -73,13 +75,14 @@ class EnergyTask(SetpointTask):
     weights: EnergyWeights
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
-        """Value of good parts minus energy cost, lateness, scrap and wear."""
+        """Value of good parts minus energy cost, lateness, scrap, repairs and wear."""
         w, b, a = self.weights, before.kpis, after.kpis
         terms = {
             "reward/parts": w.part_value * delta(b, a, "good_parts"),
             "reward/energy": -w.energy * delta(b, a, "energy_cost"),
             "reward/tardiness": -w.tardiness_cost_per_h * delta(b, a, "tardiness_s") / 3600.0,
             "reward/scrap": -w.scrap_cost * delta(b, a, "scrap_parts"),
+            "reward/maintenance": -w.maintenance_cost * maintenance_spend(b, a),
             "reward/wear": -w.wear_cost_per_health * health_used(b, a),
         }
         return sum(terms.values()), terms

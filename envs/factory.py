@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.base import delta, health_used
+from envs.base import delta, health_used, maintenance_spend
 from envs.setpoint import SetpointTask
 from envs.weights import (
     DOWNTIME_COST_PER_H,
@@ -122,7 +122,7 @@ class FactoryTask(SetpointTask):
                 down_s / 3600.0,
                 delta(b, a, "tardiness_s") / 3600.0,
                 delta(b, a, "scrap_parts"),
-                delta(b, a, "repair_cost") + delta(b, a, "preventive_cost"),
+                maintenance_spend(b, a),
                 health_used(b, a),
                 delta(b, a, "stock_unit_h"),
                 delta(b, a, "orders_placed"),

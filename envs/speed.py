@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from envs.base import delta, health_used
+from envs.base import delta, health_used, maintenance_spend
 from envs.setpoint import SetpointTask
 from envs.weights import DOWNTIME_COST_PER_H, PART_VALUE, SCRAP_COST, WEAR_COST_PER_HEALTH
 from hardware import Frame, Lever
@@ -19,6 +19,7 @@ class SpeedWeights:
     energy: float = 1.0  # per unit of energy cost
     scrap_cost: float = SCRAP_COST  # per scrapped part, on top of its lost value
     downtime_cost_per_h: float = DOWNTIME_COST_PER_H  # per hour of unplanned downtime (summed over stations)
+    maintenance_cost: float = 1.0  # per unit of repair and preventive maintenance cost
     wear_cost_per_health: float = WEAR_COST_PER_HEALTH  # per unit of machine health used (worn off less restored)
 
 
@@ -40,9 +41,10 @@ class SpeedTask(SetpointTask):
 
     ## Rewards
     `part_value * good parts - energy * energy cost - scrap_cost * scrapped parts
-    - downtime_cost_per_h * unplanned downtime hours - wear_cost_per_health * net health used`, all
-    as changes over the step, so that running fast pays for the machine life it uses. The terms are
-    in `info` under `reward/...`.
+    - downtime_cost_per_h * unplanned downtime hours - maintenance_cost * repair cost
+    - wear_cost_per_health * net health used` (worn off less what repairs restore), all as changes
+    over the step, so that running fast pays for the machine life it uses and the repairs it
+    brings. The terms are in `info` under `reward/...`.
 
     ## Starting State
     A line as it runs: the episode begins after a warm-up under the line's own rules (its length
@@ -74,13 +76,14 @@ class SpeedTask(SetpointTask):
     weights: SpeedWeights
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
-        """Value of good parts minus energy, scrap, downtime and wear costs."""
+        """Value of good parts minus energy, scrap, downtime, repair and wear costs."""
         w, b, a = self.weights, before.kpis, after.kpis
         terms = {
             "reward/parts": w.part_value * delta(b, a, "good_parts"),
             "reward/energy": -w.energy * delta(b, a, "energy_cost"),
             "reward/scrap": -w.scrap_cost * delta(b, a, "scrap_parts"),
             "reward/downtime": -w.downtime_cost_per_h * delta(b, a, "unplanned_downtime_s") / 3600.0,
+            "reward/maintenance": -w.maintenance_cost * maintenance_spend(b, a),
             "reward/wear": -w.wear_cost_per_health * health_used(b, a),
         }
         return sum(terms.values()), terms

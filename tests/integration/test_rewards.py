@@ -20,22 +20,38 @@ def used(before, after) -> float:
 
 FORMULAS = {
     "Speed": (
-        {"part_value": 3.0, "energy": 2.0, "scrap_cost": 5.0, "downtime_cost_per_h": 7.0, "wear_cost_per_health": 900},
+        {
+            "part_value": 3.0,
+            "energy": 2.0,
+            "scrap_cost": 5.0,
+            "downtime_cost_per_h": 7.0,
+            "maintenance_cost": 1.5,
+            "wear_cost_per_health": 900,
+        },
         lambda w, b, a: (
             w["part_value"] * d(b, a, "good_parts")
             - w["energy"] * d(b, a, "energy_cost")
             - w["scrap_cost"] * d(b, a, "scrap_parts")
             - w["downtime_cost_per_h"] * d(b, a, "unplanned_downtime_s") / 3600
+            - w["maintenance_cost"] * (d(b, a, "repair_cost") + d(b, a, "preventive_cost"))
             - w["wear_cost_per_health"] * used(b, a)
         ),
     ),
     "Energy": (
-        {"part_value": 4.0, "energy": 1.5, "tardiness_cost_per_h": 9.0, "scrap_cost": 6.0, "wear_cost_per_health": 800},
+        {
+            "part_value": 4.0,
+            "energy": 1.5,
+            "tardiness_cost_per_h": 9.0,
+            "scrap_cost": 6.0,
+            "maintenance_cost": 2.0,
+            "wear_cost_per_health": 800,
+        },
         lambda w, b, a: (
             w["part_value"] * d(b, a, "good_parts")
             - w["energy"] * d(b, a, "energy_cost")
             - w["tardiness_cost_per_h"] * d(b, a, "tardiness_s") / 3600
             - w["scrap_cost"] * d(b, a, "scrap_parts")
+            - w["maintenance_cost"] * (d(b, a, "repair_cost") + d(b, a, "preventive_cost"))
             - w["wear_cost_per_health"] * used(b, a)
         ),
     ),
