@@ -66,7 +66,7 @@ class Baseline(ABC):
         return (actions.reshape(self.action_shape) if single else actions), state
 
     def line_setting(self, n: int) -> np.ndarray:
-        """`n` zero actions: the plant's own setting on every actuator (nominal speed, run, no request)."""
+        """`n` zero actions: the plant's own setting (nominal speed, run, no request; for a reorder, no order)."""
         return np.zeros((n, *self.action_shape), dtype=self.action_space.dtype)
 
     @abstractmethod

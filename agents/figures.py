@@ -91,7 +91,7 @@ def health_and_maintenance(episode: Episode, spec: LineSpec) -> Figure:
 
 
 def _increments(counter: list[int]) -> np.ndarray:
-    """Where a cumulative counter rose since the previous frame (never at the first: a warm start has counts)."""
+    """Where a cumulative counter rose since the previous frame (never at the first frame)."""
     x = np.asarray(counter)
     return np.diff(x, prepend=x[:1]) > 0
 

@@ -42,8 +42,9 @@ _SIGN = np.array([1.0] + [-1.0] * (len(OBJECTIVES) - 1))  # throughput is a good
 class FactoryWeights:
     """Prices of the objectives in the scalar reward, in `OBJECTIVES` order.
 
-    Each lever's cost is priced as the single-lever task prices it (Speed: scrap and wear; Maintenance:
-    repair and maintenance cost; Inventory: holding, ordering and stockouts), so no lever is free.
+    Each lever's costs are priced as in its single-lever task (Speed: scrap, repairs and wear;
+    Maintenance: repair and maintenance cost; Inventory: holding, ordering and stockouts), downtime
+    at one rate whether planned or not, so no lever is free.
     """
 
     throughput: float = PART_VALUE  # per good part

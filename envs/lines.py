@@ -52,7 +52,7 @@ def resolve_line(
     in a line file (what the Hydra `line` group composes).
     """
     if not isinstance(line, str | Path | Mapping):
-        for name, given in (("scenario", scenario), ("start", start)):
+        for name, given in (("scenario", scenario), ("start, warmup_h", start)):
             if given is not None:
                 raise ValueError(f"{name}: only applies to a line built from a definition, not to a Line object")
         return line

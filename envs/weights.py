@@ -16,8 +16,9 @@ W = TypeVar("W")
 # uses net of what repairs and maintenance restore, so an episode pays for the wear it leaves behind
 # and cannot borrow from the machines' future.
 WEAR_COST_PER_HEALTH = 500.0
-# Default prices shared by the tasks' rewards, in the tariff's currency, so every task that counts
-# a quantity prices it alike (Factory prices each lever as its single-lever task does).
+# Default prices shared by the tasks' rewards, in the tariff's currency, so every task that counts a
+# quantity prices it alike. Downtime is the exception: Maintenance prices planned and unplanned hours
+# apart (its lever trades one for the other), the others at one rate.
 PART_VALUE = 12.0  # per good part
 SCRAP_COST = 8.0  # per scrapped part, on top of its lost value
 DOWNTIME_COST_PER_H = 300.0  # per station-hour down

@@ -171,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ratio = float(np.median(ratios))
     per_episode = (mine.episodes / mine.wall_s) / (theirs.episodes / theirs.wall_s) if theirs.episodes else float("nan")
     verdict = "met" if ratio >= GOAL_VS_JSSENV else "NOT met"
-    spread = f"rounds {ratios[0]:.2f}x to {ratios[-1]:.2f}x"
+    at_least = sum(r >= GOAL_VS_JSSENV for r in ratios)
+    spread = f"rounds {ratios[0]:.2f}x to {ratios[-1]:.2f}x, {at_least} of {len(ratios)} at or above the goal"
     print(f"\nsteps/s, ours / JSSEnv: median {ratio:.2f}x, {spread} (goal >= {GOAL_VS_JSSENV:.1f}x: {verdict})")
     print(f"episodes/s, ours / JSSEnv (best rounds): {per_episode:.2f}x")
 

@@ -105,11 +105,17 @@ def verdict(rows: Sequence[Row], policy: str, baseline: str) -> str:
     for scenario in scenarios:
         for mode in modes(rows):
             cell = [r for r in rows if r.mode == mode and r.scenario == scenario]
-            if not any(r.policy == policy for r in cell):
+            if not _paired(cell, policy, baseline):
                 continue
             where = mode if len(scenarios) == 1 else f"{scenario}, {mode}"
             lines.append(_sentence(where, cell, policy, baseline))
     return "\n".join(lines)
+
+
+def _paired(rows: Sequence[Row], policy: str, baseline: str) -> bool:
+    """Whether both policies have episodes among `rows`."""
+    present = {r.policy for r in rows}
+    return policy in present and baseline in present
 
 
 def _sentence(where: str, rows: Sequence[Row], policy: str, baseline: str) -> str:
@@ -189,7 +195,7 @@ def write_reports(
         for mode in modes(rows):
             for scenario in scenarios:
                 cell = [r for r in rows if r.mode == mode and r.scenario == scenario]
-                if not any(r.policy == policy for r in cell):
+                if not _paired(cell, policy, baseline):
                     continue
                 mean, half, n = paired_difference(cell, policy, baseline)
                 name = f"{policy} - {baseline}" + (f" · {scenario}" if len(scenarios) > 1 else "")

@@ -56,13 +56,12 @@ def title_of(cfg: DictConfig) -> str:
 
 
 def simulate(cfg: DictConfig) -> Kpis:
-    """Run the configured line for `cfg.duration_h` hours of line clock and return its KPIs."""
+    """Run the configured line for `cfg.duration_h` hours from its episode's start and return its KPIs."""
     scenarios = OmegaConf.to_container(cfg.scenario.events, resolve=True)
     line: Line = instantiate(cfg.line, seed=cfg.seed, scenarios=scenarios)
     try:
-        line.reset()
-        horizon_s = cfg.duration_h * 3600.0
-        frame = line.read()
+        frame = line.reset()  # the start of the episode: time 0, or after the line's warm-up
+        horizon_s = frame.time + cfg.duration_h * 3600.0
         while frame.time < horizon_s:
             frame = line.advance(horizon_s - frame.time)
         return frame.kpis

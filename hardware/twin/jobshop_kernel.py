@@ -33,7 +33,7 @@ from hardware.interface import (
 )
 from hardware.interface import StationState as State
 from hardware.twin.lateness import LatenessBook
-from hardware.twin.params import Distribution, Layout, LineParams, StartMode
+from hardware.twin.params import Distribution, Layout, LineParams
 from hardware.twin.sensors import INSTRUMENTS, LINE_SENSORS, STATION_SENSORS
 
 _DISPATCH = DecisionKind.DISPATCH
@@ -50,7 +50,7 @@ def unsupported(params: LineParams) -> str | None:
         reasons.append("the agent must own dispatching and nothing else")
     if params.demand.arrival_rate_per_h > 0 or any(j.release_s != 0 for j in params.demand.jobs):
         reasons.append("every job must be released at time 0, with no open arrivals")
-    if params.supply is not None or params.scenarios or params.start.mode is not StartMode.COLD:
+    if params.supply is not None or params.scenarios or params.start.warm(bool(params.demand.jobs)):
         reasons.append("it needs no supply, no scenarios and a cold start")
     g = params.grid
     if len(g.tariff) != 1 or g.spike_rate_per_day > 0 or len(g.carbon_kg_per_kwh) != 1:

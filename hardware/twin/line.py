@@ -24,7 +24,7 @@ from hardware.interface import (
     LineSpec,
 )
 from hardware.twin.loader import load_definition, merge
-from hardware.twin.params import LineParams, StartMode
+from hardware.twin.params import LineParams
 from hardware.twin.plant import Plant
 from hardware.twin.schema import build
 from hardware.twin.sensors import SensorBank, sensor_specs
@@ -129,8 +129,7 @@ class TwinLine:
     @property
     def warm(self) -> bool:
         """Whether episodes start after a warm-up (`params.start`; `auto` is warm without a fixed job set)."""
-        mode = self.params.start.mode
-        return mode is StartMode.WARM or (mode is StartMode.AUTO and not self.params.demand.jobs)
+        return self.params.start.warm(bool(self.params.demand.jobs))
 
     @property
     def episode_start_s(self) -> float:

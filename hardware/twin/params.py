@@ -342,6 +342,10 @@ class StartParams:
     warmup_min_h: float = 24.0
     warmup_max_h: float = 48.0
 
+    def warm(self, fixed_job_set: bool) -> bool:
+        """Whether episodes start after a warm-up (`auto`: warm unless the line runs a fixed job set)."""
+        return self.mode is StartMode.WARM or (self.mode is StartMode.AUTO and not fixed_job_set)
+
     def __post_init__(self) -> None:
         """The range is ordered and not negative."""
         non_negative(self, "warmup_min_h", "warmup_max_h")

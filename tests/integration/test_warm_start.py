@@ -134,7 +134,7 @@ def test_start_arguments_are_checked_and_named():
     with pytest.raises(ValueError, match="warmup_max_h"):
         gym.make("smartline/Speed-v0", warmup_h=(10.0, 5.0))
     line = TwinLine.from_yaml(config_file("line", "flow5"), seed=0, control={"levers": ["speed"]})
-    with pytest.raises(ValueError, match="start: only applies to a line built from a definition"):
+    with pytest.raises(ValueError, match="start, warmup_h: only applies to a line built from a definition"):
         gym.make("smartline/Speed-v0", line=line, start="cold")
     with pytest.raises(ValueError, match=r"start\.mode"):
         TwinLine.from_yaml(config_file("line", "flow5_orders"), start={"mode": "warm"})
