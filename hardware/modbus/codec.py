@@ -1,0 +1,133 @@
+"""The one codec between engineering values and 16-bit Modbus registers.
+
+Every register value of the Modbus layer goes through `Encoding.encode` and `Encoding.decode`, on
+the client and in the virtual PLC alike, so the two ends cannot disagree. The encodings are the
+ones any Modbus client knows: 16- and 32-bit integers and IEEE-754 float32, bytes big-endian
+inside each register (the Modbus rule), the two words of a 32-bit value in a configurable order.
+Integers carry scaled values, `value = raw * scale + offset`. A missing value (NaN, a dropout)
+travels as NaN in a float32 and as a reserved raw value in an integer: the most negative one for
+signed types, the largest one for unsigned types, which no real value may use.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class RegisterType(enum.Enum):
+    """How a value is laid out in registers."""
+
+    INT16 = "int16"
+    UINT16 = "uint16"
+    INT32 = "int32"
+    UINT32 = "uint32"
+    FLOAT32 = "float32"
+
+    @property
+    def width(self) -> int:
+        """Number of 16-bit registers a value takes."""
+        return 1 if self in (RegisterType.INT16, RegisterType.UINT16) else 2
+
+
+class WordOrder(enum.Enum):
+    """Which word of a 32-bit value comes first."""
+
+    BIG = "big"  # high word at the lower address (the common PLC default)
+    LITTLE = "little"  # low word first
+
+
+# struct format and the raw range usable by real values (the reserved missing value excluded)
+_FORMATS = {
+    RegisterType.INT16: (">h", -(2**15) + 1, 2**15 - 1, -(2**15)),
+    RegisterType.UINT16: (">H", 0, 2**16 - 2, 2**16 - 1),
+    RegisterType.INT32: (">i", -(2**31) + 1, 2**31 - 1, -(2**31)),
+    RegisterType.UINT32: (">I", 0, 2**32 - 2, 2**32 - 1),
+}
+_FLOAT32_MAX = struct.unpack(">f", b"\x7f\x7f\xff\xff")[0]
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How one engineering value is stored: type, scale and offset (integers), word order (32-bit).
+
+    Raises:
+        ValueError: a scale that is zero or not finite, an offset that is not finite.
+    """
+
+    type: RegisterType
+    scale: float = 1.0
+    offset: float = 0.0
+    word_order: WordOrder = WordOrder.BIG
+
+    def __post_init__(self) -> None:
+        """Check that the scaling can be inverted."""
+        if not (math.isfinite(self.scale) and self.scale != 0):
+            raise ValueError(f"scale must be a finite, non-zero number, got {self.scale!r}")
+        if not math.isfinite(self.offset):
+            raise ValueError(f"offset must be a finite number, got {self.offset!r}")
+
+    @property
+    def width(self) -> int:
+        """Number of 16-bit registers a value takes."""
+        return self.type.width
+
+    def span(self) -> tuple[float, float]:
+        """The lowest and highest engineering value this encoding can carry."""
+        if self.type is RegisterType.FLOAT32:
+            return (-_FLOAT32_MAX * abs(self.scale) + self.offset, _FLOAT32_MAX * abs(self.scale) + self.offset)
+        _, low, high, _ = _FORMATS[self.type]
+        ends = (low * self.scale + self.offset, high * self.scale + self.offset)
+        return min(ends), max(ends)
+
+    def fits(self, low: float, high: float) -> bool:
+        """Whether every value in [low, high] can be carried."""
+        lo, hi = self.span()
+        return lo <= low and high <= hi
+
+    def encode(self, value: float) -> tuple[int, ...]:
+        """The registers (each 0-65535) that carry `value`; NaN is carried as missing.
+
+        Raises:
+            ValueError: the value is infinite or outside `span()`.
+        """
+        if math.isnan(value):
+            if self.type is RegisterType.FLOAT32:
+                return self._words(struct.pack(">f", math.nan))
+            fmt, _, _, missing = _FORMATS[self.type]
+            return self._words(struct.pack(fmt, missing))
+        lo, hi = self.span()
+        if not lo <= value <= hi:
+            raise ValueError(f"value {value!r} is outside the {self.type.value} encoding's range [{lo:g}, {hi:g}]")
+        raw = (value - self.offset) / self.scale
+        if self.type is RegisterType.FLOAT32:
+            return self._words(struct.pack(">f", raw))
+        fmt, _, _, _ = _FORMATS[self.type]
+        return self._words(struct.pack(fmt, round(raw)))
+
+    def decode(self, registers: Sequence[int]) -> float:
+        """The engineering value `registers` carry (NaN for a missing value).
+
+        Raises:
+            ValueError: the wrong number of registers, or a register outside 0-65535.
+        """
+        if len(registers) != self.width:
+            raise ValueError(f"a {self.type.value} value takes {self.width} registers, got {len(registers)}")
+        for r in registers:
+            if not (isinstance(r, int) and 0 <= r <= 0xFFFF):
+                raise ValueError(f"a register holds 0-65535, got {r!r}")
+        words = list(registers) if self.word_order is WordOrder.BIG else list(reversed(registers))
+        data = b"".join(w.to_bytes(2, "big") for w in words)
+        if self.type is RegisterType.FLOAT32:
+            raw = struct.unpack(">f", data)[0]
+            return raw * self.scale + self.offset if math.isfinite(raw) else math.nan
+        fmt, _, _, missing = _FORMATS[self.type]
+        value = struct.unpack(fmt, data)[0]
+        return math.nan if value == missing else value * self.scale + self.offset
+
+    def _words(self, data: bytes) -> tuple[int, ...]:
+        words = tuple(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+        return words if self.word_order is WordOrder.BIG else words[::-1]

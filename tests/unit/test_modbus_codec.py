@@ -1,0 +1,90 @@
+"""The register codec: the images any Modbus client reads, exact round trips, missing values, limits."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hardware.modbus import Encoding, RegisterType, WordOrder
+
+ORDERS = list(WordOrder)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "value", "image"),
+    [
+        (Encoding(RegisterType.INT16), -2.0, (0xFFFE,)),
+        (Encoding(RegisterType.UINT16), 513.0, (0x0201,)),
+        (Encoding(RegisterType.INT32), float(0x12345678), (0x1234, 0x5678)),
+        (Encoding(RegisterType.INT32, word_order=WordOrder.LITTLE), float(0x12345678), (0x5678, 0x1234)),
+        (Encoding(RegisterType.UINT32), 65536.0, (0x0001, 0x0000)),
+        (Encoding(RegisterType.FLOAT32), 1.0, (0x3F80, 0x0000)),
+        (Encoding(RegisterType.FLOAT32, word_order=WordOrder.LITTLE), -2.5, (0x0000, 0xC020)),
+        (Encoding(RegisterType.INT16, scale=0.1, offset=-20.0), 25.3, (453,)),  # (25.3 + 20) / 0.1
+    ],
+)
+def test_values_take_the_standard_register_images(encoding, value, image):
+    assert encoding.encode(value) == image
+    assert encoding.decode(image) == pytest.approx(value, abs=1e-9)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@given(value=st.floats(min_value=-1e30, max_value=1e30, allow_nan=False))
+def test_float32_round_trips_to_float32_precision(order, value):
+    enc = Encoding(RegisterType.FLOAT32, word_order=order)
+    assert enc.decode(enc.encode(value)) == struct.unpack(">f", struct.pack(">f", value))[0]
+
+
+@pytest.mark.parametrize("kind", [RegisterType.INT16, RegisterType.UINT16, RegisterType.INT32, RegisterType.UINT32])
+@pytest.mark.parametrize("order", ORDERS)
+@given(
+    fraction=st.floats(min_value=0.0, max_value=1.0),
+    scale=st.sampled_from([1.0, 0.01, 0.5, -0.25, 10.0]),
+    offset=st.sampled_from([0.0, -40.0, 273.15]),
+)
+def test_scaled_integers_round_trip_within_half_a_step(kind, order, fraction, scale, offset):
+    enc = Encoding(kind, scale=scale, offset=offset, word_order=order)
+    low, high = enc.span()
+    value = low + fraction * (high - low)
+    registers = enc.encode(value)
+    assert len(registers) == kind.width
+    assert all(0 <= r <= 0xFFFF for r in registers)
+    assert abs(enc.decode(registers) - value) <= abs(scale) / 2 + 1e-9 * max(1.0, abs(value))
+
+
+@pytest.mark.parametrize("kind", list(RegisterType))
+def test_a_missing_value_travels_as_missing(kind):
+    enc = Encoding(kind)
+    assert math.isnan(enc.decode(enc.encode(math.nan)))
+
+
+def test_the_missing_integer_is_reserved_so_no_real_value_reads_as_missing():
+    int16, uint16 = Encoding(RegisterType.INT16), Encoding(RegisterType.UINT16)
+    assert int16.span() == (-32767.0, 32767.0)
+    assert uint16.span() == (0.0, 65534.0)
+    assert math.isnan(int16.decode((0x8000,)))
+    assert math.isnan(uint16.decode((0xFFFF,)))
+
+
+def test_values_outside_the_range_are_refused_naming_the_range():
+    enc = Encoding(RegisterType.UINT16, scale=0.01)
+    assert enc.fits(0.0, 655.0)
+    assert not enc.fits(0.0, 700.0)
+    with pytest.raises(ValueError, match=r"value 700\.0 is outside the uint16 encoding's range \[0, 655\.34\]"):
+        enc.encode(700.0)
+    with pytest.raises(ValueError, match="outside"):
+        enc.encode(math.inf)
+
+
+def test_bad_registers_and_scalings_are_refused():
+    enc = Encoding(RegisterType.FLOAT32)
+    with pytest.raises(ValueError, match="takes 2 registers, got 1"):
+        enc.decode((0,))
+    with pytest.raises(ValueError, match="0-65535"):
+        enc.decode((0, 70000))
+    with pytest.raises(ValueError, match="scale must be a finite, non-zero number"):
+        Encoding(RegisterType.INT16, scale=0.0)
