@@ -220,6 +220,7 @@ class JobShopLine:
             raise RuntimeError(f"line {self.spec.name!r}: call reset() before using it")
 
     def _open(self, s: int) -> bool:
+        """Whether station `s` waits for a dispatch decision (the twin's `Station.open_for_dispatch`)."""
         return bool(self._queue[s]) and self._state[s] == _IDLE and self._assigned[s] < 0
 
     def _set_state(self, s: int, new: int) -> None:
@@ -259,8 +260,7 @@ class JobShopLine:
         self._health_consumed += worn
         self._ops += 1
         self._ideal_busy_s += worked
-        queue, state, assigned = self._queue, self._state, self._assigned
-        halt = any(queue[k] and state[k] == _IDLE and assigned[k] < 0 for k in range(self._n_stations) if k != s)
+        halt = any(self._open(k) for k in range(self._n_stations) if k != s)
         step += 1
         self._step[job] = step
         if step == self._lengths[job]:
@@ -293,14 +293,8 @@ class JobShopLine:
         return self._done == len(self._routes)
 
     def _new_frame(self, measure: bool) -> Frame:
-        queue, state, assigned = self._queue, self._state, self._assigned
-        pending = tuple(
-            [
-                Decision(_DISPATCH, s, tuple(queue[s]))
-                for s in range(self._n_stations)
-                if queue[s] and state[s] == _IDLE and assigned[s] < 0
-            ]
-        )
+        open_now = [s for s in range(self._n_stations) if self._open(s)]
+        pending = tuple([Decision(_DISPATCH, s, tuple(self._queue[s])) for s in open_now])
         self._seq += 1
         jobs = Jobs(self._step.copy(), self._status.copy())
         if measure or self._measured is None:
