@@ -2,8 +2,10 @@
 
 Every register value of the Modbus layer goes through `Encoding.encode` and `Encoding.decode`, on
 the client and in the virtual PLC alike, so the two ends cannot disagree. The encodings are the
-ones any Modbus client knows: 16- and 32-bit integers and IEEE-754 float32, bytes big-endian
-inside each register (the Modbus rule), the two words of a 32-bit value in a configurable order.
+ones any Modbus client knows: 16-, 32- and 64-bit integers and IEEE-754 float32 and float64, bytes
+big-endian inside each register (the Modbus rule), the words of a 32- or 64-bit value in a
+configurable order. 64-bit values carry what 32 bits cannot: a timestamp in ms since the epoch, a
+cumulative meter that must not lose resolution as it grows.
 Integers carry scaled values, `value = raw * scale + offset`. A missing value (NaN, a dropout)
 travels as NaN in a float32 and as a reserved raw value in an integer: the most negative one for
 signed types, the largest one for unsigned types, which no real value may use.
@@ -26,18 +28,38 @@ class RegisterType(enum.Enum):
     INT32 = "int32"
     UINT32 = "uint32"
     FLOAT32 = "float32"
+    INT64 = "int64"
+    UINT64 = "uint64"
+    FLOAT64 = "float64"
 
     @property
     def width(self) -> int:
         """Number of 16-bit registers a value takes."""
-        return 1 if self in (RegisterType.INT16, RegisterType.UINT16) else 2
+        return _WIDTHS[self]
+
+    @property
+    def is_float(self) -> bool:
+        """Whether the registers hold an IEEE-754 float (else a scaled integer)."""
+        return self in (RegisterType.FLOAT32, RegisterType.FLOAT64)
+
+
+_WIDTHS = {
+    RegisterType.INT16: 1,
+    RegisterType.UINT16: 1,
+    RegisterType.INT32: 2,
+    RegisterType.UINT32: 2,
+    RegisterType.FLOAT32: 2,
+    RegisterType.INT64: 4,
+    RegisterType.UINT64: 4,
+    RegisterType.FLOAT64: 4,
+}
 
 
 class WordOrder(enum.Enum):
-    """Which word of a 32-bit value comes first."""
+    """Which word of a 32- or 64-bit value comes first."""
 
     BIG = "big"  # high word at the lower address (the common PLC default)
-    LITTLE = "little"  # low word first
+    LITTLE = "little"  # low word first (all words reversed)
 
 
 # struct format and the raw range usable by real values (the reserved missing value excluded)
@@ -46,8 +68,13 @@ _FORMATS = {
     RegisterType.UINT16: (">H", 0, 2**16 - 2, 2**16 - 1),
     RegisterType.INT32: (">i", -(2**31) + 1, 2**31 - 1, -(2**31)),
     RegisterType.UINT32: (">I", 0, 2**32 - 2, 2**32 - 1),
+    RegisterType.INT64: (">q", -(2**63) + 1, 2**63 - 1, -(2**63)),
+    RegisterType.UINT64: (">Q", 0, 2**64 - 2, 2**64 - 1),
 }
-_FLOAT32_MAX = struct.unpack(">f", b"\x7f\x7f\xff\xff")[0]
+_FLOATS = {
+    RegisterType.FLOAT32: (">f", struct.unpack(">f", b"\x7f\x7f\xff\xff")[0]),
+    RegisterType.FLOAT64: (">d", struct.unpack(">d", b"\x7f\xef\xff\xff\xff\xff\xff\xff")[0]),
+}
 
 
 @dataclass(frozen=True)
@@ -77,8 +104,9 @@ class Encoding:
 
     def span(self) -> tuple[float, float]:
         """The lowest and highest engineering value this encoding can carry."""
-        if self.type is RegisterType.FLOAT32:
-            return (-_FLOAT32_MAX * abs(self.scale) + self.offset, _FLOAT32_MAX * abs(self.scale) + self.offset)
+        if self.type.is_float:
+            top = _FLOATS[self.type][1]
+            return (-top * abs(self.scale) + self.offset, top * abs(self.scale) + self.offset)
         _, low, high, _ = _FORMATS[self.type]
         ends = (low * self.scale + self.offset, high * self.scale + self.offset)
         return min(ends), max(ends)
@@ -95,21 +123,21 @@ class Encoding:
             ValueError: the value is infinite or outside `span()`.
         """
         if math.isnan(value):
-            if self.type is RegisterType.FLOAT32:
-                return self._words(struct.pack(">f", math.nan))
+            if self.type.is_float:
+                return self._words(struct.pack(_FLOATS[self.type][0], math.nan))
             fmt, _, _, missing = _FORMATS[self.type]
             return self._words(struct.pack(fmt, missing))
         lo, hi = self.span()
         if not lo <= value <= hi:
             raise ValueError(f"value {value!r} is outside the {self.type.value} encoding's range [{lo:g}, {hi:g}]")
         raw = (value - self.offset) / self.scale
-        if self.type is RegisterType.FLOAT32:
-            return self._words(struct.pack(">f", raw))
-        fmt, _, _, _ = _FORMATS[self.type]
-        return self._words(struct.pack(fmt, round(raw)))
+        if self.type.is_float:
+            return self._words(struct.pack(_FLOATS[self.type][0], raw))
+        fmt, low, high, _ = _FORMATS[self.type]
+        return self._words(struct.pack(fmt, min(max(round(raw), low), high)))
 
     def decode(self, registers: Sequence[int]) -> float:
-        """The engineering value `registers` carry (NaN for a missing value).
+        """The engineering value `registers` carry (NaN for a missing value, or an infinite float).
 
         Raises:
             ValueError: the wrong number of registers, or a register outside 0-65535.
@@ -121,8 +149,8 @@ class Encoding:
                 raise ValueError(f"a register holds 0-65535, got {r!r}")
         words = list(registers) if self.word_order is WordOrder.BIG else list(reversed(registers))
         data = b"".join(w.to_bytes(2, "big") for w in words)
-        if self.type is RegisterType.FLOAT32:
-            raw = struct.unpack(">f", data)[0]
+        if self.type.is_float:
+            raw = struct.unpack(_FLOATS[self.type][0], data)[0]
             return raw * self.scale + self.offset if math.isfinite(raw) else math.nan
         fmt, _, _, missing = _FORMATS[self.type]
         value = struct.unpack(fmt, data)[0]

@@ -25,6 +25,12 @@ ORDERS = list(WordOrder)
         (Encoding(RegisterType.FLOAT32), 1.0, (0x3F80, 0x0000)),
         (Encoding(RegisterType.FLOAT32, word_order=WordOrder.LITTLE), -2.5, (0x0000, 0xC020)),
         (Encoding(RegisterType.INT16, scale=0.1, offset=-20.0), 25.3, (453,)),  # (25.3 + 20) / 0.1
+        (Encoding(RegisterType.UINT64), float(0x0001_0002_0003_0004), (1, 2, 3, 4)),
+        (Encoding(RegisterType.UINT64, word_order=WordOrder.LITTLE), float(0x0001_0002_0003_0004), (4, 3, 2, 1)),
+        (Encoding(RegisterType.INT64), -1.0, (0xFFFF,) * 4),
+        (Encoding(RegisterType.FLOAT64), 1.0, (0x3FF0, 0, 0, 0)),
+        (Encoding(RegisterType.FLOAT64, word_order=WordOrder.LITTLE), -2.0, (0, 0, 0, 0xC000)),
+        (Encoding(RegisterType.UINT64, scale=0.001), 1_764_547_200.123, (0, 0x019A, 0xD735, 0x847B)),  # ms since epoch
     ],
 )
 def test_values_take_the_standard_register_images(encoding, value, image):
@@ -39,7 +45,14 @@ def test_float32_round_trips_to_float32_precision(order, value):
     assert enc.decode(enc.encode(value)) == struct.unpack(">f", struct.pack(">f", value))[0]
 
 
-@pytest.mark.parametrize("kind", [RegisterType.INT16, RegisterType.UINT16, RegisterType.INT32, RegisterType.UINT32])
+@pytest.mark.parametrize("order", ORDERS)
+@given(value=st.floats(allow_nan=False, allow_infinity=False))
+def test_float64_round_trips_exactly(order, value):
+    enc = Encoding(RegisterType.FLOAT64, word_order=order)
+    assert enc.decode(enc.encode(value)) == value
+
+
+@pytest.mark.parametrize("kind", [t for t in RegisterType if not t.is_float])
 @pytest.mark.parametrize("order", ORDERS)
 @given(
     fraction=st.floats(min_value=0.0, max_value=1.0),

@@ -1,0 +1,242 @@
+"""Register images: a PLC frame and a command block as the registers a map lays them out in.
+
+Both ends use these, the virtual PLC to publish and to read commands, `ModbusLine` to read frames
+and to write commands, so the two cannot disagree about where a value lives or how it is encoded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from hardware.counters import Counters
+from hardware.interface import Lever, LineSpec, StationState
+from hardware.modbus.regmap import (
+    COMMAND_HEADER,
+    LEVER_BITS,
+    STATUS_NAMES,
+    Block,
+    MapError,
+    Register,
+    RegisterMap,
+    Role,
+    StatusBit,
+    counter_names,
+)
+
+
+@dataclass(frozen=True)
+class PlcStatus:
+    """The PLC's status block, decoded."""
+
+    heartbeat: int  # scan counter, wraps at 65535
+    frame_seq: int  # sequence of the published frame
+    timestamp_s: float  # frame timestamp, s since the Unix epoch (ms resolution)
+    status: StatusBit
+    alarms: int  # bit i: station i has failed
+    remote_levers: frozenset[Lever]  # levers the PLC hands to remote control
+    command_echo: int  # sequence number of the last accepted command block
+    control_period_s: float
+
+
+@dataclass(frozen=True)
+class PlcFrame:
+    """Everything the input registers carry, decoded; arrays in the spec's sensor and actuator order."""
+
+    status: PlcStatus
+    values: np.ndarray  # sensor values (NaN = dropout)
+    ages: np.ndarray  # s before the timestamp each value was sampled (NaN where the map has no age)
+    active: np.ndarray  # setpoints the line runs now (NaN where the map has no readback)
+    counters: Counters
+    frame_seq_end: int  # equals status.frame_seq when the frame was read whole
+
+
+def lever_bits(levers: frozenset[Lever]) -> int:
+    """The remote-levers word for a set of levers."""
+    return sum(LEVER_BITS[lv] for lv in levers)
+
+
+def bits_levers(word: int) -> frozenset[Lever]:
+    """The levers a remote-levers word names."""
+    return frozenset(lv for lv, bit in LEVER_BITS.items() if word & bit)
+
+
+_INT_FIELDS = frozenset(f.name for f in fields(Counters) if f.type in ("int", int))
+_STATES = tuple(s.name.lower() for s in StationState)
+
+
+class InputImage:
+    """The input registers of a map: `encode` a `PlcFrame` (PLC side), `decode` what was read (client side)."""
+
+    def __init__(self, rmap: RegisterMap, spec: LineSpec) -> None:
+        self.map = rmap
+        self.spec = spec
+        self.plan: tuple[Block, ...] = rmap.read_plan()
+        self._status = {name: rmap.entry(Role.STATUS, name) for name in STATUS_NAMES}
+        self._sensors = tuple(rmap.entry(Role.SENSOR, s.name) for s in spec.sensors)
+        self._ages = tuple(rmap.get(Role.AGE, s.name) for s in spec.sensors)
+        self._active = tuple(rmap.get(Role.ACTIVE, a.name) for a in spec.actuators)
+        self._counters = tuple((name, rmap.entry(Role.COUNTER, name)) for name in counter_names())
+        self._where: dict[tuple[Role, str], tuple[int, int]] = {}  # entry key -> (block index, offset in block)
+        for r in rmap.registers:
+            for b, block in enumerate(self.plan):
+                if (block.device_id, block.table) == (r.device_id, r.table) and block.address <= r.address < (
+                    block.address + block.count
+                ):
+                    self._where[r.key] = (b, r.address - block.address)
+
+    def decode(self, blocks: Sequence[Sequence[int]]) -> PlcFrame:
+        """A frame from the registers of each block of `plan`, in plan order.
+
+        Raises:
+            ValueError: the wrong number of blocks or registers, or a counter or status value missing.
+        """
+        if len(blocks) != len(self.plan) or any(len(b) != p.count for b, p in zip(blocks, self.plan, strict=True)):
+            raise ValueError(f"expected blocks of {[p.count for p in self.plan]} registers")
+
+        def value(r: Register | None) -> float:
+            if r is None:
+                return math.nan
+            b, off = self._where[r.key]
+            return r.encoding.decode(blocks[b][off : off + r.width])
+
+        st = {name: value(r) for name, r in self._status.items()}
+        for name, v in st.items():
+            if math.isnan(v):
+                raise ValueError(f"status register {name!r} (input {self._status[name].address}) reads missing")
+        status = PlcStatus(
+            heartbeat=int(st["heartbeat"]),
+            frame_seq=int(st["frame_seq"]),
+            timestamp_s=st["timestamp"],
+            status=StatusBit(int(st["status"]) & sum(StatusBit)),
+            alarms=int(st["alarms"]),
+            remote_levers=bits_levers(int(st["remote_levers"])),
+            command_echo=int(st["command_echo"]),
+            control_period_s=st["control_period"],
+        )
+        counts: dict[str, float] = {}
+        for name, r in self._counters:
+            v = value(r)
+            if math.isnan(v):
+                raise ValueError(f"counter {name!r} (input {r.address}) reads missing")
+            counts[name] = v
+        return PlcFrame(
+            status=status,
+            values=np.array([value(r) for r in self._sensors]),
+            ages=np.array([value(r) for r in self._ages]),
+            active=np.array([value(r) for r in self._active]),
+            counters=_counters(counts),
+            frame_seq_end=int(st["frame_seq_end"]),
+        )
+
+    def encode(self, frame: PlcFrame) -> list[list[int]]:
+        """The registers of each block of `plan` that carry `frame` (ages clipped to what they can carry)."""
+        out = [[0] * p.count for p in self.plan]
+
+        def put(r: Register | None, v: float) -> None:
+            if r is None:
+                return
+            b, off = self._where[r.key]
+            out[b][off : off + r.width] = r.encoding.encode(v)
+
+        s = frame.status
+        status_values = {
+            "heartbeat": s.heartbeat % 0xFFFF,
+            "frame_seq": s.frame_seq % 0xFFFFFFFF,
+            "timestamp": s.timestamp_s,
+            "status": int(s.status),
+            "alarms": s.alarms,
+            "remote_levers": lever_bits(s.remote_levers),
+            "command_echo": s.command_echo,
+            "control_period": s.control_period_s,
+            "frame_seq_end": frame.frame_seq_end % 0xFFFFFFFF,
+        }
+        for name, reg in self._status.items():
+            put(reg, float(status_values[name]))
+        for sensor, v in zip(self._sensors, frame.values.tolist(), strict=True):
+            put(sensor, v)
+        for age, v in zip(self._ages, frame.ages.tolist(), strict=True):
+            if age is not None:
+                put(age, min(max(v, 0.0), age.encoding.span()[1]) if math.isfinite(v) else math.nan)
+        for active, v in zip(self._active, frame.active.tolist(), strict=True):
+            put(active, v)
+        c = frame.counters
+        for name, r in self._counters:
+            put(r, _counter_value(c, name))
+        return out
+
+
+@dataclass(frozen=True)
+class CommandBlock:
+    """One write of the command window: the agent's heartbeat, the sequence number, the setpoints."""
+
+    heartbeat: int
+    sequence: int
+    setpoints: np.ndarray  # in `CommandImage.names` order; NaN = keep the current setpoint
+
+
+class CommandImage:
+    """The command window of a map: `encode` a block (client side), `decode` a written block (PLC side)."""
+
+    def __init__(self, rmap: RegisterMap) -> None:
+        self.map = rmap
+        self.window: Block = rmap.command_window
+        self.header = tuple(rmap.entry(Role.COMMAND, n) for n in COMMAND_HEADER)
+        self.entries: tuple[Register, ...] = rmap.setpoints
+        self.names: tuple[str, ...] = tuple(r.name for r in self.entries)
+
+    def encode(self, block: CommandBlock) -> list[int]:
+        """The window's registers for `block`.
+
+        Raises:
+            ValueError: a setpoint its encoding cannot carry, or the wrong number of setpoints.
+        """
+        if len(block.setpoints) != len(self.entries):
+            raise ValueError(f"expected {len(self.entries)} setpoints ({', '.join(self.names)})")
+        out = [0] * self.window.count
+        values = [float(block.heartbeat % 0xFFFF), float(block.sequence % 0xFFFF), *block.setpoints.tolist()]
+        for r, v in zip((*self.header, *self.entries), values, strict=True):
+            off = r.address - self.window.address
+            out[off : off + r.width] = r.encoding.encode(v)
+        return out
+
+    def decode(self, registers: Sequence[int]) -> CommandBlock:
+        """The block a write of the whole window carries.
+
+        Raises:
+            ValueError: the wrong number of registers, or a missing heartbeat or sequence number.
+        """
+        if len(registers) != self.window.count:
+            raise ValueError(f"the command window takes {self.window.count} registers, got {len(registers)}")
+
+        def value(r: Register) -> float:
+            off = r.address - self.window.address
+            return r.encoding.decode(registers[off : off + r.width])
+
+        heartbeat, sequence = (value(r) for r in self.header)
+        if math.isnan(heartbeat) or math.isnan(sequence):
+            raise ValueError("the command block's heartbeat and sequence number must be set")
+        return CommandBlock(int(heartbeat), int(sequence), np.array([value(r) for r in self.entries]))
+
+
+def _counter_value(c: Counters, name: str) -> float:
+    if name.startswith("state_time_s."):
+        return float(c.state_time_s[_STATES.index(name.split(".", 1)[1])])
+    return float(getattr(c, name))
+
+
+def _counters(values: dict[str, float]) -> Counters:
+    states = tuple(values[f"state_time_s.{s}"] for s in _STATES)
+    kwargs: dict[str, Any] = {
+        f.name: (int(values[f.name]) if f.name in _INT_FIELDS else values[f.name])
+        for f in fields(Counters)
+        if f.name != "state_time_s"
+    }
+    return Counters(**kwargs, state_time_s=states)
+
+
+__all__ = ["CommandBlock", "CommandImage", "InputImage", "MapError", "PlcFrame", "PlcStatus", "bits_levers"]
