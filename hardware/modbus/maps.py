@@ -273,19 +273,21 @@ def _check_window(rmap: RegisterMap) -> None:
     cmd = sorted(rmap.of(Role.COMMAND), key=lambda r: r.address)
     if len({r.device_id for r in cmd}) > 1:
         raise MapError(f"register map {rmap.source}: the command window spans device ids; it must be one block")
-    window = rmap.command_window
-    for r in cmd[:2]:
-        if r.name != COMMAND_HEADER[cmd.index(r)]:
+    for i, r in enumerate(cmd[:2]):
+        if r.name != COMMAND_HEADER[i]:
             raise MapError(
                 f"register map {rmap.source}: entry {r.name!r} at holding {r.address}: the command window starts "
                 f"with {COMMAND_HEADER[0]!r} then {COMMAND_HEADER[1]!r}"
             )
-    for a, b in itertools.pairwise(cmd):
-        if b.address != a.end:
+    start = cmd[0].address
+    end = start + sum(r.width for r in cmd)  # entries do not overlap, so inside this span they are contiguous
+    for r in cmd:
+        if r.end > end:
             raise MapError(
-                f"register map {rmap.source}: command entry {b.name!r} at holding {b.address} is outside the "
-                f"contiguous window (the previous entry {a.name!r} ends at {a.end - 1})"
+                f"register map {rmap.source}: command entry {r.name!r} at holding {r.address} is outside the "
+                f"command window (holding {start}-{end - 1}, one contiguous block from {COMMAND_HEADER[0]!r})"
             )
+    window = rmap.command_window
     if window.count > MAX_WRITE:
         raise MapError(
             f"register map {rmap.source}: the command window takes {window.count} registers; one FC16 write "

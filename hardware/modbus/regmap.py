@@ -254,16 +254,26 @@ class RegisterMap:
                 row["word_order"] = r.encoding.word_order.value
             if r.unit:
                 row["unit"] = r.unit
+            if math.isfinite(r.low):
+                row["low"] = r.low
+            if math.isfinite(r.high):
+                row["high"] = r.high
             if r.device_id != 1:
                 row["device_id"] = r.device_id
             if r.rate_per_s is not None:
                 row["rate_per_s"] = r.rate_per_s
+            if r.description:
+                row["description"] = r.description
             rows.append(row)
-        header = (
-            f"# Modbus register map of line {self.line}: 0-based protocol addresses; input = FC4, holding = FC3/FC16.\n"
-        )
-        body = yaml.safe_dump({"line": self.line, "registers": rows}, sort_keys=False, width=200)
-        return header + body.replace("\n- ", "\n  - ").replace("registers:\n  - ", "registers:\n  - ")
+        lines = [
+            f"# Modbus register map of line {self.line}: 0-based protocol addresses; input = FC4, holding = FC3/FC16.",
+            f"line: {self.line}",
+            "registers:",
+        ]
+        lines += [
+            "  - " + yaml.safe_dump(row, default_flow_style=True, sort_keys=False, width=1000).strip() for row in rows
+        ]
+        return "\n".join(lines) + "\n"
 
     def rows(self) -> list[dict[str, str]]:
         """The map as a tag table: one row per entry, every column a string."""

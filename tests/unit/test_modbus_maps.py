@@ -1,0 +1,200 @@
+"""Register maps: the default layout of any line, exports, and hand-written maps rejected naming the entry."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from configs import config_file, options
+from hardware import ActuatorSpec, Lever, LineSpec
+from hardware.modbus import (
+    CommandBlock,
+    CommandImage,
+    InputImage,
+    MapError,
+    PlcFrame,
+    PlcStatus,
+    Role,
+    StatusBit,
+    Table,
+    default_map,
+    load_map,
+    map_from_mapping,
+)
+from hardware.modbus.regmap import MAX_READ, counter_names
+from hardware.twin import TwinLine
+from tests.lines import FLOW5
+
+SETPOINT_LEVERS = ["speed", "mode", "maintenance", "reorder"]
+
+
+def full_spec(line: str = "flow5") -> LineSpec:
+    return TwinLine.from_yaml(config_file("line", line), control={"levers": SETPOINT_LEVERS}).spec
+
+
+@pytest.fixture(scope="module")
+def spec() -> LineSpec:
+    return TwinLine.from_yaml(FLOW5, control={"levers": SETPOINT_LEVERS}).spec
+
+
+def as_data(spec: LineSpec) -> dict[str, Any]:
+    return yaml.safe_load(default_map(spec).to_yaml())
+
+
+@pytest.mark.parametrize("line", options("line"))
+def test_every_shipped_line_gets_a_complete_map_read_in_few_requests(line):
+    spec = full_spec(line)
+    rmap = default_map(spec)
+    assert {r.name for r in rmap.of(Role.SENSOR)} == {s.name for s in spec.sensors}
+    assert {r.name for r in rmap.of(Role.COUNTER)} == set(counter_names())
+    assert [r.name for r in rmap.setpoints] == [a.name for a in spec.actuators]
+    plan = rmap.read_plan()
+    inputs = [r for r in rmap.registers if r.table is Table.INPUT]
+    assert all(b.count <= MAX_READ for b in plan)
+    assert sum(b.count for b in plan) == sum(r.width for r in inputs)  # contiguous: nothing read twice or skipped
+    # no entry is split between requests, so at most one more request than the register count needs
+    assert len(plan) <= math.ceil(sum(r.width for r in inputs) / MAX_READ) + 1
+    window = rmap.command_window
+    assert window.count == 2 + 2 * len(spec.actuators)
+
+
+def test_the_yaml_form_reads_back_to_the_same_map(spec, tmp_path):
+    rmap = default_map(spec)
+    path = tmp_path / "map.yaml"
+    path.write_text(rmap.to_yaml())
+    back = load_map(path, spec)
+    assert back.registers == rmap.registers
+    assert back.source == str(path)
+
+
+def test_csv_and_markdown_list_every_tag_at_its_address(spec):
+    rmap = default_map(spec)
+    rows = list(csv.DictReader(io.StringIO(rmap.to_csv())))
+    assert len(rows) == len(rmap.registers)
+    for row, reg in zip(rows, rmap.registers, strict=True):
+        assert (row["tag"], row["table"], int(row["address"]), row["type"]) == (
+            reg.name,
+            reg.table.value,
+            reg.address,
+            reg.encoding.type.value,
+        )
+    md = rmap.to_markdown()
+    table_rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| tag")]
+    assert len(table_rows) == len(rmap.registers)
+    assert "| cut.vibration_mm_s | sensor | 1 | input | 4 |" in md
+
+
+def test_frame_and_command_images_round_trip(spec):
+    rmap = default_map(spec)
+    line = TwinLine.from_yaml(FLOW5, seed=3, control={"levers": SETPOINT_LEVERS})
+    frame = line.reset(seed=3)
+    frame = line.advance(600.0)
+    counters = line._plant.counters()
+    status = PlcStatus(65534, 2**32 - 2, 1_764_547_200.123, StatusBit.REMOTE, 0b101, frozenset({Lever.SPEED}), 9, 60.0)
+    ages = frame.time - frame.stamps
+    published = PlcFrame(status, frame.values, ages, np.linspace(0.5, 1.0, len(spec.actuators)), counters, 2**32 - 2)
+    image = InputImage(rmap, spec)
+    back = image.decode(image.encode(published))
+    assert back.status == dataclasses.replace(status, timestamp_s=pytest.approx(status.timestamp_s, abs=5e-4))
+    assert back.counters == counters  # exact: integers and float64 totals
+    np.testing.assert_allclose(back.values, frame.values, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(back.ages, ages, atol=0.005)
+    commands = CommandImage(rmap)
+    setpoints = np.full(len(commands.names), np.nan)
+    setpoints[0] = 0.8
+    block = commands.decode(commands.encode(CommandBlock(7, 65534, setpoints)))
+    assert (block.heartbeat, block.sequence) == (7, 65534)
+    assert block.setpoints[0] == pytest.approx(0.8, rel=1e-7)
+    assert np.isnan(block.setpoints[1:]).all()
+
+
+def entry_index(data: dict[str, Any], role: str, name: str) -> int:
+    return next(i for i, r in enumerate(data["registers"]) if (r["role"], r["name"]) == (role, name))
+
+
+def test_overlapping_registers_are_refused_naming_both_entries(spec):
+    data = as_data(spec)
+    i = entry_index(data, "sensor", "press.vibration_mm_s")
+    data["registers"][i]["address"] -= 1  # now overlaps the sensor before it
+    with pytest.raises(MapError, match=r"my\.yaml: entry \d+ \('press\.vibration_mm_s', sensor\).* overlaps entry \d+"):
+        map_from_mapping(data, spec, "my.yaml")
+
+
+def test_an_unmapped_sensor_is_refused_by_name(spec):
+    data = as_data(spec)
+    del data["registers"][entry_index(data, "sensor", "weld.bearing_temp_c")]
+    with pytest.raises(MapError, match=r"my\.yaml: sensor 'weld\.bearing_temp_c' is unmapped"):
+        map_from_mapping(data, spec, "my.yaml")
+
+
+def test_a_command_outside_the_window_is_refused(spec):
+    data = as_data(spec)
+    data["registers"][entry_index(data, "command", "paint.speed")]["address"] = 500
+    with pytest.raises(
+        MapError, match=r"command entry 'paint\.speed' at holding 500 is outside the command window \(holding 0-33"
+    ):
+        map_from_mapping(data, spec, "my.yaml")
+
+
+def test_a_range_the_type_cannot_carry_is_refused(spec):
+    data = as_data(spec)
+    i = entry_index(data, "sensor", "line.price_per_kwh")
+    data["registers"][i].update(type="int16", scale=0.00001)
+    with pytest.raises(MapError, match=r"\('line\.price_per_kwh', sensor\): range \[.*\] .* cannot fit int16"):
+        map_from_mapping(data, spec, "my.yaml")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r.update(colour="red"), r"unknown keys \['colour'\]"),
+        (lambda r: r.update(type="int128"), r"'int128' is not a valid RegisterType"),
+        (lambda r: r.update(table="holding"), r"a sensor entry belongs in input registers"),
+        (lambda r: r.update(name="cut.smell"), r"line 'flow5' has no sensor 'cut.smell'"),
+        (lambda r: r.update(address=-4), r"address -4 .* is outside 0-65535"),
+        (lambda r: r.update(address="ten"), r"address must be a whole number"),
+        (lambda r: r.update(scale=0), r"scale must be a finite, non-zero number"),
+    ],
+)
+def test_malformed_entries_are_refused_naming_file_and_entry(spec, change, message):
+    data = as_data(spec)
+    i = entry_index(data, "sensor", "cut.vibration_mm_s")
+    change(data["registers"][i])
+    with pytest.raises(MapError, match=rf"register map my\.yaml: entry {i} \(.*{message}"):
+        map_from_mapping(data, spec, "my.yaml")
+
+
+def test_a_map_for_another_line_and_an_unreadable_file_are_refused(spec, tmp_path):
+    data = as_data(spec)
+    data["line"] = "other"
+    with pytest.raises(MapError, match="is for line 'other', not 'flow5'"):
+        map_from_mapping(data, spec, "my.yaml")
+    with pytest.raises(MapError, match=r"register map .*missing\.yaml: cannot read it"):
+        load_map(tmp_path / "missing.yaml", spec)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("registers: [")
+    with pytest.raises(MapError, match=r"bad\.yaml: cannot read it"):
+        load_map(bad, spec)
+
+
+def test_a_line_with_more_setpoints_than_one_write_carries_is_refused():
+    speeds = tuple(ActuatorSpec(f"s{i}.speed", "ratio", 0.5, 1.2, 1.0, Lever.SPEED, i) for i in range(61))
+    spec = LineSpec("wide", tuple(f"s{i}" for i in range(61)), ("A",), (), speeds, frozenset({Lever.SPEED}), 60.0)
+    with pytest.raises(MapError, match="the command window takes 124 registers; one FC16 write carries at most 123"):
+        default_map(spec)
+
+
+def test_maps_live_in_files_a_person_can_edit(spec):
+    text = default_map(spec).to_yaml()
+    assert text.startswith("# Modbus register map of line flow5")
+    data = yaml.safe_load(text)
+    assert data["registers"][0] == {"name": "heartbeat", "role": "status", "table": "input", "address": 0,
+                                    "type": "uint16", "unit": "count",
+                                    "description": "PLC scan counter, wraps at 65535"}  # fmt: skip
