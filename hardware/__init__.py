@@ -1,4 +1,4 @@
-"""The hardware layer: the `Line` interface and its back ends (the twin; Modbus later)."""
+"""The hardware layer: the `Line` interface and its back ends (the twin, Modbus TCP)."""
 
 from hardware.interface import (
     EVENTFUL_STATES,
@@ -20,6 +20,7 @@ from hardware.interface import (
     Line,
     LineSpec,
     SensorSpec,
+    SetpointLimits,
     StationMode,
     StationState,
     state_mask,
@@ -45,6 +46,7 @@ __all__ = [
     "Line",
     "LineSpec",
     "SensorSpec",
+    "SetpointLimits",
     "StationMode",
     "StationState",
     "state_mask",

@@ -8,8 +8,9 @@ immutable `Frame` snapshots and takes `Command`s.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field, fields
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -163,6 +164,40 @@ class LineSpec:
             if a.name == name:
                 return i
         raise KeyError(f"line {self.name!r} has no actuator {name!r}")
+
+
+class SetpointLimits:
+    """The one check of a setpoint vector against a spec's actuators, for every `Line` that takes commands."""
+
+    def __init__(self, spec: LineSpec) -> None:
+        self.actuators = spec.actuators
+        self.low = np.array([a.low for a in spec.actuators])
+        self.high = np.array([a.high for a in spec.actuators])
+        self._modes = [i for i, a in enumerate(spec.actuators) if a.lever is Lever.MODE]
+
+    def check(self, setpoints: Any) -> np.ndarray:
+        """The setpoints as floats in actuator order (NaN = keep), or an error naming the actuator.
+
+        Raises:
+            ValueError: the wrong shape, a value outside its actuator's limits, or a mode that is not
+                0 (off), 1 (standby) or 2 (run).
+        """
+        acts = self.actuators
+        values = np.asarray(setpoints, dtype=float)
+        if values.shape != (len(acts),):
+            raise ValueError(
+                f"setpoints: expected shape ({len(acts)},) for actuators {[a.name for a in acts]}, got {values.shape}"
+            )
+        outside = (values < self.low) | (values > self.high)  # NaN (keep) compares False
+        if outside.any():
+            i = int(np.argmax(outside))
+            a = acts[i]
+            raise ValueError(f"setpoint {a.name} = {values[i]} is outside its limits [{a.low}, {a.high}] {a.unit}")
+        for i in self._modes:
+            v = float(values[i])
+            if not math.isnan(v) and v != round(v):
+                raise ValueError(f"setpoint {acts[i].name} = {v}: mode is 0 (off), 1 (standby) or 2 (run)")
+        return values
 
 
 @dataclass(frozen=True)

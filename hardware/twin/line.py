@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from hardware.counters import Counters
 from hardware.interface import (
     RENEWING_STATES,
     ActuatorSpec,
@@ -22,6 +23,7 @@ from hardware.interface import (
     JobStatus,
     Lever,
     LineSpec,
+    SetpointLimits,
 )
 from hardware.twin.loader import load_definition, merge
 from hardware.twin.params import LineParams
@@ -61,8 +63,7 @@ class TwinLine:
             jobs=_job_specs(params),
             open_arrivals=params.demand.arrival_rate_per_h > 0,
         )
-        self._act_low = np.array([a.low for a in self.spec.actuators])
-        self._act_high = np.array([a.high for a in self.spec.actuators])
+        self._limits = SetpointLimits(self.spec)
         self._root = np.random.SeedSequence(seed)
         self._plant: Plant | None = None
         self._sensors: SensorBank | None = None  # set together with _plant
@@ -72,6 +73,7 @@ class TwinLine:
         self._ticks = 0
         self._tick_open = False
         self._start_s = 0.0  # line clock at the episode's start
+        self._halted = False  # an emergency stop holds every station off
 
     @classmethod
     def from_yaml(
@@ -121,6 +123,7 @@ class TwinLine:
             if hours > 0:
                 plant.run_until(hours * 3600.0)
         plant.hand_over(self.spec.levers)
+        self._halted = False
         self._start_s = plant.env.now
         self._ticks = 0
         self._tick_open = False
@@ -147,7 +150,7 @@ class TwinLine:
         """
         plant = self._live()
         if command.setpoints is not None:
-            self._apply_setpoints(plant, np.asarray(command.setpoints, dtype=float))
+            self._apply_setpoints(plant, self._limits.check(command.setpoints))
             self._measured = None  # a setpoint shows in the readings
         for d in command.dispatch:
             self._apply_dispatch(plant, d.station, d.job)
@@ -183,6 +186,44 @@ class TwinLine:
         self._sensors = None
         self._frame = self._measured = None
 
+    def counters(self) -> Counters:
+        """Running totals since time 0 (not since the episode's start), open intervals closed at now."""
+        return self._live().counters()
+
+    def local_control(self, on: bool) -> None:
+        """Take every agent setpoint lever back to the line's own rules (`on`), or hand them back to the agent.
+
+        Taking them back sets nominal speed, run mode (unless an emergency stop holds the stations)
+        and no maintenance request, and lets the fixed reorder point order again. Handing them back
+        leaves the setpoints as they are until the agent writes new ones; only the reorder rule
+        stops, if the agent owns reorders.
+        """
+        plant = self._live()
+        if plant.supply is not None:
+            plant.supply.auto_reorder = on or Lever.REORDER not in self.spec.levers
+        if on:
+            for st in plant.stations:
+                st.speed_setpoint = 1.0
+                st.maintain_requested = False
+                if not self._halted and st.mode is not Mode.RUN:
+                    st.mode = Mode.RUN
+                    st.poke()
+            self._measured = self._frame = None  # the setpoints show in the readings
+
+    def halt(self, stopped: bool) -> None:
+        """Emergency stop (`stopped`): every station switches off once its current operation ends; release runs them.
+
+        Release sets every station to run mode, whatever mode it had before the stop.
+        """
+        plant = self._live()
+        self._halted = stopped
+        mode = Mode.OFF if stopped else Mode.RUN
+        for st in plant.stations:
+            if st.mode is not mode:
+                st.mode = mode
+                st.poke()
+        self._measured = self._frame = None
+
     def state_times(self) -> np.ndarray:
         """Seconds each station has spent in each `State` so far, shape (stations, states)."""
         plant = self._live()
@@ -202,16 +243,7 @@ class TwinLine:
         return self._plant
 
     def _apply_setpoints(self, plant: Plant, values: np.ndarray) -> None:
-        acts = self.spec.actuators
-        if values.shape != (len(acts),):
-            raise ValueError(
-                f"setpoints: expected shape ({len(acts)},) for actuators {[a.name for a in acts]}, got {values.shape}"
-            )
-        outside = (values < self._act_low) | (values > self._act_high)  # NaN (keep) compares False
-        if outside.any():
-            a, v = acts[int(np.argmax(outside))], values[int(np.argmax(outside))]
-            raise ValueError(f"setpoint {a.name} = {v} is outside its limits [{a.low}, {a.high}] {a.unit}")
-        for a, v in zip(acts, values.tolist(), strict=True):
+        for a, v in zip(self.spec.actuators, values.tolist(), strict=True):
             if math.isnan(v):  # keep the current value
                 continue
             if a.lever is Lever.SPEED and a.station is not None:  # the common case, first
@@ -226,8 +258,6 @@ class TwinLine:
         if a.lever is Lever.SPEED:
             st.speed_setpoint = v
         elif a.lever is Lever.MODE:
-            if v != round(v):
-                raise ValueError(f"setpoint {a.name} = {v}: mode is 0 (off), 1 (standby) or 2 (run)")
             if Mode(int(v)) != st.mode:
                 st.mode = Mode(int(v))
                 st.poke()
