@@ -1,0 +1,365 @@
+"""`ModbusLine`: a `Line` read from a PLC's input registers and commanded through its command window.
+
+A frame is the PLC's input registers read in the fewest requests (`InputImage.plan`) and checked
+whole (`frame_seq == frame_seq_end`, else re-read), fresh (the PLC heartbeat moves, the timestamp
+never goes backwards) and decoded by the same `InputImage` the virtual PLC encodes with. A command
+is one FC16 block {agent heartbeat, sequence number, setpoints} written to the command window and
+never re-sent; the PLC acts on a new sequence number only, and the write counts only once the PLC
+echoes it. The line clock is the PLC's timestamp, s since the Unix epoch; KPIs count from the frame
+`reset` read, derived by `hardware.counters.derive_kpis` like the twin's.
+
+The PLC runs free (time passes by itself, scaled) or in lockstep (each accepted block steps the line
+one control period before the write is answered); `advance` works with both: it writes a block when
+none was written since the last advance and waits for the PLC's clock.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from hardware.counters import Counters, derive_kpis
+from hardware.interface import Command, Decision, DecisionKind, Frame, Lever, LineSpec, SetpointLimits
+from hardware.modbus.errors import BadFrame, CommandNotAccepted, IncompatiblePlc, ModbusException, StaleData
+from hardware.modbus.image import CommandBlock, CommandImage, InputImage, PlcFrame, PlcStatus
+from hardware.modbus.regmap import Block, RegisterMap, Role, StatusBit, Table
+from hardware.modbus.tls import TlsFiles
+from hardware.modbus.transport import Transport
+
+_WRAP = 0xFFFF  # heartbeat and sequence numbers run 0-65534, as `CommandImage.encode` wraps them
+_TIME_EPS_S = 0.0005  # half the resolution of the PLC's timestamp (1 ms)
+_REFUSALS = (
+    (StatusBit.REMOTE, False, "REMOTE off"),
+    (StatusBit.PERMISSIVE, False, "PERMISSIVE off"),
+    (StatusBit.ESTOP, True, "E-STOP"),
+    (StatusBit.WD_TRIPPED, True, "watchdog tripped"),
+)
+
+
+class ModbusLine:
+    """A production line behind a PLC, over Modbus TCP or Modbus/TCP Security (TLS).
+
+    `reset` attaches and never resets the plant. `write` sends one command block and waits for its
+    echo. `advance(dt)` returns once the PLC's clock reaches the next control tick (then a `TICK`
+    decision is pending) or the last frame's time + `dt`, whichever comes first; in lockstep the
+    PLC steps a whole control period, so the frame may lie beyond `dt`. No call waits unboundedly:
+    every request has a timeout, the echo a deadline, and a wait for the clock ends with
+    `StaleData` once the PLC heartbeat or clock stands still for `heartbeat_timeout_s`.
+
+    Args:
+        spec: the task's view of the line; its actuators must be in the map's command window.
+        rmap: the line's register map (validated against the line's full setpoint spec).
+        host: the PLC's address.
+        port: its TCP port.
+        tls: the client's certificate, key and CA for Modbus/TCP Security; None for plain TCP.
+        timeout_s: limit on connecting and on each request's answer, s.
+        read_retries: re-reads of a read that got no answer, and of a frame read torn.
+        echo_timeout_s: how long a command block's echo may take, s.
+        heartbeat_timeout_s: how long the PLC heartbeat (or, while waiting, its clock) may stand still, s.
+        reconnect_backoff_s: (first, max) wait between failed reconnection attempts, s.
+        poll_s: pause between reads while waiting for the echo or the clock, s.
+
+    Raises:
+        ValueError: the dispatch lever, an actuator the map has no command entry for, a map of
+            another line, or an option out of range.
+    """
+
+    def __init__(
+        self,
+        spec: LineSpec,
+        rmap: RegisterMap,
+        host: str = "127.0.0.1",
+        port: int = 502,
+        *,
+        tls: TlsFiles | None = None,
+        timeout_s: float = 0.5,
+        read_retries: int = 2,
+        echo_timeout_s: float = 1.0,
+        heartbeat_timeout_s: float = 2.0,
+        reconnect_backoff_s: tuple[float, float] = (0.05, 2.0),
+        poll_s: float = 0.005,
+    ) -> None:
+        for name, value in (
+            ("timeout_s", timeout_s),
+            ("echo_timeout_s", echo_timeout_s),
+            ("heartbeat_timeout_s", heartbeat_timeout_s),
+            ("poll_s", poll_s),
+        ):
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"ModbusLine: {name} must be a positive number of seconds, got {value!r}")
+        if read_retries < 0:
+            raise ValueError(f"ModbusLine: read_retries must be 0 or more, got {read_retries!r}")
+        if not 0 < reconnect_backoff_s[0] <= reconnect_backoff_s[1]:
+            raise ValueError(
+                f"ModbusLine: reconnect_backoff_s must be (first, max), 0 < first <= max, got {reconnect_backoff_s!r}"
+            )
+        if Lever.DISPATCH in spec.levers:
+            raise ValueError(f"line {spec.name!r}: dispatch over Modbus is not supported by this map ({rmap.source})")
+        if rmap.line != spec.name:
+            raise ValueError(f"register map {rmap.source} is for line {rmap.line!r}, not {spec.name!r}")
+        self.spec = spec
+        self._limits = SetpointLimits(spec)
+        self.map = rmap
+        self.echo_timeout_s = echo_timeout_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.poll_s = poll_s
+        self._command = CommandImage(rmap)
+        names = self._command.names
+        for a in spec.actuators:
+            if a.name not in names:
+                raise ValueError(
+                    f"register map {rmap.source} has no command entry for actuator {a.name!r} (lever "
+                    f"{a.lever.value}) of line {spec.name!r}; its command window carries {list(names)}"
+                )
+        self._slots = np.array([names.index(a.name) for a in spec.actuators], dtype=int)
+        self._image = InputImage(rmap, spec)
+        self._transport = Transport(
+            host, port, tls=tls, timeout_s=timeout_s, read_retries=read_retries, reconnect_backoff_s=reconnect_backoff_s
+        )
+        self._attached = False
+        self._plc: PlcFrame | None = None
+        self._plc_read_at = -math.inf  # monotonic time of the last good frame read
+        self._last_time: float | None = None  # PLC timestamp of the last frame read, s
+        self._heartbeat_seen: tuple[int, float] | None = None  # PLC heartbeat and when it was first seen
+        self._start = Counters()
+        self._start_s = 0.0
+        self._time = 0.0  # time of the last frame handed out, s
+        self._ticks = 0
+        self._pending: tuple[Decision, ...] = ()
+        self._written = False  # a block was written since the last advance
+        self._sequence = 0
+        self._heartbeat = 0
+        self._seq = 0
+
+    @property
+    def plc_frame(self) -> PlcFrame | None:
+        """The last PLC frame read whole (status bits, alarms, active setpoints, ages); None before any."""
+        return self._plc
+
+    @property
+    def plc_status(self) -> PlcStatus | None:
+        """The status block of `plc_frame`; None before any read."""
+        return None if self._plc is None else self._plc.status
+
+    @property
+    def plc_frame_age_s(self) -> float:
+        """Wall-clock seconds since `plc_frame` was read (inf before any)."""
+        return time.monotonic() - self._plc_read_at
+
+    def reset(self, seed: int | None = None) -> Frame:
+        """Attach to the PLC (connecting if needed) and read a frame; never resets the plant.
+
+        `seed` is ignored: a real line cannot be re-seeded. KPIs and control ticks count from this
+        frame; command sequence numbers continue from the PLC's echo, so a re-attach never repeats
+        one the PLC has seen.
+
+        Raises:
+            IncompatiblePlc: the PLC runs another control period or keeps a lever of the spec local.
+            ModbusLineError: the PLC cannot be read (see `read`).
+        """
+        self._attached = False
+        self._last_time, self._heartbeat_seen = None, None
+        plc = self._read_plc()
+        self._check_plc(plc.status)
+        self._sequence, self._heartbeat = self._command_origin(plc.status.command_echo)
+        self._start, self._start_s = plc.counters, plc.status.timestamp_s
+        self._ticks, self._pending, self._written = 0, (), False
+        self._attached = True
+        return self._frame(plc)
+
+    def write(self, command: Command) -> None:
+        """Send one command block (setpoints of the spec's actuators, NaN = keep) and check its echo.
+
+        Raises:
+            ValueError: setpoints of the wrong shape or outside their limits (as the twin), or a dispatch.
+            CommandNotAccepted: the PLC did not echo the block within `echo_timeout_s`.
+            ModbusLineError: the block could not be written (never re-sent) or the echo not read.
+        """
+        self._live()
+        values = np.full(len(self._command.names), math.nan)
+        if command.setpoints is not None:
+            values[self._slots] = self._limits.check(command.setpoints)
+        if command.dispatch:
+            raise ValueError(f"dispatch: line {self.spec.name!r} takes no dispatch decisions over Modbus")
+        self._send(values)
+        self._written = True
+
+    def advance(self, dt: float) -> Frame:
+        """Wait until the PLC's clock reaches the next control tick or the last frame's time + `dt` s.
+
+        Writes a keep block (all NaN) first when no block was written since the last advance: in
+        lockstep that is what moves the line.
+
+        Raises:
+            ValueError: `dt` is not a positive, finite number.
+            StaleData: the PLC heartbeat or clock stood still for `heartbeat_timeout_s`.
+            CommandNotAccepted: the keep block was not echoed.
+            ModbusLineError: the PLC cannot be read or written.
+        """
+        self._live()
+        if not (dt > 0 and math.isfinite(dt)):
+            raise ValueError(f"advance(dt): dt must be a positive finite number of seconds, got {dt!r}")
+        if not self._written:
+            self._send(np.full(len(self._command.names), math.nan))
+        self._written = False
+        period = self.spec.control_period_s
+        next_tick = math.inf if period is None else self._start_s + (self._ticks + 1) * period
+        target = min(self._time + dt, next_tick)
+        clock, clock_since = math.nan, time.monotonic()
+        while True:
+            plc = self._read_plc()
+            t = plc.status.timestamp_s
+            if t >= target - _TIME_EPS_S:
+                break
+            now = time.monotonic()
+            if t != clock:
+                clock, clock_since = t, now
+            elif now - clock_since > self.heartbeat_timeout_s:
+                raise StaleData(
+                    f"{self._where(Role.STATUS, 'timestamp')}: the line clock stood at {t:.3f} s for "
+                    f"{now - clock_since:.2f} s while waiting for {target:.3f} s"
+                )
+            time.sleep(self.poll_s)
+        self._pending = ()
+        if period is not None and t >= next_tick - _TIME_EPS_S:
+            self._ticks = max(self._ticks + 1, math.floor((t - self._start_s + _TIME_EPS_S) / period))
+            self._pending = (Decision(DecisionKind.TICK),)
+        return self._frame(plc)
+
+    def read(self) -> Frame:
+        """Read a fresh frame; what is pending carries over from the last `advance`.
+
+        Raises:
+            ModbusTimeout: no answer, after `read_retries` re-reads.
+            ModbusException: the PLC answered with an exception response.
+            ModbusDisconnected: no connection (a later call reconnects).
+            BadFrame: torn on every re-read, or a status or counter register reads missing.
+            StaleData: the PLC heartbeat stood still for `heartbeat_timeout_s`, or the timestamp went back.
+        """
+        self._live()
+        return self._frame(self._read_plc())
+
+    def heartbeat(self) -> None:
+        """Write the agent heartbeat register alone (one FC16 request): the PLC sees the agent alive, nothing else.
+
+        Raises:
+            ModbusLineError: the write failed (it is never re-sent).
+        """
+        self._live()
+        self._heartbeat = (self._heartbeat + 1) % _WRAP
+        reg = self._command.header[0]
+        self._transport.write(reg.device_id, reg.address, reg.encoding.encode(float(self._heartbeat)))
+
+    def close(self) -> None:
+        """Close the connection; `reset` attaches again."""
+        self._attached = False
+        self._transport.close()
+
+    def _live(self) -> None:
+        if not self._attached:
+            raise RuntimeError(f"line {self.spec.name!r}: call reset() before using it")
+
+    def _where(self, role: Role, name: str) -> str:
+        r = self.map.entry(role, name)
+        return self._transport.where(r.device_id, r.table, r.address, r.width)
+
+    def _read_plc(self) -> PlcFrame:
+        """Read a whole frame, re-reading a torn one, and check that it is fresh."""
+        plan = self._image.plan
+        where = self._transport.where(
+            plan[0].device_id, Table.INPUT, plan[0].address, plan[-1].address + plan[-1].count - plan[0].address
+        )
+        for _ in range(self._transport.read_retries + 1):
+            blocks = [self._transport.read(b) for b in plan]
+            try:
+                plc = self._image.decode(blocks)
+            except ValueError as exc:
+                raise BadFrame(f"{where}: {exc}") from exc
+            if plc.status.frame_seq == plc.frame_seq_end:
+                break
+        else:
+            raise BadFrame(
+                f"{where}: frame torn on {self._transport.read_retries + 1} reads (frame_seq "
+                f"{plc.status.frame_seq}, frame_seq_end {plc.frame_seq_end}): the PLC publishes faster than it is read"
+            )
+        st, now = plc.status, time.monotonic()
+        if self._last_time is not None and st.timestamp_s < self._last_time:
+            raise StaleData(
+                f"{self._where(Role.STATUS, 'timestamp')}: the timestamp went back from "
+                f"{self._last_time:.3f} s to {st.timestamp_s:.3f} s"
+            )
+        if self._heartbeat_seen is None or self._heartbeat_seen[0] != st.heartbeat:
+            self._heartbeat_seen = (st.heartbeat, now)
+        elif now - self._heartbeat_seen[1] > self.heartbeat_timeout_s:
+            raise StaleData(
+                f"{self._where(Role.STATUS, 'heartbeat')}: the PLC heartbeat stood at {st.heartbeat} for "
+                f"{now - self._heartbeat_seen[1]:.2f} s (limit {self.heartbeat_timeout_s} s)"
+            )
+        self._last_time, self._plc, self._plc_read_at = st.timestamp_s, plc, now
+        return plc
+
+    def _check_plc(self, status: PlcStatus) -> None:
+        period = self.spec.control_period_s
+        if period is not None and abs(status.control_period_s - period) > _TIME_EPS_S:
+            raise IncompatiblePlc(
+                f"{self._where(Role.STATUS, 'control_period')}: the PLC runs a control period of "
+                f"{status.control_period_s:g} s; line {self.spec.name!r} expects {period:g} s"
+            )
+        local = self.spec.levers - status.remote_levers
+        if local:
+            remote = sorted(lv.value for lv in status.remote_levers)
+            raise IncompatiblePlc(
+                f"{self._where(Role.STATUS, 'remote_levers')}: the PLC keeps levers {sorted(lv.value for lv in local)} "
+                f"local (remote: {remote}); line {self.spec.name!r} gives them to the agent"
+            )
+
+    def _command_origin(self, echo: int) -> tuple[int, int]:
+        """The last sequence number and agent heartbeat to count on from, so that the next ones are new to the PLC.
+
+        Next is the echo + 1, unless the window still holds that very number (sent and refused: the
+        PLC would not see a change); the heartbeat continues from the window's.
+        """
+        hb_reg, seq_reg = self._command.header
+        first = hb_reg.address
+        try:
+            regs = self._transport.read(Block(hb_reg.device_id, Table.HOLDING, first, seq_reg.end - first))
+        except ModbusException:  # a PLC that does not let the window be read: the echo alone
+            return echo, 0
+        hb = hb_reg.encoding.decode(regs[: hb_reg.width])
+        seq = seq_reg.encoding.decode(regs[seq_reg.address - first :])
+        sequence = int(seq) if not math.isnan(seq) and int(seq) == (echo + 1) % _WRAP else echo
+        return sequence, 0 if math.isnan(hb) else int(hb) % _WRAP
+
+    def _send(self, values: np.ndarray) -> None:
+        """Write one block of window setpoints (NaN = keep) with the next heartbeat and sequence; check the echo."""
+        self._sequence = (self._sequence + 1) % _WRAP
+        self._heartbeat = (self._heartbeat + 1) % _WRAP
+        window = self._command.window
+        block = CommandBlock(self._heartbeat, self._sequence, values)
+        self._transport.write(window.device_id, window.address, self._command.encode(block))
+        deadline = time.monotonic() + self.echo_timeout_s
+        while True:
+            st = self._read_plc().status
+            if st.command_echo == self._sequence:
+                return
+            if time.monotonic() >= deadline:
+                why = ", ".join(text for bit, when_set, text in _REFUSALS if (bit in st.status) == when_set)
+                where = self._transport.where(window.device_id, Table.HOLDING, window.address, window.count)
+                raise CommandNotAccepted(
+                    f"{where}: command {self._sequence} was not echoed within {self.echo_timeout_s} s (echo "
+                    f"{st.command_echo}, status {st.status.name or 0}): "
+                    + (why or "REMOTE and PERMISSIVE on, no E-STOP, yet the PLC did not act on it"),
+                    self._sequence,
+                    st.status,
+                )
+            time.sleep(self.poll_s)
+
+    def _frame(self, plc: PlcFrame) -> Frame:
+        t = plc.status.timestamp_s
+        stamps = np.where(np.isnan(plc.ages), t, t - plc.ages)
+        kpis = derive_kpis(plc.counters.since(self._start, self._start_s), t - self._start_s, len(self.spec.stations))
+        self._seq += 1
+        self._time = t
+        return Frame(t, self._seq, plc.values.copy(), stamps, self._pending, kpis)

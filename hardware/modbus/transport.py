@@ -1,0 +1,146 @@
+"""The connection under a `ModbusLine`: one sync pymodbus client, bounded requests, typed errors, backoff.
+
+Every request is bounded by the timeout; pymodbus itself never re-sends (`retries=0`): reads are
+re-read here on a timeout, writes are never re-sent. A timeout or a broken connection closes the
+socket, so that a late answer can never be taken for the answer to a later request. The next call
+reconnects; while reconnecting fails, attempts are spaced by an exponential backoff and a call made
+before the next attempt is due fails at once with `ModbusDisconnected` instead of waiting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from pymodbus.client import ModbusTcpClient, ModbusTlsClient
+from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+from pymodbus.exceptions import ModbusException as PymodbusError
+from pymodbus.pdu import ModbusPDU
+
+from hardware.modbus.errors import ModbusDisconnected, ModbusException, ModbusLineError, ModbusTimeout
+from hardware.modbus.regmap import Block, Table
+from hardware.modbus.tls import TlsFiles, client_context
+
+
+class Transport:
+    """A Modbus TCP (or TLS) connection to one PLC that raises only `ModbusLineError`s.
+
+    Args:
+        host: the PLC's address.
+        port: its TCP port (502 plain, 802 TLS by convention).
+        tls: the client's certificate, key and CA for Modbus/TCP Security; None for plain TCP.
+        timeout_s: limit on connecting and on each request's answer, s.
+        read_retries: re-reads of a read request that got no answer.
+        reconnect_backoff_s: (first, max) wait between failed connection attempts, s; doubles each time.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: TlsFiles | None,
+        timeout_s: float,
+        read_retries: int,
+        reconnect_backoff_s: tuple[float, float],
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.timeout_s = timeout_s
+        self.read_retries = read_retries
+        self._backoff_first, self._backoff_max = reconnect_backoff_s
+        self._backoff = self._backoff_first
+        self._retry_at = 0.0  # monotonic time before which no connection attempt is made
+        self._client: ModbusTcpClient = (
+            ModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
+            if tls is None
+            else ModbusTlsClient(host, port=port, sslctx=client_context(tls), timeout=timeout_s, retries=0)
+        )
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open now."""
+        return bool(self._client.connected)
+
+    def where(self, device_id: int, table: Table, address: int, count: int) -> str:
+        """The prefix of error messages about `count` registers from `address`."""
+        return f"{self.host}:{self.port} device {device_id} {table.value} {address}-{address + count - 1}"
+
+    def read(self, block: Block) -> list[int]:
+        """The registers of `block` (FC4 for input, FC3 for holding registers), re-read on a timeout.
+
+        Raises:
+            ModbusTimeout: no answer on any of the `1 + read_retries` attempts.
+            ModbusException: the PLC answered with an exception response.
+            ModbusDisconnected: no connection.
+            ModbusLineError: an answer with the wrong number of registers.
+        """
+        where = self.where(block.device_id, block.table, block.address, block.count)
+        fn = self._client.read_input_registers if block.table is Table.INPUT else self._client.read_holding_registers
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                response = self._request(where, lambda: fn(block.address, count=block.count, device_id=block.device_id))
+            except ModbusTimeout:
+                if attempts > self.read_retries:
+                    raise
+                continue
+            registers = list(response.registers)
+            if len(registers) != block.count:
+                raise ModbusLineError(f"{where}: the answer carries {len(registers)} registers, not {block.count}")
+            return registers
+
+    def write(self, device_id: int, address: int, values: Sequence[int]) -> None:
+        """Write holding registers from `address` in one FC16 request, never re-sent.
+
+        Raises:
+            ModbusTimeout: no answer (the PLC may or may not have applied the write).
+            ModbusException: the PLC answered with an exception response (the write was not applied).
+            ModbusDisconnected: no connection.
+        """
+        where = self.where(device_id, Table.HOLDING, address, len(values))
+        self._request(where, lambda: self._client.write_registers(address, list(values), device_id=device_id))
+
+    def close(self) -> None:
+        """Close the connection; the next request reconnects at once."""
+        self._client.close()
+        self._retry_at = 0.0
+        self._backoff = self._backoff_first
+
+    def _request(self, where: str, send: Callable[[], ModbusPDU]) -> ModbusPDU:
+        self._connect(where)
+        try:
+            response = send()
+        except ConnectionException as exc:
+            self._client.close()
+            raise ModbusDisconnected(f"{where}: connection lost") from exc
+        except ModbusIOException as exc:
+            self._client.close()  # a late answer must not be read as the answer to the next request
+            what = "no answer" if "No response" in exc.string else f"no valid answer ({exc.string})"
+            raise ModbusTimeout(f"{where}: {what} within {self.timeout_s} s") from exc
+        except (PymodbusError, OSError) as exc:
+            self._client.close()
+            raise ModbusDisconnected(f"{where}: connection failed: {exc}") from exc
+        if response.isError():
+            code = response.exception_code
+            name = next((c.name for c in ExcCodes if c == code), "UNKNOWN")
+            raise ModbusException(f"{where}: exception response {code} ({name})", code, name)
+        return response
+
+    def _connect(self, where: str) -> None:
+        if self._client.connected:
+            return
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise ModbusDisconnected(
+                f"{where}: not connected; the next connection attempt is due in {self._retry_at - now:.2f} s"
+            )
+        if self._client.connect():
+            self._backoff = self._backoff_first
+            return
+        wait = self._backoff
+        self._retry_at = time.monotonic() + wait
+        self._backoff = min(2.0 * wait, self._backoff_max)
+        raise ModbusDisconnected(f"{where}: cannot connect; the next attempt is due in {wait:.2f} s")
