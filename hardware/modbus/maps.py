@@ -1,5 +1,7 @@
 """Making and checking register maps: the default layout of any line, and hand-written maps validated.
 
+`setpoint_spec(definition)` is the spec a line's map is laid out for, every setpoint lever included,
+so a PLC and a client that hand the agent different levers still agree on the map.
 `default_map(spec)` lays a map out for any `LineSpec`; `load_map(path, spec)` reads a hand-written
 YAML map and validates it against the spec: overlapping registers, an unmapped sensor, status entry or
 counter, a command outside the contiguous window, a range its encoding cannot carry. Each error names
@@ -16,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from hardware.interface import LineSpec
+from hardware.interface import Lever, LineSpec
 from hardware.modbus.codec import Encoding, RegisterType, WordOrder
 from hardware.modbus.regmap import (
     AGE_ENCODING,
@@ -32,6 +34,25 @@ from hardware.modbus.regmap import (
     counter_encoding,
     counter_names,
 )
+from hardware.twin import TwinLine
+
+SETPOINT_LEVERS = (Lever.SPEED, Lever.MODE, Lever.MAINTENANCE, Lever.REORDER)
+
+
+def setpoint_spec(definition: Mapping[str, Any], control_period_s: float | None = None) -> LineSpec:
+    """The spec of a line definition with every setpoint lever handed to the agent.
+
+    Its actuators are every setpoint the line has (reorder only with a raw-material supply), so
+    the map laid out for it serves any choice of levers. `control_period_s` replaces the
+    definition's control period (s) when given.
+
+    Raises:
+        hardware.twin.LineDefinitionError: the definition is invalid.
+    """
+    control: dict[str, Any] = {"levers": [lv.value for lv in SETPOINT_LEVERS]}
+    if control_period_s is not None:
+        control["control_period_s"] = control_period_s
+    return TwinLine.from_definition(definition, control=control).spec
 
 
 def default_map(spec: LineSpec, device_id: int = 1) -> RegisterMap:

@@ -1,0 +1,304 @@
+"""The virtual PLC at the command line: serve a twin over Modbus, export its register map, make test certificates.
+
+python -m experiments.plc serve                                  # flow5, lockstep, 127.0.0.1:5020
+python -m experiments.plc serve mode=free time_factor=60 levers=[speed,maintenance] port=5021
+python -m experiments.plc export-map format=csv out=flow5_map.csv
+python -m experiments.plc make-certs dir=certs
+
+`serve` then reads operator and fault commands from stdin, one per line (`help` lists them).
+Settings are Hydra overrides of `configs/plc.yaml`; a wrong one ends with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO, cast
+
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.errors import FULL_ERROR, HINT, ConfigError, explain
+from hardware import LineSpec
+from hardware.modbus import MapError, RegisterMap, StatusBit, TlsFiles, default_map, load_map, make_certs
+from hardware.modbus.maps import SETPOINT_LEVERS, setpoint_spec
+from hardware.modbus.plc import Fault, FaultKind, VirtualPLC
+from hardware.twin import LineDefinitionError, TwinLine
+
+USAGE = "usage: python -m experiments.plc {serve,export-map,make-certs} [key=value ...]"
+HELP = """commands, one per line:
+  remote on|off          the operator hands the line to remote (agent) control, or takes it back
+  permissive on|off      the process permits remote setpoints, or not
+  estop on|off           emergency stop: every station switches off; off releases it
+  fault stop             stop answering (clients time out)
+  fault late <s>         answer every request <s> seconds late
+  fault exception <n>    answer every request with Modbus exception <n> (e.g. 4, device failure)
+  fault freeze           freeze the PLC's heartbeat
+  fault nan <sensor>     publish NaN for a sensor (e.g. cut.vibration_mm_s)
+  restart [<s>]          restart the PLC, down for <s> seconds (default 1)
+  clear [<fault>]        end every fault, or one kind: stop, late, exception, freeze, nan
+  status                 the PLC's state
+  quit                   stop serving"""
+_FORMATS = ("markdown", "csv", "yaml")
+
+
+def compose_config(overrides: Sequence[str]) -> DictConfig:
+    """The `plc` config with Hydra overrides applied."""
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        return compose(config_name="plc", overrides=list(overrides))
+
+
+def setup_map(cfg: DictConfig) -> tuple[dict[str, Any], LineSpec, RegisterMap]:
+    """The line definition, the spec with every setpoint lever, and the map (`map`, or the line's default).
+
+    Raises:
+        ConfigError: an invalid line definition or map.
+    """
+    definition = cast(dict[str, Any], OmegaConf.to_container(cfg.line, resolve=True))
+    try:
+        full = setpoint_spec(definition, cfg.control_period_s)
+    except LineDefinitionError as exc:
+        raise ConfigError(f"line: {exc}") from exc
+    try:
+        rmap = default_map(full) if cfg.map is None else load_map(cfg.map, full)
+    except MapError as exc:
+        raise ConfigError(f"map: {exc}") from exc
+    return definition, full, rmap
+
+
+def setup_serve(cfg: DictConfig) -> VirtualPLC:
+    """A virtual PLC (not started yet) in front of the configured line, reset with `seed`.
+
+    Raises:
+        ConfigError: a setting the PLC cannot run with; the message names the key.
+    """
+    definition, full, rmap = setup_map(cfg)
+    names = {lv.value for lv in SETPOINT_LEVERS}
+    for lever in cfg.levers:
+        if lever not in names:
+            raise ConfigError(f"levers: {lever!r} is not a setpoint lever; choose from {', '.join(sorted(names))}")
+    control: dict[str, Any] = {"levers": list(cfg.levers)}
+    if cfg.control_period_s is not None:
+        control["control_period_s"] = cfg.control_period_s
+    twin = TwinLine.from_definition(definition, seed=cfg.seed, control=control)
+    twin.reset(seed=cfg.seed)
+    try:
+        return VirtualPLC(
+            twin,
+            rmap,
+            full,
+            mode=cfg.mode,
+            time_factor=cfg.time_factor,
+            host=cfg.host,
+            port=cfg.port,
+            tls=_tls(cfg.tls),
+            watchdog_s=cfg.watchdog_s,
+            scan_s=cfg.scan_s,
+            rate_limits=None if cfg.rate_limits is None else {str(k): float(v) for k, v in cfg.rate_limits.items()},
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _tls(section: DictConfig) -> TlsFiles | None:
+    given = {k: section[k] for k in ("cert", "key", "ca") if section[k] is not None}
+    if not given:
+        return None
+    missing = [k for k in ("cert", "key", "ca") if k not in given]
+    if missing:
+        raise ConfigError(f"tls.{missing[0]}: give tls.cert, tls.key and tls.ca together (see make-certs)")
+    files = TlsFiles(Path(given["cert"]), Path(given["key"]), Path(given["ca"]))
+    for key, path in (("cert", files.cert), ("key", files.key), ("ca", files.ca)):
+        if not path.is_file():
+            raise ConfigError(f"tls.{key}: file {path} does not exist")
+    return files
+
+
+def run_serve(plc: VirtualPLC, commands: Iterable[str], out: TextIO) -> None:
+    """Serve until `quit`: start, print where and how, then execute each command line and print its answer.
+
+    When the commands run out (stdin closed) it serves on until interrupted.
+
+    Raises:
+        ConfigError: the server cannot listen where configured.
+    """
+    try:
+        plc.start()
+    except RuntimeError as exc:
+        raise ConfigError(f"port: cannot listen on {plc.host}:{plc.port}: in use, or not an address here") from exc
+    try:
+        print(banner(plc), file=out, flush=True)
+        print("type `help` for operator and fault commands, `quit` to stop", file=out, flush=True)
+        for line in commands:
+            try:
+                answer = execute(plc, line)
+            except ValueError as exc:
+                answer = f"{exc}\n{HELP}"
+            if answer is None:
+                return
+            if answer:
+                print(answer, file=out, flush=True)
+        print("stdin closed: serving until interrupted (Ctrl-C)", file=out, flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return
+    finally:
+        plc.stop()
+
+
+def banner(plc: VirtualPLC) -> str:
+    """Where the PLC listens and how it runs, in one line."""
+    p = plc.program
+    protocol = "Modbus/TCP Security (mutual TLS)" if plc.tls is not None else "Modbus TCP"
+    mode = f"free at {p.time_factor:g}x" if p.mode == "free" else "lockstep"
+    levers = ", ".join(sorted(lv.value for lv in p.twin.spec.levers)) or "none"
+    window = plc.map.command_window
+    return (
+        f"virtual PLC of line {p.full_spec.name}: {protocol} on {plc.host}:{plc.port}, device {window.device_id}, "
+        f"mode {mode}, control period {p.control_period_s:g} s, levers {levers}, watchdog {p.watchdog_s:g} s"
+    )
+
+
+def execute(plc: VirtualPLC, line: str) -> str | None:
+    """Carry out one operator or fault command and say what it did (None: `quit`).
+
+    Raises:
+        ValueError: an unknown or malformed command; the message says which.
+    """
+    words = line.split()
+    if not words:
+        return ""
+    head, args = words[0].lower(), words[1:]
+    switches: dict[str, Callable[[bool], None]] = {
+        "remote": lambda on: plc.set_operator(remote=on),
+        "permissive": lambda on: plc.set_operator(permissive=on),
+        "estop": lambda on: plc.set_operator(estop=on),
+    }
+    if head in ("quit", "exit"):
+        return None
+    if head == "help":
+        return HELP
+    if head == "status":
+        return status_line(plc)
+    if head in switches and len(args) == 1 and args[0] in ("on", "off"):
+        switches[head](args[0] == "on")
+        return status_line(plc)
+    if head == "restart" and len(args) <= 1:
+        down_s = _number(args[0], "restart: seconds down") if args else 1.0
+        plc.inject(Fault(FaultKind.RESTART, down_s=down_s))
+        return f"restarting: down for {down_s:g} s"
+    if head == "clear" and len(args) <= 1:
+        plc.clear(_kind(args[0]) if args else None)
+        return status_line(plc)
+    if head == "fault" and args:
+        fault = _fault(args)
+        plc.inject(fault)
+        return f"fault in force: {fault.describe()}"
+    raise ValueError(f"unknown command {line.strip()!r}")
+
+
+def _kind(word: str) -> FaultKind:
+    try:
+        return FaultKind(word)
+    except ValueError:
+        raise ValueError(f"no fault {word!r}; faults: {', '.join(k.value for k in FaultKind)}") from None
+
+
+def _number(word: str, what: str) -> float:
+    try:
+        return float(word)
+    except ValueError:
+        raise ValueError(f"{what}: expected a number, got {word!r}") from None
+
+
+def _fault(args: list[str]) -> Fault:
+    kind = _kind(args[0])
+    needs = {FaultKind.LATE: "seconds late", FaultKind.EXCEPTION: "exception code", FaultKind.NAN_SENSOR: "sensor"}
+    if kind in needs and len(args) != 2:
+        raise ValueError(f"fault {kind.value}: give the {needs[kind]}, e.g. `fault {kind.value} <{needs[kind]}>`")
+    if kind is FaultKind.LATE:
+        return Fault(kind, delay_s=_number(args[1], "fault late"))
+    if kind is FaultKind.EXCEPTION:
+        return Fault(kind, code=int(_number(args[1], "fault exception")))
+    if kind is FaultKind.NAN_SENSOR:
+        return Fault(kind, sensor=args[1])
+    if kind is FaultKind.RESTART:
+        return Fault(kind, down_s=_number(args[1], "fault restart") if len(args) > 1 else 1.0)
+    return Fault(kind)
+
+
+def status_line(plc: VirtualPLC) -> str:
+    """The PLC's state in one line: line time, heartbeat, frame, status bits, echo, setpoints, faults."""
+    t = plc.inspect(lambda twin: twin.read().time)
+    bits = "|".join(b.name or "" for b in StatusBit if b in plc.status) or "none"
+    control = "agent" if plc.agent_in_control else "local rules"
+    active = ", ".join(f"{k}={v:g}" for k, v in plc.active.items() if not math.isnan(v)) or "none"
+    faults = ", ".join(f.describe() for f in plc.faults) or "none"
+    clock = time.strftime("%H:%M:%S", time.gmtime(plc.program.clock_origin_s + t))
+    up = "up" if plc.running else "down"
+    return (
+        f"{up}, line time {t:.0f} s ({clock} UTC), heartbeat {plc.heartbeat}, frame {plc.frame_seq}, status {bits}, "
+        f"echo {plc.command_echo}, levers with {control}, active {active}, faults {faults}"
+    )
+
+
+def run_export_map(cfg: DictConfig, out: TextIO) -> None:
+    """Print the register map (or write it to `out=`) as a Markdown or CSV tag table, or as YAML.
+
+    Raises:
+        ConfigError: an unknown format.
+    """
+    if cfg.format not in _FORMATS:
+        raise ConfigError(f"format: expected one of {', '.join(_FORMATS)}, got {cfg.format!r}")
+    _, _, rmap = setup_map(cfg)
+    text = {"markdown": rmap.to_markdown, "csv": rmap.to_csv, "yaml": rmap.to_yaml}[cfg.format]()
+    if cfg.out is None:
+        print(text, end="", file=out)
+        return
+    path = Path(cfg.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"written: {path} ({len(rmap.registers)} registers of line {rmap.line})", file=out)
+
+
+def run_make_certs(cfg: DictConfig, out: TextIO) -> None:
+    """Write a throw-away CA, server and client certificate into `dir` and say how to use them."""
+    certs = make_certs(cfg.dir)
+    s, c = certs.server, certs.client
+    print(f"written: CA {certs.ca}, server {s.cert} + {s.key}, client {c.cert} + {c.key}", file=out)
+    print(f"serve with: python -m experiments.plc serve tls.cert={s.cert} tls.key={s.key} tls.ca={s.ca}", file=out)
+    print(f"connect with: hardware=modbus 'hardware.tls={{cert: {c.cert}, key: {c.key}, ca: {c.ca}}}'", file=out)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: the subcommand, then Hydra overrides; a config error ends with one line and status 1."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("help", "-h", "--help"):
+        print(f"{USAGE}\n{__doc__}\n{HELP}")
+        return
+    if not args or args[0] not in ("serve", "export-map", "make-certs"):
+        sys.exit(USAGE)
+    logging.getLogger("pymodbus").setLevel(logging.ERROR)  # its warnings repeat what the PLC reports
+    try:
+        cfg = compose_config(args[1:])
+        if args[0] == "serve":
+            run_serve(setup_serve(cfg), iter(sys.stdin.readline, ""), sys.stdout)
+        elif args[0] == "export-map":
+            run_export_map(cfg, sys.stdout)
+        else:
+            run_make_certs(cfg, sys.stdout)
+    except Exception as exc:
+        message = explain(exc)
+        if message is None or os.environ.get(FULL_ERROR) == "1":
+            raise
+        sys.exit(f"config error: {message} ({HINT})")
+
+
+if __name__ == "__main__":
+    main()

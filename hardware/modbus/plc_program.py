@@ -1,0 +1,330 @@
+"""The virtual PLC's program: what it does with the twin, the agent's writes and its own registers.
+
+No sockets, threads or event loop here (`hardware.modbus.plc` runs it behind a Modbus server), and
+wall-clock time comes in as an argument, so every rule can be checked on its own:
+
+- Clock: a frame's timestamp is `clock_origin_s` + twin time (origin: UTC midnight of today, so the
+  time of day of the timestamp is the twin's); `last_completion_s` is published the same way.
+- Scan: heartbeat + 1, watchdog check; mode `free` also runs the twin at `time_factor` x wall-clock
+  speed. In mode `lockstep` only a command moves the twin.
+- Writes: the whole window in one request (a command block), or the heartbeat register alone; any
+  other part of the window is refused (exception 3). A block with a new sequence number is accepted
+  only with REMOTE and PERMISSIVE on, no E-stop and no watchdog trip: each setpoint (NaN keeps the
+  active one) is clamped to its actuator's range, then rate-limited relative to the active setpoint
+  (units per s of line time since it last changed; at power-up it counts as changed one control
+  period before) and applied; SP_LIMITED says whether the block needed either. The echo is the
+  accepted sequence number. In lockstep any new sequence number, accepted or not, then advances the
+  twin by one control period.
+- Watchdog (wall clock): armed by the first agent heartbeat, tripped after `watchdog_s` without a
+  change, cleared by the next change. A trip, REMOTE off or an E-stop hands the levers to the line's
+  own rules and the active setpoints to their defaults; the agent gets the levers back with its next
+  accepted command, which starts from those setpoints (bumpless).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from pymodbus.constants import ExcCodes
+
+from hardware.counters import Counters
+from hardware.interface import Command, Lever, LineSpec, StationState
+from hardware.modbus.image import CommandBlock, CommandImage, InputImage, PlcFrame, PlcStatus
+from hardware.modbus.regmap import Block, RegisterMap, StatusBit
+from hardware.twin import TwinLine
+
+MODES = ("lockstep", "free")
+_DOWN = float(StationState.DOWN)
+
+
+def utc_midnight(now_s: float | None = None) -> float:
+    """UTC midnight of the day `now_s` (s since the epoch; default: now) falls in, s since the epoch."""
+    now = dt.datetime.fromtimestamp(time.time() if now_s is None else now_s, dt.UTC)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def limit_setpoint(
+    value: float, active: float, low: float, high: float, rate_per_s: float | None, elapsed_s: float
+) -> tuple[float, bool]:
+    """Clamp `value` to [low, high], then keep it within `rate_per_s` x `elapsed_s` of `active`.
+
+    Returns:
+        The setpoint to apply, and whether clamping or the rate limit changed it.
+    """
+    out = min(max(value, low), high)
+    limited = out != value
+    if rate_per_s is not None:
+        step = rate_per_s * max(elapsed_s, 0.0)
+        ramped = min(max(out, active - step), active + step)
+        limited = limited or ramped != out
+        out = ramped
+    return out, limited
+
+
+@dataclass(frozen=True)
+class _View:
+    """What the PLC last observed of the twin, in the map's (full spec's) sensor order."""
+
+    time_s: float
+    values: np.ndarray
+    ages: np.ndarray
+    counters: Counters
+    alarms: int
+
+
+class PlcProgram:
+    """The PLC's state and rules around one running twin (see the module docstring).
+
+    Args: as `hardware.modbus.plc.VirtualPLC`'s of the same names.
+
+    Raises:
+        ValueError: a parameter out of range, a twin with the dispatch lever or without a control
+            period, or a twin actuator the map cannot command.
+    """
+
+    def __init__(
+        self,
+        twin: TwinLine,
+        rmap: RegisterMap,
+        full_spec: LineSpec,
+        *,
+        mode: str = "lockstep",
+        time_factor: float = 1.0,
+        watchdog_s: float = 5.0,
+        clock_origin_s: float | None = None,
+        rate_limits: dict[str, float] | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
+        for name, value in (("time_factor", time_factor), ("watchdog_s", watchdog_s)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: must be a positive number, got {value!r}")
+        spec = twin.spec
+        if Lever.DISPATCH in spec.levers:
+            raise ValueError(f"levers: the virtual PLC serves setpoint levers; dispatch on {spec.name!r} stays FIFO")
+        period = spec.control_period_s or twin.params.control.control_period_s
+        if period is None:
+            raise ValueError(f"control_period_s: line {spec.name!r} has none; the virtual PLC needs one")
+        self.twin, self.map, self.full_spec = twin, rmap, full_spec
+        self.mode, self.time_factor, self.watchdog_s, self.control_period_s = mode, time_factor, watchdog_s, period
+        self.clock_origin_s = utc_midnight() if clock_origin_s is None else clock_origin_s
+        self.image = InputImage(rmap, full_spec)
+        self._command = CommandImage(rmap)
+        acts = [a.name for a in spec.actuators]
+        unmapped = [a for a in acts if a not in self._command.names]
+        if unmapped:
+            raise ValueError(f"map: register map {rmap.source} has no command entry for actuators {unmapped}")
+        rates = dict(rate_limits or {})
+        for name, rate in rates.items():
+            if name not in acts or not (math.isfinite(rate) and rate > 0):
+                raise ValueError(f"rate_limits.{name}: expected a positive rate of one of {acts}, got {rate!r}")
+        by_name = {r.name: r for r in rmap.setpoints}
+        self._rates = [rates.get(a, by_name[a].rate_per_s) for a in acts]
+        self._command_at = [acts.index(n) if n in acts else -1 for n in self._command.names]
+        self._active_at = np.array([acts.index(a.name) if a.name in acts else -1 for a in full_spec.actuators])
+        self.sensor_names = tuple(s.name for s in full_spec.sensors)
+        twin_sensors = [s.name for s in spec.sensors]
+        self._sensor_at = np.array([twin_sensors.index(n) if n in twin_sensors else -1 for n in self.sensor_names])
+        self._state_at = [spec.sensor_index(f"{st}.state") for st in spec.stations]
+        self._defaults = np.array([a.default for a in spec.actuators])
+        self._levers = frozenset(spec.levers)
+        self.remote, self.permissive, self.estop = True, True, False
+        self.accepted = 0
+        self._view: _View | None = None
+        self._wall0 = self._twin0 = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.heartbeat = self.frame_seq = self.echo = self._last_sequence = 0
+        self._agent_heartbeat: int | None = None
+        self._heartbeat_seen_s = 0.0
+        self.wd_tripped = self.sp_limited = self.agent_owns = False
+        self._active = self._defaults.copy()
+        self._changed_s = np.full(len(self._defaults), -self.control_period_s)
+
+    def power_up(self) -> None:
+        """(Re)start: heartbeat, frame sequence, echo and last sequence 0, watchdog unarmed, local control.
+
+        The operator's inputs and the twin stay as they are.
+        """
+        self._reset()
+        self.twin.local_control(True)
+        self._changed_s += self._twin_time()  # the setpoints count as changed one control period ago
+
+    def start_clock(self, wall_s: float) -> None:
+        """Free mode: line time runs from the twin's time now, at wall-clock time `wall_s` (s, monotonic)."""
+        self._wall0, self._twin0 = wall_s, self._twin_time()
+
+    @property
+    def status(self) -> StatusBit:
+        """The status word."""
+        bits = StatusBit(0)
+        for bit, on in (
+            (StatusBit.REMOTE, self.remote),
+            (StatusBit.PERMISSIVE, self.permissive),
+            (StatusBit.ESTOP, self.estop),
+            (StatusBit.WD_TRIPPED, self.wd_tripped),
+            (StatusBit.SP_LIMITED, self.sp_limited),
+            (StatusBit.ALARM, self._view is not None and self._view.alarms != 0),
+        ):
+            if on:
+                bits |= bit
+        return bits
+
+    @property
+    def active(self) -> dict[str, float]:
+        """The setpoints the line runs now, by the twin's actuator names."""
+        return {a.name: float(v) for a, v in zip(self.twin.spec.actuators, self._active.tolist(), strict=True)}
+
+    def run_free(self, wall_s: float) -> None:
+        """Free mode: run the twin to the line time that wall-clock time `wall_s` (s, monotonic) stands for."""
+        self._advance_to(self._twin0 + (wall_s - self._wall0) * self.time_factor)
+
+    def scan(self, wall_s: float, frozen: bool = False) -> bool:
+        """One scan at wall-clock time `wall_s` (s, monotonic): heartbeat (unless `frozen`), watchdog.
+
+        Returns:
+            Whether the twin changed (free mode, or a watchdog trip) and a new frame is due.
+        """
+        if not frozen:
+            self.heartbeat += 1
+        tripped = self._check_watchdog(wall_s)
+        return self.mode == "free" or tripped
+
+    def registers(self, new: bool, nan_sensors: frozenset[str] = frozenset()) -> list[tuple[Block, list[int]]]:
+        """The input registers of the frame, per read block; `new`: observe the twin afresh as a new frame."""
+        if new or self._view is None:
+            self.frame_seq += 1
+            self._view = self._observe()
+        frame = self._frame(self._view, nan_sensors)
+        return list(zip(self.image.plan, self.image.encode(frame), strict=True))
+
+    def write(self, address: int, count: int, values: Sequence[int], wall_s: float) -> tuple[ExcCodes | None, bool]:
+        """A write into the command window at wall-clock time `wall_s` (s, monotonic).
+
+        Returns:
+            The exception to answer with (None: the write lands), and whether a new frame is due.
+        """
+        window, beat = self._command.window, self._command.header[0]
+        block: CommandBlock | None = None
+        if address == window.address and count == window.count:
+            try:
+                block = self._command.decode(values)
+            except ValueError:
+                return ExcCodes.ILLEGAL_VALUE, False
+            heartbeat = float(block.heartbeat)
+        elif address == beat.address and count == beat.width:
+            heartbeat = beat.encoding.decode(values)
+            if math.isnan(heartbeat):
+                return ExcCodes.ILLEGAL_VALUE, False
+        else:
+            return ExcCodes.ILLEGAL_VALUE, False
+        if heartbeat != self._agent_heartbeat:
+            self._agent_heartbeat = int(heartbeat)
+            self._heartbeat_seen_s = wall_s
+            self.wd_tripped = False
+        if block is None or block.sequence == self._last_sequence:
+            return None, False
+        self._last_sequence = block.sequence
+        if self.remote and self.permissive and not self.estop and not self.wd_tripped:
+            self._accept(block)
+        if self.mode == "lockstep":
+            self._advance_to(self._twin_time() + self.control_period_s)
+        return None, True
+
+    def operate(self, remote: bool | None = None, permissive: bool | None = None, estop: bool | None = None) -> None:
+        """Set the operator's inputs (None: unchanged); an E-stop halts the stations until released."""
+        self.remote = self.remote if remote is None else remote
+        self.permissive = self.permissive if permissive is None else permissive
+        if estop is not None and estop != self.estop:
+            self.estop = estop
+            self.twin.halt(estop)
+        if not self.remote or self.estop:
+            self._take_local()
+
+    def _accept(self, block: CommandBlock) -> None:
+        now = self._twin_time()
+        setpoints = np.full(len(self._active), math.nan)
+        limited = False
+        for j, value in zip(self._command_at, block.setpoints.tolist(), strict=True):
+            if j < 0 or math.isnan(value):
+                continue
+            a = self.twin.spec.actuators[j]
+            out, hit = limit_setpoint(value, self._active[j], a.low, a.high, self._rates[j], now - self._changed_s[j])
+            if a.lever is Lever.MODE:  # a mode is a whole number
+                hit = hit or out != math.floor(out + 0.5)
+                out = float(math.floor(out + 0.5))
+            setpoints[j] = out
+            limited = limited or hit
+        if not self.agent_owns:
+            self.twin.local_control(False)
+            self.agent_owns = True
+        self.twin.write(Command(setpoints=setpoints))
+        given = ~np.isnan(setpoints)
+        self._changed_s[given & (setpoints != self._active)] = now
+        self._active = np.where(given, setpoints, self._active)
+        self.sp_limited = limited
+        self.echo = block.sequence
+        self.accepted += 1
+
+    def _check_watchdog(self, wall_s: float) -> bool:
+        """Trip the watchdog if the agent's heartbeat stood still too long; whether it tripped now."""
+        if self._agent_heartbeat is None or self.wd_tripped or wall_s - self._heartbeat_seen_s < self.watchdog_s:
+            return False
+        self.wd_tripped = True
+        self._take_local()
+        return True
+
+    def _take_local(self) -> None:
+        """Hand the levers to the line's own rules; the active setpoints go to their defaults."""
+        if not self.agent_owns:
+            return
+        self.twin.local_control(True)
+        self._changed_s[self._active != self._defaults] = self._twin_time()
+        self._active = self._defaults.copy()
+        self.agent_owns = False
+
+    def _observe(self) -> _View:
+        frame = self.twin.read()
+        have = self._sensor_at >= 0
+        values = np.full(len(self._sensor_at), math.nan)
+        ages = np.full(len(self._sensor_at), math.nan)
+        values[have] = frame.values[self._sensor_at[have]]
+        ages[have] = frame.time - frame.stamps[self._sensor_at[have]]
+        alarms = sum(1 << i for i, k in enumerate(self._state_at) if frame.values[k] == _DOWN)
+        counters = self.twin.counters()
+        counters = replace(counters, last_completion_s=self.clock_origin_s + counters.last_completion_s)
+        return _View(frame.time, values, ages, counters, alarms)
+
+    def _frame(self, view: _View, nan_sensors: frozenset[str]) -> PlcFrame:
+        status = PlcStatus(
+            heartbeat=self.heartbeat,
+            frame_seq=self.frame_seq,
+            timestamp_s=self.clock_origin_s + view.time_s,
+            status=self.status,
+            alarms=view.alarms,
+            remote_levers=self._levers,
+            command_echo=self.echo,
+            control_period_s=self.control_period_s,
+        )
+        values = view.values.copy()
+        for name in nan_sensors:
+            values[self.sensor_names.index(name)] = math.nan
+        have = self._active_at >= 0
+        active = np.full(len(self._active_at), math.nan)
+        active[have] = self._active[self._active_at[have]]
+        return PlcFrame(status, values, view.ages, active, view.counters, self.frame_seq)
+
+    def _advance_to(self, target_s: float) -> None:
+        """Run the twin to line time `target_s` (it stops at every control tick on the way)."""
+        t = self._twin_time()
+        while t < target_s:
+            t = self.twin.advance(target_s - t).time
+
+    def _twin_time(self) -> float:
+        return self.twin.read().time

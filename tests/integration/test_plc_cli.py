@@ -1,0 +1,148 @@
+"""`python -m experiments.plc`: serve driven from stdin, the exported map, certificates, one-line config errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import queue
+import re
+import threading
+import time
+
+import pytest
+import yaml
+from pymodbus.client import ModbusTcpClient
+
+from experiments.plc import main
+from hardware.modbus import InputImage, Role, StatusBit, TlsFiles, client_context, default_map, load_map
+from hardware.modbus.maps import setpoint_spec
+from tests.lines import FLOW5
+
+FULL = setpoint_spec(yaml.safe_load(FLOW5.read_text()))
+MAP = default_map(FULL)
+
+
+class Console(io.TextIOBase):
+    """A stdin whose lines the test types while `main` runs, and a stdout it can wait on."""
+
+    def __init__(self) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.text = ""
+        self._lock = threading.Lock()
+
+    @classmethod
+    def install(cls, monkeypatch: pytest.MonkeyPatch) -> Console:
+        """A console as `sys.stdin` and `sys.stdout` (from the test's body: pytest's capture swaps them before)."""
+        console = cls()
+        monkeypatch.setattr("sys.stdin", console)
+        monkeypatch.setattr("sys.stdout", console)
+        return console
+
+    def type(self, line: str) -> None:
+        """Type a line into stdin."""
+        self.lines.put(f"{line}\n")
+
+    def readline(self, size: int | None = -1) -> str:
+        """The next typed line (waits for it)."""
+        return self.lines.get(timeout=10.0)
+
+    def write(self, text: str) -> int:
+        """Take what was printed."""
+        with self._lock:
+            self.text += text
+        return len(text)
+
+    def wait_for(self, pattern: str, timeout_s: float = 5.0) -> re.Match[str]:
+        """Wait until the printed text matches `pattern`."""
+        start = time.monotonic()
+        while (found := re.search(pattern, self.text)) is None:
+            assert time.monotonic() - start < timeout_s, f"no {pattern!r} in:\n{self.text}"
+            time.sleep(0.01)
+        return found
+
+
+def status_word(client: ModbusTcpClient) -> StatusBit:
+    reg = MAP.entry(Role.STATUS, "status")
+    return StatusBit(client.read_input_registers(reg.address, count=1, device_id=1).registers[0])
+
+
+def test_serve_answers_over_modbus_and_obeys_the_operator_on_stdin(monkeypatch):
+    console = Console.install(monkeypatch)
+    server = threading.Thread(target=main, args=(["serve", "port=0", "mode=free", "time_factor=600"],))
+    server.start()
+    try:
+        port = int(console.wait_for(r"Modbus TCP on 127\.0\.0\.1:(\d+)").group(1))
+        assert "mode free at 600x, control period 60 s, levers speed" in console.text
+        client = ModbusTcpClient("127.0.0.1", port=port, timeout=1.0, retries=0)
+        assert client.connect()
+        image = InputImage(MAP, FULL)
+        frame = image.decode([client.read_input_registers(b.address, count=b.count).registers for b in image.plan])
+        assert frame.status.status == StatusBit.REMOTE | StatusBit.PERMISSIVE
+        console.type("remote off")
+        console.wait_for(r"status PERMISSIVE,")
+        assert status_word(client) & StatusBit.REMOTE == 0
+        console.type("fault exception 4")
+        console.wait_for(r"fault in force: exception 4")
+        assert client.read_input_registers(0, count=1, device_id=1).exception_code == 4
+        console.type("clear")
+        console.wait_for(r"faults none")
+        assert not client.read_input_registers(0, count=1, device_id=1).isError()
+        console.type("fault late")
+        console.wait_for(r"fault late: give the seconds late")
+        console.type("make coffee")
+        console.wait_for(r"unknown command 'make coffee'\ncommands, one per line:")
+        client.close()
+    finally:
+        console.type("quit")
+        server.join(timeout=10.0)
+    assert not server.is_alive()
+
+
+def test_export_map_writes_the_default_map_as_a_tag_table(tmp_path, monkeypatch):
+    console = Console.install(monkeypatch)
+    out = tmp_path / "map.csv"
+    main(["export-map", "format=csv", f"out={out}"])
+    assert f"written: {out} ({len(MAP.registers)} registers of line flow5)" in console.text
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == len(MAP.registers)
+    vibration = next(r for r in rows if r["tag"] == "cut.vibration_mm_s" and r["role"] == "sensor")
+    assert int(vibration["address"]) == MAP.entry(Role.SENSOR, "cut.vibration_mm_s").address
+    assert (vibration["fc"], vibration["type"]) == ("4", "float32")
+    main(["export-map", "format=yaml", f"out={tmp_path / 'map.yaml'}"])
+    assert load_map(tmp_path / "map.yaml", FULL).registers == MAP.registers
+    main(["export-map"])
+    assert "| cut.speed | command |" in console.text
+
+
+def test_make_certs_writes_files_the_tls_contexts_accept(tmp_path, monkeypatch):
+    console = Console.install(monkeypatch)
+    main(["make-certs", f"dir={tmp_path}"])
+    assert f"tls.cert={tmp_path / 'server.pem'}" in console.text
+    client_context(TlsFiles(tmp_path / "client.pem", tmp_path / "client.key", tmp_path / "ca.pem"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["mode=fast"], "mode: must be one of lockstep, free, got 'fast'"),
+        (["levers=[speed,dispatch]"], "levers: 'dispatch' is not a setpoint lever"),
+        (["line=flow6"], "line=flow6: no such option (did you mean flow5?)"),
+        (["portt=1"], "portt: no such key (did you mean port?)"),
+        (["tls.cert=server.pem"], "tls.key: give tls.cert, tls.key and tls.ca together"),
+        (["rate_limits={cut.sped: 0.1}"], "rate_limits.cut.sped: expected a positive rate"),
+        (["map=missing.yaml"], "map: register map missing.yaml: cannot read it"),
+        (["line.stations.1.buffer_capacity_parts=0"], "line: line config 'flow5': stations[1].buffer_capacity_parts"),
+    ],
+)
+def test_a_config_error_is_one_line_naming_the_key(monkeypatch, overrides, expected):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "port=0", *overrides])
+    message = str(exited.value.code)
+    assert message.startswith(f"config error: {expected}"), message
+    assert "\n" not in message
+
+
+def test_without_a_subcommand_it_prints_usage():
+    with pytest.raises(SystemExit, match=r"usage: python -m experiments.plc \{serve,export-map,make-certs\}"):
+        main([])
