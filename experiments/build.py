@@ -24,6 +24,7 @@ from agents.baselines import BASELINES, make_baseline, parameter_names
 from agents.rollout import Policy
 from envs.registration import TASKS
 from experiments.errors import ConfigError, did_you_mean, parameter_error
+from hardware import Line
 
 _VEC_ENVS = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
 _SECONDS_PER_DAY = 86_400.0
@@ -36,6 +37,7 @@ __all__ = [
     "continuing_steps",
     "env_kwargs",
     "episode_steps",
+    "hardware_line",
     "heuristic_agent",
     "is_learner",
     "load_policy",
@@ -99,15 +101,43 @@ def is_learner(cfg: DictConfig) -> bool:
 
 
 def env_kwargs(cfg: DictConfig, scenario: str | None = None) -> dict[str, Any]:
-    """Keyword arguments of `gymnasium.make` for the task: its own, the line and the scenario."""
+    """Keyword arguments of `gymnasium.make` for the task: its own, the line and the scenario.
+
+    With `hardware=modbus` the line is a `ModbusLine` built from the `hardware` group for the task's
+    levers; the env is otherwise the same.
+    """
     kwargs: dict[str, Any] = OmegaConf.to_container(cfg.task.kwargs, resolve=True)  # type: ignore[assignment]
-    if "instance" not in kwargs:
+    if cfg.get("hardware") is not None and cfg.hardware.get("_target_"):
+        kwargs["line"] = hardware_line(cfg, kwargs, scenario)
+    elif "instance" not in kwargs:
         kwargs["line"] = OmegaConf.to_container(cfg.line, resolve=True)
         if scenario is not None:
             kwargs["scenario"] = scenario
         elif "scenario" in cfg:
             kwargs["scenario"] = OmegaConf.to_container(cfg.scenario.events, resolve=True)
     return kwargs
+
+
+def hardware_line(cfg: DictConfig, kwargs: dict[str, Any], scenario: str | None) -> Line:
+    """The `hardware` group's line for the task, handing it the task's levers at its control period."""
+    name = cfg.hardware.get("name", "hardware")
+    if "instance" in kwargs:
+        raise ConfigError(f"hardware={name}: task.kwargs.instance is a job-shop instance of the twin, not a real line")
+    if scenario not in (None, "none"):
+        raise ConfigError(
+            f"scenarios: {scenario!r} is a twin scenario; with hardware={name} the line runs what it runs "
+            "(serve the virtual PLC with the scenario instead)"
+        )
+    task_cls, _, default_period, _ = TASKS[cfg.task.name]
+    period = kwargs.pop("control_period_s", None) or default_period
+    definition = OmegaConf.to_container(cfg.line, resolve=True)
+    try:
+        return instantiate(
+            cfg.hardware, definition=definition, levers=task_cls.levers, control_period_s=period, _convert_="all"
+        )
+    except (TypeError, ValueError, InstantiationException) as exc:
+        inner = exc.__cause__ if isinstance(exc, InstantiationException) and exc.__cause__ else exc
+        raise ConfigError(f"hardware={name}: {inner}") from exc
 
 
 def episode_steps(cfg: DictConfig) -> int:

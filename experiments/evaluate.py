@@ -32,7 +32,11 @@ log = logging.getLogger(__name__)
 
 
 def evaluation_config(cfg: DictConfig) -> DictConfig:
-    """The config to build envs from: the first artifact's own, else the composed one."""
+    """The config to build envs from: the first artifact's own, else the composed one.
+
+    The `hardware` group is always the composed one: an artifact trained on the twin runs as it is
+    over `hardware=modbus`.
+    """
     manifests = [Path(p) / "manifest.json" for p in cfg.policies if (Path(p) / "manifest.json").is_file()]
     if not manifests:
         return cfg
@@ -40,7 +44,10 @@ def evaluation_config(cfg: DictConfig) -> DictConfig:
     tasks = {c.task.name for c in configs}
     if len(tasks) > 1:
         raise ConfigError(f"policies: the artifacts were trained on different tasks {sorted(tasks)}")
-    return configs[0]
+    run_cfg = configs[0]
+    if cfg.get("hardware") is not None:
+        run_cfg.hardware = cfg.hardware
+    return run_cfg
 
 
 def comparison_pairs(labels: list[str], heuristics: set[str]) -> list[tuple[str, str]]:
@@ -76,7 +83,8 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[Row]:
         notes.update([note] if note else [])
     labels = list(dict.fromkeys(r.policy for r in rows))
     pairs = comparison_pairs(labels, {str(p) for p in cfg.policies if str(p) in BASELINES})
-    title = f"{run_cfg.task.name} on {run_cfg.line.name}, {len(seeds)} seeds from {cfg.seed}"
+    over = f" over {run_cfg.hardware.name}" if run_cfg.get("hardware", {}).get("_target_") else ""
+    title = f"{run_cfg.task.name} on {run_cfg.line.name}{over}, {len(seeds)} seeds from {cfg.seed}"
     summary = "\n".join([*(verdict(rows, p, b) for p, b in pairs), *sorted(notes)])
     paths = write_reports(rows, out_dir, f"{title}\n\n{summary}", pairs=pairs)
     written = ", ".join(str(p) for p in paths.values())

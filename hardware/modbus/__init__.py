@@ -1,8 +1,21 @@
 """Modbus TCP: register maps, their codec and images, TLS, the `ModbusLine` client and the virtual PLC."""
 
+from hardware.modbus.client import ModbusLine
 from hardware.modbus.codec import Encoding, RegisterType, WordOrder
+from hardware.modbus.errors import (
+    BadFrame,
+    CommandNotAccepted,
+    IncompatiblePlc,
+    ModbusDisconnected,
+    ModbusException,
+    ModbusLineError,
+    ModbusTimeout,
+    StaleData,
+)
 from hardware.modbus.image import CommandBlock, CommandImage, InputImage, PlcFrame, PlcStatus
-from hardware.modbus.maps import default_map, load_map, map_from_mapping, validate
+from hardware.modbus.maps import SETPOINT_LEVERS, default_map, load_map, map_from_mapping, setpoint_spec, validate
+from hardware.modbus.plc import VirtualPLC
+from hardware.modbus.plc_faults import Fault, FaultKind
 from hardware.modbus.regmap import (
     LEVER_BITS,
     Block,
@@ -17,21 +30,34 @@ from hardware.modbus.tls import TlsFiles, client_context, make_certs, server_con
 
 __all__ = [
     "LEVER_BITS",
+    "SETPOINT_LEVERS",
+    "BadFrame",
     "Block",
     "CommandBlock",
     "CommandImage",
+    "CommandNotAccepted",
     "Encoding",
+    "Fault",
+    "FaultKind",
+    "IncompatiblePlc",
     "InputImage",
     "MapError",
+    "ModbusDisconnected",
+    "ModbusException",
+    "ModbusLine",
+    "ModbusLineError",
+    "ModbusTimeout",
     "PlcFrame",
     "PlcStatus",
     "Register",
     "RegisterMap",
     "RegisterType",
     "Role",
+    "StaleData",
     "StatusBit",
     "Table",
     "TlsFiles",
+    "VirtualPLC",
     "WordOrder",
     "client_context",
     "default_map",
@@ -39,5 +65,6 @@ __all__ = [
     "make_certs",
     "map_from_mapping",
     "server_context",
+    "setpoint_spec",
     "validate",
 ]

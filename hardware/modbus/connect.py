@@ -1,0 +1,50 @@
+"""Build a `ModbusLine` for a task from a line definition: the Hydra `hardware=modbus` target."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from hardware.interface import Lever
+from hardware.modbus.client import ModbusLine
+from hardware.modbus.maps import default_map, load_map, setpoint_spec
+from hardware.modbus.tls import TlsFiles
+from hardware.twin import TwinLine
+
+_HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_")
+
+
+def modbus_line(
+    definition: Mapping[str, Any],
+    levers: Iterable[Lever | str],
+    control_period_s: float | None,
+    host: str = "127.0.0.1",
+    port: int = 502,
+    map: str | Path | None = None,
+    tls: Mapping[str, str] | None = None,
+    device_id: int = 1,
+    reconnect_backoff_s: Iterable[float] = (0.05, 2.0),
+    **options: Any,
+) -> ModbusLine:
+    """A `ModbusLine` that hands a task `levers` on the line `definition` describes.
+
+    The task's spec is the line's with exactly those levers and `control_period_s` (None: the
+    definition's); the register map is `map` (a YAML file validated against the line) or the line's
+    default map. `tls` holds the client's `cert`, `key` and the `ca` that signed the PLC. `options`
+    go to `ModbusLine` (timeouts, retries). No network traffic happens until `reset`.
+
+    Raises:
+        MapError: the map file is unreadable or does not fit the line.
+        ValueError: the map does not carry a lever the task needs.
+    """
+    plain = {k: v for k, v in definition.items() if k not in _HYDRA_KEYS}
+    control: dict[str, Any] = {"levers": sorted(Lever(lv).value for lv in levers)}
+    if control_period_s is not None:
+        control["control_period_s"] = control_period_s
+    spec = TwinLine.from_definition(plain, control=control).spec
+    full = setpoint_spec(plain, spec.control_period_s)
+    rmap = load_map(map, full) if map is not None else default_map(full, device_id=device_id)
+    files = None if tls is None else TlsFiles(Path(tls["cert"]), Path(tls["key"]), Path(tls["ca"]))
+    first, longest = tuple(reconnect_backoff_s)
+    return ModbusLine(spec, rmap, host, port, tls=files, reconnect_backoff_s=(first, longest), **options)
