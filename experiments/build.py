@@ -130,10 +130,12 @@ def hardware_line(cfg: DictConfig, kwargs: dict[str, Any], scenario: str | None)
         )
     task_cls, _, default_period, _ = TASKS[cfg.task.name]
     period = kwargs.pop("control_period_s", None) or default_period
-    definition = OmegaConf.to_container(cfg.line, resolve=True)
+    line: dict[str, Any] = OmegaConf.to_container(cfg.line, resolve=True)  # type: ignore[assignment]
+    definition = {k: v for k, v in line.items() if not k.startswith("_")}  # plain data, not a twin to build
     try:
+        params = OmegaConf.create({k: v for k, v in cfg.hardware.items() if k != "name"})  # name labels the option
         return instantiate(
-            cfg.hardware, definition=definition, levers=task_cls.levers, control_period_s=period, _convert_="all"
+            params, definition=definition, levers=task_cls.levers, control_period_s=period, _convert_="all"
         )
     except (TypeError, ValueError, InstantiationException) as exc:
         inner = exc.__cause__ if isinstance(exc, InstantiationException) and exc.__cause__ else exc

@@ -116,7 +116,13 @@ class ModbusLine:
         self._slots = np.array([names.index(a.name) for a in spec.actuators], dtype=int)
         self._image = InputImage(rmap, spec)
         self._transport = Transport(
-            host, port, tls=tls, timeout_s=timeout_s, read_retries=read_retries, reconnect_backoff_s=reconnect_backoff_s
+            host,
+            port,
+            tls=tls,
+            timeout_s=timeout_s,
+            read_retries=read_retries,
+            reconnect_backoff_s=reconnect_backoff_s,
+            window=rmap.command_window,
         )
         self._attached = False
         self._plc: PlcFrame | None = None

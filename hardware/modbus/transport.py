@@ -33,6 +33,8 @@ class Transport:
         timeout_s: limit on connecting and on each request's answer, s.
         read_retries: re-reads of a read request that got no answer.
         reconnect_backoff_s: (first, max) wait between failed connection attempts, s; doubles each time.
+        window: the only holding registers a write may touch (the map's command window): the client's
+            end of the write allow-list, the PLC keeps the other.
     """
 
     def __init__(
@@ -44,8 +46,10 @@ class Transport:
         timeout_s: float,
         read_retries: int,
         reconnect_backoff_s: tuple[float, float],
+        window: Block,
     ) -> None:
         self.host = host
+        self.window = window
         self.port = port
         self.timeout_s = timeout_s
         self.read_retries = read_retries
@@ -96,11 +100,18 @@ class Transport:
         """Write holding registers from `address` in one FC16 request, never re-sent.
 
         Raises:
+            ValueError: a write that would touch a register outside the command window (nothing is sent).
             ModbusTimeout: no answer (the PLC may or may not have applied the write).
             ModbusException: the PLC answered with an exception response (the write was not applied).
             ModbusDisconnected: no connection.
         """
         where = self.where(device_id, Table.HOLDING, address, len(values))
+        w = self.window
+        if device_id != w.device_id or address < w.address or address + len(values) > w.address + w.count:
+            raise ValueError(
+                f"{where}: refused, outside the command window (device {w.device_id} holding {w.address}-"
+                f"{w.address + w.count - 1}); nothing was sent"
+            )
         self._request(where, lambda: self._client.write_registers(address, list(values), device_id=device_id))
 
     def close(self) -> None:
