@@ -28,7 +28,7 @@ from hardware.modbus.regmap import Block, RegisterMap, Role, StatusBit, Table
 from hardware.modbus.tls import TlsFiles
 from hardware.modbus.transport import Transport
 
-_WRAP = 0xFFFF  # heartbeat and sequence numbers run 0-65534, as `CommandImage.encode` wraps them
+_WRAP = 0xFFFF  # heartbeats run 0-65534, as `CommandImage.encode` wraps them
 _TIME_EPS_S = 0.0005  # half the resolution of the PLC's timestamp (1 ms)
 _REFUSALS = (
     (StatusBit.REMOTE, False, "REMOTE off"),
@@ -36,6 +36,11 @@ _REFUSALS = (
     (StatusBit.ESTOP, True, "E-STOP"),
     (StatusBit.WD_TRIPPED, True, "watchdog tripped"),
 )
+
+
+def _next_sequence(sequence: int) -> int:
+    """The command sequence number after `sequence`: 1-65534, never 0, which a PLC holds at power-up."""
+    return sequence % (_WRAP - 1) + 1
 
 
 class ModbusLine:
@@ -59,7 +64,12 @@ class ModbusLine:
         echo_timeout_s: how long a command block's echo may take, s.
         heartbeat_timeout_s: how long the PLC heartbeat (or, while waiting, its clock) may stand still, s.
         reconnect_backoff_s: (first, max) wait between failed reconnection attempts, s.
-        poll_s: pause between reads while waiting for the echo or the clock, s.
+        poll_s: pause between status reads while waiting for the echo or the clock, s.
+        heartbeat_every_s: while waiting for the clock, write the agent heartbeat this often, s, so
+            that the PLC's watchdog stays fed through a control period longer than it.
+
+    Before a command block after a watchdog trip, the agent heartbeat is written alone first: a
+    PLC re-arms its watchdog on it and acts on no block that arrives with the trip still latched.
 
     Raises:
         ValueError: the dispatch lever, an actuator the map has no command entry for, a map of
@@ -80,12 +90,14 @@ class ModbusLine:
         heartbeat_timeout_s: float = 2.0,
         reconnect_backoff_s: tuple[float, float] = (0.05, 2.0),
         poll_s: float = 0.005,
+        heartbeat_every_s: float = 1.0,
     ) -> None:
         for name, value in (
             ("timeout_s", timeout_s),
             ("echo_timeout_s", echo_timeout_s),
             ("heartbeat_timeout_s", heartbeat_timeout_s),
             ("poll_s", poll_s),
+            ("heartbeat_every_s", heartbeat_every_s),
         ):
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"ModbusLine: {name} must be a positive number of seconds, got {value!r}")
@@ -105,6 +117,7 @@ class ModbusLine:
         self.echo_timeout_s = echo_timeout_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.poll_s = poll_s
+        self.heartbeat_every_s = heartbeat_every_s
         self._command = CommandImage(rmap)
         names = self._command.names
         for a in spec.actuators:
@@ -126,7 +139,7 @@ class ModbusLine:
         )
         self._attached = False
         self._plc: PlcFrame | None = None
-        self._plc_read_at = -math.inf  # monotonic time of the last good frame read
+        self._status: PlcStatus | None = None  # the last status read, alone or with a frame
         self._last_time: float | None = None  # PLC timestamp of the last frame read, s
         self._heartbeat_seen: tuple[int, float] | None = None  # PLC heartbeat and when it was first seen
         self._start = Counters()
@@ -147,12 +160,7 @@ class ModbusLine:
     @property
     def plc_status(self) -> PlcStatus | None:
         """The status block of `plc_frame`; None before any read."""
-        return None if self._plc is None else self._plc.status
-
-    @property
-    def plc_frame_age_s(self) -> float:
-        """Wall-clock seconds since `plc_frame` was read (inf before any)."""
-        return time.monotonic() - self._plc_read_at
+        return self._status
 
     def reset(self, seed: int | None = None) -> Frame:
         """Attach to the PLC (connecting if needed) and read a frame; never resets the plant.
@@ -213,10 +221,10 @@ class ModbusLine:
         period = self.spec.control_period_s
         next_tick = math.inf if period is None else self._start_s + (self._ticks + 1) * period
         target = min(self._time + dt, next_tick)
-        clock, clock_since = math.nan, time.monotonic()
+        clock = math.nan
+        clock_since = beat_at = time.monotonic()
         while True:
-            plc = self._read_plc()
-            t = plc.status.timestamp_s
+            t = self._read_status().timestamp_s
             if t >= target - _TIME_EPS_S:
                 break
             now = time.monotonic()
@@ -227,7 +235,12 @@ class ModbusLine:
                     f"{self._where(Role.STATUS, 'timestamp')}: the line clock stood at {t:.3f} s for "
                     f"{now - clock_since:.2f} s while waiting for {target:.3f} s"
                 )
+            if now - beat_at >= self.heartbeat_every_s:  # keep the PLC's watchdog fed through a long period
+                self.heartbeat()
+                beat_at = now
             time.sleep(self.poll_s)
+        plc = self._read_plc()
+        t = plc.status.timestamp_s
         self._pending = ()
         if period is not None and t >= next_tick - _TIME_EPS_S:
             self._ticks = max(self._ticks + 1, math.floor((t - self._start_s + _TIME_EPS_S) / period))
@@ -290,7 +303,25 @@ class ModbusLine:
                 f"{where}: frame torn on {self._transport.read_retries + 1} reads (frame_seq "
                 f"{plc.status.frame_seq}, frame_seq_end {plc.frame_seq_end}): the PLC publishes faster than it is read"
             )
-        st, now = plc.status, time.monotonic()
+        self._fresh(plc.status)
+        self._plc = plc
+        return plc
+
+    def _read_status(self) -> PlcStatus:
+        """The status block alone, from the first request of a frame read, checked fresh."""
+        first = self._image.plan[0]
+        registers = self._transport.read(first)
+        try:
+            status = self._image.decode_status(registers)
+        except ValueError as exc:
+            where = self._transport.where(first.device_id, first.table, first.address, first.count)
+            raise BadFrame(f"{where}: {exc}") from exc
+        self._fresh(status)
+        return status
+
+    def _fresh(self, st: PlcStatus) -> None:
+        """Refuse a status whose timestamp went back or whose heartbeat stood still too long; keep it."""
+        now = time.monotonic()
         if self._last_time is not None and st.timestamp_s < self._last_time:
             raise StaleData(
                 f"{self._where(Role.STATUS, 'timestamp')}: the timestamp went back from "
@@ -303,8 +334,7 @@ class ModbusLine:
                 f"{self._where(Role.STATUS, 'heartbeat')}: the PLC heartbeat stood at {st.heartbeat} for "
                 f"{now - self._heartbeat_seen[1]:.2f} s (limit {self.heartbeat_timeout_s} s)"
             )
-        self._last_time, self._plc, self._plc_read_at = st.timestamp_s, plc, now
-        return plc
+        self._last_time, self._status = st.timestamp_s, st
 
     def _check_plc(self, status: PlcStatus) -> None:
         period = self.spec.control_period_s
@@ -335,27 +365,30 @@ class ModbusLine:
             return echo, 0
         hb = hb_reg.encoding.decode(regs[: hb_reg.width])
         seq = seq_reg.encoding.decode(regs[seq_reg.address - first :])
-        sequence = int(seq) if not math.isnan(seq) and int(seq) == (echo + 1) % _WRAP else echo
+        sequence = int(seq) if not math.isnan(seq) and int(seq) == _next_sequence(echo) else echo
         return sequence, 0 if math.isnan(hb) else int(hb) % _WRAP
 
     def _send(self, values: np.ndarray) -> None:
         """Write one block of window setpoints (NaN = keep) with the next heartbeat and sequence; check the echo."""
-        self._sequence = (self._sequence + 1) % _WRAP
+        if self._status is not None and StatusBit.WD_TRIPPED in self._status.status:
+            self.heartbeat()  # the agent is back: the PLC re-arms its watchdog before it takes a command
+        self._sequence = _next_sequence(self._sequence)
         self._heartbeat = (self._heartbeat + 1) % _WRAP
         window = self._command.window
         block = CommandBlock(self._heartbeat, self._sequence, values)
         self._transport.write(window.device_id, window.address, self._command.encode(block))
         deadline = time.monotonic() + self.echo_timeout_s
         while True:
-            st = self._read_plc().status
+            st = self._read_status()
             if st.command_echo == self._sequence:
                 return
-            if time.monotonic() >= deadline:
-                why = ", ".join(text for bit, when_set, text in _REFUSALS if (bit in st.status) == when_set)
+            why = ", ".join(text for bit, when_set, text in _REFUSALS if (bit in st.status) == when_set)
+            if why or time.monotonic() >= deadline:  # a refusal the status explains needs no waiting
                 where = self._transport.where(window.device_id, Table.HOLDING, window.address, window.count)
+                what = "was refused" if why else f"was not echoed within {self.echo_timeout_s} s"
                 raise CommandNotAccepted(
-                    f"{where}: command {self._sequence} was not echoed within {self.echo_timeout_s} s (echo "
-                    f"{st.command_echo}, status {st.status.name or 0}): "
+                    f"{where}: command {self._sequence} {what} (echo {st.command_echo}, status "
+                    f"{st.status.name or 0}): "
                     + (why or "REMOTE and PERMISSIVE on, no E-STOP, yet the PLC did not act on it"),
                     self._sequence,
                     st.status,

@@ -7,7 +7,7 @@ and to write commands, so the two cannot disagree about where a value lives or h
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -17,6 +17,7 @@ from hardware.counters import Counters
 from hardware.interface import Lever, LineSpec, StationState
 from hardware.modbus.regmap import (
     COMMAND_HEADER,
+    INT_COUNTERS,
     LEVER_BITS,
     STATUS_NAMES,
     Block,
@@ -65,7 +66,6 @@ def bits_levers(word: int) -> frozenset[Lever]:
     return frozenset(lv for lv, bit in LEVER_BITS.items() if word & bit)
 
 
-_INT_FIELDS = frozenset(f.name for f in fields(Counters) if f.type in ("int", int))
 _STATES = tuple(s.name.lower() for s in StationState)
 
 
@@ -104,20 +104,7 @@ class InputImage:
             b, off = self._where[r.key]
             return r.encoding.decode(blocks[b][off : off + r.width])
 
-        st = {name: value(r) for name, r in self._status.items()}
-        for name, v in st.items():
-            if math.isnan(v):
-                raise ValueError(f"status register {name!r} (input {self._status[name].address}) reads missing")
-        status = PlcStatus(
-            heartbeat=int(st["heartbeat"]),
-            frame_seq=int(st["frame_seq"]),
-            timestamp_s=st["timestamp"],
-            status=StatusBit(int(st["status"]) & sum(StatusBit)),
-            alarms=int(st["alarms"]),
-            remote_levers=bits_levers(int(st["remote_levers"])),
-            command_echo=int(st["command_echo"]),
-            control_period_s=st["control_period"],
-        )
+        status = self._status_of(value)
         counts: dict[str, float] = {}
         for name, r in self._counters:
             v = value(r)
@@ -130,7 +117,38 @@ class InputImage:
             ages=np.array([value(r) for r in self._ages]),
             active=np.array([value(r) for r in self._active]),
             counters=_counters(counts),
-            frame_seq_end=int(st["frame_seq_end"]),
+            frame_seq_end=int(value(self._status["frame_seq_end"])),
+        )
+
+    def decode_status(self, first: Sequence[int]) -> PlcStatus:
+        """The status block alone, from the registers of the plan's first block (where a valid map keeps it).
+
+        Raises:
+            ValueError: the wrong number of registers, or a status value missing.
+        """
+        if len(first) != self.plan[0].count:
+            raise ValueError(f"expected the first block's {self.plan[0].count} registers, got {len(first)}")
+
+        def value(r: Register) -> float:
+            _, off = self._where[r.key]
+            return r.encoding.decode(first[off : off + r.width])
+
+        return self._status_of(value)
+
+    def _status_of(self, value: Callable[[Register], float]) -> PlcStatus:
+        st = {name: value(r) for name, r in self._status.items() if name != "frame_seq_end"}
+        for name, v in st.items():
+            if math.isnan(v):
+                raise ValueError(f"status register {name!r} (input {self._status[name].address}) reads missing")
+        return PlcStatus(
+            heartbeat=int(st["heartbeat"]),
+            frame_seq=int(st["frame_seq"]),
+            timestamp_s=st["timestamp"],
+            status=StatusBit(int(st["status"]) & sum(StatusBit)),
+            alarms=int(st["alarms"]),
+            remote_levers=bits_levers(int(st["remote_levers"])),
+            command_echo=int(st["command_echo"]),
+            control_period_s=st["control_period"],
         )
 
     def encode(self, frame: PlcFrame) -> list[list[int]]:
@@ -232,7 +250,7 @@ def _counter_value(c: Counters, name: str) -> float:
 def _counters(values: dict[str, float]) -> Counters:
     states = tuple(values[f"state_time_s.{s}"] for s in _STATES)
     kwargs: dict[str, Any] = {
-        f.name: (int(values[f.name]) if f.name in _INT_FIELDS else values[f.name])
+        f.name: (int(values[f.name]) if f.name in INT_COUNTERS else values[f.name])
         for f in fields(Counters)
         if f.name != "state_time_s"
     }

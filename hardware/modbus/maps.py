@@ -221,7 +221,52 @@ def validate(rmap: RegisterMap, spec: LineSpec) -> RegisterMap:
     _check_overlaps(rmap)
     _check_complete(rmap, spec)
     _check_window(rmap)
+    _check_protocol(rmap, spec)
     return rmap
+
+
+_WRAPPING = ("heartbeat", "command_echo")  # counters both ends wrap alike: uint16, 0-65534
+_WORDS = ("status", "remote_levers", "alarms", "frame_seq", "frame_seq_end")  # plain unsigned integers
+
+
+def _check_protocol(rmap: RegisterMap, spec: LineSpec) -> None:
+    """The entries the protocol itself reads: types both ends agree on, where a frame read checks them."""
+    src = rmap.source
+
+    def need(ok: bool, r: Register, what: str) -> None:
+        if not ok:
+            raise MapError(
+                f"register map {src}: {r.role.value} entry {r.name!r} at {r.table.value} {r.address}: {what}"
+            )
+
+    def plain(r: Register, *types: RegisterType) -> bool:
+        return r.encoding.type in types and r.encoding.scale == 1.0 and r.encoding.offset == 0.0
+
+    for name in _WRAPPING:
+        need(plain(rmap.entry(Role.STATUS, name), RegisterType.UINT16), rmap.entry(Role.STATUS, name),
+             "must be uint16 with scale 1 (it wraps at 65535 at both ends)")  # fmt: skip
+    for name in COMMAND_HEADER:
+        r = rmap.entry(Role.COMMAND, name)
+        need(plain(r, RegisterType.UINT16), r, "must be uint16 with scale 1 (it wraps at 65535 at both ends)")
+    unsigned = (RegisterType.UINT16, RegisterType.UINT32, RegisterType.UINT64)
+    for name in _WORDS:
+        r = rmap.entry(Role.STATUS, name)
+        need(plain(r, *unsigned), r, "must be an unsigned integer with scale 1")
+    stamp = rmap.entry(Role.STATUS, "timestamp")
+    need(stamp.width == 4, stamp, "must be a 64-bit type: ms since the epoch do not fit in 32 bits")
+    alarms = rmap.entry(Role.STATUS, "alarms")
+    bits = 16 * alarms.width - 1  # all bits set is the missing value
+    need(len(spec.stations) <= bits, alarms, f"{bits} bits cannot flag {len(spec.stations)} stations")
+    plan = rmap.read_plan()
+    for name in STATUS_NAMES:
+        r = rmap.entry(Role.STATUS, name)
+        block = plan[-1] if name == "frame_seq_end" else plan[0]
+        where = "last" if name == "frame_seq_end" else "first"
+        inside = (r.device_id, r.table) == (block.device_id, block.table) and (
+            block.address <= r.address < block.address + block.count
+        )
+        span = f"input {block.address}-{block.address + block.count - 1}"
+        need(inside, r, f"must lie in the {where} read request ({span}), so that a frame read whole can be told")
 
 
 def _check_entry(r: Register, where: str, spec: LineSpec) -> None:

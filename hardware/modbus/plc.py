@@ -193,42 +193,42 @@ class VirtualPLC:
     @property
     def status(self) -> StatusBit:
         """The status word as published."""
-        return self.program.status
+        return self._snapshot(lambda: self.program.status)
 
     @property
     def active(self) -> dict[str, float]:
         """The setpoints the line runs now, by the twin's actuator names."""
-        return self.program.active
+        return self._snapshot(lambda: self.program.active)
 
     @property
     def agent_in_control(self) -> bool:
         """Whether the agent holds the levers (else the line's own rules do)."""
-        return self.program.agent_owns
+        return self._snapshot(lambda: self.program.agent_owns)
 
     @property
     def heartbeat(self) -> int:
         """Scans since start-up (the published heartbeat wraps at 65535)."""
-        return self.program.heartbeat
+        return self._snapshot(lambda: self.program.heartbeat)
 
     @property
     def frame_seq(self) -> int:
         """Frames published since start-up."""
-        return self.program.frame_seq
+        return self._snapshot(lambda: self.program.frame_seq)
 
     @property
     def command_echo(self) -> int:
         """Sequence number of the last accepted command block."""
-        return self.program.echo
+        return self._snapshot(lambda: self.program.echo)
 
     @property
     def accepted_commands(self) -> int:
         """Command blocks accepted since the PLC was made."""
-        return self.program.accepted
+        return self._snapshot(lambda: self.program.accepted)
 
     @property
     def faults(self) -> tuple[Fault, ...]:
         """The faults in force."""
-        return self._faults.active
+        return self._snapshot(lambda: self._faults.active)
 
     # ---- inside the loop ----
 
@@ -353,6 +353,16 @@ class VirtualPLC:
         await self._publish(new=False)
 
     # ---- plumbing ----
+
+    def _snapshot(self, fn: Callable[[], T]) -> T:
+        """`fn()` evaluated in the PLC's loop while it runs (its state is the loop's), else here."""
+        if self._loop is None:
+            return fn()
+
+        async def run() -> T:
+            return fn()
+
+        return self._call(run())
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         loop = self._loop

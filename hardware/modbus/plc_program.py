@@ -40,6 +40,7 @@ from hardware.twin import TwinLine
 
 MODES = ("lockstep", "free")
 _DOWN = float(StationState.DOWN)
+_TOLERANCE = 1e-6  # relative: float32 carries about 7 digits
 
 
 def utc_midnight(now_s: float | None = None) -> float:
@@ -57,7 +58,7 @@ def limit_setpoint(
         The setpoint to apply, and whether clamping or the rate limit changed it.
     """
     out = min(max(value, low), high)
-    limited = out != value
+    limited = not math.isclose(out, value, rel_tol=_TOLERANCE, abs_tol=_TOLERANCE)  # a float32 limit is no excess
     if rate_per_s is not None:
         step = rate_per_s * max(elapsed_s, 0.0)
         ramped = min(max(out, active - step), active + step)
@@ -140,7 +141,8 @@ class PlcProgram:
         self._reset()
 
     def _reset(self) -> None:
-        self.heartbeat = self.frame_seq = self.echo = self._last_sequence = 0
+        self.heartbeat = self.frame_seq = self.echo = 0
+        self._last_sequence: int | None = None  # any first sequence number is new
         self._agent_heartbeat: int | None = None
         self._heartbeat_seen_s = 0.0
         self.wd_tripped = self.sp_limited = self.agent_owns = False
@@ -207,6 +209,10 @@ class PlcProgram:
     def write(self, address: int, count: int, values: Sequence[int], wall_s: float) -> tuple[ExcCodes | None, bool]:
         """A write into the command window at wall-clock time `wall_s` (s, monotonic).
 
+        A changed agent heartbeat re-arms a tripped watchdog, but a block that arrives with the trip
+        still latched is not acted on: the agent must be seen alive (a heartbeat-only write, or a
+        block refused this way) before a command counts again.
+
         Returns:
             The exception to answer with (None: the write lands), and whether a new frame is due.
         """
@@ -224,14 +230,15 @@ class PlcProgram:
                 return ExcCodes.ILLEGAL_VALUE, False
         else:
             return ExcCodes.ILLEGAL_VALUE, False
+        rearmed = False
         if heartbeat != self._agent_heartbeat:
             self._agent_heartbeat = int(heartbeat)
             self._heartbeat_seen_s = wall_s
-            self.wd_tripped = False
+            rearmed, self.wd_tripped = self.wd_tripped, False
         if block is None or block.sequence == self._last_sequence:
-            return None, False
+            return None, rearmed
         self._last_sequence = block.sequence
-        if self.remote and self.permissive and not self.estop and not self.wd_tripped:
+        if self.remote and self.permissive and not self.estop and not (self.wd_tripped or rearmed):  # trip latched
             self._accept(block)
         if self.mode == "lockstep":
             self._advance_to(self._twin_time() + self.control_period_s)
@@ -255,7 +262,8 @@ class PlcProgram:
             if j < 0 or math.isnan(value):
                 continue
             a = self.twin.spec.actuators[j]
-            out, hit = limit_setpoint(value, self._active[j], a.low, a.high, self._rates[j], now - self._changed_s[j])
+            elapsed = min(now - self._changed_s[j], self.control_period_s)  # no credit for time spent idle
+            out, hit = limit_setpoint(value, self._active[j], a.low, a.high, self._rates[j], elapsed)
             if a.lever is Lever.MODE:  # a mode is a whole number
                 hit = hit or out != math.floor(out + 0.5)
                 out = float(math.floor(out + 0.5))

@@ -96,7 +96,7 @@ STATUS_ENCODING = {
     "frame_seq": (Encoding(RegisterType.UINT32), "count"),
     "timestamp": (Encoding(RegisterType.UINT64, scale=0.001), "s since epoch"),
     "status": (Encoding(RegisterType.UINT16), "bits"),
-    "alarms": (Encoding(RegisterType.UINT16), "bits"),
+    "alarms": (Encoding(RegisterType.UINT32), "bits"),
     "remote_levers": (Encoding(RegisterType.UINT16), "bits"),
     "command_echo": (Encoding(RegisterType.UINT16), "count"),
     "control_period": (Encoding(RegisterType.UINT32, scale=0.001), "s"),
@@ -116,14 +116,14 @@ def counter_names() -> tuple[str, ...]:
     return tuple(names)
 
 
-_INT_COUNTERS = frozenset(f.name for f in fields(Counters) if f.type in ("int", int))
+INT_COUNTERS = frozenset(f.name for f in fields(Counters) if f.type in ("int", int))
 
 
 def counter_encoding(name: str) -> tuple[Encoding, str]:
     """The default encoding and unit of a counter: integers in uint32, totals in float64, a timestamp in ms."""
     if name == "last_completion_s":
         return Encoding(RegisterType.UINT64, scale=0.001), "s since epoch"
-    if name in _INT_COUNTERS:
+    if name in INT_COUNTERS:
         return Encoding(RegisterType.UINT32), "count"
     return Encoding(RegisterType.FLOAT64), _counter_unit(name)
 

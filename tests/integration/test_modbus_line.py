@@ -364,11 +364,9 @@ def test_a_command_the_plc_does_not_echo_is_not_accepted_and_the_status_says_why
     plc.status = status
     plc.publish()
     started = time.monotonic()
-    with pytest.raises(
-        CommandNotAccepted, match=rf"holding 0-15: command 1 was not echoed within 0.2 s \(echo 0, .*\): {why}$"
-    ) as err:
+    with pytest.raises(CommandNotAccepted, match=rf"holding 0-15: command 1 was refused \(echo 0, .*\): {why}$") as err:
         line.write(Command(setpoints=np.array([1.2, 2.0, 1.0, 2.0])))
-    assert 0.2 <= time.monotonic() - started < 0.6
+    assert time.monotonic() - started < 0.2  # the status explains the refusal: no waiting for the deadline
     assert (err.value.sequence, err.value.status) == (1, status)
     assert len(plc.writes()) == 1  # never re-sent
     assert plc.time_s == T0

@@ -92,3 +92,9 @@ def test_keep_and_valid_setpoints_pass_as_floats(twin):
     out = SetpointLimits(twin.spec).check([np.nan, 1, 0.5])
     np.testing.assert_array_equal(out, [np.nan, 1.0, 0.5])
     assert out.dtype == np.float64
+
+
+def test_sequence_numbers_run_1_to_65534_and_never_0():
+    from hardware.modbus.client import _next_sequence
+
+    assert [_next_sequence(s) for s in (0, 1, 65533, 65534)] == [1, 2, 65534, 1]

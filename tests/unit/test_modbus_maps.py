@@ -198,3 +198,33 @@ def test_maps_live_in_files_a_person_can_edit(spec):
     assert data["registers"][0] == {"name": "heartbeat", "role": "status", "table": "input", "address": 0,
                                     "type": "uint16", "unit": "count",
                                     "description": "PLC scan counter, wraps at 65535"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("role", "name", "change", "message"),
+    [
+        ("status", "timestamp", {"type": "float32"}, r"must be a 64-bit type"),
+        ("status", "heartbeat", {"type": "int16"}, r"must be uint16 with scale 1"),
+        ("command", "sequence", {"type": "uint16", "scale": 2.0}, r"must be uint16 with scale 1"),
+        ("status", "frame_seq", {"type": "float32"}, r"must be an unsigned integer with scale 1"),
+        ("status", "frame_seq_end", {"address": 0}, r"must lie in the last read request"),
+    ],
+)
+def test_the_protocol_registers_have_the_types_and_places_both_ends_rely_on(spec, role, name, change, message):
+    data = as_data(spec)
+    entry = data["registers"][entry_index(data, role, name)]
+    if "address" in change:  # frame_seq_end first: every other input register moves up to make room
+        for r in data["registers"]:
+            if r["table"] == "input":
+                r["address"] = 0 if r is entry else r["address"] + 2
+    else:
+        entry.update(change)
+    with pytest.raises(MapError, match=rf"{role} entry '{name}' at .*{message}"):
+        map_from_mapping(data, spec, "my.yaml")
+
+
+def test_a_line_with_more_stations_than_the_alarms_word_has_bits_is_refused():
+    speeds = tuple(ActuatorSpec(f"s{i}.speed", "ratio", 0.5, 1.2, 1.0, Lever.SPEED, i) for i in range(40))
+    spec = LineSpec("many", tuple(f"s{i}" for i in range(40)), ("A",), (), speeds, frozenset({Lever.SPEED}), 60.0)
+    with pytest.raises(MapError, match=r"alarms.*31 bits cannot flag 40 stations"):
+        default_map(spec)

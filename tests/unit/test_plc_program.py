@@ -86,13 +86,17 @@ def test_the_watchdog_trips_after_watchdog_s_of_wall_time_and_clears_on_a_new_he
     assert not p.agent_owns
     assert twin_speed(p) == 1.0
     assert p.scan(200.0) is False  # latched, not tripped again
-    assert p.write(WINDOW.address, 1, block(8, 1)[:1], 201.0) == (None, False)  # the heartbeat alone
+    assert write(p, block(8, 2, cut__speed=1.1), wall_s=201.0) == (None, True)  # back, but the trip latched
+    assert StatusBit.WD_TRIPPED not in p.status  # re-armed ...
+    assert (p.echo, p.active["cut.speed"], p.agent_owns) == (1, 1.0, False)  # ... and this block not acted on
+    assert p.scan(250.0) is True  # silent again: trips again
+    assert p.write(WINDOW.address, 1, block(9, 2)[:1], 251.0) == (None, True)  # the heartbeat alone re-arms
     assert StatusBit.WD_TRIPPED not in p.status
     assert p.active["cut.speed"] == 1.0
-    write(p, block(9, 2, cut__speed=1.1), wall_s=202.0)
+    write(p, block(10, 3, cut__speed=1.1), wall_s=252.0)
     assert p.agent_owns
     assert p.active["cut.speed"] == F32_1_1
-    assert p.echo == 2
+    assert p.echo == 3
 
 
 def twin_speed(p: PlcProgram) -> float:
@@ -214,3 +218,29 @@ def test_twin_counters_run_from_time_zero():
     counters = line.counters()
     assert counters.good_parts == frame.kpis.good_parts > 0
     assert sum(counters.state_time_s) == pytest.approx(5 * 7200.0)
+
+
+def test_a_limit_as_float32_carries_it_is_not_an_excess():
+    top = float(np.float32(1.2))  # slightly above 1.2
+    assert top > 1.2
+    assert limit_setpoint(top, 1.0, 0.5, 1.2, None, 60.0) == (1.2, False)
+    assert limit_setpoint(1.21, 1.0, 0.5, 1.2, None, 60.0) == (1.2, True)
+
+
+def test_waiting_earns_no_rate_credit_beyond_one_control_period():
+    p = program("speed", rate_limits={"cut.speed": 0.001})  # 0.06 per 60 s period
+    for seq in range(1, 11):  # ten periods with nothing to change
+        write(p, block(seq, seq), wall_s=float(seq))
+    write(p, block(11, 11, cut__speed=1.2), wall_s=11.0)
+    assert p.active["cut.speed"] == pytest.approx(1.06)
+    assert StatusBit.SP_LIMITED in p.status
+
+
+def test_any_first_sequence_number_is_new_after_power_up():
+    p = program("speed")
+    write(p, block(5, 0, cut__speed=1.1), wall_s=1.0)
+    assert (p.echo, p.accepted) == (0, 1)
+    assert p.active["cut.speed"] == F32_1_1
+    p.power_up()  # a restart: the PLC forgets the sequence it saw
+    write(p, block(6, 0, cut__speed=0.9), wall_s=2.0)
+    assert p.accepted == 2
