@@ -99,6 +99,7 @@ def setup_serve(cfg: DictConfig) -> VirtualPLC:
             tls=_tls(cfg.tls),
             watchdog_s=cfg.watchdog_s,
             scan_s=cfg.scan_s,
+            publish_s=cfg.publish_s,
             rate_limits=None if cfg.rate_limits is None else {str(k): float(v) for k, v in cfg.rate_limits.items()},
         )
     except ValueError as exc:

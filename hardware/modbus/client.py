@@ -148,6 +148,7 @@ class ModbusLine:
         self._ticks = 0
         self._pending: tuple[Decision, ...] = ()
         self._written = False  # a block was written since the last advance
+        self._echoed: PlcStatus | None = None  # the status that showed the last block's echo, not yet waited on
         self._sequence = 0
         self._heartbeat = 0
         self._seq = 0
@@ -224,7 +225,8 @@ class ModbusLine:
         clock = math.nan
         clock_since = beat_at = time.monotonic()
         while True:
-            t = self._read_status().timestamp_s
+            status, self._echoed = self._echoed or self._read_status(), None  # the echo's status is fresh
+            t = status.timestamp_s
             if t >= target - _TIME_EPS_S:
                 break
             now = time.monotonic()
@@ -381,6 +383,7 @@ class ModbusLine:
         while True:
             st = self._read_status()
             if st.command_echo == self._sequence:
+                self._echoed = st
                 return
             why = ", ".join(text for bit, when_set, text in _REFUSALS if (bit in st.status) == when_set)
             if why or time.monotonic() >= deadline:  # a refusal the status explains needs no waiting

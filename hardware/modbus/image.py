@@ -6,8 +6,9 @@ and to write commands, so the two cannot disagree about where a value lives or h
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from hardware.counters import Counters
 from hardware.interface import Lever, LineSpec, StationState
+from hardware.modbus.codec import Encoding, Layout
 from hardware.modbus.regmap import (
     COMMAND_HEADER,
     INT_COUNTERS,
@@ -67,6 +69,7 @@ def bits_levers(word: int) -> frozenset[Lever]:
 
 
 _STATES = tuple(s.name.lower() for s in StationState)
+_FIRST_STATUS = tuple(n for n in STATUS_NAMES if n != "frame_seq_end")  # in the first read request of a frame
 
 
 class InputImage:
@@ -88,6 +91,23 @@ class InputImage:
                     block.address + block.count
                 ):
                     self._where[r.key] = (b, r.address - block.address)
+        starts = list(itertools.accumulate((p.count for p in self.plan), initial=0))
+
+        def placed(regs: Sequence[Register | None], first_only: bool = False) -> list[tuple[Encoding, int]]:
+            """Encodings and offsets of the entries the map carries, in the run read (or the first block)."""
+            out = []
+            for r in regs:
+                if r is not None:
+                    b, off = self._where[r.key]
+                    out.append((r.encoding, off if first_only else starts[b] + off))
+            return out
+
+        everything: list[Register | None] = [self._status[n] for n in STATUS_NAMES]
+        everything += [*self._sensors, *self._ages, *self._active, *(r for _, r in self._counters)]
+        self._slots = [i for i, r in enumerate(everything) if r is not None]  # entries the map carries
+        self._size = len(everything)
+        self._frame_layout = Layout(placed(everything), starts[-1])
+        self._status_layout = Layout(placed([self._status[n] for n in _FIRST_STATUS], True), self.plan[0].count)
 
     def decode(self, blocks: Sequence[Sequence[int]]) -> PlcFrame:
         """A frame from the registers of each block of `plan`, in plan order.
@@ -97,27 +117,26 @@ class InputImage:
         """
         if len(blocks) != len(self.plan) or any(len(b) != p.count for b, p in zip(blocks, self.plan, strict=True)):
             raise ValueError(f"expected blocks of {[p.count for p in self.plan]} registers")
-
-        def value(r: Register | None) -> float:
-            if r is None:
-                return math.nan
-            b, off = self._where[r.key]
-            return r.encoding.decode(blocks[b][off : off + r.width])
-
-        status = self._status_of(value)
-        counts: dict[str, float] = {}
-        for name, r in self._counters:
-            v = value(r)
-            if math.isnan(v):
-                raise ValueError(f"counter {name!r} (input {r.address}) reads missing")
-            counts[name] = v
+        flat = blocks[0] if len(blocks) == 1 else [r for b in blocks for r in b]
+        got = self._frame_layout.decode(flat)
+        v = got if len(got) == self._size else [math.nan] * self._size
+        if v is not got:
+            for i, x in zip(self._slots, got, strict=True):
+                v[i] = x
+        ns, nv, na = len(STATUS_NAMES), len(self._sensors), len(self._ages)
+        nt = len(self._active)
+        status = self._status_of(dict(zip(STATUS_NAMES, v[:ns], strict=True)))
+        counts = dict(zip(counter_names(), v[ns + nv + na + nt :], strict=True))
+        for name, value in counts.items():
+            if math.isnan(value):
+                raise ValueError(f"counter {name!r} (input {self.map.entry(Role.COUNTER, name).address}) reads missing")
         return PlcFrame(
             status=status,
-            values=np.array([value(r) for r in self._sensors]),
-            ages=np.array([value(r) for r in self._ages]),
-            active=np.array([value(r) for r in self._active]),
+            values=np.array(v[ns : ns + nv]),
+            ages=np.array(v[ns + nv : ns + nv + na]),
+            active=np.array(v[ns + nv + na : ns + nv + na + nt]),
             counters=_counters(counts),
-            frame_seq_end=int(value(self._status["frame_seq_end"])),
+            frame_seq_end=int(v[STATUS_NAMES.index("frame_seq_end")]),
         )
 
     def decode_status(self, first: Sequence[int]) -> PlcStatus:
@@ -128,17 +147,11 @@ class InputImage:
         """
         if len(first) != self.plan[0].count:
             raise ValueError(f"expected the first block's {self.plan[0].count} registers, got {len(first)}")
+        return self._status_of(dict(zip(_FIRST_STATUS, self._status_layout.decode(first), strict=True)))
 
-        def value(r: Register) -> float:
-            _, off = self._where[r.key]
-            return r.encoding.decode(first[off : off + r.width])
-
-        return self._status_of(value)
-
-    def _status_of(self, value: Callable[[Register], float]) -> PlcStatus:
-        st = {name: value(r) for name, r in self._status.items() if name != "frame_seq_end"}
-        for name, v in st.items():
-            if math.isnan(v):
+    def _status_of(self, st: dict[str, float]) -> PlcStatus:
+        for name in _FIRST_STATUS:
+            if math.isnan(st[name]):
                 raise ValueError(f"status register {name!r} (input {self._status[name].address}) reads missing")
         return PlcStatus(
             heartbeat=int(st["heartbeat"]),
@@ -151,9 +164,13 @@ class InputImage:
             control_period_s=st["control_period"],
         )
 
-    def encode(self, frame: PlcFrame) -> list[list[int]]:
-        """The registers of each block of `plan` that carry `frame` (ages clipped to what they can carry)."""
-        out = [[0] * p.count for p in self.plan]
+    def encode(self, frame: PlcFrame, since: list[list[int]] | None = None) -> list[list[int]]:
+        """The registers of each block of `plan` that carry `frame` (ages clipped to what they can carry).
+
+        `since`: the registers of a frame with the same measurements and counters; only the status
+        and the active setpoints are encoded anew (a PLC scan that only moves its heartbeat).
+        """
+        out = [[0] * p.count for p in self.plan] if since is None else [list(b) for b in since]
 
         def put(r: Register | None, v: float) -> None:
             if r is None:
@@ -175,13 +192,15 @@ class InputImage:
         }
         for name, reg in self._status.items():
             put(reg, float(status_values[name]))
+        for active, v in zip(self._active, frame.active.tolist(), strict=True):
+            put(active, v)
+        if since is not None:
+            return out
         for sensor, v in zip(self._sensors, frame.values.tolist(), strict=True):
             put(sensor, v)
         for age, v in zip(self._ages, frame.ages.tolist(), strict=True):
             if age is not None:
                 put(age, min(max(v, 0.0), age.encoding.span()[1]) if math.isfinite(v) else math.nan)
-        for active, v in zip(self._active, frame.active.tolist(), strict=True):
-            put(active, v)
         c = frame.counters
         for name, r in self._counters:
             put(r, _counter_value(c, name))

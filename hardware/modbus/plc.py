@@ -3,7 +3,8 @@
 `VirtualPLC` serves a `RegisterMap` on a real pymodbus server: the input registers carry the frame,
 the holding registers only the command window (any other address answers exception 2, coils and
 discrete inputs too). Its program (`hardware.modbus.plc_program`) says what the PLC does with the
-twin and with the agent's writes; this module runs it: a scan every `scan_s` wall seconds, every
+twin and with the agent's writes; this module runs it: a scan every `scan_s` wall seconds (a new
+frame every `publish_s` in free mode), every
 request through the faults in force (`hardware.modbus.plc_faults`) and the program, the frame
 published before a write that moved the twin is answered.
 
@@ -59,7 +60,9 @@ class VirtualPLC:
         port: port to listen on; 0 picks a free one (see `port`).
         tls: mutual-TLS files of the server; None serves plain Modbus TCP.
         watchdog_s: wall seconds without a change of the agent's heartbeat before the watchdog trips.
-        scan_s: wall seconds between scans.
+        scan_s: wall seconds between scans (each moves the heartbeat and checks the watchdog).
+        publish_s: free mode: wall seconds between frames (the twin runs on and is read afresh); a
+            scan in between only moves the heartbeat, so a frame read in several requests is rarely torn.
         clock_origin_s: epoch time of twin time 0, s; default UTC midnight of today.
         rate_limits: setpoint rate limits, units per s of line time, by actuator name (default: the
             map's `rate_per_s`).
@@ -84,9 +87,11 @@ class VirtualPLC:
         scan_s: float = 0.01,
         clock_origin_s: float | None = None,
         rate_limits: dict[str, float] | None = None,
+        publish_s: float = 0.1,
     ) -> None:
-        if not (math.isfinite(scan_s) and scan_s > 0):
-            raise ValueError(f"scan_s: must be a positive number, got {scan_s!r}")
+        for name, value in (("scan_s", scan_s), ("publish_s", publish_s)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: must be a positive number, got {value!r}")
         self.program = PlcProgram(
             twin,
             rmap,
@@ -98,6 +103,7 @@ class VirtualPLC:
             rate_limits=rate_limits,
         )
         self.twin, self.map, self.host, self.tls, self.scan_s = twin, rmap, host, tls, scan_s
+        self.publish_s = publish_s
         self._port = port
         self._faults = FaultSet()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -287,14 +293,19 @@ class VirtualPLC:
         await asyncio.gather(*others, return_exceptions=True)
 
     async def _scan(self) -> None:
+        published = time.monotonic()
         while True:
             await asyncio.sleep(self.scan_s)
-            if self.program.mode == "free":
-                self.program.run_free(time.monotonic())
-            if self._server is None:  # restarting: the machine runs on, the PLC's scan does not
+            now = time.monotonic()
+            due = self.program.mode == "free" and now - published >= self.publish_s
+            if due or (self._server is None and self.program.mode == "free"):
+                self.program.run_free(now)  # while restarting, the machine runs on; the PLC's scan does not
+            if self._server is None:
                 continue
-            new = self.program.scan(time.monotonic(), frozen=self._faults.has(FaultKind.FROZEN_HEARTBEAT))
-            await self._publish(new)
+            tripped = self.program.scan(now, frozen=self._faults.has(FaultKind.FROZEN_HEARTBEAT))
+            if due:
+                published = now
+            await self._publish(due or tripped)
 
     async def _publish(self, new: bool) -> None:
         """Write the frame into the input registers; `new`: observe the twin afresh as a new frame."""

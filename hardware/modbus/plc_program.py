@@ -137,6 +137,7 @@ class PlcProgram:
         self.remote, self.permissive, self.estop = True, True, False
         self.accepted = 0
         self._view: _View | None = None
+        self._encoded: tuple[frozenset[str], list[list[int]]] | None = None  # the view's registers, NaN faults
         self._wall0 = self._twin0 = 0.0
         self._reset()
 
@@ -191,20 +192,34 @@ class PlcProgram:
         """One scan at wall-clock time `wall_s` (s, monotonic): heartbeat (unless `frozen`), watchdog.
 
         Returns:
-            Whether the twin changed (free mode, or a watchdog trip) and a new frame is due.
+            Whether the watchdog tripped now (the twin changed hands: a new frame is due).
         """
         if not frozen:
             self.heartbeat += 1
-        tripped = self._check_watchdog(wall_s)
-        return self.mode == "free" or tripped
+        return self._check_watchdog(wall_s)
 
     def registers(self, new: bool, nan_sensors: frozenset[str] = frozenset()) -> list[tuple[Block, list[int]]]:
-        """The input registers of the frame, per read block; `new`: observe the twin afresh as a new frame."""
+        """The input registers to publish, per read block.
+
+        Every block of a new frame (`new`: the twin observed afresh), else only the blocks whose
+        registers changed (a scan that moves the heartbeat touches one).
+        """
+        before = None
         if new or self._view is None:
             self.frame_seq += 1
             self._view = self._observe()
+            self._encoded = None
+        elif self._encoded is not None:
+            before = self._encoded[1]
         frame = self._frame(self._view, nan_sensors)
-        return list(zip(self.image.plan, self.image.encode(frame), strict=True))
+        since = self._encoded if self._encoded is not None and self._encoded[0] == nan_sensors else None
+        registers = self.image.encode(frame, None if since is None else since[1])
+        self._encoded = (nan_sensors, registers)  # measurements and counters stand until the next view
+        return [
+            (block, regs)
+            for i, (block, regs) in enumerate(zip(self.image.plan, registers, strict=True))
+            if before is None or regs != before[i]
+        ]
 
     def write(self, address: int, count: int, values: Sequence[int], wall_s: float) -> tuple[ExcCodes | None, bool]:
         """A write into the command window at wall-clock time `wall_s` (s, monotonic).

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hardware.modbus import Encoding, RegisterType, WordOrder
+from hardware.modbus.codec import Layout
 
 ORDERS = list(WordOrder)
 
@@ -101,3 +102,24 @@ def test_bad_registers_and_scalings_are_refused():
         enc.decode((0, 70000))
     with pytest.raises(ValueError, match="scale must be a finite, non-zero number"):
         Encoding(RegisterType.INT16, scale=0.0)
+
+
+@given(
+    kinds=st.lists(
+        st.tuples(st.sampled_from(list(RegisterType)), st.sampled_from(ORDERS), st.integers(0, 3)),
+        min_size=1,
+        max_size=12,
+    ),
+    data=st.data(),
+)
+def test_a_layout_decodes_a_run_exactly_as_each_encoding_does(kinds, data):
+    entries, at = [], 0
+    for kind, order, gap in kinds:
+        at += gap
+        entries.append((Encoding(kind, scale=0.5, offset=1.0, word_order=order), at))
+        at += kind.width
+    registers = data.draw(st.lists(st.integers(0, 0xFFFF), min_size=at, max_size=at))
+    expected = [enc.decode(registers[a : a + enc.width]) for enc, a in entries]
+    got = Layout(list(reversed(entries)), at).decode(registers)  # any order of entries
+    assert [math.isnan(x) for x in got] == [math.isnan(x) for x in reversed(expected)]
+    assert [x for x in got if not math.isnan(x)] == [x for x in reversed(expected) if not math.isnan(x)]
