@@ -19,10 +19,12 @@ from hardware.interface import (
     Lever,
     Line,
     LineSpec,
+    LineStatus,
     SensorSpec,
     SetpointLimits,
     StationMode,
     StationState,
+    Supervised,
     state_mask,
 )
 
@@ -45,9 +47,11 @@ __all__ = [
     "Lever",
     "Line",
     "LineSpec",
+    "LineStatus",
     "SensorSpec",
     "SetpointLimits",
     "StationMode",
     "StationState",
+    "Supervised",
     "state_mask",
 ]

@@ -329,3 +329,35 @@ class Line(Protocol):
     def close(self) -> None:
         """Release the line."""
         ...
+
+
+@dataclass(frozen=True)
+class LineStatus:
+    """What a line's controller reports of itself: operator inputs, its watchdog, its clock, the setpoints it runs.
+
+    A line without a controller of its own (the twin) reports the defaults: remote, permissive, no
+    E-stop, no trip, nothing else known.
+    """
+
+    remote: bool = True  # the operator hands the line to remote (agent) control
+    permissive: bool = True  # the process permits remote setpoints now
+    estop: bool = False
+    watchdog_tripped: bool = False  # the controller fell back to its own setpoints
+    setpoint_limited: bool = False  # the controller clamped or rate-limited the last command
+    heartbeat: int | None = None  # the controller's scan counter, if it has one
+    clock_s: float | None = None  # the controller's clock at the frame (s since the epoch), if it has one
+    read_at_s: float | None = None  # our wall clock (time.time()) when the status was read
+    active: np.ndarray | None = None  # setpoints the line runs now, spec actuator order (NaN: unknown)
+
+
+@runtime_checkable
+class Supervised(Protocol):
+    """A line whose controller reports its status and can be kept alive without a command (a PLC)."""
+
+    def status(self) -> LineStatus:
+        """The controller's status as of the last read."""
+        ...
+
+    def heartbeat(self) -> None:
+        """Tell the controller the agent is alive, and write nothing else."""
+        ...

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from hardware.counters import Counters, derive_kpis
-from hardware.interface import Command, Decision, DecisionKind, Frame, Lever, LineSpec, SetpointLimits
+from hardware.interface import Command, Decision, DecisionKind, Frame, Lever, LineSpec, LineStatus, SetpointLimits
 from hardware.modbus.errors import BadFrame, CommandNotAccepted, IncompatiblePlc, ModbusException, StaleData
 from hardware.modbus.image import CommandBlock, CommandImage, InputImage, PlcFrame, PlcStatus
 from hardware.modbus.regmap import Block, RegisterMap, Role, StatusBit, Table
@@ -67,6 +67,8 @@ class ModbusLine:
         poll_s: pause between status reads while waiting for the echo or the clock, s.
         heartbeat_every_s: while waiting for the clock, write the agent heartbeat this often, s, so
             that the PLC's watchdog stays fed through a control period longer than it.
+        read_only: hold no write path: `write` and `heartbeat` refuse, `advance` only waits for the
+            PLC's clock (shadow mode on a line that runs by itself).
 
     Before a command block after a watchdog trip, the agent heartbeat is written alone first: a
     PLC re-arms its watchdog on it and acts on no block that arrives with the trip still latched.
@@ -91,6 +93,7 @@ class ModbusLine:
         reconnect_backoff_s: tuple[float, float] = (0.05, 2.0),
         poll_s: float = 0.005,
         heartbeat_every_s: float = 1.0,
+        read_only: bool = False,
     ) -> None:
         for name, value in (
             ("timeout_s", timeout_s),
@@ -118,6 +121,7 @@ class ModbusLine:
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.poll_s = poll_s
         self.heartbeat_every_s = heartbeat_every_s
+        self.read_only = read_only
         self._command = CommandImage(rmap)
         names = self._command.names
         for a in spec.actuators:
@@ -135,11 +139,12 @@ class ModbusLine:
             timeout_s=timeout_s,
             read_retries=read_retries,
             reconnect_backoff_s=reconnect_backoff_s,
-            window=rmap.command_window,
+            window=None if read_only else rmap.command_window,
         )
         self._attached = False
         self._plc: PlcFrame | None = None
         self._status: PlcStatus | None = None  # the last status read, alone or with a frame
+        self._status_at: float | None = None  # wall clock (time.time()) of that read
         self._last_time: float | None = None  # PLC timestamp of the last frame read, s
         self._heartbeat_seen: tuple[int, float] | None = None  # PLC heartbeat and when it was first seen
         self._start = Counters()
@@ -163,6 +168,23 @@ class ModbusLine:
         """The status block of `plc_frame`; None before any read."""
         return self._status
 
+    def status(self) -> LineStatus:
+        """The PLC's status word, clock and active setpoints as of the last read (the defaults before any)."""
+        st = self._status
+        if st is None:
+            return LineStatus()
+        return LineStatus(
+            remote=StatusBit.REMOTE in st.status,
+            permissive=StatusBit.PERMISSIVE in st.status,
+            estop=StatusBit.ESTOP in st.status,
+            watchdog_tripped=StatusBit.WD_TRIPPED in st.status,
+            setpoint_limited=StatusBit.SP_LIMITED in st.status,
+            heartbeat=st.heartbeat,
+            clock_s=st.timestamp_s,
+            read_at_s=self._status_at,
+            active=None if self._plc is None else self._plc.active.copy(),
+        )
+
     def reset(self, seed: int | None = None) -> Frame:
         """Attach to the PLC (connecting if needed) and read a frame; never resets the plant.
 
@@ -178,7 +200,8 @@ class ModbusLine:
         self._last_time, self._heartbeat_seen = None, None
         plc = self._read_plc()
         self._check_plc(plc.status)
-        self._sequence, self._heartbeat = self._command_origin(plc.status.command_echo)
+        if not self.read_only:
+            self._sequence, self._heartbeat = self._command_origin(plc.status.command_echo)
         self._start, self._start_s = plc.counters, plc.status.timestamp_s
         self._ticks, self._pending, self._written = 0, (), False
         self._attached = True
@@ -216,7 +239,7 @@ class ModbusLine:
         self._live()
         if not (dt > 0 and math.isfinite(dt)):
             raise ValueError(f"advance(dt): dt must be a positive finite number of seconds, got {dt!r}")
-        if not self._written:
+        if not (self._written or self.read_only):
             self._send(np.full(len(self._command.names), math.nan))
         self._written = False
         period = self.spec.control_period_s
@@ -237,7 +260,7 @@ class ModbusLine:
                     f"{self._where(Role.STATUS, 'timestamp')}: the line clock stood at {t:.3f} s for "
                     f"{now - clock_since:.2f} s while waiting for {target:.3f} s"
                 )
-            if now - beat_at >= self.heartbeat_every_s:  # keep the PLC's watchdog fed through a long period
+            if now - beat_at >= self.heartbeat_every_s and not self.read_only:  # keep the PLC's watchdog fed
                 self.heartbeat()
                 beat_at = now
             time.sleep(self.poll_s)
@@ -336,7 +359,7 @@ class ModbusLine:
                 f"{self._where(Role.STATUS, 'heartbeat')}: the PLC heartbeat stood at {st.heartbeat} for "
                 f"{now - self._heartbeat_seen[1]:.2f} s (limit {self.heartbeat_timeout_s} s)"
             )
-        self._last_time, self._status = st.timestamp_s, st
+        self._last_time, self._status, self._status_at = st.timestamp_s, st, time.time()
 
     def _check_plc(self, status: PlcStatus) -> None:
         period = self.spec.control_period_s

@@ -34,7 +34,7 @@ class Transport:
         read_retries: re-reads of a read request that got no answer.
         reconnect_backoff_s: (first, max) wait between failed connection attempts, s; doubles each time.
         window: the only holding registers a write may touch (the map's command window): the client's
-            end of the write allow-list, the PLC keeps the other.
+            end of the write allow-list, the PLC keeps the other. None: no write at all (read-only).
     """
 
     def __init__(
@@ -46,7 +46,7 @@ class Transport:
         timeout_s: float,
         read_retries: int,
         reconnect_backoff_s: tuple[float, float],
-        window: Block,
+        window: Block | None,
     ) -> None:
         self.host = host
         self.window = window
@@ -107,6 +107,8 @@ class Transport:
         """
         where = self.where(device_id, Table.HOLDING, address, len(values))
         w = self.window
+        if w is None:
+            raise ValueError(f"{where}: refused, this connection is read-only; nothing was sent")
         if device_id != w.device_id or address < w.address or address + len(values) > w.address + w.count:
             raise ValueError(
                 f"{where}: refused, outside the command window (device {w.device_id} holding {w.address}-"

@@ -250,3 +250,28 @@ def test_a_control_period_longer_than_the_watchdog_keeps_the_agent_in_control():
         assert StatusBit.WD_TRIPPED not in status.status
         assert server.active["cut.speed"] == pytest.approx(0.9, rel=1e-6)
         line.close()
+
+
+def test_a_read_only_line_has_no_write_path_and_reports_the_plcs_status():
+    with plc(mode="free", time_factor=600.0) as server:
+        line = modbus_line(DEFINITION, SPEED_LEVERS, 60.0, port=server.port, read_only=True)
+        start = line.reset().time
+        accepted, echo = server.accepted_commands, server.command_echo
+        for attempt in (
+            lambda: line.write(Command(setpoints=np.full(len(line.spec.actuators), 0.9))),
+            line.heartbeat,
+        ):
+            with pytest.raises(ValueError, match="read-only; nothing was sent"):
+                attempt()
+        frame = line.advance(60.0)  # waits for the line's own clock; writes nothing
+        assert frame.time >= start + 60.0 - 1e-3
+        assert (server.accepted_commands, server.command_echo) == (accepted, echo)
+        status = line.status()
+        assert (status.remote, status.permissive, status.estop, status.watchdog_tripped) == (True, True, False, False)
+        assert status.clock_s == pytest.approx(frame.time)
+        assert status.active is not None
+        np.testing.assert_allclose(status.active, [1.0] * len(line.spec.actuators))  # the PLC's own setpoints
+        server.set_operator(estop=True)
+        line.read()
+        assert line.status().estop
+        line.close()
