@@ -28,6 +28,7 @@ class Console(io.TextIOBase):
     def __init__(self) -> None:
         self.lines: queue.Queue[str] = queue.Queue()
         self.text = ""
+        self._seen = 0  # where the next `wait_for` starts looking
         self._lock = threading.Lock()
 
     @classmethod
@@ -53,11 +54,12 @@ class Console(io.TextIOBase):
         return len(text)
 
     def wait_for(self, pattern: str, timeout_s: float = 5.0) -> re.Match[str]:
-        """Wait until the printed text matches `pattern`."""
+        """Wait until text printed after the previous match matches `pattern` (an older line never answers)."""
         start = time.monotonic()
-        while (found := re.search(pattern, self.text)) is None:
-            assert time.monotonic() - start < timeout_s, f"no {pattern!r} in:\n{self.text}"
+        while (found := re.compile(pattern).search(self.text, self._seen)) is None:
+            assert time.monotonic() - start < timeout_s, f"no {pattern!r} in:\n{self.text[self._seen :]}"
             time.sleep(0.01)
+        self._seen = found.end()
         return found
 
 
