@@ -3,12 +3,18 @@
 Each row has a mode: `episode` (one episode of the task's length, from `reset`) or a continuing
 run (`7-day run`: the line operated for days without reset), so a policy that borrows from the
 line's future shows it beside its per-episode score.
+
+At the command line it renders the shadow report of a deployment's audit log
+(`experiments.shadow_report`):
+
+python -m experiments.report audit=runs/deploy/audit.sqlite [out=folder] [replay_seeds=5]
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,3 +211,30 @@ def write_reports(
             differences, "return difference (paired)", out_dir / "return_difference.png"
         )
     return paths
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Write the shadow report of an audit log (`experiments.shadow_report`) and say where.
+
+    A bad argument, or an audit log that is missing, malformed or holds no records, ends with one
+    line on stderr and exit status 2.
+    """
+    # Imported here, not above: the shadow report imports this module for its intervals.
+    from experiments.shadow_report import USAGE, ReportError, arguments, write_shadow_report
+    from hardware.audit import AuditError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("help", "-h", "--help"):
+        print(USAGE)
+        return
+    try:
+        paths = write_shadow_report(*arguments(args))
+    except (AuditError, ReportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    plots = [p for name, p in paths.items() if name != "report"]
+    print(f"written: {paths['report']} and {len(plots)} plots in {paths['report'].parent}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,365 @@
+"""The audit log: an append-only, crash-safe record of every control step of a deployment.
+
+One SQLite database (stdlib `sqlite3`, nothing to install) in WAL mode holds two tables:
+
+- `runs`: one row per opening of the log (`AuditLog(...)`), with the run-level `meta` the caller
+  gives (line, sensors, actuators, task, artifact, mode, guard config, line definition, ...) as JSON
+  and the wall-clock time it was opened;
+- `steps`: one row per `AuditRecord`, scalars as columns, arrays and mappings as JSON text. JSON has
+  no NaN or infinity: a non-finite number is written as `null` (NaN) or the strings `"Infinity"` /
+  `"-Infinity"`, so the text stays standard JSON for any tool. Arrays read back as float arrays with
+  their NaN and infinities; in the mappings (`status`, `kpis`, `latency_ms`) the infinities come
+  back as floats and a NaN as None. `meta` reads back as plain JSON.
+
+Each `append` is one transaction, committed when it returns: a `kill -9` at any instant loses at
+most the record in flight, and the database reopens intact. `PRAGMA synchronous=NORMAL` makes that
+hold for process kills (the committed WAL frames are in the operating system's hands); a power loss
+or an operating-system crash may lose the last few transactions, never the database itself.
+Nothing ever updates or deletes a row: triggers refuse `UPDATE` and `DELETE` on both tables, and a
+reopened log appends a new run.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+FORMAT = 1  # `PRAGMA user_version` of an audit log; another value is another format
+MODES = ("shadow", "guarded")
+VERDICTS = ("pass", "clip", "block", "shadow")
+_INF, _NEG_INF = "Infinity", "-Infinity"
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One control step: what the line showed, what the policy proposed, what the guard did, what went out.
+
+    Arrays are in the spec's order (sensors for `values` and `stamps`, actuators for `active`,
+    `proposed` and `written`); NaN is allowed in any of them.
+    """
+
+    step: int  # 0, 1, 2, ... within one run
+    wall_time_s: float  # time.time() when the step began, s since the epoch
+    mode: str  # "shadow" or "guarded"
+    line_time_s: float  # frame.time, s on the line clock
+    frame_seq: int
+    values: np.ndarray  # frame.values
+    stamps: np.ndarray  # frame.stamps, s on the line clock
+    status: dict[str, Any]  # LineStatus fields but `active`, as plain data
+    active: np.ndarray | None  # setpoints the line ran (LineStatus.active)
+    kpis: dict[str, float]  # dataclasses.asdict(frame.kpis)
+    observation: np.ndarray
+    proposed: np.ndarray  # the policy's proposed setpoints
+    verdict: str  # "pass" | "clip" | "block" (guarded) or "shadow"
+    reasons: tuple[str, ...]  # the guard's reasons (in shadow mode: what the guard would have done)
+    written: np.ndarray | None  # the setpoints written; None when only a heartbeat (or nothing) went out
+    echo: int | None  # the PLC's echo of the written command's sequence number
+    ood: bool  # the observation was out of the training distribution
+    latency_ms: dict[str, float]  # per stage (read, observe, infer, guard, write, log) and total, ms
+    artifact_sha256: str
+    error: str | None = None  # a fault met this step (the typed error's message)
+
+
+@dataclass(frozen=True)
+class AuditRun:
+    """One opening of an audit log: its number (from 1), when it was opened, its meta and its records."""
+
+    number: int
+    opened_at_s: float  # time.time() when the log was opened for this run, s since the epoch
+    meta: dict[str, Any]
+    records: list[AuditRecord]
+
+
+class AuditError(Exception):
+    """An audit log that cannot be read or written; the message names the file."""
+
+
+# steps columns after `id` and `run`: (column, SQL type and constraint); the order of AuditRecord's fields
+_COLUMNS = (
+    ("step", "INTEGER NOT NULL CHECK (step >= 0)"),
+    ("wall_time_s", "REAL NOT NULL"),
+    ("mode", f"TEXT NOT NULL CHECK (mode IN {MODES})"),
+    ("line_time_s", "REAL"),
+    ("frame_seq", "INTEGER NOT NULL"),
+    ("values", "TEXT NOT NULL"),
+    ("stamps", "TEXT NOT NULL"),
+    ("status", "TEXT NOT NULL"),
+    ("active", "TEXT"),
+    ("kpis", "TEXT NOT NULL"),
+    ("observation", "TEXT NOT NULL"),
+    ("proposed", "TEXT NOT NULL"),
+    ("verdict", f"TEXT NOT NULL CHECK (verdict IN {VERDICTS})"),
+    ("reasons", "TEXT NOT NULL"),
+    ("written", "TEXT"),
+    ("echo", "INTEGER"),
+    ("ood", "INTEGER NOT NULL CHECK (ood IN (0, 1))"),
+    ("latency_ms", "TEXT NOT NULL"),
+    ("artifact_sha256", "TEXT NOT NULL"),
+    ("error", "TEXT"),
+)
+_NAMES = ", ".join(f'"{c}"' for c, _ in _COLUMNS)
+_INSERT = f"INSERT INTO steps (run, {_NAMES}) VALUES ({', '.join('?' * (len(_COLUMNS) + 1))})"  # noqa: S608 (constant)
+_SELECT = f"SELECT run, {_NAMES} FROM steps ORDER BY id"  # noqa: S608 (constant)
+_SCHEMA = (
+    "CREATE TABLE runs (run INTEGER PRIMARY KEY, opened_at_s REAL NOT NULL, meta TEXT NOT NULL)",
+    "CREATE TABLE steps (id INTEGER PRIMARY KEY, run INTEGER NOT NULL REFERENCES runs (run), "
+    + ", ".join(f'"{c}" {t}' for c, t in _COLUMNS)
+    + ", UNIQUE (run, step))",
+    *(
+        f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+        f"BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+        for table in ("runs", "steps")
+        for verb in ("UPDATE", "DELETE")
+    ),
+    f"PRAGMA user_version = {FORMAT}",
+)
+
+
+class AuditLog:
+    """The append-only audit log of a deployment: one run per opening, one record per control step.
+
+    Example:
+        with AuditLog("audit.sqlite", meta={"line": "flow5", ...}) as log:
+            latency_ms = log.append(record)
+    """
+
+    def __init__(self, path: str | Path, meta: Mapping[str, Any] | None = None) -> None:
+        """Create the log, or reopen it to append; either way a new run starts, with `meta` as its run data.
+
+        Args:
+            path: the database file (made if missing; its folder must exist).
+            meta: run-level plain data (numpy values, enums and paths are converted), written once.
+
+        Raises:
+            AuditError: the file is not an audit log of this format, or cannot be opened.
+            TypeError: `meta` holds a value JSON cannot carry.
+        """
+        self.path = Path(path)
+        meta_json = _json(dict(meta or {}))
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._db = db = sqlite3.connect(self.path, isolation_level=None)
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":  # e.g. a file system without shared memory: no crash safety as promised
+                raise AuditError(f"audit log {self.path}: SQLite refused WAL mode (journal mode {mode})")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._create_or_check(db)
+                cursor = db.execute("INSERT INTO runs (opened_at_s, meta) VALUES (?, ?)", (time.time(), meta_json))
+                db.execute("COMMIT")
+                self.run = int(cursor.lastrowid or 0)  # this run's number, from 1
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self.close()
+            raise AuditError(f"audit log {self.path}: cannot open it for appending: {exc}") from exc
+        except AuditError:
+            self.close()
+            raise
+
+    def _create_or_check(self, db: sqlite3.Connection) -> None:
+        """Make the tables of a new (empty) database, or check that an existing one is an audit log."""
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version == FORMAT:
+            return
+        if version != 0 or db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise AuditError(f"audit log {self.path}: not an audit log of format {FORMAT} (user_version {version})")
+        for statement in _SCHEMA:
+            db.execute(statement)
+
+    def append(self, record: AuditRecord) -> float:
+        """Append one record in its own transaction; it is committed (durable against a kill) on return.
+
+        Returns:
+            The time this call took, ms.
+
+        Raises:
+            AuditError: the log is closed, the record breaks a constraint (a step number already in
+                this run, an unknown mode or verdict) or the database refuses the write.
+        """
+        start = time.perf_counter()
+        if self._db is None:
+            raise AuditError(f"audit log {self.path}: closed, step {record.step} not appended")
+        try:
+            self._db.execute(_INSERT, _row(self.run, record))
+        except sqlite3.Error as exc:
+            raise AuditError(f"audit log {self.path}: step {record.step} not appended: {exc}") from exc
+        return (time.perf_counter() - start) * 1e3
+
+    def close(self) -> None:
+        """Close the database (the WAL is checkpointed into it); closing twice is harmless."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @staticmethod
+    def read(path: str | Path) -> tuple[list[dict[str, Any]], list[AuditRecord]]:
+        """Every run's meta, in order, and every record, in the order appended.
+
+        Raises:
+            AuditError: the file is missing, not an audit log, or holds a record that cannot be decoded.
+        """
+        runs = read_runs(path)
+        return [r.meta for r in runs], [rec for r in runs for rec in r.records]
+
+
+def read_runs(path: str | Path) -> list[AuditRun]:
+    """The runs of an audit log, in order, each with its records; read-only, safe beside a live writer.
+
+    Raises:
+        AuditError: the file is missing, not an audit log, or holds a record that cannot be decoded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AuditError(f"audit log {path}: no such file")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise AuditError(f"audit log {path}: cannot open it: {exc}") from exc
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version != FORMAT:
+            raise AuditError(f"audit log {path}: not an audit log of format {FORMAT} (user_version {version})")
+        runs = {
+            number: AuditRun(number, opened, json.loads(meta), [])
+            for number, opened, meta in db.execute("SELECT run, opened_at_s, meta FROM runs ORDER BY run")
+        }
+        db.row_factory = sqlite3.Row
+        for row in db.execute(_SELECT):
+            runs[row["run"]].records.append(_record(path, row))
+    except sqlite3.Error as exc:
+        raise AuditError(f"audit log {path}: not a readable audit log: {exc}") from exc
+    except ValueError as exc:  # JSON that does not decode
+        raise AuditError(f"audit log {path}: a record does not decode: {exc}") from exc
+    finally:
+        db.close()
+    return list(runs.values())
+
+
+def _row(run: int, r: AuditRecord) -> tuple[Any, ...]:
+    """The `steps` row of a record, in `_INSERT`'s order."""
+    return (
+        run,
+        r.step,
+        r.wall_time_s,
+        r.mode,
+        r.line_time_s,
+        r.frame_seq,
+        _json(r.values),
+        _json(r.stamps),
+        _json(r.status),
+        _json(r.active),
+        _json(r.kpis),
+        _json(r.observation),
+        _json(r.proposed),
+        r.verdict,
+        json.dumps(list(r.reasons)),
+        _json(r.written),
+        r.echo,
+        bool(r.ood),
+        _json(r.latency_ms),
+        r.artifact_sha256,
+        r.error,
+    )
+
+
+def _record(path: Path, row: sqlite3.Row) -> AuditRecord:
+    """The record of a `steps` row, arrays and mappings decoded."""
+    arrays = {name: _array(row[name]) for name in ("values", "stamps", "observation", "proposed")}
+    frame = {name: a for name, a in arrays.items() if a is not None}
+    if len(frame) < len(arrays):
+        raise AuditError(f"audit log {path}: step {row['step']} lacks a frame, observation or proposal")
+    line_time = row["line_time_s"]
+    return AuditRecord(
+        step=row["step"],
+        wall_time_s=row["wall_time_s"],
+        mode=row["mode"],
+        line_time_s=math.nan if line_time is None else line_time,  # SQLite stores a NaN REAL as NULL
+        frame_seq=row["frame_seq"],
+        values=frame["values"],
+        stamps=frame["stamps"],
+        status=_mapping(row["status"]),
+        active=_array(row["active"]),
+        kpis=_mapping(row["kpis"]),
+        observation=frame["observation"],
+        proposed=frame["proposed"],
+        verdict=row["verdict"],
+        reasons=tuple(json.loads(row["reasons"])),
+        written=_array(row["written"]),
+        echo=row["echo"],
+        ood=bool(row["ood"]),
+        latency_ms=_mapping(row["latency_ms"]),
+        artifact_sha256=row["artifact_sha256"],
+        error=row["error"],
+    )
+
+
+def _json(value: Any) -> str | None:
+    """Standard JSON text of plain data, arrays and numpy scalars (non-finite numbers as described above)."""
+    if value is None:
+        return None
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"), default=_plain)
+    except ValueError:  # a non-finite number somewhere: rare, so the walk is only paid for then
+        return json.dumps(_finite(value), allow_nan=False, separators=(",", ":"), default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    """JSON's `default`: numpy arrays and scalars, enums and paths as plain data."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"a {type(value).__name__} ({value!r}) cannot go into the audit log as JSON")
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float replaced by None (NaN) or "Infinity" / "-Infinity"."""
+    if isinstance(value, np.ndarray | np.generic):
+        value = value.tolist()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return _INF if value > 0 else _NEG_INF
+        return value
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _array(text: str | None) -> np.ndarray | None:
+    """A float array from its JSON text (null: NaN; "Infinity", "-Infinity": infinities), None for NULL."""
+    if text is None:
+        return None
+    return np.array(json.loads(text), dtype=float)
+
+
+def _mapping(text: str) -> dict[str, Any]:
+    """A mapping from its JSON text, "Infinity" and "-Infinity" back as floats."""
+    return {k: float(v) if v in (_INF, _NEG_INF) else v for k, v in json.loads(text).items()}
