@@ -69,6 +69,9 @@ class ModbusLine:
             that the PLC's watchdog stays fed through a control period longer than it.
         read_only: hold no write path: `write` and `heartbeat` refuse, `advance` only waits for the
             PLC's clock (shadow mode on a line that runs by itself).
+        keep_blocks: `advance` writes a keep block (all NaN) when no block was written since the
+            last advance, which is what moves a lockstep PLC. Off for deployment, where a step
+            whose command the guard refused writes nothing but the heartbeat.
 
     Before a command block after a watchdog trip, the agent heartbeat is written alone first: a
     PLC re-arms its watchdog on it and acts on no block that arrives with the trip still latched.
@@ -94,6 +97,7 @@ class ModbusLine:
         poll_s: float = 0.005,
         heartbeat_every_s: float = 1.0,
         read_only: bool = False,
+        keep_blocks: bool = True,
     ) -> None:
         for name, value in (
             ("timeout_s", timeout_s),
@@ -122,6 +126,7 @@ class ModbusLine:
         self.poll_s = poll_s
         self.heartbeat_every_s = heartbeat_every_s
         self.read_only = read_only
+        self.keep_blocks = keep_blocks and not read_only
         self._command = CommandImage(rmap)
         names = self._command.names
         for a in spec.actuators:
@@ -227,8 +232,8 @@ class ModbusLine:
     def advance(self, dt: float) -> Frame:
         """Wait until the PLC's clock reaches the next control tick or the last frame's time + `dt` s.
 
-        Writes a keep block (all NaN) first when no block was written since the last advance: in
-        lockstep that is what moves the line.
+        Writes a keep block (all NaN) first when no block was written since the last advance and
+        `keep_blocks` is on: in lockstep that is what moves the line.
 
         Raises:
             ValueError: `dt` is not a positive, finite number.
@@ -239,7 +244,7 @@ class ModbusLine:
         self._live()
         if not (dt > 0 and math.isfinite(dt)):
             raise ValueError(f"advance(dt): dt must be a positive finite number of seconds, got {dt!r}")
-        if not (self._written or self.read_only):
+        if self.keep_blocks and not self._written:
             self._send(np.full(len(self._command.names), math.nan))
         self._written = False
         period = self.spec.control_period_s
