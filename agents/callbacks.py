@@ -17,14 +17,34 @@ _TB_ONLY = ("stdout", "log", "json", "csv")
 
 
 class KpiLogger(BaseCallback):
-    """Logs each finished training episode's KPIs (mean over the episodes of a logging interval)."""
+    """Logs each finished training episode's KPIs and guard counts (mean over the episodes of a logging interval).
+
+    Guard counts are the `guard/...` entries a `GuardedLine` puts in `info` (counted over the
+    episode); once any episode gave a reason, an episode without it counts 0 for it. In a
+    TensorBoard tag `:` becomes `/` (`guard/clamp:press.speed` shows as `guard/clamp/press.speed`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._guard_keys: dict[str, str] = {}  # info key -> TensorBoard tag, in order of appearance
 
     def _on_step(self) -> bool:
         for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
-            if done and "kpis" in info:
+            if not done:
+                continue
+            if "kpis" in info:
                 for key, value in episode_kpis(info["kpis"], info).items():
                     self.logger.record_mean(f"kpi/{key}", value)
+            if "guard/checks" in info:
+                self._record_guard(info)
         return True
+
+    def _record_guard(self, info: dict[str, Any]) -> None:
+        for key in info:
+            if key.startswith("guard/") and key not in self._guard_keys:
+                self._guard_keys[key] = key.replace(":", "/")
+        for key, tag in self._guard_keys.items():
+            self.logger.record_mean(tag, float(info.get(key, 0.0)))
 
 
 class HParamLogger(BaseCallback):

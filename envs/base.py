@@ -166,6 +166,7 @@ class LineEnv(gym.Env[np.ndarray, Any]):
 
     def _info(self, frame: Frame, terms: dict[str, float]) -> dict[str, Any]:
         task = self.task
+        line_info = getattr(self.line, "info", None)  # a decorator's counters, e.g. GuardedLine's guard/...
         return {
             "time": frame.time,
             "kpis": frame.kpis,
@@ -173,6 +174,7 @@ class LineEnv(gym.Env[np.ndarray, Any]):
             "invalid_actions": task.invalid_actions,
             **terms,
             **task.info(frame),
+            **(line_info() if callable(line_info) else {}),
         }
 
 
