@@ -22,9 +22,13 @@ import envs  # noqa: F401  (registers the smartline/ ids)
 from agents.artifact import PolicyArtifact
 from agents.baselines import BASELINES, make_baseline, parameter_names
 from agents.rollout import Policy
+from envs.base import LineEnv
 from envs.registration import TASKS
 from experiments.errors import ConfigError, did_you_mean, parameter_error
+from experiments.line_config import guard_config, line_definition
+from experiments.line_config import hardware_line as line_from_group
 from hardware import Line
+from hardware.guard import Guard, GuardedLine
 
 _VEC_ENVS = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
 _SECONDS_PER_DAY = 86_400.0
@@ -37,6 +41,7 @@ __all__ = [
     "continuing_steps",
     "env_kwargs",
     "episode_steps",
+    "guard_config",
     "hardware_line",
     "heuristic_agent",
     "is_learner",
@@ -130,16 +135,7 @@ def hardware_line(cfg: DictConfig, kwargs: dict[str, Any], scenario: str | None)
         )
     task_cls, _, default_period, _ = TASKS[cfg.task.name]
     period = kwargs.pop("control_period_s", None) or default_period
-    line: dict[str, Any] = OmegaConf.to_container(cfg.line, resolve=True)  # type: ignore[assignment]
-    definition = {k: v for k, v in line.items() if not k.startswith("_")}  # plain data, not a twin to build
-    try:
-        params = OmegaConf.create({k: v for k, v in cfg.hardware.items() if k != "name"})  # name labels the option
-        return instantiate(
-            params, definition=definition, levers=task_cls.levers, control_period_s=period, _convert_="all"
-        )
-    except (TypeError, ValueError, InstantiationException) as exc:
-        inner = exc.__cause__ if isinstance(exc, InstantiationException) and exc.__cause__ else exc
-        raise ConfigError(f"hardware={name}: {inner}") from exc
+    return line_from_group(cfg.hardware, line_definition(cfg.line), task_cls.levers, period)
 
 
 def episode_steps(cfg: DictConfig) -> int:
@@ -158,14 +154,24 @@ def make_env(
     """One env of the configured task (with SB3's `Monitor` for training).
 
     `max_episode_steps` overrides the episode length (default: `episode_steps(cfg)`). A value the
-    env refuses is a `ConfigError` naming its key under `task.kwargs`.
+    env refuses is a `ConfigError` naming its key under `task.kwargs`. Unless `guard=none`, the
+    env's line (twin or hardware) is wrapped in a `GuardedLine` with the `guard` group's limits.
     """
     kwargs = env_kwargs(cfg, scenario)
     steps = episode_steps(cfg) if max_episode_steps is None else max_episode_steps
+    config = guard_config(cfg.get("guard"))
     try:
         env = gym.make(cfg.task.id, max_episode_steps=steps, **kwargs)
     except (TypeError, ValueError) as exc:
         raise parameter_error(exc, "task.kwargs", cfg.task.kwargs, _env_parameters(cfg)) from exc
+    if config is not None:
+        base = env.unwrapped
+        if not isinstance(base, LineEnv):
+            raise ConfigError(f"guard: task {cfg.task.name}'s env {type(base).__name__} drives no Line to guard")
+        try:
+            base.line = GuardedLine(base.line, Guard(base.line.spec, config))
+        except ValueError as exc:
+            raise ConfigError(f"guard: {exc}") from exc
     return Monitor(env) if monitor else env
 
 

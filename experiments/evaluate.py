@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 def evaluation_config(cfg: DictConfig) -> DictConfig:
     """The config to build envs from: the first artifact's own, else the composed one.
 
-    The `hardware` group is always the composed one: an artifact trained on the twin runs as it is
-    over `hardware=modbus`.
+    The `hardware` and `guard` groups are always the composed ones: an artifact trained on the twin
+    runs as it is over `hardware=modbus`, under the guard the command line names.
     """
     manifests = [Path(p) / "manifest.json" for p in cfg.policies if (Path(p) / "manifest.json").is_file()]
     if not manifests:
@@ -45,8 +45,9 @@ def evaluation_config(cfg: DictConfig) -> DictConfig:
     if len(tasks) > 1:
         raise ConfigError(f"policies: the artifacts were trained on different tasks {sorted(tasks)}")
     run_cfg = configs[0]
-    if cfg.get("hardware") is not None:
-        run_cfg.hardware = cfg.hardware
+    for group in ("hardware", "guard"):  # the line layer is this run's: the same policy, another line or guard
+        if cfg.get(group) is not None:
+            run_cfg[group] = cfg[group]
     return run_cfg
 
 

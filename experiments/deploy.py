@@ -1,0 +1,357 @@
+"""Take a trained policy to a line over Modbus: shadow mode (read, decide, log, never write) or guarded.
+
+python -m experiments.deploy mode=shadow artifact=outputs/train/Speed/<run>/artifact hardware.port=5020
+python -m experiments.deploy mode=guarded arm=true artifact=... hardware.port=5020 guard=plant
+
+Before its first read, the artifact's network must match the SHA-256 in its manifest (and, when
+`approved_sha256` is set, be one of those), and its spaces must fit the line's. The network runs on
+onnxruntime: nothing here imports torch or stable-baselines3, which an edge box does not have. Each
+control step reads a frame, observes, infers, asks the guard (in shadow mode: what it would have
+done), writes (guarded mode, armed, only what the guard lets out; nothing but the heartbeat
+otherwise) and appends one record to the audit log. A fault (no answer, stale data, a refused
+command) is logged and retried; the run resumes by itself when it clears. Ctrl-C or SIGTERM stops
+between steps: the last record is flushed, no command block is half-written, and the PLC's watchdog
+hands the line back to its own setpoints once the heartbeat stops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO, cast
+
+import numpy as np
+from gymnasium import spaces
+from hydra import compose, initialize_config_module
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from agents.artifact import ArtifactError, PolicyArtifact
+from envs.base import Task
+from envs.registration import TASKS
+from experiments.errors import ConfigError
+from experiments.line_config import guard_config, hardware_line, line_definition
+from hardware import Command, DecisionKind, Frame
+from hardware.audit import AuditLog, AuditRecord
+from hardware.guard import Guard, GuardConfig, OodStats, Verdict
+from hardware.modbus import ModbusLine, ModbusLineError
+from hardware.shadow import ShadowLine
+
+MODES = ("shadow", "guarded")
+_SLICES = 20  # a wait for the next tick listens for a stop request this many times per control period
+_ENV_ONLY = ("start", "warmup_h", "seed", "control_period_s", "scenario", "line")  # env arguments, not the task's
+USAGE = "usage: python -m experiments.deploy mode=shadow|guarded artifact=<folder> [key=value ...]"
+
+
+def compose_config(overrides: Sequence[str]) -> DictConfig:
+    """The `deploy` config with Hydra overrides applied."""
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        return compose(config_name="deploy", overrides=list(overrides))
+
+
+def verify_artifact(folder: str | Path, approved: Sequence[str]) -> PolicyArtifact:
+    """The artifact in `folder`, its network checked against its manifest's SHA-256 and the allow-list.
+
+    Raises:
+        ConfigError: a missing, malformed or tampered artifact, or a network not on a non-empty allow-list.
+    """
+    try:
+        artifact = PolicyArtifact.load(folder)
+    except (FileNotFoundError, ArtifactError) as exc:
+        raise ConfigError(f"artifact: {exc}") from exc
+    sha = str(artifact.manifest["sha256"])
+    if approved and sha not in {str(a).lower() for a in approved}:
+        raise ConfigError(f"artifact: network {sha} of {folder} is not in approved_sha256; refused before any read")
+    return artifact
+
+
+@dataclass
+class Deployment:
+    """Everything a run needs, checked and connected."""
+
+    mode: str
+    artifact: PolicyArtifact
+    task: Task
+    line: ModbusLine  # the connection (read-only in shadow mode)
+    view: ShadowLine | ModbusLine  # what the loop reads and writes through
+    guard: Guard
+    audit: AuditLog
+    period_s: float
+    retry_s: float
+
+
+def setup(cfg: DictConfig) -> Deployment:
+    """Check the config and the artifact, build the task, the line, the guard and the audit log.
+
+    Raises:
+        ConfigError: a wrong mode, an unarmed guarded run, a bad artifact, a task without setpoints,
+            spaces that do not fit, or a hardware or guard config that cannot be built.
+    """
+    if cfg.mode not in MODES:
+        raise ConfigError(f"mode: must be one of {', '.join(MODES)}, got {cfg.mode!r}")
+    if cfg.mode == "guarded" and cfg.arm is not True:
+        raise ConfigError("arm: guarded mode writes to the line; start it with arm=true once the shadow report is read")
+    artifact = verify_artifact(cfg.artifact, list(cfg.approved_sha256))
+    run_cfg = OmegaConf.create(artifact.manifest.get("config") or {})
+    name = OmegaConf.select(run_cfg, "task.name")
+    if name not in TASKS or TASKS[name][2] is None:
+        raise ConfigError(
+            f"artifact: task {name!r} is not a setpoint task; deploy runs {[t for t, v in TASKS.items() if v[2]]}"
+        )
+    task_cls, _, default_period, _ = TASKS[name]
+    kwargs: dict[str, Any] = OmegaConf.to_container(run_cfg.task.get("kwargs", {}), resolve=True)  # type: ignore[assignment]
+    period = float(kwargs.get("control_period_s") or cast(float, default_period))
+    line = hardware_line(
+        cfg.hardware,
+        line_definition(run_cfg.line),
+        task_cls.levers,
+        period,
+        read_only=cfg.mode == "shadow",
+        keep_blocks=False,
+    )
+    if not isinstance(line, ModbusLine):
+        raise ConfigError(f"hardware={cfg.hardware.get('name')}: deploy runs over Modbus; choose hardware=modbus")
+    task = task_cls(line.spec, **{k: v for k, v in kwargs.items() if k not in _ENV_ONLY})
+    _check_spaces(artifact, task)
+    try:  # guard=none still gates on the spec's limits and the operator's bits
+        guard = Guard(line.spec, guard_config(cfg.guard) or GuardConfig(), OodStats.from_manifest(artifact.manifest))
+    except ValueError as exc:
+        raise ConfigError(f"guard: {exc}") from exc
+    view: ShadowLine | ModbusLine = ShadowLine(line) if cfg.mode == "shadow" else line
+    meta = {
+        "mode": cfg.mode,
+        "line": line.spec.name,
+        "definition": line_definition(run_cfg.line),
+        "task": name,
+        "levers": sorted(lv.value for lv in task_cls.levers),
+        "control_period_s": period,
+        "sensors": [s.name for s in line.spec.sensors],
+        "actuators": [{"name": a.name, "unit": a.unit, "low": a.low, "high": a.high} for a in line.spec.actuators],
+        "artifact": str(Path(cfg.artifact).resolve()),
+        "artifact_sha256": artifact.manifest["sha256"],
+        "guard": OmegaConf.to_container(cfg.guard, resolve=True),
+        "hardware": OmegaConf.to_container(cfg.hardware, resolve=True),
+        "started_at_s": time.time(),
+    }
+    audit = AuditLog(cfg.audit, meta)
+    return Deployment(cfg.mode, artifact, task, line, view, guard, audit, period, float(cfg.retry_s))
+
+
+def _check_spaces(artifact: PolicyArtifact, task: Task) -> None:
+    ours, theirs = task.observation_space, artifact.observation_space
+    if (
+        not isinstance(ours, spaces.Box)
+        or ours.shape != theirs.shape
+        or not (np.allclose(ours.low, theirs.low) and np.allclose(ours.high, theirs.high))
+    ):
+        raise ConfigError(
+            f"artifact: its observation space {theirs} does not fit the line's {ours} (another line or task?)"
+        )
+    if artifact.action_space != task.action_space:
+        raise ConfigError(
+            f"artifact: its action space {artifact.action_space} does not fit the task's {task.action_space}"
+        )
+
+
+@dataclass
+class Tally:
+    """What a run did so far, for the live status line and the summary."""
+
+    steps: int = 0
+    interventions: int = 0  # steps whose verdict was not a plain pass
+    faults: int = 0
+    written: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    last_reasons: tuple[str, ...] = ()
+    staleness_s: float = math.nan
+
+    def line(self, mode: str) -> str:
+        """The live status line."""
+        lat = np.percentile(self.latencies_ms[-1000:], [50, 99]) if self.latencies_ms else (math.nan, math.nan)
+        reasons = ", ".join(self.last_reasons) or "-"
+        return (
+            f"{mode} | step {self.steps} | written {self.written} | interventions {self.interventions} (last: "
+            f"{reasons}) | faults {self.faults} | staleness {self.staleness_s:.2f} s | decision p50 {lat[0]:.2f} "
+            f"ms p99 {lat[1]:.2f} ms"
+        )
+
+
+def run_deployment(dep: Deployment, stop: threading.Event, steps: int | None, status: TextIO | None,
+                   status_every_s: float = 1.0) -> Tally:  # fmt: skip
+    """Run control steps until `stop` is set or `steps` are done; every step is in the audit log."""
+    tally = Tally()
+    frame = _attach(dep, stop, tally)
+    shown = 0.0
+    log_ms = 0.0
+    while frame is not None and not stop.is_set() and (steps is None or tally.steps < steps):
+        frame, log_ms = _step(dep, frame, tally, log_ms)
+        if status is not None and status_every_s > 0 and time.monotonic() - shown >= status_every_s:
+            shown = time.monotonic()
+            status.write("\r" + tally.line(dep.mode))
+            status.flush()
+        if (steps is not None and tally.steps >= steps) or stop.is_set():
+            break
+        frame = _wait_tick(dep, frame, stop, tally)
+    if status is not None:
+        status.write("\r" + tally.line(dep.mode) + "\n")
+    return tally
+
+
+def _attach(dep: Deployment, stop: threading.Event, tally: Tally) -> Frame | None:
+    while not stop.is_set():
+        try:
+            return dep.view.reset()
+        except ModbusLineError:
+            tally.faults += 1
+            stop.wait(dep.retry_s)
+    return None
+
+
+def _wait_tick(dep: Deployment, frame: Frame, stop: threading.Event, tally: Tally) -> Frame:
+    """Wait for the line's next control tick in short slices, so that a stop request is heard within one."""
+    target = frame.time + dep.period_s
+    now = frame
+    while not stop.is_set():
+        try:
+            now = dep.view.advance(max(min(target - now.time, dep.period_s / _SLICES), 1e-3))
+        except ModbusLineError:
+            tally.faults += 1
+            stop.wait(dep.retry_s)
+            continue
+        if now.time >= target or any(d.kind is DecisionKind.TICK for d in now.pending):
+            break
+    return now
+
+
+def _step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> tuple[Frame, float]:
+    """One control step; returns the frame it decided on and the audit append's latency."""
+    began, t0 = time.time(), time.perf_counter()
+    lat: dict[str, float] = {}
+    error: str | None = None
+    frame, obs = last, np.full(dep.artifact.observation_space.shape, np.nan)
+    proposed = np.full(len(dep.line.spec.actuators), np.nan)
+    verdict: Verdict | None = None
+    written: np.ndarray | None = None
+    echo: int | None = None
+    try:
+        frame = dep.view.read()
+        lat["read"] = _ms(t0)
+        t = time.perf_counter()
+        obs = dep.task.observe(frame)
+        lat["observe"] = _ms(t)
+        t = time.perf_counter()
+        action, _ = dep.artifact.predict(obs, deterministic=True)
+        lat["infer"] = _ms(t)
+        command = dep.task.command(action, frame)
+        if command.setpoints is not None:
+            proposed = np.asarray(command.setpoints, dtype=float)
+        t = time.perf_counter()
+        verdict = dep.guard.check(proposed, frame, dep.view.status(), time.time(), observation=obs)
+        lat["guard"] = _ms(t)
+        t = time.perf_counter()
+        written, echo = _act(dep, command, verdict)
+        lat["write"] = _ms(t)
+    except ModbusLineError as exc:
+        error = str(exc)
+        tally.faults += 1
+    lat["log"] = log_ms
+    lat["total"] = _ms(t0) + log_ms
+    status = dep.view.status()
+    record = AuditRecord(
+        step=tally.steps,
+        wall_time_s=began,
+        mode=dep.mode,
+        line_time_s=frame.time,
+        frame_seq=frame.seq,
+        values=frame.values,
+        stamps=frame.stamps,
+        status={k: v for k, v in dataclasses.asdict(status).items() if k != "active"},
+        active=status.active,
+        kpis=dataclasses.asdict(frame.kpis),
+        observation=np.asarray(obs, dtype=float),
+        proposed=proposed,
+        verdict="block" if verdict is None else ("shadow" if dep.mode == "shadow" else verdict.kind),
+        reasons=("gate:line_error",) if verdict is None else verdict.reasons,
+        written=written,
+        echo=echo,
+        ood=bool(verdict is not None and verdict.ood),
+        latency_ms=lat,
+        artifact_sha256=str(dep.artifact.manifest["sha256"]),
+        error=error,
+    )
+    log_ms = dep.audit.append(record)
+    tally.steps += 1
+    tally.written += written is not None
+    tally.interventions += record.verdict != "pass" and bool(record.reasons)
+    tally.last_reasons = record.reasons
+    tally.staleness_s = float(frame.time - np.nanmin(frame.stamps)) if len(frame.stamps) else math.nan
+    if error is None:
+        tally.latencies_ms.append(lat["total"])
+    else:
+        time.sleep(dep.retry_s)
+    return frame, log_ms
+
+
+def _act(dep: Deployment, command: Command, verdict: Verdict) -> tuple[np.ndarray | None, int | None]:
+    """Shadow: record the proposal. Guarded: write what the guard lets out, else only the heartbeat."""
+    if isinstance(dep.view, ShadowLine):
+        dep.view.write(command)
+        return None, None
+    if verdict.setpoints is None:
+        dep.line.heartbeat()  # a closed gate: the PLC sees the agent alive, and nothing else
+        return None, None
+    dep.line.write(Command(setpoints=verdict.setpoints))
+    status = dep.line.plc_status
+    return verdict.setpoints.copy(), None if status is None else status.command_echo
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: `key=value` overrides of `configs/deploy.yaml`; 0 on a clean stop, 2 on a config error."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in args):
+        print(USAGE)
+        return 0
+    stop = threading.Event()
+    try:
+        cfg = compose_config(args)
+        dep = setup(cfg)
+    except (ConfigError, OmegaConfBaseException, HydraException) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def request_stop(signum: int, _frame: object) -> None:
+            stop.set()  # between steps: no command block is cut; a second Ctrl-C interrupts at once
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    tally = None
+    try:
+        tally = run_deployment(dep, stop, cfg.steps, sys.stderr, float(cfg.status_every_s))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        dep.audit.close()
+        dep.view.close()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    done = "stopped" if tally is None else f"{tally.steps} steps, {tally.written} written, {tally.faults} faults"
+    print(f"{dep.mode} run {done}; audit log {Path(cfg.audit).resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

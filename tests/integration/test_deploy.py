@@ -1,0 +1,191 @@
+"""`python -m experiments.deploy` against the virtual PLC on loopback.
+
+Shadow writes nothing, guarded writes only what the guard lets out, a tampered or unknown artifact
+never reads, an edge box needs neither torch nor stable-baselines3, SIGTERM stops cleanly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from envs.lines import resolve_line
+from envs.registration import START_DEFAULT, TASKS
+from experiments.deploy import main
+from experiments.shadow_report import write_shadow_report
+from hardware.audit import read_runs
+from hardware.modbus import VirtualPLC, default_map, setpoint_spec
+from hardware.twin import TwinLine
+from tests.artifacts import speed_artifact
+from tests.lines import FLOW5, REPO
+
+DEFINITION = yaml.safe_load(FLOW5.read_text())
+PLANT_SPEED = (0.6, 1.1)  # configs/guard/plant.yaml
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return speed_artifact(tmp_path_factory.mktemp("artifact") / "artifact")
+
+
+def free_plc(seed: int = 0, **options: Any) -> VirtualPLC:
+    """A free-running virtual PLC of flow5 handing over the speed lever: a 60 s period in 0.1 s of wall time."""
+    cls, line, period, _ = TASKS["Speed"]
+    twin = resolve_line(line, cls.levers, period, None, seed, start_default=START_DEFAULT)
+    assert isinstance(twin, TwinLine)
+    twin.reset(seed=seed)
+    full = setpoint_spec(DEFINITION, period)
+    options = {"mode": "free", "time_factor": 600.0, "publish_s": 0.02, "watchdog_s": 2.0, **options}
+    return VirtualPLC(twin, default_map(full), full, **options)
+
+
+def deploy(artifact: Path, port: int, audit: Path, *extra: str) -> int:
+    return main([f"artifact={artifact}", f"hardware.port={port}", f"audit={audit}", "status_every_s=0", *extra])
+
+
+def test_a_shadow_run_writes_nothing_and_logs_every_step_and_the_report_renders(artifact, tmp_path):
+    audit = tmp_path / "audit.sqlite"
+    with free_plc() as plc:
+        assert deploy(artifact, plc.port, audit, "mode=shadow", "steps=12") == 0
+        assert plc.accepted_commands == 0
+        assert plc.command_echo == 0
+        assert not plc.agent_in_control  # the PLC never saw the agent: not even a heartbeat
+    (run,) = read_runs(audit)
+    assert [r.step for r in run.records] == list(range(12))
+    assert {r.mode for r in run.records} == {"shadow"}
+    assert {r.verdict for r in run.records} == {"shadow"}
+    assert all(r.written is None and r.error is None for r in run.records)
+    assert all(np.isfinite(r.proposed).all() for r in run.records)  # the policy proposed a speed per station
+    np.testing.assert_allclose(run.records[-1].active, 1.0)  # the line ran its own setpoints
+    times = [r.line_time_s for r in run.records]
+    assert all(b - a == pytest.approx(60.0, abs=15.0) for a, b in itertools.pairwise(times))  # a tick, +- a frame
+    assert run.meta["artifact_sha256"] == json.loads((artifact / "manifest.json").read_text())["sha256"]
+    paths = write_shadow_report(audit, tmp_path / "report", replay_seeds=2)
+    text = paths["report"].read_text()
+    for section in ("agreement", "intervention", "latency", "counterfactual"):
+        assert section in text.lower()
+    assert all(p.is_file() for p in paths.values())
+
+
+def test_a_guarded_run_writes_only_what_the_guard_lets_out(artifact, tmp_path):
+    audit = tmp_path / "audit.sqlite"
+    with free_plc() as plc:
+        assert deploy(artifact, plc.port, audit, "mode=guarded", "arm=true", "steps=12") == 0
+        accepted = plc.accepted_commands
+        final = plc.active
+    (run,) = read_runs(audit)
+    written = [r for r in run.records if r.written is not None]
+    assert written, "the guard let nothing out"
+    assert accepted == len(written)
+    for r in written:
+        speeds = r.written[~np.isnan(r.written)]
+        assert ((speeds >= PLANT_SPEED[0] - 1e-9) & (speeds <= PLANT_SPEED[1] + 1e-9)).all()
+        assert r.verdict in ("pass", "clip")
+        assert r.echo is not None
+    assert [r.step for r in run.records] == list(range(12))
+    last = next(r for r in reversed(run.records) if r.written is not None)
+    for name, value in zip(run.meta["actuators"], last.written, strict=True):
+        if not np.isnan(value):
+            assert final[name["name"]] == pytest.approx(value, rel=1e-6)
+
+
+def test_a_guarded_run_must_be_armed(artifact, tmp_path, capsys):
+    assert deploy(artifact, 1, tmp_path / "a.sqlite", "mode=guarded") == 2
+    assert "arm: guarded mode writes to the line" in capsys.readouterr().err
+    assert not (tmp_path / "a.sqlite").exists()
+
+
+def test_a_tampered_or_unapproved_artifact_is_refused_before_any_read(artifact, tmp_path, capsys):
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    for f in artifact.iterdir():
+        (tampered / f.name).write_bytes(f.read_bytes())
+    network = bytearray((tampered / "policy.onnx").read_bytes())
+    network[-1] ^= 0xFF
+    (tampered / "policy.onnx").write_bytes(bytes(network))
+    with free_plc() as plc:
+        heartbeat = plc.heartbeat
+        assert deploy(tampered, plc.port, tmp_path / "a.sqlite") == 2
+        assert "sha256 mismatch" in capsys.readouterr().err
+        sha = hashlib.sha256((artifact / "policy.onnx").read_bytes()).hexdigest()
+        assert deploy(artifact, plc.port, tmp_path / "a.sqlite", f"approved_sha256=[{'0' * 64}]") == 2
+        assert f"network {sha} of" in capsys.readouterr().err
+        assert plc.heartbeat >= heartbeat  # the PLC ran on; nobody connected
+    assert not (tmp_path / "a.sqlite").exists()
+    with free_plc() as plc:
+        assert deploy(artifact, plc.port, tmp_path / "b.sqlite", f"approved_sha256=[{sha}]", "steps=2") == 0
+
+
+def test_an_artifact_of_another_task_does_not_fit_the_line(artifact, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in artifact.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["config"]["task"]["name"] = "Energy"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert deploy(other, 1, tmp_path / "a.sqlite") == 2
+    assert "does not fit" in capsys.readouterr().err
+
+
+BLOCKER = """
+import importlib.abc, runpy, sys
+class Edge(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "stable_baselines3", "sb3_contrib"):
+            raise ImportError(f"an edge box has no {name}")
+sys.meta_path.insert(0, Edge())
+sys.argv = ["experiments.deploy", *sys.argv[1:]]
+runpy.run_module("experiments.deploy", run_name="__main__", alter_sys=True)
+"""
+
+
+def start_deploy(artifact: Path, port: int, audit: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [f"artifact={artifact}", f"hardware.port={port}", f"audit={audit}", "status_every_s=0", *extra]
+    return subprocess.Popen(
+        [sys.executable, "-c", BLOCKER, *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def test_deploy_runs_on_an_edge_box_without_torch_or_stable_baselines3(artifact, tmp_path):
+    audit = tmp_path / "audit.sqlite"
+    with free_plc() as plc:
+        proc = start_deploy(artifact, plc.port, audit, "mode=shadow", "steps=3")
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "shadow run 3 steps" in out
+    (run,) = read_runs(audit)
+    assert len(run.records) == 3
+
+
+def test_sigterm_stops_a_guarded_run_between_steps_with_every_record_whole(artifact, tmp_path):
+    audit = tmp_path / "audit.sqlite"
+    with free_plc() as plc:
+        proc = start_deploy(artifact, plc.port, audit, "mode=guarded", "arm=true")
+        deadline = time.monotonic() + 30.0
+        while not audit.exists() or len(read_runs(audit)[0].records) < 5:
+            assert time.monotonic() < deadline, "the run wrote no records"
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+        accepted = plc.accepted_commands
+    assert proc.returncode == 0, err
+    (run,) = read_runs(audit)
+    assert [r.step for r in run.records] == list(range(len(run.records)))
+    assert accepted == sum(r.written is not None for r in run.records)  # no block was cut short
+    assert "guarded run" in out
