@@ -39,9 +39,10 @@ HELP = """commands, one per line:
   fault late <s>         answer every request <s> seconds late
   fault exception <n>    answer every request with Modbus exception <n> (e.g. 4, device failure)
   fault freeze           freeze the PLC's heartbeat
-  fault nan <sensor>     publish NaN for a sensor (e.g. cut.vibration_mm_s)
+  fault nan <sensor> [<v>]  publish NaN for a sensor (e.g. cut.vibration_mm_s), or the reading <v>
+  fault stale            the PLC's inputs stop updating (the timestamp stands; the heartbeat goes on)
   restart [<s>]          restart the PLC, down for <s> seconds (default 1)
-  clear [<fault>]        end every fault, or one kind: stop, late, exception, freeze, nan
+  clear [<fault>]        end every fault, or one kind: stop, late, exception, freeze, nan, stale
   status                 the PLC's state
   quit                   stop serving"""
 _FORMATS = ("markdown", "csv", "yaml")
@@ -221,14 +222,15 @@ def _number(word: str, what: str) -> float:
 def _fault(args: list[str]) -> Fault:
     kind = _kind(args[0])
     needs = {FaultKind.LATE: "seconds late", FaultKind.EXCEPTION: "exception code", FaultKind.NAN_SENSOR: "sensor"}
-    if kind in needs and len(args) != 2:
+    if kind in needs and len(args) not in ((2, 3) if kind is FaultKind.NAN_SENSOR else (2,)):
         raise ValueError(f"fault {kind.value}: give the {needs[kind]}, e.g. `fault {kind.value} <{needs[kind]}>`")
     if kind is FaultKind.LATE:
         return Fault(kind, delay_s=_number(args[1], "fault late"))
     if kind is FaultKind.EXCEPTION:
         return Fault(kind, code=int(_number(args[1], "fault exception")))
     if kind is FaultKind.NAN_SENSOR:
-        return Fault(kind, sensor=args[1])
+        value = _number(args[2], "fault nan") if len(args) == 3 else float("nan")
+        return Fault(kind, sensor=args[1], value=value)
     if kind is FaultKind.RESTART:
         return Fault(kind, down_s=_number(args[1], "fault restart") if len(args) > 1 else 1.0)
     return Fault(kind)

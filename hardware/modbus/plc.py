@@ -299,17 +299,17 @@ class VirtualPLC:
             now = time.monotonic()
             due = self.program.mode == "free" and now - published >= self.publish_s
             if due or (self._server is None and self.program.mode == "free"):
-                self.program.run_free(now)  # while restarting, the machine runs on; the PLC's scan does not
+                self.program.run_free(now)  # the machine runs on while the PLC restarts or its inputs stand still
+            if due:
+                published = now
             if self._server is None:
                 continue
             tripped = self.program.scan(now, frozen=self._faults.has(FaultKind.FROZEN_HEARTBEAT))
-            if due:
-                published = now
-            await self._publish(due or tripped)
+            await self._publish((due or tripped) and not self._faults.has(FaultKind.STALE_FRAMES))
 
     async def _publish(self, new: bool) -> None:
         """Write the frame into the input registers; `new`: observe the twin afresh as a new frame."""
-        registers = self.program.registers(new, self._faults.nan_sensors)
+        registers = self.program.registers(new, self._faults.forced)
         server = self._server
         if server is not None:
             for block, values in registers:

@@ -24,13 +24,14 @@ class FaultKind(enum.Enum):
     LATE = "late"  # every answer comes `delay_s` late
     EXCEPTION = "exception"  # every request is answered with Modbus exception `code`
     FROZEN_HEARTBEAT = "freeze"  # the PLC's heartbeat stops advancing; everything else goes on
-    NAN_SENSOR = "nan"  # sensor `sensor` publishes NaN
+    NAN_SENSOR = "nan"  # sensor `sensor` publishes `value`: NaN (a dead instrument) or a reading out of its range
+    STALE_FRAMES = "stale"  # the PLC's inputs stop updating: no new frame, the timestamp stands; the heartbeat goes on
     RESTART = "restart"  # the server goes down for `down_s` and comes back with its state re-initialised
 
 
 @dataclass(frozen=True)
 class Fault:
-    """One fault and its parameter: `delay_s` (LATE), `code` (EXCEPTION), `sensor` (NAN_SENSOR), `down_s` (RESTART).
+    """One fault and its parameters: `delay_s` (LATE), `code` (EXCEPTION), `sensor`, `value` (NAN_SENSOR), `down_s`.
 
     Raises:
         ValueError: a parameter the kind needs is missing or out of range.
@@ -40,6 +41,7 @@ class Fault:
     delay_s: float = 0.0
     code: int = int(ExcCodes.DEVICE_FAILURE)
     sensor: str = ""
+    value: float = math.nan  # what a NAN_SENSOR fault's sensor reads
     down_s: float = 1.0
 
     def __post_init__(self) -> None:
@@ -58,7 +60,7 @@ class Fault:
         detail = {
             FaultKind.LATE: f" {self.delay_s:g} s",
             FaultKind.EXCEPTION: f" {self.code}",
-            FaultKind.NAN_SENSOR: f" {self.sensor}",
+            FaultKind.NAN_SENSOR: f" {self.sensor}" + ("" if math.isnan(self.value) else f" reads {self.value:g}"),
             FaultKind.RESTART: f" {self.down_s:g} s",
         }
         return self.kind.value + detail.get(self.kind, "")
@@ -97,9 +99,9 @@ class FaultSet:
         return bool(self._nan) if kind is FaultKind.NAN_SENSOR else kind in self._active
 
     @property
-    def nan_sensors(self) -> frozenset[str]:
-        """Sensors that publish NaN."""
-        return frozenset(self._nan)
+    def forced(self) -> frozenset[tuple[str, float]]:
+        """Sensors that publish a forced reading (NaN or out of range), with that reading."""
+        return frozenset((name, fault.value) for name, fault in self._nan.items())
 
     @property
     def active(self) -> tuple[Fault, ...]:

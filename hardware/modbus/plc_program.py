@@ -137,7 +137,7 @@ class PlcProgram:
         self.remote, self.permissive, self.estop = True, True, False
         self.accepted = 0
         self._view: _View | None = None
-        self._encoded: tuple[frozenset[str], list[list[int]]] | None = None  # the view's registers, NaN faults
+        self._encoded: tuple[frozenset[tuple[str, float]], list[list[int]]] | None = None  # view's registers, faults
         self._wall0 = self._twin0 = 0.0
         self._reset()
 
@@ -198,7 +198,7 @@ class PlcProgram:
             self.heartbeat += 1
         return self._check_watchdog(wall_s)
 
-    def registers(self, new: bool, nan_sensors: frozenset[str] = frozenset()) -> list[tuple[Block, list[int]]]:
+    def registers(self, new: bool, forced: frozenset[tuple[str, float]] = frozenset()) -> list[tuple[Block, list[int]]]:
         """The input registers to publish, per read block.
 
         Every block of a new frame (`new`: the twin observed afresh), else only the blocks whose
@@ -211,10 +211,10 @@ class PlcProgram:
             self._encoded = None
         elif self._encoded is not None:
             before = self._encoded[1]
-        frame = self._frame(self._view, nan_sensors)
-        since = self._encoded if self._encoded is not None and self._encoded[0] == nan_sensors else None
+        frame = self._frame(self._view, forced)
+        since = self._encoded if self._encoded is not None and self._encoded[0] == forced else None
         registers = self.image.encode(frame, None if since is None else since[1])
-        self._encoded = (nan_sensors, registers)  # measurements and counters stand until the next view
+        self._encoded = (forced, registers)  # measurements and counters stand until the next view
         return [
             (block, regs)
             for i, (block, regs) in enumerate(zip(self.image.plan, registers, strict=True))
@@ -324,7 +324,7 @@ class PlcProgram:
         counters = replace(counters, last_completion_s=self.clock_origin_s + counters.last_completion_s)
         return _View(frame.time, values, ages, counters, alarms)
 
-    def _frame(self, view: _View, nan_sensors: frozenset[str]) -> PlcFrame:
+    def _frame(self, view: _View, forced: frozenset[tuple[str, float]]) -> PlcFrame:
         status = PlcStatus(
             heartbeat=self.heartbeat,
             frame_seq=self.frame_seq,
@@ -336,8 +336,8 @@ class PlcProgram:
             control_period_s=self.control_period_s,
         )
         values = view.values.copy()
-        for name in nan_sensors:
-            values[self.sensor_names.index(name)] = math.nan
+        for name, value in forced:
+            values[self.sensor_names.index(name)] = value
         have = self._active_at >= 0
         active = np.full(len(self._active_at), math.nan)
         active[have] = self._active[self._active_at[have]]

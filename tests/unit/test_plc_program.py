@@ -155,16 +155,19 @@ def test_faults_combine_and_clear_by_kind():
     for fault in (
         Fault(FaultKind.LATE, delay_s=0.2),
         Fault(FaultKind.NAN_SENSOR, sensor="a"),
-        Fault(FaultKind.NAN_SENSOR, sensor="b"),
+        Fault(FaultKind.NAN_SENSOR, sensor="b", value=999.0),  # out of range rather than missing
         Fault(FaultKind.RESTART, down_s=1.0),  # an event, not kept
     ):
         faults.add(fault)
-    assert faults.nan_sensors == {"a", "b"}
+    readings = dict(faults.forced)
+    assert set(readings) == {"a", "b"}
+    assert np.isnan(readings["a"])
+    assert readings["b"] == 999.0
     assert faults.has(FaultKind.LATE)
     assert not faults.has(FaultKind.RESTART)
     assert len(faults.active) == 3
     faults.clear(FaultKind.NAN_SENSOR)
-    assert not faults.nan_sensors
+    assert not faults.forced
     assert faults.has(FaultKind.LATE)
     faults.clear()
     assert faults.active == ()
