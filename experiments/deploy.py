@@ -42,7 +42,7 @@ from experiments.line_config import guard_config, hardware_line, line_definition
 from hardware import Command, DecisionKind, Frame
 from hardware.audit import AuditLog, AuditRecord
 from hardware.guard import Guard, GuardConfig, OodStats, Verdict
-from hardware.modbus import ModbusLine, ModbusLineError
+from hardware.modbus import ModbusLine, ModbusLineError, StaleData
 from hardware.shadow import ShadowLine
 
 MODES = ("shadow", "guarded")
@@ -86,6 +86,7 @@ class Deployment:
     audit: AuditLog
     period_s: float
     retry_s: float
+    decided_at: float | None = None  # line time of the frame the last decision was made on, s
 
 
 def setup(cfg: DictConfig) -> Deployment:
@@ -216,7 +217,11 @@ def _attach(dep: Deployment, stop: threading.Event, tally: Tally) -> Frame | Non
 
 
 def _wait_tick(dep: Deployment, frame: Frame, stop: threading.Event, tally: Tally) -> Frame:
-    """Wait for the line's next control tick in short slices, so that a stop request is heard within one."""
+    """Wait for the line's next control tick in short slices, so that a stop request is heard within one.
+
+    A fault while waiting ends the wait after `retry_s`: the next step then meets the fault too and
+    is logged with it, so the audit log shows every attempt, not only the steps that worked.
+    """
     target = frame.time + dep.period_s
     now = frame
     while not stop.is_set():
@@ -225,7 +230,7 @@ def _wait_tick(dep: Deployment, frame: Frame, stop: threading.Event, tally: Tall
         except ModbusLineError:
             tally.faults += 1
             stop.wait(dep.retry_s)
-            continue
+            break
         if now.time >= target or any(d.kind is DecisionKind.TICK for d in now.pending):
             break
     return now
@@ -244,6 +249,11 @@ def _step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> tuple[Fr
     try:
         frame = dep.view.read()
         lat["read"] = _ms(t0)
+        if dep.decided_at is not None and frame.time <= dep.decided_at:
+            raise StaleData(
+                f"line {dep.line.spec.name!r}: the line clock stands at {frame.time:.3f} s, where the last "
+                "decision was made: no new data to decide on"
+            )
         t = time.perf_counter()
         obs = dep.task.observe(frame)
         lat["observe"] = _ms(t)
@@ -259,6 +269,7 @@ def _step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> tuple[Fr
         t = time.perf_counter()
         written, echo = _act(dep, command, verdict)
         lat["write"] = _ms(t)
+        dep.decided_at = frame.time
     except ModbusLineError as exc:
         error = str(exc)
         tally.faults += 1

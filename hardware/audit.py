@@ -148,7 +148,8 @@ class AuditLog:
         meta_json = _json(dict(meta or {}))
         self._db: sqlite3.Connection | None = None
         try:
-            self._db = db = sqlite3.connect(self.path, isolation_level=None)
+            # one writer, one thread at a time: the thread that opens the log need not be the one appending
+            self._db = db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":  # e.g. a file system without shared memory: no crash safety as promised
                 raise AuditError(f"audit log {self.path}: SQLite refused WAL mode (journal mode {mode})")

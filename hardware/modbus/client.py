@@ -250,7 +250,7 @@ class ModbusLine:
         period = self.spec.control_period_s
         next_tick = math.inf if period is None else self._start_s + (self._ticks + 1) * period
         target = min(self._time + dt, next_tick)
-        clock = math.nan
+        clock = self._time  # the line clock must move past the last frame before the data count as live
         clock_since = beat_at = time.monotonic()
         while True:
             status, self._echoed = self._echoed or self._read_status(), None  # the echo's status is fresh
@@ -265,7 +265,8 @@ class ModbusLine:
                     f"{self._where(Role.STATUS, 'timestamp')}: the line clock stood at {t:.3f} s for "
                     f"{now - clock_since:.2f} s while waiting for {target:.3f} s"
                 )
-            if now - beat_at >= self.heartbeat_every_s and not self.read_only:  # keep the PLC's watchdog fed
+            alive = clock_since > beat_at  # the line clock moved since the last beat: the data are live
+            if now - beat_at >= self.heartbeat_every_s and alive and not self.read_only:  # feed the watchdog
                 self.heartbeat()
                 beat_at = now
             time.sleep(self.poll_s)
