@@ -47,6 +47,7 @@ from hardware.shadow import ShadowLine
 
 MODES = ("shadow", "guarded")
 _SLICES = 20  # a wait for the next tick listens for a stop request this many times per control period
+CHECKPOINT_EVERY = 100  # steps between checkpoints of the audit log's write-ahead log
 _ENV_ONLY = ("start", "warmup_h", "seed", "control_period_s", "scenario", "line")  # env arguments, not the task's
 USAGE = "usage: python -m experiments.deploy mode=shadow|guarded artifact=<folder> [key=value ...]"
 
@@ -193,7 +194,7 @@ def run_deployment(dep: Deployment, stop: threading.Event, steps: int | None, st
     shown = 0.0
     log_ms = 0.0
     while frame is not None and not stop.is_set() and (steps is None or tally.steps < steps):
-        frame, log_ms = _step(dep, frame, tally, log_ms)
+        frame, log_ms = control_step(dep, frame, tally, log_ms)
         if status is not None and status_every_s > 0 and time.monotonic() - shown >= status_every_s:
             shown = time.monotonic()
             status.write("\r" + tally.line(dep.mode))
@@ -222,6 +223,8 @@ def _wait_tick(dep: Deployment, frame: Frame, stop: threading.Event, tally: Tall
     A fault while waiting ends the wait after `retry_s`: the next step then meets the fault too and
     is logged with it, so the audit log shows every attempt, not only the steps that worked.
     """
+    if tally.steps % CHECKPOINT_EVERY == 0:
+        dep.audit.checkpoint()  # between steps, where it delays no decision
     target = frame.time + dep.period_s
     now = frame
     while not stop.is_set():
@@ -236,7 +239,7 @@ def _wait_tick(dep: Deployment, frame: Frame, stop: threading.Event, tally: Tall
     return now
 
 
-def _step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> tuple[Frame, float]:
+def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> tuple[Frame, float]:
     """One control step; returns the frame it decided on and the audit append's latency."""
     began, t0 = time.time(), time.perf_counter()
     lat: dict[str, float] = {}
@@ -316,8 +319,8 @@ def _act(dep: Deployment, command: Command, verdict: Verdict) -> tuple[np.ndarra
     if isinstance(dep.view, ShadowLine):
         dep.view.write(command)
         return None, None
-    if verdict.setpoints is None:
-        dep.line.heartbeat()  # a closed gate: the PLC sees the agent alive, and nothing else
+    if verdict.setpoints is None or np.isnan(verdict.setpoints).all():
+        dep.line.heartbeat()  # a closed gate, or nothing to change: the PLC sees the agent alive, nothing else
         return None, None
     dep.line.write(Command(setpoints=verdict.setpoints))
     status = dep.line.plc_status

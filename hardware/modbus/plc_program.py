@@ -229,7 +229,8 @@ class PlcProgram:
         block refused this way) before a command counts again.
 
         Returns:
-            The exception to answer with (None: the write lands), and whether a new frame is due.
+            The exception to answer with (None: the write lands), and whether a new frame is due
+            (lockstep: the twin moved a control period; a re-armed watchdog hands the levers over).
         """
         window, beat = self._command.window, self._command.header[0]
         block: CommandBlock | None = None
@@ -257,7 +258,8 @@ class PlcProgram:
             self._accept(block)
         if self.mode == "lockstep":
             self._advance_to(self._twin_time() + self.control_period_s)
-        return None, True
+            return None, True
+        return None, False  # free: the echo and active setpoints show at once, the readings at the next frame
 
     def operate(self, remote: bool | None = None, permissive: bool | None = None, estop: bool | None = None) -> None:
         """Set the operator's inputs (None: unchanged); an E-stop halts the stations until released."""
