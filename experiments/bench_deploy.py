@@ -159,7 +159,7 @@ def untrained_artifact(
 
             head = cast(torch.nn.Linear, model.policy.action_net)  # PPO's actor head on a Box action space
             with torch.no_grad():
-                head.bias += torch.as_tensor(action_offset, dtype=torch.float32)
+                head.bias.add_(torch.as_tensor(action_offset, dtype=torch.float32))
         return export_policy(
             model,
             folder,
