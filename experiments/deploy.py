@@ -17,11 +17,13 @@ hands the line back to its own setpoints once the heartbeat stops.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,18 +36,17 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from agents.artifact import ArtifactError, PolicyArtifact
+from agents.artifact import MANIFEST_FILE, NETWORK_FILE, ArtifactError, PolicyArtifact
 from envs.base import Task
 from envs.registration import TASKS
 from experiments.errors import ConfigError
 from experiments.line_config import guard_config, hardware_line, line_definition
 from hardware import Command, DecisionKind, Frame
-from hardware.audit import AuditLog, AuditRecord
+from hardware.audit import MODES, AuditError, AuditLog, AuditRecord
 from hardware.guard import Guard, GuardConfig, OodStats, Verdict
-from hardware.modbus import ModbusLine, ModbusLineError, StaleData
+from hardware.modbus import ClockWentBack, IncompatiblePlc, ModbusLine, ModbusLineError, StaleData
 from hardware.shadow import ShadowLine
 
-MODES = ("shadow", "guarded")
 _SLICES = 20  # a wait for the next tick listens for a stop request this many times per control period
 CHECKPOINT_EVERY = 100  # steps between checkpoints of the audit log's write-ahead log
 _ENV_ONLY = ("start", "warmup_h", "seed", "control_period_s", "scenario", "line")  # env arguments, not the task's
@@ -59,7 +60,7 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
 
 
 def verify_artifact(folder: str | Path, approved: Sequence[str]) -> PolicyArtifact:
-    """The artifact in `folder`, its network checked against its manifest's SHA-256 and the allow-list.
+    """The artifact in `folder`: its network checked against its manifest, the whole against the allow-list.
 
     Raises:
         ConfigError: a missing, malformed or tampered artifact, or a network not on a non-empty allow-list.
@@ -68,10 +69,22 @@ def verify_artifact(folder: str | Path, approved: Sequence[str]) -> PolicyArtifa
         artifact = PolicyArtifact.load(folder)
     except (FileNotFoundError, ArtifactError) as exc:
         raise ConfigError(f"artifact: {exc}") from exc
-    sha = str(artifact.manifest["sha256"])
+    sha = artifact_sha256(folder)
     if approved and sha not in {str(a).lower() for a in approved}:
-        raise ConfigError(f"artifact: network {sha} of {folder} is not in approved_sha256; refused before any read")
+        raise ConfigError(f"artifact: {folder} (sha256 {sha}) is not in approved_sha256; refused before any read")
     return artifact
+
+
+def artifact_sha256(folder: str | Path) -> str:
+    """The SHA-256 that pins an artifact whole: of its network followed by its manifest, bytes as stored.
+
+    The manifest counts as much as the network: it holds the line definition (the actuators' hard
+    limits), the task and the observation statistics the policy's inputs are scaled by.
+    """
+    digest = hashlib.sha256()
+    for name in (NETWORK_FILE, MANIFEST_FILE):
+        digest.update((Path(folder) / name).read_bytes())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -80,6 +93,7 @@ class Deployment:
 
     mode: str
     artifact: PolicyArtifact
+    sha256: str  # `artifact_sha256` of the artifact
     task: Task
     line: ModbusLine  # the connection (read-only in shadow mode)
     view: ShadowLine | ModbusLine  # what the loop reads and writes through
@@ -101,6 +115,8 @@ def setup(cfg: DictConfig) -> Deployment:
         raise ConfigError(f"mode: must be one of {', '.join(MODES)}, got {cfg.mode!r}")
     if cfg.mode == "guarded" and cfg.arm is not True:
         raise ConfigError("arm: guarded mode writes to the line; start it with arm=true once the shadow report is read")
+    if cfg.mode == "guarded" and not cfg.guard.get("_target_"):
+        raise ConfigError("guard: guarded mode writes through a guard; choose one (guard=plant), not guard=none")
     artifact = verify_artifact(cfg.artifact, list(cfg.approved_sha256))
     run_cfg = OmegaConf.create(artifact.manifest.get("config") or {})
     name = OmegaConf.select(run_cfg, "task.name")
@@ -138,13 +154,15 @@ def setup(cfg: DictConfig) -> Deployment:
         "sensors": [s.name for s in line.spec.sensors],
         "actuators": [{"name": a.name, "unit": a.unit, "low": a.low, "high": a.high} for a in line.spec.actuators],
         "artifact": str(Path(cfg.artifact).resolve()),
-        "artifact_sha256": artifact.manifest["sha256"],
+        "artifact_sha256": artifact_sha256(cfg.artifact),
         "guard": OmegaConf.to_container(cfg.guard, resolve=True),
         "hardware": OmegaConf.to_container(cfg.hardware, resolve=True),
         "started_at_s": time.time(),
     }
     audit = AuditLog(cfg.audit, meta)
-    return Deployment(cfg.mode, artifact, task, line, view, guard, audit, period, float(cfg.retry_s))
+    return Deployment(
+        cfg.mode, artifact, artifact_sha256(cfg.artifact), task, line, view, guard, audit, period, float(cfg.retry_s)
+    )
 
 
 def _check_spaces(artifact: PolicyArtifact, task: Task) -> None:
@@ -171,13 +189,14 @@ class Tally:
     interventions: int = 0  # steps whose verdict was not a plain pass
     faults: int = 0
     written: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # the latest steps'
+    reattach: bool = False  # the last step met a clock set back: attach afresh before the next
     last_reasons: tuple[str, ...] = ()
     staleness_s: float = math.nan
 
     def line(self, mode: str) -> str:
         """The live status line."""
-        lat = np.percentile(self.latencies_ms[-1000:], [50, 99]) if self.latencies_ms else (math.nan, math.nan)
+        lat = np.percentile(self.latencies_ms, [50, 99]) if self.latencies_ms else (math.nan, math.nan)
         reasons = ", ".join(self.last_reasons) or "-"
         return (
             f"{mode} | step {self.steps} | written {self.written} | interventions {self.interventions} (last: "
@@ -201,6 +220,10 @@ def run_deployment(dep: Deployment, stop: threading.Event, steps: int | None, st
             status.flush()
         if (steps is not None and tally.steps >= steps) or stop.is_set():
             break
+        if tally.reattach:
+            tally.reattach = False
+            frame = _attach(dep, stop, tally)
+            continue
         frame = _wait_tick(dep, frame, stop, tally)
     if status is not None:
         status.write("\r" + tally.line(dep.mode) + "\n")
@@ -208,9 +231,17 @@ def run_deployment(dep: Deployment, stop: threading.Event, steps: int | None, st
 
 
 def _attach(dep: Deployment, stop: threading.Event, tally: Tally) -> Frame | None:
+    """Attach to the line, retrying while it does not answer; a PLC that cannot serve the task ends the run.
+
+    Raises:
+        IncompatiblePlc: the PLC runs another control period or keeps a lever of the task local.
+    """
+    dep.decided_at = None
     while not stop.is_set():
         try:
             return dep.view.reset()
+        except IncompatiblePlc:
+            raise
         except ModbusLineError:
             tally.faults += 1
             stop.wait(dep.retry_s)
@@ -249,8 +280,10 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
     verdict: Verdict | None = None
     written: np.ndarray | None = None
     echo: int | None = None
+    status = dep.view.status()
     try:
         frame = dep.view.read()
+        status = dep.view.status()  # what the guard decides on, recorded as such
         lat["read"] = _ms(t0)
         if dep.decided_at is not None and frame.time <= dep.decided_at:
             raise StaleData(
@@ -267,18 +300,22 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
         if command.setpoints is not None:
             proposed = np.asarray(command.setpoints, dtype=float)
         t = time.perf_counter()
-        verdict = dep.guard.check(proposed, frame, dep.view.status(), time.time(), observation=obs)
+        verdict = dep.guard.check(proposed, frame, status, time.time(), observation=obs)
         lat["guard"] = _ms(t)
         t = time.perf_counter()
-        written, echo = _act(dep, command, verdict)
-        lat["write"] = _ms(t)
         dep.decided_at = frame.time
+        if _sends(dep, verdict):
+            written = verdict.setpoints  # from here on it may have reached the PLC, answered or not
+        echo = _act(dep, command, verdict)
+        lat["write"] = _ms(t)
     except ModbusLineError as exc:
-        error = str(exc)
+        error = f"{type(exc).__name__}: {exc}"
         tally.faults += 1
+        if isinstance(exc, ClockWentBack):
+            tally.reattach = True  # the line's clock was set back: attach afresh, decide on the new clock
     lat["log"] = log_ms
     lat["total"] = _ms(t0) + log_ms
-    status = dep.view.status()
+    shadow = dep.mode == "shadow"
     record = AuditRecord(
         step=tally.steps,
         wall_time_s=began,
@@ -292,19 +329,19 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
         kpis=dataclasses.asdict(frame.kpis),
         observation=np.asarray(obs, dtype=float),
         proposed=proposed,
-        verdict="block" if verdict is None else ("shadow" if dep.mode == "shadow" else verdict.kind),
-        reasons=("gate:line_error",) if verdict is None else verdict.reasons,
-        written=written,
+        verdict="shadow" if shadow else ("block" if verdict is None else verdict.kind),
+        reasons=() if verdict is None else verdict.reasons,
+        written=None if written is None else written.copy(),
         echo=echo,
         ood=bool(verdict is not None and verdict.ood),
         latency_ms=lat,
-        artifact_sha256=str(dep.artifact.manifest["sha256"]),
+        artifact_sha256=dep.sha256,
         error=error,
     )
     log_ms = dep.audit.append(record)
     tally.steps += 1
     tally.written += written is not None
-    tally.interventions += record.verdict != "pass" and bool(record.reasons)
+    tally.interventions += error is None and bool(record.reasons)
     tally.last_reasons = record.reasons
     tally.staleness_s = float(frame.time - np.nanmin(frame.stamps)) if len(frame.stamps) else math.nan
     if error is None:
@@ -314,17 +351,26 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
     return frame, log_ms
 
 
-def _act(dep: Deployment, command: Command, verdict: Verdict) -> tuple[np.ndarray | None, int | None]:
-    """Shadow: record the proposal. Guarded: write what the guard lets out, else only the heartbeat."""
+def _sends(dep: Deployment, verdict: Verdict) -> bool:
+    """Whether this step writes a command block: guarded mode, a verdict that lets out a change."""
+    return dep.mode == "guarded" and verdict.setpoints is not None and not bool(np.isnan(verdict.setpoints).all())
+
+
+def _act(dep: Deployment, command: Command, verdict: Verdict) -> int | None:
+    """Shadow: record the proposal. Guarded: write what the guard lets out, else only the heartbeat.
+
+    Returns:
+        The PLC's echo of a written block's sequence number (None when no block was written).
+    """
     if isinstance(dep.view, ShadowLine):
         dep.view.write(command)
-        return None, None
-    if verdict.setpoints is None or np.isnan(verdict.setpoints).all():
+        return None
+    if not _sends(dep, verdict):
         dep.line.heartbeat()  # a closed gate, or nothing to change: the PLC sees the agent alive, nothing else
-        return None, None
+        return None
     dep.line.write(Command(setpoints=verdict.setpoints))
     status = dep.line.plc_status
-    return verdict.setpoints.copy(), None if status is None else status.command_echo
+    return None if status is None else status.command_echo
 
 
 def _ms(since: float) -> float:
@@ -341,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = compose_config(args)
         dep = setup(cfg)
-    except (ConfigError, OmegaConfBaseException, HydraException) as exc:
+    except (ConfigError, OmegaConfBaseException, HydraException, AuditError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     handlers = {}
@@ -357,6 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tally = run_deployment(dep, stop, cfg.steps, sys.stderr, float(cfg.status_every_s))
     except KeyboardInterrupt:
         pass
+    except IncompatiblePlc as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         dep.audit.close()
         dep.view.close()

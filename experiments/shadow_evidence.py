@@ -224,11 +224,13 @@ def counterfactual(
     """Replay the logged `active` and `proposed` sequences on the twin, paired by seed; KPI differences.
 
     Each seed s in 0..seeds-1 starts the twin warm with seed s, twice, and runs one control period
-    per record, writing that record's setpoints (clipped to the limits, NaN keeps) before each.
+    per record that met no fault, writing that record's setpoints (clipped to the limits, NaN keeps)
+    before each.
 
     Returns:
         Per KPI of `WINDOW_KPIS`: mean actual and proposed KPIs and the paired difference.
     """
+    records = [r for r in records if r.error is None]  # a step that met a fault decided nothing
     actual = _clipped(line.spec, actual_setpoints(line.spec, records))
     proposed = _clipped(line.spec, matrix(r.proposed for r in records))
     runs = [(_replay(line, s, period_s, actual), _replay(line, s, period_s, proposed)) for s in range(seeds)]

@@ -1,10 +1,11 @@
 """Shadow mode: a policy reads the live line and says what it would do; nothing it says reaches the line.
 
-`ShadowLine` keeps only the read side of the line it wraps (reset, advance, read, close, status):
-it has no reference to a write method, so no code path through it can write. On a PLC the line
-under it is built read-only as well (`ModbusLine(read_only=True)`: its transport refuses every
-write), so the fieldbus connection itself carries none. Each proposed command is recorded beside
-the setpoints the line actually ran, what the operator or the PLC's own program chose.
+`ShadowLine` keeps only the read side of the line it wraps (reset, advance, read, close, status)
+and never calls a write. What makes shadow mode read-only by construction is the line under it:
+on a PLC it is built read-only (`ModbusLine(read_only=True)`), whose transport holds no write
+window and refuses every write before anything is sent, so the connection itself has no write
+path. Each proposed command is recorded beside the setpoints the line actually ran, what the
+operator or the PLC's own program chose.
 """
 
 from __future__ import annotations

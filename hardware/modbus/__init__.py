@@ -4,6 +4,7 @@ from hardware.modbus.client import ModbusLine
 from hardware.modbus.codec import Encoding, RegisterType, WordOrder
 from hardware.modbus.errors import (
     BadFrame,
+    ClockWentBack,
     CommandNotAccepted,
     IncompatiblePlc,
     ModbusDisconnected,
@@ -33,6 +34,7 @@ __all__ = [
     "SETPOINT_LEVERS",
     "BadFrame",
     "Block",
+    "ClockWentBack",
     "CommandBlock",
     "CommandImage",
     "CommandNotAccepted",

@@ -22,7 +22,14 @@ import numpy as np
 
 from hardware.counters import Counters, derive_kpis
 from hardware.interface import Command, Decision, DecisionKind, Frame, Lever, LineSpec, LineStatus, SetpointLimits
-from hardware.modbus.errors import BadFrame, CommandNotAccepted, IncompatiblePlc, ModbusException, StaleData
+from hardware.modbus.errors import (
+    BadFrame,
+    ClockWentBack,
+    CommandNotAccepted,
+    IncompatiblePlc,
+    ModbusException,
+    StaleData,
+)
 from hardware.modbus.image import CommandBlock, CommandImage, InputImage, PlcFrame, PlcStatus
 from hardware.modbus.regmap import Block, RegisterMap, Role, StatusBit, Table
 from hardware.modbus.tls import TlsFiles
@@ -354,7 +361,7 @@ class ModbusLine:
         """Refuse a status whose timestamp went back or whose heartbeat stood still too long; keep it."""
         now = time.monotonic()
         if self._last_time is not None and st.timestamp_s < self._last_time:
-            raise StaleData(
+            raise ClockWentBack(
                 f"{self._where(Role.STATUS, 'timestamp')}: the timestamp went back from "
                 f"{self._last_time:.3f} s to {st.timestamp_s:.3f} s"
             )

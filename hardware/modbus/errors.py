@@ -44,6 +44,10 @@ class StaleData(ModbusLineError):
     """The PLC's data stopped moving: heartbeat frozen, line clock stopped, or a timestamp went backwards."""
 
 
+class ClockWentBack(StaleData):
+    """The PLC's timestamp went backwards (a clock set back, a PLC restarted behind): attach afresh."""
+
+
 class IncompatiblePlc(ModbusLineError):
     """The PLC does not run the line the spec describes: another control period, or levers kept local."""
 

@@ -23,7 +23,7 @@ import yaml
 
 from envs.lines import resolve_line
 from envs.registration import START_DEFAULT, TASKS
-from experiments.deploy import main
+from experiments.deploy import artifact_sha256, main
 from experiments.shadow_report import write_shadow_report
 from hardware.audit import read_runs
 from hardware.modbus import VirtualPLC, default_map, setpoint_spec
@@ -71,7 +71,7 @@ def test_a_shadow_run_writes_nothing_and_logs_every_step_and_the_report_renders(
     np.testing.assert_allclose(run.records[-1].active, 1.0)  # the line ran its own setpoints
     times = [r.line_time_s for r in run.records]
     assert all(b - a == pytest.approx(60.0, abs=15.0) for a, b in itertools.pairwise(times))  # a tick, +- a frame
-    assert run.meta["artifact_sha256"] == json.loads((artifact / "manifest.json").read_text())["sha256"]
+    assert run.meta["artifact_sha256"] == artifact_sha256(artifact) == run.records[0].artifact_sha256
     paths = write_shadow_report(audit, tmp_path / "report", replay_seeds=2)
     text = paths["report"].read_text()
     for section in ("agreement", "intervention", "latency", "counterfactual"):
@@ -119,13 +119,21 @@ def test_a_tampered_or_unapproved_artifact_is_refused_before_any_read(artifact, 
         heartbeat = plc.heartbeat
         assert deploy(tampered, plc.port, tmp_path / "a.sqlite") == 2
         assert "sha256 mismatch" in capsys.readouterr().err
-        sha = hashlib.sha256((artifact / "policy.onnx").read_bytes()).hexdigest()
+        sha = hashlib.sha256((artifact / "policy.onnx").read_bytes() + (artifact / "manifest.json").read_bytes())
         assert deploy(artifact, plc.port, tmp_path / "a.sqlite", f"approved_sha256=[{'0' * 64}]") == 2
-        assert f"network {sha} of" in capsys.readouterr().err
+        assert f"(sha256 {sha.hexdigest()}) is not in approved_sha256" in capsys.readouterr().err
         assert plc.heartbeat >= heartbeat  # the PLC ran on; nobody connected
     assert not (tmp_path / "a.sqlite").exists()
     with free_plc() as plc:
-        assert deploy(artifact, plc.port, tmp_path / "b.sqlite", f"approved_sha256=[{sha}]", "steps=2") == 0
+        approved = f"approved_sha256=[{sha.hexdigest()}]"
+        assert deploy(artifact, plc.port, tmp_path / "b.sqlite", approved, "steps=2") == 0
+        manifest = json.loads((tampered / "manifest.json").read_text())
+        (tampered / "policy.onnx").write_bytes((artifact / "policy.onnx").read_bytes())  # the network is intact ...
+        manifest["config"]["line"]["machines"]["press"]["speed_max_ratio"] = 3.0  # ... the limits are not
+        (tampered / "manifest.json").write_text(json.dumps(manifest))
+        assert deploy(tampered, plc.port, tmp_path / "c.sqlite", approved) == 2
+        assert "is not in approved_sha256" in capsys.readouterr().err
+    assert not (tmp_path / "c.sqlite").exists()
 
 
 def test_an_artifact_of_another_task_does_not_fit_the_line(artifact, tmp_path, capsys):

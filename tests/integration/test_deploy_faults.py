@@ -149,7 +149,7 @@ CASES: dict[str, tuple[Action, Action, str, bool]] = {
     "stops answering": (fault(FaultKind.STOP_ANSWERING), clear_faults, "no answer", True),
     "exception responses": (fault(FaultKind.EXCEPTION, code=4), clear_faults, "exception response 4", True),
     "latency spike past the deadline": (fault(FaultKind.LATE, delay_s=0.5), clear_faults, "no answer", True),
-    "frozen heartbeat": (fault(FaultKind.FROZEN_HEARTBEAT), clear_faults, "heartbeat", True),
+    "frozen heartbeat": (fault(FaultKind.FROZEN_HEARTBEAT), clear_faults, "heartbeat", False),  # a stuck PLC
     "stale timestamps": (fault(FaultKind.STALE_FRAMES), clear_faults, "line clock st", True),
     "NaN sensor": (fault(FaultKind.NAN_SENSOR, sensor="cut.state"), clear_faults, "gate:nan:cut.state", False),
     "out-of-range sensor": (
