@@ -412,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     done = "stopped" if tally is None else f"{tally.steps} steps, {tally.written} written, {tally.faults} faults"
-    print(f"{dep.mode} run {done}; audit log {Path(cfg.audit).resolve()}")
+    print(f"{dep.mode} run {done}; audit log {Path(cfg.audit).resolve()}; artifact sha256 {dep.sha256}")
     return 0
 
 
