@@ -8,11 +8,8 @@ from typing import Any
 
 from hardware.interface import Lever
 from hardware.modbus.client import ModbusLine
-from hardware.modbus.maps import default_map, load_map, setpoint_spec
+from hardware.modbus.maps import default_map, line_spec, load_map, setpoint_spec
 from hardware.modbus.tls import TlsFiles
-from hardware.twin import TwinLine
-
-_HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_")
 
 
 def modbus_line(
@@ -38,12 +35,8 @@ def modbus_line(
         MapError: the map file is unreadable or does not fit the line.
         ValueError: the map does not carry a lever the task needs.
     """
-    plain = {k: v for k, v in definition.items() if k not in _HYDRA_KEYS}
-    control: dict[str, Any] = {"levers": sorted(Lever(lv).value for lv in levers)}
-    if control_period_s is not None:
-        control["control_period_s"] = control_period_s
-    spec = TwinLine.from_definition(plain, control=control).spec
-    full = setpoint_spec(plain, spec.control_period_s)
+    spec = line_spec(definition, levers, control_period_s)
+    full = setpoint_spec(definition, spec.control_period_s)
     rmap = load_map(map, full) if map is not None else default_map(full, device_id=device_id)
     files = None if tls is None else TlsFiles(Path(tls["cert"]), Path(tls["key"]), Path(tls["ca"]))
     first, longest = tuple(reconnect_backoff_s)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,20 @@ def setpoint_spec(definition: Mapping[str, Any], control_period_s: float | None 
     Raises:
         hardware.twin.LineDefinitionError: the definition is invalid.
     """
-    control: dict[str, Any] = {"levers": [lv.value for lv in SETPOINT_LEVERS]}
+    return line_spec(definition, SETPOINT_LEVERS, control_period_s)
+
+
+def line_spec(
+    definition: Mapping[str, Any], levers: Iterable[Lever | str], control_period_s: float | None = None
+) -> LineSpec:
+    """The spec of a line definition that hands the agent `levers` (Hydra's `_target_` keys ignored).
+
+    Decisions tick every `control_period_s` seconds (None: the definition's period).
+
+    Raises:
+        hardware.twin.LineDefinitionError: the definition is invalid.
+    """
+    control: dict[str, Any] = {"levers": sorted(Lever(lv).value for lv in levers)}
     if control_period_s is not None:
         control["control_period_s"] = control_period_s
     return TwinLine.from_definition(definition, control=control).spec
