@@ -7,6 +7,7 @@ the schedule the agent chose, comparable with the published optimum.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -34,6 +35,13 @@ class Instance:
     routes: tuple[tuple[int, ...], ...]  # machine index per operation, per job
     times: tuple[tuple[int, ...], ...]  # processing time per operation, per job
     optimum: int | None = None  # proven optimal makespan, where known
+    best_known: int | None = None  # best known makespan (the optimum where proven), the reference of a gap
+
+    def gap(self, makespan: float) -> float:
+        """Relative gap of `makespan` to the best known makespan: (makespan - best) / best."""
+        if self.best_known is None:
+            raise InstanceError(f"instance {self.name!r}: no best known makespan to measure a gap against")
+        return (makespan - self.best_known) / self.best_known
 
     @property
     def n_jobs(self) -> int:
@@ -42,27 +50,36 @@ class Instance:
 
 
 @cache
+def _bounds() -> dict[str, dict[str, int | None]]:
+    return json.loads((INSTANCES_DIR / "optima.json").read_text())  # type: ignore[no-any-return]
+
+
 def optima() -> dict[str, int]:
-    """Published optimal makespans of the shipped instances, by name."""
-    data = json.loads((INSTANCES_DIR / "optima.json").read_text())
-    return {name: int(entry["optimum"]) for name, entry in data.items()}
+    """Published proven optimal makespans of the shipped instances, by name (open instances left out)."""
+    return {name: int(entry["optimum"]) for name, entry in _bounds().items() if entry["optimum"] is not None}
+
+
+def best_known() -> dict[str, int]:
+    """Best known makespan of every shipped instance: the optimum, or the best known upper bound where open."""
+    return {name: int(entry["optimum"] or entry["upper_bound"]) for name, entry in _bounds().items()}  # type: ignore[arg-type]
 
 
 def shipped() -> tuple[str, ...]:
     """Names of the instances that ship with smartline."""
-    return tuple(sorted(optima()))
+    return tuple(sorted(_bounds()))
 
 
 def load_instance(name_or_path: str | Path) -> Instance:
     """Load a shipped instance by name (`"ft06"`) or any instance file by path."""
     path = Path(name_or_path)
-    if str(name_or_path) in optima():
+    if str(name_or_path) in _bounds():
         path = INSTANCES_DIR / f"{name_or_path}.txt"
     elif not path.is_file():
         raise InstanceError(
             f"instance {str(name_or_path)!r}: neither a shipped instance ({', '.join(shipped())}) nor a file"
         )
-    return parse_instance(path.read_text(), name=path.stem, optimum=optima().get(path.stem))
+    instance = parse_instance(path.read_text(), name=path.stem, optimum=optima().get(path.stem))
+    return dataclasses.replace(instance, best_known=best_known().get(path.stem, instance.optimum))
 
 
 def parse_instance(text: str, name: str, optimum: int | None = None) -> Instance:
