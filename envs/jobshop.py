@@ -51,7 +51,8 @@ class Instance:
 
 @cache
 def _bounds() -> dict[str, dict[str, int | None]]:
-    return json.loads((INSTANCES_DIR / "optima.json").read_text())  # type: ignore[no-any-return]
+    bounds: dict[str, dict[str, int | None]] = json.loads((INSTANCES_DIR / "optima.json").read_text())
+    return bounds
 
 
 def optima() -> dict[str, int]:

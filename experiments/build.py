@@ -44,7 +44,10 @@ __all__ = [
     "guard_config",
     "hardware_line",
     "heuristic_agent",
+    "heuristic_overrides",
+    "heuristics",
     "is_learner",
+    "is_trainer",
     "load_policy",
     "make_agent",
     "make_env",
@@ -73,10 +76,52 @@ def check(cfg: DictConfig) -> None:
             make_baseline(env, cfg.task.baseline)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"task.baseline: {exc}") from exc
-        if not is_learner(cfg):
+        for name in heuristics(cfg):
+            tuned_baseline(cfg, env, name)
+        if not is_learner(cfg) and not is_trainer(cfg):
             heuristic_agent(cfg, env)
     finally:
         env.close()
+
+
+def heuristics(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+    """The heuristics a learned policy is compared with, each with its parameter overrides.
+
+    `cfg.heuristics` maps a baseline's name to the parameters that replace its shipped config
+    (the values a sweep of `experiments.tune` found); without it, the task's baseline as shipped.
+    """
+    configured = cfg.get("heuristics")
+    if configured is None:
+        return {str(cfg.task.baseline): {}}
+    tuned = heuristic_overrides(configured)
+    if not tuned:
+        raise ConfigError("heuristics: name at least one heuristic, or null for the task's baseline as shipped")
+    return tuned
+
+
+def heuristic_overrides(node: Any) -> dict[str, dict[str, Any]]:
+    """A `heuristics` config node checked: heuristic name -> its parameter overrides as plain values."""
+    if not isinstance(node, DictConfig):
+        raise ConfigError(
+            f"heuristics: expected a mapping of heuristic names to parameters, e.g. {{reactive: {{}}}}, got {node!r}"
+        )
+    tuned: dict[str, dict[str, Any]] = {}
+    for key, params in node.items():
+        name = str(key)
+        if name not in BASELINES:
+            raise ConfigError(f"heuristics.{name}: not a heuristic{did_you_mean(name, BASELINES)}")
+        if params is not None and not isinstance(params, DictConfig):
+            raise ConfigError(f"heuristics.{name}: expected a mapping of parameters (or {{}}), got {params!r}")
+        tuned[name] = OmegaConf.to_container(params, resolve=True) if params is not None else {}  # type: ignore[assignment]
+    return tuned
+
+
+def tuned_baseline(cfg: DictConfig, env: gym.Env[Any, Any], name: str) -> Policy:
+    """Heuristic `name` on `env` with the parameters `cfg.heuristics` gives it (else as shipped)."""
+    try:
+        return make_baseline(env, name, **heuristics(cfg).get(name, {}))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"heuristics.{name}: {exc}") from exc
 
 
 def heuristic_agent(cfg: DictConfig, env: gym.Env[Any, Any]) -> Policy:
@@ -100,9 +145,19 @@ def agent_target(cfg: DictConfig) -> Any:
 
 
 def is_learner(cfg: DictConfig) -> bool:
-    """Whether the configured agent is an SB3 algorithm (else a heuristic)."""
+    """Whether the configured agent is an SB3 algorithm (else a heuristic or a trainer)."""
     target = agent_target(cfg)
     return isinstance(target, type) and issubclass(target, BaseAlgorithm)
+
+
+def is_trainer(cfg: DictConfig) -> bool:
+    """Whether the configured agent is a trainer of its own (not SB3), such as self-labelling.
+
+    A trainer is a class with `fit(cfg, out_dir) -> float`: `experiments.train` builds it from the
+    `agent` group and hands it the whole run.
+    """
+    target = agent_target(cfg)
+    return isinstance(target, type) and not issubclass(target, BaseAlgorithm) and callable(getattr(target, "fit", None))
 
 
 def env_kwargs(cfg: DictConfig, scenario: str | None = None) -> dict[str, Any]:
@@ -241,10 +296,11 @@ def make_agent(cfg: DictConfig, venv: VecEnv, tensorboard_dir: Path | None) -> B
         raise parameter_error(exc, "agent", cfg.agent, accepted) from exc
 
 
-def load_policy(spec: str, env: gym.Env[Any, Any]) -> tuple[str, Policy]:
+def load_policy(spec: str, env: gym.Env[Any, Any], params: dict[str, Any] | None = None) -> tuple[str, Policy]:
     """A policy named on the command line and its label: an artifact folder, or a heuristic's name.
 
-    An artifact is labelled by its algorithm and run, e.g. `PPO Speed/2026-11-30_01-02-03`.
+    An artifact is labelled by its algorithm and run, e.g. `PPO Speed/2026-11-30_01-02-03`; a
+    heuristic gets `params` over its shipped config (its tuned values).
     """
     path = Path(spec)
     if (path / "manifest.json").is_file():
@@ -253,7 +309,7 @@ def load_policy(spec: str, env: gym.Env[Any, Any]) -> tuple[str, Policy]:
         return f"{artifact.manifest['algorithm']} {run.parent.name}/{run.name}", artifact
     if spec in BASELINES:
         try:
-            return spec, make_baseline(env, spec)
+            return spec, make_baseline(env, spec, **(params or {}))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"policies: {spec}: {exc}") from exc
     if path.exists():

@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from agents.baselines import BASELINES
-from experiments.build import ConfigError, load_policy
+from experiments.build import ConfigError, heuristic_overrides, load_policy
 from experiments.comparison import compare
 from experiments.errors import one_line_errors, run
 from experiments.report import Row, kpi_table, verdict, write_reports
@@ -51,6 +52,16 @@ def evaluation_config(cfg: DictConfig) -> DictConfig:
     return run_cfg
 
 
+def heuristic_params(run_cfg: DictConfig, cfg: DictConfig) -> dict[str, dict[str, Any]]:
+    """Parameters per heuristic name: the artifact run's tuned `heuristics`, then this run's over them."""
+    params: dict[str, dict[str, Any]] = {}
+    for source in (run_cfg.get("heuristics"), cfg.get("heuristics")):
+        if source is not None:
+            for name, values in heuristic_overrides(source).items():
+                params[name] = params.get(name, {}) | values
+    return params
+
+
 def comparison_pairs(labels: list[str], heuristics: set[str]) -> list[tuple[str, str]]:
     """(policy, baseline) pairs to report: each learned policy against each heuristic.
 
@@ -67,13 +78,14 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[Row]:
     if not cfg.policies:
         raise ConfigError("policies: name at least one artifact folder or heuristic, e.g. 'policies=[fifo,spt]'")
     run_cfg = evaluation_config(cfg)
+    tuned = heuristic_params(run_cfg, cfg)
     seeds = [cfg.seed + i for i in range(cfg.episodes)]
     rows: list[Row] = []
     notes: set[str] = set()
     for scenario in cfg.scenarios:
         scenario_rows, note = compare(
             run_cfg,
-            lambda env: [load_policy(str(spec), env) for spec in cfg.policies],
+            lambda env: [load_policy(str(spec), env, tuned.get(str(spec))) for spec in cfg.policies],
             scenario,
             scenario,
             seeds,

@@ -23,16 +23,26 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from agents.artifact import PolicyArtifact
-from agents.baselines import make_baseline
 from agents.callbacks import HeuristicComparison, HParamLogger, KpiLogger
 from agents.export import export_policy
 from agents.rollout import Policy
-from experiments.build import check, heuristic_agent, is_learner, make_agent, make_env, make_vec_env
+from experiments.build import (
+    check,
+    heuristic_agent,
+    heuristics,
+    is_learner,
+    is_trainer,
+    make_agent,
+    make_env,
+    make_vec_env,
+    tuned_baseline,
+)
 from experiments.comparison import compare
 from experiments.errors import one_line_errors, run
 from experiments.report import EPISODE, kpi_table, verdict, write_reports
@@ -45,11 +55,15 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
 
     The objective is the policy's mean return on the evaluation seeds (`evaluation.seed`), never
     on the held-out seeds of the final table, so a sweep does not tune on what it reports. A
-    heuristic agent (nothing to tune) returns its mean held-out return.
+    heuristic agent (nothing to tune) returns its mean held-out return; a trainer of its own (an
+    `agent` class with `fit(cfg, out_dir)`, such as self-labelling) runs the whole experiment and
+    returns its own objective.
     """
     check(cfg)
     torch.set_num_threads(cfg.torch_threads)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if is_trainer(cfg):
+        return float(instantiate(cfg.agent, _convert_="all").fit(cfg, out_dir))
     if not is_learner(cfg):
         return _final_comparison(cfg, out_dir, str(cfg.agent.name), lambda env: heuristic_agent(cfg, env))
     venv = make_vec_env(cfg)
@@ -79,7 +93,7 @@ def _comparison(cfg: DictConfig, normalizer: VecEnv | None) -> HeuristicComparis
     ev = cfg.evaluation
     return HeuristicComparison(
         lambda: make_env(cfg),
-        lambda env: make_baseline(env, cfg.task.baseline),
+        lambda env: tuned_baseline(cfg, env, cfg.task.baseline),
         every_steps=ev.every_steps,
         seeds=[ev.seed + i for i in range(ev.episodes)],
         normalizer=normalizer,
@@ -119,24 +133,25 @@ def _callbacks(
 def _final_comparison(
     cfg: DictConfig, out_dir: Path, name: str, make_policy: Callable[[gym.Env[Any, Any]], Policy]
 ) -> float:
-    """Evaluate the policy and the heuristic on held-out seeds; log and write the KPI table.
+    """Evaluate the policy and every heuristic (`cfg.heuristics`) on held-out seeds; log and write the KPI table.
 
     Returns the policy's mean per-episode return.
     """
-    baseline_label = f"{cfg.task.baseline} (heuristic)"
+    labels = {h: f"{h} (heuristic)" for h in heuristics(cfg)}
     final = cfg.final
     rows, note = compare(
         cfg,
-        lambda env: [(name, make_policy(env)), (baseline_label, make_baseline(env, cfg.task.baseline))],
+        lambda env: [(name, make_policy(env)), *((labels[h], tuned_baseline(cfg, env, h)) for h in labels)],
         None,
         str(cfg.scenario.name),
         [final.seed + i for i in range(final.episodes)],
         final.continuing_days,
         final.continuing_seeds,
     )
-    title = f"{cfg.task.name} on {cfg.line.name}: {name} against {cfg.task.baseline}, {final.episodes} held-out seeds"
-    summary = verdict(rows, name, baseline_label) + (f"\n{note}" if note else "")
-    write_reports(rows, out_dir / "final", f"{title}\n\n{summary}", pairs=[(name, baseline_label)])
+    title = f"{cfg.task.name} on {cfg.line.name}: {name} against {', '.join(labels)}, {final.episodes} held-out seeds"
+    pairs = [(name, label) for label in labels.values()]
+    summary = "\n".join(verdict(rows, name, label) for label in labels.values()) + (f"\n{note}" if note else "")
+    write_reports(rows, out_dir / "final", f"{title}\n\n{summary}", pairs=pairs)
     log.info("\n%s\n\n%s\n\n%s\nresults in %s", title, kpi_table(rows), summary, out_dir)
     return float(np.mean([r.values["return"] for r in rows if r.policy == name and r.mode == EPISODE]))
 

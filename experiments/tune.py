@@ -1,0 +1,160 @@
+r"""Sweep a heuristic's parameters on tuning seeds, so that learned policies meet it at its best.
+
+    python -m experiments.tune experiment=maintenance tune.baseline=fixed_interval 'tune.grid={interval_h:[50,100,200]}'
+    python -m experiments.tune experiment=inventory scenario=supplier_outage tune.baseline=ss_reorder \\
+        'tune.grid={reorder_point_units:[400,800],order_up_to_units:[1500,2300]}'
+
+Every combination of the grid runs on the experiment's own env (task, line, scenario, guard) for
+`tune.episodes` episodes from `tune.seed` (the evaluation seeds, never the held-out seeds of the
+final table) and, on tick tasks, over `tune.continuing_days` without reset on the first
+`tune.continuing_seeds` of them. The combinations are ranked by mean return in `tune.rank_by`
+mode. The run's folder gets the ranking (`ranking.md`), the KPI table, CSV and plots of every
+combination, and `best.yaml`: the winner as a `heuristics:` entry to paste into the experiment.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from agents.baselines import BASELINES, make_baseline, parameter_names
+from experiments.build import check
+from experiments.comparison import compare
+from experiments.errors import ConfigError, did_you_mean, one_line_errors, run
+from experiments.report import EPISODE, Row, continuing_mode, mean_interval, write_reports
+from experiments.tables import markdown_table
+
+log = logging.getLogger(__name__)
+
+RANKS = ("episode", "continuing")
+
+
+def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, in the grid's order (the last parameter varies fastest)."""
+    names = list(grid)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*(grid[n] for n in names))]
+
+
+def point_label(point: Mapping[str, Any]) -> str:
+    """A combination as `name=value, ...` (mappings and lists in flow style), the row label of the ranking."""
+    if not point:
+        return "as shipped"
+    return ", ".join(
+        f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+        for k, v in point.items()
+    )
+
+
+def checked_grid(cfg: DictConfig) -> tuple[str, dict[str, list[Any]]]:
+    """The baseline to tune and its grid as plain values; a `ConfigError` names what is wrong."""
+    baseline = str(cfg.tune.baseline)
+    if baseline not in BASELINES:
+        raise ConfigError(f"tune.baseline: {baseline!r} is not a heuristic{did_you_mean(baseline, BASELINES)}")
+    if cfg.tune.rank_by not in RANKS:
+        raise ConfigError(f"tune.rank_by: must be one of {', '.join(RANKS)}, got {cfg.tune.rank_by!r}")
+    for key in ("episodes", "continuing_seeds"):
+        value = cfg.tune[key]
+        if not (isinstance(value, int) and value >= (1 if key == "episodes" else 0)):
+            raise ConfigError(f"tune.{key}: must be a whole number >= {1 if key == 'episodes' else 0}, got {value!r}")
+    if cfg.tune.rank_by == "continuing" and cfg.tune.continuing_seeds == 0:
+        raise ConfigError("tune.rank_by: continuing needs tune.continuing_seeds > 0")
+    grid = cfg.tune.grid
+    if not isinstance(grid, DictConfig) or len(grid) == 0:
+        raise ConfigError(f"tune.grid: expected a mapping of parameters to lists of values, got {grid!r}")
+    known = parameter_names(baseline)
+    plain: dict[str, list[Any]] = {}
+    for param, values in grid.items_ex(resolve=False):
+        name = str(param)
+        if name not in known:
+            raise ConfigError(
+                f"tune.grid.{name}: {baseline} has no such parameter{did_you_mean(name, known)}; "
+                f"it takes {', '.join(known) or 'none'}"
+            )
+        if not isinstance(values, ListConfig) or len(values) == 0:
+            raise ConfigError(f"tune.grid.{name}: expected a non-empty list of values, got {values!r}")
+        plain[name] = OmegaConf.to_container(values, resolve=True)  # type: ignore[assignment]
+    return baseline, plain
+
+
+def ranking(rows: Sequence[Row], labels: Sequence[str], rank_by: str, days: float) -> list[tuple[str, ...]]:
+    """Ranking rows (rank, combination, episode return, continuing return), best first by `rank_by`."""
+    by_mode = {"episode": EPISODE, "continuing": continuing_mode(days)}
+
+    def score(label: str, mode: str) -> tuple[float, float] | None:
+        returns = [r.values["return"] for r in rows if r.policy == label and r.mode == mode]
+        return mean_interval(returns) if returns else None
+
+    scored = [(label, score(label, by_mode["episode"]), score(label, by_mode["continuing"])) for label in labels]
+    ranked_by = [s[1] if rank_by == "episode" else s[2] for s in scored]
+    order = sorted(range(len(scored)), key=lambda i: -ranked_by[i][0] if ranked_by[i] else float("inf"))  # type: ignore[index]
+    scored = [scored[i] for i in order]
+
+    def cell(x: tuple[float, float] | None) -> str:
+        return "-" if x is None else f"{x[0]:,.1f} ± {x[1]:,.1f}"
+
+    return [(str(i + 1), label, cell(ep), cell(cont)) for i, (label, ep, cont) in enumerate(scored)]
+
+
+def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
+    """Run the sweep into `out_dir`; return the best combination's parameters."""
+    check(cfg)
+    baseline, grid = checked_grid(cfg)
+    points = grid_points(grid)
+    labels = [point_label(p) for p in points]
+    seeds = [cfg.tune.seed + i for i in range(cfg.tune.episodes)]
+
+    def policies(env: Any) -> list[tuple[str, Any]]:
+        built = []
+        for label, point in zip(labels, points, strict=True):
+            try:
+                built.append((label, make_baseline(env, baseline, **point)))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"tune.grid ({label}): {exc}") from exc
+        return built
+
+    rows, note = compare(
+        cfg, policies, None, str(cfg.scenario.name), seeds, cfg.tune.continuing_days, cfg.tune.continuing_seeds
+    )
+    ranked = ranking(rows, labels, cfg.tune.rank_by, cfg.tune.continuing_days)
+    best = points[labels.index(ranked[0][1])]
+    mode = continuing_mode(cfg.tune.continuing_days)
+    table = markdown_table(
+        ["rank", f"{baseline} parameters", f"return, episode (mean ± 95%, {len(seeds)} seeds)", f"return, {mode}"],
+        ranked,
+        numeric=[True, False, True, True],
+    )
+    seeds_text = f"tuning seeds {seeds[0]}-{seeds[-1]}" + (f"; {note}" if note else "")
+    where = f"{cfg.task.name}, {cfg.line.name}, scenario {cfg.scenario.name}"
+    title = f"{baseline} on {where}: ranked by {cfg.tune.rank_by} return ({seeds_text})"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "ranking.md").write_text(f"# {title}\n\n{f'`{command}`' if command else ''}\n\n{table}\n")
+    write_reports(rows, out_dir, title)
+    snippet = {"heuristics": {baseline: best}}
+    (out_dir / "best.yaml").write_text(
+        (f"# {command}\n" if command else "") + f"# {seeds_text}\n" + yaml.safe_dump(snippet, sort_keys=False)
+    )
+    log.info("%s\n\n%s\n\nbest: %s\nwritten: %s", title, table, ranked[0][1], out_dir)
+    return best
+
+
+@hydra.main(config_path="pkg://configs", config_name="tune", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """Entry point."""
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    command = "python -m experiments.tune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    with one_line_errors(out_dir):
+        tune(cfg, out_dir, command)
+
+
+if __name__ == "__main__":
+    run(main)

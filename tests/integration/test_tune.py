@@ -1,0 +1,168 @@
+"""Tuned heuristics for real: a Hydra sweep, its winner in an experiment's `heuristics`, a trainer of its own."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from agents.baselines import make_baseline
+from agents.rollout import run_episode
+from experiments.build import ConfigError, heuristics, make_env
+from experiments.evaluate import heuristic_params
+from experiments.report import EPISODE
+from experiments.train import train
+from experiments.tune import grid_points, point_label, tune
+from tests.lines import REPO
+
+CONFIGS = str(REPO / "configs")
+SHORT = ["task.max_episode_steps=120", "final.episodes=2", "final.continuing_seeds=0", "progress_bar=false"]
+
+
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+def test_the_grid_is_every_combination_labelled_by_its_values():
+    points = grid_points({"a": [1, 2], "b": [{"x": 3}, {"x": 4}]})
+    assert points == [
+        {"a": 1, "b": {"x": 3}},
+        {"a": 1, "b": {"x": 4}},
+        {"a": 2, "b": {"x": 3}},
+        {"a": 2, "b": {"x": 4}},
+    ]
+    assert point_label(points[1]) == "a=1, b={x: 4}"
+    assert grid_points({}) == [{}]
+
+
+def test_a_sweep_ranks_by_mean_return_on_tuning_seeds_and_writes_the_winner_as_heuristics(tmp_path):
+    cfg = compose_config(
+        "tune",
+        [
+            "experiment=maintenance",
+            "tune.baseline=fixed_interval",
+            "tune.grid={interval_h:[2.0,100.0]}",  # maintaining every 2 h costs far more than it saves
+            "tune.episodes=2",
+            "tune.continuing_seeds=1",
+            "tune.continuing_days=0.25",
+            *SHORT,
+        ],
+    )
+    best = tune(cfg, tmp_path, "python -m experiments.tune ...")
+    assert best == {"interval_h": 100.0}
+    with (tmp_path / "episodes.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["seed"] for r in rows} == {"10000", "10001"}  # the evaluation seeds, never the held-out 20000+
+    means = {
+        label: np.mean([float(r["return"]) for r in rows if r["policy"] == label and r["mode"] == EPISODE])
+        for label in ("interval_h=2.0", "interval_h=100.0")
+    }
+    assert means["interval_h=100.0"] > means["interval_h=2.0"]
+    ranking = (tmp_path / "ranking.md").read_text()
+    assert ranking.index("interval_h=100.0") < ranking.index("interval_h=2.0")
+    assert "0.25-day run" in ranking
+    assert yaml.safe_load((tmp_path / "best.yaml").read_text()) == {
+        "heuristics": {"fixed_interval": {"interval_h": 100.0}}
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["tune.baseline=fixd_interval", "tune.grid={interval_h:[1]}"], "tune.baseline: 'fixd_interval'"),
+        (["tune.baseline=fixed_interval", "tune.grid={interval:[1]}"], "tune.grid.interval: fixed_interval has no"),
+        (["tune.baseline=fixed_interval", "tune.grid={interval_h:3}"], "tune.grid.interval_h: expected a non-empty"),
+        (["tune.baseline=fixed_interval"], "tune.grid: expected a mapping"),
+        (["tune.baseline=fixed_interval", "tune.grid={interval_h:[1]}", "tune.rank_by=week"], "tune.rank_by"),
+    ],
+)
+def test_a_bad_sweep_is_a_config_error_naming_its_key(tmp_path, overrides, message):
+    cfg = compose_config("tune", ["experiment=maintenance", *overrides])
+    with pytest.raises(ConfigError, match=message):
+        tune(cfg, tmp_path)
+    assert not (tmp_path / "best.yaml").exists()
+
+
+def test_the_final_table_compares_with_every_heuristic_at_its_tuned_parameters(tmp_path):
+    tuned = "heuristics={fixed_interval:{interval_h:30.0},condition_based:{}}"
+    cfg = compose_config("train", ["experiment=maintenance", "agent=reactive", tuned, *SHORT])
+    train(cfg, tmp_path)
+    with (tmp_path / "final" / "episodes.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["policy"] for r in rows} == {"reactive", "fixed_interval (heuristic)", "condition_based (heuristic)"}
+    table_returns = [float(r["return"]) for r in rows if r["policy"] == "fixed_interval (heuristic)"]
+    env = make_env(cfg)
+    try:
+        tuned_returns = [
+            run_episode(env, make_baseline(env, "fixed_interval", interval_h=30.0), s).total_reward
+            for s in (20000, 20001)
+        ]
+        shipped_returns = [
+            run_episode(env, make_baseline(env, "fixed_interval"), s).total_reward for s in (20000, 20001)
+        ]
+    finally:
+        env.close()
+    assert table_returns == pytest.approx(tuned_returns)
+    assert tuned_returns != pytest.approx(shipped_returns)  # the override changed what the rule did
+    summary = (tmp_path / "final" / "kpi_table.md").read_text()
+    verdicts = [line for line in summary.splitlines() if line.startswith("episode: reactive")]
+    assert len(verdicts) == 2
+    assert "fixed_interval (heuristic)" in verdicts[0]
+    assert "condition_based (heuristic)" in verdicts[1]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("{fixd_interval:{}}", r"heuristics.fixd_interval: not a heuristic \(did you mean fixed_interval\?\)"),
+        ("{fixed_interval:{interval:5}}", "heuristics.fixed_interval: .*unknown parameter 'interval'"),
+        ("{fixed_interval:5}", "heuristics.fixed_interval: expected a mapping"),
+        ("{}", "heuristics: name at least one heuristic"),
+    ],
+)
+def test_a_bad_heuristics_entry_is_a_config_error_naming_it(tmp_path, value, message):
+    cfg = compose_config("train", ["experiment=maintenance", "agent=reactive", f"heuristics={value}", *SHORT])
+    with pytest.raises(ConfigError, match=message):
+        train(cfg, tmp_path)
+
+
+def test_without_heuristics_the_task_baseline_as_shipped():
+    cfg = compose_config("train", ["experiment=maintenance"])
+    assert heuristics(cfg) == {"condition_based": {}}
+
+
+def test_evaluate_takes_the_artifacts_tuned_parameters_and_the_command_lines_over_them():
+    run_cfg = OmegaConf.create({"heuristics": {"fixed_interval": {"interval_h": 80.0}, "reactive": {}}})
+    cfg = OmegaConf.create({"heuristics": {"fixed_interval": {"interval_h": 60.0}, "condition_based": None}})
+    assert heuristic_params(run_cfg, cfg) == {
+        "fixed_interval": {"interval_h": 60.0},
+        "reactive": {},
+        "condition_based": {},
+    }
+    assert heuristic_params(OmegaConf.create({}), OmegaConf.create({"heuristics": {}})) == {}
+
+
+class CountingTrainer:
+    """A trainer of its own: `train` must hand it the whole run and return what `fit` returns."""
+
+    def __init__(self, answer: float) -> None:
+        self.answer = answer
+
+    def fit(self, cfg: DictConfig, out_dir: Path) -> float:
+        """Leave a mark of the run's task in its folder and answer the configured objective."""
+        (out_dir / "fitted.txt").write_text(str(cfg.task.name))
+        return self.answer
+
+
+def test_an_agent_with_fit_is_a_trainer_that_runs_the_experiment(tmp_path):
+    cfg = compose_config("train", ["experiment=scheduling", "progress_bar=false"])
+    OmegaConf.set_struct(cfg, False)
+    cfg.agent = {"_target_": f"{__name__}.CountingTrainer", "answer": -12.5}
+    assert train(cfg, tmp_path) == -12.5
+    assert (tmp_path / "fitted.txt").read_text() == "Scheduling"
