@@ -5,7 +5,7 @@ rule exactly as it scores a trained agent. Its parameters live in its config,
 `configs/agent/<name>.yaml`, which says how each value was chosen; a rule never reads them from
 the twin, so it acts the same on a real line. The rules live in `agents.dispatching`
 (Scheduling), `agents.speed_rules`, `agents.maintenance_rules`, `agents.inventory_rules` and
-`agents.factory_rules`.
+`agents.factory_rules`; `cpsat`, the job-shop limit line rather than a plant rule, in `agents.cpsat`.
 """
 
 from __future__ import annotations
@@ -20,16 +20,19 @@ import gymnasium as gym
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from agents.baseline import Baseline
+from agents.cpsat import CpSatDispatch
 from agents.dispatching import DispatchRule, Rule
 from agents.factory_rules import FactoryRules
 from agents.inventory_rules import SSReorder
 from agents.maintenance_rules import ConditionBasedMaintenance, FixedIntervalMaintenance, ReactiveMaintenance
-from agents.speed_rules import NominalSpeed, TimeOfUseEnergy
+from agents.speed_rules import FixedSpeed, NominalSpeed, TimeOfUseEnergy
 from configs import config_file
 
 BASELINES: dict[str, Callable[..., Baseline]] = {
     **{rule.value: partial(DispatchRule, rule=rule) for rule in Rule},
+    "cpsat": CpSatDispatch,
     "nominal_speed": NominalSpeed,
+    "fixed_speed": FixedSpeed,
     "tou_energy": TimeOfUseEnergy,
     "reactive": ReactiveMaintenance,
     "fixed_interval": FixedIntervalMaintenance,
@@ -97,9 +100,11 @@ __all__ = [
     "BASELINES",
     "Baseline",
     "ConditionBasedMaintenance",
+    "CpSatDispatch",
     "DispatchRule",
     "FactoryRules",
     "FixedIntervalMaintenance",
+    "FixedSpeed",
     "NominalSpeed",
     "ReactiveMaintenance",
     "Rule",

@@ -1,0 +1,160 @@
+"""The job-shop gap harness: rules through the env, CP-SAT, a learned scheduler, checked schedules and the reports."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import envs  # noqa: F401  (registers the ids)
+from agents.baselines import make_baseline
+from agents.cpsat import schedule_makespan, semi_active
+from configs import CONFIG_DIR
+from envs.jobshop import Instance, load_instance
+from experiments.errors import ConfigError
+from experiments.jssp_gaps import ScheduleError, check_schedule, jssp_gaps, run_gaps
+
+CALLS: list[tuple[str, int, int]] = []
+
+
+class JobOrderScheduler:
+    """A stand-in for a learned scheduler: every machine serves the jobs in id order, left-shifted."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def solve(self, instance: Instance, samples: int, seed: int) -> np.ndarray:
+        """Start times of the job-order schedule; records the call."""
+        CALLS.append((instance.name, samples, seed))
+        if self.path.name == "broken":  # job 1's first operation (8 on machine 1) moved to 0, onto job 0's [4, 10)
+            starts = semi_active(instance, job_order(instance))
+            starts[1, 0] = starts[0, 0]
+            return starts
+        return semi_active(instance, job_order(instance))
+
+
+def job_order(instance: Instance) -> list[list[int]]:
+    """Each machine's jobs in id order."""
+    return [[j for j, route in enumerate(instance.routes) if m in route] for m in range(instance.n_machines)]
+
+
+def load_scheduler(path: Path) -> JobOrderScheduler:
+    """What `<module>.load_scheduler(path)` is for the harness."""
+    return JobOrderScheduler(path)
+
+
+def config(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(
+            "jssp_gaps",
+            overrides=[
+                "~groups",
+                "+groups={tiny: [ft06, la01]}",
+                "cpsat.time_limits_s=[5]",
+                "cpsat.workers=1",
+                *overrides,
+            ],
+        )
+
+
+LEARNED = "+learned.fake={module: tests.integration.test_jssp_gaps, path: %s, samples: 8, seed: 3}"
+
+
+def env_makespan(instance: str, rule: str) -> float:
+    """A rule's makespan read straight from the env, without the harness."""
+    env = gym.make("smartline/Scheduling-v0", instance=instance)
+    rule_policy = make_baseline(env, rule)
+    obs, _ = env.reset(seed=0)
+    terminated = False
+    while not terminated:
+        obs, _, terminated, _, info = env.step(rule_policy.predict(obs)[0])
+    return float(info["makespan"])
+
+
+def test_the_harness_reports_env_rule_makespans_cpsat_optima_and_the_learned_schedule(tmp_path):
+    CALLS.clear()
+    results = jssp_gaps(config("rules=[spt,mwkr]", LEARNED % (tmp_path / "run")), tmp_path)
+    by = {(r.instance.name, r.policy): r for r in results}
+    assert len(results) == 2 * 4
+    for name in ("ft06", "la01"):
+        for rule in ("spt", "mwkr"):
+            assert by[(name, rule)].makespan == env_makespan(name, rule)
+        cpsat = by[(name, "cpsat 5s")]
+        assert cpsat.gap == 0.0
+        assert cpsat.status == "OPTIMAL"
+        assert cpsat.lower_bound == cpsat.makespan
+        instance = load_instance(name)
+        assert by[(name, "fake")].makespan == schedule_makespan(instance, semi_active(instance, job_order(instance)))
+    assert by[("ft06", "cpsat 5s")].makespan == 55
+    assert by[("ft06", "spt")].makespan == 88  # the platform's SPT, non-delay through the env: 60% above 55
+    assert by[("la01", "mwkr")].makespan == 735
+    assert CALLS == [("ft06", 8, 3), ("la01", 8, 3)]
+
+    table = (tmp_path / "jssp_gaps.md").read_text()
+    assert "| ft06 | 6x6 | 55 | 88 (60.0%) | 61 (10.9%) | 55 (0.0%) opt |" in table
+    assert "| **beats the best rule** | | |  |  | 2/2 |" in table
+    assert "| **proven optimal** | | |  |  | 2/2 |" in table
+    mwkr_mean = 100 * np.mean([load_instance(n).gap(by[(n, "mwkr")].makespan) for n in ("ft06", "la01")])
+    assert (
+        f"| **mean gap** | | | {100 * np.mean([88 / 55 - 1, by[('la01', 'spt')].gap]):.1f}% | {mwkr_mean:.1f}% |"
+        in table
+    )
+    with (tmp_path / "jssp_gaps.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8
+    for r in rows:  # the solver's load-independent work, on CP-SAT rows only
+        assert (r["deterministic_time"] != "") == (r["policy"] == "cpsat 5s")
+        assert r["policy"] != "cpsat 5s" or float(r["deterministic_time"]) > 0
+    assert {(r["instance"], r["policy"], r["makespan"], r["best_known"]) for r in rows} >= {
+        ("ft06", "cpsat 5s", "55", "55")
+    }
+    assert (tmp_path / "jssp_gaps.png").stat().st_size > 10_000
+
+
+def test_an_invalid_learned_schedule_is_refused_naming_the_instance_and_operation(tmp_path):
+    with pytest.raises(
+        ScheduleError,
+        match=r"instance 'ft06': job 0 operation 2 starts on machine 1 at 4, "
+        r"while job 1 operation 0 runs there \[0, 8\)",
+    ):
+        run_gaps(config("rules=[]", "cpsat.time_limits_s=[]", LEARNED % (tmp_path / "broken")))
+
+
+@pytest.mark.parametrize(
+    ("starts", "message"),
+    [
+        ([[0, 1], [0, 3]], "instance 'two': job 0 operation 1 starts at 1, before its operation 0 ends at 3"),
+        (
+            [[0, 3], [0, 4]],
+            r"instance 'two': job 0 operation 1 starts on machine 1 at 3, while job 1 operation 0 runs there \[0, 4\)",
+        ),
+        ([[0, 3], [0, 4.5]], "instance 'two': job 1 operation 1 starts at 4.5, not a whole time >= 0"),
+        ([[0, 3, 5], [0, 4, 6]], r"instance 'two': expected start times of shape \(2, 2\), got \(2, 3\)"),
+    ],
+)
+def test_check_schedule_names_what_is_wrong(starts, message):
+    two = Instance("two", 2, routes=((0, 1), (1, 0)), times=((3, 2), (4, 1)))
+    assert check_schedule(two, [[0, 4], [0, 4]]) == 6
+    with pytest.raises(ScheduleError, match=message):
+        check_schedule(two, starts)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["rules=[sptt]"], "rules: 'sptt' is not a dispatching rule \\(did you mean spt\\?\\)"),
+        (["+groups.extra=[ta011]"], "groups.extra: 'ta011' is not a shipped instance \\(did you mean ta11\\?\\)"),
+        (["+learned.x={module: tests.integration.test_jssp_gaps}"], "learned.x: expected \\{module"),
+        (["+learned.x={module: agents.nowhere, path: p}"], "learned: module 'agents.nowhere' not found"),
+        (["+learned.x={module: agents.cpsat, path: p}"], "learned: module 'agents.cpsat' has no load_scheduler"),
+        (["+learned.x={module: m, path: p, samples: 0}"], "learned.x.samples: expected an integer >= 1, got 0"),
+    ],
+)
+def test_config_mistakes_are_named(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        run_gaps(config(*overrides))
