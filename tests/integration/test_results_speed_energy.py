@@ -1,0 +1,82 @@
+"""The Speed and Energy presets of issue 10 compose, train a few hundred steps and compare with their tuned rules."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from agents.artifact import PolicyArtifact
+from experiments.build import heuristics, make_env, tuned_baseline
+from experiments.report import EPISODE
+from experiments.train import train
+from tests.lines import REPO
+
+CONFIGS = str(REPO / "configs")
+TINY = [
+    "total_timesteps=256",
+    "n_envs=1",
+    "agent.n_steps=128",
+    "agent.batch_size=64",
+    "agent.n_epochs=1",
+    "evaluation.every_steps=128",
+    "evaluation.episodes=1",
+    "evaluation.figures=false",
+    "checkpoint_every_steps=256",
+    "final.episodes=1",
+    "final.continuing_seeds=0",
+    "progress_bar=false",
+    "task.max_episode_steps=20",
+]
+# preset -> (task, line, control period s, episode steps, the heuristics its final table compares with)
+PRESETS = {
+    "speed": ("Speed", "flow5_busy", 300.0, 96, {"fixed_speed", "nominal_speed"}),
+    "energy": ("Energy", "flow5", 120.0, 720, {"tou_energy"}),
+}
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_preset_runs_its_line_at_its_period_against_its_tuned_heuristics(preset):
+    task, line, period, steps, rules = PRESETS[preset]
+    cfg = compose_train([f"experiment={preset}"])
+    assert (cfg.task.name, cfg.line.name) == (task, line)
+    assert set(heuristics(cfg)) == rules
+    env = make_env(cfg)
+    try:
+        assert env.unwrapped.line.spec.control_period_s == period
+        assert env.spec.max_episode_steps == steps
+        for name in rules:
+            tuned_baseline(cfg, env, name)  # the tuned parameters build the rule
+    finally:
+        env.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_preset_trains_exports_and_compares_with_every_heuristic(preset, tmp_path):
+    *_, rules = PRESETS[preset]
+    cfg = compose_train([f"experiment={preset}", *TINY])
+    run = tmp_path / "run"
+    train(cfg, run)
+    artifact = PolicyArtifact.load(run / "artifact")
+    env = make_env(cfg)
+    try:
+        obs, _ = env.reset(seed=20_000)
+        for _ in range(5):
+            action, _ = artifact.predict(obs, deterministic=True)
+            assert env.action_space.contains(np.asarray(action, dtype=env.action_space.dtype))
+            obs, *_ = env.step(action)
+    finally:
+        env.close()
+    with (run / "final" / "episodes.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["mode"] == EPISODE]
+    assert {r["policy"] for r in rows} == {"learned", *(f"{h} (heuristic)" for h in rules)}
+    assert {r["seed"] for r in rows} == {"20000"}
