@@ -84,8 +84,14 @@ def episode_kpis(kpis: Kpis, info: dict[str, Any]) -> dict[str, float]:
         "throughput_per_h": kpis.throughput_per_h,
         "oee": kpis.oee,
         "energy_cost": kpis.energy_cost,
+        "energy_cost_per_part": kpis.energy_cost_per_good_part,
         "co2_kg_per_part": kpis.co2_kg_per_good_part,
         "downtime_h": (kpis.planned_downtime_s + kpis.unplanned_downtime_s) / 3600.0,
+        "failures": float(kpis.failures),
+        "preventive_maintenances": float(kpis.preventive_maintenances),
+        "maintenance_cost": kpis.repair_cost + kpis.preventive_cost,
+        "stockout_h": kpis.stockout_time_s / 3600.0,
+        "orders_placed": float(kpis.orders_placed),
         "tardiness_h": kpis.tardiness_s / 3600.0,
     }
     if "makespan" in info:

@@ -34,8 +34,14 @@ METRICS = (
     ("throughput_per_h", "throughput, parts/h"),
     ("oee", "OEE"),
     ("energy_cost", "energy cost"),
+    ("energy_cost_per_part", "energy cost per good part"),
     ("co2_kg_per_part", "CO2 per part, kg"),
     ("downtime_h", "downtime, h"),
+    ("failures", "failures"),
+    ("preventive_maintenances", "preventive maintenances"),
+    ("maintenance_cost", "repair + preventive cost"),
+    ("stockout_h", "stockout, h"),
+    ("orders_placed", "orders placed"),
     ("tardiness_h", "tardiness, h"),
     ("makespan_s", "makespan, s"),
 )
@@ -141,8 +147,12 @@ def _sentence(where: str, rows: Sequence[Row], policy: str, baseline: str) -> st
 
 
 def kpi_table(rows: Sequence[Row]) -> str:
-    """KPI table: one row per policy, scenario and mode, mean ± 95% interval half-width per metric."""
-    metrics = metrics_of(rows)
+    """KPI table: one row per policy, scenario and mode, mean ± 95% interval half-width per metric.
+
+    A metric that is zero in every row (failures on a line that never fails, orders on a task
+    without a store) is left out of the table; the CSV keeps it.
+    """
+    metrics = [(k, label) for k, label in metrics_of(rows) if any(r.values[k] != 0 for r in rows)]
     header = ["policy", "scenario", "mode", "episodes", *(label for _, label in metrics)]
     body = []
     for (policy, scenario, mode), group in groups(rows).items():
