@@ -49,6 +49,10 @@ class ReorderPoint:
 class SSReorder(Baseline):
     """(s, S) reordering on the Inventory task: the order level closest to S minus the position.
 
+    With the task's order-up-to levels (`action="order_up_to"`) it picks the target level closest
+    to S at or below the reorder point, and level 0 (no order) above it; with its continuous
+    target (`"order_up_to_box"`) it sets the target to S there, and -1 (no order) above it.
+
     Args:
         env: an Inventory env.
         reorder_point_units: s, see `ReorderPoint`.
@@ -63,7 +67,12 @@ class SSReorder(Baseline):
         self.reorder = ReorderPoint(self.task, reorder_point_units, order_up_to_units)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """Index of the order level nearest the wanted quantity (the lower of two equally near)."""
-        distance = np.abs(self.task.levels[None, :] - self.reorder(obs)[:, None])
+        """Index of the level nearest the wanted quantity or target (the lower of two equally near)."""
+        wanted = self.reorder(obs)
+        if self.task.action_kind != "quantity":
+            wanted = np.where(wanted > 0.0, self.reorder.order_up_to_units, 0.0)
+        if self.task.action_kind == "order_up_to_box":
+            return (2.0 * wanted / self.task.levels[-1] - 1.0)[:, None]
+        distance = np.abs(self.task.levels[None, :] - wanted[:, None])
         nearest = distance <= distance.min(axis=1, keepdims=True) + self.reorder.tolerance_units
         return np.argmax(nearest, axis=1)

@@ -51,17 +51,26 @@ class VibrationTrigger:
         task: the setpoint task whose observation the rule reads.
         threshold_mm_s: vibration RMS threshold in mm/s: one for all stations, one per station in
             station order, or a mapping from station name.
+        scale: factor (> 0) on every station's threshold, so that one number sweeps them all.
     """
 
-    def __init__(self, task: SetpointTask, threshold_mm_s: Thresholds) -> None:
+    def __init__(self, task: SetpointTask, threshold_mm_s: Thresholds, scale: float = 1.0) -> None:
         self.decoder = SensorDecoder(task)
-        self.threshold_mm_s = per_station("threshold_mm_s", threshold_mm_s, task.spec.stations)
+        scale = finite_at_least("threshold_scale", scale, 0.0, strict=True)
+        self.threshold_mm_s = scale * per_station("threshold_mm_s", threshold_mm_s, task.spec.stations)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Stations to maintain now, bool of shape `(n, n_stations)`."""
         vib = self.decoder.stations_value(obs, "vibration_mm_s")
         high = (vib > self.threshold_mm_s) & self.decoder.stations_valid(obs, "vibration_mm_s")
         return high & available(self.decoder, obs)
+
+
+def as_actions(task: MaintenanceTask, request: np.ndarray) -> np.ndarray:
+    """Per-station requests (bool, `(n, n_stations)`) as the task's actions: 1/0, or due now (-1) / not at all (1)."""
+    if task.action_kind == "due_box":
+        return np.where(request, -1.0, 1.0)
+    return request.astype(np.int8)
 
 
 class ReactiveMaintenance(Baseline):
@@ -72,7 +81,7 @@ class ReactiveMaintenance(Baseline):
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """No request anywhere."""
-        return self.line_setting(len(obs))
+        return as_actions(self.task, np.zeros((len(obs), len(self.task.spec.stations)), dtype=bool))
 
 
 class FixedIntervalMaintenance(Baseline):
@@ -97,7 +106,7 @@ class FixedIntervalMaintenance(Baseline):
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Stations due and available."""
         due = self.decoder.stations_value(obs, "since_maintenance_h") >= self._due_h
-        return (due & available(self.decoder, obs)).astype(np.int8)
+        return as_actions(self.task, due & available(self.decoder, obs))
 
 
 class ConditionBasedMaintenance(Baseline):
@@ -106,15 +115,17 @@ class ConditionBasedMaintenance(Baseline):
     Args:
         env: a Maintenance env.
         threshold_mm_s: vibration RMS threshold in mm/s, one for all stations or one per station.
+        threshold_scale: factor (> 0) on every threshold: the one parameter a sweep varies, keeping
+            the stations' thresholds in proportion.
     """
 
     tasks = (MaintenanceTask,)
     task: MaintenanceTask
 
-    def __init__(self, env: gym.Env[Any, Any], threshold_mm_s: Thresholds) -> None:
+    def __init__(self, env: gym.Env[Any, Any], threshold_mm_s: Thresholds, threshold_scale: float = 1.0) -> None:
         super().__init__(env)
-        self.trigger = VibrationTrigger(self.task, threshold_mm_s)
+        self.trigger = VibrationTrigger(self.task, threshold_mm_s, threshold_scale)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Stations over their threshold."""
-        return self.trigger(obs).astype(np.int8)
+        return as_actions(self.task, self.trigger(obs))

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
+import numpy as np
 
 from envs.base import delta, health_used
 from envs.setpoint import SetpointTask
 from envs.weights import WEAR_COST_PER_HEALTH
 from hardware import Command, Frame, Lever, LineSpec
+
+ACTIONS = ("binary", "box", "due_box")  # the action space's kind, see `MaintenanceTask`
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,17 @@ class MaintenanceTask(SetpointTask):
     failure means a long, costly repair; preventive maintenance is short, cheaper and planned.
 
     ## Action Space
-    `MultiBinary(n_stations)`: 1 requests preventive maintenance of that station now (after its
-    current part; ignored while it is under repair or maintenance).
+    `MultiBinary(n_stations)` (`action="binary"`, the default): 1 requests preventive maintenance
+    of that station now (after its current part; ignored while it is under repair or
+    maintenance). `action="box"`: `Box(-1, 1, (n_stations,))`, a component above 0.5 requests it,
+    so a Gaussian policy centred on 0 starts out rarely maintaining (its spread, e.g. PPO's
+    `log_std_init`, sets how rarely) instead of requesting at half of all decisions.
+    `action="due_box"`: `Box(-1, 1, (n_stations,))`, each component sets when its station is due,
+    `(a + 1) / 2 * max_due_h` hours since its last maintenance or repair, and requests it once its
+    reading reaches that (a >= 1: not at all; -1: now). Any request at any state is still one
+    action away, but a policy centred on 0 starts as a fixed-interval rule of `max_due_h / 2`
+    hours and learns when to deviate from it. A component that is not a finite number, or a
+    reading that is missing, requests nothing.
 
     ## Observation Space
     `Box(-1, 1)`: per station its state, vibration RMS, bearing temperature, motor current (each
@@ -54,10 +67,11 @@ class MaintenanceTask(SetpointTask):
     Never terminates; truncated after one week by default.
 
     ## Arguments
-    `line`, `scenario`, `control_period_s` (default 300), `weights` (`MaintenanceWeights` fields).
+    `line`, `scenario`, `control_period_s` (default 300), `weights` (`MaintenanceWeights` fields),
+    `action` ("binary", "box" or "due_box"), `max_due_h` (default 200; due times span 0 to this, h).
 
     ## Version History
-    v0: initial version.
+    v0: initial version; `action="box"` and `"due_box"` added as options, the default unchanged.
     """
 
     weights_class: ClassVar[type] = MaintenanceWeights
@@ -71,13 +85,37 @@ class MaintenanceTask(SetpointTask):
         "since_maintenance_h",
     )
 
-    def __init__(self, spec: LineSpec, weights: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        spec: LineSpec,
+        weights: Mapping[str, Any] | None = None,
+        action: str = "binary",
+        max_due_h: float = 200.0,
+    ) -> None:
         super().__init__(spec, weights)
-        self.action_space = gym.spaces.MultiBinary(len(self._acts))
+        if action not in ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+        ok = isinstance(max_due_h, int | float) and not isinstance(max_due_h, bool)
+        if not (ok and math.isfinite(max_due_h) and max_due_h > 0):
+            raise ValueError(f"max_due_h must be a finite number > 0, got {max_due_h!r}")
+        self.action_kind = action
+        self.max_due_h = float(max_due_h)
+        if action == "binary":
+            self.action_space = gym.spaces.MultiBinary(len(self._acts))
+        self._since = [spec.sensor_index(f"{s}.since_maintenance_h") for s in spec.stations]
 
     def command(self, action: Any, frame: Frame) -> Command:
-        """Request maintenance where the action is 1; anything but 0 or 1 is invalid and requests nothing."""
-        return self.setpoints(self.checked(action))
+        """Request maintenance where the action says so (see Action Space); invalid components request nothing."""
+        if self.action_kind == "box":
+            return super().command(action, frame)
+        if self.action_kind == "binary":
+            return self.setpoints(self.checked(action))
+        a, valid = self.parse_action(action)
+        if not valid.all():
+            self.mark_invalid()
+        a = np.where(valid, a, 1.0).clip(-1.0, 1.0)
+        due = (frame.values[self._since] >= (a + 1.0) / 2.0 * self.max_due_h) & (a < 1.0)
+        return self.setpoints(due.astype(float))
 
     def reward(self, before: Frame, after: Frame) -> tuple[float, dict[str, float]]:
         """Minus corrective, preventive, downtime and wear costs."""

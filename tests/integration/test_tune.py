@@ -45,7 +45,7 @@ def test_a_sweep_ranks_by_mean_return_on_tuning_seeds_and_writes_the_winner_as_h
     cfg = compose_config(
         "tune",
         [
-            "experiment=maintenance",
+            "task=maintenance",
             "tune.baseline=fixed_interval",
             "tune.grid={interval_h:[2.0,100.0]}",  # maintaining every 2 h costs far more than it saves
             "tune.episodes=2",
@@ -83,7 +83,7 @@ def test_a_sweep_ranks_by_mean_return_on_tuning_seeds_and_writes_the_winner_as_h
     ],
 )
 def test_a_bad_sweep_is_a_config_error_naming_its_key(tmp_path, overrides, message):
-    cfg = compose_config("tune", ["experiment=maintenance", *overrides])
+    cfg = compose_config("tune", ["task=maintenance", *overrides])
     with pytest.raises(ConfigError, match=message):
         tune(cfg, tmp_path)
     assert not (tmp_path / "best.yaml").exists()
@@ -91,7 +91,7 @@ def test_a_bad_sweep_is_a_config_error_naming_its_key(tmp_path, overrides, messa
 
 def test_the_final_table_compares_with_every_heuristic_at_its_tuned_parameters(tmp_path):
     tuned = "heuristics={fixed_interval:{interval_h:30.0},condition_based:{}}"
-    cfg = compose_config("train", ["experiment=maintenance", "agent=reactive", tuned, *SHORT])
+    cfg = compose_config("train", ["task=maintenance", "agent=reactive", tuned, *SHORT])
     train(cfg, tmp_path)
     with (tmp_path / "final" / "episodes.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -127,13 +127,13 @@ def test_the_final_table_compares_with_every_heuristic_at_its_tuned_parameters(t
     ],
 )
 def test_a_bad_heuristics_entry_is_a_config_error_naming_it(tmp_path, value, message):
-    cfg = compose_config("train", ["experiment=maintenance", "agent=reactive", f"heuristics={value}", *SHORT])
+    cfg = compose_config("train", ["task=maintenance", "agent=reactive", f"heuristics={value}", *SHORT])
     with pytest.raises(ConfigError, match=message):
         train(cfg, tmp_path)
 
 
 def test_without_heuristics_the_task_baseline_as_shipped():
-    cfg = compose_config("train", ["experiment=maintenance"])
+    cfg = compose_config("train", ["task=maintenance"])
     assert heuristics(cfg) == {"condition_based": {}}
 
 

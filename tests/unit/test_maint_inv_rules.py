@@ -1,0 +1,230 @@
+"""Rule changes of the maintenance and inventory baselines made for issue 10's sweeps."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs  # noqa: F401  (registers the ids)
+from agents.baselines import make_baseline
+from agents.decoder import SensorDecoder, available
+
+SHIPPED_MM_S = [3.78, 6.24, 2.468, 2.468, 3.78]  # configs/agent/condition_based.yaml, station order
+
+
+@pytest.fixture
+def maintenance() -> gym.Env:
+    env = gym.make("smartline/Maintenance-v0")
+    env.reset(seed=0)
+    return env
+
+
+def test_threshold_scale_multiplies_every_station_threshold(maintenance):
+    shipped = make_baseline(maintenance, "condition_based")
+    scaled = make_baseline(maintenance, "condition_based", threshold_scale=1.25)
+    np.testing.assert_allclose(shipped.trigger.threshold_mm_s, SHIPPED_MM_S)
+    np.testing.assert_allclose(scaled.trigger.threshold_mm_s, [1.25 * t for t in SHIPPED_MM_S])
+
+
+def test_a_larger_scale_maintains_later(maintenance):
+    """Readings 10% above the shipped thresholds trigger the shipped rule everywhere, the 1.2x rule nowhere."""
+    task = maintenance.unwrapped.task
+    obs, _ = maintenance.reset(seed=0)
+    obs = np.array(obs, dtype=np.float32)
+    for station, threshold in zip(task.spec.stations, SHIPPED_MM_S, strict=True):
+        name = f"{station}.vibration_mm_s"
+        obs[task.encoder.column(name)] = task.encoder.encode(name, 1.1 * threshold)
+    up = available(SensorDecoder(task), obs[None])[0]
+    eager = make_baseline(maintenance, "condition_based").trigger(obs[None])[0]
+    late = make_baseline(maintenance, "condition_based", threshold_scale=1.2).trigger(obs[None])[0]
+    assert up.any()
+    np.testing.assert_array_equal(eager, up)
+    assert not late.any()
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), True])
+def test_threshold_scale_must_be_a_positive_number(maintenance, scale):
+    with pytest.raises(ValueError, match="threshold_scale must be a finite number > 0"):
+        make_baseline(maintenance, "condition_based", threshold_scale=scale)
+
+
+def test_box_maintenance_requests_exactly_the_components_above_one_half():
+    env = gym.make("smartline/Maintenance-v0", action="box")
+    env.reset(seed=0)
+    task = env.unwrapped.task
+    assert env.action_space == gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
+    command = task.command(np.array([0.51, 0.5, -1.0, 1.0, 0.2], dtype=np.float32), env.unwrapped.frame)
+    requested = command.setpoints[task._acts]
+    np.testing.assert_array_equal(requested, [1.0, 0.0, 0.0, 1.0, 0.0])
+
+
+def test_binary_and_box_maintenance_run_a_rule_alike():
+    returns = []
+    for action in ("binary", "box"):
+        env = gym.make("smartline/Maintenance-v0", action=action, max_episode_steps=200)
+        rule = make_baseline(env, "fixed_interval", interval_h=8.0)
+        obs, _ = env.reset(seed=3)
+        total, done = 0.0, False
+        while not done:
+            a, _ = rule.predict(obs)
+            obs, r, terminated, truncated, _ = env.step(a)
+            total, done = total + r, terminated or truncated
+        returns.append((total, env.unwrapped.frame.kpis.preventive_maintenances))
+    assert returns[0] == returns[1]
+    assert returns[0][1] > 0
+
+
+def inventory(**kwargs) -> gym.Env:
+    env = gym.make("smartline/Inventory-v0", action="order_up_to", order_levels=17, **kwargs)
+    env.reset(seed=0)
+    return env
+
+
+def at_position(env: gym.Env, stock: float, on_order: float):
+    frame = env.unwrapped.frame
+    spec = env.unwrapped.line.spec
+    values = np.array(frame.values)
+    values[spec.sensor_index("line.stock_units")] = stock
+    values[spec.sensor_index("line.on_order_units")] = on_order
+    return dataclasses.replace(frame, values=values)
+
+
+@pytest.mark.parametrize(
+    ("level", "stock", "on_order", "ordered"),
+    [
+        (8, 1000.0, 500.0, 1000.0),  # target 2,500: the gap of 1,000 units
+        (8, 1500.0, 500.0, 0.0),  # gap 500, below the 625-unit minimum
+        (8, 1875.0, 0.0, 625.0),  # gap exactly the minimum
+        (0, 0.0, 0.0, 0.0),  # level 0 never orders
+        (16, 0.0, 0.0, 5000.0),  # target 5,000 from nothing: the largest order
+        (4, 3000.0, 0.0, 0.0),  # above the target
+    ],
+)
+def test_order_up_to_orders_the_gap_to_the_target_when_it_reaches_the_minimum(level, stock, on_order, ordered):
+    env = inventory(min_order_units=625.0)
+    task = env.unwrapped.task
+    command = task.command(level, at_position(env, stock, on_order))
+    assert command.setpoints[task._acts][0] == pytest.approx(ordered)
+
+
+def test_order_up_to_orders_nothing_when_the_position_cannot_be_read():
+    env = inventory()
+    task = env.unwrapped.task
+    assert task.command(16, at_position(env, float("nan"), 0.0)).setpoints[task._acts][0] == 0.0
+
+
+def test_ss_reorder_on_order_up_to_targets_s_capital_below_s_and_nothing_above():
+    env = inventory(min_order_units=625.0)
+    rule = make_baseline(env, "ss_reorder", reorder_point_units=1000.0, order_up_to_units=2500.0)
+    decoder = SensorDecoder(env.unwrapped.task)
+    encoder = env.unwrapped.task.encoder
+    obs = np.zeros(env.observation_space.shape, dtype=np.float32)
+    levels = []
+    for stock in (400.0, 1000.0, 1100.0):
+        obs[encoder.column("line.stock_units")] = encoder.encode("line.stock_units", stock)
+        assert decoder.value(obs, "line.stock_units") == pytest.approx(stock, rel=1e-4)
+        levels.append(int(rule.predict(obs)[0]))
+    assert levels == [8, 8, 0]  # level 8 is the 2,500-unit target
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs", "message"),
+    [
+        ("smartline/Maintenance-v0", {"action": "continuous"}, "action must be one of binary, box, due_box"),
+        ("smartline/Maintenance-v0", {"max_due_h": 0.0}, "max_due_h must be a finite number > 0"),
+        (
+            "smartline/Inventory-v0",
+            {"action": "base_stock"},
+            "action must be one of quantity, order_up_to, order_up_to_box",
+        ),
+        ("smartline/Inventory-v0", {"min_order_units": -1.0}, "min_order_units must be a finite number >= 0"),
+    ],
+)
+def test_bad_task_options_are_named(env_id, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gym.make(env_id, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("a", "stock", "ordered"),
+    [
+        (0.0, 1000.0, 1500.0),  # target 2,500: the gap
+        (-0.4, 1000.0, 0.0),  # target 1,500: gap 500, below the minimum
+        (-1.0, 0.0, 0.0),  # target 0 never orders
+        (1.0, 0.0, 5000.0),  # the largest target from nothing
+        (float("nan"), 0.0, 0.0),  # invalid: no order
+    ],
+)
+def test_continuous_target_orders_the_gap_to_a_rescaled_onto_zero_to_the_largest_order(a, stock, ordered):
+    env = gym.make("smartline/Inventory-v0", action="order_up_to_box", min_order_units=625.0)
+    env.reset(seed=0)
+    task = env.unwrapped.task
+    assert env.action_space == gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    command = task.command(np.array([a], dtype=np.float32), at_position(env, stock, 0.0))
+    assert command.setpoints[task._acts][0] == pytest.approx(ordered)
+
+
+def test_ss_reorder_runs_alike_on_order_up_to_levels_and_continuous_targets():
+    """With S on a level (3,125 units), the (s, S) rule orders the same on both target actions."""
+    ordered = []
+    for action in ("order_up_to", "order_up_to_box"):
+        env = gym.make(
+            "smartline/Inventory-v0", action=action, order_levels=17, min_order_units=625.0, max_episode_steps=400
+        )
+        rule = make_baseline(env, "ss_reorder", reorder_point_units=1800.0, order_up_to_units=3125.0)
+        obs, _ = env.reset(seed=1)
+        total, done = 0.0, False
+        while not done:
+            a, _ = rule.predict(obs)
+            obs, r, terminated, truncated, _ = env.step(a)
+            total, done = total + r, terminated or truncated
+        kpis = env.unwrapped.frame.kpis
+        ordered.append((round(total, 6), kpis.orders_placed, kpis.material_ordered))
+    assert ordered[0] == ordered[1]
+    assert ordered[0][1] > 0
+
+
+def at_since(env: gym.Env, hours: list[float]):
+    frame = env.unwrapped.frame
+    spec = env.unwrapped.line.spec
+    values = np.array(frame.values)
+    for station, h in zip(spec.stations, hours, strict=True):
+        values[spec.sensor_index(f"{station}.since_maintenance_h")] = h
+    return dataclasses.replace(frame, values=values)
+
+
+def test_due_box_requests_the_stations_whose_hours_since_maintenance_reach_their_due_time():
+    env = gym.make("smartline/Maintenance-v0", action="due_box", max_due_h=200.0)
+    env.reset(seed=0)
+    task = env.unwrapped.task
+    # due at 100 h, 100 h, 0 h (now), never (a = 1), 150 h
+    action = np.array([0.0, 0.0, -1.0, 1.0, 0.5], dtype=np.float32)
+    since = [100.0, 99.0, 0.0, 500.0, 151.0]
+    requested = task.command(action, at_since(env, since)).setpoints[task._acts]
+    np.testing.assert_array_equal(requested, [1.0, 0.0, 1.0, 0.0, 1.0])
+    invalid = np.array([np.nan, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)
+    requested = task.command(invalid, at_since(env, [300.0, 300.0, 0.0, 0.0, float("nan")])).setpoints[task._acts]
+    np.testing.assert_array_equal(requested, [0.0, 1.0, 0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("reactive", {}), ("fixed_interval", {"interval_h": 6.0}), ("condition_based", {"threshold_scale": 0.5})],
+)
+def test_maintenance_rules_act_alike_on_binary_and_due_time_actions(name, params):
+    outcomes = []
+    for action in ("binary", "due_box"):
+        env = gym.make("smartline/Maintenance-v0", action=action, control_period_s=1800.0, max_episode_steps=96)
+        rule = make_baseline(env, name, **params)
+        obs, _ = env.reset(seed=2)
+        total, done = 0.0, False
+        while not done:
+            a, _ = rule.predict(obs)
+            obs, r, terminated, truncated, _ = env.step(a)
+            total, done = total + r, terminated or truncated
+        outcomes.append((round(total, 6), env.unwrapped.frame.kpis.preventive_maintenances))
+    assert outcomes[0] == outcomes[1]
+    assert (outcomes[0][1] > 0) == (name != "reactive")
