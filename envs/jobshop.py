@@ -8,12 +8,15 @@ the schedule the agent chose, comparable with the published optimum.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from hardware import Line
 from hardware.twin import TwinLine
@@ -24,6 +27,10 @@ INSTANCES_DIR = Path(__file__).resolve().parent / "instances"
 
 class InstanceError(ValueError):
     """An instance name is unknown or an instance file is malformed."""
+
+
+class ScheduleError(ValueError):
+    """A schedule is not a valid schedule of its instance; the message names the instance and the operation."""
 
 
 @dataclass(frozen=True)
@@ -188,3 +195,50 @@ def instance_line(
     definition = instance_definition(load_instance(name_or_path), due_date_factor)
     twin = TwinLine.from_config(seed=seed, **definition)
     return JobShopLine(twin.params, twin.spec) if kernel else twin
+
+
+def check_schedule(instance: Instance, starts: Any) -> int:
+    """Check that `starts` is a schedule of `instance` and return its makespan.
+
+    Args:
+        instance: the job shop.
+        starts: start time of each operation, shape (jobs, operations); integers (a float must be
+            whole), entries past a job's last operation are ignored.
+
+    Raises:
+        ScheduleError: wrong shape, a start that is negative or not a whole number, an operation
+            that starts before its job's previous operation ends, or two operations on one machine
+            at once. The message names the instance and the operation (job j, operation k).
+    """
+    name = instance.name
+    width = max(len(r) for r in instance.routes)
+    s = np.asarray(starts, dtype=float)
+    if s.shape != (instance.n_jobs, width):
+        raise ScheduleError(
+            f"instance {name!r}: expected start times of shape ({instance.n_jobs}, {width}), got {s.shape}"
+        )
+    ops: list[list[tuple[float, float, int, int]]] = [[] for _ in range(instance.n_machines)]
+    for j, (route, times) in enumerate(zip(instance.routes, instance.times, strict=True)):
+        ready = 0.0
+        for k, (machine, t) in enumerate(zip(route, times, strict=True)):
+            start = s[j, k]
+            if not np.isfinite(start) or start < 0 or start != np.round(start):
+                raise ScheduleError(
+                    f"instance {name!r}: job {j} operation {k} starts at {start}, not a whole time >= 0"
+                )
+            if start < ready:
+                raise ScheduleError(
+                    f"instance {name!r}: job {j} operation {k} starts at {start:g}, "
+                    f"before its operation {k - 1} ends at {ready:g}"
+                )
+            ready = start + t
+            ops[machine].append((start, ready, j, k))
+    for machine, intervals in enumerate(ops):
+        intervals.sort()
+        for (s0, e0, j0, k0), (s1, _, j1, k1) in itertools.pairwise(intervals):
+            if s1 < e0:
+                raise ScheduleError(
+                    f"instance {name!r}: job {j1} operation {k1} starts on machine {machine} at {s1:g}, "
+                    f"while job {j0} operation {k0} runs there [{s0:g}, {e0:g})"
+                )
+    return int(max(s[j, k] + t for j, times in enumerate(instance.times) for k, t in enumerate(times)))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import importlib
-import itertools
 import logging
 import os
 import time
@@ -38,7 +37,7 @@ from agents.baseline import Baseline
 from agents.baselines import make_baseline
 from agents.cpsat import CpSatDispatch
 from agents.dispatching import Rule
-from envs.jobshop import Instance, best_known, load_instance
+from envs.jobshop import Instance, ScheduleError, best_known, check_schedule, load_instance
 from envs.scheduling import SchedulingEnv
 from experiments.errors import ConfigError, did_you_mean, one_line_errors, run
 from experiments.plots import plt
@@ -46,10 +45,6 @@ from experiments.plots import plt
 log = logging.getLogger(__name__)
 
 RULES = tuple(r.value for r in Rule)
-
-
-class ScheduleError(ValueError):
-    """A schedule is not a valid schedule of its instance; the message names the instance and the operation."""
 
 
 class Scheduler(Protocol):
@@ -92,53 +87,6 @@ class Result:
     def gap(self) -> float:
         """Relative gap to the instance's best known makespan."""
         return self.instance.gap(self.makespan)
-
-
-def check_schedule(instance: Instance, starts: Any) -> int:
-    """Check that `starts` is a schedule of `instance` and return its makespan.
-
-    Args:
-        instance: the job shop.
-        starts: start time of each operation, shape (jobs, operations); integers (a float must be
-            whole), entries past a job's last operation are ignored.
-
-    Raises:
-        ScheduleError: wrong shape, a start that is negative or not a whole number, an operation
-            that starts before its job's previous operation ends, or two operations on one machine
-            at once. The message names the instance and the operation (job j, operation k).
-    """
-    name = instance.name
-    width = max(len(r) for r in instance.routes)
-    s = np.asarray(starts, dtype=float)
-    if s.shape != (instance.n_jobs, width):
-        raise ScheduleError(
-            f"instance {name!r}: expected start times of shape ({instance.n_jobs}, {width}), got {s.shape}"
-        )
-    ops: list[list[tuple[float, float, int, int]]] = [[] for _ in range(instance.n_machines)]
-    for j, (route, times) in enumerate(zip(instance.routes, instance.times, strict=True)):
-        ready = 0.0
-        for k, (machine, t) in enumerate(zip(route, times, strict=True)):
-            start = s[j, k]
-            if not np.isfinite(start) or start < 0 or start != np.round(start):
-                raise ScheduleError(
-                    f"instance {name!r}: job {j} operation {k} starts at {start}, not a whole time >= 0"
-                )
-            if start < ready:
-                raise ScheduleError(
-                    f"instance {name!r}: job {j} operation {k} starts at {start:g}, "
-                    f"before its operation {k - 1} ends at {ready:g}"
-                )
-            ready = start + t
-            ops[machine].append((start, ready, j, k))
-    for machine, intervals in enumerate(ops):
-        intervals.sort()
-        for (s0, e0, j0, k0), (s1, _, j1, k1) in itertools.pairwise(intervals):
-            if s1 < e0:
-                raise ScheduleError(
-                    f"instance {name!r}: job {j1} operation {k1} starts on machine {machine} at {s1:g}, "
-                    f"while job {j0} operation {k0} runs there [{s0:g}, {e0:g})"
-                )
-    return int(max(s[j, k] + t for j, times in enumerate(instance.times) for k, t in enumerate(times)))
 
 
 def env_schedule(

@@ -15,9 +15,9 @@ import envs  # noqa: F401  (registers the ids)
 from agents.baselines import make_baseline
 from agents.cpsat import schedule_makespan, semi_active
 from configs import CONFIG_DIR
-from envs.jobshop import Instance, load_instance
+from envs.jobshop import Instance, ScheduleError, check_schedule, load_instance
 from experiments.errors import ConfigError
-from experiments.jssp_gaps import ScheduleError, check_schedule, jssp_gaps, run_gaps
+from experiments.jssp_gaps import jssp_gaps, run_gaps
 
 CALLS: list[tuple[str, int, int]] = []
 

@@ -72,9 +72,9 @@ def test_a_heuristic_agent_takes_its_parameters_from_the_config_and_names_a_bad_
 
 TASK_OF_AGENT = {
     **dict.fromkeys(("maskable_ppo", "fifo", "spt", "lpt", "mwkr", "mopnr", "edd"), "scheduling"),
-    **dict.fromkeys(("reactive", "fixed_interval", "condition_based"), "maintenance"),
-    "dqn": "inventory",
-    "ss_reorder": "inventory",
+    **dict.fromkeys(("cpsat", "self_labelling"), "scheduling"),
+    **dict.fromkeys(("reactive", "fixed_interval", "condition_based", "ppo_maintenance"), "maintenance"),
+    **dict.fromkeys(("dqn", "ss_reorder", "ppo_inventory"), "inventory"),
     "tou_energy": "energy",
     "factory_rules": "factory",
 }
@@ -225,7 +225,8 @@ def test_a_heuristic_agent_runs_the_final_comparison_on_its_own_env(tmp_path, ca
 
 
 def test_scheduling_run_logs_a_gantt_chart(tmp_path):
-    cfg = compose_train(["experiment=scheduling", *TINY[:-1], "task.kwargs.objective=makespan"])
+    ppo = ["task=scheduling", "line=flow5_orders", "agent=maskable_ppo"]  # the preset trains by self-labelling
+    cfg = compose_train([*ppo, *TINY[:-1], "task.kwargs.objective=makespan"])
     train(cfg, tmp_path)
     events = next((tmp_path / "tb").rglob("events.out.tfevents.*"))
     acc = EventAccumulator(str(events.parent), size_guidance={"scalars": 0, "images": 0})

@@ -1,0 +1,228 @@
+"""A job-shop dispatcher that sees the jobs as a set: one network for every instance size.
+
+`DispatchNet` scores each unfinished job's next operation from its features (`envs.jssp_batch`)
+and from messages over the job set: the pooled embedding of all open jobs and of the jobs whose
+next operation needs the same machine. Its weights are shared across jobs, so it applies to any
+number of jobs and machines. `Scheduler` decodes schedules with it (greedy, or best of sampled) and
+is what `load_scheduler` returns.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from envs.jobshop import Instance, check_schedule
+from envs.jssp_batch import N_FEATURES, ActionSet, InstanceBatch, ScheduleBuilder
+
+_FORMAT = 1  # version of the saved scheduler folder
+_CONFIG_FILE, _WEIGHTS_FILE = "config.json", "model.pt"
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Shape of a dispatcher: embedding width, message-passing rounds, and the action set it chooses from."""
+
+    hidden: int = 64
+    layers: int = 2
+    action_set: str = ActionSet.ACTIVE.value
+
+    def __post_init__(self) -> None:
+        if self.hidden < 1 or self.layers < 0:
+            raise ValueError(f"PolicyConfig: hidden must be >= 1 and layers >= 0, got {self.hidden}, {self.layers}")
+        if self.action_set not in {a.value for a in ActionSet}:
+            names = ", ".join(a.value for a in ActionSet)
+            raise ValueError(f"PolicyConfig.action_set: {self.action_set!r} is unknown; choose one of {names}")
+
+
+class _MessagePassing(nn.Module):
+    """One round: each job reads the mean and max over open jobs and the mean over its machine's queue."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.own = nn.Linear(hidden, hidden)
+        self.pooled = nn.Linear(2 * hidden, hidden, bias=False)
+        self.machine = nn.Linear(hidden, hidden, bias=False)
+        self.out = nn.Linear(hidden, hidden)
+
+    def forward(self, h: torch.Tensor, open_: torch.Tensor, same_machine: torch.Tensor) -> torch.Tensor:
+        weights = open_.unsqueeze(-1).to(h.dtype)
+        mean = (h * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        largest = h.masked_fill(~open_.unsqueeze(-1), -1e4).amax(1)
+        queue = same_machine @ h
+        z = torch.relu(self.own(h) + self.pooled(torch.cat([mean, largest], -1)).unsqueeze(1) + self.machine(queue))
+        return h + self.out(z)
+
+
+class DispatchNet(nn.Module):
+    """Per-job logits from shared weights over the set of unfinished jobs."""
+
+    def __init__(self, config: PolicyConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.hidden
+        self.embed = nn.Sequential(nn.Linear(N_FEATURES, d), nn.ReLU(), nn.Linear(d, d))
+        self.rounds = nn.ModuleList(_MessagePassing(d) for _ in range(config.layers))
+        self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 1))
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, machine: torch.Tensor) -> torch.Tensor:
+        """Logits (rollouts, jobs) over the valid jobs (-inf elsewhere).
+
+        Args:
+            features: float32 (rollouts, jobs, N_FEATURES), from `ScheduleBuilder.observe`.
+            mask: bool (rollouts, jobs), the valid actions.
+            machine: int64 (rollouts, jobs), the machine of each job's next operation, -1 if finished.
+        """
+        open_ = machine >= 0
+        same = (machine.unsqueeze(2) == machine.unsqueeze(1)) & open_.unsqueeze(1) & open_.unsqueeze(2)
+        same_f = same.to(features.dtype)
+        same_f = same_f / same_f.sum(2, keepdim=True).clamp(min=1.0)
+        h = self.embed(features)
+        for layer in self.rounds:
+            h = layer(h, open_, same_f)
+        return self.head(h).squeeze(-1).masked_fill(~mask, float("-inf"))
+
+
+@dataclass
+class Rollouts:
+    """Complete schedules of a batch.
+
+    Attributes:
+        makespan: (rollouts,) makespans.
+        starts: (rollouts, jobs, operations) start times.
+        actions: (rollouts, steps) the job chosen at each step.
+    """
+
+    makespan: np.ndarray
+    starts: np.ndarray
+    actions: np.ndarray
+
+
+@torch.inference_mode()
+def decode(
+    net: DispatchNet,
+    batch: InstanceBatch,
+    samples: int,
+    generator: torch.Generator,
+    temperature: float = 1.0,
+    greedy_first: bool = True,
+) -> Rollouts:
+    """Build `samples` schedules of every instance of `batch` with `net`.
+
+    The first rollout of each instance is greedy when `greedy_first` (the rest sample from the
+    policy's softmax at `temperature`), so best-of-samples is never worse than greedy.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    builder = ScheduleBuilder(batch, samples, net.config.action_set)
+    greedy = torch.zeros(builder.n_rollouts, dtype=torch.bool)
+    if greedy_first:
+        greedy[::samples] = True
+    everyone_greedy = bool(greedy.all())
+    actions = np.empty((builder.n_rollouts, builder.n_steps), dtype=np.int64)
+    for t in range(builder.n_steps):
+        features, mask, machine = builder.observe()
+        logits = net(torch.from_numpy(features), torch.from_numpy(mask), torch.from_numpy(machine))
+        choice = logits.argmax(1)
+        if not everyone_greedy:
+            sampled = torch.multinomial(torch.softmax(logits / temperature, 1), 1, generator=generator).squeeze(1)
+            choice = torch.where(greedy, choice, sampled)
+        actions[:, t] = choice.numpy()
+        builder.step(actions[:, t])
+    return Rollouts(builder.makespan.copy(), builder.starts, actions)
+
+
+# Dispatching rules over the builder's features: (feature column, sign), the lowest signed value first.
+RULES = {"spt": (0, 1.0), "mwkr": (7, -1.0), "mopnr": (8, -1.0)}
+
+
+def rule_decode(batch: InstanceBatch, rule: str) -> Rollouts:
+    """One schedule per instance from a dispatching rule, event-driven (non-delay) as in the Scheduling env.
+
+    Ties go to the lowest job id. Non-delay choices are active ones too, so the schedule is a valid
+    label for a policy on either action set.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule {rule!r} is unknown; choose one of {', '.join(RULES)}")
+    column, sign = RULES[rule]
+    builder = ScheduleBuilder(batch, 1, ActionSet.NON_DELAY)
+    actions = np.empty((builder.n_rollouts, builder.n_steps), dtype=np.int64)
+    for t in range(builder.n_steps):
+        features, mask, _ = builder.observe()
+        key = np.where(mask, sign * features[..., column], np.inf)
+        actions[:, t] = np.argmax(key <= key.min(axis=1, keepdims=True), axis=1)
+        builder.step(actions[:, t])
+    return Rollouts(builder.makespan.copy(), builder.starts, actions)
+
+
+def replay(batch: InstanceBatch, actions: np.ndarray, action_set: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The states of rebuilding one schedule per instance from its chosen jobs.
+
+    Returns features (steps, instances, jobs, N_FEATURES), masks and machines (steps, instances,
+    jobs): what `DispatchNet` saw at every step, to train it to choose `actions` again.
+    """
+    builder = ScheduleBuilder(batch, 1, action_set)
+    if actions.shape != (len(batch), builder.n_steps):
+        raise ValueError(f"actions: need shape {(len(batch), builder.n_steps)}, got {actions.shape}")
+    states = []
+    for t in range(builder.n_steps):
+        states.append(builder.observe())
+        if not states[-1][1][np.arange(len(batch)), actions[:, t]].all():
+            raise ValueError(f"actions: step {t} chooses a job outside the action set")
+        builder.step(actions[:, t])
+    features, masks, machines = (np.stack(parts) for parts in zip(*states, strict=True))
+    return features, masks, machines
+
+
+class Scheduler:
+    """A trained dispatcher that solves job-shop instances of any size."""
+
+    def __init__(self, net: DispatchNet, temperature: float = 1.0) -> None:
+        self.net = net.eval()
+        self.temperature = temperature
+
+    def solve(self, instance: Instance, samples: int = 1, seed: int = 0) -> np.ndarray:
+        """Start times (jobs, operations), in instance order, of the best schedule found.
+
+        `samples=1` decodes greedily (deterministic); more adds `samples - 1` sampled schedules
+        (seeded by `seed`) and keeps the shortest. The schedule is checked before it is returned.
+        """
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        batch = InstanceBatch.of([instance])
+        rollouts = decode(self.net, batch, samples, torch.Generator().manual_seed(seed), self.temperature)
+        best = int(np.argmin(rollouts.makespan))
+        starts = rollouts.starts[best]
+        check_schedule(instance, starts)
+        return starts
+
+    def save(self, path: str | Path) -> Path:
+        """Write the network's config and weights to the folder `path` (created); return it."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {"format": _FORMAT, "features": N_FEATURES, "temperature": self.temperature, **asdict(self.net.config)}
+        (folder / _CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        torch.save(self.net.state_dict(), folder / _WEIGHTS_FILE)
+        return folder
+
+
+def load_scheduler(path: str | Path) -> Scheduler:
+    """Load a scheduler saved by `Scheduler.save` (a folder with config.json and model.pt)."""
+    folder = Path(path)
+    config_file = folder / _CONFIG_FILE
+    if not config_file.is_file() or not (folder / _WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"scheduler {folder}: expected {_CONFIG_FILE} and {_WEIGHTS_FILE} in it")
+    config = json.loads(config_file.read_text())
+    if config.get("format") != _FORMAT or config.get("features") != N_FEATURES:
+        raise ValueError(
+            f"scheduler {folder}: format {config.get('format')} with {config.get('features')} features; "
+            f"this smartline reads format {_FORMAT} with {N_FEATURES}"
+        )
+    net = DispatchNet(PolicyConfig(config["hidden"], config["layers"], config["action_set"]))
+    net.load_state_dict(torch.load(folder / _WEIGHTS_FILE, weights_only=True))
+    return Scheduler(net, float(config["temperature"]))
