@@ -7,22 +7,32 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.baseline import Baseline, action_positions
+from agents.baseline import Baseline, action_positions, finite_at_least
+from agents.decoder import SensorDecoder
 from agents.inventory_rules import ReorderPoint
 from agents.maintenance_rules import Thresholds, VibrationTrigger
+from agents.speed_rules import speed_actions
 from envs.factory import FactoryTask
-from envs.setpoint import ACTION_MAINTAIN
+from envs.setpoint import ACTION_MAINTAIN, ACTION_RUN, ACTION_STANDBY
 from hardware import Lever
 
 
 class FactoryRules(Baseline):
-    """Factory: nominal speed, always run, condition-based maintenance and (s, S) reorders.
+    """Factory: one fixed speed, standby when idle and power is dear, condition-based maintenance, (s, S) reorders.
 
     Args:
         env: a Factory env.
         threshold_mm_s: vibration RMS threshold in mm/s, see `VibrationTrigger`.
         reorder_point_units: s, see `ReorderPoint`.
         order_up_to_units: S, see `ReorderPoint`.
+        speed_ratio: speed of every station as a ratio of its nominal speed (1: nominal); a station
+            whose limits do not reach it runs at its nearest limit.
+        standby_price_per_kwh: price of the `line.price_per_kwh` sensor, per kWh, at or above which
+            stations with an empty input queue stand by; None: they always run.
+
+    Raises:
+        ValueError: for a speed ratio that is not a finite number > 0 or a price that is not a
+            finite number >= 0 (and the errors of the maintenance and reorder rules).
     """
 
     tasks = (FactoryTask,)
@@ -34,16 +44,46 @@ class FactoryRules(Baseline):
         threshold_mm_s: Thresholds,
         reorder_point_units: float,
         order_up_to_units: float,
+        speed_ratio: float = 1.0,
+        standby_price_per_kwh: float | None = None,
     ) -> None:
         super().__init__(env)
         self.trigger = VibrationTrigger(self.task, threshold_mm_s)
         self.reorder = ReorderPoint(self.task, reorder_point_units, order_up_to_units)
+        self.decoder = SensorDecoder(self.task)
+        self.speed_ratio = finite_at_least("speed_ratio", speed_ratio, 0.0, strict=True)
+        self.standby_price_per_kwh = (
+            None
+            if standby_price_per_kwh is None
+            else finite_at_least("standby_price_per_kwh", standby_price_per_kwh, 0.0)
+        )
+        self._speed = action_positions(self.task, Lever.SPEED)
+        self._mode = action_positions(self.task, Lever.MODE)
         self._maintain = action_positions(self.task, Lever.MAINTENANCE)
         (self._order,) = action_positions(self.task, Lever.REORDER)
+        self._speed_action = speed_actions(self.task, self.speed_ratio)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """Zero speed and mode; maintain and reorder components from the two rules."""
+        """Speed and mode from the fixed settings; maintain and reorder components from the two rules.
+
+        On a task whose reorder component is a target (`reorder="order_up_to"`) the rule asks for
+        S when it orders, so its orders are exact when S - s is at least the task's `min_order_units`.
+        """
         actions = self.line_setting(len(obs))
+        actions[:, self._speed] = self._speed_action
+        if self.standby_price_per_kwh is not None:
+            d = self.decoder
+            price = d.value(obs, "line.price_per_kwh")
+            dear = price >= self.standby_price_per_kwh - d.tolerance("line.price_per_kwh")
+            empty = d.stations_value(obs, "queue_parts") < 0.5
+            actions[:, self._mode] = np.where(dear[:, None] & empty, ACTION_STANDBY, ACTION_RUN)
         actions[:, self._maintain] = np.where(self.trigger(obs), ACTION_MAINTAIN, 0.0)
-        actions[:, self._order] = np.clip(self.reorder(obs) / self.reorder.max_order_units, 0.0, 1.0)
+        quantity = self.reorder(obs)
+        largest = self.reorder.max_order_units
+        if self.task.reorder == "order_up_to":
+            # the target position S where the rule orders, else a target that orders nothing
+            target = 2.0 * self.reorder.order_up_to_units / largest - 1.0
+            actions[:, self._order] = np.where(quantity > 0.0, min(target, 1.0), -1.0)
+        else:
+            actions[:, self._order] = np.clip(quantity / largest, 0.0, 1.0)
         return actions

@@ -10,6 +10,7 @@ import numpy as np
 
 from agents.baseline import Baseline, action_positions, finite_at_least
 from agents.decoder import SensorDecoder
+from envs.encoding import unscale
 from envs.energy import EnergyTask
 from envs.setpoint import ACTION_RUN, ACTION_STANDBY, SetpointTask
 from envs.speed import SpeedTask
@@ -64,10 +65,7 @@ def speed_actions(
                 f"station_speed_ratio.{name}: {r} is outside the station's speed limits [{low[k]}, {high[k]}]"
             )
         ratios[k] = r
-    # the inverse of the task's decoding: -1, 0, 1 are the lower limit, nominal and the upper limit
-    below = (ratios - nominal) / np.where(nominal > low, nominal - low, 1.0)
-    above = (ratios - nominal) / np.where(high > nominal, high - nominal, 1.0)
-    return np.where(ratios < nominal, below, above)
+    return unscale(ratios, low, high, nominal)  # the inverse of the task's decoding
 
 
 class FixedSpeed(Baseline):

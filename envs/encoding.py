@@ -127,3 +127,10 @@ def rescale(action: np.ndarray, low: np.ndarray, high: np.ndarray, centre: np.nd
     setting, so an untrained policy starts where the plant runs today.
     """
     return np.where(action < 0.0, centre + action * (centre - low), centre + action * (high - centre))
+
+
+def unscale(value: np.ndarray, low: np.ndarray, high: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """The inverse of `rescale`: the actions in [-1, 1] that `rescale` maps onto `value` (within [low, high])."""
+    below = (value - centre) / np.where(centre > low, centre - low, 1.0)
+    above = (value - centre) / np.where(high > centre, high - centre, 1.0)
+    return np.where(value < centre, below, above)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import astuple, dataclass
 from typing import Any, ClassVar
@@ -20,7 +21,7 @@ from envs.weights import (
     TARDINESS_COST_PER_H,
     WEAR_COST_PER_HEALTH,
 )
-from hardware import Frame, Lever, Line, LineSpec, SensorSpec
+from hardware import Command, Frame, Lever, Line, LineSpec, SensorSpec
 
 OBJECTIVES = (
     "throughput",
@@ -36,6 +37,7 @@ OBJECTIVES = (
     "stockout",
 )
 _SIGN = np.array([1.0] + [-1.0] * (len(OBJECTIVES) - 1))  # throughput is a good, the rest are costs
+REORDER_ACTIONS = ("quantity", "order_up_to")  # what the reorder component means, see `FactoryTask`
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,14 @@ class FactoryTask(SetpointTask):
 
     ## Action Space
     `Box(-1, 1, (3 n_stations + 1,), float32)` over the line's actuators in spec order: per
-    station speed, mode and maintain, then the reorder quantity; decoded as in `SetpointTask`.
+    station speed, mode and maintain, then the reorder component; decoded as in `SetpointTask`.
+    With `reorder="quantity"` (the default) the reorder component is the quantity, as there. With
+    `reorder="order_up_to"` it is a target stock position (on hand plus on order), `(a + 1) / 2`
+    of the largest order (so 0 is half of it): the task orders the gap to the target when the gap
+    is at least `min_order_units` (never more than the largest order; nothing when the position
+    cannot be read). Holding one value is then an (s, S) rule with S the target and
+    s = S - `min_order_units`, so an untrained policy reorders as a plant does instead of at every
+    other tick, and a rule's (s, S) orders are exact when S - s >= `min_order_units`.
 
     ## Observation Space
     `Box(-1, 1)`: every sensor of the line, scaled, with validity flags, and the time of day.
@@ -89,10 +98,12 @@ class FactoryTask(SetpointTask):
     Never terminates; truncated after one day by default.
 
     ## Arguments
-    `line`, `scenario`, `control_period_s` (default 60), `weights` (`FactoryWeights` fields).
+    `line`, `scenario`, `control_period_s` (default 60), `weights` (`FactoryWeights` fields),
+    `reorder` ("quantity" or "order_up_to"), `min_order_units` (default 0; the smallest gap an
+    order-up-to target orders, material units).
 
     ## Version History
-    v0: initial version.
+    v0: initial version; `reorder="order_up_to"` added as an option, the default unchanged.
     """
 
     weights_class: ClassVar[type] = FactoryWeights
@@ -101,10 +112,38 @@ class FactoryTask(SetpointTask):
     sensors: ClassVar[tuple[str, ...]] = ()
     clock: ClassVar[bool] = True
 
-    def __init__(self, spec: LineSpec, weights: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        spec: LineSpec,
+        weights: Mapping[str, Any] | None = None,
+        reorder: str = "quantity",
+        min_order_units: float = 0.0,
+    ) -> None:
         super().__init__(spec, weights)
+        if reorder not in REORDER_ACTIONS:
+            raise ValueError(f"reorder must be one of {', '.join(REORDER_ACTIONS)}, got {reorder!r}")
+        ok = isinstance(min_order_units, int | float) and not isinstance(min_order_units, bool)
+        if not (ok and math.isfinite(min_order_units) and min_order_units >= 0):
+            raise ValueError(f"min_order_units must be a finite number >= 0, got {min_order_units!r}")
+        self.reorder = reorder
+        self.min_order_units = float(min_order_units)
         self._signed = np.array(astuple(self.weights)) * _SIGN
         self._objectives = np.zeros(len(OBJECTIVES))
+        if reorder == "order_up_to":  # a line without a store needs neither
+            (self._order,) = [k for k, lever in enumerate(self._lever) if lever is Lever.REORDER]
+            self._position = [spec.sensor_index("line.stock_units"), spec.sensor_index("line.on_order_units")]
+
+    def command(self, action: Any, frame: Frame) -> Command:
+        """Decode as `SetpointTask` does; with `reorder="order_up_to"` order the gap to the target position."""
+        a = self.checked(action).clip(-1.0, 1.0)
+        command = super().command(a, frame)
+        if self.reorder == "quantity" or command.setpoints is None:
+            return command
+        largest = float(self._high[self._order])
+        gap = (a[self._order] + 1.0) / 2.0 * largest - float(np.sum(frame.values[self._position]))
+        setpoints = command.setpoints.copy()
+        setpoints[self._acts[self._order]] = min(gap, largest) if gap >= max(self.min_order_units, 1e-9) else 0.0
+        return Command(setpoints=setpoints, dispatch=command.dispatch)
 
     def start(self, line: Line, frame: Frame) -> Frame:
         """A new episode has no step behind it yet."""

@@ -133,7 +133,7 @@ def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
         ranked,
         numeric=[True, False, True, True],
     )
-    seeds_text = f"tuning seeds {seeds[0]}-{seeds[-1]}" + (f"; {note}" if note else "")
+    seeds_text = f"seeds {seeds[0]}-{seeds[-1]}" + (f"; {note}" if note else "")
     where = f"{cfg.task.name}, {cfg.line.name}, scenario {cfg.scenario.name}"
     title = f"{baseline} on {where}: ranked by {cfg.tune.rank_by} return ({seeds_text})"
     out_dir.mkdir(parents=True, exist_ok=True)

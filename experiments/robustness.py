@@ -1,0 +1,253 @@
+"""Robustness: each trained policy under every scenario it was not trained on, against its heuristics there.
+
+    python -m experiments.robustness 'artifacts=[/tmp/results-artifacts/factory/artifact,...]'
+
+Each artifact runs with its own run's config (task, line, control period) and is compared with the
+heuristics its run was compared with (the run's tuned `heuristics`, else the task's baseline; or
+those `heuristics.<Task>` names, e.g. `+heuristics.Energy={tou_energy:{speed_ratio:0.75}}`), on
+the same seeds: first without disruption (`none`), then under each scenario of `scenarios` other
+than the one it was trained on. Per task, heuristic and scenario the table gives the paired return
+difference learned minus heuristic with its 95% interval, and its change from the no-scenario
+figure (paired by seed, with its own interval): where the policy degrades against the rule, and
+by how much. Writes the Markdown table (`out`), every episode (`<plots>/episodes.csv`) and one
+plot of the differences per task (`<plots>/<task>.png`).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from configs import options
+from experiments.build import ConfigError, heuristic_overrides, heuristics, load_policy
+from experiments.comparison import compare
+from experiments.errors import one_line_errors, run
+from experiments.evaluate import evaluation_config
+from experiments.plots import difference_plot
+from experiments.report import Row, mean_interval
+from experiments.tables import markdown_table
+
+log = logging.getLogger(__name__)
+
+LEARNED = "learned"
+NO_SCENARIO = "none"
+
+
+class NotApplicable(Exception):
+    """An artifact whose env has no line to disrupt; the message says why, and the table notes it."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One task, heuristic and scenario: learned minus heuristic return, and its change from `none`.
+
+    Each is (mean, 95% half-width) over the paired seeds; `change` is None for `none` itself.
+    """
+
+    task: str
+    heuristic: str
+    scenario: str
+    mode: str
+    difference: tuple[float, float]
+    change: tuple[float, float] | None
+    learned_return: float
+    heuristic_return: float
+    seeds: int
+
+
+def differences(rows: Sequence[Row], heuristic: str, scenario: str, mode: str) -> dict[int, float]:
+    """Learned minus `heuristic` return per seed, under `scenario` in `mode`."""
+    theirs = {r.seed: r.values["return"] for r in rows if (r.policy, r.scenario, r.mode) == (heuristic, scenario, mode)}
+    return {
+        r.seed: r.values["return"] - theirs[r.seed]
+        for r in rows
+        if (r.policy, r.scenario, r.mode) == (LEARNED, scenario, mode) and r.seed in theirs
+    }
+
+
+def cells(task: str, rows: Sequence[Row], heuristic_labels: Sequence[str]) -> list[Cell]:
+    """The table's cells for one task's rows: every heuristic, scenario and mode present.
+
+    Raises:
+        ValueError: when a scenario's rows share no seed with the learned policy's.
+    """
+    out = []
+    for mode in dict.fromkeys(r.mode for r in rows):
+        for heuristic in heuristic_labels:
+            base = differences(rows, heuristic, NO_SCENARIO, mode)
+            for scenario in dict.fromkeys(r.scenario for r in rows):
+                diff = differences(rows, heuristic, scenario, mode)
+                if not diff:
+                    raise ValueError(f"{task}, {scenario}, {mode}: no seed has both learned and {heuristic}")
+                change = None
+                if scenario != NO_SCENARIO:
+                    shared = sorted(set(diff) & set(base))
+                    change = mean_interval([diff[s] - base[s] for s in shared]) if shared else None
+                mean_of = {
+                    p: sum(r.values["return"] for r in rows if (r.policy, r.scenario, r.mode) == (p, scenario, mode))
+                    / len(diff)
+                    for p in (LEARNED, heuristic)
+                }
+                out.append(
+                    Cell(
+                        task,
+                        heuristic,
+                        scenario,
+                        mode,
+                        mean_interval(list(diff.values())),
+                        change,
+                        mean_of[LEARNED],
+                        mean_of[heuristic],
+                        len(diff),
+                    )
+                )
+    return out
+
+
+def _interval(value: tuple[float, float] | None, seeds: int) -> str:
+    if value is None:
+        return "-"
+    mean, half = value
+    return f"{mean:+,.0f}" if seeds < 2 else f"{mean:+,.0f} ± {half:,.0f}"
+
+
+def _outcome(mean: float, half: float, seeds: int) -> str:
+    if seeds < 2:
+        return "one seed"
+    return "learned better" if mean - half > 0 else "heuristic better" if mean + half < 0 else "no difference"
+
+
+def table(all_cells: Sequence[Cell]) -> str:
+    """The Markdown table of every cell, one row per task, heuristic, mode and scenario."""
+    header = [
+        "task",
+        "heuristic",
+        "mode",
+        "scenario",
+        "seeds",
+        "learned return",
+        "heuristic return",
+        "learned - heuristic (95%)",
+        "change from none (95%)",
+        "outcome",
+    ]
+    body = [
+        [
+            c.task,
+            c.heuristic,
+            c.mode,
+            c.scenario,
+            c.seeds,
+            f"{c.learned_return:,.0f}",
+            f"{c.heuristic_return:,.0f}",
+            _interval(c.difference, c.seeds),
+            _interval(c.change, c.seeds),
+            _outcome(*c.difference, c.seeds),
+        ]
+        for c in all_cells
+    ]
+    return markdown_table(header, body, numeric=[False] * 4 + [True] * 5 + [False])
+
+
+def trained_scenario(run_cfg: DictConfig) -> str:
+    """The scenario an artifact's run trained under (`none` for none)."""
+    return str(OmegaConf.select(run_cfg, "scenario.name", default=NO_SCENARIO))
+
+
+def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], list[str]]:
+    """Rows of one artifact and its heuristics under `none` and every scenario it was not trained on.
+
+    Returns the task's name, the rows (the artifact labelled `learned`) and the heuristics' labels.
+    """
+    if not (Path(artifact) / "manifest.json").is_file():
+        raise ConfigError(f"artifacts: {artifact} has no manifest.json; it is not a policy artifact folder")
+    run_cfg = evaluation_config(OmegaConf.create({"policies": [artifact]}))
+    task = str(run_cfg.task.name)
+    if OmegaConf.select(run_cfg, "task.kwargs.instance") is not None:
+        raise NotApplicable(f"{task} ({artifact}) runs a fixed job-shop instance: the twin's scenarios do not apply")
+    given = cfg.get("heuristics") or {}
+    tuned = heuristic_overrides(given[task]) if task in given else heuristics(run_cfg)
+    trained = trained_scenario(run_cfg)
+    scenarios = [NO_SCENARIO, *(s for s in cfg.scenarios if s not in (trained, NO_SCENARIO))]
+    seeds = [cfg.seed + i for i in range(cfg.episodes)]
+
+    def policies(env: object) -> list[tuple[str, object]]:
+        _, learned = load_policy(artifact, env)  # type: ignore[arg-type]
+        return [(LEARNED, learned), *(load_policy(name, env, params) for name, params in tuned.items())]  # type: ignore[arg-type]
+
+    rows: list[Row] = []
+    for scenario in scenarios:
+        found, _ = compare(run_cfg, policies, scenario, scenario, seeds, cfg.continuing_days, cfg.continuing_seeds)  # type: ignore[arg-type]
+        rows.extend(found)
+        log.info("%s: %s done (%d rows)", run_cfg.task.name, scenario, len(found))
+    return task, rows, list(tuned)
+
+
+def robustness(cfg: DictConfig) -> dict[str, Path]:
+    """Run the grid of `cfg.artifacts` x scenarios; write the table, the episodes and the plots."""
+    if not cfg.artifacts:
+        raise ConfigError(
+            "artifacts: name at least one artifact folder, e.g. 'artifacts=[outputs/train/Factory/<run>/artifact]'"
+        )
+    unknown = [str(s) for s in cfg.scenarios if str(s) not in options("scenario")]
+    if unknown:
+        raise ConfigError(
+            f"scenarios: {unknown[0]!r} is not a shipped scenario; choose from {', '.join(options('scenario'))}"
+        )
+    plots = Path(cfg.plots)
+    plots.mkdir(parents=True, exist_ok=True)
+    all_cells: list[Cell] = []
+    notes: list[str] = []
+    paths: dict[str, Path] = {"episodes": plots / "episodes.csv"}
+    with paths["episodes"].open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["task", "artifact", "policy", "scenario", "mode", "seed", "return"])
+        for artifact in cfg.artifacts:
+            try:
+                task, rows, labels = evaluate_artifact(cfg, str(artifact))
+            except NotApplicable as exc:
+                notes.append(str(exc))
+                continue
+            writer.writerows(
+                [task, artifact, r.policy, r.scenario, r.mode, r.seed, repr(r.values["return"])] for r in rows
+            )
+            found = cells(task, rows, labels)
+            all_cells.extend(found)
+            panels = {
+                f"{task}: learned - {h}, {m}": {
+                    c.scenario: (c.difference[0], c.difference[1] if c.seeds > 1 else math.nan)
+                    for c in found
+                    if (c.heuristic, c.mode) == (h, m)
+                }
+                for h in labels
+                for m in dict.fromkeys(c.mode for c in found)
+            }
+            paths[f"plot {task}"] = difference_plot(panels, "return difference (paired)", plots / f"{task.lower()}.png")
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    skipped = "".join(f"\nNot evaluated: {note}.\n" for note in notes)
+    heading = f"Robustness: {cfg.episodes} seeds from {cfg.seed} per scenario, paired by seed."
+    out.write_text(f"{heading}\n\n{table(all_cells)}\n{skipped}")
+    paths["table"] = out
+    return paths
+
+
+@hydra.main(config_path="pkg://configs", config_name="robustness", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """Entry point."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with one_line_errors(run_dir):
+        paths = robustness(cfg)
+        log.info("%s\nwritten: %s", Path(cfg.out).read_text(), ", ".join(str(p) for p in paths.values()))
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,298 @@
+"""The Factory preset of issue 10 composes, trains a few hundred steps and compares; its rule's speed and standby."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+from scipy import stats
+
+from agents.artifact import PolicyArtifact
+from agents.baselines import make_baseline
+from experiments.build import ConfigError, heuristics, make_env
+from experiments.report import EPISODE, Row
+from experiments.robustness import cells, robustness, table
+from experiments.train import train
+from tests.lines import REPO
+
+CONFIGS = str(REPO / "configs")
+TINY = [
+    "total_timesteps=256",
+    "n_envs=1",
+    "agent.n_steps=128",
+    "agent.batch_size=64",
+    "agent.n_epochs=1",
+    "evaluation.every_steps=128",
+    "evaluation.episodes=1",
+    "evaluation.figures=false",
+    "checkpoint_every_steps=256",
+    "final.episodes=1",
+    "final.continuing_seeds=0",
+    "progress_bar=false",
+    "task.max_episode_steps=30",
+]
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def test_preset_decides_every_two_minutes_over_one_day_against_the_tuned_rule():
+    cfg = compose_train(["experiment=factory"])
+    assert set(heuristics(cfg)) == {"factory_rules"}
+    env = make_env(cfg)
+    try:
+        period = env.unwrapped.line.spec.control_period_s
+        assert period == 120.0
+        assert cfg.task.max_episode_steps * period == 86_400.0
+        assert cfg.agent.gamma == pytest.approx(0.98)
+        assert env.unwrapped.task.reorder == "order_up_to"
+    finally:
+        env.close()
+
+
+@pytest.mark.slow
+def test_preset_trains_exports_and_compares_with_its_heuristic(tmp_path):
+    cfg = compose_train(["experiment=factory", *TINY])
+    train(cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    artifact = PolicyArtifact.load(run / "artifact")
+    env = make_env(cfg)
+    try:
+        obs, _ = env.reset(seed=20_000)
+        for _ in range(5):
+            action, _ = artifact.predict(obs, deterministic=True)
+            assert env.action_space.contains(np.asarray(action, dtype=env.action_space.dtype))
+            obs, *_ = env.step(action)
+    finally:
+        env.close()
+    with (run / "final" / "episodes.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["mode"] == EPISODE]
+    assert {r["policy"] for r in rows} == {"learned", "factory_rules (heuristic)"}
+    assert all(r["seed"] == "20000" for r in rows)
+    # the robustness grid on this artifact: its task's heuristic under none and a scenario it never saw
+    out = tmp_path / "robustness"
+    grid = OmegaConf.create(
+        {
+            "artifacts": [str(run / "artifact")],
+            "scenarios": ["breakdown_wave"],
+            "episodes": 2,
+            "seed": 20_000,
+            "continuing_days": 7,
+            "continuing_seeds": 0,
+            "out": str(out / "table.md"),
+            "plots": str(out),
+        }
+    )
+    robustness(grid)
+    text = (out / "table.md").read_text()
+    assert "| Factory | factory_rules | episode | none | 2 |" in text
+    assert "| Factory | factory_rules | episode | breakdown_wave | 2 |" in text
+    assert (out / "factory.png").is_file()
+    with (out / "episodes.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 2 * 2 * 2  # scenarios x policies x seeds
+
+
+def _rules(**params: object) -> tuple[gym.Env, object]:
+    env = gym.make("smartline/Factory-v0", control_period_s=120.0, max_episode_steps=30)
+    return env, make_baseline(env, "factory_rules", **params)
+
+
+def test_rule_runs_every_station_at_its_fixed_speed_and_stands_by_only_when_dear_and_idle():
+    env, rule = _rules(speed_ratio=0.8, standby_price_per_kwh=0.0)
+    try:
+        obs, _ = env.reset(seed=3)
+        line = env.unwrapped.line
+        saw_standby = saw_run = False
+        for _ in range(30):
+            action, _ = rule.predict(obs)
+            obs, *_ = env.step(action)
+            frame = line.read()
+            speeds = [frame.values[line.spec.sensor_index(f"{s}.speed_ratio")] for s in line.spec.stations]
+            np.testing.assert_allclose(speeds, 0.8, atol=1e-9)
+            modes = action[[1, 4, 7, 10, 13]]
+            saw_standby |= bool((modes == -0.5).any())
+            saw_run |= bool((modes == 0.0).any())
+        # price 0 is always dear: a station stands by exactly when its queue is empty
+        assert saw_standby
+        assert saw_run
+    finally:
+        env.close()
+    env, rule = _rules(speed_ratio=2.0)
+    try:
+        obs, _ = env.reset(seed=3)
+        action, _ = rule.predict(obs)
+        # beyond every station's limit: each runs at its upper limit, action 1
+        np.testing.assert_allclose(action[[0, 3, 6, 9, 12]], 1.0)
+        assert (action[[1, 4, 7, 10, 13]] == 0.0).all()  # no standby price: always run
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"speed_ratio": 0.0}, "speed_ratio must be a finite number > 0"),
+        ({"speed_ratio": float("nan")}, "speed_ratio must be a finite number > 0"),
+        ({"standby_price_per_kwh": -0.1}, "standby_price_per_kwh must be a finite number >= 0"),
+    ],
+)
+def test_rule_names_a_bad_parameter(params, message):
+    env = gym.make("smartline/Factory-v0")
+    try:
+        with pytest.raises(ValueError, match=message):
+            make_baseline(env, "factory_rules", **params)
+    finally:
+        env.close()
+
+
+def _command_order(env: gym.Env, action: np.ndarray) -> float:
+    """The reorder setpoint the task writes for `action` on the current frame, material units."""
+    base = env.unwrapped
+    command = base.task.command(action, base.frame)
+    return float(command.setpoints[base.line.spec.actuator_index("line.reorder_units")])
+
+
+def test_order_up_to_orders_the_gap_to_the_target_once_it_reaches_the_minimum():
+    env = gym.make("smartline/Factory-v0", reorder="order_up_to", min_order_units=500.0)
+    try:
+        env.reset(seed=4)
+        spec = env.unwrapped.line.spec
+        values = env.unwrapped.frame.values
+        position = values[spec.sensor_index("line.stock_units")] + values[spec.sensor_index("line.on_order_units")]
+        action = np.zeros(16, dtype=np.float32)
+        for a in (-1.0, -0.2, 0.0, 0.6, 1.0):
+            action[15] = a
+            target = (a + 1.0) / 2.0 * 5000.0
+            expected = target - position if target - position >= 500.0 else 0.0
+            assert _command_order(env, action) == pytest.approx(expected)
+        action[15] = 1.0
+        assert _command_order(env, action) > 0.0  # a target of the largest order always orders here
+        action[15] = np.nan  # invalid: decoded as 0, a target of 2500
+        assert _command_order(env, action) == pytest.approx(2500.0 - position if 2500.0 - position >= 500.0 else 0.0)
+    finally:
+        env.close()
+    quantity = gym.make("smartline/Factory-v0")
+    try:
+        quantity.reset(seed=4)
+        action = np.zeros(16, dtype=np.float32)
+        action[15] = 0.3
+        assert _command_order(quantity, action) == pytest.approx(1500.0)
+    finally:
+        quantity.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"reorder": "level"}, "reorder must be one of quantity, order_up_to, got 'level'"),
+        ({"min_order_units": -1.0}, "min_order_units must be a finite number >= 0"),
+        ({"min_order_units": True}, "min_order_units must be a finite number >= 0"),
+    ],
+)
+def test_factory_names_a_bad_reorder_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gym.make("smartline/Factory-v0", **kwargs)
+
+
+@pytest.mark.slow
+def test_the_neutral_action_starves_the_line_as_a_quantity_but_not_as_an_order_up_to_target():
+    """Why the preset reorders by target: the zero action of an untrained policy over three days."""
+    stockout_h = {}
+    for reorder in ("quantity", "order_up_to"):
+        env = gym.make(
+            "smartline/Factory-v0",
+            control_period_s=120.0,
+            max_episode_steps=2160,
+            reorder=reorder,
+            min_order_units=500.0,
+        )
+        try:
+            env.reset(seed=10_000)
+            total, done = 0.0, False
+            while not done:
+                _, _, terminated, truncated, info = env.step(np.zeros(16, dtype=np.float32))
+                total += info["objectives"][-1]
+                done = terminated or truncated
+            stockout_h[reorder] = total
+        finally:
+            env.close()
+    assert stockout_h["quantity"] > 24.0  # station-hours held up by an empty store
+    assert stockout_h["order_up_to"] == 0.0
+
+
+@pytest.mark.slow
+def test_rule_orders_the_same_whether_the_task_reorders_by_quantity_or_by_target():
+    orders = {}
+    for kwargs in ({}, {"reorder": "order_up_to", "min_order_units": 500.0}):
+        env = gym.make("smartline/Factory-v0", control_period_s=120.0, max_episode_steps=360, **kwargs)
+        rule = make_baseline(env, "factory_rules", reorder_point_units=1900.0, order_up_to_units=2600.0)
+        try:
+            obs, _ = env.reset(seed=7)
+            placed = []
+            for _ in range(360):
+                action, _ = rule.predict(obs)
+                placed.append(_command_order(env, action))
+                obs, *_ = env.step(action)
+            orders[kwargs.get("reorder", "quantity")] = placed
+        finally:
+            env.close()
+    assert sum(q > 0 for q in orders["quantity"]) >= 1
+    np.testing.assert_allclose(orders["order_up_to"], orders["quantity"], atol=1e-6)
+
+
+def _row(policy: str, scenario: str, seed: int, value: float) -> Row:
+    return Row(policy, scenario, seed, {"return": value})
+
+
+def test_robustness_cells_pair_by_seed_and_measure_the_change_from_no_scenario():
+    rows = [
+        *(_row("learned", "none", s, 100.0 + s) for s in (1, 2, 3)),
+        *(_row("rule", "none", s, 90.0 + s) for s in (1, 2, 3)),
+        *(_row("learned", "price_spike", s, 50.0 + 2 * s) for s in (1, 2, 3)),
+        *(_row("rule", "price_spike", s, 80.0 + s) for s in (1, 2, 3)),
+    ]
+    none, spike = cells("Factory", rows, ["rule"])
+    assert none.difference == (pytest.approx(10.0), pytest.approx(0.0))
+    assert none.change is None
+    # per seed: (50 + 2s) - (80 + s) = s - 30, i.e. -29, -28, -27; change from +10: -39, -38, -37
+    assert spike.difference[0] == pytest.approx(-28.0)
+    assert spike.change is not None
+    assert spike.change[0] == pytest.approx(-38.0)
+    assert spike.change[1] == pytest.approx(stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3))
+    assert spike.learned_return == pytest.approx(54.0)
+    assert spike.heuristic_return == pytest.approx(82.0)
+    text = table([none, spike])
+    assert "| Factory | rule | episode | price_spike | 3 | 54 | 82 | -28 ± 2 | -38 ± 2 | heuristic better |" in text
+    with pytest.raises(ValueError, match="no seed has both learned and other"):
+        cells("Factory", rows, ["other"])
+
+
+def test_robustness_notes_an_artifact_of_a_fixed_instance_and_names_a_bad_scenario(tmp_path):
+    artifact = tmp_path / "artifact"
+    artifact.mkdir()
+    config = {"task": {"name": "Scheduling", "kwargs": {"instance": "ta01"}}, "scenario": {"name": "none"}}
+    (artifact / "manifest.json").write_text(json.dumps({"config": config}))
+    grid = {
+        "artifacts": [str(artifact)],
+        "scenarios": ["breakdown_wave"],
+        "episodes": 2,
+        "seed": 20_000,
+        "continuing_days": 7,
+        "continuing_seeds": 0,
+        "out": str(tmp_path / "table.md"),
+        "plots": str(tmp_path),
+    }
+    robustness(OmegaConf.create(grid))
+    text = (tmp_path / "table.md").read_text()
+    assert f"Not evaluated: Scheduling ({artifact}) runs a fixed job-shop instance" in text
+    with pytest.raises(ConfigError, match="scenarios: 'blackout' is not a shipped scenario"):
+        robustness(OmegaConf.create(grid | {"scenarios": ["blackout"]}))
+    with pytest.raises(ConfigError, match=r"has no manifest\.json"):
+        robustness(OmegaConf.create(grid | {"artifacts": [str(tmp_path / "nowhere")]}))

@@ -1,0 +1,152 @@
+"""The trade-off module: points from run folders, paired dominance, the front and the written report."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from experiments import pareto
+from experiments.pareto import ParetoError, Point
+
+SEEDS = (20000, 20001, 20002, 20003)
+
+
+def _run(
+    folder: Path, rows: list[tuple[str, str, int, float, float, float]], weights: dict, heuristics: dict | None
+) -> Path:
+    """A finished train run: its config and `final/episodes.csv` rows (policy, mode, seed, parts, energy, CO2/part)."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / "final").mkdir()
+    OmegaConf.save(
+        {"task": {"kwargs": {"weights": weights}}, "heuristics": heuristics}, folder / ".hydra" / "config.yaml"
+    )
+    with (folder / "final" / "episodes.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["policy", "scenario", "mode", "seed", "return", "good_parts", "energy_cost", "co2_kg_per_part"]
+        )
+        for policy, mode, seed, parts, energy, co2 in rows:
+            writer.writerow([policy, "none", mode, seed, 0.0, parts, energy, co2])
+    return folder
+
+
+def _rows(
+    policy: str, parts: float, energy: float, co2_per_part: float, wobble: float = 1.0
+) -> list[tuple[str, str, int, float, float, float]]:
+    """Episodes of one policy on `SEEDS`, varied by seed so that intervals are not zero."""
+    return [(policy, "episode", s, parts + wobble * i, energy + wobble * i, co2_per_part) for i, s in enumerate(SEEDS)]
+
+
+def test_points_carry_weights_parameters_and_total_co2(tmp_path: Path) -> None:
+    run = _run(
+        tmp_path / "a",
+        _rows("learned", 840, 90.0, 0.25) + _rows("factory_rules (heuristic)", 830, 100.0, 0.3),
+        {"energy_cost": 10.0},
+        {"factory_rules": {"speed_ratio": 0.8}},
+    )
+    learned, rule = pareto.load_points([run])
+    assert learned.learned
+    assert learned.label == "learned (energy_cost=10)"
+    assert not rule.learned
+    assert rule.label == "factory_rules (speed_ratio=0.8)"
+    # CO2 is per part in the table: the point holds the episode's total, kg
+    assert rule.values[20000] == (830.0, 100.0, pytest.approx(249.0))
+    assert learned.interval(0)[0] == pytest.approx(841.5)
+
+
+def test_learned_point_dominates_only_when_every_interval_clears_zero(tmp_path: Path) -> None:
+    run = _run(
+        tmp_path / "a",
+        _rows("learned", 840, 90.0, 0.25) + _rows("factory_rules (heuristic)", 830, 100.0, 0.3),
+        {},
+        None,
+    )
+    (c,) = pareto.compare_points(pareto.load_points([run]))
+    assert c.seeds == 4
+    (parts, parts_half), (energy, _), (co2, _) = c.gains
+    assert parts == pytest.approx(10.0)
+    assert parts_half == pytest.approx(0.0)
+    assert energy == pytest.approx(10.0)
+    # 100 heuristic parts more each seed: 0.3 * 831.5 - 0.25 * 841.5 kg saved on average
+    assert co2 == pytest.approx(0.3 * 831.5 - 0.25 * 841.5)
+    assert c.verdicts() == ("better", "better", "better")
+    assert c.dominates
+    tie = _run(
+        tmp_path / "b",
+        [("learned", "episode", s, 830 + (-5 if i % 2 else 5), 90.0 + i, 0.25) for i, s in enumerate(SEEDS)]
+        + _rows("factory_rules (heuristic)", 830, 100.0, 0.3, wobble=0.0),
+        {},
+        None,
+    )
+    (c,) = pareto.compare_points(pareto.load_points([tie]))
+    assert c.verdicts()[0] == "tie"
+    assert not c.dominates
+
+
+def test_front_drops_dominated_points_and_duplicates_are_kept_once(tmp_path: Path) -> None:
+    heuristic = _rows("factory_rules (heuristic)", 830, 100.0, 0.3)
+    a = _run(tmp_path / "a", _rows("learned", 840, 90.0, 0.25) + heuristic, {"energy_cost": 1.0}, None)
+    b = _run(tmp_path / "b", _rows("learned", 835, 95.0, 0.26) + heuristic, {"energy_cost": 3.0}, None)
+    c = _run(tmp_path / "c", _rows("learned", 800, 60.0, 0.2) + heuristic, {"energy_cost": 30.0}, None)
+    OmegaConf.save(["experiment=factory", "agent.gamma=0.98", "progress_bar=false"], c / ".hydra" / "overrides.yaml")
+    points = pareto.load_points([a, b, c])
+    assert [p.label for p in points] == [
+        "learned (energy_cost=1)",
+        "factory_rules (as shipped)",
+        "learned (energy_cost=3)",
+        "learned (energy_cost=30; agent.gamma=0.98)",
+    ]
+    best = pareto.front([p for p in points if p.learned])
+    assert [p.label for p in best] == ["learned (energy_cost=30; agent.gamma=0.98)", "learned (energy_cost=1)"]
+
+
+def test_write_makes_plot_points_and_report(tmp_path: Path) -> None:
+    run = _run(
+        tmp_path / "a",
+        _rows("learned", 840, 90.0, 0.25)
+        + _rows("factory_rules (heuristic)", 830, 100.0, 0.3)
+        + [
+            ("learned", "7-day run", 20000, 5800, 700.0, 0.25),
+            ("factory_rules (heuristic)", "7-day run", 20000, 5700, 760.0, 0.3),
+        ],
+        {},
+        None,
+    )
+    pareto.main(["out=" + str(tmp_path / "out"), str(run)])
+    out = tmp_path / "out"
+    assert (out / "pareto_episode.png").stat().st_size > 10_000
+    assert (out / "pareto_7-day_run.png").is_file()
+    text = (out / "pareto.md").read_text()
+    # points are tagged L1.. and H1.. in the plots; the table names them
+    assert "| L1 | learned (default weights) | 4 | 841.5 ± 2.1 | 91.5 ± 2.1 |" in text
+    assert "| H1 | factory_rules (as shipped) | 4 | 831.5 ± 2.1 | 101.5 ± 2.1 |" in text
+    assert "| learned (default weights) | factory_rules (as shipped) | 4 | +10.0 ± 0.0 | +10.0 ± 0.0 |" in text
+    # a single continuing seed has no interval, so no dominance claim
+    assert "| learned (default weights) | factory_rules (as shipped) | 1 | +100.0 | +60.0 |" in text
+    with (out / "points.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 4
+
+
+def test_bad_input_names_what_and_where(tmp_path: Path) -> None:
+    with pytest.raises(ParetoError, match=r"no \.hydra/config\.yaml"):
+        pareto.load_points([tmp_path])
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save({"task": {"kwargs": {}}}, tmp_path / ".hydra" / "config.yaml")
+    with pytest.raises(ParetoError, match="not a finished train or evaluate run"):
+        pareto.load_points([tmp_path])
+    (tmp_path / "episodes.csv").write_text("policy,mode,seed,good_parts\nx,episode,1,3\n")
+    with pytest.raises(ParetoError, match=r"episodes.csv:2: needs .*energy_cost"):
+        pareto.load_points([tmp_path])
+    with pytest.raises(ParetoError, match="name out=FOLDER"):
+        pareto.arguments([str(tmp_path)])
+    with pytest.raises(ParetoError, match="'colour=red': not an argument"):
+        pareto.arguments(["out=x", "colour=red"])
+    with pytest.raises(SystemExit):
+        pareto.main(["out=" + str(tmp_path / "o")])
+    lone = Point("learned", True, "episode", "r", {1: (1.0, 1.0, 1.0)})
+    other = Point("rule", False, "episode", "r", {2: (1.0, 1.0, 1.0)})
+    with pytest.raises(ParetoError, match="share no seed"):
+        pareto.gains(lone, other)
