@@ -8,8 +8,7 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from scipy import stats
 
 from agents.artifact import PolicyArtifact
@@ -18,29 +17,9 @@ from experiments.build import ConfigError, heuristics, make_env
 from experiments.report import EPISODE, Row
 from experiments.robustness import cells, robustness, table
 from experiments.train import train
-from tests.lines import REPO
+from tests.presets import TINY_RUN, compose_train
 
-CONFIGS = str(REPO / "configs")
-TINY = [
-    "total_timesteps=256",
-    "n_envs=1",
-    "agent.n_steps=128",
-    "agent.batch_size=64",
-    "agent.n_epochs=1",
-    "evaluation.every_steps=128",
-    "evaluation.episodes=1",
-    "evaluation.figures=false",
-    "checkpoint_every_steps=256",
-    "final.episodes=1",
-    "final.continuing_seeds=0",
-    "progress_bar=false",
-    "task.max_episode_steps=30",
-]
-
-
-def compose_train(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose("train", overrides=overrides)
+TINY = [*TINY_RUN, "task.max_episode_steps=30"]
 
 
 def test_preset_decides_every_two_minutes_over_one_day_against_the_tuned_rule():

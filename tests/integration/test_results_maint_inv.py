@@ -8,42 +8,20 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
 from agents.artifact import PolicyArtifact
 from envs.registration import TASKS
 from experiments.build import heuristics, make_env
 from experiments.report import EPISODE
 from experiments.train import train
-from tests.lines import REPO
+from tests.presets import TINY_RUN, compose_train
 
-CONFIGS = str(REPO / "configs")
-TINY = [
-    "total_timesteps=256",
-    "n_envs=1",
-    "agent.n_steps=128",
-    "agent.batch_size=64",
-    "agent.n_epochs=1",
-    "evaluation.every_steps=128",
-    "evaluation.episodes=1",
-    "evaluation.figures=false",
-    "checkpoint_every_steps=256",
-    "final.episodes=1",
-    "final.continuing_seeds=0",
-    "progress_bar=false",
-    "task.max_episode_steps=24",
-]
+TINY = [*TINY_RUN, "task.max_episode_steps=24"]
 # preset: (control period, s; the heuristics its final table compares with)
 PRESETS = {
     "maintenance": (3600.0, {"reactive", "fixed_interval", "condition_based"}),
     "inventory": (3600.0, {"ss_reorder"}),
 }
-
-
-def compose_train(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose("train", overrides=overrides)
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

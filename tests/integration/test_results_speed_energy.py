@@ -6,41 +6,19 @@ import csv
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
 from agents.artifact import PolicyArtifact
 from experiments.build import heuristics, make_env, tuned_baseline
 from experiments.report import EPISODE
 from experiments.train import train
-from tests.lines import REPO
+from tests.presets import TINY_RUN, compose_train
 
-CONFIGS = str(REPO / "configs")
-TINY = [
-    "total_timesteps=256",
-    "n_envs=1",
-    "agent.n_steps=128",
-    "agent.batch_size=64",
-    "agent.n_epochs=1",
-    "evaluation.every_steps=128",
-    "evaluation.episodes=1",
-    "evaluation.figures=false",
-    "checkpoint_every_steps=256",
-    "final.episodes=1",
-    "final.continuing_seeds=0",
-    "progress_bar=false",
-    "task.max_episode_steps=20",
-]
+TINY = [*TINY_RUN, "task.max_episode_steps=20"]
 # preset -> (task, line, control period s, episode steps, the heuristics its final table compares with)
 PRESETS = {
     "speed": ("Speed", "flow5_busy", 300.0, 96, {"fixed_speed", "nominal_speed"}),
     "energy": ("Energy", "flow5", 120.0, 720, {"tou_energy"}),
 }
-
-
-def compose_train(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose("train", overrides=overrides)
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
