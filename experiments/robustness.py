@@ -1,6 +1,6 @@
 """Robustness: each trained policy under every scenario it was not trained on, against its heuristics there.
 
-    python -m experiments.robustness 'artifacts=[/tmp/results-artifacts/factory/artifact,...]'
+    python -m experiments.robustness 'artifacts=[outputs/train/Factory/<run>/artifact,...]'
 
 Each artifact runs with its own run's config (task, line, control period) and is compared with the
 heuristics its run was compared with (the run's tuned `heuristics`, else the task's baseline; or
