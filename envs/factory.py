@@ -129,16 +129,26 @@ class FactoryTask(SetpointTask):
         self.min_order_units = float(min_order_units)
         self._signed = np.array(astuple(self.weights)) * _SIGN
         self._objectives = np.zeros(len(OBJECTIVES))
-        if reorder == "order_up_to":  # a line without a store needs neither
-            (self._order,) = [k for k, lever in enumerate(self._lever) if lever is Lever.REORDER]
+        if reorder == "order_up_to":
+            orders = [k for k, lever in enumerate(self._lever) if lever is Lever.REORDER]
+            if len(orders) != 1:
+                raise ValueError(
+                    f'reorder="order_up_to" needs the line\'s one reorder lever; line {spec.name!r} has none'
+                )
+            (self._order,) = orders
             self._position = [spec.sensor_index("line.stock_units"), spec.sensor_index("line.on_order_units")]
 
     def command(self, action: Any, frame: Frame) -> Command:
         """Decode as `SetpointTask` does; with `reorder="order_up_to"` order the gap to the target position."""
+        _, valid = self.parse_action(action)
         a = self.checked(action).clip(-1.0, 1.0)
         command = super().command(a, frame)
         if self.reorder == "quantity" or command.setpoints is None:
             return command
+        if not valid[self._order]:  # an invalid target orders nothing, like an invalid quantity
+            setpoints = command.setpoints.copy()
+            setpoints[self._acts[self._order]] = 0.0
+            return Command(setpoints=setpoints, dispatch=command.dispatch)
         largest = float(self._high[self._order])
         gap = (a[self._order] + 1.0) / 2.0 * largest - float(np.sum(frame.values[self._position]))
         setpoints = command.setpoints.copy()

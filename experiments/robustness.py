@@ -91,8 +91,12 @@ def cells(task: str, rows: Sequence[Row], heuristic_labels: Sequence[str]) -> li
                 if scenario != NO_SCENARIO:
                     shared = sorted(set(diff) & set(base))
                     change = mean_interval([diff[s] - base[s] for s in shared]) if shared else None
-                mean_of = {
-                    p: sum(r.values["return"] for r in rows if (r.policy, r.scenario, r.mode) == (p, scenario, mode))
+                mean_of = {  # over the paired seeds only, as the difference is
+                    p: sum(
+                        r.values["return"]
+                        for r in rows
+                        if (r.policy, r.scenario, r.mode) == (p, scenario, mode) and r.seed in diff
+                    )
                     / len(diff)
                     for p in (LEARNED, heuristic)
                 }

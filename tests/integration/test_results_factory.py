@@ -153,8 +153,12 @@ def test_order_up_to_orders_the_gap_to_the_target_once_it_reaches_the_minimum():
             assert _command_order(env, action) == pytest.approx(expected)
         action[15] = 1.0
         assert _command_order(env, action) > 0.0  # a target of the largest order always orders here
-        action[15] = np.nan  # invalid: decoded as 0, a target of 2500
-        assert _command_order(env, action) == pytest.approx(2500.0 - position if 2500.0 - position >= 500.0 else 0.0)
+        action[15] = 0.0
+        assert 2500.0 - position >= 500.0  # so the neutral target orders here
+        assert _command_order(env, action) == pytest.approx(2500.0 - position)
+        action[15] = np.nan  # invalid: orders nothing, as an invalid quantity does, and is counted as invalid
+        assert _command_order(env, action) == 0.0
+        assert env.unwrapped.task.invalid_action
     finally:
         env.close()
     quantity = gym.make("smartline/Factory-v0")
