@@ -34,6 +34,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from agents.baselines import BASELINES
+from experiments.evaluate import evaluation_config, heuristic_params
 from experiments.report import mean_interval
 from experiments.tables import markdown_table
 
@@ -152,8 +153,12 @@ def load_points(runs: Sequence[Path]) -> list[Point]:
     seen: set[tuple[str, str, tuple[tuple[int, tuple[float, float, float]], ...]]] = set()
     for run in runs:
         config = run_config(run)
-        weights = _mapping(OmegaConf.select(config, "task.kwargs.weights"))
-        tuned = _mapping(config.get("heuristics"))
+        # an evaluate run: the artifact's task (its weights) and its tuned heuristics under this run's
+        trained = evaluation_config(config) if config.get("policies") is not None else config
+        weights = _mapping(OmegaConf.select(trained, "task.kwargs.weights"))
+        tuned: Mapping[str, object] = (
+            heuristic_params(trained, config) if trained is not config else _mapping(config.get("heuristics"))
+        )
         by_policy: dict[tuple[str, str], dict[int, tuple[float, float, float]]] = {}
         path = episodes_file(run)
         with path.open(newline="") as f:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,28 @@ def test_points_carry_weights_parameters_and_total_co2(tmp_path: Path) -> None:
     # CO2 is per part in the table: the point holds the episode's total, kg
     assert rule.values[20000] == (830.0, 100.0, pytest.approx(249.0))
     assert learned.interval(0)[0] == pytest.approx(841.5)
+
+
+def test_an_evaluate_run_labels_points_by_the_artifacts_weights_and_tuned_heuristics(tmp_path: Path) -> None:
+    artifact = tmp_path / "artifact"
+    artifact.mkdir()
+    trained = {
+        "task": {"name": "Factory", "kwargs": {"weights": {"energy_cost": 40.0}}},
+        "heuristics": {"factory_rules": {"speed_ratio": 0.8}},
+    }
+    (artifact / "manifest.json").write_text(json.dumps({"config": trained}))
+    run = _run(
+        tmp_path / "evaluate",
+        _rows("PPO Factory/run", 840, 90.0, 0.25) + _rows("factory_rules", 830, 100.0, 0.3),
+        {},  # evaluate's own config: the default weights, no heuristics
+        None,
+    )
+    config = OmegaConf.load(run / ".hydra" / "config.yaml")
+    config.policies = [str(artifact), "factory_rules"]
+    OmegaConf.save(config, run / ".hydra" / "config.yaml")
+    learned, rule = pareto.load_points([run])
+    assert learned.label == "learned (energy_cost=40)"
+    assert rule.label == "factory_rules (speed_ratio=0.8)"
 
 
 def test_learned_point_dominates_only_when_every_interval_clears_zero(tmp_path: Path) -> None:
