@@ -11,13 +11,11 @@ import pytest
 from omegaconf import OmegaConf
 from scipy import stats
 
-from agents.artifact import PolicyArtifact
 from agents.baselines import make_baseline
 from experiments.build import ConfigError, heuristics, make_env
-from experiments.report import EPISODE, Row
+from experiments.report import Row
 from experiments.robustness import cells, robustness, table
-from experiments.train import train
-from tests.presets import TINY_RUN, compose_train
+from tests.presets import TINY_RUN, compose_train, train_tiny_preset
 
 TINY = [*TINY_RUN, "task.max_episode_steps=30"]
 
@@ -38,21 +36,8 @@ def test_preset_decides_every_two_minutes_over_one_day_against_the_tuned_rule():
 
 @pytest.mark.slow
 def test_preset_trains_exports_and_compares_with_its_heuristic(tmp_path):
-    cfg = compose_train(["experiment=factory", *TINY])
-    train(cfg, tmp_path / "run")
     run = tmp_path / "run"
-    artifact = PolicyArtifact.load(run / "artifact")
-    env = make_env(cfg)
-    try:
-        obs, _ = env.reset(seed=20_000)
-        for _ in range(5):
-            action, _ = artifact.predict(obs, deterministic=True)
-            assert env.action_space.contains(np.asarray(action, dtype=env.action_space.dtype))
-            obs, *_ = env.step(action)
-    finally:
-        env.close()
-    with (run / "final" / "episodes.csv").open() as f:
-        rows = [r for r in csv.DictReader(f) if r["mode"] == EPISODE]
+    rows = train_tiny_preset("factory", run, TINY)
     assert {r["policy"] for r in rows} == {"learned", "factory_rules (heuristic)"}
     assert all(r["seed"] == "20000" for r in rows)
     # the robustness grid on this artifact: its task's heuristic under none and a scenario it never saw

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 
-from agents.artifact import PolicyArtifact
 from envs.registration import TASKS
 from experiments.build import heuristics, make_env
-from experiments.report import EPISODE
-from experiments.train import train
-from tests.presets import TINY_RUN, compose_train
+from tests.presets import TINY_RUN, compose_train, train_tiny_preset
 
 TINY = [*TINY_RUN, "task.max_episode_steps=24"]
 # preset: (control period, s; the heuristics its final table compares with)
@@ -42,21 +38,8 @@ def test_preset_decides_hourly_and_names_every_heuristic_of_its_task(preset):
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_preset_trains_exports_and_compares_with_every_heuristic(tmp_path, preset):
-    cfg = compose_train([f"experiment={preset}", *TINY])
-    train(cfg, tmp_path / "run")
     run = tmp_path / "run"
-    artifact = PolicyArtifact.load(run / "artifact")
-    env = make_env(cfg)
-    try:
-        obs, _ = env.reset(seed=20_000)
-        for _ in range(5):
-            action, _ = artifact.predict(obs, deterministic=True)
-            assert env.action_space.contains(np.asarray(action, dtype=env.action_space.dtype))
-            obs, *_ = env.step(action)
-    finally:
-        env.close()
-    with (run / "final" / "episodes.csv").open() as f:
-        rows = [r for r in csv.DictReader(f) if r["mode"] == EPISODE]
+    rows = train_tiny_preset(preset, run, TINY)
     policies = {r["policy"] for r in rows}
     assert policies == {"learned", *(f"{h} (heuristic)" for h in PRESETS[preset][1])}
     assert all(np.isfinite(float(r["return"])) for r in rows)

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-
-import numpy as np
 import pytest
 
-from agents.artifact import PolicyArtifact
 from experiments.build import heuristics, make_env, tuned_baseline
-from experiments.report import EPISODE
-from experiments.train import train
-from tests.presets import TINY_RUN, compose_train
+from tests.presets import TINY_RUN, compose_train, train_tiny_preset
 
 TINY = [*TINY_RUN, "task.max_episode_steps=20"]
 # preset -> (task, line, control period s, episode steps, the heuristics its final table compares with)
@@ -41,20 +35,7 @@ def test_preset_runs_its_line_at_its_period_against_its_tuned_heuristics(preset)
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_preset_trains_exports_and_compares_with_every_heuristic(preset, tmp_path):
     *_, rules = PRESETS[preset]
-    cfg = compose_train([f"experiment={preset}", *TINY])
     run = tmp_path / "run"
-    train(cfg, run)
-    artifact = PolicyArtifact.load(run / "artifact")
-    env = make_env(cfg)
-    try:
-        obs, _ = env.reset(seed=20_000)
-        for _ in range(5):
-            action, _ = artifact.predict(obs, deterministic=True)
-            assert env.action_space.contains(np.asarray(action, dtype=env.action_space.dtype))
-            obs, *_ = env.step(action)
-    finally:
-        env.close()
-    with (run / "final" / "episodes.csv").open() as f:
-        rows = [r for r in csv.DictReader(f) if r["mode"] == EPISODE]
+    rows = train_tiny_preset(preset, run, TINY)
     assert {r["policy"] for r in rows} == {"learned", *(f"{h} (heuristic)" for h in rules)}
     assert {r["seed"] for r in rows} == {"20000"}
