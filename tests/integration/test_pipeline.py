@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig
 from scipy import stats
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -23,8 +22,8 @@ from experiments.evaluate import evaluate
 from experiments.report import EPISODE, continuing_mode
 from experiments.train import train
 from tests.lines import REPO
+from tests.presets import CONFIGS, compose_train
 
-CONFIGS = str(REPO / "configs")
 EXPERIMENTS = sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml"))
 AGENTS = sorted(p.stem for p in (REPO / "configs" / "agent").glob("*.yaml"))
 TINY = [
@@ -41,11 +40,6 @@ TINY = [
     "progress_bar=false",
     "task.max_episode_steps=60",
 ]
-
-
-def compose_train(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose("train", overrides=overrides)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

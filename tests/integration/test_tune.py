@@ -18,9 +18,8 @@ from experiments.evaluate import heuristic_params
 from experiments.report import EPISODE
 from experiments.train import train
 from experiments.tune import grid_points, point_label, tune
-from tests.lines import REPO
+from tests.presets import CONFIGS
 
-CONFIGS = str(REPO / "configs")
 SHORT = ["task.max_episode_steps=120", "final.episodes=2", "final.continuing_seeds=0", "progress_bar=false"]
 
 
