@@ -16,6 +16,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
 import envs  # noqa: F401  (registers the smartline/ ids)
@@ -52,6 +53,7 @@ __all__ = [
     "make_agent",
     "make_env",
     "make_vec_env",
+    "warm_start_heuristic",
 ]
 
 
@@ -80,8 +82,42 @@ def check(cfg: DictConfig) -> None:
             tuned_baseline(cfg, env, name)
         if not is_learner(cfg) and not is_trainer(cfg):
             heuristic_agent(cfg, env)
+        if warm_start_heuristic(cfg) is not None:
+            _check_warm_start(cfg, env)
     finally:
         env.close()
+
+
+def warm_start_heuristic(cfg: DictConfig) -> str | None:
+    """The heuristic `warm_start` clones into the policy before training, or None (start from scratch)."""
+    ws = cfg.get("warm_start")
+    if ws is None or ws.get("heuristic") is None:
+        return None
+    return str(ws.heuristic)
+
+
+def _check_warm_start(cfg: DictConfig, env: gym.Env[Any, Any]) -> None:
+    ws, name = cfg.warm_start, str(cfg.warm_start.heuristic)
+    target = agent_target(cfg)
+    if not (is_learner(cfg) and issubclass(target, OnPolicyAlgorithm)):
+        raise ConfigError(
+            f"warm_start.heuristic: cloning a heuristic needs an on-policy SB3 agent (PPO, A2C), not {target.__name__}"
+        )
+    if name not in BASELINES:
+        raise ConfigError(f"warm_start.heuristic: {name!r} is not a heuristic{did_you_mean(name, BASELINES)}")
+    try:
+        make_baseline(env, name, **heuristics(cfg).get(name, {}))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"warm_start.heuristic: {exc}") from exc
+    for key in ("steps", "epochs", "batch_size"):
+        if not (isinstance(ws.get(key), int) and ws[key] > 0):
+            raise ConfigError(f"warm_start.{key}: must be a positive whole number, got {ws.get(key)!r}")
+    noise = ws.get("noise")
+    if not (isinstance(noise, int | float) and not isinstance(noise, bool) and math.isfinite(noise) and noise >= 0):
+        raise ConfigError(f"warm_start.noise: must be a finite number >= 0, got {noise!r}")
+    lr = ws.get("learning_rate")
+    if not (isinstance(lr, int | float) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"warm_start.learning_rate: must be a finite number > 0, got {lr!r}")
 
 
 def heuristics(cfg: DictConfig) -> dict[str, dict[str, Any]]:

@@ -25,6 +25,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
@@ -32,6 +33,7 @@ from agents.artifact import PolicyArtifact
 from agents.callbacks import HeuristicComparison, HParamLogger, KpiLogger
 from agents.export import export_policy
 from agents.rollout import Policy
+from agents.warm_start import clone, collect
 from experiments.build import (
     check,
     heuristic_agent,
@@ -42,6 +44,7 @@ from experiments.build import (
     make_env,
     make_vec_env,
     tuned_baseline,
+    warm_start_heuristic,
 )
 from experiments.comparison import compare
 from experiments.errors import one_line_errors, run
@@ -69,6 +72,7 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
     venv = make_vec_env(cfg)
     try:
         model = make_agent(cfg, venv, out_dir / "tb")
+        _warm_start(cfg, model, venv)
         normalizer = venv if isinstance(venv, VecNormalize) else None
         comparison = _comparison(cfg, normalizer)
         callbacks = _callbacks(cfg, out_dir, comparison, normalizer)
@@ -87,6 +91,28 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
         return comparison.last_mean_reward
     finally:
         venv.close()
+
+
+def _warm_start(cfg: DictConfig, model: BaseAlgorithm, venv: VecEnv) -> None:
+    """Clone `cfg.warm_start.heuristic` (tuned as `cfg.heuristics` says) into the policy, if configured."""
+    name = warm_start_heuristic(cfg)
+    if name is None:
+        return
+    ws = cfg.warm_start
+    env = make_env(cfg)
+    try:
+        gamma = float(getattr(model, "gamma", 0.99))
+        demos = collect(venv, tuned_baseline(cfg, env, name), ws.steps, gamma, float(ws.noise), seed=cfg.seed)
+    finally:
+        env.close()
+    result = clone(model, demos, ws.epochs, ws.batch_size, float(ws.learning_rate), seed=cfg.seed)
+    log.info(
+        "warm start from %s: %d env steps, action loss %.4g, value loss %.4g",
+        name,
+        result.steps,
+        result.action_loss,
+        result.value_loss,
+    )
 
 
 def _comparison(cfg: DictConfig, normalizer: VecEnv | None) -> HeuristicComparison:

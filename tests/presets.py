@@ -31,6 +31,8 @@ TINY_RUN = (
     "final.episodes=1",
     "final.continuing_seeds=0",
     "progress_bar=false",
+    "warm_start.steps=64",
+    "warm_start.epochs=1",
 )
 
 

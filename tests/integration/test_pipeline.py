@@ -39,6 +39,7 @@ TINY = [
     "checkpoint_every_steps=256",
     "progress_bar=false",
     "task.max_episode_steps=60",
+    "warm_start.steps=64",  # a preset that warm-starts clones from a short rollout
 ]
 
 
