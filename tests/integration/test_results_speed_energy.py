@@ -21,6 +21,7 @@ def test_preset_runs_its_line_at_its_period_against_its_tuned_heuristics(preset)
     cfg = compose_train([f"experiment={preset}"])
     assert (cfg.task.name, cfg.line.name) == (task, line)
     assert set(heuristics(cfg)) == rules
+    assert cfg.warm_start.heuristic in rules  # the policy starts as a rule its final table compares with
     env = make_env(cfg)
     try:
         assert env.unwrapped.line.spec.control_period_s == period
