@@ -99,9 +99,11 @@ def warm_start_heuristic(cfg: DictConfig) -> str | None:
 def _check_warm_start(cfg: DictConfig, env: gym.Env[Any, Any]) -> None:
     ws, name = cfg.warm_start, str(cfg.warm_start.heuristic)
     target = agent_target(cfg)
-    if not (is_learner(cfg) and issubclass(target, OnPolicyAlgorithm)):
+    on_policy = is_learner(cfg) and issubclass(target, OnPolicyAlgorithm)
+    if not (on_policy or getattr(target, "warm_starts", False)):
         raise ConfigError(
-            f"warm_start.heuristic: cloning a heuristic needs an on-policy SB3 agent (PPO, A2C), not {target.__name__}"
+            "warm_start.heuristic: cloning a heuristic needs an on-policy SB3 agent (PPO, A2C) or a trainer "
+            f"that starts from a rule (ars), not {target.__name__}"
         )
     if name not in BASELINES:
         raise ConfigError(f"warm_start.heuristic: {name!r} is not a heuristic{did_you_mean(name, BASELINES)}")

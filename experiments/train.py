@@ -29,7 +29,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from agents.artifact import PolicyArtifact
+from agents.artifact import MANIFEST_FILE, PolicyArtifact
 from agents.callbacks import HeuristicComparison, HParamLogger, KpiLogger
 from agents.export import export_policy
 from agents.rollout import Policy
@@ -60,13 +60,18 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
     on the held-out seeds of the final table, so a sweep does not tune on what it reports. A
     heuristic agent (nothing to tune) returns its mean held-out return; a trainer of its own (an
     `agent` class with `fit(cfg, out_dir)`, such as self-labelling) runs the whole experiment and
-    returns its own objective.
+    returns its own objective; if it exported a policy artifact (`out_dir / "artifact"`, as random
+    search does), the final table compares that artifact with the heuristics.
     """
     check(cfg)
     torch.set_num_threads(cfg.torch_threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     if is_trainer(cfg):
-        return float(instantiate(cfg.agent, _convert_="all").fit(cfg, out_dir))
+        objective = float(instantiate(cfg.agent, _convert_="all").fit(cfg, out_dir))
+        if (out_dir / "artifact" / MANIFEST_FILE).is_file():  # a trainer that exports a policy artifact
+            exported = PolicyArtifact.load(out_dir / "artifact")
+            _final_comparison(cfg, out_dir, "learned", lambda env: exported)
+        return objective
     if not is_learner(cfg):
         return _final_comparison(cfg, out_dir, str(cfg.agent.name), lambda env: heuristic_agent(cfg, env))
     venv = make_vec_env(cfg)

@@ -143,7 +143,7 @@ def test_an_off_policy_agent_cannot_be_cloned_into():
         (["warm_start.heuristic=reactive"], r"^warm_start.heuristic: .*drives MaintenanceTask"),
         (
             ["warm_start.heuristic=tou_energy", "agent=sac"],
-            r"^warm_start.heuristic: cloning a heuristic needs an on-policy SB3 agent \(PPO, A2C\), not SAC",
+            r"^warm_start.heuristic: cloning a heuristic needs an on-policy SB3 agent .* not SAC",
         ),
         (
             ["warm_start.heuristic=tou_energy", "warm_start.steps=0"],

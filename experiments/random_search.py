@@ -1,0 +1,207 @@
+"""The random-search trainer (`agent=ars`): a linear policy found by ARS, exported as an ONNX artifact.
+
+The policy starts as the `warm_start.heuristic` rule (a least-squares linear fit of its actions on
+a rollout with noise on what is executed; without one, as the plant's own setting), then
+`agents.random_search.search_step` improves it on training episodes whose seeds never meet the
+evaluation (10000+) or held-out (20000+) ones. The result is written as the same artifact as an
+SB3 policy (`artifact/`), so `experiments.train` reports it in its final table and `evaluate`,
+`robustness` and `deploy` take it as they take any other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv
+from torch.utils.tensorboard import SummaryWriter
+
+from agents.export import export_policy
+from agents.random_search import LinearPolicy, fit_linear, search_step
+from agents.rollout import Policy, episode_kpis, run_episode
+from experiments.build import make_env, tuned_baseline, warm_start_heuristic
+
+log = logging.getLogger(__name__)
+
+TRAINING_SEED_BLOCK = 1_000_000  # training episodes of seed s use seeds (s + 1) * this + k: never 10000+ or 20000+
+
+
+@dataclass(frozen=True)
+class RandomSearch:
+    """ARS hyperparameters (parameter noise and step in units of the standardised linear map).
+
+    Attributes:
+        iterations: search iterations.
+        directions: perturbations per iteration, each run `+` and `-` on one training seed.
+        top: directions whose returns make the update.
+        noise: std of the parameter perturbations.
+        step_size: the update's step, divided by the top returns' std.
+        std_floor: least std of an observation feature when standardising (scaled observations lie in [-1, 1]).
+        evaluate_every: iterations between evaluations against the task's heuristic on the evaluation seeds.
+        workers: processes that run the search's episodes in parallel.
+    """
+
+    iterations: int = 300
+    directions: int = 8
+    top: int = 4
+    noise: float = 0.03
+    step_size: float = 0.02
+    std_floor: float = 0.2
+    evaluate_every: int = 20
+    workers: int = 2
+
+    warm_starts: ClassVar[bool] = True  # takes `warm_start.heuristic` (experiments.build.check)
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "directions", "top", "evaluate_every", "workers"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value > 0):
+                raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+        if self.top > self.directions:
+            raise ValueError(f"top must be at most directions ({self.directions}), got {self.top}")
+        for name in ("noise", "step_size", "std_floor"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+    def fit(self, cfg: DictConfig, out_dir: Path) -> float:
+        """Search from `cfg.seed`, export `out_dir / "artifact"`; return the last evaluation's mean return."""
+        out_dir = Path(out_dir)
+        rng = np.random.default_rng(int(cfg.seed))
+        container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        env = make_env(cfg)
+        writer = SummaryWriter(str(out_dir / "tb"))
+        seeds = iter(range((int(cfg.seed) + 1) * TRAINING_SEED_BLOCK, (int(cfg.seed) + 2) * TRAINING_SEED_BLOCK))
+        history: list[dict[str, float]] = []
+        started = time.monotonic()
+        try:
+            policy = self._start(cfg, env, seeds, rng)
+            heuristic = tuned_baseline(cfg, env, str(cfg.task.baseline))
+            eval_seeds = [int(cfg.evaluation.seed) + i for i in range(int(cfg.evaluation.episodes))]
+            baseline = [run_episode(env, heuristic, s) for s in eval_seeds]
+            last = self._evaluate(env, policy, eval_seeds, baseline, writer, 0)
+            with ProcessPoolExecutor(self.workers, initializer=_init_worker, initargs=(container,)) as pool:
+
+                def episode_returns(policies: list[Policy], batch: list[int]) -> np.ndarray:
+                    return np.array(list(pool.map(_worker_return, policies, batch)))
+
+                for it in range(1, self.iterations + 1):
+                    batch = [next(seeds) for _ in range(self.directions)]
+                    step = search_step(policy, episode_returns, batch, rng, self.noise, self.step_size, self.top)
+                    policy = step.policy
+                    writer.add_scalar("ars/mean_return", step.mean_return, it)
+                    writer.add_scalar("ars/best_return", step.best_return, it)
+                    writer.add_scalar("ars/return_std", step.return_std, it)
+                    if it % self.evaluate_every == 0 or it == self.iterations:
+                        last = self._evaluate(env, policy, eval_seeds, baseline, writer, it)
+                        minutes = (time.monotonic() - started) / 60
+                        history.append({"iteration": it, "minutes": minutes, "eval_mean_return": last})
+                        log.info("ars iteration %d (%.1f min): evaluation return %.1f", it, minutes, last)
+        finally:
+            writer.close()
+            env.close()
+        np.savez(out_dir / "linear_policy.npz", **asdict(policy))
+        (out_dir / "history.json").write_text(json.dumps(history, indent=2))
+        export_linear(policy, cfg, out_dir / "artifact")
+        return last
+
+    def _start(self, cfg: DictConfig, env: gym.Env[Any, Any], seeds: Any, rng: np.random.Generator) -> LinearPolicy:
+        """The starting rule fitted as a linear policy (or the plant's own setting, zero, if none).
+
+        The rule runs `warm_start.steps` steps with noise `warm_start.noise` on what is executed
+        (never on the labels); without a rule, the task's baseline runs them for the statistics.
+        """
+        name = warm_start_heuristic(cfg)
+        steps, noise = int(cfg.warm_start.steps), float(cfg.warm_start.noise)
+        rule = tuned_baseline(cfg, env, name or str(cfg.task.baseline))
+        space = env.action_space
+        if not isinstance(space, gym.spaces.Box):
+            raise TypeError(f"random search drives Box actions; task {cfg.task.name} has {space}")
+        observations: list[np.ndarray] = []
+        actions: list[np.ndarray] = []
+        while len(observations) < steps:
+            obs, _ = env.reset(seed=next(seeds))
+            done = False
+            while not done and len(observations) < steps:
+                action, _ = rule.predict(obs)
+                observations.append(np.asarray(obs, dtype=np.float64))
+                actions.append(np.asarray(action, dtype=np.float64))
+                executed = np.clip(action + rng.normal(0.0, noise, np.shape(action)), space.low, space.high)
+                obs, _, terminated, truncated, _ = env.step(executed.astype(space.dtype))
+                done = terminated or truncated
+        fitted = fit_linear(np.array(observations), np.array(actions), space.low, space.high, self.std_floor)
+        if name is None:
+            return LinearPolicy(
+                np.zeros_like(fitted.weights),
+                np.zeros_like(fitted.bias),
+                fitted.mean,
+                fitted.std,
+                fitted.low,
+                fitted.high,
+            )
+        return fitted
+
+    def _evaluate(
+        self,
+        env: gym.Env[Any, Any],
+        policy: LinearPolicy,
+        seeds: list[int],
+        baseline: list[Any],
+        writer: SummaryWriter,
+        step: int,
+    ) -> float:
+        """Mean return on the evaluation seeds; TensorBoard gets it, the gain on the heuristic and the KPIs."""
+        episodes = [run_episode(env, policy, s) for s in seeds]
+        returns = np.array([e.total_reward for e in episodes])
+        writer.add_scalar("eval/mean_reward", float(returns.mean()), step)
+        gain = returns - np.array([b.total_reward for b in baseline])
+        writer.add_scalar("eval/advantage_over_heuristic", float(gain.mean()), step)
+        for key in episode_kpis(episodes[0].kpis, episodes[0].info):
+            values = [episode_kpis(e.kpis, e.info)[key] for e in episodes]
+            writer.add_scalar(f"eval/kpi/{key}", float(np.mean(values)), step)
+        return float(returns.mean())
+
+
+_WORKER_ENV: gym.Env[Any, Any] | None = None
+
+
+def _init_worker(container: dict[str, Any]) -> None:
+    global _WORKER_ENV
+    torch.set_num_threads(1)
+    _WORKER_ENV = make_env(OmegaConf.create(container))
+
+
+def _worker_return(policy: Policy, seed: int) -> float:
+    if _WORKER_ENV is None:
+        raise RuntimeError("episode worker used before _init_worker built its env")
+    return run_episode(_WORKER_ENV, policy, seed).total_reward
+
+
+def export_linear(policy: LinearPolicy, cfg: DictConfig, artifact_dir: Path) -> Path:
+    """Write `policy` as an artifact: a PPO actor with no hidden layer carrying its folded map."""
+    venv = DummyVecEnv([lambda: make_env(cfg)])
+    try:
+        model = PPO("MlpPolicy", venv, policy_kwargs={"net_arch": []}, device="cpu", seed=int(cfg.seed), verbose=0)
+        weights, bias = policy.folded()
+        action_net: Any = model.policy.action_net
+        with torch.no_grad():
+            action_net.weight.copy_(torch.as_tensor(weights, dtype=torch.float32))
+            action_net.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+        return export_policy(
+            model,
+            artifact_dir,
+            vec_normalize=None,
+            config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+            metadata={"task": cfg.task.name, "task_id": cfg.task.id, "trainer": "ars"},
+        )
+    finally:
+        venv.close()

@@ -1,0 +1,91 @@
+"""The random-search trainer runs through experiments.train and exports the policy it found, exactly."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from agents.artifact import PolicyArtifact
+from agents.random_search import LinearPolicy
+from experiments.build import make_env, tuned_baseline
+from experiments.random_search import RandomSearch
+from experiments.train import train
+from tests.presets import compose_train
+
+TINY_ARS = [
+    "experiment=energy_ars",
+    "agent.iterations=2",
+    "agent.directions=4",
+    "agent.top=2",
+    "agent.evaluate_every=1",
+    "agent.workers=1",
+    "warm_start.steps=120",
+    "task.max_episode_steps=30",
+    "evaluation.episodes=1",
+    "final.episodes=2",
+    "final.continuing_seeds=0",
+    "progress_bar=false",
+]
+
+
+def test_ars_trains_exports_its_linear_policy_and_reports_it_against_the_rule(tmp_path):
+    cfg = compose_train(TINY_ARS)
+    train(cfg, tmp_path)
+    stored = np.load(tmp_path / "linear_policy.npz")
+    policy = LinearPolicy(**{k: stored[k] for k in stored.files})
+    artifact = PolicyArtifact.load(tmp_path / "artifact")
+    env = make_env(cfg)
+    try:
+        obs, _ = env.reset(seed=20_000)
+        observations = [obs]
+        for _ in range(20):
+            action, _ = artifact.predict(obs, deterministic=True)
+            obs, *_ = env.step(action)
+            observations.append(obs)
+    finally:
+        env.close()
+    batch = np.array(observations)
+    exported, _ = artifact.predict(batch, deterministic=True)
+    np.testing.assert_allclose(exported, policy.predict(batch)[0], atol=1e-4)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h["iteration"] for h in history] == [1, 2]
+    with (tmp_path / "final" / "episodes.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["policy"] for r in rows} == {"learned", "tou_energy (heuristic)"}
+    assert {r["seed"] for r in rows} == {"20000", "20001"}
+
+
+def test_the_search_starts_as_the_rule_it_is_warm_started_from(tmp_path):
+    cfg = compose_train([*TINY_ARS, "agent.iterations=1", "warm_start.steps=720", "task.max_episode_steps=720"])
+    trainer = RandomSearch(iterations=1, workers=1)
+    env = make_env(cfg)
+    try:
+        start = trainer._start(cfg, env, iter(range(1_000_000, 1_000_100)), np.random.default_rng(0))
+        rule = tuned_baseline(cfg, env, "tou_energy")
+        obs, _ = env.reset(seed=10_000)
+        gaps = []
+        for _ in range(200):
+            a_rule, _ = rule.predict(obs)
+            gaps.append(np.abs(start.predict(obs)[0] - a_rule))
+            obs, *_ = env.step(a_rule)
+    finally:
+        env.close()
+    assert np.mean(gaps) < 0.05
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["agent.top=9"], r"top must be at most directions \(8\), got 9"),
+        (["agent.noise=0"], r"noise must be > 0"),
+        (["agent.workers=0"], r"workers must be a positive whole number"),
+    ],
+)
+def test_bad_search_settings_are_refused_naming_them(overrides, message):
+    cfg = compose_train(["experiment=energy_ars", *overrides])
+    params = {k: v for k, v in cfg.agent.items() if not str(k).startswith("_")}
+    with pytest.raises(ValueError, match=message):
+        RandomSearch(**params)
