@@ -54,9 +54,9 @@ class RandomSearch:
     iterations: int = 300
     directions: int = 8
     top: int = 4
-    noise: float = 0.03
-    step_size: float = 0.02
-    std_floor: float = 0.2
+    noise: float = 0.02
+    step_size: float = 0.01
+    std_floor: float = 0.5
     evaluate_every: int = 20
     workers: int = 2
 
