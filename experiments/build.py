@@ -82,6 +82,10 @@ def check(cfg: DictConfig) -> None:
             tuned_baseline(cfg, env, name)
         if not is_learner(cfg) and not is_trainer(cfg):
             heuristic_agent(cfg, env)
+        if getattr(target, "box_actions_only", False) and not isinstance(env.action_space, gym.spaces.Box):
+            raise ConfigError(
+                f"agent._target_: {target.__name__} drives Box actions; task {cfg.task.name} acts in {env.action_space}"
+            )
         if warm_start_heuristic(cfg) is not None:
             _check_warm_start(cfg, env)
     finally:

@@ -61,6 +61,7 @@ class RandomSearch:
     workers: int = 2
 
     warm_starts: ClassVar[bool] = True  # takes `warm_start.heuristic` (experiments.build.check)
+    box_actions_only: ClassVar[bool] = True  # a linear map onto a Box (experiments.build.check)
 
     def __post_init__(self) -> None:
         for name in ("iterations", "directions", "top", "evaluate_every", "workers"):

@@ -10,7 +10,7 @@ import pytest
 
 from agents.artifact import PolicyArtifact
 from agents.random_search import LinearPolicy
-from experiments.build import make_env, tuned_baseline
+from experiments.build import ConfigError, check, make_env, tuned_baseline
 from experiments.random_search import RandomSearch
 from experiments.train import train
 from tests.presets import compose_train
@@ -89,3 +89,11 @@ def test_bad_search_settings_are_refused_naming_them(overrides, message):
     params = {k: v for k, v in cfg.agent.items() if not str(k).startswith("_")}
     with pytest.raises(ValueError, match=message):
         RandomSearch(**params)
+
+
+def test_random_search_on_a_discrete_task_is_a_config_error_naming_the_agent():
+    cfg = compose_train(["experiment=inventory", "agent=ars", "task.kwargs.action=quantity"])
+    with pytest.raises(
+        ConfigError, match=r"^agent._target_: RandomSearch drives Box actions; task Inventory acts in Discrete"
+    ):
+        check(cfg)
