@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -141,14 +141,7 @@ class RandomSearch:
                 done = terminated or truncated
         fitted = fit_linear(np.array(observations), np.array(actions), space.low, space.high, self.std_floor)
         if name is None:
-            return LinearPolicy(
-                np.zeros_like(fitted.weights),
-                np.zeros_like(fitted.bias),
-                fitted.mean,
-                fitted.std,
-                fitted.low,
-                fitted.high,
-            )
+            return replace(fitted, weights=np.zeros_like(fitted.weights), bias=np.zeros_like(fitted.bias))
         return fitted
 
     def _evaluate(
@@ -166,9 +159,9 @@ class RandomSearch:
         writer.add_scalar("eval/mean_reward", float(returns.mean()), step)
         gain = returns - np.array([b.total_reward for b in baseline])
         writer.add_scalar("eval/advantage_over_heuristic", float(gain.mean()), step)
-        for key in episode_kpis(episodes[0].kpis, episodes[0].info):
-            values = [episode_kpis(e.kpis, e.info)[key] for e in episodes]
-            writer.add_scalar(f"eval/kpi/{key}", float(np.mean(values)), step)
+        kpis = [episode_kpis(e.kpis, e.info) for e in episodes]
+        for key in kpis[0]:
+            writer.add_scalar(f"eval/kpi/{key}", float(np.mean([k[key] for k in kpis])), step)
         return float(returns.mean())
 
 

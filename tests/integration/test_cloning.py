@@ -14,6 +14,17 @@ from tests.presets import compose_train
 ENERGY = ["experiment=energy", "n_envs=2", "progress_bar=false"]
 
 
+@pytest.fixture
+def energy():
+    """The Energy preset's config, its two training envs (normalised) and one plain env, closed after."""
+    cfg = compose_train(ENERGY)
+    venv = make_vec_env(cfg)
+    env = make_env(cfg)
+    yield cfg, venv, env
+    venv.close()
+    env.close()
+
+
 def test_discounted_returns_restart_at_each_episode_end():
     rewards = np.array([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]])
     ends = np.array([[False, True], [False, False], [False, False]])
@@ -22,39 +33,27 @@ def test_discounted_returns_restart_at_each_episode_end():
     assert out[:, 1] == pytest.approx([2.0, 3.0, 2.0])  # the first step ended its episode
 
 
-def test_collect_records_the_heuristics_action_not_the_noisy_one_it_executed():
-    cfg = compose_train(ENERGY)
-    venv = make_vec_env(cfg)
-    env = make_env(cfg)
-    try:
-        rule = tuned_baseline(cfg, env, "tou_energy")
-        demos = collect(venv, rule, 301, gamma=0.95, noise=0.3, seed=1)
-        assert demos.observations.shape == (302, venv.observation_space.shape[0])  # whole vector steps
-        assert demos.actions.shape == (302, venv.action_space.shape[0])
-        raw = venv.unnormalize_obs(demos.observations)
-        expected, _ = rule.predict(raw)
-        np.testing.assert_allclose(demos.actions, expected, atol=1e-6)
-        encoder = env.unwrapped.task.encoder
-        speeds = raw[:, [encoder.column(n) for n in encoder.names if n.endswith(".speed_ratio")]]
-        assert speeds.std() > 0.01  # the noise moved the line off the rule's one speed
-    finally:
-        venv.close()
-        env.close()
+def test_collect_records_the_heuristics_action_not_the_noisy_one_it_executed(energy):
+    cfg, venv, env = energy
+    rule = tuned_baseline(cfg, env, "tou_energy")
+    demos = collect(venv, rule, 301, gamma=0.95, noise=0.3, seed=1)
+    assert demos.observations.shape == (302, venv.observation_space.shape[0])  # whole vector steps
+    assert demos.actions.shape == (302, venv.action_space.shape[0])
+    raw = venv.unnormalize_obs(demos.observations)
+    expected, _ = rule.predict(raw)
+    np.testing.assert_allclose(demos.actions, expected, atol=1e-6)
+    encoder = env.unwrapped.task.encoder
+    speeds = raw[:, [encoder.column(n) for n in encoder.names if n.endswith(".speed_ratio")]]
+    assert speeds.std() > 0.01  # the noise moved the line off the rule's one speed
 
 
-def test_collect_refuses_a_negative_noise_and_no_steps():
-    cfg = compose_train(ENERGY)
-    venv = make_vec_env(cfg)
-    env = make_env(cfg)
-    try:
-        rule = tuned_baseline(cfg, env, "tou_energy")
-        with pytest.raises(ValueError, match="noise must be >= 0"):
-            collect(venv, rule, 10, 0.95, noise=-0.1)
-        with pytest.raises(ValueError, match="steps must be a positive whole number"):
-            collect(venv, rule, 0, 0.95)
-    finally:
-        venv.close()
-        env.close()
+def test_collect_refuses_a_negative_noise_and_no_steps(energy):
+    cfg, venv, env = energy
+    rule = tuned_baseline(cfg, env, "tou_energy")
+    with pytest.raises(ValueError, match="noise must be >= 0"):
+        collect(venv, rule, 10, 0.95, noise=-0.1)
+    with pytest.raises(ValueError, match="steps must be a positive whole number"):
+        collect(venv, rule, 0, 0.95)
 
 
 def _closed_loop(env, policy, seed: int, steps: int) -> tuple[float, np.ndarray]:
@@ -69,32 +68,26 @@ def _closed_loop(env, policy, seed: int, steps: int) -> tuple[float, np.ndarray]
     return total, np.array(actions)
 
 
-def test_a_cloned_policy_drives_the_line_as_the_rule_does_on_a_held_out_seed():
-    cfg = compose_train(ENERGY)
-    venv = make_vec_env(cfg)
-    env = make_env(cfg)
-    try:
-        model = make_agent(cfg, venv, None)
-        rule = tuned_baseline(cfg, env, "tou_energy")
-        demos = collect(venv, rule, 6000, gamma=0.95, noise=0.2)
-        result = clone(model, demos, epochs=8, batch_size=256, learning_rate=1e-3)
-        assert result.steps == 6000
-        assert result.action_loss < 0.01
+def test_a_cloned_policy_drives_the_line_as_the_rule_does_on_a_held_out_seed(energy):
+    cfg, venv, env = energy
+    model = make_agent(cfg, venv, None)
+    rule = tuned_baseline(cfg, env, "tou_energy")
+    demos = collect(venv, rule, 6000, gamma=0.95, noise=0.2)
+    result = clone(model, demos, epochs=8, batch_size=256, learning_rate=1e-3)
+    assert result.steps == 6000
+    assert result.action_loss < 0.01
 
-        def learned_predict(obs, deterministic=True):
-            return model.predict(venv.normalize_obs(obs), deterministic=deterministic)
+    def learned_predict(obs, deterministic=True):
+        return model.predict(venv.normalize_obs(obs), deterministic=deterministic)
 
-        class Learned:
-            predict = staticmethod(learned_predict)
+    class Learned:
+        predict = staticmethod(learned_predict)
 
-        rule_return, _ = _closed_loop(env, rule, 20_000, 360)
-        cloned_return, cloned_actions = _closed_loop(env, Learned, 20_000, 360)
-        speed = cloned_actions[:, ::2]  # speed and mode alternate per station
-        assert np.abs(speed - (-0.5)).mean() < 0.05  # the rule's 0.75 of nominal, not the untrained 1.0
-        assert cloned_return == pytest.approx(rule_return, rel=0.03)
-    finally:
-        venv.close()
-        env.close()
+    rule_return, _ = _closed_loop(env, rule, 20_000, 360)
+    cloned_return, cloned_actions = _closed_loop(env, Learned, 20_000, 360)
+    speed = cloned_actions[:, ::2]  # speed and mode alternate per station
+    assert np.abs(speed - (-0.5)).mean() < 0.05  # the rule's 0.75 of nominal, not the untrained 1.0
+    assert cloned_return == pytest.approx(rule_return, rel=0.03)
 
 
 def _values(model, observations: np.ndarray) -> np.ndarray:
@@ -102,22 +95,16 @@ def _values(model, observations: np.ndarray) -> np.ndarray:
         return model.policy.predict_values(torch.as_tensor(observations)).flatten().numpy()
 
 
-def test_cloning_fits_the_critic_to_the_demonstrated_returns():
-    cfg = compose_train(ENERGY)
-    venv = make_vec_env(cfg)
-    env = make_env(cfg)
-    try:
-        model = make_agent(cfg, venv, None)
-        demos = collect(venv, tuned_baseline(cfg, env, "tou_energy"), 2000, gamma=0.95, noise=0.2)
-        spread = float(np.mean((demos.returns - demos.returns.mean()) ** 2))
-        untrained = float(np.mean((_values(model, demos.observations) - demos.returns) ** 2))
-        result = clone(model, demos, epochs=10, batch_size=128, learning_rate=1e-3)
-        trained = float(np.mean((_values(model, demos.observations) - demos.returns) ** 2))
-        assert trained == pytest.approx(result.value_loss, rel=0.2)
-        assert trained < 0.9 * spread < untrained  # better than the best constant; the untrained critic is not
-    finally:
-        venv.close()
-        env.close()
+def test_cloning_fits_the_critic_to_the_demonstrated_returns(energy):
+    cfg, venv, env = energy
+    model = make_agent(cfg, venv, None)
+    demos = collect(venv, tuned_baseline(cfg, env, "tou_energy"), 2000, gamma=0.95, noise=0.2)
+    spread = float(np.mean((demos.returns - demos.returns.mean()) ** 2))
+    untrained = float(np.mean((_values(model, demos.observations) - demos.returns) ** 2))
+    result = clone(model, demos, epochs=10, batch_size=128, learning_rate=1e-3)
+    trained = float(np.mean((_values(model, demos.observations) - demos.returns) ** 2))
+    assert trained == pytest.approx(result.value_loss, rel=0.2)
+    assert trained < 0.9 * spread < untrained  # better than the best constant; the untrained critic is not
 
 
 def test_an_off_policy_agent_cannot_be_cloned_into():
