@@ -13,8 +13,10 @@ from agents.inventory_rules import ReorderPoint
 from agents.maintenance_rules import Thresholds, VibrationTrigger
 from agents.speed_rules import speed_actions
 from envs.factory import FactoryTask
-from envs.setpoint import ACTION_MAINTAIN, ACTION_RUN, ACTION_STANDBY
+from envs.setpoint import ACTION_MAINTAIN, ACTION_RUN, ACTION_STANDBY, MAINTAIN_ABOVE
 from hardware import Lever
+
+_SURE_REQUEST = MAINTAIN_ABOVE + 1e-3  # a request's least action: above the threshold after float32 rounding
 
 
 class FactoryRules(Baseline):
@@ -67,7 +69,11 @@ class FactoryRules(Baseline):
         """Speed and mode from the fixed settings; maintain and reorder components from the two rules.
 
         On a task whose reorder component is a target (`reorder="order_up_to"`) the rule asks for
-        S when it orders, so its orders are exact when S - s is at least the task's `min_order_units`.
+        S when it orders, so its orders are exact when S - s is at least the task's `min_order_units`;
+        between orders it also asks for S wherever the gap to S is below `min_order_units` (the task
+        orders nothing then), and for no stock only where S would order early. The orders are the
+        same; the action is constant wherever it can be, so a policy fitted to it (a warm start)
+        learns the target instead of a switch.
         """
         actions = self.line_setting(len(obs))
         actions[:, self._speed] = self._speed_action
@@ -77,13 +83,21 @@ class FactoryRules(Baseline):
             dear = price >= self.standby_price_per_kwh - d.tolerance("line.price_per_kwh")
             empty = d.stations_value(obs, "queue_parts") < 0.5
             actions[:, self._mode] = np.where(dear[:, None] & empty, ACTION_STANDBY, ACTION_RUN)
-        actions[:, self._maintain] = np.where(self.trigger(obs), ACTION_MAINTAIN, 0.0)
+        # half the vibration's ratio to its threshold: above the task's 0.5 exactly where the rule
+        # maintains, and graded, so that a policy fitted to it (a warm start) learns the threshold
+        graded = 0.5 * np.nan_to_num(self.trigger.ratio(obs))
+        actions[:, self._maintain] = np.where(
+            self.trigger(obs), np.clip(graded, _SURE_REQUEST, ACTION_MAINTAIN), np.clip(graded, 0.0, MAINTAIN_ABOVE)
+        )
         quantity = self.reorder(obs)
         largest = self.reorder.max_order_units
         if self.task.reorder == "order_up_to":
-            # the target position S where the rule orders, else a target that orders nothing
-            target = 2.0 * self.reorder.order_up_to_units / largest - 1.0
-            actions[:, self._order] = np.where(quantity > 0.0, min(target, 1.0), -1.0)
+            # the target S where the rule orders or where S orders nothing (its gap is below the
+            # task's least order); no stock only where S would order before the reorder point
+            asked = min(self.reorder.order_up_to_units, largest)
+            gap = asked - self.reorder.position(obs)
+            quiet = gap < self.task.min_order_units - self.reorder.tolerance_units
+            actions[:, self._order] = np.where((quantity > 0.0) | quiet, 2.0 * asked / largest - 1.0, -1.0)
         else:
             actions[:, self._order] = np.clip(quantity / largest, 0.0, 1.0)
         return actions

@@ -38,10 +38,14 @@ class ReorderPoint:
             "line.on_order_units"
         )
 
+    def position(self, obs: np.ndarray) -> np.ndarray:
+        """Stock on hand plus on order, material units, shape `(n,)`."""
+        d = self.decoder
+        return d.value(obs, "line.stock_units") + d.value(obs, "line.on_order_units")
+
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Units to order now (0 above the reorder point), shape `(n,)`."""
-        d = self.decoder
-        position = d.value(obs, "line.stock_units") + d.value(obs, "line.on_order_units")
+        position = self.position(obs)
         reorder = position <= self.reorder_point_units + self.tolerance_units
         return np.where(reorder, self.order_up_to_units - position, 0.0)
 

@@ -59,6 +59,10 @@ class VibrationTrigger:
         scale = finite_at_least("threshold_scale", scale, 0.0, strict=True)
         self.threshold_mm_s = scale * per_station("threshold_mm_s", threshold_mm_s, task.spec.stations)
 
+    def ratio(self, obs: np.ndarray) -> np.ndarray:
+        """Each station's vibration reading over its threshold, shape `(n, n_stations)` (above 1: too high)."""
+        return self.decoder.stations_value(obs, "vibration_mm_s") / self.threshold_mm_s
+
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Stations to maintain now, bool of shape `(n, n_stations)`."""
         vib = self.decoder.stations_value(obs, "vibration_mm_s")

@@ -15,7 +15,8 @@ from hardware import Command, Frame, Lever, LineSpec, SensorSpec, StationMode
 
 # Actions that decode to each mode and to a maintenance request (the decoding's thresholds below).
 ACTION_OFF, ACTION_STANDBY, ACTION_RUN, ACTION_MAINTAIN = -1.0, -0.5, 0.0, 1.0
-_OFF_BELOW, _STANDBY_BELOW, _MAINTAIN_ABOVE = -2 / 3, -1 / 3, 0.5
+_OFF_BELOW, _STANDBY_BELOW = -2 / 3, -1 / 3
+MAINTAIN_ABOVE = 0.5  # a maintain component above this requests maintenance
 
 
 class SetpointTask(Task):
@@ -77,7 +78,7 @@ class SetpointTask(Task):
                 )
                 values[k] = float(mode)
             elif lever is Lever.MAINTENANCE:
-                values[k] = 1.0 if a[k] > _MAINTAIN_ABOVE else 0.0
+                values[k] = 1.0 if a[k] > MAINTAIN_ABOVE else 0.0
             elif lever is Lever.REORDER:
                 values[k] = max(0.0, a[k]) * self._high[k]
         return self.setpoints(values)

@@ -47,6 +47,7 @@ class RandomSearch:
         noise: std of the parameter perturbations.
         step_size: the update's step, divided by the top returns' std.
         std_floor: least std of an observation feature when standardising (scaled observations lie in [-1, 1]).
+        ridge: ridge penalty of the starting fit, per sample, on the standardised weights.
         evaluate_every: iterations between evaluations against the task's heuristic on the evaluation seeds.
         workers: processes that run the search's episodes in parallel.
     """
@@ -57,6 +58,7 @@ class RandomSearch:
     noise: float = 0.02
     step_size: float = 0.01
     std_floor: float = 0.5
+    ridge: float = 1e-3
     evaluate_every: int = 20
     workers: int = 2
 
@@ -73,6 +75,8 @@ class RandomSearch:
         for name in ("noise", "step_size", "std_floor"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not self.ridge >= 0:
+            raise ValueError(f"ridge must be >= 0, got {self.ridge!r}")
 
     def fit(self, cfg: DictConfig, out_dir: Path) -> float:
         """Search from `cfg.seed`, export `out_dir / "artifact"`; return the last evaluation's mean return."""
@@ -139,7 +143,9 @@ class RandomSearch:
                 executed = np.clip(action + rng.normal(0.0, noise, np.shape(action)), space.low, space.high)
                 obs, _, terminated, truncated, _ = env.step(executed.astype(space.dtype))
                 done = terminated or truncated
-        fitted = fit_linear(np.array(observations), np.array(actions), space.low, space.high, self.std_floor)
+        fitted = fit_linear(
+            np.array(observations), np.array(actions), space.low, space.high, self.std_floor, self.ridge
+        )
         if name is None:
             return replace(fitted, weights=np.zeros_like(fitted.weights), bias=np.zeros_like(fitted.bias))
         return fitted

@@ -10,13 +10,13 @@ import pytest
 
 from agents.artifact import PolicyArtifact
 from agents.random_search import LinearPolicy
+from agents.rollout import episode_kpis, run_episode
 from experiments.build import ConfigError, check, make_env, tuned_baseline
 from experiments.random_search import RandomSearch
 from experiments.train import train
 from tests.presets import compose_train
 
 TINY_ARS = [
-    "experiment=energy_ars",
     "agent.iterations=2",
     "agent.directions=4",
     "agent.top=2",
@@ -31,8 +31,9 @@ TINY_ARS = [
 ]
 
 
-def test_ars_trains_exports_its_linear_policy_and_reports_it_against_the_rule(tmp_path):
-    cfg = compose_train(TINY_ARS)
+@pytest.mark.parametrize(("preset", "rule"), [("energy_ars", "tou_energy"), ("factory_ars", "factory_rules")])
+def test_ars_trains_exports_its_linear_policy_and_reports_it_against_the_rule(tmp_path, preset, rule):
+    cfg = compose_train([f"experiment={preset}", *TINY_ARS])
     train(cfg, tmp_path)
     stored = np.load(tmp_path / "linear_policy.npz")
     policy = LinearPolicy(**{k: stored[k] for k in stored.files})
@@ -54,12 +55,14 @@ def test_ars_trains_exports_its_linear_policy_and_reports_it_against_the_rule(tm
     assert [h["iteration"] for h in history] == [1, 2]
     with (tmp_path / "final" / "episodes.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert {r["policy"] for r in rows} == {"learned", "tou_energy (heuristic)"}
+    assert {r["policy"] for r in rows} == {"learned", f"{rule} (heuristic)"}
     assert {r["seed"] for r in rows} == {"20000", "20001"}
 
 
 def test_the_search_starts_as_the_rule_it_is_warm_started_from(tmp_path):
-    cfg = compose_train([*TINY_ARS, "agent.iterations=1", "warm_start.steps=720", "task.max_episode_steps=720"])
+    cfg = compose_train(
+        ["experiment=energy_ars", *TINY_ARS, "agent.iterations=1", "warm_start.steps=720", "task.max_episode_steps=720"]
+    )
     trainer = RandomSearch(iterations=1, workers=1)
     env = make_env(cfg)
     try:
@@ -74,6 +77,25 @@ def test_the_search_starts_as_the_rule_it_is_warm_started_from(tmp_path):
     finally:
         env.close()
     assert np.mean(gaps) < 0.05
+
+
+def test_the_factory_search_starts_running_the_line_as_the_tuned_rule_does_for_a_week():
+    """Its reorders, maintenance, modes and speeds: the rule's actions have an exact linear fit."""
+    cfg = compose_train(["experiment=factory_ars", "warm_start.steps=2880", "task.max_episode_steps=5040"])
+    trainer = RandomSearch(**{k: v for k, v in cfg.agent.items() if not str(k).startswith("_")})
+    env = make_env(cfg)
+    try:
+        start = trainer._start(cfg, env, iter(range(1_000_000, 1_000_100)), np.random.default_rng(0))
+        rule = tuned_baseline(cfg, env, "factory_rules")
+        ours, theirs = (episode_kpis(e.kpis, e.info) for e in (run_episode(env, p, 10_000) for p in (start, rule)))
+    finally:
+        env.close()
+    assert theirs["preventive_maintenances"] >= 1
+    assert theirs["orders_placed"] >= 2
+    for key in ("preventive_maintenances", "failures", "orders_placed", "stockout_h"):
+        assert ours[key] == theirs[key], key
+    for key in ("good_parts", "energy_cost"):
+        assert ours[key] == pytest.approx(theirs[key], rel=0.005), key
 
 
 @pytest.mark.parametrize(

@@ -89,7 +89,8 @@ def test_a_task_over_modbus_in_lockstep_matches_the_twin(task, policy_kind):
             direct.close()
     for step, (a, b) in enumerate(zip(*runs, strict=True)):
         (act_a, obs_a, rew_a, info_a), (act_b, obs_b, rew_b, info_b) = a, b
-        np.testing.assert_array_equal(act_a, act_b, err_msg=f"{task} step {step}: actions differ")
+        # a rule's action may be graded in a reading (factory_rules' maintain): within the readings' rounding
+        np.testing.assert_allclose(act_b, act_a, atol=1e-5, err_msg=f"{task} step {step}: actions differ")
         np.testing.assert_allclose(obs_b, obs_a, atol=2e-6, err_msg=f"{task} step {step}: observations differ")
         assert math.isclose(rew_b, rew_a, rel_tol=1e-5, abs_tol=1e-4), f"{task} step {step}: {rew_b} != {rew_a}"
         assert info_b["kpis"].good_parts == info_a["kpis"].good_parts

@@ -197,22 +197,31 @@ def test_the_neutral_action_starves_the_line_as_a_quantity_but_not_as_an_order_u
 
 @pytest.mark.slow
 def test_rule_orders_the_same_whether_the_task_reorders_by_quantity_or_by_target():
-    orders = {}
-    for kwargs in ({}, {"reorder": "order_up_to", "min_order_units": 500.0}):
+    orders, targets = {}, {}
+    # S - s = 700: a least order of 500 needs the rule to switch; 700 lets it hold S throughout
+    for label, kwargs in {
+        "quantity": {},
+        "target, least order 500": {"reorder": "order_up_to", "min_order_units": 500.0},
+        "target, least order 700": {"reorder": "order_up_to", "min_order_units": 700.0},
+    }.items():
         env = gym.make("smartline/Factory-v0", control_period_s=120.0, max_episode_steps=360, **kwargs)
         rule = make_baseline(env, "factory_rules", reorder_point_units=1900.0, order_up_to_units=2600.0)
         try:
             obs, _ = env.reset(seed=7)
-            placed = []
+            placed, asked = [], []
             for _ in range(360):
                 action, _ = rule.predict(obs)
                 placed.append(_command_order(env, action))
+                asked.append(float(action[-1]))
                 obs, *_ = env.step(action)
-            orders[kwargs.get("reorder", "quantity")] = placed
+            orders[label], targets[label] = placed, asked
         finally:
             env.close()
     assert sum(q > 0 for q in orders["quantity"]) >= 1
-    np.testing.assert_allclose(orders["order_up_to"], orders["quantity"], atol=1e-6)
+    np.testing.assert_allclose(orders["target, least order 500"], orders["quantity"], atol=1e-6)
+    np.testing.assert_allclose(orders["target, least order 700"], orders["quantity"], atol=1e-6)
+    assert len(set(targets["target, least order 700"])) == 1
+    assert len(set(targets["target, least order 500"])) == 2
 
 
 def _row(policy: str, scenario: str, seed: int, value: float) -> Row:

@@ -278,6 +278,49 @@ def test_factory_rules_combine_nominal_run_condition_and_reorder():
     assert decoded(env, rule.predict(obs)[0])["line.reorder_units"] == 0.0
 
 
+def test_factory_rules_maintain_action_is_graded_in_vibration_and_requests_exactly_above_threshold():
+    env = gym.make("smartline/Factory-v0")
+    env.reset(seed=0)
+    task = env.unwrapped.task
+    rule = make_baseline(env, "factory_rules", threshold_mm_s=5.0, reorder_point_units=800, order_up_to_units=2300)
+    maintain = [k for k, a in enumerate(task.spec.actuators) if a.name.endswith(".maintain")]
+    obs = np.zeros(env.observation_space.shape, dtype=np.float32)
+    set_reading(obs, task, "line.stock_units", 1500.0)
+    readings = {"cut": 1.0, "press": 4.0, "weld": 4.99, "paint": 5.02, "assemble": 8.0}
+    for s, v in readings.items():
+        set_reading(obs, task, f"{s}.state", float(StationState.BUSY))
+        set_reading(obs, task, f"{s}.vibration_mm_s", v)
+    action, _ = rule.predict(obs)
+    np.testing.assert_allclose(action[maintain[:3]], [0.1, 0.4, 0.499], atol=1e-3)  # half the ratio to 5 mm/s
+    assert 0.5 < action[maintain[3]] < 0.51
+    assert action[maintain[4]] == pytest.approx(0.8)
+    setpoints = decoded(env, action)
+    assert [setpoints[f"{s}.maintain"] for s in readings] == [0.0, 0.0, 0.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("min_order_units", "position", "target"),
+    [
+        (1500.0, 700.0, 2300.0),  # S - s = the task's least order: S at every position
+        (1500.0, 900.0, 2300.0),
+        (1500.0, 2200.0, 2300.0),
+        (500.0, 700.0, 2300.0),  # below s: S
+        (500.0, 1500.0, 0.0),  # above s, where S would order (gap 800 >= 500): no stock
+        (500.0, 2000.0, 2300.0),  # where S orders nothing (gap 300 < 500): S
+    ],
+)
+def test_factory_rules_ask_for_the_target_wherever_it_orders_as_the_rule(min_order_units, position, target):
+    env = gym.make("smartline/Factory-v0", reorder="order_up_to", min_order_units=min_order_units)
+    env.reset(seed=0)
+    task = env.unwrapped.task
+    rule = make_baseline(env, "factory_rules", threshold_mm_s=5.0, reorder_point_units=800, order_up_to_units=2300)
+    largest = rule.reorder.max_order_units
+    obs = np.zeros(env.observation_space.shape, dtype=np.float32)
+    set_reading(obs, task, "line.stock_units", position)
+    action, _ = rule.predict(obs)
+    assert action[-1] == pytest.approx(2.0 * target / largest - 1.0, abs=1e-6)
+
+
 class HiddenLine:
     """A `Line` that is not the twin: forwards to one and shows only its spec."""
 
