@@ -105,11 +105,13 @@ def search_step(
     noise: float,
     step_size: float,
     top: int,
+    searched: np.ndarray | None = None,
 ) -> SearchStep:
     """One ARS V2-t iteration: one direction per seed, its `+` and `-` runs on that same seed.
 
     `episode_returns` gets all `2 * len(seeds)` runs at once (the `+` ones, then the `-` ones), so
-    it may run them in parallel.
+    it may run them in parallel. `searched` (bool, one per action component; None: all) says which
+    components' rows of the map move; the others keep their parameters.
 
     Raises:
         ValueError: `top` outside 1..len(seeds), or noise or step size not > 0.
@@ -121,6 +123,11 @@ def search_step(
         raise ValueError(f"noise and step_size must be > 0, got {noise!r} and {step_size!r}")
     d_w = rng.normal(size=(n, *policy.weights.shape))
     d_b = rng.normal(size=(n, *policy.bias.shape))
+    if searched is not None:
+        if np.shape(searched) != policy.bias.shape:
+            raise ValueError(f"searched needs a flag per action component, {policy.bias.shape}: {np.shape(searched)}")
+        d_w *= np.asarray(searched, dtype=bool)[:, None]
+        d_b *= np.asarray(searched, dtype=bool)
     runs: list[Policy] = [
         policy.moved(sign * noise * d_w[k], sign * noise * d_b[k]) for sign in (1, -1) for k in range(n)
     ]

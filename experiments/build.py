@@ -88,8 +88,18 @@ def check(cfg: DictConfig) -> None:
             )
         if warm_start_heuristic(cfg) is not None:
             _check_warm_start(cfg, env)
+        _check_trainer(cfg, env)
     finally:
         env.close()
+
+
+def _check_trainer(cfg: DictConfig, env: gym.Env[Any, Any]) -> None:
+    """A trainer's own settings on this task, where its class has a `check(env)`."""
+    if is_trainer(cfg) and callable(getattr(agent_target(cfg), "check", None)):
+        try:
+            instantiate(cfg.agent, _convert_="all").check(env)
+        except (InstantiationException, ValueError) as exc:  # messages start with the setting's name
+            raise ConfigError(f"agent.{exc.__cause__ or exc}") from exc
 
 
 def warm_start_heuristic(cfg: DictConfig) -> str | None:

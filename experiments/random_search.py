@@ -26,10 +26,13 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 from torch.utils.tensorboard import SummaryWriter
 
+from agents.baseline import action_positions
 from agents.export import export_policy
 from agents.random_search import LinearPolicy, fit_linear, search_step
 from agents.rollout import Policy, episode_kpis, run_episode
+from envs.setpoint import SetpointTask
 from experiments.build import make_env, tuned_baseline, warm_start_heuristic
+from hardware import Lever
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,10 @@ class RandomSearch:
         ridge: ridge penalty of the starting fit, per sample, on the standardised weights.
         evaluate_every: iterations between evaluations against the task's heuristic on the evaluation seeds.
         workers: processes that run the search's episodes in parallel.
+        levers: the levers (`hardware.Lever` values) whose action components the search moves;
+            the others stay as the start set them. None: every component. For levers whose
+            consequences an episode is too short to show (a day rarely holds a maintenance or
+            reorder decision), a search of them follows noise.
     """
 
     iterations: int = 300
@@ -61,6 +68,7 @@ class RandomSearch:
     ridge: float = 1e-3
     evaluate_every: int = 20
     workers: int = 2
+    levers: tuple[str, ...] | None = None
 
     warm_starts: ClassVar[bool] = True  # takes `warm_start.heuristic` (experiments.build.check)
     box_actions_only: ClassVar[bool] = True  # a linear map onto a Box (experiments.build.check)
@@ -77,6 +85,12 @@ class RandomSearch:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not self.ridge >= 0:
             raise ValueError(f"ridge must be >= 0, got {self.ridge!r}")
+        if self.levers is not None:
+            known = [lever.value for lever in Lever]
+            unknown = [name for name in self.levers if name not in known]
+            if unknown or not self.levers:
+                raise ValueError(f"levers must name some of {', '.join(known)} (or be null), got {list(self.levers)!r}")
+            object.__setattr__(self, "levers", tuple(self.levers))
 
     def fit(self, cfg: DictConfig, out_dir: Path) -> float:
         """Search from `cfg.seed`, export `out_dir / "artifact"`; return the last evaluation's mean return."""
@@ -90,6 +104,7 @@ class RandomSearch:
         started = time.monotonic()
         try:
             policy = self._start(cfg, env, seeds, rng)
+            searched = self.searched(env)
             heuristic = tuned_baseline(cfg, env, str(cfg.task.baseline))
             eval_seeds = [int(cfg.evaluation.seed) + i for i in range(int(cfg.evaluation.episodes))]
             baseline = [run_episode(env, heuristic, s) for s in eval_seeds]
@@ -101,7 +116,9 @@ class RandomSearch:
 
                 for it in range(1, self.iterations + 1):
                     batch = [next(seeds) for _ in range(self.directions)]
-                    step = search_step(policy, episode_returns, batch, rng, self.noise, self.step_size, self.top)
+                    step = search_step(
+                        policy, episode_returns, batch, rng, self.noise, self.step_size, self.top, searched
+                    )
                     policy = step.policy
                     writer.add_scalar("ars/mean_return", step.mean_return, it)
                     writer.add_scalar("ars/best_return", step.best_return, it)
@@ -149,6 +166,30 @@ class RandomSearch:
         if name is None:
             return replace(fitted, weights=np.zeros_like(fitted.weights), bias=np.zeros_like(fitted.bias))
         return fitted
+
+    def check(self, env: gym.Env[Any, Any]) -> None:
+        """Raise, naming the setting, if this search cannot run on `env` (`experiments.build.check`)."""
+        self.searched(env)
+
+    def searched(self, env: gym.Env[Any, Any]) -> np.ndarray | None:
+        """Which of `env`'s action components the search moves: those of `levers` (None: all).
+
+        Raises:
+            ValueError: for a lever the task does not act on, or a task without levers.
+        """
+        if self.levers is None:
+            return None
+        task = getattr(env.unwrapped, "task", None)
+        if not isinstance(task, SetpointTask):
+            raise ValueError(f"levers: only a setpoint task's actions belong to levers, not {type(task).__name__}'s")
+        missing = [name for name in self.levers if Lever(name) not in task.levers]
+        if missing:
+            owned = ", ".join(sorted(lever.value for lever in task.levers))
+            raise ValueError(f"levers: the task acts on {owned}, not {', '.join(missing)}")
+        searched = np.zeros(int(np.prod(env.action_space.shape or (1,))), dtype=np.bool_)
+        for name in self.levers:
+            searched[action_positions(task, Lever(name))] = True
+        return searched
 
     def _evaluate(
         self,

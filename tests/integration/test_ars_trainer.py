@@ -113,6 +113,32 @@ def test_bad_search_settings_are_refused_naming_them(overrides, message):
         RandomSearch(**params)
 
 
+def test_the_factory_search_moves_speed_and_mode_components_only():
+    cfg = compose_train(["experiment=factory_ars"])
+    env = make_env(cfg)
+    try:
+        searched = RandomSearch(levers=tuple(cfg.agent.levers)).searched(env)
+        names = [a.name for a in env.unwrapped.task.spec.actuators]
+    finally:
+        env.close()
+    assert [n for n, s in zip(names, searched, strict=True) if s] == [
+        f"{station}.{what}" for station in ("cut", "press", "weld", "paint", "assemble") for what in ("speed", "mode")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["experiment=factory_ars", "agent.levers=[speed,oops]"], r"^agent.levers must name some of dispatch, speed"),
+        (["experiment=energy_ars", "agent.levers=[reorder]"], r"^agent.levers: the task acts on mode, speed, not"),
+        (["experiment=factory_ars", "agent.ridge=-1"], r"^agent.ridge must be >= 0, got -1"),
+    ],
+)
+def test_search_settings_that_cannot_run_on_the_task_stop_at_check_naming_them(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        check(compose_train(overrides))
+
+
 def test_random_search_on_a_discrete_task_is_a_config_error_naming_the_agent():
     cfg = compose_train(["experiment=inventory", "agent=ars", "task.kwargs.action=quantity"])
     with pytest.raises(

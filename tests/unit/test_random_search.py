@@ -79,6 +79,25 @@ def test_common_seeds_cancel_noise_shared_by_both_runs_of_a_direction():
     assert np.mean(cosines) > 0.7  # each step heads for the peak although one run's noise is 100x the gain
 
 
+def test_a_search_of_some_action_components_moves_only_their_rows_and_the_same_draws_as_a_full_one():
+    target_w, target_b = np.array([[0.3, -0.2, 0.1], [0.0, 0.4, -0.3]]), np.array([0.2, -0.1])
+
+    def returns(policies, seeds):
+        return np.array([-np.sum((p.weights - target_w) ** 2) - np.sum((p.bias - target_b) ** 2) for p in policies])
+
+    start = _policy(np.full((2, 3), 0.5), np.full(2, 0.5))
+    seeds = list(range(8))
+    some = search_step(start, returns, seeds, np.random.default_rng(3), 0.03, 0.02, 4, np.array([False, True]))
+    every = search_step(start, returns, seeds, np.random.default_rng(3), 0.03, 0.02, 4, np.array([True, True]))
+    full = search_step(start, returns, seeds, np.random.default_rng(3), 0.03, 0.02, 4)
+    np.testing.assert_array_equal(some.policy.weights[0], start.weights[0])
+    assert some.policy.bias[0] == start.bias[0]
+    assert np.all(some.policy.weights[1] != start.weights[1])
+    np.testing.assert_array_equal(every.policy.weights, full.policy.weights)  # all flags: the search as before
+    with pytest.raises(ValueError, match=r"searched needs a flag per action component, \(2,\): \(3,\)"):
+        search_step(start, returns, seeds, np.random.default_rng(3), 0.03, 0.02, 4, np.ones(3, dtype=bool))
+
+
 @pytest.mark.parametrize(
     ("top", "noise", "step", "message"),
     [(0, 0.1, 0.1, "top must lie in 1..3"), (4, 0.1, 0.1, "top must lie in 1..3"), (1, 0.0, 0.1, "must be > 0")],
