@@ -92,6 +92,12 @@ class Comparison:
         """Whether the learned point is better on every objective, each with its 95% interval above 0."""
         return self.seeds > 1 and all(v == "better" for v in self.verdicts())
 
+    @property
+    def never_worse(self) -> bool:
+        """Pareto's weaker sense at 95%: better on at least one objective and worse on none (ties allowed)."""
+        verdicts = self.verdicts()
+        return self.seeds > 1 and "better" in verdicts and "worse" not in verdicts
+
 
 def episodes_file(run: Path) -> Path:
     """The per-episode CSV of a train run (`final/episodes.csv`) or an evaluate run (`episodes.csv`)."""
@@ -323,6 +329,7 @@ def report(points: Sequence[Point], comparisons: Sequence[Comparison]) -> str:
                     c.seeds,
                     *(_cell(m, h) for m, h in c.gains),
                     "yes" if c.dominates else "no",
+                    "yes" if c.never_worse else "no",
                 ]
             )
         if rows:
@@ -334,12 +341,28 @@ def report(points: Sequence[Point], comparisons: Sequence[Comparison]) -> str:
                 "energy cost saved",
                 "CO2 saved, kg",
                 "dominates (95%)",
+                "better on one, worse on none (95%)",
             ]
             sections.append(
                 f"### {mode}: learned against heuristic (paired gain, mean ± 95%)\n\n"
-                + markdown_table(header, rows, numeric=[False, False, True, True, True, True, False])
+                + markdown_table(header, rows, numeric=[False, False, True, True, True, True, False, False])
             )
+            sections.append(_verdicts([c for c in comparisons if c.learned.mode == mode]))
     return "\n\n".join(sections) + "\n"
+
+
+def _verdicts(comparisons: Sequence[Comparison]) -> str:
+    """Per learned point: against how many heuristic points it dominates, and is better on one and worse on none."""
+    lines = []
+    for label in dict.fromkeys(c.learned.label for c in comparisons):
+        mine = [c for c in comparisons if c.learned.label == label]
+        strict, weak = sum(c.dominates for c in mine), sum(c.never_worse for c in mine)
+        every = "dominates every heuristic point" if strict == len(mine) else "does not dominate every heuristic point"
+        lines.append(
+            f"- {label} {every}: better on all three against {strict} of {len(mine)}; "
+            f"better on one and worse on none against {weak} of {len(mine)}."
+        )
+    return "\n".join(lines)
 
 
 def write(points: Sequence[Point], out: Path) -> dict[str, Path]:

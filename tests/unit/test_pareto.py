@@ -104,9 +104,23 @@ def test_learned_point_dominates_only_when_every_interval_clears_zero(tmp_path: 
         {},
         None,
     )
-    (c,) = pareto.compare_points(pareto.load_points([tie]))
+    points = pareto.load_points([tie])
+    (c,) = pareto.compare_points(points)
     assert c.verdicts()[0] == "tie"
     assert not c.dominates
+    assert c.never_worse  # a tie on parts, better on energy and CO2: Pareto's weaker sense
+    text = pareto.report(points, [c])
+    assert "does not dominate every heuristic point: better on all three against 0 of 1;" in text
+    assert "better on one and worse on none against 1 of 1." in text
+    worse = _run(
+        tmp_path / "c",
+        _rows("learned", 820, 90.0, 0.25) + _rows("factory_rules (heuristic)", 830, 100.0, 0.3),
+        {},
+        None,
+    )
+    (c,) = pareto.compare_points(pareto.load_points([worse]))
+    assert c.verdicts() == ("worse", "better", "better")
+    assert not c.never_worse
 
 
 def test_front_drops_dominated_points_and_duplicates_are_kept_once(tmp_path: Path) -> None:
