@@ -53,6 +53,9 @@ class RandomSearch:
         ridge: ridge penalty of the starting fit, per sample, on the standardised weights.
         evaluate_every: iterations between evaluations against the task's heuristic on the evaluation seeds.
         workers: processes that run the search's episodes in parallel.
+        keep_best: export the policy with the best evaluation return (evaluation seeds, never the
+            held-out ones) instead of the last one: a search can step off a cliff late (a speed too
+            slow for the demand) and not climb back in the iterations left.
         levers: the levers (`hardware.Lever` values) whose action components the search moves;
             the others stay as the start set them. None: every component. For levers whose
             consequences an episode is too short to show (a day rarely holds a maintenance or
@@ -69,6 +72,7 @@ class RandomSearch:
     evaluate_every: int = 20
     workers: int = 2
     levers: tuple[str, ...] | None = None
+    keep_best: bool = False
 
     warm_starts: ClassVar[bool] = True  # takes `warm_start.heuristic` (experiments.build.check)
     box_actions_only: ClassVar[bool] = True  # a linear map onto a Box (experiments.build.check)
@@ -109,6 +113,8 @@ class RandomSearch:
             eval_seeds = [int(cfg.evaluation.seed) + i for i in range(int(cfg.evaluation.episodes))]
             baseline = [run_episode(env, heuristic, s) for s in eval_seeds]
             last = self._evaluate(env, policy, eval_seeds, baseline, writer, 0)
+            kept = (last, 0, policy)  # the best evaluated policy: its return, iteration, parameters
+            history.append({"iteration": 0, "minutes": (time.monotonic() - started) / 60, "eval_mean_return": last})
             with ProcessPoolExecutor(self.workers, initializer=_init_worker, initargs=(container,)) as pool:
 
                 def episode_returns(policies: list[Policy], batch: list[int]) -> np.ndarray:
@@ -128,11 +134,15 @@ class RandomSearch:
                         minutes = (time.monotonic() - started) / 60
                         history.append({"iteration": it, "minutes": minutes, "eval_mean_return": last})
                         log.info("ars iteration %d (%.1f min): evaluation return %.1f", it, minutes, last)
+                        kept = max(kept, (last, it, policy), key=lambda k: k[0])
         finally:
             writer.close()
             env.close()
+        if self.keep_best:
+            last, it, policy = kept
+            log.info("ars exports the policy of iteration %d, the best evaluated (return %.1f)", it, last)
         np.savez(out_dir / "linear_policy.npz", **asdict(policy))
-        (out_dir / "history.json").write_text(json.dumps(history, indent=2))
+        (out_dir / "history.json").write_text(json.dumps({"exported_iteration": it, "evaluations": history}, indent=2))
         export_linear(policy, cfg, out_dir / "artifact")
         return last
 

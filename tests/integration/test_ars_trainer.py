@@ -52,11 +52,29 @@ def test_ars_trains_exports_its_linear_policy_and_reports_it_against_the_rule(tm
     exported, _ = artifact.predict(batch, deterministic=True)
     np.testing.assert_allclose(exported, policy.predict(batch)[0], atol=1e-4)
     history = json.loads((tmp_path / "history.json").read_text())
-    assert [h["iteration"] for h in history] == [1, 2]
+    assert [h["iteration"] for h in history["evaluations"]] == [0, 1, 2]
+    assert history["exported_iteration"] == 2  # the last, unless agent.keep_best
     with (tmp_path / "final" / "episodes.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert {r["policy"] for r in rows} == {"learned", f"{rule} (heuristic)"}
     assert {r["seed"] for r in rows} == {"20000", "20001"}
+
+
+def test_keep_best_exports_the_policy_of_the_best_evaluation(tmp_path):
+    cfg = compose_train(["experiment=energy_ars", *TINY_ARS, "agent.iterations=4", "agent.keep_best=true"])
+    train(cfg, tmp_path)
+    history = json.loads((tmp_path / "history.json").read_text())
+    returns = {h["iteration"]: h["eval_mean_return"] for h in history["evaluations"]}
+    assert len(set(returns.values())) > 1  # the evaluations differ, so the choice means something
+    assert history["exported_iteration"] == max(returns, key=lambda k: returns[k])
+    stored = np.load(tmp_path / "linear_policy.npz")
+    env = make_env(cfg)
+    try:
+        policy = LinearPolicy(**{k: stored[k] for k in stored.files})
+        kept = run_episode(env, policy, int(cfg.evaluation.seed)).total_reward
+    finally:
+        env.close()
+    assert kept == pytest.approx(returns[history["exported_iteration"]])  # one evaluation episode: its return
 
 
 def test_the_search_starts_as_the_rule_it_is_warm_started_from(tmp_path):
