@@ -22,7 +22,7 @@ import math
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib
@@ -192,7 +192,21 @@ def load_points(runs: Sequence[Path]) -> list[Point]:
             if identity not in seen:
                 seen.add(identity)
                 points.append(Point(label, learned, mode, str(run), values))
-    return points
+    return _named_apart(points)
+
+
+def _named_apart(points: list[Point]) -> list[Point]:
+    """Learned points of different runs that share a label get their run folder's name added to it."""
+    runs: dict[str, set[str]] = {}
+    for p in points:
+        if p.learned:
+            runs.setdefault(p.label, set()).add(p.run)
+    return [
+        replace(p, label=f"{p.label.removesuffix(')')}, run {Path(p.run).name})")
+        if p.learned and len(runs[p.label]) > 1
+        else p
+        for p in points
+    ]
 
 
 def _mapping(node: object) -> dict[str, object]:

@@ -187,3 +187,14 @@ def test_bad_input_names_what_and_where(tmp_path: Path) -> None:
     other = Point("rule", False, "episode", "r", {2: (1.0, 1.0, 1.0)})
     with pytest.raises(ParetoError, match="share no seed"):
         pareto.gains(lone, other)
+
+
+def test_learned_points_of_two_runs_with_the_same_label_are_named_by_their_runs(tmp_path: Path) -> None:
+    runs = [
+        _run(tmp_path / name, _rows("learned", parts, 90.0, 0.25), {"energy_cost": 20.0}, None)
+        for name, parts in (("first", 840), ("second", 820))
+    ]
+    labels = [p.label for p in pareto.load_points(runs)]
+    assert labels == ["learned (energy_cost=20, run first)", "learned (energy_cost=20, run second)"]
+    (alone,) = pareto.load_points(runs[:1])
+    assert alone.label == "learned (energy_cost=20)"
