@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from experiments import pareto
-from experiments.pareto import ParetoError, Point
+from experiments import pareto, pareto_points
+from experiments.pareto_points import ParetoError, Point
 
 SEEDS = (20000, 20001, 20002, 20003)
 
@@ -48,7 +48,7 @@ def test_points_carry_weights_parameters_and_total_co2(tmp_path: Path) -> None:
         {"energy_cost": 10.0},
         {"factory_rules": {"speed_ratio": 0.8}},
     )
-    learned, rule = pareto.load_points([run])
+    learned, rule = pareto_points.load_points([run])
     assert learned.learned
     assert learned.label == "learned (energy_cost=10)"
     assert not rule.learned
@@ -75,7 +75,7 @@ def test_an_evaluate_run_labels_points_by_the_artifacts_weights_and_tuned_heuris
     config = OmegaConf.load(run / ".hydra" / "config.yaml")
     config.policies = [str(artifact), "factory_rules"]
     OmegaConf.save(config, run / ".hydra" / "config.yaml")
-    learned, rule = pareto.load_points([run])
+    learned, rule = pareto_points.load_points([run])
     assert learned.label == "learned (energy_cost=40)"
     assert rule.label == "factory_rules (speed_ratio=0.8)"
 
@@ -87,7 +87,7 @@ def test_learned_point_dominates_only_when_every_interval_clears_zero(tmp_path: 
         {},
         None,
     )
-    (c,) = pareto.compare_points(pareto.load_points([run]))
+    (c,) = pareto_points.compare_points(pareto_points.load_points([run]))
     assert c.seeds == 4
     (parts, parts_half), (energy, _), (co2, _) = c.gains
     assert parts == pytest.approx(10.0)
@@ -104,8 +104,8 @@ def test_learned_point_dominates_only_when_every_interval_clears_zero(tmp_path: 
         {},
         None,
     )
-    points = pareto.load_points([tie])
-    (c,) = pareto.compare_points(points)
+    points = pareto_points.load_points([tie])
+    (c,) = pareto_points.compare_points(points)
     assert c.verdicts()[0] == "tie"
     assert not c.dominates
     assert c.never_worse  # a tie on parts, better on energy and CO2: Pareto's weaker sense
@@ -118,7 +118,7 @@ def test_learned_point_dominates_only_when_every_interval_clears_zero(tmp_path: 
         {},
         None,
     )
-    (c,) = pareto.compare_points(pareto.load_points([worse]))
+    (c,) = pareto_points.compare_points(pareto_points.load_points([worse]))
     assert c.verdicts() == ("worse", "better", "better")
     assert not c.never_worse
 
@@ -129,14 +129,14 @@ def test_front_drops_dominated_points_and_duplicates_are_kept_once(tmp_path: Pat
     b = _run(tmp_path / "b", _rows("learned", 835, 95.0, 0.26) + heuristic, {"energy_cost": 3.0}, None)
     c = _run(tmp_path / "c", _rows("learned", 800, 60.0, 0.2) + heuristic, {"energy_cost": 30.0}, None)
     OmegaConf.save(["experiment=factory", "agent.gamma=0.98", "progress_bar=false"], c / ".hydra" / "overrides.yaml")
-    points = pareto.load_points([a, b, c])
+    points = pareto_points.load_points([a, b, c])
     assert [p.label for p in points] == [
         "learned (energy_cost=1)",
         "factory_rules (as shipped)",
         "learned (energy_cost=3)",
         "learned (energy_cost=30; agent.gamma=0.98)",
     ]
-    best = pareto.front([p for p in points if p.learned])
+    best = pareto_points.front([p for p in points if p.learned])
     assert [p.label for p in best] == ["learned (energy_cost=30; agent.gamma=0.98)", "learned (energy_cost=1)"]
 
 
@@ -169,14 +169,14 @@ def test_write_makes_plot_points_and_report(tmp_path: Path) -> None:
 
 def test_bad_input_names_what_and_where(tmp_path: Path) -> None:
     with pytest.raises(ParetoError, match=r"no \.hydra/config\.yaml"):
-        pareto.load_points([tmp_path])
+        pareto_points.load_points([tmp_path])
     (tmp_path / ".hydra").mkdir()
     OmegaConf.save({"task": {"kwargs": {}}}, tmp_path / ".hydra" / "config.yaml")
     with pytest.raises(ParetoError, match="not a finished train or evaluate run"):
-        pareto.load_points([tmp_path])
+        pareto_points.load_points([tmp_path])
     (tmp_path / "episodes.csv").write_text("policy,mode,seed,good_parts\nx,episode,1,3\n")
     with pytest.raises(ParetoError, match=r"episodes.csv:2: needs .*energy_cost"):
-        pareto.load_points([tmp_path])
+        pareto_points.load_points([tmp_path])
     with pytest.raises(ParetoError, match="name out=FOLDER"):
         pareto.arguments([str(tmp_path)])
     with pytest.raises(ParetoError, match="'colour=red': not an argument"):
@@ -186,7 +186,7 @@ def test_bad_input_names_what_and_where(tmp_path: Path) -> None:
     lone = Point("learned", True, "episode", "r", {1: (1.0, 1.0, 1.0)})
     other = Point("rule", False, "episode", "r", {2: (1.0, 1.0, 1.0)})
     with pytest.raises(ParetoError, match="share no seed"):
-        pareto.gains(lone, other)
+        pareto_points.gains(lone, other)
 
 
 def test_learned_points_of_two_runs_with_the_same_label_are_named_by_their_runs(tmp_path: Path) -> None:
@@ -194,7 +194,7 @@ def test_learned_points_of_two_runs_with_the_same_label_are_named_by_their_runs(
         _run(tmp_path / name, _rows("learned", parts, 90.0, 0.25), {"energy_cost": 20.0}, None)
         for name, parts in (("first", 840), ("second", 820))
     ]
-    labels = [p.label for p in pareto.load_points(runs)]
+    labels = [p.label for p in pareto_points.load_points(runs)]
     assert labels == ["learned (energy_cost=20, run first)", "learned (energy_cost=20, run second)"]
-    (alone,) = pareto.load_points(runs[:1])
+    (alone,) = pareto_points.load_points(runs[:1])
     assert alone.label == "learned (energy_cost=20)"

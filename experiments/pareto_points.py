@@ -1,0 +1,235 @@
+"""Points of learned and heuristic policies on throughput, energy cost and CO2, and their paired comparisons.
+
+Read from the KPI tables of finished runs (`experiments.pareto` plots and reports them): a point
+per policy and mode, its objectives per seed; a comparison per learned and heuristic point, the
+paired gains on their shared seeds with their 95% intervals and the verdicts on dominance.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from agents.baselines import BASELINES
+from experiments.evaluate import evaluation_config, heuristic_params
+from experiments.report import mean_interval
+
+OBJECTIVES = (
+    ("good_parts", "good parts", 1.0),
+    ("energy_cost", "energy cost", -1.0),
+    ("co2_kg", "CO2, kg", -1.0),
+)
+_HEURISTIC_SUFFIX = " (heuristic)"
+
+
+class ParetoError(Exception):
+    """A run folder or argument that cannot be read; the message names it."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One policy of one run in one mode: its objectives on each seed.
+
+    `values` maps a seed to (good parts, energy cost, kg CO2) of that seed's episode or run.
+    """
+
+    label: str
+    learned: bool
+    mode: str
+    run: str
+    values: Mapping[int, tuple[float, float, float]]
+
+    def interval(self, k: int) -> tuple[float, float]:
+        """Mean and 95% half-width of objective `k` (an index of `OBJECTIVES`) over the seeds."""
+        return mean_interval([v[k] for v in self.values.values()])
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A learned point against a heuristic point on their shared seeds.
+
+    `gains` holds, per objective, the mean paired gain of the learned point and its 95% half-width,
+    signed so that a positive gain is better (more parts, less energy cost, less CO2).
+    """
+
+    learned: Point
+    heuristic: Point
+    gains: tuple[tuple[float, float], ...]
+    seeds: int
+
+    def verdicts(self) -> tuple[str, ...]:
+        """Per objective: `better` or `worse` where the interval excludes 0, else `tie`."""
+        return tuple("better" if m - h > 0 else "worse" if m + h < 0 else "tie" for m, h in self.gains)
+
+    @property
+    def dominates(self) -> bool:
+        """Whether the learned point is better on every objective, each with its 95% interval above 0."""
+        return self.seeds > 1 and all(v == "better" for v in self.verdicts())
+
+    @property
+    def never_worse(self) -> bool:
+        """Pareto's weaker sense at 95%: better on at least one objective and worse on none (ties allowed)."""
+        verdicts = self.verdicts()
+        return self.seeds > 1 and "better" in verdicts and "worse" not in verdicts
+
+
+def episodes_file(run: Path) -> Path:
+    """The per-episode CSV of a train run (`final/episodes.csv`) or an evaluate run (`episodes.csv`)."""
+    for candidate in (run / "final" / "episodes.csv", run / "episodes.csv"):
+        if candidate.is_file():
+            return candidate
+    raise ParetoError(f"{run}: no final/episodes.csv or episodes.csv (not a finished train or evaluate run)")
+
+
+def run_config(run: Path) -> DictConfig:
+    """The composed config a run saved (`.hydra/config.yaml`)."""
+    path = run / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise ParetoError(f"{run}: no .hydra/config.yaml to read the run's weights and heuristics from")
+    config = OmegaConf.load(path)
+    if not isinstance(config, DictConfig):
+        raise ParetoError(f"{path}: expected a mapping")
+    return config
+
+
+def agent_changes(run: Path) -> str:
+    """`; agent.gamma=0.98` for the `agent.` overrides a run's command line made (`.hydra/overrides.yaml`), else ''.
+
+    Points that differ in how they were trained, not only in their weights, say so in their label.
+    """
+    path = run / ".hydra" / "overrides.yaml"
+    overrides: list[str] = [str(o) for o in OmegaConf.load(path)] if path.is_file() else []
+    changed = [o for o in overrides if o.lstrip("+~").startswith("agent.")]
+    return f"; {', '.join(changed)}" if changed else ""
+
+
+def describe(values: Mapping[str, object] | None, empty: str) -> str:
+    """`a=1, b=2` for a mapping of settings (nested ones flattened with dots), `empty` if there are none."""
+    if not values:
+        return empty
+    flat: list[str] = []
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.extend(f"{key}.{k}={_value(v)}" for k, v in value.items())
+        else:
+            flat.append(f"{key}={_value(value)}")
+    return ", ".join(flat)
+
+
+def _value(value: object) -> str:
+    """A setting as the config writes it: `0.8`, `null`."""
+    if value is None:
+        return "null"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def load_points(runs: Sequence[Path]) -> list[Point]:
+    """Every policy of every run as a point per mode; the same policy, mode and seeds twice is kept once.
+
+    Raises:
+        ParetoError: for a folder that is not a finished run, or a table without the needed columns.
+    """
+    points: list[Point] = []
+    seen: set[tuple[str, str, tuple[tuple[int, tuple[float, float, float]], ...]]] = set()
+    for run in runs:
+        config = run_config(run)
+        # an evaluate run: the artifact's task (its weights) and its tuned heuristics under this run's
+        trained = evaluation_config(config) if config.get("policies") is not None else config
+        weights = _mapping(OmegaConf.select(trained, "task.kwargs.weights"))
+        tuned: Mapping[str, object] = (
+            heuristic_params(trained, config) if trained is not config else _mapping(config.get("heuristics"))
+        )
+        by_policy: dict[tuple[str, str], dict[int, tuple[float, float, float]]] = {}
+        path = episodes_file(run)
+        with path.open(newline="") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                try:
+                    parts = float(row["good_parts"])
+                    objectives = (parts, float(row["energy_cost"]), float(row["co2_kg_per_part"]) * parts)
+                    by_policy.setdefault((row["policy"], row["mode"]), {})[int(row["seed"])] = objectives
+                except (KeyError, ValueError) as exc:
+                    raise ParetoError(
+                        f"{path}:{line}: needs policy, mode, seed, good_parts, energy_cost and co2_kg_per_part ({exc})"
+                    ) from None
+        swept = OmegaConf.select(config, "tune.baseline")  # a tune run: every row is a combination of its grid
+        for (policy, mode), values in by_policy.items():
+            name = policy.removesuffix(_HEURISTIC_SUFFIX)
+            learned = swept is None and name not in BASELINES
+            if swept is not None:
+                label = f"{swept} ({policy})"
+            elif learned:
+                label = f"learned ({describe(weights, 'default weights')}{agent_changes(run)})"
+            else:
+                params = tuned.get(name)
+                label = f"{name} ({describe(params if isinstance(params, Mapping) else None, 'as shipped')})"
+            identity = (label, mode, tuple(sorted(values.items())))
+            if identity not in seen:
+                seen.add(identity)
+                points.append(Point(label, learned, mode, str(run), values))
+    return _named_apart(points)
+
+
+def _named_apart(points: list[Point]) -> list[Point]:
+    """Learned points of different runs that share a label get their run folder's name added to it."""
+    runs: dict[str, set[str]] = {}
+    for p in points:
+        if p.learned:
+            runs.setdefault(p.label, set()).add(p.run)
+    return [
+        replace(p, label=f"{p.label.removesuffix(')')}, run {Path(p.run).name})")
+        if p.learned and len(runs[p.label]) > 1
+        else p
+        for p in points
+    ]
+
+
+def _mapping(node: object) -> dict[str, object]:
+    """A config node as a plain dict (None or empty: {})."""
+    if isinstance(node, DictConfig):
+        return {str(k): v for k, v in OmegaConf.to_container(node, resolve=True).items()}  # type: ignore[union-attr]
+    return {}
+
+
+def gains(a: Point, b: Point) -> tuple[tuple[tuple[float, float], ...], int]:
+    """Per objective, the mean paired gain of `a` over `b` (positive: `a` better) and its 95% half-width.
+
+    Raises:
+        ParetoError: when the points share no seed.
+    """
+    shared = sorted(set(a.values) & set(b.values))
+    if not shared:
+        raise ParetoError(f"{a.label} and {b.label} ({a.mode}) share no seed")
+    out = []
+    for k, (_, _, sign) in enumerate(OBJECTIVES):
+        diffs = [sign * (a.values[s][k] - b.values[s][k]) for s in shared]
+        mean, half = mean_interval(diffs)
+        out.append((mean, half if len(shared) > 1 else math.nan))
+    return tuple(out), len(shared)
+
+
+def compare_points(points: Sequence[Point]) -> list[Comparison]:
+    """Every learned point against every heuristic point of the same mode that shares its seeds."""
+    out = []
+    for a in points:
+        for b in points:
+            if a.learned and not b.learned and a.mode == b.mode and set(a.values) & set(b.values):
+                g, n = gains(a, b)
+                out.append(Comparison(a, b, g, n))
+    return out
+
+
+def front(points: Sequence[Point]) -> list[Point]:
+    """The points no other point of the list dominates on the means, by throughput."""
+    means = [np.array([sign * p.interval(k)[0] for k, (_, _, sign) in enumerate(OBJECTIVES)]) for p in points]
+    kept = [
+        p
+        for i, p in enumerate(points)
+        if not any(np.all(means[j] >= means[i]) and np.any(means[j] > means[i]) for j in range(len(points)) if j != i)
+    ]
+    return sorted(kept, key=lambda p: p.interval(0)[0])
