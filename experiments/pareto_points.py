@@ -130,7 +130,10 @@ def _value(value: object) -> str:
 
 
 def load_points(runs: Sequence[Path]) -> list[Point]:
-    """Every policy of every run as a point per mode; the same policy, mode and seeds twice is kept once.
+    """Every policy of every run as a point per mode; repeats are kept once.
+
+    A repeat is the same policy with the same results, or a heuristic with the same results under
+    another label (a run's tuned rule and the same setting of a held-out grid).
 
     Raises:
         ParetoError: for a folder that is not a finished run, or a table without the needed columns.
@@ -168,7 +171,7 @@ def load_points(runs: Sequence[Path]) -> list[Point]:
             else:
                 params = tuned.get(name)
                 label = f"{name} ({describe(params if isinstance(params, Mapping) else None, 'as shipped')})"
-            identity = (label, mode, tuple(sorted(values.items())))
+            identity = (label if learned else "heuristic", mode, tuple(sorted(values.items())))
             if identity not in seen:
                 seen.add(identity)
                 points.append(Point(label, learned, mode, str(run), values))

@@ -129,12 +129,16 @@ def test_front_drops_dominated_points_and_duplicates_are_kept_once(tmp_path: Pat
     b = _run(tmp_path / "b", _rows("learned", 835, 95.0, 0.26) + heuristic, {"energy_cost": 3.0}, None)
     c = _run(tmp_path / "c", _rows("learned", 800, 60.0, 0.2) + heuristic, {"energy_cost": 30.0}, None)
     OmegaConf.save(["experiment=factory", "agent.gamma=0.98", "progress_bar=false"], c / ".hydra" / "overrides.yaml")
-    points = pareto_points.load_points([a, b, c])
+    # the same heuristic results under another label (as a held-out grid gives them): still one point
+    tuned = {"factory_rules": {"speed_ratio": 0.8}}
+    d = _run(tmp_path / "d", _rows("learned", 830, 95.0, 0.26) + heuristic, {"energy_cost": 10.0}, tuned)
+    points = pareto_points.load_points([a, b, c, d])
     assert [p.label for p in points] == [
         "learned (energy_cost=1)",
         "factory_rules (as shipped)",
         "learned (energy_cost=3)",
         "learned (energy_cost=30; agent.gamma=0.98)",
+        "learned (energy_cost=10)",
     ]
     best = pareto_points.front([p for p in points if p.learned])
     assert [p.label for p in best] == ["learned (energy_cost=30; agent.gamma=0.98)", "learned (energy_cost=1)"]
