@@ -89,13 +89,14 @@ class FactoryRules(Baseline):
         actions[:, self._maintain] = np.where(
             self.trigger(obs), np.clip(graded, _SURE_REQUEST, ACTION_MAINTAIN), np.clip(graded, 0.0, MAINTAIN_ABOVE)
         )
-        quantity = self.reorder(obs)
+        position = self.reorder.position(obs)
+        quantity = self.reorder.order_at(position)
         largest = self.reorder.max_order_units
         if self.task.reorder == "order_up_to":
             # the target S where the rule orders or where S orders nothing (its gap is below the
             # task's least order); no stock only where S would order before the reorder point
             asked = min(self.reorder.order_up_to_units, largest)
-            gap = asked - self.reorder.position(obs)
+            gap = asked - position
             quiet = gap < self.task.min_order_units - self.reorder.tolerance_units
             actions[:, self._order] = np.where((quantity > 0.0) | quiet, 2.0 * asked / largest - 1.0, -1.0)
         else:

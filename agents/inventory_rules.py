@@ -43,11 +43,14 @@ class ReorderPoint:
         d = self.decoder
         return d.value(obs, "line.stock_units") + d.value(obs, "line.on_order_units")
 
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        """Units to order now (0 above the reorder point), shape `(n,)`."""
-        position = self.position(obs)
+    def order_at(self, position: np.ndarray) -> np.ndarray:
+        """Units to order at stock positions `position` (0 above the reorder point), shape `(n,)`."""
         reorder = position <= self.reorder_point_units + self.tolerance_units
         return np.where(reorder, self.order_up_to_units - position, 0.0)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Units to order now (0 above the reorder point), shape `(n,)`."""
+        return self.order_at(self.position(obs))
 
 
 class SSReorder(Baseline):
