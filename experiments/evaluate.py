@@ -14,6 +14,7 @@ run's folder.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -36,11 +37,21 @@ def evaluation_config(cfg: DictConfig) -> DictConfig:
     """The config to build envs from: the first artifact's own, else the composed one.
 
     The `hardware` and `guard` groups are always the composed ones: an artifact trained on the twin
-    runs as it is over `hardware=modbus`, under the guard the command line names.
+    runs as it is over `hardware=modbus`, under the guard the command line names. `max_episode_steps`,
+    when set, replaces the episode length (a policy trained on 3-day episodes, scored per day).
     """
     manifests = [Path(p) / "manifest.json" for p in cfg.policies if (Path(p) / "manifest.json").is_file()]
-    if not manifests:
-        return cfg
+    run_cfg = _run_config(cfg, manifests) if manifests else copy.deepcopy(cfg)
+    steps = cfg.get("max_episode_steps")
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+            raise ConfigError(f"max_episode_steps: must be a positive whole number of steps, got {steps!r}")
+        run_cfg.task.max_episode_steps = steps
+    return run_cfg
+
+
+def _run_config(cfg: DictConfig, manifests: list[Path]) -> DictConfig:
+    """The first artifact's training config, with this run's `hardware` and `guard`."""
     configs = [OmegaConf.create(json.loads(m.read_text())["config"]) for m in manifests]
     tasks = {c.task.name for c in configs}
     if len(tasks) > 1:

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from scipy import stats
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from experiments.build import ConfigError, check, heuristic_agent, make_env
-from experiments.evaluate import evaluate
+from experiments.build import ConfigError, check, episode_steps, heuristic_agent, make_env
+from experiments.evaluate import evaluate, evaluation_config
 from experiments.report import EPISODE, continuing_mode
 from experiments.train import train
 from tests.lines import REPO
@@ -251,6 +252,24 @@ def test_evaluate_statistics_agree_with_scipy(tmp_path, caplog):
     assert_statistics_match_scipy(tmp_path, caplog.text)
     assert (tmp_path / "makespan_s.png").stat().st_size > 0
     assert (tmp_path / "return_difference.png").stat().st_size > 0
+
+
+def test_evaluate_replaces_an_artifacts_episode_length_and_names_a_bad_one(tmp_path):
+    artifact = tmp_path / "artifact"
+    artifact.mkdir()
+    trained = compose_train(["experiment=energy_ars", "task.max_episode_steps=2160"])
+    (artifact / "manifest.json").write_text(json.dumps({"config": OmegaConf.to_container(trained, resolve=True)}))
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        per_day = compose("evaluate", overrides=[f"policies=[{artifact}]", "max_episode_steps=720"])
+        as_trained = compose("evaluate", overrides=[f"policies=[{artifact}]"])
+        bad = compose("evaluate", overrides=[f"policies=[{artifact}]", "max_episode_steps=0"])
+    run_cfg = evaluation_config(per_day)
+    assert run_cfg.task.name == "Energy"
+    assert episode_steps(run_cfg) == 720
+    assert episode_steps(evaluation_config(as_trained)) == 2160
+    assert per_day.task.max_episode_steps is None  # the composed config is left as it was
+    with pytest.raises(ConfigError, match="max_episode_steps: must be a positive whole number of steps, got 0"):
+        evaluation_config(bad)
 
 
 @pytest.mark.parametrize(
