@@ -128,6 +128,7 @@ def export_policy(
     vec_normalize: VecNormalize | None = None,
     config: Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
+    algorithm: str | None = None,
 ) -> Path:
     """Write `model`'s deterministic policy to `out_dir` as policy.onnx and manifest.json.
 
@@ -139,6 +140,8 @@ def export_policy(
             into the manifest and the artifact normalises raw observations with them.
         config: The run's configuration (a JSON-serialisable mapping or an OmegaConf config).
         metadata: Anything else to record (JSON-serialisable).
+        algorithm: What trained the policy, as the manifest and evaluation labels name it (default:
+            the model's class, e.g. "PPO"; a trainer that only carries its policy in `model` names itself).
 
     Returns:
         The artifact's folder.
@@ -165,7 +168,7 @@ def export_policy(
         policy.set_training_mode(was_training)
     manifest = {
         "format_version": FORMAT_VERSION,
-        "algorithm": type(model).__name__,
+        "algorithm": algorithm or type(model).__name__,
         "policy_class": type(policy).__name__,
         "observation_space": space_to_json(model.observation_space),
         "action_space": space_to_json(model.action_space),

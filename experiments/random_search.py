@@ -253,6 +253,7 @@ def export_linear(policy: LinearPolicy, cfg: DictConfig, artifact_dir: Path) -> 
             vec_normalize=None,
             config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
             metadata={"task": cfg.task.name, "task_id": cfg.task.id, "trainer": "ars"},
+            algorithm="ARS",
         )
     finally:
         venv.close()

@@ -33,11 +33,12 @@ TINY_ARS = [
 
 @pytest.mark.parametrize(("preset", "rule"), [("energy_ars", "tou_energy"), ("factory_ars", "factory_rules")])
 def test_ars_trains_exports_its_linear_policy_and_reports_it_against_the_rule(tmp_path, preset, rule):
-    cfg = compose_train([f"experiment={preset}", *TINY_ARS])
+    cfg = compose_train([f"experiment={preset}", *TINY_ARS, "agent.keep_best=false"])
     train(cfg, tmp_path)
     stored = np.load(tmp_path / "linear_policy.npz")
     policy = LinearPolicy(**{k: stored[k] for k in stored.files})
     artifact = PolicyArtifact.load(tmp_path / "artifact")
+    assert artifact.manifest["algorithm"] == "ARS"  # what trained it, not the PPO actor that carries it
     env = make_env(cfg)
     try:
         obs, _ = env.reset(seed=20_000)
@@ -53,7 +54,7 @@ def test_ars_trains_exports_its_linear_policy_and_reports_it_against_the_rule(tm
     np.testing.assert_allclose(exported, policy.predict(batch)[0], atol=1e-4)
     history = json.loads((tmp_path / "history.json").read_text())
     assert [h["iteration"] for h in history["evaluations"]] == [0, 1, 2]
-    assert history["exported_iteration"] == 2  # the last, unless agent.keep_best
+    assert history["exported_iteration"] == 2  # the last: keep_best is off
     with (tmp_path / "final" / "episodes.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert {r["policy"] for r in rows} == {"learned", f"{rule} (heuristic)"}
