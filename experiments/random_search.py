@@ -97,7 +97,7 @@ class RandomSearch:
             object.__setattr__(self, "levers", tuple(self.levers))
 
     def fit(self, cfg: DictConfig, out_dir: Path) -> float:
-        """Search from `cfg.seed`, export `out_dir / "artifact"`; return the last evaluation's mean return."""
+        """Search from `cfg.seed`, export `out_dir / "artifact"`; return the exported policy's evaluation return."""
         out_dir = Path(out_dir)
         rng = np.random.default_rng(int(cfg.seed))
         container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
@@ -138,13 +138,15 @@ class RandomSearch:
         finally:
             writer.close()
             env.close()
+        exported_return, exported, policy = kept if self.keep_best else (last, self.iterations, policy)
         if self.keep_best:
-            last, it, policy = kept
-            log.info("ars exports the policy of iteration %d, the best evaluated (return %.1f)", it, last)
+            log.info("ars exports iteration %d, the best evaluated (return %.1f)", exported, exported_return)
         np.savez(out_dir / "linear_policy.npz", **asdict(policy))
-        (out_dir / "history.json").write_text(json.dumps({"exported_iteration": it, "evaluations": history}, indent=2))
+        (out_dir / "history.json").write_text(
+            json.dumps({"exported_iteration": exported, "evaluations": history}, indent=2)
+        )
         export_linear(policy, cfg, out_dir / "artifact")
-        return last
+        return exported_return
 
     def _start(self, cfg: DictConfig, env: gym.Env[Any, Any], seeds: Any, rng: np.random.Generator) -> LinearPolicy:
         """The starting rule fitted as a linear policy (or the plant's own setting, zero, if none).
