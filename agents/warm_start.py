@@ -80,7 +80,7 @@ def collect(
         action, _ = heuristic.predict(raw, deterministic=True)
         obs_raw.append(np.asarray(raw, dtype=np.float32))
         actions.append(np.asarray(action))
-        stepped, reward, dones, _ = venv.step(_perturbed(np.asarray(action), space, noise, rng))
+        stepped, reward, dones, _ = venv.step(perturbed(np.asarray(action), space, noise, rng))
         obs = np.asarray(stepped)
         rewards.append(norm.get_original_reward() if norm is not None else reward)
         ends.append(np.asarray(dones, dtype=bool))
@@ -98,8 +98,12 @@ def collect(
     )
 
 
-def _perturbed(action: np.ndarray, space: gym.Space[Any], noise: float, rng: np.random.Generator) -> np.ndarray:
-    """`action` (a batch) with exploration noise: Gaussian on a `Box`, else random actions at rate `noise`."""
+def perturbed(action: np.ndarray, space: gym.Space[Any], noise: float, rng: np.random.Generator) -> np.ndarray:
+    """`action` with exploration noise: Gaussian on a `Box` (any shape), else random actions at rate `noise`.
+
+    On a `Box` the noise has std `noise` and the result is clipped to the space; otherwise
+    `action` is a batch and each of its actions is replaced by a random one with probability `noise`.
+    """
     if noise == 0.0:
         return action
     if isinstance(space, gym.spaces.Box):

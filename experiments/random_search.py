@@ -30,6 +30,7 @@ from agents.baseline import action_positions
 from agents.export import export_policy
 from agents.random_search import LinearPolicy, fit_linear, search_step
 from agents.rollout import Policy, episode_kpis, run_episode
+from agents.warm_start import perturbed
 from envs.setpoint import SetpointTask
 from experiments.build import make_env, tuned_baseline, warm_start_heuristic
 from hardware import Lever
@@ -106,6 +107,12 @@ class RandomSearch:
         seeds = iter(range((int(cfg.seed) + 1) * TRAINING_SEED_BLOCK, (int(cfg.seed) + 2) * TRAINING_SEED_BLOCK))
         history: list[dict[str, float]] = []
         started = time.monotonic()
+
+        def record(iteration: int, evaluation: float) -> float:
+            minutes = (time.monotonic() - started) / 60
+            history.append({"iteration": iteration, "minutes": minutes, "eval_mean_return": evaluation})
+            return minutes
+
         try:
             policy = self._start(cfg, env, seeds, rng)
             searched = self.searched(env)
@@ -114,7 +121,7 @@ class RandomSearch:
             baseline = [run_episode(env, heuristic, s) for s in eval_seeds]
             last = self._evaluate(env, policy, eval_seeds, baseline, writer, 0)
             kept = (last, 0, policy)  # the best evaluated policy: its return, iteration, parameters
-            history.append({"iteration": 0, "minutes": (time.monotonic() - started) / 60, "eval_mean_return": last})
+            record(0, last)
             with ProcessPoolExecutor(self.workers, initializer=_init_worker, initargs=(container,)) as pool:
 
                 def episode_returns(policies: list[Policy], batch: list[int]) -> np.ndarray:
@@ -131,8 +138,7 @@ class RandomSearch:
                     writer.add_scalar("ars/return_std", step.return_std, it)
                     if it % self.evaluate_every == 0 or it == self.iterations:
                         last = self._evaluate(env, policy, eval_seeds, baseline, writer, it)
-                        minutes = (time.monotonic() - started) / 60
-                        history.append({"iteration": it, "minutes": minutes, "eval_mean_return": last})
+                        minutes = record(it, last)
                         log.info("ars iteration %d (%.1f min): evaluation return %.1f", it, minutes, last)
                         kept = max(kept, (last, it, policy), key=lambda k: k[0])
         finally:
@@ -169,8 +175,8 @@ class RandomSearch:
                 action, _ = rule.predict(obs)
                 observations.append(np.asarray(obs, dtype=np.float64))
                 actions.append(np.asarray(action, dtype=np.float64))
-                executed = np.clip(action + rng.normal(0.0, noise, np.shape(action)), space.low, space.high)
-                obs, _, terminated, truncated, _ = env.step(executed.astype(space.dtype))
+                executed = perturbed(np.asarray(action, dtype=space.dtype), space, noise, rng)
+                obs, _, terminated, truncated, _ = env.step(executed)
                 done = terminated or truncated
         fitted = fit_linear(
             np.array(observations), np.array(actions), space.low, space.high, self.std_floor, self.ridge
