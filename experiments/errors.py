@@ -36,6 +36,16 @@ class ConfigError(ValueError):
     """The composed config cannot run; the message starts with the full key, e.g. `agent.learning_rate:`."""
 
 
+def positive_whole(key: str, value: Any) -> int:
+    """`value` if it is a positive whole number, else a `ConfigError` naming `key`.
+
+    A boolean is refused although Python counts `True` as 1: `n_envs=true` is a slip, not one env.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{key}: must be a positive whole number, got {value!r}")
+    return value
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """` (did you mean X?)` for the choice nearest `word`, or an empty string when none is near."""
     close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
