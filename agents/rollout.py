@@ -99,8 +99,14 @@ def episode_kpis(kpis: Kpis, info: dict[str, Any]) -> dict[str, float]:
     return values
 
 
-def run_episode(env: gym.Env[Any, Any], policy: Policy, seed: int, record: bool = False) -> Episode:
-    """Run `policy` deterministically on `env` from `reset(seed)` to the episode's end."""
+def run_episode(
+    env: gym.Env[Any, Any], policy: Policy, seed: int, record: bool = False, scored_from: int = 0
+) -> Episode:
+    """Run `policy` deterministically on `env` from `reset(seed)` to the episode's end.
+
+    The rewards of the first `scored_from` steps are left out of `total_reward` (a policy settling
+    into the state its own operation leaves before it is scored); the KPIs count from the reset.
+    """
     masked = hasattr(env.unwrapped, "action_masks") and takes_masks(policy)
     obs, info = env.reset(seed=seed)
     base: Any = env.unwrapped
@@ -116,7 +122,8 @@ def run_episode(env: gym.Env[Any, Any], policy: Policy, seed: int, record: bool 
             job = int(action)
             dispatches.append(Dispatch(base.frame.time, int(info["station"]), job, int(base.frame.jobs.step[job])))
         obs, reward, terminated, truncated, info = env.step(action)
-        total += float(reward)
+        if steps >= scored_from:
+            total += float(reward)
         steps += 1
         done = terminated or truncated
         if record:

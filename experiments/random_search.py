@@ -32,7 +32,7 @@ from agents.random_search import LinearPolicy, fit_linear, search_step
 from agents.rollout import Policy, episode_kpis, run_episode
 from agents.warm_start import perturbed
 from envs.setpoint import SetpointTask
-from experiments.build import make_env, tuned_baseline, warm_start_heuristic
+from experiments.build import episode_steps, make_env, tuned_baseline, warm_start_heuristic
 from hardware import Lever
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,11 @@ class RandomSearch:
         keep_best: export the policy with the best evaluation return (evaluation seeds, never the
             held-out ones) instead of the last one: a search can step off a cliff late (a speed too
             slow for the demand) and not climb back in the iterations left.
+        settle_episodes: episodes each search and evaluation run plays under its own policy before
+            its return counts, so that a policy is scored in the state its own operation leaves
+            (its buffers, backlog and machines) rather than in the warm-up's state under the
+            line's rules; the heuristic it is evaluated against settles the same way. 0: scored
+            from the warm-up.
         levers: the levers (`hardware.Lever` values) whose action components the search moves;
             the others stay as the start set them. None: every component. For levers whose
             consequences an episode is too short to show (a day rarely holds a maintenance or
@@ -72,6 +77,7 @@ class RandomSearch:
     ridge: float = 1e-3
     evaluate_every: int = 20
     workers: int = 2
+    settle_episodes: int = 0
     levers: tuple[str, ...] | None = None
     keep_best: bool = False
 
@@ -83,6 +89,10 @@ class RandomSearch:
             value = getattr(self, name)
             if not (isinstance(value, int) and value > 0):
                 raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+        if isinstance(self.settle_episodes, bool) or not (
+            isinstance(self.settle_episodes, int) and self.settle_episodes >= 0
+        ):
+            raise ValueError(f"settle_episodes must be a whole number >= 0, got {self.settle_episodes!r}")
         if self.top > self.directions:
             raise ValueError(f"top must be at most directions ({self.directions}), got {self.top}")
         for name in ("noise", "step_size", "std_floor"):
@@ -103,6 +113,8 @@ class RandomSearch:
         rng = np.random.default_rng(int(cfg.seed))
         container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         env = make_env(cfg)
+        settle = self.settle_episodes * episode_steps(cfg)
+        scored_env = make_env(cfg, max_episode_steps=settle + episode_steps(cfg)) if settle else env
         writer = SummaryWriter(str(out_dir / "tb"))
         seeds = iter(range((int(cfg.seed) + 1) * TRAINING_SEED_BLOCK, (int(cfg.seed) + 2) * TRAINING_SEED_BLOCK))
         history: list[dict[str, float]] = []
@@ -118,11 +130,12 @@ class RandomSearch:
             searched = self.searched(env)
             heuristic = tuned_baseline(cfg, env, str(cfg.task.baseline))
             eval_seeds = [int(cfg.evaluation.seed) + i for i in range(int(cfg.evaluation.episodes))]
-            baseline = [run_episode(env, heuristic, s) for s in eval_seeds]
-            last = self._evaluate(env, policy, eval_seeds, baseline, writer, 0)
+            baseline = [run_episode(scored_env, heuristic, s, scored_from=settle) for s in eval_seeds]
+            last = self._evaluate(scored_env, settle, policy, eval_seeds, baseline, writer, 0)
             kept = (last, 0, policy)  # the best evaluated policy: its return, iteration, parameters
             record(0, last)
-            with ProcessPoolExecutor(self.workers, initializer=_init_worker, initargs=(container,)) as pool:
+            initargs = (container, settle + episode_steps(cfg), settle)
+            with ProcessPoolExecutor(self.workers, initializer=_init_worker, initargs=initargs) as pool:
 
                 def episode_returns(policies: list[Policy], batch: list[int]) -> np.ndarray:
                     return np.array(list(pool.map(_worker_return, policies, batch)))
@@ -137,13 +150,15 @@ class RandomSearch:
                     writer.add_scalar("ars/best_return", step.best_return, it)
                     writer.add_scalar("ars/return_std", step.return_std, it)
                     if it % self.evaluate_every == 0 or it == self.iterations:
-                        last = self._evaluate(env, policy, eval_seeds, baseline, writer, it)
+                        last = self._evaluate(scored_env, settle, policy, eval_seeds, baseline, writer, it)
                         minutes = record(it, last)
                         log.info("ars iteration %d (%.1f min): evaluation return %.1f", it, minutes, last)
                         kept = max(kept, (last, it, policy), key=lambda k: k[0])
         finally:
             writer.close()
             env.close()
+            if scored_env is not env:
+                scored_env.close()
         exported_return, exported, policy = kept if self.keep_best else (last, self.iterations, policy)
         if self.keep_best:
             log.info("ars exports iteration %d, the best evaluated (return %.1f)", exported, exported_return)
@@ -212,14 +227,18 @@ class RandomSearch:
     def _evaluate(
         self,
         env: gym.Env[Any, Any],
+        settle: int,
         policy: LinearPolicy,
         seeds: list[int],
         baseline: list[Any],
         writer: SummaryWriter,
         step: int,
     ) -> float:
-        """Mean return on the evaluation seeds; TensorBoard gets it, the gain on the heuristic and the KPIs."""
-        episodes = [run_episode(env, policy, s) for s in seeds]
+        """Mean return on the evaluation seeds, scored after `settle` steps, as TensorBoard gets it.
+
+        TensorBoard also gets the gain on the heuristic and the KPIs (of the whole run, settling included).
+        """
+        episodes = [run_episode(env, policy, s, scored_from=settle) for s in seeds]
         returns = np.array([e.total_reward for e in episodes])
         writer.add_scalar("eval/mean_reward", float(returns.mean()), step)
         gain = returns - np.array([b.total_reward for b in baseline])
@@ -231,18 +250,20 @@ class RandomSearch:
 
 
 _WORKER_ENV: gym.Env[Any, Any] | None = None
+_WORKER_SETTLE = 0
 
 
-def _init_worker(container: dict[str, Any]) -> None:
-    global _WORKER_ENV
+def _init_worker(container: dict[str, Any], steps: int, settle: int) -> None:
+    global _WORKER_ENV, _WORKER_SETTLE
     torch.set_num_threads(1)
-    _WORKER_ENV = make_env(OmegaConf.create(container))
+    _WORKER_ENV = make_env(OmegaConf.create(container), max_episode_steps=steps)
+    _WORKER_SETTLE = settle
 
 
 def _worker_return(policy: Policy, seed: int) -> float:
     if _WORKER_ENV is None:
         raise RuntimeError("episode worker used before _init_worker built its env")
-    return run_episode(_WORKER_ENV, policy, seed).total_reward
+    return run_episode(_WORKER_ENV, policy, seed, scored_from=_WORKER_SETTLE).total_reward
 
 
 def export_linear(policy: LinearPolicy, cfg: DictConfig, artifact_dir: Path) -> Path:

@@ -164,3 +164,28 @@ def test_random_search_on_a_discrete_task_is_a_config_error_naming_the_agent():
         ConfigError, match=r"^agent._target_: RandomSearch drives Box actions; task Inventory acts in Discrete"
     ):
         check(cfg)
+
+
+def test_a_settled_search_scores_each_run_after_it_has_run_the_line_itself(tmp_path):
+    """With settle_episodes=1 every evaluation is the return of the second episode-length of a double-length run."""
+    cfg = compose_train(["experiment=energy_ars", *TINY_ARS, "agent.keep_best=false", "agent.settle_episodes=1"])
+    train(cfg, tmp_path)
+    history = json.loads((tmp_path / "history.json").read_text())
+    stored = np.load(tmp_path / "linear_policy.npz")
+    policy = LinearPolicy(**{k: stored[k] for k in stored.files})
+    seed = int(cfg.evaluation.seed)
+    double = make_env(cfg, max_episode_steps=60)
+    try:
+        settled = run_episode(double, policy, seed, scored_from=30)
+        whole = run_episode(double, policy, seed)
+    finally:
+        double.close()
+    assert settled.steps == 60
+    assert history["evaluations"][-1]["eval_mean_return"] == pytest.approx(settled.total_reward)
+    first_half = whole.total_reward - settled.total_reward
+    assert abs(first_half) > 1.0  # the unscored half earned something: leaving it out changes the score
+
+
+def test_settle_episodes_must_be_a_whole_number_of_episodes():
+    with pytest.raises(ValueError, match=r"settle_episodes must be a whole number >= 0, got -1"):
+        RandomSearch(settle_episodes=-1)
