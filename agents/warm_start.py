@@ -103,6 +103,7 @@ def perturbed(action: np.ndarray, space: gym.Space[Any], noise: float, rng: np.r
 
     On a `Box` the noise has std `noise` and the result is clipped to the space; otherwise
     `action` is a batch and each of its actions is replaced by a random one with probability `noise`.
+    With `noise` 0, `action` comes back as it is (and no random numbers are drawn).
     """
     if noise == 0.0:
         return action

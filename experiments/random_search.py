@@ -87,7 +87,7 @@ class RandomSearch:
     def __post_init__(self) -> None:
         for name in ("iterations", "directions", "top", "evaluate_every", "workers"):
             value = getattr(self, name)
-            if not (isinstance(value, int) and value > 0):
+            if isinstance(value, bool) or not (isinstance(value, int) and value > 0):
                 raise ValueError(f"{name} must be a positive whole number, got {value!r}")
         if isinstance(self.settle_episodes, bool) or not (
             isinstance(self.settle_episodes, int) and self.settle_episodes >= 0
@@ -114,7 +114,8 @@ class RandomSearch:
         container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         env = make_env(cfg)
         settle = self.settle_episodes * episode_steps(cfg)
-        scored_env = make_env(cfg, max_episode_steps=settle + episode_steps(cfg)) if settle else env
+        scored_steps = settle + episode_steps(cfg)
+        scored_env = make_env(cfg, max_episode_steps=scored_steps) if settle else env
         writer = SummaryWriter(str(out_dir / "tb"))
         seeds = iter(range((int(cfg.seed) + 1) * TRAINING_SEED_BLOCK, (int(cfg.seed) + 2) * TRAINING_SEED_BLOCK))
         history: list[dict[str, float]] = []
@@ -128,13 +129,13 @@ class RandomSearch:
         try:
             policy = self._start(cfg, env, seeds, rng)
             searched = self.searched(env)
-            heuristic = tuned_baseline(cfg, env, str(cfg.task.baseline))
+            heuristic = tuned_baseline(cfg, scored_env, str(cfg.task.baseline))
             eval_seeds = [int(cfg.evaluation.seed) + i for i in range(int(cfg.evaluation.episodes))]
             baseline = [run_episode(scored_env, heuristic, s, scored_from=settle) for s in eval_seeds]
             last = self._evaluate(scored_env, settle, policy, eval_seeds, baseline, writer, 0)
             kept = (last, 0, policy)  # the best evaluated policy: its return, iteration, parameters
             record(0, last)
-            initargs = (container, settle + episode_steps(cfg), settle)
+            initargs = (container, scored_steps, settle)
             with ProcessPoolExecutor(self.workers, initializer=_init_worker, initargs=initargs) as pool:
 
                 def episode_returns(policies: list[Policy], batch: list[int]) -> np.ndarray:
@@ -234,7 +235,7 @@ class RandomSearch:
         writer: SummaryWriter,
         step: int,
     ) -> float:
-        """Mean return on the evaluation seeds, scored after `settle` steps, as TensorBoard gets it.
+        """Mean return on the evaluation seeds, scored after `settle` steps (TensorBoard `eval/mean_reward`).
 
         TensorBoard also gets the gain on the heuristic and the KPIs (of the whole run, settling included).
         """

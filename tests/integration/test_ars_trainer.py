@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from agents.artifact import PolicyArtifact
 from agents.random_search import LinearPolicy
 from agents.rollout import episode_kpis, run_episode
 from experiments.build import ConfigError, check, make_env, tuned_baseline
-from experiments.random_search import RandomSearch
+from experiments.random_search import RandomSearch, _init_worker, _worker_return
 from experiments.train import train
 from tests.presets import compose_train
 
@@ -186,6 +188,28 @@ def test_a_settled_search_scores_each_run_after_it_has_run_the_line_itself(tmp_p
     assert abs(first_half) > 1.0  # the unscored half earned something: leaving it out changes the score
 
 
+def test_a_search_worker_scores_its_run_after_settling_as_the_evaluation_does():
+    cfg = compose_train(["experiment=energy_ars", "task.max_episode_steps=30", "warm_start.steps=120"])
+    env = make_env(cfg)
+    try:
+        start = RandomSearch()._start(cfg, env, iter(range(1_000_000, 1_000_100)), np.random.default_rng(0))
+    finally:
+        env.close()
+    initargs = (OmegaConf.to_container(cfg, resolve=True), 60, 30)
+    with ProcessPoolExecutor(1, initializer=_init_worker, initargs=initargs) as pool:
+        returns = list(pool.map(_worker_return, [start, start], [1_000_000, 1_000_001]))
+    double = make_env(cfg, max_episode_steps=60)
+    try:
+        for seed, got in zip((1_000_000, 1_000_001), returns, strict=True):
+            expected = run_episode(double, start, seed, scored_from=30).total_reward
+            assert got == pytest.approx(expected)
+            assert expected != pytest.approx(run_episode(double, start, seed).total_reward)
+    finally:
+        double.close()
+
+
 def test_settle_episodes_must_be_a_whole_number_of_episodes():
     with pytest.raises(ValueError, match=r"settle_episodes must be a whole number >= 0, got -1"):
         RandomSearch(settle_episodes=-1)
+    with pytest.raises(ValueError, match=r"workers must be a positive whole number, got True"):
+        RandomSearch(workers=True)
