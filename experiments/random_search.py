@@ -85,14 +85,12 @@ class RandomSearch:
     box_actions_only: ClassVar[bool] = True  # a linear map onto a Box (experiments.build.check)
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "directions", "top", "evaluate_every", "workers"):
+        counts = {"iterations": 1, "directions": 1, "top": 1, "evaluate_every": 1, "workers": 1, "settle_episodes": 0}
+        for name, least in counts.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, int) and value > 0):
-                raise ValueError(f"{name} must be a positive whole number, got {value!r}")
-        if isinstance(self.settle_episodes, bool) or not (
-            isinstance(self.settle_episodes, int) and self.settle_episodes >= 0
-        ):
-            raise ValueError(f"settle_episodes must be a whole number >= 0, got {self.settle_episodes!r}")
+            if isinstance(value, bool) or not (isinstance(value, int) and value >= least):
+                kind = "a positive whole number" if least == 1 else f"a whole number >= {least}"
+                raise ValueError(f"{name} must be {kind}, got {value!r}")
         if self.top > self.directions:
             raise ValueError(f"top must be at most directions ({self.directions}), got {self.top}")
         for name in ("noise", "step_size", "std_floor"):
@@ -113,8 +111,9 @@ class RandomSearch:
         rng = np.random.default_rng(int(cfg.seed))
         container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         env = make_env(cfg)
-        settle = self.settle_episodes * episode_steps(cfg)
-        scored_steps = settle + episode_steps(cfg)
+        episode = episode_steps(cfg)
+        settle = self.settle_episodes * episode
+        scored_steps = settle + episode
         scored_env = make_env(cfg, max_episode_steps=scored_steps) if settle else env
         writer = SummaryWriter(str(out_dir / "tb"))
         seeds = iter(range((int(cfg.seed) + 1) * TRAINING_SEED_BLOCK, (int(cfg.seed) + 2) * TRAINING_SEED_BLOCK))
