@@ -25,7 +25,7 @@ from agents.baselines import BASELINES, make_baseline, parameter_names
 from agents.rollout import Policy
 from envs.base import LineEnv
 from envs.registration import TASKS
-from experiments.errors import ConfigError, did_you_mean, parameter_error, positive_whole
+from experiments.errors import ConfigError, did_you_mean, parameter_error, whole_number
 from experiments.line_config import guard_config, line_definition
 from experiments.line_config import hardware_line as line_from_group
 from hardware import Line
@@ -64,7 +64,7 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"task.id: {cfg.task.id!r} is not a registered env{did_you_mean(cfg.task.id, known)}")
     for key in ("total_timesteps", "n_envs"):
         if key in cfg:
-            positive_whole(key, cfg[key])
+            whole_number(key, cfg[key])
     if "vec_env" in cfg and cfg.vec_env not in _VEC_ENVS:
         raise ConfigError(f"vec_env: must be one of {sorted(_VEC_ENVS)}, got {cfg.vec_env!r}")
     target = agent_target(cfg)
@@ -126,7 +126,7 @@ def _check_warm_start(cfg: DictConfig, env: gym.Env[Any, Any]) -> None:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"warm_start.heuristic: {exc}") from exc
     for key in ("steps", "epochs", "batch_size"):
-        positive_whole(f"warm_start.{key}", ws.get(key))
+        whole_number(f"warm_start.{key}", ws.get(key))
     noise = ws.get("noise")
     if not (isinstance(noise, int | float) and not isinstance(noise, bool) and math.isfinite(noise) and noise >= 0):
         raise ConfigError(f"warm_start.noise: must be a finite number >= 0, got {noise!r}")
@@ -249,7 +249,7 @@ def episode_steps(cfg: DictConfig) -> int:
     steps = cfg.task.get("max_episode_steps")
     if steps is None:
         steps = gym.spec(cfg.task.id).max_episode_steps
-    return positive_whole("task.max_episode_steps", steps)
+    return whole_number("task.max_episode_steps", steps)
 
 
 def make_env(

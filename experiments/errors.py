@@ -36,13 +36,14 @@ class ConfigError(ValueError):
     """The composed config cannot run; the message starts with the full key, e.g. `agent.learning_rate:`."""
 
 
-def positive_whole(key: str, value: Any) -> int:
-    """`value` if it is a positive whole number, else a `ConfigError` naming `key`.
+def whole_number(key: str, value: Any, least: int = 1) -> int:
+    """`value` if it is a whole number of at least `least`, else a `ConfigError` naming `key`.
 
     A boolean is refused although Python counts `True` as 1: `n_envs=true` is a slip, not one env.
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{key}: must be a positive whole number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        kind = "a positive whole number" if least == 1 else f"a whole number >= {least}"
+        raise ConfigError(f"{key}: must be {kind}, got {value!r}")
     return value
 
 

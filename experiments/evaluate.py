@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from agents.baselines import BASELINES
 from experiments.build import ConfigError, heuristic_overrides, load_policy
 from experiments.comparison import compare
-from experiments.errors import one_line_errors, positive_whole, run
+from experiments.errors import one_line_errors, run, whole_number
 from experiments.report import Row, kpi_table, verdict, write_reports
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def evaluation_config(cfg: DictConfig) -> DictConfig:
     run_cfg = _run_config(cfg, manifests) if manifests else copy.deepcopy(cfg)
     steps = cfg.get("max_episode_steps")
     if steps is not None:
-        run_cfg.task.max_episode_steps = positive_whole("max_episode_steps", steps)
+        run_cfg.task.max_episode_steps = whole_number("max_episode_steps", steps)
     return run_cfg
 
 

@@ -36,7 +36,7 @@ from agents.baselines import make_baseline
 from agents.cpsat import CpSatDispatch
 from envs.jobshop import Instance, ScheduleError, best_known, check_schedule, load_instance
 from envs.scheduling import SchedulingEnv
-from experiments.errors import ConfigError, did_you_mean, one_line_errors, run
+from experiments.errors import ConfigError, did_you_mean, one_line_errors, run, whole_number
 from experiments.jssp_report import RULES, Result, write_reports
 
 log = logging.getLogger(__name__)
@@ -209,9 +209,8 @@ def _learned_entry(label: str, entry: Any) -> dict[str, Any]:
     unknown = set(values) - {"module", "path", "samples", "seed"}
     if unknown:
         raise ConfigError(f"learned.{label}: unknown keys {sorted(unknown)}; it takes module, path, samples, seed")
-    samples, seed = values.get("samples", 1), values.get("seed", 0)
-    if not isinstance(samples, int) or samples < 1:
-        raise ConfigError(f"learned.{label}.samples: expected an integer >= 1, got {samples!r}")
+    samples = whole_number(f"learned.{label}.samples", values.get("samples", 1))
+    seed = values.get("seed", 0)
     return {"module": str(values["module"]), "path": str(values["path"]), "samples": samples, "seed": int(seed)}
 
 

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from agents.baselines import BASELINES, make_baseline, parameter_names
 from experiments.build import check
 from experiments.comparison import compare
-from experiments.errors import ConfigError, did_you_mean, one_line_errors, run
+from experiments.errors import ConfigError, did_you_mean, one_line_errors, run, whole_number
 from experiments.report import EPISODE, Row, continuing_mode, mean_interval, write_reports
 from experiments.tables import markdown_table
 
@@ -62,10 +62,8 @@ def checked_grid(cfg: DictConfig) -> tuple[str, dict[str, list[Any]]]:
         raise ConfigError(f"tune.baseline: {baseline!r} is not a heuristic{did_you_mean(baseline, BASELINES)}")
     if cfg.tune.rank_by not in RANKS:
         raise ConfigError(f"tune.rank_by: must be one of {', '.join(RANKS)}, got {cfg.tune.rank_by!r}")
-    for key in ("episodes", "continuing_seeds"):
-        value = cfg.tune[key]
-        if not (isinstance(value, int) and value >= (1 if key == "episodes" else 0)):
-            raise ConfigError(f"tune.{key}: must be a whole number >= {1 if key == 'episodes' else 0}, got {value!r}")
+    whole_number("tune.episodes", cfg.tune.episodes)
+    whole_number("tune.continuing_seeds", cfg.tune.continuing_seeds, least=0)
     if cfg.tune.rank_by == "continuing" and cfg.tune.continuing_seeds == 0:
         raise ConfigError("tune.rank_by: continuing needs tune.continuing_seeds > 0")
     grid = cfg.tune.grid

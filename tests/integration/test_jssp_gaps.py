@@ -152,7 +152,11 @@ def test_check_schedule_names_what_is_wrong(starts, message):
         (["+learned.x={module: tests.integration.test_jssp_gaps}"], "learned.x: expected \\{module"),
         (["+learned.x={module: agents.nowhere, path: p}"], "learned: module 'agents.nowhere' not found"),
         (["+learned.x={module: agents.cpsat, path: p}"], "learned: module 'agents.cpsat' has no load_scheduler"),
-        (["+learned.x={module: m, path: p, samples: 0}"], "learned.x.samples: expected an integer >= 1, got 0"),
+        (["+learned.x={module: m, path: p, samples: 0}"], "learned.x.samples: must be a positive whole number, got 0"),
+        (
+            ["+learned.x={module: m, path: p, samples: true}"],
+            "learned.x.samples: must be a positive whole number, got True",
+        ),
     ],
 )
 def test_config_mistakes_are_named(overrides, message):

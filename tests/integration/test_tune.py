@@ -79,10 +79,19 @@ def test_a_sweep_ranks_by_mean_return_on_tuning_seeds_and_writes_the_winner_as_h
         (["tune.baseline=fixed_interval", "tune.grid={interval_h:3}"], "tune.grid.interval_h: expected a non-empty"),
         (["tune.baseline=fixed_interval"], "tune.grid: expected a mapping"),
         (["tune.baseline=fixed_interval", "tune.grid={interval_h:[1]}", "tune.rank_by=week"], "tune.rank_by"),
+        (["tune.grid={interval_h:[1]}", "tune.episodes=0"], "tune.episodes: must be a positive whole number, got 0"),
+        (
+            ["tune.grid={interval_h:[1]}", "tune.episodes=true"],
+            "tune.episodes: must be a positive whole number, got True",
+        ),
+        (
+            ["tune.grid={interval_h:[1]}", "tune.continuing_seeds=-1"],
+            "tune.continuing_seeds: must be a whole number >= 0",
+        ),
     ],
 )
 def test_a_bad_sweep_is_a_config_error_naming_its_key(tmp_path, overrides, message):
-    cfg = compose_config("tune", ["task=maintenance", *overrides])
+    cfg = compose_config("tune", ["task=maintenance", "tune.baseline=fixed_interval", *overrides])
     with pytest.raises(ConfigError, match=message):
         tune(cfg, tmp_path)
     assert not (tmp_path / "best.yaml").exists()
