@@ -33,7 +33,10 @@ TINY_ARS = [
 ]
 
 
-@pytest.mark.parametrize(("preset", "rule"), [("energy_ars", "tou_energy"), ("factory_ars", "factory_rules")])
+@pytest.mark.parametrize(
+    ("preset", "rule"),
+    [("energy_ars", "tou_energy"), ("factory_ars", "factory_rules"), ("inventory_ars", "ss_reorder")],
+)
 def test_ars_trains_exports_its_linear_policy_and_reports_it_against_the_rule(tmp_path, preset, rule):
     cfg = compose_train([f"experiment={preset}", *TINY_ARS, "agent.keep_best=false"])
     train(cfg, tmp_path)
