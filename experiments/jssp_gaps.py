@@ -210,8 +210,8 @@ def _learned_entry(label: str, entry: Any) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"learned.{label}: unknown keys {sorted(unknown)}; it takes module, path, samples, seed")
     samples = whole_number(f"learned.{label}.samples", values.get("samples", 1))
-    seed = values.get("seed", 0)
-    return {"module": str(values["module"]), "path": str(values["path"]), "samples": samples, "seed": int(seed)}
+    seed = whole_number(f"learned.{label}.seed", values.get("seed", 0), least=0)
+    return {"module": str(values["module"]), "path": str(values["path"]), "samples": samples, "seed": seed}
 
 
 def jssp_gaps(cfg: DictConfig, out_dir: Path) -> list[Result]:

@@ -157,6 +157,7 @@ def test_check_schedule_names_what_is_wrong(starts, message):
             ["+learned.x={module: m, path: p, samples: true}"],
             "learned.x.samples: must be a positive whole number, got True",
         ),
+        (["+learned.x={module: m, path: p, seed: true}"], "learned.x.seed: must be a whole number >= 0, got True"),
     ],
 )
 def test_config_mistakes_are_named(overrides, message):
