@@ -359,14 +359,14 @@ def test_a_torn_frame_is_read_again_and_one_torn_on_every_read_is_refused(plc, c
     ],
 )
 def test_a_command_the_plc_does_not_echo_is_not_accepted_and_the_status_says_why(plc, connect, status, why):
-    line = connect(echo_timeout_s=0.2)
+    line = connect(echo_timeout_s=2.0)
     line.reset()  # attaching needs no REMOTE
     plc.status = status
     plc.publish()
     started = time.monotonic()
     with pytest.raises(CommandNotAccepted, match=rf"holding 0-15: command 1 was refused \(echo 0, .*\): {why}$") as err:
         line.write(Command(setpoints=np.array([1.2, 2.0, 1.0, 2.0])))
-    assert time.monotonic() - started < 0.2  # the status explains the refusal: no waiting for the deadline
+    assert time.monotonic() - started < 1.0  # the status explains the refusal: no waiting for the deadline
     assert (err.value.sequence, err.value.status) == (1, status)
     assert len(plc.writes()) == 1  # never re-sent
     assert plc.time_s == T0
@@ -425,13 +425,13 @@ def test_the_heartbeat_alone_is_one_register(plc, connect):
 
 
 def test_no_answer_is_a_timeout_within_the_bound_and_the_next_read_recovers(plc, connect):
-    line = connect(timeout_s=0.1, read_retries=1)
+    line = connect(timeout_s=0.2, read_retries=1)
     line.reset()
-    plc.hang_s = 1.0
+    plc.hang_s = 2.0
     started = time.monotonic()
-    with pytest.raises(ModbusTimeout, match=r"device 1 input 0-\d+: no answer within 0.1 s$"):
+    with pytest.raises(ModbusTimeout, match=r"device 1 input 0-\d+: no answer within 0.2 s$"):
         line.read()
-    assert 0.2 <= time.monotonic() - started < 0.5  # 1 + read_retries attempts
+    assert 0.4 <= time.monotonic() - started < 1.2  # 1 + read_retries attempts, well short of the hang
     plc.hang_s = 0.0
     assert line.read().time == pytest.approx(T0, abs=1e-6)
 
