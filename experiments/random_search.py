@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -110,12 +111,9 @@ class RandomSearch:
         out_dir = Path(out_dir)
         rng = np.random.default_rng(int(cfg.seed))
         container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-        env = make_env(cfg)
         episode = episode_steps(cfg)
         settle = self.settle_episodes * episode
         scored_steps = settle + episode
-        scored_env = make_env(cfg, max_episode_steps=scored_steps) if settle else env
-        writer = SummaryWriter(str(out_dir / "tb"))
         seeds = iter(range((int(cfg.seed) + 1) * TRAINING_SEED_BLOCK, (int(cfg.seed) + 2) * TRAINING_SEED_BLOCK))
         history: list[dict[str, float]] = []
         started = time.monotonic()
@@ -125,7 +123,15 @@ class RandomSearch:
             history.append({"iteration": iteration, "minutes": minutes, "eval_mean_return": evaluation})
             return minutes
 
-        try:
+        with ExitStack() as cleanup:  # what was opened is closed, whichever step fails
+            env = make_env(cfg)
+            cleanup.callback(env.close)
+            scored_env = env
+            if settle:
+                scored_env = make_env(cfg, max_episode_steps=scored_steps)
+                cleanup.callback(scored_env.close)
+            writer = SummaryWriter(str(out_dir / "tb"))
+            cleanup.callback(writer.close)
             policy = self._start(cfg, env, seeds, rng)
             searched = self.searched(env)
             heuristic = tuned_baseline(cfg, scored_env, str(cfg.task.baseline))
@@ -154,11 +160,6 @@ class RandomSearch:
                         minutes = record(it, last)
                         log.info("ars iteration %d (%.1f min): evaluation return %.1f", it, minutes, last)
                         kept = max(kept, (last, it, policy), key=lambda k: k[0])
-        finally:
-            writer.close()
-            env.close()
-            if scored_env is not env:
-                scored_env.close()
         exported_return, exported, policy = kept if self.keep_best else (last, self.iterations, policy)
         if self.keep_best:
             log.info("ars exports iteration %d, the best evaluated (return %.1f)", exported, exported_return)

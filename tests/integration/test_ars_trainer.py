@@ -216,3 +216,29 @@ def test_settle_episodes_must_be_a_whole_number_of_episodes():
         RandomSearch(settle_episodes=-1)
     with pytest.raises(ValueError, match=r"workers must be a positive whole number, got True"):
         RandomSearch(workers=True)
+
+
+def test_a_search_that_fails_while_starting_closes_the_envs_it_opened(tmp_path, monkeypatch):
+    """The settled search's second env fails to build: the first, already open, is closed, not leaked."""
+    cfg = compose_train(["experiment=energy_ars", *TINY_ARS, "agent.settle_episodes=1"])
+    closed: list[bool] = []
+
+    def make_env_then_fail(cfg, max_episode_steps=None):
+        if closed:
+            raise RuntimeError("the scored env cannot be built")
+        env = make_env(cfg, max_episode_steps=max_episode_steps)
+        shut = env.close
+
+        def spy() -> None:
+            closed[0] = True
+            shut()
+
+        closed.append(False)
+        env.close = spy
+        return env
+
+    monkeypatch.setattr("experiments.random_search.make_env", make_env_then_fail)
+    search = RandomSearch(**{k: v for k, v in cfg.agent.items() if k != "_target_"})
+    with pytest.raises(RuntimeError, match="the scored env cannot be built"):
+        search.fit(cfg, tmp_path)
+    assert closed == [True]
