@@ -244,7 +244,7 @@ def test_a_control_period_longer_than_the_watchdog_keeps_the_agent_in_control():
         for tick in (1, 2):
             frame = line.advance(60.0)
             assert frame.pending[0].kind.value == "tick"
-            assert frame.time == pytest.approx(start + 60.0 * tick, abs=20.0)  # late by < 170 ms of wall time
+            assert start + 60.0 * tick - 1e-3 <= frame.time < start + 60.0 * (tick + 1)  # within its own tick
         status = line.plc_status
         assert status is not None
         assert StatusBit.WD_TRIPPED not in status.status
