@@ -64,7 +64,8 @@ def deploy(artifact: Path, port: int, audit: Path, *extra: str) -> int:
 
 def test_a_shadow_run_writes_nothing_and_logs_every_step_and_the_report_renders(artifact, tmp_path):
     audit = tmp_path / "audit.sqlite"
-    with free_plc() as plc:
+    # frames 0.08 s apart (12 s of line time): a loaded machine's reads do not tear on every retry
+    with free_plc(time_factor=150.0, publish_s=0.08) as plc:
         assert deploy(artifact, plc.port, audit, "mode=shadow", "steps=12") == 0
         assert plc.accepted_commands == 0
         assert plc.command_echo == 0

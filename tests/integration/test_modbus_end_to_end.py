@@ -237,7 +237,7 @@ def test_what_modbus_cannot_run_is_a_config_error_before_any_traffic(tmp_path: P
 
 def test_a_control_period_longer_than_the_watchdog_keeps_the_agent_in_control():
     """Free-running: between commands `ModbusLine` keeps its heartbeat going, so the PLC never falls back."""
-    with plc(mode="free", time_factor=120.0, watchdog_s=0.25, publish_s=0.02) as server:  # a 60 s period: 0.5 s
+    with plc(mode="free", time_factor=120.0, watchdog_s=0.25, publish_s=0.05) as server:  # a 60 s period: 0.5 s
         line = modbus_line(DEFINITION, SPEED_LEVERS, 60.0, port=server.port, heartbeat_every_s=0.05)
         start = line.reset().time
         line.write(Command(setpoints=np.full(len(line.spec.actuators), 0.9)))
