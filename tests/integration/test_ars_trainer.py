@@ -8,6 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from agents.artifact import PolicyArtifact
@@ -238,7 +239,7 @@ def test_a_search_that_fails_while_starting_closes_the_envs_it_opened(tmp_path, 
         return env
 
     monkeypatch.setattr("experiments.random_search.make_env", make_env_then_fail)
-    search = RandomSearch(**{k: v for k, v in cfg.agent.items() if k != "_target_"})
+    search = instantiate(cfg.agent, _convert_="all")  # as experiments.train builds it
     with pytest.raises(RuntimeError, match="the scored env cannot be built"):
         search.fit(cfg, tmp_path)
     assert closed == [True]
