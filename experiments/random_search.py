@@ -34,6 +34,7 @@ from agents.rollout import Policy, episode_kpis, run_episode
 from agents.warm_start import perturbed
 from envs.setpoint import SetpointTask
 from experiments.build import episode_steps, make_env, tuned_baseline, warm_start_heuristic
+from experiments.errors import whole_number
 from hardware import Lever
 
 log = logging.getLogger(__name__)
@@ -88,22 +89,20 @@ class RandomSearch:
     def __post_init__(self) -> None:
         counts = {"iterations": 1, "directions": 1, "top": 1, "evaluate_every": 1, "workers": 1, "settle_episodes": 0}
         for name, least in counts.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, int) and value >= least):
-                kind = "a positive whole number" if least == 1 else f"a whole number >= {least}"
-                raise ValueError(f"{name} must be {kind}, got {value!r}")
+            whole_number(name, getattr(self, name), least)
         if self.top > self.directions:
-            raise ValueError(f"top must be at most directions ({self.directions}), got {self.top}")
+            raise ValueError(f"top: must be at most directions ({self.directions}), got {self.top}")
         for name in ("noise", "step_size", "std_floor"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
         if not self.ridge >= 0:
-            raise ValueError(f"ridge must be >= 0, got {self.ridge!r}")
+            raise ValueError(f"ridge: must be >= 0, got {self.ridge!r}")
         if self.levers is not None:
             known = [lever.value for lever in Lever]
             unknown = [name for name in self.levers if name not in known]
             if unknown or not self.levers:
-                raise ValueError(f"levers must name some of {', '.join(known)} (or be null), got {list(self.levers)!r}")
+                given = list(self.levers)
+                raise ValueError(f"levers: must name some of {', '.join(known)} (or be null), got {given!r}")
             object.__setattr__(self, "levers", tuple(self.levers))
 
     def fit(self, cfg: DictConfig, out_dir: Path) -> float:

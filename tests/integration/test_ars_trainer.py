@@ -126,9 +126,9 @@ def test_the_factory_search_starts_running_the_line_as_the_tuned_rule_does_for_a
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["agent.top=9"], r"top must be at most directions \(8\), got 9"),
-        (["agent.noise=0"], r"noise must be > 0"),
-        (["agent.workers=0"], r"workers must be a positive whole number"),
+        (["agent.top=9"], r"top: must be at most directions \(8\), got 9"),
+        (["agent.noise=0"], r"noise: must be > 0"),
+        (["agent.workers=0"], r"workers: must be a positive whole number"),
     ],
 )
 def test_bad_search_settings_are_refused_naming_them(overrides, message):
@@ -154,9 +154,9 @@ def test_the_factory_search_moves_speed_and_mode_components_only():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["experiment=factory_ars", "agent.levers=[speed,oops]"], r"^agent.levers must name some of dispatch, speed"),
+        (["experiment=factory_ars", "agent.levers=[speed,oops]"], r"^agent.levers: must name some of dispatch, speed"),
         (["experiment=energy_ars", "agent.levers=[reorder]"], r"^agent.levers: the task acts on mode, speed, not"),
-        (["experiment=factory_ars", "agent.ridge=-1"], r"^agent.ridge must be >= 0, got -1"),
+        (["experiment=factory_ars", "agent.ridge=-1"], r"^agent.ridge: must be >= 0, got -1"),
     ],
 )
 def test_search_settings_that_cannot_run_on_the_task_stop_at_check_naming_them(overrides, message):
@@ -213,9 +213,9 @@ def test_a_search_worker_scores_its_run_after_settling_as_the_evaluation_does():
 
 
 def test_settle_episodes_must_be_a_whole_number_of_episodes():
-    with pytest.raises(ValueError, match=r"settle_episodes must be a whole number >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"settle_episodes: must be a whole number >= 0, got -1"):
         RandomSearch(settle_episodes=-1)
-    with pytest.raises(ValueError, match=r"workers must be a positive whole number, got True"):
+    with pytest.raises(ValueError, match=r"workers: must be a positive whole number, got True"):
         RandomSearch(workers=True)
 
 
