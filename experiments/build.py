@@ -348,7 +348,7 @@ def make_agent(cfg: DictConfig, venv: VecEnv, tensorboard_dir: Path | None) -> B
 def load_policy(spec: str, env: gym.Env[Any, Any], params: dict[str, Any] | None = None) -> tuple[str, Policy]:
     """A policy named on the command line and its label: an artifact folder, or a heuristic's name.
 
-    An artifact is labelled by its algorithm and run, e.g. `PPO Speed/2026-11-30_01-02-03`; a
+    An artifact is labelled by its algorithm and run, e.g. `PPO Speed/2026-11-30_01-02-03_418205`; a
     heuristic gets `params` over its shipped config (its tuned values).
     """
     path = Path(spec)
