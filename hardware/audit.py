@@ -177,7 +177,7 @@ class AuditLog:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version == FORMAT:
             return
-        if version != 0 or db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        if not _new(db):
             raise AuditError(f"audit log {self.path}: not an audit log of format {FORMAT} (user_version {version})")
         for statement in _SCHEMA:
             db.execute(statement)
@@ -238,6 +238,9 @@ class AuditLog:
 def read_runs(path: str | Path) -> list[AuditRun]:
     """The runs of an audit log, in order, each with its records; read-only, safe beside a live writer.
 
+    A database its writer is still creating (no tables yet, as `AuditLog` finds a new file) holds no
+    runs: a reader polling a deployment's log from its first instant sees an empty list.
+
     Raises:
         AuditError: the file is missing, not an audit log, or holds a record that cannot be decoded.
     """
@@ -249,6 +252,8 @@ def read_runs(path: str | Path) -> list[AuditRun]:
     except sqlite3.Error as exc:
         raise AuditError(f"audit log {path}: cannot open it: {exc}") from exc
     try:
+        if _new(db):
+            return []
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version != FORMAT:
             raise AuditError(f"audit log {path}: not an audit log of format {FORMAT} (user_version {version})")
@@ -266,6 +271,12 @@ def read_runs(path: str | Path) -> list[AuditRun]:
     finally:
         db.close()
     return list(runs.values())
+
+
+def _new(db: sqlite3.Connection) -> bool:
+    """Whether `db` is an empty database with no format yet: a new file, or a log not yet created."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    return version == 0 and not db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
 
 
 def _row(run: int, r: AuditRecord) -> tuple[Any, ...]:

@@ -163,6 +163,20 @@ def test_a_file_that_is_not_an_audit_log_is_refused(tmp_path: Path) -> None:
         AuditLog.read(other)
 
 
+def test_a_log_its_writer_is_still_creating_reads_as_no_runs(tmp_path: Path) -> None:
+    """Between the writer's connect and its schema's commit the file is an empty database: no runs yet, no error."""
+    path = tmp_path / "audit.sqlite"
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"  # what AuditLog does before its schema
+    try:
+        assert read_runs(path) == []
+    finally:
+        db.close()
+    with AuditLog(path, meta={"line": "flow5"}) as log:
+        log.append(record(0))
+    assert [len(r.records) for r in read_runs(path)] == [1]
+
+
 def test_append_is_fast(tmp_path: Path) -> None:
     """The median append stays far below the 1 ms budget (a WAL checkpoint every ~1000 pages costs a few ms)."""
     records = [record(i) for i in range(500)]

@@ -112,7 +112,7 @@ def run_fault(artifact: Path, tmp_path: Path, inject: Action, clear: Action, las
 
 
 def records(audit: Path) -> list[AuditRecord]:
-    return read_runs(audit)[0].records if audit.exists() else []
+    return [rec for run in read_runs(audit) for rec in run.records] if audit.exists() else []
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
