@@ -2,9 +2,12 @@
 
 `DispatchNet` scores each unfinished job's next operation from its features (`envs.jssp_batch`)
 and from messages over the job set: the pooled embedding of all open jobs and of the jobs whose
-next operation needs the same machine. Its weights are shared across jobs, so it applies to any
-number of jobs and machines. `Scheduler` decodes schedules with it (greedy, or best of sampled) and
-is what `load_scheduler` returns.
+next operation needs the same machine. With `operation_layers`, it first encodes the instance's
+operations once (messages along each job's route and among the operations of each machine), and
+each candidate also reads its operation's embedding and the mean over the job's remaining ones.
+Its weights are shared across jobs and operations, so it applies to any number of jobs and
+machines. `Scheduler` decodes schedules with it (greedy, or best of sampled) and is what
+`load_scheduler` returns.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch
 from torch import nn
 
 from envs.jobshop import Instance, check_schedule
-from envs.jssp_batch import N_FEATURES, ActionSet, InstanceBatch, ScheduleBuilder
+from envs.jssp_batch import N_FEATURES, N_OPERATION_FEATURES, ActionSet, InstanceBatch, ScheduleBuilder
 
 _FORMAT = 1  # version of the saved scheduler folder
 _CONFIG_FILE, _WEIGHTS_FILE = "config.json", "model.pt"
@@ -26,15 +29,23 @@ _CONFIG_FILE, _WEIGHTS_FILE = "config.json", "model.pt"
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Shape of a dispatcher: embedding width, message-passing rounds, and the action set it chooses from."""
+    """Shape of a dispatcher: embedding width, rounds, and the action set it chooses from.
+
+    `layers` rounds of messages over the jobs; `operation_layers` rounds over the instance's
+    operations first (0: no operation encoder).
+    """
 
     hidden: int = 64
     layers: int = 2
     action_set: str = ActionSet.ACTIVE.value
+    operation_layers: int = 0
 
     def __post_init__(self) -> None:
-        if self.hidden < 1 or self.layers < 0:
-            raise ValueError(f"PolicyConfig: hidden must be >= 1 and layers >= 0, got {self.hidden}, {self.layers}")
+        if self.hidden < 1 or self.layers < 0 or self.operation_layers < 0:
+            raise ValueError(
+                "PolicyConfig: hidden must be >= 1, layers and operation_layers >= 0, "
+                f"got {self.hidden}, {self.layers}, {self.operation_layers}"
+            )
         if self.action_set not in {a.value for a in ActionSet}:
             names = ", ".join(a.value for a in ActionSet)
             raise ValueError(f"PolicyConfig.action_set: {self.action_set!r} is unknown; choose one of {names}")
@@ -59,6 +70,28 @@ class _MessagePassing(nn.Module):
         return h + self.out(z)
 
 
+class _RouteMessagePassing(nn.Module):
+    """One round over operations: each reads its job's previous and next operation and its machine's mean."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.own = nn.Linear(hidden, hidden)
+        self.before = nn.Linear(hidden, hidden, bias=False)
+        self.after = nn.Linear(hidden, hidden, bias=False)
+        self.machine = nn.Linear(hidden, hidden, bias=False)
+        self.out = nn.Linear(hidden, hidden)
+
+    def forward(self, h: torch.Tensor, on_machine: torch.Tensor) -> torch.Tensor:
+        """`h`: (instances, jobs, operations, hidden); `on_machine`: 0/1 (instances, machines, jobs * operations)."""
+        n, j, o, d = h.shape
+        before = nn.functional.pad(h[:, :, :-1], (0, 0, 1, 0))
+        after = nn.functional.pad(h[:, :, 1:], (0, 0, 0, 1))
+        means = (on_machine @ h.reshape(n, j * o, d)) / on_machine.sum(2, keepdim=True).clamp(min=1.0)
+        machine_mean = on_machine.transpose(1, 2) @ means
+        z = self.own(h) + self.before(before) + self.after(after) + self.machine(machine_mean.reshape(n, j, o, d))
+        return h + self.out(torch.relu(z))
+
+
 class DispatchNet(nn.Module):
     """Per-job logits from shared weights over the set of unfinished jobs."""
 
@@ -69,23 +102,72 @@ class DispatchNet(nn.Module):
         self.embed = nn.Sequential(nn.Linear(N_FEATURES, d), nn.ReLU(), nn.Linear(d, d))
         self.rounds = nn.ModuleList(_MessagePassing(d) for _ in range(config.layers))
         self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 1))
+        if config.operation_layers:
+            self.operation_embed = nn.Sequential(nn.Linear(N_OPERATION_FEATURES, d), nn.ReLU(), nn.Linear(d, d))
+            self.operation_rounds = nn.ModuleList(_RouteMessagePassing(d) for _ in range(config.operation_layers))
+            self.operation_context = nn.Linear(2 * d, d)
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor, machine: torch.Tensor) -> torch.Tensor:
+    def encode_operations(self, batch: InstanceBatch) -> torch.Tensor | None:
+        """What each operation adds to its job's embedding when it is next: (instances, jobs, operations, hidden).
+
+        Computed once per instance; None without an operation encoder.
+        """
+        if not self.config.operation_layers:
+            return None
+        n, j, o = batch.routes.shape
+        h = self.operation_embed(torch.from_numpy(batch.operation_features()))
+        on_machine = nn.functional.one_hot(torch.from_numpy(batch.routes.reshape(n, j * o)), batch.n_machines)
+        on_machine = on_machine.transpose(1, 2).to(h.dtype)
+        for layer in self.operation_rounds:
+            h = layer(h, on_machine)
+        remaining = torch.flip(torch.cumsum(torch.flip(h, [2]), 2), [2]) / torch.arange(o, 0, -1).view(1, 1, o, 1)
+        return self.operation_context(torch.cat([h, remaining], -1))
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        mask: torch.Tensor,
+        machine: torch.Tensor,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Logits (rollouts, jobs) over the valid jobs (-inf elsewhere).
 
         Args:
             features: float32 (rollouts, jobs, N_FEATURES), from `ScheduleBuilder.observe`.
             mask: bool (rollouts, jobs), the valid actions.
             machine: int64 (rollouts, jobs), the machine of each job's next operation, -1 if finished.
+            context: (rollouts, jobs, hidden), each job's next operation's row of `encode_operations`
+                (`operation_context`); needed with an operation encoder, else None.
         """
+        if (context is None) != (not self.config.operation_layers):
+            raise ValueError(f"context: needed exactly when operation_layers > 0 ({self.config.operation_layers})")
         open_ = machine >= 0
         same = (machine.unsqueeze(2) == machine.unsqueeze(1)) & open_.unsqueeze(1) & open_.unsqueeze(2)
         same_f = same.to(features.dtype)
         same_f = same_f / same_f.sum(2, keepdim=True).clamp(min=1.0)
         h = self.embed(features)
+        if context is not None:
+            h = h + context * open_.unsqueeze(-1)
         for layer in self.rounds:
             h = layer(h, open_, same_f)
         return self.head(h).squeeze(-1).masked_fill(~mask, float("-inf"))
+
+
+def operation_context(
+    operations: torch.Tensor | None, instance: torch.Tensor, next_op: torch.Tensor
+) -> torch.Tensor | None:
+    """Each job's next-operation row of `operations` (`DispatchNet.encode_operations`), for `DispatchNet.forward`.
+
+    Args:
+        operations: (instances, jobs, operations, hidden), or None (no operation encoder: returns None).
+        instance: int64 (rollouts,), the instance each rollout schedules.
+        next_op: int64 (rollouts, jobs), each job's next operation (operations when finished).
+    """
+    if operations is None:
+        return None
+    last = operations.shape[2] - 1
+    jobs = torch.arange(operations.shape[1])
+    return operations[instance.unsqueeze(1), jobs.unsqueeze(0), next_op.clamp(max=last)]
 
 
 @dataclass
@@ -124,10 +206,13 @@ def decode(
     if greedy_first:
         greedy[::samples] = True
     everyone_greedy = bool(greedy.all())
+    operations = net.encode_operations(batch)
+    instance = torch.arange(builder.n_rollouts) // samples
     actions = np.empty((builder.n_rollouts, builder.n_steps), dtype=np.int64)
     for t in range(builder.n_steps):
         features, mask, machine = builder.observe()
-        logits = net(torch.from_numpy(features), torch.from_numpy(mask), torch.from_numpy(machine))
+        context = operation_context(operations, instance, torch.from_numpy(builder.next_op))
+        logits = net(torch.from_numpy(features), torch.from_numpy(mask), torch.from_numpy(machine), context)
         choice = logits.argmax(1)
         if not everyone_greedy:
             sampled = torch.multinomial(torch.softmax(logits / temperature, 1), 1, generator=generator).squeeze(1)
@@ -160,23 +245,26 @@ def rule_decode(batch: InstanceBatch, rule: str) -> Rollouts:
     return Rollouts(builder.makespan.copy(), builder.starts, actions)
 
 
-def replay(batch: InstanceBatch, actions: np.ndarray, action_set: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def replay(
+    batch: InstanceBatch, actions: np.ndarray, action_set: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The states of rebuilding one schedule per instance from its chosen jobs.
 
-    Returns features (steps, instances, jobs, N_FEATURES), masks and machines (steps, instances,
-    jobs): what `DispatchNet` saw at every step, to train it to choose `actions` again.
+    Returns features (steps, instances, jobs, N_FEATURES), masks, machines and next operations
+    (steps, instances, jobs): what `DispatchNet` saw at every step, to train it to choose
+    `actions` again.
     """
     builder = ScheduleBuilder(batch, 1, action_set)
     if actions.shape != (len(batch), builder.n_steps):
         raise ValueError(f"actions: need shape {(len(batch), builder.n_steps)}, got {actions.shape}")
     states = []
     for t in range(builder.n_steps):
-        states.append(builder.observe())
+        states.append((*builder.observe(), builder.next_op.copy()))
         if not states[-1][1][np.arange(len(batch)), actions[:, t]].all():
             raise ValueError(f"actions: step {t} chooses a job outside the action set")
         builder.step(actions[:, t])
-    features, masks, machines = (np.stack(parts) for parts in zip(*states, strict=True))
-    return features, masks, machines
+    features, masks, machines, next_ops = (np.stack(parts) for parts in zip(*states, strict=True))
+    return features, masks, machines, next_ops
 
 
 class Scheduler:
@@ -205,7 +293,13 @@ class Scheduler:
         """Write the network's config and weights to the folder `path` (created); return it."""
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        config = {"format": _FORMAT, "features": N_FEATURES, "temperature": self.temperature, **asdict(self.net.config)}
+        config = {
+            "format": _FORMAT,
+            "features": N_FEATURES,
+            "operation_features": N_OPERATION_FEATURES,
+            "temperature": self.temperature,
+            **asdict(self.net.config),
+        }
         (folder / _CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         torch.save(self.net.state_dict(), folder / _WEIGHTS_FILE)
         return folder
@@ -223,6 +317,12 @@ def load_scheduler(path: str | Path) -> Scheduler:
             f"scheduler {folder}: format {config.get('format')} with {config.get('features')} features; "
             f"this smartline reads format {_FORMAT} with {N_FEATURES}"
         )
-    net = DispatchNet(PolicyConfig(config["hidden"], config["layers"], config["action_set"]))
+    shape = PolicyConfig(config["hidden"], config["layers"], config["action_set"], config.get("operation_layers", 0))
+    if shape.operation_layers and config.get("operation_features") != N_OPERATION_FEATURES:
+        raise ValueError(
+            f"scheduler {folder}: {config.get('operation_features')} operation features; "
+            f"this smartline reads {N_OPERATION_FEATURES}"
+        )
+    net = DispatchNet(shape)
     net.load_state_dict(torch.load(folder / _WEIGHTS_FILE, weights_only=True))
     return Scheduler(net, float(config["temperature"]))

@@ -28,6 +28,7 @@ from agents.jssp_policy import (
     Scheduler,
     decode,
     load_scheduler,
+    operation_context,
     replay,
     rule_decode,
 )
@@ -40,7 +41,7 @@ class SelfLabellingConfig:
     """Hyperparameters of self-labelling; times are in minutes where named so.
 
     Attributes:
-        hidden, layers, action_set: the dispatcher's shape (`PolicyConfig`).
+        hidden, layers, action_set, operation_layers: the dispatcher's shape (`PolicyConfig`).
         n_jobs, n_machines, time_low, time_high: the generated training and validation instances.
         iterations: training iterations (each: new instances, sampling, updates).
         instances_per_iteration: instances drawn per iteration.
@@ -63,6 +64,7 @@ class SelfLabellingConfig:
     hidden: int = 64
     layers: int = 2
     action_set: str = ActionSet.ACTIVE.value
+    operation_layers: int = 0
     n_jobs: int = 15
     n_machines: int = 15
     time_low: int = 1
@@ -109,7 +111,9 @@ class SelfLabellingConfig:
         if any(s < 1 for s in self.report_samples):
             raise ValueError(f"self_labelling.report_samples: each must be >= 1, got {self.report_samples!r}")
         try:
-            object.__setattr__(self, "policy", PolicyConfig(self.hidden, self.layers, self.action_set))
+            object.__setattr__(
+                self, "policy", PolicyConfig(self.hidden, self.layers, self.action_set, self.operation_layers)
+            )
         except ValueError as exc:
             raise ValueError(f"self_labelling: {exc}") from None
 
@@ -219,11 +223,13 @@ class SelfLabelling:
             better = ruled.makespan < label_makespan
             labels[better], label_makespan[better] = ruled.actions[better], ruled.makespan[better]
             rule_wins |= better
-        features, masks, machines = replay(batch, labels, c.action_set)
+        features, masks, machines, next_ops = replay(batch, labels, c.action_set)
         states = features.shape[0] * features.shape[1]
         x = torch.from_numpy(features.reshape(states, *features.shape[2:]))
         m = torch.from_numpy(masks.reshape(states, -1))
         k = torch.from_numpy(machines.reshape(states, -1))
+        op = torch.from_numpy(next_ops.reshape(states, -1))
+        instance = torch.arange(states) % len(batch)
         y = torch.from_numpy(labels.T.reshape(states))
         forced = m.sum(1) == 1  # a single valid job teaches nothing
         keep = torch.nonzero(~forced).squeeze(1)
@@ -232,7 +238,8 @@ class SelfLabelling:
         losses = []
         for i in range(0, len(order), c.minibatch_states):
             idx = order[i : i + c.minibatch_states]
-            loss = F.cross_entropy(net(x[idx], m[idx], k[idx]), y[idx])
+            context = operation_context(net.encode_operations(batch), instance[idx], op[idx])
+            loss = F.cross_entropy(net(x[idx], m[idx], k[idx], context), y[idx])
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), c.grad_clip)

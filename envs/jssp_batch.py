@@ -55,6 +55,19 @@ FEATURES = (
 )
 N_FEATURES = len(FEATURES)
 
+# Per-operation features of an instance (`InstanceBatch.operation_features`), fixed before any
+# decision: u is the instance's mean processing time, LB its makespan lower bound.
+OPERATION_FEATURES = (
+    "time/u",
+    "position in the job/operations per job",
+    "job work from this operation on/(u * operations per job)",
+    "job work from this operation on/LB",
+    "machine load/(u * jobs)",
+    "machine load/LB",
+    "job work/LB",
+)
+N_OPERATION_FEATURES = len(OPERATION_FEATURES)
+
 
 @dataclass(frozen=True)
 class InstanceBatch:
@@ -112,6 +125,25 @@ class InstanceBatch:
         loads = np.zeros((len(self), self.n_machines))
         np.add.at(loads, (np.arange(len(self))[:, None, None], self.routes), self.times)
         return np.maximum(jobs, loads.max(axis=1))
+
+    def operation_features(self) -> np.ndarray:
+        """Float32 (instances, jobs, operations, N_OPERATION_FEATURES): what each operation is, before scheduling."""
+        n, j, o = self.routes.shape
+        u = self.times.mean(axis=(1, 2))[:, None, None]
+        bound = self.lower_bound()[:, None, None]
+        loads = np.zeros((n, self.n_machines))
+        np.add.at(loads, (np.arange(n)[:, None, None], self.routes), self.times)
+        load = np.take_along_axis(loads, self.routes.reshape(n, j * o), axis=1).reshape(n, j, o)
+        work_on = np.flip(np.cumsum(np.flip(self.times, axis=2), axis=2), axis=2)
+        f = np.empty((n, j, o, N_OPERATION_FEATURES), dtype=np.float32)
+        f[..., 0] = self.times / u
+        f[..., 1] = np.arange(o) / o
+        f[..., 2] = work_on / (u * o)
+        f[..., 3] = work_on / bound
+        f[..., 4] = load / (u * j)
+        f[..., 5] = load / bound
+        f[..., 6] = work_on[:, :, :1] / bound
+        return f
 
 
 def generate_instances(

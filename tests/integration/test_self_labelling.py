@@ -11,7 +11,15 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.jssp_policy import DispatchNet, PolicyConfig, decode, load_scheduler, replay, rule_decode
+from agents.jssp_policy import (
+    DispatchNet,
+    PolicyConfig,
+    decode,
+    load_scheduler,
+    operation_context,
+    replay,
+    rule_decode,
+)
 from agents.self_labelling import SelfLabelling
 from envs.jobshop import check_schedule, load_instance
 from envs.jssp_batch import generate_instances
@@ -93,19 +101,22 @@ def test_a_saved_scheduler_refuses_another_format(tmp_path):
         load_scheduler(tmp_path / "scheduler")
 
 
-def test_cross_entropy_on_fixed_labels_falls_and_greedy_follows_them():
+@pytest.mark.parametrize("operation_layers", [0, 1])
+def test_cross_entropy_on_fixed_labels_falls_and_greedy_follows_them(operation_layers):
     torch.manual_seed(0)
     batch = generate_instances(4, 6, 6, seed=3)
     labels = rule_decode(batch, "mwkr")
-    net = DispatchNet(PolicyConfig(hidden=32, layers=1))
-    features, masks, machines = (
+    net = DispatchNet(PolicyConfig(hidden=32, layers=1, operation_layers=operation_layers))
+    features, masks, machines, next_ops = (
         torch.from_numpy(a.reshape(-1, *a.shape[2:])) for a in replay(batch, labels.actions, "active")
     )
+    instance = torch.arange(len(features)) % len(batch)  # states are (step, instance), flattened
     target = torch.from_numpy(labels.actions.T.reshape(-1))
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     losses = []
     for _ in range(150):
-        loss = torch.nn.functional.cross_entropy(net(features, masks, machines), target)
+        context = operation_context(net.encode_operations(batch), instance, next_ops)
+        loss = torch.nn.functional.cross_entropy(net(features, masks, machines, context), target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

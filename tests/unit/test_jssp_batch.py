@@ -14,6 +14,7 @@ from envs.jobshop import Instance, ScheduleError, check_schedule, load_instance
 from envs.jssp_batch import (
     FEATURES,
     N_FEATURES,
+    N_OPERATION_FEATURES,
     ActionSet,
     InstanceBatch,
     ScheduleBuilder,
@@ -58,6 +59,26 @@ def test_a_hand_checked_two_job_schedule():
     assert check_schedule(instance, builder.starts[0]) == 7
     with pytest.raises(ScheduleError, match="already complete"):
         builder.step(np.array([0]))
+
+
+def test_hand_checked_operation_features():
+    # the same two jobs: u = 11/4, job work 5 and 6, machine loads 7 (m0) and 4 (m1), lower bound 7
+    instance = Instance("two", 2, ((0, 1), (1, 0)), ((3, 2), (2, 4)))
+    f = InstanceBatch.of([instance]).operation_features()[0]
+    assert f.shape == (2, 2, N_OPERATION_FEATURES)
+    assert f.dtype == np.float32
+    u, lb, per_job = 11 / 4, 7.0, 11 / 4 * 2
+    expected = [
+        [
+            [3 / u, 0.0, 5 / per_job, 5 / lb, 7 / per_job, 7 / lb, 5 / lb],
+            [2 / u, 0.5, 2 / per_job, 2 / lb, 4 / per_job, 4 / lb, 5 / lb],
+        ],
+        [
+            [2 / u, 0.0, 6 / per_job, 6 / lb, 4 / per_job, 4 / lb, 6 / lb],
+            [4 / u, 0.5, 4 / per_job, 4 / lb, 7 / per_job, 7 / lb, 6 / lb],
+        ],
+    ]
+    np.testing.assert_allclose(f, expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize(("rule", "makespan"), [("spt", 88), ("mwkr", 61), ("mopnr", 59)])
