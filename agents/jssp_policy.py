@@ -23,7 +23,8 @@ from torch import nn
 from envs.jobshop import Instance, check_schedule
 from envs.jssp_batch import N_FEATURES, N_OPERATION_FEATURES, ActionSet, InstanceBatch, ScheduleBuilder
 
-_FORMAT = 1  # version of the saved scheduler folder
+_FORMAT = 2  # version of the saved scheduler folder (2: with operation_layers; 1, without, still loads)
+_READS = {1, _FORMAT}
 _CONFIG_FILE, _WEIGHTS_FILE = "config.json", "model.pt"
 
 
@@ -139,7 +140,7 @@ class DispatchNet(nn.Module):
             context: (rollouts, jobs, hidden), each job's next operation's row of `encode_operations`
                 (`operation_context`); needed with an operation encoder, else None.
         """
-        if (context is None) != (not self.config.operation_layers):
+        if (context is None) == bool(self.config.operation_layers):
             raise ValueError(f"context: needed exactly when operation_layers > 0 ({self.config.operation_layers})")
         open_ = machine >= 0
         same = (machine.unsqueeze(2) == machine.unsqueeze(1)) & open_.unsqueeze(1) & open_.unsqueeze(2)
@@ -245,15 +246,29 @@ def rule_decode(batch: InstanceBatch, rule: str) -> Rollouts:
     return Rollouts(builder.makespan.copy(), builder.starts, actions)
 
 
-def replay(
-    batch: InstanceBatch, actions: np.ndarray, action_set: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The states of rebuilding one schedule per instance from its chosen jobs.
+@dataclass
+class Decisions:
+    """The states of rebuilding schedules and the job chosen in each, one row per (step, instance), step first.
 
-    Returns features (steps, instances, jobs, N_FEATURES), masks, machines and next operations
-    (steps, instances, jobs): what `DispatchNet` saw at every step, to train it to choose
-    `actions` again.
+    Attributes:
+        features: float32 (states, jobs, N_FEATURES), what `DispatchNet` saw.
+        masks: bool (states, jobs), the valid actions.
+        machines: int64 (states, jobs), the machine of each job's next operation, -1 if finished.
+        next_ops: int64 (states, jobs), each job's next operation (operations when finished).
+        instance: int64 (states,), the instance of the batch each state belongs to.
+        actions: int64 (states,), the job chosen.
     """
+
+    features: np.ndarray
+    masks: np.ndarray
+    machines: np.ndarray
+    next_ops: np.ndarray
+    instance: np.ndarray
+    actions: np.ndarray
+
+
+def replay(batch: InstanceBatch, actions: np.ndarray, action_set: str) -> Decisions:
+    """Rebuild one schedule per instance from its chosen jobs (instances, steps): what to train `DispatchNet` on."""
     builder = ScheduleBuilder(batch, 1, action_set)
     if actions.shape != (len(batch), builder.n_steps):
         raise ValueError(f"actions: need shape {(len(batch), builder.n_steps)}, got {actions.shape}")
@@ -263,8 +278,9 @@ def replay(
         if not states[-1][1][np.arange(len(batch)), actions[:, t]].all():
             raise ValueError(f"actions: step {t} chooses a job outside the action set")
         builder.step(actions[:, t])
-    features, masks, machines, next_ops = (np.stack(parts) for parts in zip(*states, strict=True))
-    return features, masks, machines, next_ops
+    features, masks, machines, next_ops = (np.concatenate(parts) for parts in zip(*states, strict=True))
+    instance = np.tile(np.arange(len(batch)), builder.n_steps)
+    return Decisions(features, masks, machines, next_ops, instance, actions.T.reshape(-1))
 
 
 class Scheduler:
@@ -312,10 +328,10 @@ def load_scheduler(path: str | Path) -> Scheduler:
     if not config_file.is_file() or not (folder / _WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"scheduler {folder}: expected {_CONFIG_FILE} and {_WEIGHTS_FILE} in it")
     config = json.loads(config_file.read_text())
-    if config.get("format") != _FORMAT or config.get("features") != N_FEATURES:
+    if config.get("format") not in _READS or config.get("features") != N_FEATURES:
         raise ValueError(
             f"scheduler {folder}: format {config.get('format')} with {config.get('features')} features; "
-            f"this smartline reads format {_FORMAT} with {N_FEATURES}"
+            f"this smartline reads formats {sorted(_READS)} with {N_FEATURES}"
         )
     shape = PolicyConfig(config["hidden"], config["layers"], config["action_set"], config.get("operation_layers", 0))
     if shape.operation_layers and config.get("operation_features") != N_OPERATION_FEATURES:

@@ -223,14 +223,9 @@ class SelfLabelling:
             better = ruled.makespan < label_makespan
             labels[better], label_makespan[better] = ruled.actions[better], ruled.makespan[better]
             rule_wins |= better
-        features, masks, machines, next_ops = replay(batch, labels, c.action_set)
-        states = features.shape[0] * features.shape[1]
-        x = torch.from_numpy(features.reshape(states, *features.shape[2:]))
-        m = torch.from_numpy(masks.reshape(states, -1))
-        k = torch.from_numpy(machines.reshape(states, -1))
-        op = torch.from_numpy(next_ops.reshape(states, -1))
-        instance = torch.arange(states) % len(batch)
-        y = torch.from_numpy(labels.T.reshape(states))
+        decisions = replay(batch, labels, c.action_set)
+        x, m, k = (torch.from_numpy(a) for a in (decisions.features, decisions.masks, decisions.machines))
+        op, instance, y = (torch.from_numpy(a) for a in (decisions.next_ops, decisions.instance, decisions.actions))
         forced = m.sum(1) == 1  # a single valid job teaches nothing
         keep = torch.nonzero(~forced).squeeze(1)
         order = torch.cat([keep[torch.randperm(len(keep), generator=sampler)] for _ in range(c.label_epochs)])

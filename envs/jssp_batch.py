@@ -119,21 +119,22 @@ class InstanceBatch:
         """Operations per job."""
         return int(self.routes.shape[2])
 
-    def lower_bound(self) -> np.ndarray:
-        """Makespan lower bound per instance: the longest job or the most loaded machine."""
-        jobs = self.times.sum(axis=2).max(axis=1)
+    def machine_loads(self) -> np.ndarray:
+        """Total processing time per machine, (instances, machines)."""
         loads = np.zeros((len(self), self.n_machines))
         np.add.at(loads, (np.arange(len(self))[:, None, None], self.routes), self.times)
-        return np.maximum(jobs, loads.max(axis=1))
+        return loads
+
+    def lower_bound(self) -> np.ndarray:
+        """Makespan lower bound per instance: the longest job or the most loaded machine."""
+        return np.maximum(self.times.sum(axis=2).max(axis=1), self.machine_loads().max(axis=1))
 
     def operation_features(self) -> np.ndarray:
         """Float32 (instances, jobs, operations, N_OPERATION_FEATURES): what each operation is, before scheduling."""
         n, j, o = self.routes.shape
         u = self.times.mean(axis=(1, 2))[:, None, None]
         bound = self.lower_bound()[:, None, None]
-        loads = np.zeros((n, self.n_machines))
-        np.add.at(loads, (np.arange(n)[:, None, None], self.routes), self.times)
-        load = np.take_along_axis(loads, self.routes.reshape(n, j * o), axis=1).reshape(n, j, o)
+        load = np.take_along_axis(self.machine_loads(), self.routes.reshape(n, j * o), axis=1).reshape(n, j, o)
         work_on = np.flip(np.cumsum(np.flip(self.times, axis=2), axis=2), axis=2)
         f = np.empty((n, j, o, N_OPERATION_FEATURES), dtype=np.float32)
         f[..., 0] = self.times / u

@@ -107,11 +107,11 @@ def test_cross_entropy_on_fixed_labels_falls_and_greedy_follows_them(operation_l
     batch = generate_instances(4, 6, 6, seed=3)
     labels = rule_decode(batch, "mwkr")
     net = DispatchNet(PolicyConfig(hidden=32, layers=1, operation_layers=operation_layers))
-    features, masks, machines, next_ops = (
-        torch.from_numpy(a.reshape(-1, *a.shape[2:])) for a in replay(batch, labels.actions, "active")
+    decisions = replay(batch, labels.actions, "active")
+    features, masks, machines, next_ops, instance, target = (
+        torch.from_numpy(getattr(decisions, name))
+        for name in ("features", "masks", "machines", "next_ops", "instance", "actions")
     )
-    instance = torch.arange(len(features)) % len(batch)  # states are (step, instance), flattened
-    target = torch.from_numpy(labels.actions.T.reshape(-1))
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     losses = []
     for _ in range(150):

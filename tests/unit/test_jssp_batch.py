@@ -62,20 +62,26 @@ def test_a_hand_checked_two_job_schedule():
 
 
 def test_hand_checked_operation_features():
-    # the same two jobs: u = 11/4, job work 5 and 6, machine loads 7 (m0) and 4 (m1), lower bound 7
-    instance = Instance("two", 2, ((0, 1), (1, 0)), ((3, 2), (2, 4)))
+    # three jobs on two machines: u = 17/6, job work 5, 6 and 6, machine loads 8 (m0) and 9 (m1),
+    # lower bound 9; per job u * 2 operations, per machine u * 3 jobs
+    instance = Instance("three", 2, ((0, 1), (1, 0), (0, 1)), ((3, 2), (2, 4), (1, 5)))
     f = InstanceBatch.of([instance]).operation_features()[0]
-    assert f.shape == (2, 2, N_OPERATION_FEATURES)
+    assert f.shape == (3, 2, N_OPERATION_FEATURES)
     assert f.dtype == np.float32
-    u, lb, per_job = 11 / 4, 7.0, 11 / 4 * 2
+    u, lb = 17 / 6, 9.0
+    per_job, per_machine = 2 * u, 3 * u
     expected = [
         [
-            [3 / u, 0.0, 5 / per_job, 5 / lb, 7 / per_job, 7 / lb, 5 / lb],
-            [2 / u, 0.5, 2 / per_job, 2 / lb, 4 / per_job, 4 / lb, 5 / lb],
+            [3 / u, 0, 5 / per_job, 5 / lb, 8 / per_machine, 8 / lb, 5 / lb],
+            [2 / u, 0.5, 2 / per_job, 2 / lb, 9 / per_machine, 9 / lb, 5 / lb],
         ],
         [
-            [2 / u, 0.0, 6 / per_job, 6 / lb, 4 / per_job, 4 / lb, 6 / lb],
-            [4 / u, 0.5, 4 / per_job, 4 / lb, 7 / per_job, 7 / lb, 6 / lb],
+            [2 / u, 0, 6 / per_job, 6 / lb, 9 / per_machine, 9 / lb, 6 / lb],
+            [4 / u, 0.5, 4 / per_job, 4 / lb, 8 / per_machine, 8 / lb, 6 / lb],
+        ],
+        [
+            [1 / u, 0, 6 / per_job, 6 / lb, 8 / per_machine, 8 / lb, 6 / lb],
+            [5 / u, 0.5, 5 / per_job, 5 / lb, 9 / per_machine, 9 / lb, 6 / lb],
         ],
     ]
     np.testing.assert_allclose(f, expected, rtol=1e-6)

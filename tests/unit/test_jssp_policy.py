@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from agents.jssp_policy import DispatchNet, PolicyConfig, Scheduler, decode, load_scheduler, operation_context
+from agents.jssp_policy import (
+    DispatchNet,
+    PolicyConfig,
+    Scheduler,
+    decode,
+    load_scheduler,
+    operation_context,
+    replay,
+    rule_decode,
+)
 from envs.jobshop import load_instance
 from envs.jssp_batch import InstanceBatch, ScheduleBuilder, generate_instances
 
 
-def first_logits(net: DispatchNet, batch: InstanceBatch, steps: tuple[int, ...] = ()) -> torch.Tensor:
+def logits_after(net: DispatchNet, batch: InstanceBatch, steps: tuple[int, ...] = ()) -> torch.Tensor:
     """Logits of the state reached by scheduling the next operation of `steps` (jobs), one per step."""
     builder = ScheduleBuilder(batch, 1, net.config.action_set)
     for job in steps:
@@ -37,29 +48,29 @@ def test_relabelling_jobs_permutes_the_logits(net):
     inverse = np.argsort(perm)
     steps = (0, 2, 2, 5)
     torch.testing.assert_close(
-        first_logits(net, relabelled, tuple(int(inverse[j]) for j in steps)), first_logits(net, batch, steps)[perm]
+        logits_after(net, relabelled, tuple(int(inverse[j]) for j in steps)), logits_after(net, batch, steps)[perm]
     )
 
 
 def test_relabelling_machines_leaves_the_logits_alone(net):
     batch = generate_instances(1, 6, 5, seed=2)
     relabelled = InstanceBatch(np.array([4, 2, 0, 1, 3])[batch.routes], batch.times, batch.n_machines)
-    torch.testing.assert_close(first_logits(net, relabelled, (1, 1, 3)), first_logits(net, batch, (1, 1, 3)))
+    torch.testing.assert_close(logits_after(net, relabelled, (1, 1, 3)), logits_after(net, batch, (1, 1, 3)))
 
 
 def test_the_operation_encoder_sees_a_job_s_future_route(net):
-    # two instances that differ only in the machine of job 0's last operation: a job-level net
-    # sees the same first state, the operation encoder does not
+    # two instances that differ only in the machines of job 0's last two operations (swapped): a
+    # job-level net sees the same first state, the operation encoder does not
     batch = generate_instances(1, 4, 4, seed=3)
     routes = batch.routes.copy()
     routes[0, 0, [2, 3]] = routes[0, 0, [3, 2]]
     swapped = InstanceBatch(routes, batch.times, batch.n_machines)
-    assert not torch.allclose(first_logits(net, swapped), first_logits(net, batch))
+    assert not torch.allclose(logits_after(net, swapped), logits_after(net, batch))
     plain = DispatchNet(PolicyConfig(hidden=16, layers=1, action_set="all")).eval()
     np.testing.assert_array_equal(
         ScheduleBuilder(swapped, 1, "all").observe()[0], ScheduleBuilder(batch, 1, "all").observe()[0]
     )
-    torch.testing.assert_close(first_logits(plain, swapped), first_logits(plain, batch))
+    torch.testing.assert_close(logits_after(plain, swapped), logits_after(plain, batch))
 
 
 def test_one_net_decodes_every_size_and_loads_back_the_same(net, tmp_path):
@@ -85,3 +96,74 @@ def test_the_context_is_required_exactly_with_an_operation_encoder(net):
         plain(features, mask, machine, torch.zeros(1, 3, 8))
     with pytest.raises(ValueError, match="operation_layers >= 0"):
         PolicyConfig(operation_layers=-1)
+
+
+def reference_encoding(net: DispatchNet, batch: InstanceBatch) -> torch.Tensor:
+    """`encode_operations` written out operation by operation, for one instance."""
+    h = net.operation_embed(torch.from_numpy(batch.operation_features()[0]))
+    jobs, ops = batch.routes.shape[1:]
+    routes = batch.routes[0]
+    for layer in net.operation_rounds:
+        new = torch.empty_like(h)
+        for j in range(jobs):
+            for k in range(ops):
+                before = h[j, k - 1] if k > 0 else torch.zeros_like(h[j, k])
+                after = h[j, k + 1] if k < ops - 1 else torch.zeros_like(h[j, k])
+                machine = h[torch.from_numpy(routes == routes[j, k])].mean(0)
+                z = layer.own(h[j, k]) + layer.before(before) + layer.after(after) + layer.machine(machine)
+                new[j, k] = h[j, k] + layer.out(torch.relu(z))
+        h = new
+    remaining = torch.stack([torch.stack([h[j, k:].mean(0) for k in range(ops)]) for j in range(jobs)])
+    return net.operation_context(torch.cat([h, remaining], -1))
+
+
+def test_the_operation_encoding_matches_its_definition(net):
+    batch = generate_instances(1, 4, 3, seed=6)
+    with torch.no_grad():
+        torch.testing.assert_close(net.encode_operations(batch)[0], reference_encoding(net, batch))
+
+
+def test_every_sample_reads_its_own_instance(net):
+    # at a temperature near 0 sampling is greedy, so every sample of an instance in a batch must
+    # build that instance's greedy schedule alone
+    batch = generate_instances(3, 5, 4, seed=7)
+    together = decode(net, batch, 4, torch.Generator().manual_seed(0), temperature=1e-6, greedy_first=False)
+    for i in range(len(batch)):
+        alone = decode(
+            net, InstanceBatch(batch.routes[i : i + 1], batch.times[i : i + 1], batch.n_machines), 1, torch.Generator()
+        )
+        np.testing.assert_array_equal(together.actions[4 * i : 4 * i + 4], np.repeat(alone.actions, 4, axis=0))
+
+
+def test_replayed_decisions_name_their_instance_and_step():
+    batch = generate_instances(3, 4, 4, seed=8)
+    labels = rule_decode(batch, "mwkr").actions
+    decisions = replay(batch, labels, "active")
+    assert len(decisions.actions) == 3 * 16
+    for i in range(len(batch)):
+        alone = replay(
+            InstanceBatch(batch.routes[i : i + 1], batch.times[i : i + 1], batch.n_machines),
+            labels[i : i + 1],
+            "active",
+        )
+        rows = decisions.instance == i
+        for name in ("features", "masks", "machines", "next_ops", "actions"):
+            np.testing.assert_array_equal(getattr(decisions, name)[rows], getattr(alone, name), err_msg=name)
+    np.testing.assert_array_equal(decisions.actions.reshape(16, 3).T, labels)
+
+
+def test_a_folder_of_format_1_loads_as_a_job_level_net(tmp_path):
+    torch.manual_seed(1)
+    plain = Scheduler(DispatchNet(PolicyConfig(hidden=8, layers=1)))
+    folder = plain.save(tmp_path / "old")
+    config = json.loads((folder / "config.json").read_text())
+    for key in ("operation_layers", "operation_features"):
+        del config[key]
+    (folder / "config.json").write_text(json.dumps({**config, "format": 1}))
+    loaded = load_scheduler(folder)
+    assert loaded.net.config.operation_layers == 0
+    ft06 = load_instance("ft06")
+    np.testing.assert_array_equal(loaded.solve(ft06), plain.solve(ft06))
+    (folder / "config.json").write_text(json.dumps({**config, "format": 3}))
+    with pytest.raises(ValueError, match=r"format 3 .* reads formats \[1, 2\]"):
+        load_scheduler(folder)
