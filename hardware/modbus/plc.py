@@ -227,6 +227,16 @@ class VirtualPLC:
         return self._snapshot(lambda: self.program.echo)
 
     @property
+    def handovers(self) -> int:
+        """Times the levers went from the agent to the line's own rules since the PLC was made.
+
+        Watchdog trips, the operator (REMOTE off, E-stop) and restarts count. A latch for what
+        `agent_in_control` shows only while it lasts: after a restart the agent may take the levers
+        back within a scan.
+        """
+        return self._snapshot(lambda: self.program.handovers)
+
+    @property
     def accepted_commands(self) -> int:
         """Command blocks accepted since the PLC was made."""
         return self._snapshot(lambda: self.program.accepted)

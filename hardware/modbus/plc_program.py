@@ -136,6 +136,7 @@ class PlcProgram:
         self._levers = frozenset(spec.levers)
         self.remote, self.permissive, self.estop = True, True, False
         self.accepted = 0
+        self.handovers = 0  # times the levers went from the agent to the line's own rules, restarts included
         self._view: _View | None = None
         self._encoded: tuple[frozenset[tuple[str, float]], list[list[int]]] | None = None  # view's registers, faults
         self._wall0 = self._twin0 = 0.0
@@ -155,6 +156,8 @@ class PlcProgram:
 
         The operator's inputs and the twin stay as they are.
         """
+        if self.agent_owns:  # a restart takes the levers from the agent
+            self.handovers += 1
         self._reset()
         self.twin.local_control(True)
         self._changed_s += self._twin_time()  # the setpoints count as changed one control period ago
@@ -313,6 +316,7 @@ class PlcProgram:
         self._changed_s[self._active != self._defaults] = self._twin_time()
         self._active = self._defaults.copy()
         self.agent_owns = False
+        self.handovers += 1
 
     def _observe(self) -> _View:
         frame = self.twin.read()

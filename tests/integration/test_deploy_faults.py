@@ -43,7 +43,7 @@ class Outcome:
     ended: float  # wall time it ended (cleared, or a restarted PLC back)
     accepted_during: int  # commands the PLC accepted while the fault lasted, once found out
     tripped: bool  # the PLC's watchdog tripped at some point during the fault
-    local: bool  # the PLC ran its own setpoints at some point during the fault
+    local: bool  # the PLC took the levers for its own rules at some point during the fault
     crash: BaseException | None
 
     def during(self) -> list[AuditRecord]:
@@ -82,14 +82,14 @@ def run_fault(artifact: Path, tmp_path: Path, inject: Action, clear: Action, las
         thread.start()
         try:
             wait_for(lambda: sum(r.written is not None for r in records(audit)) >= 3, "no writes before the fault")
-            accepted = plc.accepted_commands
+            accepted, handovers = plc.accepted_commands, plc.handovers
             began = time.time()
             inject(plc)
             tripped = local = False
             end = time.monotonic() + 1.2
             while time.monotonic() < end:
                 tripped = tripped or StatusBit.WD_TRIPPED in plc.status
-                local = local or not plc.agent_in_control
+                local = local or plc.handovers > handovers  # a restarted PLC's local control may last one scan
                 if time.time() < began + DETECT_S:
                     accepted = plc.accepted_commands
                 time.sleep(0.02)

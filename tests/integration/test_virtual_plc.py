@@ -228,6 +228,7 @@ def test_the_watchdog_trips_without_heartbeat_and_hands_the_levers_back():
         assert frame.active[CUT_SPEED] == 1.0
         assert frame.values[SENSORS.index("cut.speed_ratio")] == 1.0
         assert not plc.agent_in_control
+        assert plc.handovers == 1
         command(client, 1, 2, {"cut.speed": 1.1})  # tripped, heartbeat unchanged: refused
         assert read_frame(client).status.command_echo == 1
         client.write_register(WINDOW.address, 2, device_id=1)  # the heartbeat again: the trip clears
@@ -238,6 +239,7 @@ def test_the_watchdog_trips_without_heartbeat_and_hands_the_levers_back():
         frame = read_frame(client)
         assert (frame.status.command_echo, frame.active[CUT_SPEED]) == (3, f32(1.1))
         assert plc.agent_in_control
+        assert plc.handovers == 1  # taking the levers back is not a handover
 
 
 @pytest.mark.parametrize(
@@ -355,6 +357,8 @@ def test_a_restart_comes_back_on_the_same_port_with_its_state_reset():
         command(client, 1, 1, {"cut.speed": 1.1})
         wait_until(lambda: read_frame(client).status.heartbeat > 20)
         before = read_frame(client).status
+        assert plc.agent_in_control
+        handovers = plc.handovers
         port = plc.port
         plc.inject(Fault(FaultKind.RESTART, down_s=0.5))
         assert not plc.running
@@ -370,6 +374,7 @@ def test_a_restart_comes_back_on_the_same_port_with_its_state_reset():
         assert s.timestamp_s - before.timestamp_s >= 0.5 * 60.0  # the machine ran on while the PLC was down
         assert frame.active[CUT_SPEED] == 1.0
         assert not plc.agent_in_control
+        assert plc.handovers == handovers + 1
         command(fresh, 1, 1, {"cut.speed": 1.1})  # the PLC forgot the last sequence number: 1 is new
         assert read_frame(fresh).status.command_echo == 1
         fresh.close()
