@@ -156,8 +156,7 @@ class PlcProgram:
 
         The operator's inputs and the twin stay as they are.
         """
-        if self.agent_owns:  # a restart takes the levers from the agent
-            self.handovers += 1
+        self._take_local()  # a restart takes the levers from the agent, if it held them
         self._reset()
         self.twin.local_control(True)
         self._changed_s += self._twin_time()  # the setpoints count as changed one control period ago
