@@ -5,6 +5,8 @@ and from messages over the job set: the pooled embedding of all open jobs and of
 next operation needs the same machine. With `operation_layers`, it first encodes the instance's
 operations once (messages along each job's route and among the operations of each machine), and
 each candidate also reads its operation's embedding and the mean over the job's remaining ones.
+With `machine_state`, each job also reads the current state of the machines its remaining
+operations need (how long each is booked, its work left, its queue), averaged over its route.
 Its weights are shared across jobs and operations, so it applies to any number of jobs and
 machines. `Scheduler` decodes schedules with it (greedy, or best of sampled) and is what
 `load_scheduler` returns.
@@ -21,10 +23,17 @@ import torch
 from torch import nn
 
 from envs.jobshop import Instance, check_schedule
-from envs.jssp_batch import N_FEATURES, N_OPERATION_FEATURES, ActionSet, InstanceBatch, ScheduleBuilder
+from envs.jssp_batch import (
+    N_FEATURES,
+    N_MACHINE_FEATURES,
+    N_OPERATION_FEATURES,
+    ActionSet,
+    InstanceBatch,
+    ScheduleBuilder,
+)
 
-_FORMAT = 2  # version of the saved scheduler folder (2: with operation_layers; 1, without, still loads)
-_READS = {1, _FORMAT}
+_FORMAT = 3  # version of the saved scheduler folder (3: with machine_state; 2 and 1, without, still load)
+_READS = {1, 2, _FORMAT}
 _CONFIG_FILE, _WEIGHTS_FILE = "config.json", "model.pt"
 
 
@@ -33,13 +42,15 @@ class PolicyConfig:
     """Shape of a dispatcher: embedding width, rounds, and the action set it chooses from.
 
     `layers` rounds of messages over the jobs; `operation_layers` rounds over the instance's
-    operations first (0: no operation encoder).
+    operations first (0: no operation encoder); `machine_state`: each job also reads the current
+    state of the machines on its remaining route (`ScheduleBuilder.observe_machines`).
     """
 
     hidden: int = 64
     layers: int = 2
     action_set: str = ActionSet.ACTIVE.value
     operation_layers: int = 0
+    machine_state: bool = False
 
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.layers < 0 or self.operation_layers < 0:
@@ -107,6 +118,42 @@ class DispatchNet(nn.Module):
             self.operation_embed = nn.Sequential(nn.Linear(N_OPERATION_FEATURES, d), nn.ReLU(), nn.Linear(d, d))
             self.operation_rounds = nn.ModuleList(_RouteMessagePassing(d) for _ in range(config.operation_layers))
             self.operation_context = nn.Linear(2 * d, d)
+        if config.machine_state:
+            self.machine_embed = nn.Sequential(nn.Linear(N_MACHINE_FEATURES, d), nn.ReLU(), nn.Linear(d, d))
+            self.route_context = nn.Linear(d, d, bias=False)
+
+    @property
+    def needs_context(self) -> bool:
+        """Whether `forward` takes a context (`job_context`): with an operation encoder or machine state."""
+        return bool(self.config.operation_layers) or self.config.machine_state
+
+    def job_context(
+        self,
+        operations: torch.Tensor | None,
+        instance: torch.Tensor,
+        next_op: torch.Tensor,
+        machines: torch.Tensor | None = None,
+        route_left: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """What each job adds to its embedding beyond its features: (rollouts, jobs, hidden), or None.
+
+        Args:
+            operations: `encode_operations` of the batch, or None (no operation encoder).
+            instance: int64 (rollouts,), the instance each rollout schedules.
+            next_op: int64 (rollouts, jobs), each job's next operation (operations when finished).
+            machines: float32 (rollouts, machines, N_MACHINE_FEATURES), from
+                `ScheduleBuilder.observe_machines`; needed with `machine_state`.
+            route_left: float32 (rollouts, jobs, machines), the same method's remaining routes.
+        """
+        context = operation_context(operations, instance, next_op)
+        if not self.config.machine_state:
+            return context
+        if machines is None or route_left is None:
+            raise ValueError(
+                "job_context: machine_state needs machines and route_left (ScheduleBuilder.observe_machines)"
+            )
+        route = self.route_context(route_left @ self.machine_embed(machines))
+        return route if context is None else context + route
 
     def encode_operations(self, batch: InstanceBatch) -> torch.Tensor | None:
         """What each operation adds to its job's embedding when it is next: (instances, jobs, operations, hidden).
@@ -137,11 +184,14 @@ class DispatchNet(nn.Module):
             features: float32 (rollouts, jobs, N_FEATURES), from `ScheduleBuilder.observe`.
             mask: bool (rollouts, jobs), the valid actions.
             machine: int64 (rollouts, jobs), the machine of each job's next operation, -1 if finished.
-            context: (rollouts, jobs, hidden), each job's next operation's row of `encode_operations`
-                (`operation_context`); needed with an operation encoder, else None.
+            context: (rollouts, jobs, hidden), from `job_context`; needed exactly when
+                `needs_context`, else None.
         """
-        if (context is None) == bool(self.config.operation_layers):
-            raise ValueError(f"context: needed exactly when operation_layers > 0 ({self.config.operation_layers})")
+        if (context is None) == self.needs_context:
+            raise ValueError(
+                "context: needed exactly with operation_layers > 0 or machine_state "
+                f"({self.config.operation_layers}, {self.config.machine_state})"
+            )
         open_ = machine >= 0
         same = (machine.unsqueeze(2) == machine.unsqueeze(1)) & open_.unsqueeze(1) & open_.unsqueeze(2)
         same_f = same.to(features.dtype)
@@ -212,7 +262,8 @@ def decode(
     actions = np.empty((builder.n_rollouts, builder.n_steps), dtype=np.int64)
     for t in range(builder.n_steps):
         features, mask, machine = builder.observe()
-        context = operation_context(operations, instance, torch.from_numpy(builder.next_op))
+        state = [torch.from_numpy(a) for a in builder.observe_machines()] if net.config.machine_state else []
+        context = net.job_context(operations, instance, torch.from_numpy(builder.next_op), *state)
         logits = net(torch.from_numpy(features), torch.from_numpy(mask), torch.from_numpy(machine), context)
         choice = logits.argmax(1)
         if not everyone_greedy:
@@ -257,6 +308,8 @@ class Decisions:
         next_ops: int64 (states, jobs), each job's next operation (operations when finished).
         instance: int64 (states,), the instance of the batch each state belongs to.
         actions: int64 (states,), the job chosen.
+        machine_features: float32 (states, machines, N_MACHINE_FEATURES) and route_left float32
+            (states, jobs, machines), from `ScheduleBuilder.observe_machines`; None unless asked for.
     """
 
     features: np.ndarray
@@ -265,22 +318,68 @@ class Decisions:
     next_ops: np.ndarray
     instance: np.ndarray
     actions: np.ndarray
+    machine_features: np.ndarray | None = None
+    route_left: np.ndarray | None = None
 
 
-def replay(batch: InstanceBatch, actions: np.ndarray, action_set: str) -> Decisions:
-    """Rebuild one schedule per instance from its chosen jobs (instances, steps): what to train `DispatchNet` on."""
+def replay(batch: InstanceBatch, actions: np.ndarray, action_set: str, machine_state: bool = False) -> Decisions:
+    """Rebuild one schedule per instance from its chosen jobs (instances, steps): what to train `DispatchNet` on.
+
+    With `machine_state`, the decisions also hold `ScheduleBuilder.observe_machines` of every state.
+    """
     builder = ScheduleBuilder(batch, 1, action_set)
     if actions.shape != (len(batch), builder.n_steps):
         raise ValueError(f"actions: need shape {(len(batch), builder.n_steps)}, got {actions.shape}")
     states = []
     for t in range(builder.n_steps):
-        states.append((*builder.observe(), builder.next_op.copy()))
+        machines_now = builder.observe_machines() if machine_state else ()
+        states.append((*builder.observe(), builder.next_op.copy(), *machines_now))
         if not states[-1][1][np.arange(len(batch)), actions[:, t]].all():
             raise ValueError(f"actions: step {t} chooses a job outside the action set")
         builder.step(actions[:, t])
-    features, masks, machines, next_ops = (np.concatenate(parts) for parts in zip(*states, strict=True))
+    features, masks, machines, next_ops, *machine_state_arrays = (
+        np.concatenate(parts) for parts in zip(*states, strict=True)
+    )
     instance = np.tile(np.arange(len(batch)), builder.n_steps)
-    return Decisions(features, masks, machines, next_ops, instance, actions.T.reshape(-1))
+    return Decisions(features, masks, machines, next_ops, instance, actions.T.reshape(-1), *machine_state_arrays)
+
+
+def fit_labels(
+    net: DispatchNet,
+    optimizer: torch.optim.Optimizer,
+    batch: InstanceBatch,
+    labels: np.ndarray,
+    epochs: int,
+    minibatch_states: int,
+    grad_clip: float,
+    generator: torch.Generator,
+) -> list[float]:
+    """Train `net` by cross-entropy to choose again the jobs of one labelled schedule per instance.
+
+    `labels` (instances, steps) are the chosen jobs of each instance's label schedule. Decisions with
+    a single valid job are left out (they teach nothing); the rest are visited `epochs` times in
+    shuffled minibatches of `minibatch_states`, the operation encoding recomputed with gradients
+    for each. Returns each minibatch's loss; `net` is left in eval mode.
+    """
+    decisions = replay(batch, labels, net.config.action_set, net.config.machine_state)
+    x, m, k = (torch.from_numpy(a) for a in (decisions.features, decisions.masks, decisions.machines))
+    op, instance, y = (torch.from_numpy(a) for a in (decisions.next_ops, decisions.instance, decisions.actions))
+    state = [torch.from_numpy(a) for a in (decisions.machine_features, decisions.route_left) if a is not None]
+    keep = torch.nonzero(m.sum(1) > 1).squeeze(1)
+    order = torch.cat([keep[torch.randperm(len(keep), generator=generator)] for _ in range(epochs)])
+    net.train()
+    losses = []
+    for i in range(0, len(order), minibatch_states):
+        idx = order[i : i + minibatch_states]
+        context = net.job_context(net.encode_operations(batch), instance[idx], op[idx], *(a[idx] for a in state))
+        loss = nn.functional.cross_entropy(net(x[idx], m[idx], k[idx], context), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+        optimizer.step()
+        losses.append(loss.item())
+    net.eval()
+    return losses
 
 
 class Scheduler:
@@ -313,6 +412,7 @@ class Scheduler:
             "format": _FORMAT,
             "features": N_FEATURES,
             "operation_features": N_OPERATION_FEATURES,
+            "machine_features": N_MACHINE_FEATURES,
             "temperature": self.temperature,
             **asdict(self.net.config),
         }
@@ -333,11 +433,22 @@ def load_scheduler(path: str | Path) -> Scheduler:
             f"scheduler {folder}: format {config.get('format')} with {config.get('features')} features; "
             f"this smartline reads formats {sorted(_READS)} with {N_FEATURES}"
         )
-    shape = PolicyConfig(config["hidden"], config["layers"], config["action_set"], config.get("operation_layers", 0))
+    shape = PolicyConfig(
+        config["hidden"],
+        config["layers"],
+        config["action_set"],
+        config.get("operation_layers", 0),
+        config.get("machine_state", False),
+    )
     if shape.operation_layers and config.get("operation_features") != N_OPERATION_FEATURES:
         raise ValueError(
             f"scheduler {folder}: {config.get('operation_features')} operation features; "
             f"this smartline reads {N_OPERATION_FEATURES}"
+        )
+    if shape.machine_state and config.get("machine_features") != N_MACHINE_FEATURES:
+        raise ValueError(
+            f"scheduler {folder}: {config.get('machine_features')} machine features; "
+            f"this smartline reads {N_MACHINE_FEATURES}"
         )
     net = DispatchNet(shape)
     net.load_state_dict(torch.load(folder / _WEIGHTS_FILE, weights_only=True))

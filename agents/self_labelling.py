@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.jssp_policy import (
@@ -27,9 +26,8 @@ from agents.jssp_policy import (
     PolicyConfig,
     Scheduler,
     decode,
+    fit_labels,
     load_scheduler,
-    operation_context,
-    replay,
     rule_decode,
 )
 from envs.jobshop import check_schedule, load_instance
@@ -41,7 +39,7 @@ class SelfLabellingConfig:
     """Hyperparameters of self-labelling; times are in minutes where named so.
 
     Attributes:
-        hidden, layers, action_set, operation_layers: the dispatcher's shape (`PolicyConfig`).
+        hidden, layers, action_set, operation_layers, machine_state: the dispatcher's shape (`PolicyConfig`).
         n_jobs, n_machines, time_low, time_high: the generated training and validation instances.
         iterations: training iterations (each: new instances, sampling, updates).
         instances_per_iteration: instances drawn per iteration.
@@ -65,6 +63,7 @@ class SelfLabellingConfig:
     layers: int = 2
     action_set: str = ActionSet.ACTIVE.value
     operation_layers: int = 0
+    machine_state: bool = False
     n_jobs: int = 15
     n_machines: int = 15
     time_low: int = 1
@@ -112,7 +111,9 @@ class SelfLabellingConfig:
             raise ValueError(f"self_labelling.report_samples: each must be >= 1, got {self.report_samples!r}")
         try:
             object.__setattr__(
-                self, "policy", PolicyConfig(self.hidden, self.layers, self.action_set, self.operation_layers)
+                self,
+                "policy",
+                PolicyConfig(self.hidden, self.layers, self.action_set, self.operation_layers, self.machine_state),
             )
         except ValueError as exc:
             raise ValueError(f"self_labelling: {exc}") from None
@@ -223,23 +224,7 @@ class SelfLabelling:
             better = ruled.makespan < label_makespan
             labels[better], label_makespan[better] = ruled.actions[better], ruled.makespan[better]
             rule_wins |= better
-        decisions = replay(batch, labels, c.action_set)
-        x, m, k = (torch.from_numpy(a) for a in (decisions.features, decisions.masks, decisions.machines))
-        op, instance, y = (torch.from_numpy(a) for a in (decisions.next_ops, decisions.instance, decisions.actions))
-        forced = m.sum(1) == 1  # a single valid job teaches nothing
-        keep = torch.nonzero(~forced).squeeze(1)
-        order = torch.cat([keep[torch.randperm(len(keep), generator=sampler)] for _ in range(c.label_epochs)])
-        net.train()
-        losses = []
-        for i in range(0, len(order), c.minibatch_states):
-            idx = order[i : i + c.minibatch_states]
-            context = operation_context(net.encode_operations(batch), instance[idx], op[idx])
-            loss = F.cross_entropy(net(x[idx], m[idx], k[idx], context), y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), c.grad_clip)
-            optimizer.step()
-            losses.append(loss.item())
+        losses = fit_labels(net, optimizer, batch, labels, c.label_epochs, c.minibatch_states, c.grad_clip, sampler)
         lb = batch.lower_bound()[:, None]
         return {
             "train/loss": float(np.mean(losses)) if losses else 0.0,

@@ -68,6 +68,17 @@ OPERATION_FEATURES = (
 )
 N_OPERATION_FEATURES = len(OPERATION_FEATURES)
 
+# Per-machine features of a schedule under construction (`ScheduleBuilder.observe_machines`): u and
+# LB as for the candidates; the frontier is the earliest start of any candidate.
+MACHINE_FEATURES = (
+    "(machine ready - earliest est)/u",  # how far past the frontier the machine is booked
+    "machine load left/(u * jobs)",
+    "(machine ready + machine load left)/LB",  # the machine's completion bound
+    "jobs whose next operation needs it/jobs",
+    "operations left on it/jobs",
+)
+N_MACHINE_FEATURES = len(MACHINE_FEATURES)
+
 
 @dataclass(frozen=True)
 class InstanceBatch:
@@ -202,6 +213,10 @@ class ScheduleBuilder:
         self.starts = np.zeros((n, j, o))
         self.makespan = np.zeros(n)
         self.steps_done = 0
+        # operations of each job from each position on, per machine: (rollouts, jobs, operations + 1, machines)
+        on_machine = np.eye(m, dtype=np.float32)[self.routes.reshape(n, j, o)]
+        suffix = np.flip(np.cumsum(np.flip(on_machine, axis=2), axis=2), axis=2)
+        self._route_suffix = np.concatenate([suffix, np.zeros((n, j, 1, m), dtype=np.float32)], axis=2)
 
     @property
     def n_steps(self) -> int:
@@ -254,8 +269,7 @@ class ScheduleBuilder:
         first_start = (est + inf).min(axis=1, keepdims=True)
         first_end = (ect + inf).min(axis=1, keepdims=True)
         job_bound = np.where(open_, est + self.work_left, 0.0)
-        machine_bound = self.machine_ready[:, :-1] + self.load_left[:, :-1]
-        bound = np.maximum.reduce([self.makespan, job_bound.max(axis=1), machine_bound.max(axis=1)])[:, None]
+        bound = self._bound(job_bound)
         next_m = np.take_along_axis(self.next_routes, flat, axis=1)
         next_m = np.where(next_m < 0, self.n_machines, next_m)
         next_wait = np.where(next_m < self.n_machines, np.take_along_axis(self.machine_ready, next_m, axis=1) - ect, 0)
@@ -279,6 +293,39 @@ class ScheduleBuilder:
         f[..., 15] = self.steps_done / self.n_steps
         f[~open_] = 0.0
         return f, self._mask(open_, time, est), np.where(open_, machine, -1)
+
+    def _bound(self, job_bound: np.ndarray) -> np.ndarray:
+        """The schedule's current makespan lower bound (rollouts, 1), given each open job's completion bound."""
+        machine_bound = self.machine_ready[:, :-1] + self.load_left[:, :-1]
+        return np.maximum.reduce([self.makespan, job_bound.max(axis=1), machine_bound.max(axis=1)])[:, None]
+
+    def observe_machines(self) -> tuple[np.ndarray, np.ndarray]:
+        """Describe every machine, and where each job still goes.
+
+        Returns:
+            machine features float32 (rollouts, machines, N_MACHINE_FEATURES), and each job's
+            remaining route as weights over the machines float32 (rollouts, jobs, machines): each of
+            its unscheduled operations weighs 1/(its operations left) on its machine (0 for a
+            finished job).
+        """
+        open_, _, machine, _, est = self._candidates()
+        j, m = self.n_jobs, self.n_machines
+        u = self.mean_time[:, None]
+        bound = self._bound(np.where(open_, est + self.work_left, 0.0))
+        first_start = np.where(open_, est, np.inf).min(axis=1, keepdims=True)
+        ops_on = np.take_along_axis(self._route_suffix, self.next_op[:, :, None, None], axis=2)[:, :, 0]
+        route_left = (ops_on / np.maximum(self.n_ops - self.next_op, 1)[:, :, None]).astype(np.float32)
+        ops_left = ops_on.sum(axis=1)
+        slot = self._rows[:, None] * (m + 1) + np.where(open_, machine, m)
+        queued = np.bincount(slot.ravel(), minlength=self.n_rollouts * (m + 1)).reshape(self.n_rollouts, m + 1)
+        ready = self.machine_ready[:, :-1]
+        f = np.empty((self.n_rollouts, m, N_MACHINE_FEATURES), dtype=np.float32)
+        f[..., 0] = (ready - first_start) / u
+        f[..., 1] = self.load_left[:, :-1] / (u * j)
+        f[..., 2] = (ready + self.load_left[:, :-1]) / bound
+        f[..., 3] = queued[:, :-1] / j
+        f[..., 4] = ops_left / j
+        return f, route_left
 
     def step(self, jobs: np.ndarray) -> None:
         """Schedule the next operation of job `jobs[r]` in every rollout r at its earliest start."""

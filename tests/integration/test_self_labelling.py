@@ -15,9 +15,8 @@ from agents.jssp_policy import (
     DispatchNet,
     PolicyConfig,
     decode,
+    fit_labels,
     load_scheduler,
-    operation_context,
-    replay,
     rule_decode,
 )
 from agents.self_labelling import SelfLabelling
@@ -101,26 +100,15 @@ def test_a_saved_scheduler_refuses_another_format(tmp_path):
         load_scheduler(tmp_path / "scheduler")
 
 
-@pytest.mark.parametrize("operation_layers", [0, 1])
-def test_cross_entropy_on_fixed_labels_falls_and_greedy_follows_them(operation_layers):
+@pytest.mark.parametrize(("operation_layers", "machine_state"), [(0, False), (1, False), (1, True)])
+def test_cross_entropy_on_fixed_labels_falls_and_greedy_follows_them(operation_layers, machine_state):
     torch.manual_seed(0)
     batch = generate_instances(4, 6, 6, seed=3)
     labels = rule_decode(batch, "mwkr")
-    net = DispatchNet(PolicyConfig(hidden=32, layers=1, operation_layers=operation_layers))
-    decisions = replay(batch, labels.actions, "active")
-    features, masks, machines, next_ops, instance, target = (
-        torch.from_numpy(getattr(decisions, name))
-        for name in ("features", "masks", "machines", "next_ops", "instance", "actions")
-    )
+    net = DispatchNet(PolicyConfig(hidden=32, layers=1, operation_layers=operation_layers, machine_state=machine_state))
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(150):
-        context = operation_context(net.encode_operations(batch), instance, next_ops)
-        loss = torch.nn.functional.cross_entropy(net(features, masks, machines, context), target)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    generator = torch.Generator().manual_seed(0)
+    losses = [fit_labels(net, optimizer, batch, labels.actions, 1, 10_000, 10.0, generator)[0] for _ in range(150)]
     assert losses[-1] < 0.5 * losses[0]
     greedy = decode(net, batch, 1, torch.Generator())
     agreement = (greedy.actions == labels.actions).mean()

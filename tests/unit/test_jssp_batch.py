@@ -13,7 +13,9 @@ from agents.dispatching import DispatchRule
 from envs.jobshop import Instance, ScheduleError, check_schedule, load_instance
 from envs.jssp_batch import (
     FEATURES,
+    MACHINE_FEATURES,
     N_FEATURES,
+    N_MACHINE_FEATURES,
     N_OPERATION_FEATURES,
     ActionSet,
     InstanceBatch,
@@ -85,6 +87,47 @@ def test_hand_checked_operation_features():
         ],
     ]
     np.testing.assert_allclose(f, expected, rtol=1e-6)
+
+
+def test_hand_checked_machine_state():
+    # the three jobs above after job 2's first operation (machine 0, 0 to 1): machine 0 is booked
+    # until 1 with 7 left on it, machine 1 free with 9; the frontier is 0 (job 1 on machine 1), the
+    # bound 9 (machine 1's load)
+    instance = Instance("three", 2, ((0, 1), (1, 0), (0, 1)), ((3, 2), (2, 4), (1, 5)))
+    builder = ScheduleBuilder(InstanceBatch.of([instance]), 2, "all")
+    builder.step(np.array([2, 2]))
+    machines, route_left = builder.observe_machines()
+    assert machines.shape == (2, 2, N_MACHINE_FEATURES) == (2, 2, len(MACHINE_FEATURES))
+    assert machines.dtype == route_left.dtype == np.float32
+    u, per_machine = 17 / 6, 3 * 17 / 6
+    expected = [[1 / u, 7 / per_machine, 8 / 9, 1 / 3, 2 / 3], [0.0, 9 / per_machine, 1.0, 2 / 3, 1.0]]
+    np.testing.assert_allclose(machines, [expected, expected], rtol=1e-6)
+    np.testing.assert_allclose(route_left[0], [[0.5, 0.5], [0.5, 0.5], [0.0, 1.0]])
+    builder.step(np.array([2, 0]))  # rollout 0 finishes job 2, rollout 1 starts job 0
+    _, route_left = builder.observe_machines()
+    np.testing.assert_allclose(route_left, [[[0.5, 0.5], [0.5, 0.5], [0.0, 0.0]], [[0.0, 1.0], [0.5, 0.5], [0.0, 1.0]]])
+
+
+def test_machine_state_matches_its_definition_on_random_schedules():
+    batch = generate_instances(2, 6, 4, seed=11)
+    builder = ScheduleBuilder(batch, 3, "active")
+    rng = np.random.default_rng(0)
+    while not builder.done:
+        machines, route_left = builder.observe_machines()
+        for r in range(builder.n_rollouts):
+            routes = batch.routes[r // 3]
+            left = [(j, k) for j in range(6) for k in range(builder.next_op[r, j], 4)]
+            for m in range(4):
+                on_m = [(j, k) for j, k in left if routes[j, k] == m]
+                assert machines[r, m, 4] == pytest.approx(len(on_m) / 6)
+                queued = sum(routes[j, builder.next_op[r, j]] == m for j in range(6) if builder.next_op[r, j] < 4)
+                assert machines[r, m, 3] == pytest.approx(queued / 6)
+                for j in range(6):
+                    n_left = 4 - builder.next_op[r, j]
+                    share = sum(1 for jj, _ in on_m if jj == j) / n_left if n_left else 0.0
+                    assert route_left[r, j, m] == pytest.approx(share)
+        mask = builder.mask()
+        builder.step(np.array([rng.choice(np.flatnonzero(row)) for row in mask]))
 
 
 @pytest.mark.parametrize(("rule", "makespan"), [("spt", 88), ("mwkr", 61), ("mopnr", 59)])

@@ -14,7 +14,6 @@ from agents.jssp_policy import (
     Scheduler,
     decode,
     load_scheduler,
-    operation_context,
     replay,
     rule_decode,
 )
@@ -28,17 +27,19 @@ def logits_after(net: DispatchNet, batch: InstanceBatch, steps: tuple[int, ...] 
     for job in steps:
         builder.step(np.array([job]))
     features, mask, machine = builder.observe()
-    context = operation_context(
-        net.encode_operations(batch), torch.zeros(1, dtype=torch.int64), torch.from_numpy(builder.next_op)
-    )
+    state = [torch.from_numpy(a) for a in builder.observe_machines()] if net.config.machine_state else []
     with torch.no_grad():
+        context = net.job_context(
+            net.encode_operations(batch), torch.zeros(1, dtype=torch.int64), torch.from_numpy(builder.next_op), *state
+        )
         return net(torch.from_numpy(features), torch.from_numpy(mask), torch.from_numpy(machine), context)[0]
 
 
-@pytest.fixture
-def net() -> DispatchNet:
+@pytest.fixture(params=[False, True], ids=["operations", "operations and machine state"])
+def net(request: pytest.FixtureRequest) -> DispatchNet:
     torch.manual_seed(0)
-    return DispatchNet(PolicyConfig(hidden=16, layers=1, action_set="all", operation_layers=2)).eval()
+    shape = PolicyConfig(hidden=16, layers=1, action_set="all", operation_layers=2, machine_state=request.param)
+    return DispatchNet(shape).eval()
 
 
 def test_relabelling_jobs_permutes_the_logits(net):
@@ -86,11 +87,14 @@ def test_one_net_decodes_every_size_and_loads_back_the_same(net, tmp_path):
     np.testing.assert_array_equal(loaded.solve(ft06, samples=4, seed=2), scheduler.solve(ft06, samples=4, seed=2))
 
 
-def test_the_context_is_required_exactly_with_an_operation_encoder(net):
+def test_the_context_is_required_exactly_with_an_operation_encoder_or_machine_state(net):
     batch = generate_instances(1, 3, 3, seed=5)
     features, mask, machine = (torch.from_numpy(a) for a in ScheduleBuilder(batch, 1, "all").observe())
-    with pytest.raises(ValueError, match="context: needed exactly when operation_layers > 0"):
+    with pytest.raises(ValueError, match="context: needed exactly with operation_layers > 0 or machine_state"):
         net(features, mask, machine)
+    if net.config.machine_state:
+        with pytest.raises(ValueError, match="machine_state needs machines and route_left"):
+            net.job_context(None, torch.zeros(1, dtype=torch.int64), torch.zeros(1, 3, dtype=torch.int64))
     plain = DispatchNet(PolicyConfig(hidden=8, layers=1))
     with pytest.raises(ValueError, match="context"):
         plain(features, mask, machine, torch.zeros(1, 3, 8))
@@ -138,16 +142,18 @@ def test_every_sample_reads_its_own_instance(net):
 def test_replayed_decisions_name_their_instance_and_step():
     batch = generate_instances(3, 4, 4, seed=8)
     labels = rule_decode(batch, "mwkr").actions
-    decisions = replay(batch, labels, "active")
+    decisions = replay(batch, labels, "active", machine_state=True)
     assert len(decisions.actions) == 3 * 16
+    assert replay(batch, labels, "active").machine_features is None
     for i in range(len(batch)):
         alone = replay(
             InstanceBatch(batch.routes[i : i + 1], batch.times[i : i + 1], batch.n_machines),
             labels[i : i + 1],
             "active",
+            machine_state=True,
         )
         rows = decisions.instance == i
-        for name in ("features", "masks", "machines", "next_ops", "actions"):
+        for name in ("features", "masks", "machines", "next_ops", "actions", "machine_features", "route_left"):
             np.testing.assert_array_equal(getattr(decisions, name)[rows], getattr(alone, name), err_msg=name)
     np.testing.assert_array_equal(decisions.actions.reshape(16, 3).T, labels)
 
@@ -157,13 +163,24 @@ def test_a_folder_of_format_1_loads_as_a_job_level_net(tmp_path):
     plain = Scheduler(DispatchNet(PolicyConfig(hidden=8, layers=1)))
     folder = plain.save(tmp_path / "old")
     config = json.loads((folder / "config.json").read_text())
-    for key in ("operation_layers", "operation_features"):
+    for key in ("operation_layers", "operation_features", "machine_state", "machine_features"):
         del config[key]
     (folder / "config.json").write_text(json.dumps({**config, "format": 1}))
     loaded = load_scheduler(folder)
     assert loaded.net.config.operation_layers == 0
     ft06 = load_instance("ft06")
     np.testing.assert_array_equal(loaded.solve(ft06), plain.solve(ft06))
-    (folder / "config.json").write_text(json.dumps({**config, "format": 3}))
-    with pytest.raises(ValueError, match=r"format 3 .* reads formats \[1, 2\]"):
+    (folder / "config.json").write_text(json.dumps({**config, "format": 2, "operation_layers": 0}))
+    assert not load_scheduler(folder).net.config.machine_state
+    (folder / "config.json").write_text(json.dumps({**config, "format": 4}))
+    with pytest.raises(ValueError, match=r"format 4 .* reads formats \[1, 2, 3\]"):
+        load_scheduler(folder)
+
+
+def test_a_folder_with_other_machine_features_is_refused(tmp_path):
+    folder = Scheduler(DispatchNet(PolicyConfig(hidden=8, layers=1, machine_state=True))).save(tmp_path / "s")
+    assert load_scheduler(folder).net.config.machine_state
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "machine_features": 4}))
+    with pytest.raises(ValueError, match="4 machine features"):
         load_scheduler(folder)
