@@ -20,16 +20,8 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.jssp_policy import (
-    RULES,
-    DispatchNet,
-    PolicyConfig,
-    Scheduler,
-    decode,
-    fit_labels,
-    load_scheduler,
-    rule_decode,
-)
+from agents.jssp_net import DispatchNet, PolicyConfig
+from agents.jssp_policy import RULES, Scheduler, decode, fit_labels, load_scheduler, rule_decode
 from envs.jobshop import check_schedule, load_instance
 from envs.jssp_batch import ActionSet, InstanceBatch, generate_instances
 

@@ -11,14 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.jssp_policy import (
-    DispatchNet,
-    PolicyConfig,
-    decode,
-    fit_labels,
-    load_scheduler,
-    rule_decode,
-)
+from agents.jssp_net import DispatchNet, PolicyConfig
+from agents.jssp_policy import decode, fit_labels, load_scheduler, rule_decode
 from agents.self_labelling import SelfLabelling
 from envs.jobshop import check_schedule, load_instance
 from envs.jssp_batch import generate_instances

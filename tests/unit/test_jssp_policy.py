@@ -8,15 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.jssp_policy import (
-    DispatchNet,
-    PolicyConfig,
-    Scheduler,
-    decode,
-    load_scheduler,
-    replay,
-    rule_decode,
-)
+from agents.jssp_net import DispatchNet, PolicyConfig
+from agents.jssp_policy import Scheduler, decode, load_scheduler, replay, rule_decode
 from envs.jobshop import load_instance
 from envs.jssp_batch import InstanceBatch, ScheduleBuilder, generate_instances
 
