@@ -58,7 +58,8 @@ def test_the_preset_composes_to_this_trainer():
     params.pop("_target_")
     trainer = SelfLabelling(**params)
     assert trainer.config.n_jobs == trainer.config.n_machines == 15
-    assert trainer.config.policy.machine_state and trainer.config.policy.operation_layers == 2
+    assert trainer.config.policy.machine_state
+    assert trainer.config.policy.operation_layers == 2
     assert "ta01" in trainer.config.report_instances
     assert 512 in trainer.config.report_samples
 
