@@ -3,7 +3,8 @@
 `decode` builds greedy or sampled schedules of a batch of instances with a `DispatchNet`;
 `rule_decode` the dispatching rules' schedules; `replay` rebuilds the states of labelled schedules
 and `fit_labels` trains the network to choose their jobs again (the self-labelling step).
-`Scheduler` solves one instance (greedy, or best of sampled) and is what `load_scheduler` returns.
+`Scheduler` solves one instance (greedy, or best of sampled, optionally half of them on the instance
+read backwards) and is what `load_scheduler` returns.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from agents.jssp_net import DispatchNet, PolicyConfig
-from envs.jobshop import Instance, check_schedule
+from envs.jobshop import Instance, check_schedule, mirror_schedule, reversed_instance
 from envs.jssp_batch import (
     N_FEATURES,
     N_MACHINE_FEATURES,
@@ -27,8 +28,8 @@ from envs.jssp_batch import (
     ScheduleBuilder,
 )
 
-_FORMAT = 3  # version of the saved scheduler folder (3: with machine_state; 2 and 1, without, still load)
-_READS = {1, 2, _FORMAT}
+_FORMAT = 4  # version of the saved scheduler folder (4: both_directions; 3: machine_state; 1-3 still load)
+_READS = {1, 2, 3, _FORMAT}
 _CONFIG_FILE, _WEIGHTS_FILE = "config.json", "model.pt"
 
 
@@ -194,25 +195,39 @@ def fit_labels(
 
 
 class Scheduler:
-    """A trained dispatcher that solves job-shop instances of any size."""
+    """A trained dispatcher that solves job-shop instances of any size.
 
-    def __init__(self, net: DispatchNet, temperature: float = 1.0) -> None:
+    With `both_directions`, a budget of several schedules is split: half are built on the instance
+    as given, half on `reversed_instance` (every route read backwards, the same optimum) and mirrored
+    back. One policy dispatches the two directions differently, and the best of both is often
+    shorter than twice as many schedules in one direction (RESULTS.md, Scheduling).
+    """
+
+    def __init__(self, net: DispatchNet, temperature: float = 1.0, both_directions: bool = False) -> None:
         self.net = net.eval()
         self.temperature = temperature
+        self.both_directions = both_directions
 
     def solve(self, instance: Instance, samples: int = 1, seed: int = 0) -> np.ndarray:
-        """Start times (jobs, operations), in instance order, of the best schedule found.
+        """Start times (jobs, operations), in instance order, of the best of `samples` schedules.
 
-        `samples=1` decodes greedily (deterministic); more adds `samples - 1` sampled schedules
-        (seeded by `seed`) and keeps the shortest. The schedule is checked before it is returned.
+        `samples=1` decodes greedily (deterministic). More adds sampled schedules (seeded by `seed`)
+        and keeps the shortest; with `both_directions`, `samples // 2` of them (the first greedy)
+        are built on the reversed instance. The schedule is checked before it is returned.
         """
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
-        batch = InstanceBatch.of([instance])
-        rollouts = decode(self.net, batch, samples, torch.Generator().manual_seed(seed), self.temperature)
-        best = int(np.argmin(rollouts.makespan))
-        starts = rollouts.starts[best]
-        check_schedule(instance, starts)
+        generator = torch.Generator().manual_seed(seed)
+        backward = samples // 2 if self.both_directions else 0
+        rollouts = decode(self.net, InstanceBatch.of([instance]), samples - backward, generator, self.temperature)
+        starts = rollouts.starts[int(np.argmin(rollouts.makespan))]
+        makespan = check_schedule(instance, starts)
+        if backward:
+            reverse = reversed_instance(instance)
+            rollouts = decode(self.net, InstanceBatch.of([reverse]), backward, generator, self.temperature)
+            mirrored = mirror_schedule(instance, rollouts.starts[int(np.argmin(rollouts.makespan))])
+            if check_schedule(instance, mirrored) < makespan:
+                starts = mirrored
         return starts
 
     def save(self, path: str | Path) -> Path:
@@ -225,6 +240,7 @@ class Scheduler:
             "operation_features": N_OPERATION_FEATURES,
             "machine_features": N_MACHINE_FEATURES,
             "temperature": self.temperature,
+            "both_directions": self.both_directions,
             **asdict(self.net.config),
         }
         (folder / _CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
@@ -263,4 +279,4 @@ def load_scheduler(path: str | Path) -> Scheduler:
         )
     net = DispatchNet(shape)
     net.load_state_dict(torch.load(folder / _WEIGHTS_FILE, weights_only=True))
-    return Scheduler(net, float(config["temperature"]))
+    return Scheduler(net, float(config["temperature"]), bool(config.get("both_directions", False)))

@@ -37,6 +37,8 @@ class SelfLabellingConfig:
         instances_per_iteration: instances drawn per iteration.
         samples: schedules built per instance (one greedy, the rest sampled); the best is the label.
         temperature: softmax temperature of sampling.
+        both_directions: the saved scheduler spends half of a budget of several schedules on the
+            instance read backwards (`agents.jssp_policy.Scheduler`); training is unchanged.
         learning_rate, grad_clip: Adam step size and gradient-norm limit.
         minibatch_states: decisions per gradient step.
         label_epochs: passes over each iteration's labelled decisions.
@@ -64,6 +66,7 @@ class SelfLabellingConfig:
     instances_per_iteration: int = 4
     samples: int = 64
     temperature: float = 1.0
+    both_directions: bool = False
     learning_rate: float = 5e-4
     grad_clip: float = 1.0
     minibatch_states: int = 256
@@ -166,7 +169,7 @@ class SelfLabelling:
                     )
                     if gap < best_gap:
                         best_gap = gap
-                        Scheduler(net, c.temperature).save(scheduler_dir)
+                        Scheduler(net, c.temperature, c.both_directions).save(scheduler_dir)
                     print(
                         f"iteration {it}/{c.iterations} ({minutes:.1f} min, {cpu_minutes:.1f} CPU min): "
                         f"loss {stats['train/loss']:.3f}, "

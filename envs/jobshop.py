@@ -242,3 +242,42 @@ def check_schedule(instance: Instance, starts: Any) -> int:
                     f"while job {j0} operation {k0} runs there [{s0:g}, {e0:g})"
                 )
     return int(max(s[j, k] + t for j, times in enumerate(instance.times) for k, t in enumerate(times)))
+
+
+def reversed_instance(instance: Instance) -> Instance:
+    """The instance with every job's route read backwards: the same optimum, a different problem to dispatch.
+
+    A schedule of it, mirrored in time by `mirror_schedule`, is a schedule of `instance` with the
+    same makespan, so a dispatcher can search both directions of one instance.
+    """
+    return dataclasses.replace(
+        instance,
+        name=f"{instance.name} (reversed)",
+        routes=tuple(route[::-1] for route in instance.routes),
+        times=tuple(times[::-1] for times in instance.times),
+    )
+
+
+def mirror_schedule(instance: Instance, reversed_starts: Any) -> np.ndarray:
+    """Start times (jobs, operations) of `instance` from a schedule of `reversed_instance(instance)`.
+
+    The reversed schedule is mirrored in time (each operation ends where its mirror image started,
+    counted back from the makespan), which keeps every job's order and every machine's sequence,
+    then shifted left: each operation starts as soon as its job and its machine let it. The
+    makespan is the reversed schedule's or shorter. Entries past a job's last operation are 0.
+    """
+    makespan = check_schedule(reversed_instance(instance), reversed_starts)
+    s = np.asarray(reversed_starts, dtype=float)
+    mirrored = [
+        (makespan - s[j, len(times) - 1 - k] - t, j, k)
+        for j, times in enumerate(instance.times)
+        for k, t in enumerate(times)
+    ]
+    starts = np.zeros(s.shape, dtype=np.int64)
+    job_ready = [0] * instance.n_jobs
+    machine_ready = [0] * instance.n_machines
+    for _, j, k in sorted(mirrored):
+        machine, t = instance.routes[j][k], instance.times[j][k]
+        starts[j, k] = max(job_ready[j], machine_ready[machine])
+        job_ready[j] = machine_ready[machine] = int(starts[j, k]) + t
+    return starts

@@ -62,6 +62,7 @@ def test_the_preset_composes_to_this_trainer():
     assert trainer.config.policy.operation_layers == 2
     assert "ta01" in trainer.config.report_instances
     assert 512 in trainer.config.report_samples
+    assert trainer.config.both_directions
 
 
 def test_a_tiny_preset_run_writes_a_scheduler_that_solves_ta01(tmp_path):
@@ -79,6 +80,7 @@ def test_a_tiny_preset_run_writes_a_scheduler_that_solves_ta01(tmp_path):
     assert all(r["makespan"] >= 55 for r in rows)  # ft06's optimum
 
     scheduler = load_scheduler(tmp_path / "scheduler")
+    assert scheduler.both_directions  # the preset's setting reaches the saved scheduler
     ta01 = load_instance("ta01")
     greedy = scheduler.solve(ta01)
     assert greedy.shape == (15, 15)

@@ -1,8 +1,20 @@
 import json
 
+import numpy as np
 import pytest
 
-from envs.jobshop import INSTANCES_DIR, InstanceError, load_instance, parse_instance, shipped
+from envs.jobshop import (
+    INSTANCES_DIR,
+    Instance,
+    InstanceError,
+    ScheduleError,
+    check_schedule,
+    load_instance,
+    mirror_schedule,
+    parse_instance,
+    reversed_instance,
+    shipped,
+)
 
 PUBLISHED = {"ft06": 55, "ft10": 930, "ft20": 1165, "la01": 666, "ta01": 1231, "ta10": 1241}
 SIZES = {"ft06": (6, 6), "ft10": (10, 10), "ft20": (20, 5), "la01": (10, 5), "ta01": (15, 15)}
@@ -83,3 +95,80 @@ def test_malformed_instances_are_refused(text, message):
 def test_unknown_instance_is_named():
     with pytest.raises(InstanceError, match="instance 'ft07'"):
         load_instance("ft07")
+
+
+def random_semi_active(instance: Instance, rng: np.random.Generator) -> np.ndarray:
+    """A schedule that dispatches a random open job's next operation as early as it can, one at a time."""
+    width = max(len(r) for r in instance.routes)
+    starts = np.zeros((instance.n_jobs, width), dtype=np.int64)
+    next_op, job_ready, machine_ready = [0] * instance.n_jobs, [0] * instance.n_jobs, [0] * instance.n_machines
+    while open_jobs := [j for j in range(instance.n_jobs) if next_op[j] < len(instance.routes[j])]:
+        j = int(rng.choice(open_jobs))
+        k, machine = next_op[j], instance.routes[j][next_op[j]]
+        starts[j, k] = max(job_ready[j], machine_ready[machine])
+        job_ready[j] = machine_ready[machine] = int(starts[j, k]) + instance.times[j][k]
+        next_op[j] += 1
+    return starts
+
+
+def random_instance(rng: np.random.Generator, jobs: int, machines: int, ragged: bool) -> Instance:
+    routes, times = [], []
+    for _ in range(jobs):
+        length = int(rng.integers(1, machines + 1)) if ragged else machines
+        routes.append(tuple(int(m) for m in rng.permutation(machines)[:length]))
+        times.append(tuple(int(t) for t in rng.integers(1, 20, size=length)))
+    return Instance("random", machines, tuple(routes), tuple(times))
+
+
+def test_reversing_an_instance_reads_every_route_backwards():
+    ta01 = load_instance("ta01")
+    backwards = reversed_instance(ta01)
+    assert backwards.routes[0] == ta01.routes[0][::-1]
+    assert backwards.times[3] == ta01.times[3][::-1]
+    assert (backwards.n_machines, backwards.best_known) == (ta01.n_machines, ta01.best_known)
+    again = reversed_instance(backwards)
+    assert (again.routes, again.times) == (ta01.routes, ta01.times)
+
+
+def test_a_mirrored_schedule_by_hand():
+    # job 0: machine 0 for 3, then machine 1 for 2; job 1: machine 1 for 4, then machine 0 for 1
+    shop = Instance("two", 2, ((0, 1), (1, 0)), ((3, 2), (4, 1)))
+    # reversed: job 0 is machine 1 (2) then machine 0 (3); job 1 is machine 0 (1) then machine 1 (4).
+    # Job 1 first on machine 0 [0, 1); job 0 on machine 1 [0, 2), then machine 0 [2, 5); job 1 on
+    # machine 1 [2, 6): makespan 6.
+    backward = np.array([[0, 2], [0, 2]])
+    assert check_schedule(reversed_instance(shop), backward) == 6
+    # Mirrored: job 1 on machine 1 [0, 4), machine 0 [5, 6); job 0 on machine 0 [1, 4), machine 1
+    # [4, 6); shifted left, job 0's first operation starts at 0 and job 1's second at 4.
+    starts = mirror_schedule(shop, backward)
+    np.testing.assert_array_equal(starts, [[0, 4], [0, 4]])
+    assert check_schedule(shop, starts) == 6
+
+
+@pytest.mark.parametrize("ragged", [False, True], ids=["square", "jobs of different lengths"])
+def test_a_mirrored_schedule_keeps_the_sequences_and_never_gets_longer(ragged):
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        shop = random_instance(rng, int(rng.integers(2, 7)), int(rng.integers(2, 6)), ragged)
+        backward = random_semi_active(reversed_instance(shop), rng)
+        starts = mirror_schedule(shop, backward)
+        assert check_schedule(shop, starts) <= check_schedule(reversed_instance(shop), backward)
+        ends = {}
+        for j, (route, times) in enumerate(zip(shop.routes, shop.times, strict=True)):
+            for k, (machine, t) in enumerate(zip(route, times, strict=True)):
+                ends[j, k] = (machine, starts[j, k], starts[j, k] + t)
+        for (j, k), (machine, start, _) in ends.items():
+            # the same order on each machine, reversed: the mirror keeps every sequence
+            for (j1, k1), (m1, s1, _) in ends.items():
+                if m1 == machine and (j1, k1) != (j, k):
+                    n, n1 = len(shop.routes[j]), len(shop.routes[j1])
+                    assert (start < s1) == (backward[j, n - 1 - k] > backward[j1, n1 - 1 - k1])
+            # shifted left: each operation starts at 0 or where its job's or its machine's previous one ends
+            before = {end for (j1, k1), (m1, _, end) in ends.items() if (j1 == j and k1 == k - 1) or m1 == machine}
+            assert start == 0 or start in before
+
+
+def test_a_mirror_of_no_schedule_is_refused():
+    shop = Instance("two", 2, ((0, 1), (1, 0)), ((3, 2), (4, 1)))
+    with pytest.raises(ScheduleError, match=r"'two \(reversed\)': job 1 operation 1"):
+        mirror_schedule(shop, np.array([[0, 2], [0, 0]]))

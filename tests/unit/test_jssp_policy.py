@@ -10,7 +10,7 @@ import torch
 
 from agents.jssp_net import DispatchNet, PolicyConfig
 from agents.jssp_policy import Scheduler, decode, load_scheduler, replay, rule_decode
-from envs.jobshop import load_instance
+from envs.jobshop import check_schedule, load_instance, mirror_schedule, reversed_instance
 from envs.jssp_batch import InstanceBatch, ScheduleBuilder, generate_instances
 
 
@@ -156,7 +156,7 @@ def test_a_folder_of_format_1_loads_as_a_job_level_net(tmp_path):
     plain = Scheduler(DispatchNet(PolicyConfig(hidden=8, layers=1)))
     folder = plain.save(tmp_path / "old")
     config = json.loads((folder / "config.json").read_text())
-    for key in ("operation_layers", "operation_features", "machine_state", "machine_features"):
+    for key in ("operation_layers", "operation_features", "machine_state", "machine_features", "both_directions"):
         del config[key]
     (folder / "config.json").write_text(json.dumps({**config, "format": 1}))
     loaded = load_scheduler(folder)
@@ -165,8 +165,9 @@ def test_a_folder_of_format_1_loads_as_a_job_level_net(tmp_path):
     np.testing.assert_array_equal(loaded.solve(ft06), plain.solve(ft06))
     (folder / "config.json").write_text(json.dumps({**config, "format": 2, "operation_layers": 0}))
     assert not load_scheduler(folder).net.config.machine_state
-    (folder / "config.json").write_text(json.dumps({**config, "format": 4}))
-    with pytest.raises(ValueError, match=r"format 4 .* reads formats \[1, 2, 3\]"):
+    assert not load_scheduler(folder).both_directions
+    (folder / "config.json").write_text(json.dumps({**config, "format": 5}))
+    with pytest.raises(ValueError, match=r"format 5 .* reads formats \[1, 2, 3, 4\]"):
         load_scheduler(folder)
 
 
@@ -177,3 +178,22 @@ def test_a_folder_with_other_machine_features_is_refused(tmp_path):
     (folder / "config.json").write_text(json.dumps({**config, "machine_features": 4}))
     with pytest.raises(ValueError, match="4 machine features"):
         load_scheduler(folder)
+
+
+def test_both_directions_spends_half_the_budget_on_the_reversed_instance(net, tmp_path):
+    ta01 = load_instance("ta01")
+    one_way, both_ways = Scheduler(net), Scheduler(net, both_directions=True)
+    np.testing.assert_array_equal(both_ways.solve(ta01), one_way.solve(ta01))  # greedy stays one schedule
+    backward = reversed_instance(ta01)
+    greedy = [check_schedule(shop, Scheduler(net).solve(shop)) for shop in (ta01, backward)]
+    assert check_schedule(ta01, both_ways.solve(ta01, samples=2)) == min(greedy)
+    for seed in range(3):
+        generator = torch.Generator().manual_seed(seed)
+        forward = decode(net, InstanceBatch.of([ta01]), 3, generator)
+        reverse = decode(net, InstanceBatch.of([backward]), 2, generator)
+        mirrored = mirror_schedule(ta01, reverse.starts[int(np.argmin(reverse.makespan))])
+        expected = min(forward.makespan.min(), check_schedule(ta01, mirrored))
+        assert check_schedule(ta01, both_ways.solve(ta01, samples=5, seed=seed)) == expected
+    loaded = load_scheduler(both_ways.save(tmp_path / "both"))
+    assert loaded.both_directions
+    np.testing.assert_array_equal(loaded.solve(ta01, samples=5, seed=1), both_ways.solve(ta01, samples=5, seed=1))
