@@ -3,8 +3,8 @@
 `decode` builds greedy or sampled schedules of a batch of instances with a `DispatchNet`;
 `rule_decode` the dispatching rules' schedules; `replay` rebuilds the states of labelled schedules
 and `fit_labels` trains the network to choose their jobs again (the self-labelling step).
-`Scheduler` solves one instance (greedy, or best of sampled, optionally half of them on the instance
-read backwards) and is what `load_scheduler` returns.
+`Scheduler` solves one instance (greedy, or best of sampled, optionally searching the instance read
+backwards too) and is what `load_scheduler` returns.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from envs.jssp_batch import (
     ScheduleBuilder,
 )
 
-_FORMAT = 4  # version of the saved scheduler folder (4: both_directions; 3: machine_state; 1-3 still load)
+_FORMAT = 4  # version of the saved scheduler folder (4: direction_probe; 3: machine_state; 1-3 still load)
 _READS = {1, 2, 3, _FORMAT}
 _CONFIG_FILE, _WEIGHTS_FILE = "config.json", "model.pt"
 
@@ -197,38 +197,47 @@ def fit_labels(
 class Scheduler:
     """A trained dispatcher that solves job-shop instances of any size.
 
-    With `both_directions`, a budget of several schedules is split: half are built on the instance
-    as given, half on `reversed_instance` (every route read backwards, the same optimum) and mirrored
-    back. One policy dispatches the two directions differently, and the best of both is often
-    shorter than twice as many schedules in one direction (RESULTS.md, Scheduling).
+    With `direction_probe` > 0 a budget of several schedules searches two directions: the instance
+    as given and `reversed_instance` (every route read backwards, the same optimum; its schedules
+    are mirrored back). Each direction first gets `direction_probe` of the budget (at least one
+    schedule, its greedy one first); the rest goes to the direction whose probe schedules were
+    shorter on average. One policy dispatches the two directions differently, and on many
+    instances one is much easier for it (RESULTS.md, Scheduling). 0 searches forward only;
+    0.5 splits the budget in halves.
     """
 
-    def __init__(self, net: DispatchNet, temperature: float = 1.0, both_directions: bool = False) -> None:
+    def __init__(self, net: DispatchNet, temperature: float = 1.0, direction_probe: float = 0.0) -> None:
+        if not 0.0 <= direction_probe <= 0.5:
+            raise ValueError(f"direction_probe must be within [0, 0.5], got {direction_probe}")
         self.net = net.eval()
         self.temperature = temperature
-        self.both_directions = both_directions
+        self.direction_probe = direction_probe
 
     def solve(self, instance: Instance, samples: int = 1, seed: int = 0) -> np.ndarray:
         """Start times (jobs, operations), in instance order, of the best of `samples` schedules.
 
-        `samples=1` decodes greedily (deterministic). More adds sampled schedules (seeded by `seed`)
-        and keeps the shortest; with `both_directions`, `samples // 2` of them (the first greedy)
-        are built on the reversed instance. The schedule is checked before it is returned.
+        `samples=1` decodes greedily forward (deterministic). More adds sampled schedules (seeded by
+        `seed`), split between the directions by `direction_probe`, and keeps the shortest. The
+        schedule is checked before it is returned.
         """
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
         generator = torch.Generator().manual_seed(seed)
-        backward = samples // 2 if self.both_directions else 0
-        rollouts = decode(self.net, InstanceBatch.of([instance]), samples - backward, generator, self.temperature)
+        probe = max(1, round(self.direction_probe * samples)) if self.direction_probe and samples > 1 else 0
+        reverse = reversed_instance(instance)
+        searched = [(shop, self._decode(shop, probe, generator, True)) for shop in (instance, reverse) if probe]
+        if samples > 2 * probe:
+            shop = min(searched, key=lambda found: found[1].makespan.mean())[0] if probe else instance
+            searched.append((shop, self._decode(shop, samples - 2 * probe, generator, not probe)))
+        shop, rollouts = min(searched, key=lambda found: found[1].makespan.min())
         starts = rollouts.starts[int(np.argmin(rollouts.makespan))]
-        makespan = check_schedule(instance, starts)
-        if backward:
-            reverse = reversed_instance(instance)
-            rollouts = decode(self.net, InstanceBatch.of([reverse]), backward, generator, self.temperature)
-            mirrored = mirror_schedule(instance, rollouts.starts[int(np.argmin(rollouts.makespan))])
-            if check_schedule(instance, mirrored) < makespan:
-                starts = mirrored
+        if shop is reverse:
+            starts = mirror_schedule(instance, starts)
+        check_schedule(instance, starts)
         return starts
+
+    def _decode(self, shop: Instance, samples: int, generator: torch.Generator, greedy_first: bool) -> Rollouts:
+        return decode(self.net, InstanceBatch.of([shop]), samples, generator, self.temperature, greedy_first)
 
     def save(self, path: str | Path) -> Path:
         """Write the network's config and weights to the folder `path` (created); return it."""
@@ -240,7 +249,7 @@ class Scheduler:
             "operation_features": N_OPERATION_FEATURES,
             "machine_features": N_MACHINE_FEATURES,
             "temperature": self.temperature,
-            "both_directions": self.both_directions,
+            "direction_probe": self.direction_probe,
             **asdict(self.net.config),
         }
         (folder / _CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
@@ -279,4 +288,4 @@ def load_scheduler(path: str | Path) -> Scheduler:
         )
     net = DispatchNet(shape)
     net.load_state_dict(torch.load(folder / _WEIGHTS_FILE, weights_only=True))
-    return Scheduler(net, float(config["temperature"]), bool(config.get("both_directions", False)))
+    return Scheduler(net, float(config["temperature"]), float(config.get("direction_probe", 0.0)))

@@ -37,8 +37,8 @@ class SelfLabellingConfig:
         instances_per_iteration: instances drawn per iteration.
         samples: schedules built per instance (one greedy, the rest sampled); the best is the label.
         temperature: softmax temperature of sampling.
-        both_directions: the saved scheduler spends half of a budget of several schedules on the
-            instance read backwards (`agents.jssp_policy.Scheduler`); training is unchanged.
+        direction_probe: the saved scheduler's split of a budget of several schedules between the
+            instance and the instance read backwards (`agents.jssp_policy.Scheduler`); training is unchanged.
         learning_rate, grad_clip: Adam step size and gradient-norm limit.
         minibatch_states: decisions per gradient step.
         label_epochs: passes over each iteration's labelled decisions.
@@ -66,7 +66,7 @@ class SelfLabellingConfig:
     instances_per_iteration: int = 4
     samples: int = 64
     temperature: float = 1.0
-    both_directions: bool = False
+    direction_probe: float = 0.0
     learning_rate: float = 5e-4
     grad_clip: float = 1.0
     minibatch_states: int = 256
@@ -102,6 +102,8 @@ class SelfLabellingConfig:
         unknown = sorted(set(self.label_rules) - set(RULES))
         if unknown:
             raise ValueError(f"self_labelling.label_rules: unknown {unknown}; choose from {', '.join(RULES)}")
+        if not 0.0 <= self.direction_probe <= 0.5:
+            raise ValueError(f"self_labelling.direction_probe: must be within [0, 0.5], got {self.direction_probe!r}")
         if any(s < 1 for s in self.report_samples):
             raise ValueError(f"self_labelling.report_samples: each must be >= 1, got {self.report_samples!r}")
         try:
@@ -169,7 +171,7 @@ class SelfLabelling:
                     )
                     if gap < best_gap:
                         best_gap = gap
-                        Scheduler(net, c.temperature, c.both_directions).save(scheduler_dir)
+                        Scheduler(net, c.temperature, c.direction_probe).save(scheduler_dir)
                     print(
                         f"iteration {it}/{c.iterations} ({minutes:.1f} min, {cpu_minutes:.1f} CPU min): "
                         f"loss {stats['train/loss']:.3f}, "

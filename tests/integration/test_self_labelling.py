@@ -62,7 +62,7 @@ def test_the_preset_composes_to_this_trainer():
     assert trainer.config.policy.operation_layers == 2
     assert "ta01" in trainer.config.report_instances
     assert 512 in trainer.config.report_samples
-    assert trainer.config.both_directions
+    assert trainer.config.direction_probe == 0.0625
 
 
 def test_a_tiny_preset_run_writes_a_scheduler_that_solves_ta01(tmp_path):
@@ -80,7 +80,7 @@ def test_a_tiny_preset_run_writes_a_scheduler_that_solves_ta01(tmp_path):
     assert all(r["makespan"] >= 55 for r in rows)  # ft06's optimum
 
     scheduler = load_scheduler(tmp_path / "scheduler")
-    assert scheduler.both_directions  # the preset's setting reaches the saved scheduler
+    assert scheduler.direction_probe == 0.0625  # the preset's setting reaches the saved scheduler
     ta01 = load_instance("ta01")
     greedy = scheduler.solve(ta01)
     assert greedy.shape == (15, 15)
@@ -117,6 +117,8 @@ def test_cross_entropy_on_fixed_labels_falls_and_greedy_follows_them(operation_l
 def test_bad_hyperparameters_are_named():
     with pytest.raises(ValueError, match=r"self_labelling\.samples: must be >= 1"):
         SelfLabelling(samples=0)
+    with pytest.raises(ValueError, match=r"self_labelling\.direction_probe: must be within \[0, 0.5\]"):
+        SelfLabelling(direction_probe=0.75)
     with pytest.raises(ValueError, match="label_rules: unknown"):
         SelfLabelling(label_rules=["fastest"])
     with pytest.raises(ValueError, match="unexpected keyword"):

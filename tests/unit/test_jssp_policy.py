@@ -10,7 +10,7 @@ import torch
 
 from agents.jssp_net import DispatchNet, PolicyConfig
 from agents.jssp_policy import Scheduler, decode, load_scheduler, replay, rule_decode
-from envs.jobshop import check_schedule, load_instance, mirror_schedule, reversed_instance
+from envs.jobshop import check_schedule, load_instance, reversed_instance
 from envs.jssp_batch import InstanceBatch, ScheduleBuilder, generate_instances
 
 
@@ -156,7 +156,7 @@ def test_a_folder_of_format_1_loads_as_a_job_level_net(tmp_path):
     plain = Scheduler(DispatchNet(PolicyConfig(hidden=8, layers=1)))
     folder = plain.save(tmp_path / "old")
     config = json.loads((folder / "config.json").read_text())
-    for key in ("operation_layers", "operation_features", "machine_state", "machine_features", "both_directions"):
+    for key in ("operation_layers", "operation_features", "machine_state", "machine_features", "direction_probe"):
         del config[key]
     (folder / "config.json").write_text(json.dumps({**config, "format": 1}))
     loaded = load_scheduler(folder)
@@ -165,7 +165,7 @@ def test_a_folder_of_format_1_loads_as_a_job_level_net(tmp_path):
     np.testing.assert_array_equal(loaded.solve(ft06), plain.solve(ft06))
     (folder / "config.json").write_text(json.dumps({**config, "format": 2, "operation_layers": 0}))
     assert not load_scheduler(folder).net.config.machine_state
-    assert not load_scheduler(folder).both_directions
+    assert load_scheduler(folder).direction_probe == 0.0
     (folder / "config.json").write_text(json.dumps({**config, "format": 5}))
     with pytest.raises(ValueError, match=r"format 5 .* reads formats \[1, 2, 3, 4\]"):
         load_scheduler(folder)
@@ -180,20 +180,26 @@ def test_a_folder_with_other_machine_features_is_refused(tmp_path):
         load_scheduler(folder)
 
 
-def test_both_directions_spends_half_the_budget_on_the_reversed_instance(net, tmp_path):
+def test_the_reversed_instance_gets_its_probe_and_the_rest_goes_to_the_shorter_direction(net, tmp_path):
     ta01 = load_instance("ta01")
-    one_way, both_ways = Scheduler(net), Scheduler(net, both_directions=True)
-    np.testing.assert_array_equal(both_ways.solve(ta01), one_way.solve(ta01))  # greedy stays one schedule
     backward = reversed_instance(ta01)
+    both_ways = Scheduler(net, direction_probe=0.125)
+    np.testing.assert_array_equal(both_ways.solve(ta01), Scheduler(net).solve(ta01))  # greedy: one forward schedule
     greedy = [check_schedule(shop, Scheduler(net).solve(shop)) for shop in (ta01, backward)]
     assert check_schedule(ta01, both_ways.solve(ta01, samples=2)) == min(greedy)
     for seed in range(3):
         generator = torch.Generator().manual_seed(seed)
-        forward = decode(net, InstanceBatch.of([ta01]), 3, generator)
-        reverse = decode(net, InstanceBatch.of([backward]), 2, generator)
-        mirrored = mirror_schedule(ta01, reverse.starts[int(np.argmin(reverse.makespan))])
-        expected = min(forward.makespan.min(), check_schedule(ta01, mirrored))
-        assert check_schedule(ta01, both_ways.solve(ta01, samples=5, seed=seed)) == expected
+        probes = [decode(net, InstanceBatch.of([shop]), 2, generator) for shop in (ta01, backward)]
+        shorter = (ta01, backward)[int(probes[1].makespan.mean() < probes[0].makespan.mean())]
+        rest = decode(net, InstanceBatch.of([shorter]), 12, generator, greedy_first=False)
+        expected = min(int(r.makespan.min()) for r in (*probes, rest))
+        assert check_schedule(ta01, both_ways.solve(ta01, samples=16, seed=seed)) == expected
+    halves = Scheduler(net, direction_probe=0.5).solve(ta01, samples=4, seed=1)
+    generator = torch.Generator().manual_seed(1)
+    expected = min(int(decode(net, InstanceBatch.of([shop]), 2, generator).makespan.min()) for shop in (ta01, backward))
+    assert check_schedule(ta01, halves) == expected
     loaded = load_scheduler(both_ways.save(tmp_path / "both"))
-    assert loaded.both_directions
-    np.testing.assert_array_equal(loaded.solve(ta01, samples=5, seed=1), both_ways.solve(ta01, samples=5, seed=1))
+    assert loaded.direction_probe == 0.125
+    np.testing.assert_array_equal(loaded.solve(ta01, samples=16, seed=1), both_ways.solve(ta01, samples=16, seed=1))
+    with pytest.raises(ValueError, match=r"direction_probe must be within \[0, 0.5\], got 0.6"):
+        Scheduler(net, direction_probe=0.6)
