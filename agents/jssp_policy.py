@@ -223,7 +223,7 @@ class Scheduler:
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
         generator = torch.Generator().manual_seed(seed)
-        probe = max(1, round(self.direction_probe * samples)) if self.direction_probe and samples > 1 else 0
+        probe = min(samples // 2, max(1, round(self.direction_probe * samples))) if self.direction_probe else 0
         reverse = reversed_instance(instance)
         searched = [(shop, self._decode(shop, probe, generator, True)) for shop in (instance, reverse) if probe]
         if samples > 2 * probe:

@@ -198,6 +198,12 @@ def test_the_reversed_instance_gets_its_probe_and_the_rest_goes_to_the_shorter_d
     generator = torch.Generator().manual_seed(1)
     expected = min(int(decode(net, InstanceBatch.of([shop]), 2, generator).makespan.min()) for shop in (ta01, backward))
     assert check_schedule(ta01, halves) == expected
+    odd = Scheduler(net, direction_probe=0.5).solve(ta01, samples=3, seed=2)  # one each way, the third to the shorter
+    generator = torch.Generator().manual_seed(2)
+    probes = [decode(net, InstanceBatch.of([shop]), 1, generator) for shop in (ta01, backward)]
+    shorter = (ta01, backward)[int(probes[1].makespan[0] < probes[0].makespan[0])]
+    third = decode(net, InstanceBatch.of([shorter]), 1, generator, greedy_first=False)
+    assert check_schedule(ta01, odd) == min(int(r.makespan.min()) for r in (*probes, third))
     loaded = load_scheduler(both_ways.save(tmp_path / "both"))
     assert loaded.direction_probe == 0.125
     np.testing.assert_array_equal(loaded.solve(ta01, samples=16, seed=1), both_ways.solve(ta01, samples=16, seed=1))
