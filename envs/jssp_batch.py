@@ -138,14 +138,18 @@ class InstanceBatch:
 
     def lower_bound(self) -> np.ndarray:
         """Makespan lower bound per instance: the longest job or the most loaded machine."""
-        return np.maximum(self.times.sum(axis=2).max(axis=1), self.machine_loads().max(axis=1))
+        return self._lower_bound_from(self.machine_loads())
+
+    def _lower_bound_from(self, loads: np.ndarray) -> np.ndarray:
+        return np.maximum(self.times.sum(axis=2).max(axis=1), loads.max(axis=1))
 
     def operation_features(self) -> np.ndarray:
         """Float32 (instances, jobs, operations, N_OPERATION_FEATURES): what each operation is, before scheduling."""
         n, j, o = self.routes.shape
         u = self.times.mean(axis=(1, 2))[:, None, None]
-        bound = self.lower_bound()[:, None, None]
-        load = np.take_along_axis(self.machine_loads(), self.routes.reshape(n, j * o), axis=1).reshape(n, j, o)
+        loads = self.machine_loads()
+        bound = self._lower_bound_from(loads)[:, None, None]
+        load = np.take_along_axis(loads, self.routes.reshape(n, j * o), axis=1).reshape(n, j, o)
         work_on = np.flip(np.cumsum(np.flip(self.times, axis=2), axis=2), axis=2)
         f = np.empty((n, j, o, N_OPERATION_FEATURES), dtype=np.float32)
         f[..., 0] = self.times / u
@@ -173,6 +177,9 @@ def generate_instances(
     routes = np.argsort(rng.random((n, n_jobs, n_machines)), axis=2)
     times = rng.integers(time_low, time_high + 1, size=(n, n_jobs, n_machines)).astype(np.float64)
     return InstanceBatch(routes, times, n_machines)
+
+
+_Candidates = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 class ScheduleBuilder:
@@ -213,6 +220,7 @@ class ScheduleBuilder:
         self.starts = np.zeros((n, j, o))
         self.makespan = np.zeros(n)
         self.steps_done = 0
+        self._cache: tuple[int, _Candidates] | None = None
         # operations of each job from each position on, per machine: (rollouts, jobs, operations + 1, machines)
         on_machine = np.eye(m, dtype=np.float32)[self.routes.reshape(n, j, o)]
         suffix = np.flip(np.cumsum(np.flip(on_machine, axis=2), axis=2), axis=2)
@@ -228,8 +236,16 @@ class ScheduleBuilder:
         """Whether every rollout holds a complete schedule."""
         return self.steps_done >= self.n_steps
 
-    def _candidates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per job: unfinished, flat operation index, machine, processing time, earliest start."""
+    def _candidates(self) -> _Candidates:
+        """Per job: unfinished, flat operation index, machine, processing time, earliest start.
+
+        Computed once per step: `mask`, `observe` and `observe_machines` of one state share it.
+        """
+        if self._cache is None or self._cache[0] != self.steps_done:
+            self._cache = (self.steps_done, self._compute_candidates())
+        return self._cache[1]
+
+    def _compute_candidates(self) -> _Candidates:
         open_ = self.next_op < self.n_ops
         flat = self._job_base + np.minimum(self.next_op, self.n_ops - 1)
         machine = np.take_along_axis(self.routes, flat, axis=1)
