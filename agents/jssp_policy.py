@@ -224,8 +224,11 @@ class Scheduler:
             raise ValueError(f"samples must be >= 1, got {samples}")
         generator = torch.Generator().manual_seed(seed)
         probe = min(samples // 2, max(1, round(self.direction_probe * samples))) if self.direction_probe else 0
-        reverse = reversed_instance(instance)
-        searched = [(shop, self._decode(shop, probe, generator, True)) for shop in (instance, reverse) if probe]
+        searched: list[tuple[Instance, Rollouts]] = []
+        reverse = None
+        if probe:
+            reverse = reversed_instance(instance)
+            searched = [(shop, self._decode(shop, probe, generator, True)) for shop in (instance, reverse)]
         if samples > 2 * probe:
             shop = min(searched, key=lambda found: found[1].makespan.mean())[0] if probe else instance
             searched.append((shop, self._decode(shop, samples - 2 * probe, generator, not probe)))
