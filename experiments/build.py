@@ -345,6 +345,17 @@ def make_agent(cfg: DictConfig, venv: VecEnv, tensorboard_dir: Path | None) -> B
         raise parameter_error(exc, "agent", cfg.agent, accepted) from exc
 
 
+def artifact_run(path: Path) -> Path:
+    """The train run an artifact folder belongs to (`<run>/artifact`, or the folder itself)."""
+    return path.parent if path.name == "artifact" else path
+
+
+def artifact_label(path: Path, algorithm: str) -> str:
+    """How tables name an artifact: its algorithm and run, e.g. `PPO Speed/2026-11-30_01-02-03_418205`."""
+    run = artifact_run(path)
+    return f"{algorithm} {run.parent.name}/{run.name}"
+
+
 def load_policy(spec: str, env: gym.Env[Any, Any], params: dict[str, Any] | None = None) -> tuple[str, Policy]:
     """A policy named on the command line and its label: an artifact folder, or a heuristic's name.
 
@@ -354,8 +365,7 @@ def load_policy(spec: str, env: gym.Env[Any, Any], params: dict[str, Any] | None
     path = Path(spec)
     if (path / "manifest.json").is_file():
         artifact = PolicyArtifact.load(path)
-        run = path.parent if path.name == "artifact" else path
-        return f"{artifact.manifest['algorithm']} {run.parent.name}/{run.name}", artifact
+        return artifact_label(path, artifact.manifest["algorithm"]), artifact
     if spec in BASELINES:
         try:
             return spec, make_baseline(env, spec, **(params or {}))

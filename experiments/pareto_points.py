@@ -8,6 +8,7 @@ paired gains on their shared seeds with their 95% intervals and the verdicts on 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from agents.baselines import BASELINES
+from experiments.build import artifact_label, artifact_run
 from experiments.evaluate import evaluation_config, heuristic_params
 from experiments.report import mean_interval
 
@@ -98,15 +100,43 @@ def run_config(run: Path) -> DictConfig:
     return config
 
 
-def agent_changes(run: Path) -> str:
-    """`; agent.gamma=0.98` for the `agent.` overrides a run's command line made (`.hydra/overrides.yaml`), else ''.
+_TRAINING_GROUPS = ("agent.", "warm_start.", "heuristics.")
 
-    Points that differ in how they were trained, not only in their weights, say so in their label.
+
+def training_changes(run: Path) -> str:
+    """`; agent.gamma=0.98` for the overrides of how a train run learned (`.hydra/overrides.yaml`), else ''.
+
+    Points that differ in how they were trained, not only in their weights, say so in their label:
+    `agent.` and `warm_start.` settings, and `heuristics.` (a warm start clones the tuned rule).
     """
     path = run / ".hydra" / "overrides.yaml"
     overrides: list[str] = [str(o) for o in OmegaConf.load(path)] if path.is_file() else []
-    changed = [o for o in overrides if o.lstrip("+~").startswith("agent.")]
+    changed = [o for o in overrides if o.lstrip("+~").startswith(_TRAINING_GROUPS)]
     return f"; {', '.join(changed)}" if changed else ""
+
+
+def learned_labels(run: Path, config: DictConfig) -> dict[str, str]:
+    """Point labels of the learned policies of a run, by their name in its episodes table.
+
+    A train run has one, from its weights and overrides. An evaluate run labels each artifact it
+    scored from that artifact's own training config and run folder, so that artifacts of different
+    weights in one evaluation keep their own.
+    """
+    if config.get("policies") is None:
+        weights = _mapping(OmegaConf.select(config, "task.kwargs.weights"))
+        return {"": f"learned ({describe(weights, 'default weights')}{training_changes(run)})"}
+    labels = {}
+    for spec in config.policies:
+        manifest = Path(str(spec)) / "manifest.json"
+        if not manifest.is_file():
+            continue
+        content = json.loads(manifest.read_text())
+        weights = _mapping(OmegaConf.select(OmegaConf.create(content["config"]), "task.kwargs.weights"))
+        changes = training_changes(artifact_run(Path(str(spec))))
+        labels[artifact_label(Path(str(spec)), content["algorithm"])] = (
+            f"learned ({describe(weights, 'default weights')}{changes})"
+        )
+    return labels
 
 
 def describe(values: Mapping[str, object] | None, empty: str) -> str:
@@ -144,7 +174,7 @@ def load_points(runs: Sequence[Path]) -> list[Point]:
         config = run_config(run)
         # an evaluate run: the artifact's task (its weights) and its tuned heuristics under this run's
         trained = evaluation_config(config) if config.get("policies") is not None else config
-        weights = _mapping(OmegaConf.select(trained, "task.kwargs.weights"))
+        learned_as = learned_labels(run, config)
         tuned: Mapping[str, object] = (
             heuristic_params(trained, config) if trained is not config else _mapping(config.get("heuristics"))
         )
@@ -167,7 +197,7 @@ def load_points(runs: Sequence[Path]) -> list[Point]:
             if swept is not None:
                 label = f"{swept} ({policy})"
             elif learned:
-                label = f"learned ({describe(weights, 'default weights')}{agent_changes(run)})"
+                label = learned_as.get(policy) or learned_as.get("") or f"learned ({policy})"
             else:
                 params = tuned.get(name)
                 label = f"{name} ({describe(params if isinstance(params, Mapping) else None, 'as shipped')})"

@@ -58,26 +58,58 @@ def test_points_carry_weights_parameters_and_total_co2(tmp_path: Path) -> None:
     assert learned.interval(0)[0] == pytest.approx(841.5)
 
 
-def test_an_evaluate_run_labels_points_by_the_artifacts_weights_and_tuned_heuristics(tmp_path: Path) -> None:
-    artifact = tmp_path / "artifact"
-    artifact.mkdir()
-    trained = {
-        "task": {"name": "Factory", "kwargs": {"weights": {"energy_cost": 40.0}}},
-        "heuristics": {"factory_rules": {"speed_ratio": 0.8}},
-    }
-    (artifact / "manifest.json").write_text(json.dumps({"config": trained}))
-    run = _run(
-        tmp_path / "evaluate",
-        _rows("PPO Factory/run", 840, 90.0, 0.25) + _rows("factory_rules", 830, 100.0, 0.3),
-        {},  # evaluate's own config: the default weights, no heuristics
-        None,
-    )
+def _artifact(run: Path, weights: dict, heuristics: dict | None, overrides: list[str]) -> tuple[Path, str]:
+    """An artifact folder `<run>/artifact` trained with `weights`, and its name in an evaluate run's table."""
+    artifact = run / "artifact"
+    artifact.mkdir(parents=True)
+    trained = {"task": {"name": "Factory", "kwargs": {"weights": weights}}, "heuristics": heuristics}
+    (artifact / "manifest.json").write_text(json.dumps({"algorithm": "ARS", "config": trained}))
+    (run / ".hydra").mkdir()
+    OmegaConf.save(overrides, run / ".hydra" / "overrides.yaml")
+    return artifact, f"ARS {run.parent.name}/{run.name}"
+
+
+def _evaluate_run(folder: Path, rows: list[tuple[str, str, int, float, float, float]], policies: list[str]) -> Path:
+    run = _run(folder, rows, {}, None)  # evaluate's own config: the default weights, no heuristics
     config = OmegaConf.load(run / ".hydra" / "config.yaml")
-    config.policies = [str(artifact), "factory_rules"]
+    config.policies = policies
     OmegaConf.save(config, run / ".hydra" / "config.yaml")
+    return run
+
+
+def test_an_evaluate_run_labels_points_by_the_artifacts_weights_and_tuned_heuristics(tmp_path: Path) -> None:
+    artifact, name = _artifact(
+        tmp_path / "train" / "a", {"energy_cost": 40.0}, {"factory_rules": {"speed_ratio": 0.8}}, []
+    )
+    run = _evaluate_run(
+        tmp_path / "evaluate",
+        _rows(name, 840, 90.0, 0.25) + _rows("factory_rules", 830, 100.0, 0.3),
+        [str(artifact), "factory_rules"],
+    )
     learned, rule = pareto_points.load_points([run])
     assert learned.label == "learned (energy_cost=40)"
     assert rule.label == "factory_rules (speed_ratio=0.8)"
+
+
+def test_each_artifact_of_an_evaluate_run_is_labelled_by_its_own_training(tmp_path: Path) -> None:
+    """Two artifacts in one evaluation were both labelled with the first one's weights and judged as one point."""
+    first, first_name = _artifact(tmp_path / "train" / "a", {"energy_cost": 20.0}, None, ["agent.iterations=300"])
+    second, second_name = _artifact(
+        tmp_path / "train" / "b",
+        {"energy_cost": 20.0, "co2": 10.0},
+        None,
+        ["experiment=factory_ars", "+task.kwargs.weights.co2=10", "heuristics.factory_rules.speed_ratio=0.8"],
+    )
+    run = _evaluate_run(
+        tmp_path / "evaluate",
+        _rows(first_name, 840, 90.0, 0.25) + _rows(second_name, 835, 85.0, 0.22),
+        [str(first), str(second)],
+    )
+    labels = [p.label for p in pareto_points.load_points([run])]
+    assert labels == [
+        "learned (energy_cost=20; agent.iterations=300)",
+        "learned (energy_cost=20, co2=10; heuristics.factory_rules.speed_ratio=0.8)",
+    ]
 
 
 def test_learned_point_dominates_only_when_every_interval_clears_zero(tmp_path: Path) -> None:
