@@ -260,7 +260,7 @@ class ScheduleBuilder:
 
     def _mask(self, open_: np.ndarray, time: np.ndarray, est: np.ndarray) -> np.ndarray:
         if self.action_set is ActionSet.ALL:
-            return open_
+            return open_.copy()
         if self.action_set is ActionSet.ACTIVE:
             first_end = np.where(open_, est + time, np.inf).min(axis=1, keepdims=True)
             return open_ & (est < first_end)

@@ -201,3 +201,14 @@ def test_bad_input_is_named():
         InstanceBatch(batch.routes, np.zeros_like(batch.times), 3)
     with pytest.raises(ScheduleError, match="one size"):
         InstanceBatch.of([load_instance("ft06"), load_instance("la01")])
+
+
+@pytest.mark.parametrize("action_set", list(ActionSet))
+def test_a_caller_may_edit_the_mask_it_is_given(action_set):
+    # the builder caches a step's candidates; a mask handed out must not alias them
+    builder = ScheduleBuilder(generate_instances(1, 4, 3, seed=2), samples=2, action_set=action_set)
+    expected = builder.mask().copy()
+    builder.mask()[:] = False
+    builder.observe()[1][:] = False
+    assert (builder.mask() == expected).all()
+    assert (builder.observe()[1] == expected).all()
