@@ -100,18 +100,20 @@ def run_config(run: Path) -> DictConfig:
     return config
 
 
-_TRAINING_GROUPS = ("agent.", "warm_start.", "heuristics.")
+_TRAINING_GROUPS = frozenset({"agent", "warm_start"})
 
 
-def training_changes(run: Path) -> str:
+def training_changes(run: Path, config: DictConfig) -> str:
     """`; agent.gamma=0.98` for the overrides of how a train run learned (`.hydra/overrides.yaml`), else ''.
 
     Points that differ in how they were trained, not only in their weights, say so in their label:
-    `agent.` and `warm_start.` settings, and `heuristics.` (a warm start clones the tuned rule).
+    overrides of `agent` and `warm_start`, whole groups (`agent=sac`) or keys, and of `heuristics`
+    when `config` (the run's) warm-starts, since a warm start clones the tuned rule it is given.
     """
     path = run / ".hydra" / "overrides.yaml"
     overrides: list[str] = [str(o) for o in OmegaConf.load(path)] if path.is_file() else []
-    changed = [o for o in overrides if o.lstrip("+~").startswith(_TRAINING_GROUPS)]
+    groups = _TRAINING_GROUPS | ({"heuristics"} if OmegaConf.select(config, "warm_start.heuristic") else set())
+    changed = [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] in groups]
     return f"; {', '.join(changed)}" if changed else ""
 
 
@@ -120,23 +122,47 @@ def learned_labels(run: Path, config: DictConfig) -> dict[str, str]:
 
     A train run has one, from its weights and overrides. An evaluate run labels each artifact it
     scored from that artifact's own training config and run folder, so that artifacts of different
-    weights in one evaluation keep their own.
+    weights in one evaluation keep their own; a relative artifact path is read from where the
+    evaluation ran (its `hydra.runtime.cwd`).
+
+    Raises:
+        ParetoError: for a listed artifact whose manifest is missing or lacks its config.
     """
     if config.get("policies") is None:
         weights = _mapping(OmegaConf.select(config, "task.kwargs.weights"))
-        return {"": f"learned ({describe(weights, 'default weights')}{training_changes(run)})"}
+        return {"": f"learned ({describe(weights, 'default weights')}{training_changes(run, config)})"}
     labels = {}
     for spec in config.policies:
-        manifest = Path(str(spec)) / "manifest.json"
-        if not manifest.is_file():
+        if str(spec) in BASELINES:
             continue
-        content = json.loads(manifest.read_text())
-        weights = _mapping(OmegaConf.select(OmegaConf.create(content["config"]), "task.kwargs.weights"))
-        changes = training_changes(artifact_run(Path(str(spec))))
-        labels[artifact_label(Path(str(spec)), content["algorithm"])] = (
-            f"learned ({describe(weights, 'default weights')}{changes})"
-        )
+        folder = _launch_dir(run) / str(spec)
+        manifest = folder / "manifest.json"
+        try:
+            content = json.loads(manifest.read_text())
+            trained = OmegaConf.create(content["config"])
+            algorithm = str(content["algorithm"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise ParetoError(
+                f"{run}: policies lists {spec}, whose {manifest} cannot be read for its training ({exc!r})"
+            ) from None
+        weights = _mapping(OmegaConf.select(trained, "task.kwargs.weights"))
+        label = f"learned ({describe(weights, 'default weights')}{training_changes(artifact_run(folder), trained)})"
+        labels[artifact_label(Path(str(spec)), algorithm)] = label
     return labels
+
+
+def _from_launch_dir(run: Path, config: DictConfig) -> DictConfig:
+    """An evaluate run's config with its artifact paths as seen from where it ran."""
+    resolved = config.copy()
+    resolved.policies = [p if str(p) in BASELINES else str(_launch_dir(run) / str(p)) for p in config.policies]
+    return resolved
+
+
+def _launch_dir(run: Path) -> Path:
+    """The folder a run was launched from (`hydra.runtime.cwd` of `.hydra/hydra.yaml`); '.' if not saved."""
+    path = run / ".hydra" / "hydra.yaml"
+    cwd = OmegaConf.select(OmegaConf.load(path), "hydra.runtime.cwd") if path.is_file() else None
+    return Path(str(cwd)) if cwd else Path()
 
 
 def describe(values: Mapping[str, object] | None, empty: str) -> str:
@@ -172,8 +198,8 @@ def load_points(runs: Sequence[Path]) -> list[Point]:
     seen: set[tuple[str, str, tuple[tuple[int, tuple[float, float, float]], ...]]] = set()
     for run in runs:
         config = run_config(run)
-        # an evaluate run: the artifact's task (its weights) and its tuned heuristics under this run's
-        trained = evaluation_config(config) if config.get("policies") is not None else config
+        # an evaluate run: its heuristics' tuned parameters are the first artifact's, then its own
+        trained = evaluation_config(_from_launch_dir(run, config)) if config.get("policies") is not None else config
         learned_as = learned_labels(run, config)
         tuned: Mapping[str, object] = (
             heuristic_params(trained, config) if trained is not config else _mapping(config.get("heuristics"))

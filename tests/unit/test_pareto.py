@@ -58,11 +58,17 @@ def test_points_carry_weights_parameters_and_total_co2(tmp_path: Path) -> None:
     assert learned.interval(0)[0] == pytest.approx(841.5)
 
 
-def _artifact(run: Path, weights: dict, heuristics: dict | None, overrides: list[str]) -> tuple[Path, str]:
+def _artifact(
+    run: Path, weights: dict, heuristics: dict | None, overrides: list[str], warm_start: str | None = None
+) -> tuple[Path, str]:
     """An artifact folder `<run>/artifact` trained with `weights`, and its name in an evaluate run's table."""
     artifact = run / "artifact"
     artifact.mkdir(parents=True)
-    trained = {"task": {"name": "Factory", "kwargs": {"weights": weights}}, "heuristics": heuristics}
+    trained = {
+        "task": {"name": "Factory", "kwargs": {"weights": weights}},
+        "heuristics": heuristics,
+        "warm_start": {"heuristic": warm_start},
+    }
     (artifact / "manifest.json").write_text(json.dumps({"algorithm": "ARS", "config": trained}))
     (run / ".hydra").mkdir()
     OmegaConf.save(overrides, run / ".hydra" / "overrides.yaml")
@@ -99,6 +105,7 @@ def test_each_artifact_of_an_evaluate_run_is_labelled_by_its_own_training(tmp_pa
         {"energy_cost": 20.0, "co2": 10.0},
         None,
         ["experiment=factory_ars", "+task.kwargs.weights.co2=10", "heuristics.factory_rules.speed_ratio=0.8"],
+        warm_start="factory_rules",
     )
     run = _evaluate_run(
         tmp_path / "evaluate",
@@ -110,6 +117,28 @@ def test_each_artifact_of_an_evaluate_run_is_labelled_by_its_own_training(tmp_pa
         "learned (energy_cost=20; agent.iterations=300)",
         "learned (energy_cost=20, co2=10; heuristics.factory_rules.speed_ratio=0.8)",
     ]
+
+
+def test_labels_name_whole_group_overrides_and_heuristics_only_under_a_warm_start(tmp_path: Path) -> None:
+    run = tmp_path / "train" / "a"
+    _artifact(run, {}, None, ["agent=sac", "heuristics={factory_rules: {speed_ratio: 0.8}}", "warm_start.epochs=5"])
+    trained = OmegaConf.create({"warm_start": {"heuristic": None}})
+    assert pareto_points.training_changes(run, trained) == "; agent=sac, warm_start.epochs=5"
+    trained.warm_start.heuristic = "factory_rules"
+    assert pareto_points.training_changes(run, trained) == (
+        "; agent=sac, heuristics={factory_rules: {speed_ratio: 0.8}}, warm_start.epochs=5"
+    )
+
+
+def test_relative_artifact_paths_are_read_from_where_the_evaluation_ran(tmp_path: Path) -> None:
+    artifact, name = _artifact(tmp_path / "train" / "a", {"energy_cost": 40.0}, None, [])
+    run = _evaluate_run(tmp_path / "evaluate", _rows(name, 840, 90.0, 0.25), ["train/a/artifact"])
+    OmegaConf.save({"hydra": {"runtime": {"cwd": str(tmp_path)}}}, run / ".hydra" / "hydra.yaml")
+    (learned,) = pareto_points.load_points([run])
+    assert learned.label == "learned (energy_cost=40)"
+    (artifact / "manifest.json").unlink()
+    with pytest.raises(ParetoError, match="train/a/artifact"):
+        pareto_points.load_points([run])
 
 
 def test_learned_point_dominates_only_when_every_interval_clears_zero(tmp_path: Path) -> None:
