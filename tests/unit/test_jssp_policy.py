@@ -209,3 +209,11 @@ def test_the_reversed_instance_gets_its_probe_and_the_rest_goes_to_the_shorter_d
     np.testing.assert_array_equal(loaded.solve(ta01, samples=16, seed=1), both_ways.solve(ta01, samples=16, seed=1))
     with pytest.raises(ValueError, match=r"direction_probe must be within \[0, 0.5\], got 0.6"):
         Scheduler(net, direction_probe=0.6)
+
+
+def test_without_a_probe_the_whole_budget_searches_forward_greedy_first(net):
+    ft06 = load_instance("ft06")
+    forward = Scheduler(net).solve(ft06, samples=8, seed=3)
+    rollouts = decode(net, InstanceBatch.of([ft06]), 8, torch.Generator().manual_seed(3))
+    np.testing.assert_array_equal(forward, rollouts.starts[int(np.argmin(rollouts.makespan))])
+    assert check_schedule(ft06, forward) <= check_schedule(ft06, Scheduler(net).solve(ft06))
