@@ -93,6 +93,7 @@ def episode_kpis(kpis: Kpis, info: dict[str, Any]) -> dict[str, float]:
         "stockout_h": kpis.stockout_time_s / 3600.0,
         "orders_placed": float(kpis.orders_placed),
         "tardiness_h": kpis.tardiness_s / 3600.0,
+        "wip_end_parts": float(kpis.wip_parts),
     }
     if "makespan" in info:
         values["makespan_s"] = float(info["makespan"])

@@ -43,6 +43,7 @@ METRICS = (
     ("stockout_h", "stockout, h"),
     ("orders_placed", "orders placed"),
     ("tardiness_h", "tardiness, h"),
+    ("wip_end_parts", "parts left in the line at the end"),
     ("makespan_s", "makespan, s"),
 )
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 import envs  # noqa: F401  (registers the ids)
+from agents.rollout import episode_kpis
 from configs import config_file
 from hardware import Command
 from hardware.twin import TwinLine
@@ -68,6 +69,27 @@ def test_episode_kpis_are_the_counters_change_since_the_episode_start():
     for name in COUNTERS:
         assert getattr(episode, name) == pytest.approx(getattr(at_end, name) - getattr(at_start, name), abs=1e-9)
     assert episode.throughput_per_h == pytest.approx(episode.good_parts * HOUR / (end_s - start_s))
+
+
+def test_the_parts_an_episode_leaves_in_the_line_are_what_it_found_plus_released_minus_departed():
+    """`wip_end_parts` shows work pushed past the horizon: a slow line ends with more parts in it."""
+    left = {}
+    for speed in (-1.0, 1.0):  # the slowest and fastest setting of every station
+        env = gym.make("smartline/Speed-v0", line="flow5", max_episode_steps=240)
+        env.reset(seed=4)
+        found = env.unwrapped.frame.kpis.wip_parts
+        assert found > 0
+        action = np.full(env.action_space.shape, speed, dtype=np.float32)
+        done = False
+        while not done:
+            _, _, term, trunc, info = env.step(action)
+            done = term or trunc
+        kpis = info["kpis"]
+        values = episode_kpis(kpis, info)
+        assert values["wip_end_parts"] == found + kpis.jobs_released - kpis.jobs_done
+        assert kpis.jobs_done == kpis.good_parts + kpis.scrap_parts
+        left[speed] = values["wip_end_parts"]
+    assert left[-1.0] > left[1.0]
 
 
 def test_health_consumed_is_the_health_the_machines_lost():
