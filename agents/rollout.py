@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 
 from hardware import Frame, Kpis
+from hardware.counters import window_kpis
 
 
 class Policy(Protocol):
@@ -105,8 +106,9 @@ def run_episode(
 ) -> Episode:
     """Run `policy` deterministically on `env` from `reset(seed)` to the episode's end.
 
-    The rewards of the first `scored_from` steps are left out of `total_reward` (a policy settling
-    into the state its own operation leaves before it is scored); the KPIs count from the reset.
+    The first `scored_from` steps are left out of `total_reward` and of the KPIs (a policy settling
+    into the state its own operation leaves before it is scored): with `scored_from` > 0 the KPIs
+    are the window from that step's frame to the last (`hardware.counters.window_kpis`).
     """
     masked = hasattr(env.unwrapped, "action_masks") and takes_masks(policy)
     obs, info = env.reset(seed=seed)
@@ -114,7 +116,10 @@ def run_episode(
     frames: list[Frame] = [base.frame] if record else []
     dispatches: list[Dispatch] = []
     total, steps, done = 0.0, 0, False
+    scored_start = base.frame
     while not done:
+        if steps == scored_from:
+            scored_start = base.frame
         if masked:
             action, _ = policy.predict(obs, deterministic=True, action_masks=base.action_masks())  # type: ignore[call-arg]
         else:
@@ -129,4 +134,7 @@ def run_episode(
         done = terminated or truncated
         if record:
             frames.append(base.frame)
-    return Episode(seed, total, steps, info["kpis"], info, frames, dispatches)
+    if steps <= scored_from and scored_from > 0:
+        raise ValueError(f"scored_from: seed {seed}'s episode ended after {steps} steps, not after {scored_from}")
+    kpis = window_kpis(scored_start, base.frame, len(base.line.spec.stations)) if scored_from else info["kpis"]
+    return Episode(seed, total, steps, kpis, info, frames, dispatches)

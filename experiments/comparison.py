@@ -2,6 +2,9 @@
 
 Both train's final table and `evaluate` use `compare`, so every evaluation table shows what a
 policy scores in one episode and what it does to the line over days of continuing operation.
+Optionally each policy also plays settled episodes: an episode scored after it has run the line
+for whole episodes of its own from the same start, so neither the warm-up's state (the line's
+rules) nor the state it leaves at the end decides the comparison.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ import gymnasium as gym
 from omegaconf import DictConfig
 
 from agents.rollout import Policy, run_episode
-from experiments.build import continuing_steps, make_env
-from experiments.report import EPISODE, Row, continuing_mode, episode_row
+from experiments.build import ConfigError, continuing_steps, episode_steps, make_env
+from experiments.report import EPISODE, Row, continuing_mode, episode_row, settled_mode
 
 Policies = Callable[[gym.Env[Any, Any]], Sequence[tuple[str, Policy]]]  # labelled policies built on an env
 
@@ -27,12 +30,18 @@ def run_rows(
     seeds: Sequence[int],
     mode: str = EPISODE,
     max_episode_steps: int | None = None,
+    scored_from: int = 0,
 ) -> list[Row]:
-    """Each policy on each seed of one env of the configured task; rows labelled `label` and `mode`."""
+    """Each policy on each seed of one env of the configured task; rows labelled `label` and `mode`.
+
+    Return and KPIs count from step `scored_from` (0: the whole episode).
+    """
     env = make_env(cfg, scenario=scenario, max_episode_steps=max_episode_steps)
     try:
         return [
-            episode_row(name, label, run_episode(env, policy, s), mode) for name, policy in policies(env) for s in seeds
+            episode_row(name, label, run_episode(env, policy, s, scored_from=scored_from), mode)
+            for name, policy in policies(env)
+            for s in seeds
         ]
     finally:
         env.close()
@@ -46,20 +55,31 @@ def compare(
     seeds: Sequence[int],
     continuing_days: float,
     continuing_seeds: int,
+    settle_episodes: int = 0,
 ) -> tuple[list[Row], str | None]:
     """Per-episode rows on `seeds`, then `continuing_days` without reset on the first `continuing_seeds`.
 
-    Returns the rows and a note when there is no continuing run (none asked for, or a task
-    without a control period, such as Scheduling's fixed job set), else None.
+    With `settle_episodes` > 0, also settled rows on `seeds`: each run lasts `settle_episodes` + 1
+    episodes from the same reset and is scored on its last (mode `settled_mode`). Returns the rows
+    and a note when there is no continuing run (none asked for, or a task without a control
+    period, such as Scheduling's fixed job set), else None.
     """
-    rows = run_rows(cfg, policies, scenario, label, seeds)
-    if continuing_seeds <= 0:
-        return rows, "no continuing run: continuing_seeds is 0"
     probe = make_env(cfg, scenario=scenario)
     try:
-        steps = continuing_steps(probe, continuing_days)
+        steps = continuing_steps(probe, continuing_days) if continuing_seeds > 0 else None
+        clocked = probe.unwrapped.line.spec.control_period_s is not None  # type: ignore[attr-defined]
     finally:
         probe.close()
+    if settle_episodes > 0 and not clocked:
+        raise ConfigError(f"settle_episodes: task {cfg.task.name} runs a fixed job set, which ends: none to settle")
+    rows = run_rows(cfg, policies, scenario, label, seeds)
+    if settle_episodes > 0:
+        episode = episode_steps(cfg)
+        settled, scored_from = (settle_episodes + 1) * episode, settle_episodes * episode
+        mode = settled_mode(settle_episodes)
+        rows.extend(run_rows(cfg, policies, scenario, label, seeds, mode, settled, scored_from))
+    if continuing_seeds <= 0:
+        return rows, "no continuing run: continuing_seeds is 0"
     if steps is None:
         return rows, f"no continuing run: task {cfg.task.name} runs a fixed job set, not a clock"
     mode = continuing_mode(continuing_days)

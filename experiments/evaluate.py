@@ -5,11 +5,13 @@
     python -m experiments.evaluate 'policies=[<artifact>,nominal_speed]' 'scenarios=[none,price_spike]'
 
 Each policy runs `episodes` episodes per scenario and, on tick tasks, `continuing_days` of
-continuing operation without reset on the first `continuing_seeds` seeds. Prints the KPI table
-(mean and 95% interval per policy, scenario and mode) and the paired return difference of each
-learned policy against each heuristic (with heuristics only: the first against the others), and
-writes the table as Markdown, the raw episodes and the summary as CSV, and PNG plots into the
-run's folder.
+continuing operation without reset on the first `continuing_seeds` seeds; with `settle_episodes=N`
+(tick tasks) each seed also runs N + 1 episodes' length from the same start and is scored on the
+last, the comparison from the state each policy keeps rather than the one the warm-up left.
+Prints the KPI table (mean and 95% interval per policy, scenario and mode) and the paired return
+difference of each learned policy against each heuristic (with heuristics only: the first
+against the others), and writes the table as Markdown, the raw episodes and the summary as CSV,
+and PNG plots into the run's folder.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[Row]:
             seeds,
             cfg.continuing_days,
             cfg.continuing_seeds,
+            whole_number("settle_episodes", cfg.settle_episodes, least=0),
         )
         rows.extend(scenario_rows)
         notes.update([note] if note else [])

@@ -1,8 +1,9 @@
 """Episode records and the KPI tables made from them: mean and 95% interval, Markdown, CSV, plots.
 
-Each row has a mode: `episode` (one episode of the task's length, from `reset`) or a continuing
-run (`7-day run`: the line operated for days without reset), so a policy that borrows from the
-line's future shows it beside its per-episode score.
+Each row has a mode: `episode` (one episode of the task's length, from `reset`), a settled episode
+(`episode after 1 of its own`: scored after the policy ran the line for a whole episode first) or a
+continuing run (`7-day run`: the line operated for days without reset), so a policy that borrows
+from the line's future, or pays for the state the warm-up left, shows it beside its per-episode score.
 
 At the command line it renders the shadow report of a deployment's audit log
 (`experiments.shadow_report`):
@@ -62,6 +63,11 @@ class Row:
 def continuing_mode(days: float) -> str:
     """The mode label of a continuing run of `days` days, e.g. `7-day run`."""
     return f"{days:g}-day run"
+
+
+def settled_mode(episodes: int) -> str:
+    """The mode label of an episode scored after `episodes` unscored episodes of the same policy's own operation."""
+    return f"episode after {episodes} of its own"
 
 
 def episode_row(policy: str, scenario: str, episode: Episode, mode: str = EPISODE) -> Row:

@@ -64,6 +64,7 @@ def checked_grid(cfg: DictConfig) -> tuple[str, dict[str, list[Any]]]:
         raise ConfigError(f"tune.rank_by: must be one of {', '.join(RANKS)}, got {cfg.tune.rank_by!r}")
     whole_number("tune.episodes", cfg.tune.episodes)
     whole_number("tune.continuing_seeds", cfg.tune.continuing_seeds, least=0)
+    whole_number("tune.settle_episodes", cfg.tune.settle_episodes, least=0)
     if cfg.tune.rank_by == "continuing" and cfg.tune.continuing_seeds == 0:
         raise ConfigError("tune.rank_by: continuing needs tune.continuing_seeds > 0")
     grid = cfg.tune.grid
@@ -121,7 +122,14 @@ def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
         return built
 
     rows, note = compare(
-        cfg, policies, None, str(cfg.scenario.name), seeds, cfg.tune.continuing_days, cfg.tune.continuing_seeds
+        cfg,
+        policies,
+        None,
+        str(cfg.scenario.name),
+        seeds,
+        cfg.tune.continuing_days,
+        cfg.tune.continuing_seeds,
+        cfg.tune.settle_episodes,
     )
     ranked = ranking(rows, labels, cfg.tune.rank_by, cfg.tune.continuing_days)
     best = points[labels.index(ranked[0][1])]

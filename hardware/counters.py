@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from hardware.interface import Kpis, StationState
+from hardware.interface import Frame, Kpis, StationState
 
 _OFF, _STANDBY, _WARMUP = int(StationState.OFF), int(StationState.STANDBY), int(StationState.WARMUP)
 _BUSY, _CHANGEOVER = int(StationState.BUSY), int(StationState.CHANGEOVER)
@@ -125,3 +125,15 @@ def derive_kpis(c: Counters, elapsed_s: float, n_stations: int) -> Kpis:
         quality=quality,
         oee=availability * performance * quality,
     )
+
+
+def window_kpis(start: Frame, end: Frame, n_stations: int) -> Kpis:
+    """KPIs over the window from `start` to `end`, two frames of one line (e.g. the scored part of a run).
+
+    Raises ValueError when either frame carries no counters or `end` precedes `start`.
+    """
+    if start.counters is None or end.counters is None:
+        raise ValueError("window KPIs: the line's frames carry no counters, only KPIs counted from the episode's start")
+    if end.time < start.time:
+        raise ValueError(f"window KPIs: the window ends at {end.time} s, before it starts at {start.time} s")
+    return derive_kpis(end.counters.since(start.counters, start.time), end.time - start.time, n_stations)

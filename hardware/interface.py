@@ -10,9 +10,12 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from hardware.counters import Counters
 
 
 class DecisionKind(enum.Enum):
@@ -268,6 +271,7 @@ class Frame:
     pending: tuple[Decision, ...]  # decisions the line is waiting for
     kpis: Kpis = field(default_factory=Kpis)
     jobs: Jobs | None = None  # status of the fixed job set, if the line has one
+    counters: Counters | None = None  # the line's running totals `kpis` derive from, if it reports them
 
     def __post_init__(self) -> None:
         """Freeze the arrays so that a frame really cannot change after it was taken."""

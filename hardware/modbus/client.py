@@ -440,4 +440,4 @@ class ModbusLine:
         kpis = derive_kpis(plc.counters.since(self._start, self._start_s), t - self._start_s, len(self.spec.stations))
         self._seq += 1
         self._time = t
-        return Frame(t, self._seq, plc.values.copy(), stamps, self._pending, kpis)
+        return Frame(t, self._seq, plc.values.copy(), stamps, self._pending, kpis, counters=plc.counters)

@@ -27,7 +27,6 @@ from hardware.interface import (
     Frame,
     Jobs,
     JobStatus,
-    Kpis,
     Lever,
     LineSpec,
 )
@@ -298,11 +297,13 @@ class JobShopLine:
         self._seq += 1
         jobs = Jobs(self._step.copy(), self._status.copy())
         if measure or self._measured is None:
-            frame = Frame(self._now, self._seq, *self._readings(), pending, self._kpis(), jobs)
+            counters = self._counters()
+            kpis = derive_kpis(counters, self._now, self._n_stations)
+            frame = Frame(self._now, self._seq, *self._readings(), pending, kpis, jobs, counters)
             self._measured = frame
         else:
             old = self._measured
-            frame = Frame(old.time, self._seq, old.values, old.stamps, pending, old.kpis, jobs)
+            frame = Frame(old.time, self._seq, old.values, old.stamps, pending, old.kpis, jobs, old.counters)
         self._frame = frame
         return frame
 
@@ -316,14 +317,14 @@ class JobShopLine:
         values[self._wip_at] = self._wip
         return values, np.full(self._n_values, now)
 
-    def _kpis(self) -> Kpis:
+    def _counters(self) -> Counters:
         now = self._now
         times = list(self._state_time)
         for s in range(self._n_stations):
             times[self._state[s]] += now - self._since[s]
         tardiness, weighted = self._lateness.totals(now)
         done = self._done
-        counters = Counters(
+        return Counters(
             jobs_released=len(self._routes),
             jobs_done=done,
             good_parts=done,
@@ -342,4 +343,3 @@ class JobShopLine:
             wip_parts=self._wip,
             last_completion_s=self._last_completion_s,
         )
-        return derive_kpis(counters, now, self._n_stations)

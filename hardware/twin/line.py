@@ -298,7 +298,9 @@ class TwinLine:
         jobs = Jobs(plant.job_step.copy(), plant.job_status.copy()) if plant.n_static else None
         if measured is None:
             values, stamps = cast(SensorBank, self._sensors).read()
-            self._frame = Frame(plant.env.now, self._seq, values, stamps, tuple(pending), plant.kpis(), jobs)
+            counters = plant.counters()
+            kpis = plant.kpis(counters)
+            self._frame = Frame(plant.env.now, self._seq, values, stamps, tuple(pending), kpis, jobs, counters)
             self._measured = self._frame
         else:
             self._frame = dataclasses.replace(measured, seq=self._seq, pending=tuple(pending), jobs=jobs)

@@ -205,9 +205,8 @@ class Plant:
             last_completion_s=self.last_completion_s,
         )
 
-    def kpis(self) -> Kpis:
-        """The KPIs of the episode so far, counted from its start (`hand_over`)."""
-        counters = self.counters()
+    def kpis(self, counters: Counters) -> Kpis:
+        """The KPIs of the episode so far, counted from its start (`hand_over`), from `counters` read now."""
         if self._origin is not None:
             counters = counters.since(self._origin, self._origin_s)
         return derive_kpis(counters, self.env.now - self._origin_s, len(self.stations))
