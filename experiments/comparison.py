@@ -64,12 +64,14 @@ def compare(
     and a note when there is no continuing run (none asked for, or a task without a control
     period, such as Scheduling's fixed job set), else None.
     """
-    probe = make_env(cfg, scenario=scenario)
-    try:
-        steps = continuing_steps(probe, continuing_days) if continuing_seeds > 0 else None
-        clocked = probe.unwrapped.line.spec.control_period_s is not None  # type: ignore[attr-defined]
-    finally:
-        probe.close()
+    steps, clocked = None, True
+    if continuing_seeds > 0 or settle_episodes > 0:  # only then is the line's clock asked for
+        probe = make_env(cfg, scenario=scenario)
+        try:
+            clocked = probe.unwrapped.line.spec.control_period_s is not None  # type: ignore[attr-defined]
+            steps = continuing_steps(probe, continuing_days) if continuing_seeds > 0 else None
+        finally:
+            probe.close()
     if settle_episodes > 0 and not clocked:
         raise ConfigError(f"settle_episodes: task {cfg.task.name} runs a fixed job set, which ends: none to settle")
     rows = run_rows(cfg, policies, scenario, label, seeds)
