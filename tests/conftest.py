@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# One math thread a process, set before torch is imported: the suite's networks are tiny, and its
+# training subprocesses and ARS workers share the machine's cores with it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 import yaml

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.lines import REPO
 
 
@@ -27,25 +25,34 @@ def run_module(module: str, *overrides: str, full_error: bool = False) -> subpro
     )
 
 
-@pytest.mark.parametrize(
-    ("overrides", "expected"),
-    [
-        (["agent.learnin_rate=1"], "agent.learnin_rate: no such key (did you mean agent.learning_rate?)"),
-        (["agent=ppo2"], "agent=ppo2: no such option (did you mean ppo?)"),
-        (["+agent.clip_rang=0.1"], "agent.clip_rang: not a parameter here (did you mean agent.clip_range?)"),
-        (["agent.batch_size=0"], "agent.batch_size: `batch_size` must be greater than 1"),
-    ],
-)
-def test_a_config_error_is_one_line_naming_the_full_key(tmp_path, overrides, expected):
-    run_dir = tmp_path / "run"
-    result = run_module("experiments.train", *overrides, f"hydra.run.dir={run_dir}", "n_envs=1")
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith(f"config error: {expected}")
-    assert lines[0].endswith("(set HYDRA_FULL_ERROR=1 for the full traceback)")
-    assert not run_dir.exists()  # failed before training: no run folder left behind
+CONFIG_ERRORS = [
+    ("agent.learnin_rate=1", "agent.learnin_rate: no such key (did you mean agent.learning_rate?)"),
+    ("agent=ppo2", "agent=ppo2: no such option (did you mean ppo?)"),
+    ("+agent.clip_rang=0.1", "agent.clip_rang: not a parameter here (did you mean agent.clip_range?)"),
+    ("agent.batch_size=0", "agent.batch_size: `batch_size` must be greater than 1"),
+]
+
+
+def test_a_config_error_is_one_line_naming_the_full_key(tmp_path):
+    """Each bad override in its own `train` process, all started at once (each is mostly interpreter start-up)."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    runs = []
+    for i, (override, expected) in enumerate(CONFIG_ERRORS):
+        run_dir = tmp_path / f"run{i}"
+        command = [sys.executable, "-m", "experiments.train", override, f"hydra.run.dir={run_dir}", "n_envs=1"]
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        runs.append((override, expected, run_dir, process))
+    for override, expected, run_dir, process in runs:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 1, override
+        assert "Traceback" not in stderr, override
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1, f"{override}: {stderr}"
+        assert lines[0].startswith(f"config error: {expected}"), lines[0]
+        assert lines[0].endswith("(set HYDRA_FULL_ERROR=1 for the full traceback)"), lines[0]
+        assert not run_dir.exists(), override  # failed before training: no run folder left behind
 
 
 def test_full_error_keeps_the_traceback(tmp_path):

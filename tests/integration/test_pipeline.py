@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
@@ -305,20 +306,25 @@ def multirun(tmp_path: Path, launcher: str, extra: list[str]) -> list[Path]:
     return sorted(p.parent.parent for p in tmp_path.rglob("artifact/manifest.json"))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
-def test_two_job_multirun(tmp_path, launcher):
-    runs = multirun(tmp_path, launcher, ["agent.learning_rate=1e-4,3e-4"])
-    assert len(runs) == 2
-    rates = sorted(
-        json.loads((r / "artifact" / "manifest.json").read_text())["config"]["agent"]["learning_rate"] for r in runs
-    )
-    assert rates == [1e-4, 3e-4]
+def learning_rates(runs: list[Path]) -> list[float]:
+    """The learning rate each run of a sweep trained with, read back from its artifact's manifest."""
+    manifests = [json.loads((r / "artifact" / "manifest.json").read_text()) for r in runs]
+    return sorted(m["config"]["agent"]["learning_rate"] for m in manifests)
 
 
 @pytest.mark.slow
-def test_optuna_sweep_over_a_preset(tmp_path):
-    multirun(tmp_path, "joblib", ["experiment=speed_tune", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1"])
-    result = (tmp_path / "optimization_results.yaml").read_text()
-    assert "best_params" in result
-    assert "agent.learning_rate" in result
+def test_two_job_multirun_on_the_submitit_launcher(tmp_path):
+    runs = multirun(tmp_path, "submitit_local", ["agent.learning_rate=1e-4,3e-4"])
+    assert learning_rates(runs) == [1e-4, 3e-4]
+
+
+@pytest.mark.slow
+def test_optuna_sweep_over_a_preset_on_the_joblib_launcher(tmp_path):
+    """Two trials of the Optuna sweeper, each a job of the joblib launcher with its own sampled learning rate."""
+    runs = multirun(tmp_path, "joblib", ["experiment=speed_tune", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1"])
+    rates = learning_rates(runs)
+    assert len(rates) == 2
+    assert rates[0] != rates[1]
+    assert all(1e-5 <= r <= 3e-3 for r in rates)  # within the sweep's interval
+    result = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    assert result["best_params"]["agent.learning_rate"] in rates

@@ -187,7 +187,7 @@ def test_the_reversed_instance_gets_its_probe_and_the_rest_goes_to_the_shorter_d
     np.testing.assert_array_equal(both_ways.solve(ta01), Scheduler(net).solve(ta01))  # greedy: one forward schedule
     greedy = [check_schedule(shop, Scheduler(net).solve(shop)) for shop in (ta01, backward)]
     assert check_schedule(ta01, both_ways.solve(ta01, samples=2)) == min(greedy)
-    for seed in range(3):
+    for seed in range(2):
         generator = torch.Generator().manual_seed(seed)
         probes = [decode(net, InstanceBatch.of([shop]), 2, generator) for shop in (ta01, backward)]
         shorter = (ta01, backward)[int(probes[1].makespan.mean() < probes[0].makespan.mean())]
