@@ -10,19 +10,28 @@ from pathlib import Path
 from tests.lines import REPO
 
 
-def run_module(module: str, *overrides: str, full_error: bool = False) -> subprocess.CompletedProcess[str]:
+def start_module(module: str, *overrides: str, full_error: bool = False) -> subprocess.Popen[str]:
+    """`python -m module overrides...` started from the repository, HYDRA_FULL_ERROR set only if asked."""
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     if full_error:
         env["HYDRA_FULL_ERROR"] = "1"
-    return subprocess.run(
-        [sys.executable, "-m", module, *overrides],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    command = [sys.executable, "-m", module, *overrides]
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen[str], timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    """Wait for a started process and collect its output; one still running after `timeout_s` is killed."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def run_module(module: str, *overrides: str, full_error: bool = False) -> subprocess.CompletedProcess[str]:
+    return finish(start_module(module, *overrides, full_error=full_error))
 
 
 CONFIG_ERRORS = [
@@ -35,18 +44,15 @@ CONFIG_ERRORS = [
 
 def test_a_config_error_is_one_line_naming_the_full_key(tmp_path):
     """Each bad override in its own `train` process, all started at once (each is mostly interpreter start-up)."""
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     runs = []
     for i, (override, expected) in enumerate(CONFIG_ERRORS):
         run_dir = tmp_path / f"run{i}"
-        command = [sys.executable, "-m", "experiments.train", override, f"hydra.run.dir={run_dir}", "n_envs=1"]
-        process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        process = start_module("experiments.train", override, f"hydra.run.dir={run_dir}", "n_envs=1")
         runs.append((override, expected, run_dir, process))
     for override, expected, run_dir, process in runs:
-        _, stderr = process.communicate(timeout=300)
-        assert process.returncode == 1, override
+        result = finish(process)
+        stderr = result.stderr
+        assert result.returncode == 1, override
         assert "Traceback" not in stderr, override
         lines = stderr.strip().splitlines()
         assert len(lines) == 1, f"{override}: {stderr}"
