@@ -17,6 +17,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import envs  # noqa: F401  (registers the smartline/ ids)
@@ -36,6 +37,7 @@ def ppo_steps_per_s(make: Callable[[], gym.Env[Any, Any]], n_envs: int, steps: i
     """Env steps per wall-second of PPO learning `steps` steps on `n_envs` dummy-vectorised envs."""
     venv = DummyVecEnv([make for _ in range(n_envs)])
     model = PPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **PPO_SETTINGS)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default makes a folder in /tmp per model
     start = time.perf_counter()
     model.learn(steps)
     wall = time.perf_counter() - start

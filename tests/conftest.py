@@ -15,6 +15,12 @@ import yaml
 from tests.lines import FLOW5
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sb3_log_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """SB3's models without a TensorBoard folder log to `SB3_LOGDIR`, else to a new folder in /tmp per model."""
+    os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3"))
+
+
 @pytest.fixture(scope="session")
 def flow5_definition() -> dict[str, Any]:
     """The default line's definition as plain data."""
