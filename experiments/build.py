@@ -263,7 +263,7 @@ def make_env(
     """
     kwargs = env_kwargs(cfg, scenario)
     steps = episode_steps(cfg) if max_episode_steps is None else max_episode_steps
-    config = guard_config(cfg.get("guard"))
+    config = guard_config(cfg.get("guard"), line_definition(cfg.line))
     try:
         env = gym.make(cfg.task.id, max_episode_steps=steps, **kwargs)
     except (TypeError, ValueError) as exc:

@@ -139,8 +139,9 @@ def setup(cfg: DictConfig) -> Deployment:
         raise ConfigError(f"hardware={cfg.hardware.get('name')}: deploy runs over Modbus; choose hardware=modbus")
     task = task_cls(line.spec, **{k: v for k, v in kwargs.items() if k not in _ENV_ONLY})
     _check_spaces(artifact, task)
+    config = guard_config(cfg.guard, line_definition(run_cfg.line)) or GuardConfig()
     try:  # guard=none still gates on the spec's limits and the operator's bits
-        guard = Guard(line.spec, guard_config(cfg.guard) or GuardConfig(), OodStats.from_manifest(artifact.manifest))
+        guard = Guard(line.spec, config, OodStats.from_manifest(artifact.manifest))
     except ValueError as exc:
         raise ConfigError(f"guard: {exc}") from exc
     view: ShadowLine | ModbusLine = ShadowLine(line) if cfg.mode == "shadow" else line
@@ -237,6 +238,7 @@ def _attach(dep: Deployment, stop: threading.Event, tally: Tally) -> Frame | Non
         IncompatiblePlc: the PLC runs another control period or keeps a lever of the task local.
     """
     dep.decided_at = None
+    dep.guard.reset()  # a PLC attached afresh (restarted, its clock set back): rates count from its setpoints
     while not stop.is_set():
         try:
             return dep.view.reset()
@@ -290,13 +292,7 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
                 f"line {dep.line.spec.name!r}: the line clock stands at {frame.time:.3f} s, where the last "
                 "decision was made: no new data to decide on"
             )
-        t = time.perf_counter()
-        obs = dep.task.observe(frame)
-        lat["observe"] = _ms(t)
-        t = time.perf_counter()
-        action, _ = dep.artifact.predict(obs, deterministic=True)
-        lat["infer"] = _ms(t)
-        command = dep.task.command(action, frame)
+        obs, command = _decide(dep, frame, lat)
         if command.setpoints is not None:
             proposed = np.asarray(command.setpoints, dtype=float)
         t = time.perf_counter()
@@ -308,9 +304,11 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
             written = verdict.setpoints  # from here on it may have reached the PLC, answered or not
         echo = _act(dep, command, verdict)
         lat["write"] = _ms(t)
-    except ModbusLineError as exc:
+    except (ModbusLineError, PolicyFault) as exc:
         error = f"{type(exc).__name__}: {exc}"
         tally.faults += 1
+        if isinstance(exc, PolicyFault):
+            obs = exc.observation
         if isinstance(exc, ClockWentBack):
             tally.reattach = True  # the line's clock was set back: attach afresh, decide on the new clock
     lat["log"] = log_ms
@@ -349,6 +347,46 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
     else:
         time.sleep(dep.retry_s)
     return frame, log_ms
+
+
+class PolicyFault(Exception):
+    """The policy gave no usable decision: encoding, inference or decoding raised, or its action is invalid.
+
+    The step is logged with the fault (and the observation the policy was given) and writes no
+    setpoint: the line keeps its active setpoints, as under a closed gate, and the run goes on to
+    the next tick. Nothing the task would put in place of an invalid action (the plant's own
+    setting) is written, because no one decided it.
+    """
+
+    def __init__(self, message: str, observation: np.ndarray) -> None:
+        super().__init__(message)
+        self.observation = observation  # what the policy was given (NaN where encoding failed)
+
+
+def _decide(dep: Deployment, frame: Frame, lat: dict[str, float]) -> tuple[np.ndarray, Command]:
+    """The observation of `frame` and the command the policy decodes to; timings go into `lat` (ms).
+
+    Raises:
+        PolicyFault: any error of the task's encoding and decoding or of the policy, or an action
+            that is not of the task's action space's shape or has a component that is not a valid
+            value (not finite, or not one of a discrete space's values): the task would replace
+            such a component by the plant's own setting, which no one decided.
+    """
+    obs = np.full(dep.artifact.observation_space.shape, np.nan)
+    try:
+        t = time.perf_counter()
+        obs = dep.task.observe(frame)
+        lat["observe"] = _ms(t)
+        t = time.perf_counter()
+        action, _ = dep.artifact.predict(obs, deterministic=True)
+        lat["infer"] = _ms(t)
+        raw, valid = dep.task.parse_action(action)
+        if not valid.all():
+            bad = np.flatnonzero(~valid.reshape(-1)).tolist()
+            raise ValueError(f"action {np.array2string(raw, precision=4)}: components {bad} are not valid actions")
+        return obs, dep.task.command(action, frame)
+    except Exception as exc:  # a fault of the decision, whatever raised it, is one logged step
+        raise PolicyFault(f"{type(exc).__name__}: {exc}", np.asarray(obs, dtype=float)) from exc
 
 
 def _sends(dep: Deployment, verdict: Verdict) -> bool:

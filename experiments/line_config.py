@@ -16,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.errors import ConfigError
 from hardware import Lever, Line
 from hardware.guard import GuardConfig
+from hardware.guard_rules import unmatched_entries
+from hardware.modbus.maps import setpoint_spec
 
 
 def line_definition(line: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
@@ -54,11 +56,16 @@ def hardware_line(
         raise ConfigError(f"hardware={name}: {inner}") from exc
 
 
-def guard_config(group: DictConfig | None) -> GuardConfig | None:
+def guard_config(group: DictConfig | None, definition: Mapping[str, Any] | None = None) -> GuardConfig | None:
     """The `guard` group's `GuardConfig`; None for `guard=none` (or no group).
 
+    With the line's `definition`, every limit, rate, deadband and interlock must name an actuator
+    of that line (any of its setpoints, not only the task's levers): a typo is refused rather than
+    left guarding nothing.
+
     Raises:
-        ConfigError: a value the guard refuses, or a target that builds something else.
+        ConfigError: a value the guard refuses, an entry that names no actuator of the line, or a
+            target that builds something else.
     """
     if group is None or not group.get("_target_"):
         return None
@@ -69,4 +76,11 @@ def guard_config(group: DictConfig | None) -> GuardConfig | None:
         raise ConfigError(f"guard: {inner}") from exc
     if not isinstance(config, GuardConfig):
         raise ConfigError(f"guard._target_: {group._target_} builds a {type(config).__name__}, not a GuardConfig")
+    if definition is not None:
+        spec = setpoint_spec(definition)
+        if unmatched := unmatched_entries(config, spec):
+            raise ConfigError(
+                f"guard: {'; '.join(unmatched)} match no actuator of line {spec.name!r} "
+                f"(its actuators: {', '.join(a.name for a in spec.actuators)})"
+            )
     return config

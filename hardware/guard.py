@@ -285,7 +285,9 @@ class Guard:
         locked = np.minimum(np.maximum(p, lock_low), lock_high) if tripped else p
         clamped = np.minimum(np.maximum(locked, rules.low), rules.high)  # within both: the bounds overlap
         reasons += self._named("clamp", given & (clamped != locked))
-        step = rules.rate * np.minimum(np.maximum(time_s - self._changed_s, 0.0), self._period)
+        elapsed = time_s - self._changed_s
+        elapsed = np.where(elapsed < 0.0, self._period, elapsed)  # a clock set back: no older than one period
+        step = rules.rate * np.minimum(elapsed, self._period)
         step = np.where(rules.mode, np.floor(step), step)  # a mode moves in whole steps
         rated = given & ~np.isnan(step)
         ramped = np.minimum(np.maximum(np.minimum(np.maximum(clamped, ref - step), ref + step), low), high)

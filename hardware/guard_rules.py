@@ -308,3 +308,30 @@ def expand_interlocks(
                 )
             out.append(ActiveInterlock(rule, name, sensors[sensor], i, low, high))
     return tuple(out)
+
+
+def unmatched_entries(config: GuardConfig, spec: LineSpec) -> list[str]:
+    """The config's entries that name nothing on `spec`, a whole line's spec: typos, as a rule.
+
+    A guard resolved on a task's spec skips an entry for an actuator the task does not command, so
+    a misspelt key (`"*.sped"`) would silently guard nothing; checked against every actuator of the
+    line, it names nothing at all. Returns `limits.<key>`, `rate_per_s.<key>`, `deadband.<key>`
+    and `interlock <name>` labels, in config order.
+    """
+    actuators = [a.name for a in spec.actuators]
+    out = [
+        f"{group}.{key}"
+        for group, entries in (
+            ("limits", config.limits),
+            ("rate_per_s", config.rate_per_s),
+            ("deadband", config.deadband),
+        )
+        for key in entries
+        if not any(fnmatchcase(a, key) for a in actuators)
+    ]
+    for rule in config.interlocks:
+        templated = STATION in rule.actuator
+        names = {rule.actuator.replace(STATION, s) for s in spec.stations} if templated else {rule.actuator}
+        if not names & set(actuators):
+            out.append(f"interlock {rule.name or rule.sensor!r} (actuator {rule.actuator!r})")
+    return out

@@ -11,6 +11,7 @@ import pytest
 
 from hardware import Command, Dispatch, LineStatus, Supervised
 from hardware.guard import Guard, GuardConfig, GuardedLine, Interlock, OodStats, Verdict
+from hardware.guard_rules import unmatched_entries
 from tests.guard_fakes import HEALTHY, SPEC, PlainLine, RecordingLine, frame
 
 NAN = math.nan
@@ -279,6 +280,16 @@ def test_the_rate_limit_counts_line_time_since_the_last_change_at_most_one_perio
     assert_out(v, [1.05, NAN, NAN, NAN])  # 360 s idle count one period: 0.3 above the active 0.75
 
 
+def test_a_line_clock_set_back_counts_as_one_period_not_as_no_time():
+    guard = Guard(SPEC, STEADY)  # 0.005 ratio/s, 60 s period
+    assert_out(check(guard, [0.6, NAN, NAN, NAN], fr=frame(time_s=600.0)), [0.7, NAN, NAN, NAN])
+    # the PLC restarted: its clock reads 10 s; from the 0.7 let out, one period's credit (0.3), not 0
+    v = check(guard, [1.1, NAN, NAN, NAN], fr=frame(time_s=10.0))
+    assert_out(v, [1.0, NAN, NAN, NAN])
+    assert v.reasons == ("rate:a.speed",)
+    assert_out(check(guard, [1.1, NAN, NAN, NAN], fr=frame(time_s=20.0)), [1.05, NAN, NAN, NAN])  # 10 s on
+
+
 def test_limits_and_interlocks_beat_the_rate():
     guard = Guard(SPEC, dataclasses.replace(CONFIG, rate_per_s={"*.speed": 0.001}))  # 0.06 per period
     active = np.array([1.2, 1.0, NAN, NAN])  # a runs above the configured 1.1
@@ -368,6 +379,24 @@ def test_entries_for_actuators_the_spec_lacks_do_not_apply_but_a_rate_needs_a_pe
     assert Guard(SPEC, GuardConfig(limits={"*.pump": [0, 1]}, interlocks=[pumps])).interlocks == ()
     with pytest.raises(ValueError, match=r"rate_per_s for 'a\.speed': line 'pair' has no control period"):
         Guard(dataclasses.replace(SPEC, control_period_s=None), GuardConfig(rate_per_s={"*.speed": 0.01}))
+
+
+def test_entries_that_name_no_actuator_of_the_whole_line_are_listed():
+    typos = GuardConfig(
+        limits={"*.sped": [0.6, 1.1], "a.speed": [0.6, 1.1]},
+        rate_per_s={"b.spead": 0.01},
+        deadband={"*.speed": 0.01},
+        interlocks=[
+            VIBRATION,
+            Interlock(sensor="{station}.vibration_mm_s", actuator="{station}.sped", above=7.0, max=0.9, name="v"),
+        ],
+    )
+    assert unmatched_entries(typos, SPEC) == [
+        "limits.*.sped",
+        "rate_per_s.b.spead",
+        "interlock 'v' (actuator '{station}.sped')",
+    ]
+    assert unmatched_entries(CONFIG, SPEC) == []
 
 
 # --- GuardedLine --------------------------------------------------------------------------------

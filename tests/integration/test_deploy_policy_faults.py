@@ -1,0 +1,94 @@
+"""A guarded, armed deployment whose policy fails, on loopback: nothing it did not decide reaches the line.
+
+A policy that returns NaN, raises, or returns the wrong shape gets a `PolicyFault` step in the
+audit log (with the observation it was given), writes no setpoint, and the run goes on; the
+task's stand-in for an invalid action (the plant's own setting) is never written.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from experiments.deploy import compose_config, run_deployment, setup
+from experiments.errors import ConfigError
+from experiments.line_config import guard_config
+from hardware.audit import read_runs
+from tests.artifacts import speed_artifact
+from tests.integration.test_deploy import DEFINITION, free_plc
+
+STEPS = 6
+GOOD_STEPS = 2  # the policy that goes bad decides these first
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return speed_artifact(tmp_path_factory.mktemp("artifact") / "artifact")
+
+
+def failing(kind: str, predict: Any) -> Any:
+    """A `predict` that fails the way `kind` says (after `GOOD_STEPS` good decisions for "goes bad")."""
+    calls = [0]
+
+    def fake(obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, None]:
+        calls[0] += 1
+        action, _ = predict(obs, deterministic=deterministic)
+        if kind == "raises":
+            raise RuntimeError("onnxruntime: invalid input")
+        if kind == "wrong shape":
+            return action[:3], None
+        if kind == "goes bad" and calls[0] <= GOOD_STEPS:
+            return action, None
+        return np.where(np.arange(action.size) % 2 == 0, np.nan, action).astype(action.dtype), None
+
+    return fake
+
+
+@pytest.mark.parametrize("kind", ["NaN", "raises", "wrong shape", "goes bad"])
+def test_a_policy_without_a_valid_action_writes_nothing_and_the_run_goes_on(artifact, tmp_path, kind):
+    audit = tmp_path / "audit.sqlite"
+    with free_plc() as plc:
+        cfg = compose_config(
+            [f"artifact={artifact}", f"hardware.port={plc.port}", f"audit={audit}", "mode=guarded", "arm=true",
+             "retry_s=0.01", "status_every_s=0"]
+        )  # fmt: skip
+        dep = setup(cfg)
+        dep.artifact.predict = failing(kind, dep.artifact.predict)  # type: ignore[method-assign]
+        try:
+            tally = run_deployment(dep, threading.Event(), STEPS, None)
+        finally:
+            dep.audit.close()
+            dep.view.close()
+        accepted = plc.accepted_commands
+    (run,) = read_runs(audit)
+    assert [r.step for r in run.records] == list(range(STEPS))
+    good = GOOD_STEPS if kind == "goes bad" else 0
+    assert all(r.error is None for r in run.records[:good])
+    faults = run.records[good:]
+    assert all(r.error is not None and r.error.startswith("PolicyFault: ") for r in faults)
+    assert all(r.written is None and r.verdict == "block" and np.isnan(r.proposed).all() for r in faults)
+    assert all(np.isfinite(r.observation).all() for r in faults)  # what the policy was given is kept
+    expected = {"NaN": "components [0, 2, 4] are not valid actions", "raises": "RuntimeError: onnxruntime",
+                "wrong shape": "got shape (3,)", "goes bad": "components [0, 2, 4] are not valid actions"}  # fmt: skip
+    assert all(expected[kind] in r.error for r in faults)
+    assert tally.faults == STEPS - good
+    assert accepted == sum(r.written is not None for r in run.records) == tally.written
+    assert (kind == "goes bad") == (tally.written > 0)
+
+
+def test_a_guard_entry_that_names_no_actuator_of_the_line_is_refused():
+    group = OmegaConf.create(
+        {"_target_": "hardware.guard.GuardConfig", "limits": {"*.sped": [0.6, 1.1], "*.speed": [0.6, 1.1]}}
+    )
+    with pytest.raises(
+        ConfigError, match=r"guard: limits\.\*\.sped match no actuator of line 'flow5' \(its actuators: cut\.speed"
+    ):
+        guard_config(group, DEFINITION)
+    assert guard_config(group.copy(), None) is not None  # without the line nothing can be matched
+    del group.limits["*.sped"]
+    assert guard_config(group, DEFINITION) is not None
