@@ -6,6 +6,7 @@ rebuilt from its meta) and returns plain values a test can check against numpy a
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -208,14 +209,34 @@ def staleness(record: AuditRecord) -> float:
     return float(record.line_time_s - stamps.min()) if len(stamps) else math.nan
 
 
+def stretches(records: Sequence[AuditRecord]) -> list[Sequence[AuditRecord]]:
+    """`records` cut where the line's clock goes back: each stretch is one attach to the line.
+
+    A deployment attaches afresh when the PLC's clock was set back (a restart), and the line's
+    cumulative KPIs start again from that attach, so a window is counted stretch by stretch.
+    """
+    cuts = [k for k in range(1, len(records)) if records[k].line_time_s < records[k - 1].line_time_s]
+    bounds = [0, *cuts, len(records)]
+    return [records[a:b] for a, b in itertools.pairwise(bounds)]
+
+
 def window_kpis(records: Sequence[AuditRecord]) -> dict[str, tuple[float, float, float]]:
-    """Per KPI of `WINDOW_KPIS`: first record's value, last record's, and the difference (the window's)."""
-    first, last = records[0].kpis, records[-1].kpis
+    """Per KPI of `WINDOW_KPIS`: first record's value, last record's, and the window's count.
+
+    The window's count sums each stretch's last minus first value (`stretches`): the plain
+    difference when the run never re-attached.
+    """
+    parts = stretches(records)
     out = {}
     for key, _ in WINDOW_KPIS:
-        a, b = _float(first.get(key)), _float(last.get(key))
-        out[key] = (a, b, b - a)
+        total = sum(_float(p[-1].kpis.get(key)) - _float(p[0].kpis.get(key)) for p in parts)
+        out[key] = (_float(records[0].kpis.get(key)), _float(records[-1].kpis.get(key)), total)
     return out
+
+
+def line_hours(records: Sequence[AuditRecord]) -> float:
+    """Line time the records span, h, summed over their stretches (`stretches`)."""
+    return sum(p[-1].line_time_s - p[0].line_time_s for p in stretches(records)) / 3600.0
 
 
 def counterfactual(

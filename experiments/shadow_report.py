@@ -53,10 +53,12 @@ from experiments.shadow_evidence import (
     counterfactual,
     interventions,
     latency,
+    line_hours,
     matrix,
     reason_kind,
     run_line,
     staleness,
+    stretches,
     timing,
     window_kpis,
 )
@@ -81,9 +83,11 @@ __all__ = [
     "counterfactual",
     "interventions",
     "latency",
+    "line_hours",
     "reason_kind",
     "run_line",
     "staleness",
+    "stretches",
     "timing",
     "window_kpis",
     "write_shadow_report",
@@ -217,7 +221,7 @@ def _run_section(audit: Path, run: AuditRun, out_dir: Path, seeds: int) -> tuple
 def _header(run: AuditRun, period: float) -> str:
     meta, records = run.meta, run.records
     first, last = records[0], records[-1]
-    hours = (last.line_time_s - first.line_time_s) / 3600.0
+    hours = line_hours(records)
     sha = meta.get("artifact_sha256") or first.artifact_sha256
     facts = [
         f"line {meta.get('line', '?')}",
@@ -229,9 +233,14 @@ def _header(run: AuditRun, period: float) -> str:
         f"## Run {run.number}\n\n"
         f"{'; '.join(facts)}.\n\n"
         f"Opened {_when(run.opened_at_s)}; {len(records)} steps (step {first.step} to {last.step}), "
-        f"line time {_num(first.line_time_s)} s to {_num(last.line_time_s)} s ({hours:.2f} h), "
+        f"line time {_num(first.line_time_s)} s to {_num(last.line_time_s)} s ({hours:.2f} h{_reattached(records)}), "
         f"control period {period:g} s, levers {', '.join(meta['levers'])}."
     )
+
+
+def _reattached(records: Sequence[AuditRecord]) -> str:
+    n = len(stretches(records))
+    return "" if n == 1 else f" over {n} attaches: the line's clock went back {n - 1} times"
 
 
 def _agreement_text(spec: LineSpec, records: Sequence[AuditRecord], plot: Path) -> str:
@@ -318,7 +327,8 @@ def _window_text(records: Sequence[AuditRecord]) -> str:
     rows = [[label[k], _num(a), _num(b), _num(d)] for k, (a, b, d) in window_kpis(records).items()]
     return (
         "### KPIs over the window\n\n"
-        "The line's cumulative KPIs at the first and the last record, and their difference.\n\n"
+        "The line's cumulative KPIs at the first and the last record, and the window's count: their "
+        "difference, summed attach by attach where the line's clock went back (its counts restart).\n\n"
         + markdown_table(["KPI", "first record", "last record", "window"], rows)
     )
 

@@ -19,7 +19,9 @@ from experiments.shadow_report import (
     counterfactual,
     interventions,
     latency,
+    line_hours,
     run_line,
+    stretches,
     timing,
     window_kpis,
 )
@@ -172,6 +174,22 @@ def test_kpis_over_the_window(audit: Path) -> None:
     kpis = window_kpis(first_run(audit).records)
     assert kpis["good_parts"] == (100.0, 100.0 + 2 * (STEPS - 1), 2 * (STEPS - 1))
     assert kpis["energy_kwh"][2] == pytest.approx(0.5 * (STEPS - 1))
+
+
+def test_kpis_over_a_window_that_reattached_count_each_attach(tmp_path: Path, flow5_definition: dict[str, Any]) -> None:
+    rng = np.random.default_rng(0)
+    records = [step_record(k, *known_proposals(k), rng) for k in range(10)]
+    restart = 6  # the PLC restarted: its clock and its counters begin again
+    for k, r in enumerate(records[restart:]):
+        records[restart + k] = dataclasses.replace(
+            r, line_time_s=60.0 * k, kpis=dataclasses.asdict(Kpis(good_parts=3 * k, energy_kwh=1.0 * k))
+        )
+    assert [len(s) for s in stretches(records)] == [6, 4]
+    kpis = window_kpis(records)
+    assert kpis["good_parts"] == (100.0, 9.0, 2 * 5 + 3 * 3)
+    assert kpis["energy_kwh"][2] == pytest.approx(0.5 * 5 + 1.0 * 3)
+    assert line_hours(records) == pytest.approx((5 + 3) * 60.0 / 3600.0)
+    assert [len(s) for s in stretches(records[:restart])] == [restart]
 
 
 def counterfactual_run(tmp_path: Path, definition: dict[str, Any], proposed: float, active: float, steps: int) -> Any:
