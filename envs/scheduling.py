@@ -138,6 +138,8 @@ class SchedulingTask(Task):
         self._job_rows = np.arange(n) * times.shape[1] * len(JobStatus)
         self._state_idx = np.array([spec.sensor_index(f"{s}.state") for s in spec.stations])
         self._setup_idx = np.array([spec.sensor_index(f"{s}.setup_variant") for s in spec.stations])
+        names = {x.name for x in spec.sensors}
+        self._stock_idx = [spec.sensor_index(n) for n in ("line.stock_units", "line.on_order_units") if n in names]
         self._queue_idx = np.array([spec.sensor_index(f"{s}.queue_parts") for s in spec.stations])
         self._obs = np.zeros(n * JOB_FEATURES + m * _STATION_FEATURES + 1, dtype=np.float32)
         self._job_buf = self._obs[: n * JOB_FEATURES].reshape(n, JOB_FEATURES)
@@ -311,7 +313,12 @@ class SchedulingTask(Task):
         return frame.kpis.last_completion_s if self.terminated(frame) else frame.time
 
     def _run_to_decision(self, line: Line) -> Frame:
-        """Advance the line until it offers a decision or finishes; a line that does neither is an error."""
+        """Advance the line until it offers a decision or finishes; a line that does neither is an error.
+
+        The line is given `_STALL_HORIZONS` times the job set's work from the last moment it had
+        raw material on its way (a delivery the line waits for may take longer than the work), and
+        at most `_STALL_ADVANCES` advances in all.
+        """
         frame = line.read()
         give_up_s = frame.time + _STALL_HORIZONS * self._horizon
         for _ in range(_STALL_ADVANCES):
@@ -320,12 +327,20 @@ class SchedulingTask(Task):
             self._dispatched_now = False
             if self.decision(frame) is not None or self.terminated(frame):
                 return frame
+            if self._stock_idx and frame.values[self._stock_idx[1]] > 0:
+                give_up_s = frame.time + _STALL_HORIZONS * self._horizon  # material on its way: waiting is progress
             if frame.time > give_up_s:
                 break
+        store = (
+            f"; the raw-material store holds {frame.values[self._stock_idx[0]]:g} units with "
+            f"{frame.values[self._stock_idx[1]]:g} on order"
+            if self._stock_idx
+            else ""
+        )
         raise RuntimeError(
             f"line {self.spec.name!r} is stuck at line clock {frame.time:.0f} s: it neither offered a dispatch "
             f"decision nor finished the job set within {_STALL_HORIZONS} times its {self._horizon:.0f} s of work "
-            f"(or {_STALL_ADVANCES} advances)"
+            f"(or {_STALL_ADVANCES} advances){store}"
         )
 
 

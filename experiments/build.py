@@ -74,10 +74,10 @@ def check(cfg: DictConfig) -> None:
         )
     env = make_env(cfg)
     try:
-        try:
-            make_baseline(env, cfg.task.baseline)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"task.baseline: {exc}") from exc
+        try:  # with the parameters `heuristics` gives it, as training compares with it
+            tuned_baseline(cfg, env, cfg.task.baseline)
+        except ConfigError as exc:
+            raise ConfigError(f"task.baseline={cfg.task.baseline}: {exc}") from exc
         for name in heuristics(cfg):
             tuned_baseline(cfg, env, name)
         if not is_learner(cfg) and not is_trainer(cfg):

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import one_line_errors, run
+from experiments.line_config import line_definition
 from experiments.tables import markdown_table
 from hardware import Kpis, Line
+from hardware.twin import TwinLine
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def title_of(cfg: DictConfig) -> str:
 def simulate(cfg: DictConfig) -> Kpis:
     """Run the configured line for `cfg.duration_h` hours from its episode's start and return its KPIs."""
     scenarios = OmegaConf.to_container(cfg.scenario.events, resolve=True)
-    line: Line = instantiate(cfg.line, seed=cfg.seed, scenarios=scenarios)
+    line: Line = TwinLine.from_definition(line_definition(cfg.line), seed=cfg.seed, scenarios=scenarios)
     try:
         frame = line.reset()  # the start of the episode: time 0, or after the line's warm-up
         horizon_s = frame.time + cfg.duration_h * 3600.0

@@ -26,7 +26,7 @@ from hardware.interface import (
     SetpointLimits,
 )
 from hardware.twin.loader import load_definition, merge
-from hardware.twin.params import LineParams
+from hardware.twin.params import LINE_PREFIX, LineParams
 from hardware.twin.plant import Plant
 from hardware.twin.schema import build
 from hardware.twin.sensors import SensorBank, sensor_specs
@@ -338,6 +338,8 @@ def _actuator_specs(params: LineParams) -> tuple[ActuatorSpec, ...]:
             specs.append(ActuatorSpec(f"{st.name}.maintain", "request", 0.0, 1.0, 0.0, Lever.MAINTENANCE, i))
     if Lever.REORDER in levers and params.supply is not None:
         specs.append(
-            ActuatorSpec("line.reorder_units", "units", 0.0, params.supply.max_order_units, 0.0, Lever.REORDER)
+            ActuatorSpec(
+                f"{LINE_PREFIX}.reorder_units", "units", 0.0, params.supply.max_order_units, 0.0, Lever.REORDER
+            )
         )
     return tuple(specs)

@@ -1,9 +1,11 @@
 """Read line definition files: YAML, optionally composed from sibling files like Hydra's defaults.
 
-A file may start with `defaults: [flow5, _self_]`: the named sibling files (`flow5.yaml`) are
-merged in order, `_self_` standing for the file's own content (last if not listed). Mappings merge
-key by key; any other value, lists included, replaces what came before. Hydra composes such a file
-the same way, so one format serves `TwinLine.from_yaml` and the `line/` config group.
+A file may start with `defaults: [flow5, _self_]`: the named files (`flow5.yaml`) are merged in
+order, `_self_` standing for the file's own content (last if not listed). Each is the sibling file
+of that name, else the shipped line of that name (`configs/line/`), so a user's own line file can
+build on a shipped one from anywhere, as it can in a Hydra search path. Mappings merge key by key;
+any other value, lists included, replaces what came before. Hydra composes such a file the same
+way, so one format serves `TwinLine.from_yaml` and the `line/` config group.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from configs import config_file
 from hardware.twin.schema import LineDefinitionError
 
 
@@ -43,11 +46,18 @@ def load_definition(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     own = {k: v for k, v in data.items() if k != "defaults"}
     defaults = data.get("defaults", ["_self_"])
     if not isinstance(defaults, list) or not all(isinstance(d, str) for d in defaults):
-        raise LineDefinitionError(f"{path}: defaults: expected a list of sibling file names, got {defaults!r}")
+        raise LineDefinitionError(f"{path}: defaults: expected a list of line file names, got {defaults!r}")
     if "_self_" not in defaults:
         defaults = [*defaults, "_self_"]
     composed: dict[str, Any] = {}
     for entry in defaults:
-        part = own if entry == "_self_" else load_definition(path.parent / f"{entry}.yaml", (*_seen, path))
+        part = own if entry == "_self_" else load_definition(_base_file(path, entry), (*_seen, path))
         composed = merge(composed, part)
     return composed
+
+
+def _base_file(path: Path, entry: str) -> Path:
+    """The file a `defaults` entry of `path` names: its sibling, else the shipped line (the sibling if neither)."""
+    sibling = path.parent / f"{entry}.yaml"
+    shipped = config_file("line", entry)
+    return shipped if not sibling.is_file() and shipped.is_file() else sibling

@@ -13,6 +13,8 @@ from hardware.interface import Lever
 from hardware.twin.machine import Distribution, MachineParams, PowerParams, SensorParams
 from hardware.twin.schema import non_negative, positive, require
 
+LINE_PREFIX = "line"  # the prefix of line-wide signals (`line.wip_parts`, `line.reorder_units`)
+
 
 class Layout(enum.Enum):
     """How jobs move: through every station in order, or along per-variant routes."""
@@ -39,8 +41,14 @@ class StationParams:
     buffer_capacity_parts: int | None = None  # input buffer; None = unbounded
 
     def __post_init__(self) -> None:
-        """Buffers hold at least one part."""
+        """A name that can prefix its signals (`<station>.<signal>`); buffers hold at least one part."""
         require(bool(self.name), "name", "must not be empty")
+        require(
+            "." not in self.name and self.name != LINE_PREFIX,
+            "name",
+            f"must contain no '.' and not be {LINE_PREFIX!r}: signals are named '<station>.<signal>' and "
+            f"'{LINE_PREFIX}.<signal>', got {self.name!r}",
+        )
         if self.buffer_capacity_parts is not None:
             require(
                 self.buffer_capacity_parts >= 1,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from hardware.interface import RUNNING_STATES, SensorSpec
-from hardware.twin.params import GridParams, LineParams, MachineParams
+from hardware.twin.params import LINE_PREFIX, GridParams, LineParams, MachineParams
 from hardware.twin.plant import Plant
 from hardware.twin.station import State, Station
 
@@ -103,7 +103,7 @@ def sensor_specs(params: LineParams) -> tuple[SensorSpec, ...]:
     }
     for name in LINE_SENSORS:
         unit, low, high, ref = line_ranges[name]
-        specs.append(SensorSpec(f"line.{name}", unit, low, high, log_reference=ref))
+        specs.append(SensorSpec(f"{LINE_PREFIX}.{name}", unit, low, high, log_reference=ref))
     return tuple(specs)
 
 

@@ -7,14 +7,14 @@ import sys
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.errors import ConfigCompositionException, InstantiationException
+from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from configs import CONFIG_DIR, config_file, options
 from experiments.simulate import simulate
 from hardware import Kpis, Line
-from hardware.twin import TwinLine
+from hardware.twin import LineDefinitionError, TwinLine
 
 CONFIGS = str(CONFIG_DIR)
 
@@ -66,8 +66,15 @@ def test_bad_override_names_the_key():
     with pytest.raises(ConfigCompositionException, match="line/flow6"):
         compose_simulate("line=flow6")
     cfg = compose_simulate("line.stations.1.buffer_capacity_parts=0")
-    with pytest.raises(InstantiationException, match=r"flow5'?: stations\[1\]\.buffer_capacity_parts: must be >= 1"):
+    with pytest.raises(LineDefinitionError, match=r"flow5'?: stations\[1\]\.buffer_capacity_parts: must be >= 1"):
         simulate(cfg)
+
+
+def test_simulate_runs_a_users_line_file_as_train_does_without_hydra_keys(flow5_definition):
+    cfg = compose_simulate("duration_h=24", "seed=3")
+    plain = {k: v for k, v in flow5_definition.items() if not k.startswith("_")}  # no `_target_`, `_convert_`
+    cfg.line = OmegaConf.create(plain)  # a line file as `TwinLine.from_yaml` reads it
+    assert simulate(cfg) == direct_kpis("flow5", seed=3, hours=24.0)
 
 
 def printed_kpis(stdout: str) -> dict[str, float]:

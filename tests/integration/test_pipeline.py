@@ -52,6 +52,24 @@ def test_every_experiment_preset_composes_and_checks(experiment):
     assert cfg.task.baseline in AGENTS
 
 
+def test_the_tasks_baseline_is_checked_with_the_parameters_heuristics_gives_it(flow5_definition):
+    stations = [{"name": f"m{k}", "machine": "cnc"} for k in (1, 2, 3)]
+    three = {k: v for k, v in flow5_definition.items() if not k.startswith("_")} | {
+        "name": "three",
+        "stations": stations,
+        "variants": [{"name": "A", "processing_time_s": [40, 45, 30]}],
+        "changeover_time_s": [[0.0]],
+    }
+    cfg = compose_train(["experiment=maintenance"])
+    cfg.line = OmegaConf.create(three)  # the shipped thresholds name flow5's five stations
+    with pytest.raises(
+        ConfigError, match=r"^task\.baseline=condition_based: heuristics\.condition_based: threshold_mm_s"
+    ):
+        check(cfg)
+    cfg.heuristics.condition_based = {"threshold_mm_s": 3.5}  # one number for every station of this line
+    check(cfg)
+
+
 def test_a_heuristic_agent_takes_its_parameters_from_the_config_and_names_a_bad_one():
     cfg = compose_train(["experiment=maintenance", "agent=fixed_interval", "agent.interval_h=50"])
     env = make_env(cfg)

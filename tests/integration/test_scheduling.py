@@ -194,6 +194,34 @@ def test_a_line_that_never_offers_a_decision_is_an_error_not_a_hang():
         follow_line_rule(env)
 
 
+SHORT_OF_MATERIAL = """
+name: short
+layout: jobshop
+machines: {m: {}}
+stations: [{name: a, machine: m}, {name: b, machine: m}]
+variants:
+  - {name: P, route: [a, b], processing_time_s: [30, 20]}
+  - {name: Q, route: [b, a], processing_time_s: [25, 35]}
+changeover_time_s: [[0, 5], [5, 0]]
+demand: {jobs: [{variant: P}, {variant: Q}, {variant: P}, {variant: Q}, {variant: P}]}
+supply: {initial_stock_units: 2, reorder_point_units: 1, order_quantity_units: 10, lead_time_mean_s: 86400}
+"""
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_line_waiting_hours_for_material_is_waiting_not_stuck(tmp_path, seed):
+    path = tmp_path / "short.yaml"
+    path.write_text(SHORT_OF_MATERIAL)
+    env = gym.make("smartline/Scheduling-v0", line=str(path))
+    env.reset(seed=seed)
+    terminated, info = False, {}
+    while not terminated:
+        _, _, terminated, _, info = env.step(env.unwrapped.task.line_rule(env.unwrapped.frame))
+    work = 5 * 55.0
+    assert info["makespan"] > 100 * work  # the delivery took longer than the stall limit of the work alone
+    assert info["kpis"].good_parts == 5
+
+
 def follow_line_rule(env: SchedulingEnv) -> None:
     """Step with the line's own rule until the episode ends."""
     terminated = False

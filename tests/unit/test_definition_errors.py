@@ -5,6 +5,7 @@ import re
 import pytest
 import yaml
 
+from configs import config_file
 from hardware.twin import LineDefinitionError, TwinLine
 from tests.lines import edited
 
@@ -78,3 +79,25 @@ def test_unreadable_file_is_named(tmp_path):
     missing = tmp_path / "nope.yaml"
     with pytest.raises(LineDefinitionError, match=r"nope\.yaml: cannot read"):
         TwinLine.from_yaml(missing)
+
+
+@pytest.mark.parametrize("name", ["op.10", "line"])
+def test_a_station_name_that_cannot_prefix_its_signals_is_refused(tmp_path, flow5_definition, name):
+    file = tmp_path / "named.yaml"
+    file.write_text(yaml.safe_dump(edited(flow5_definition, "stations.0.name", name)))
+    with pytest.raises(
+        LineDefinitionError, match=rf"stations\[0\]\.name: must contain no '\.' and not be 'line'.*{name!r}"
+    ):
+        TwinLine.from_yaml(file)
+
+
+def test_a_users_line_file_builds_on_a_shipped_line_from_anywhere(tmp_path):
+    own = tmp_path / "mine.yaml"
+    own.write_text("defaults: [flow5_busy]\nname: mine\ndemand: {arrival_rate_per_h: 20.0}\n")
+    mine, busy = TwinLine.from_yaml(own), TwinLine.from_yaml(config_file("line", "flow5_busy"))
+    assert (mine.spec.name, mine.spec.stations) == ("mine", busy.spec.stations)
+    assert mine.params.demand.arrival_rate_per_h == 20.0 != busy.params.demand.arrival_rate_per_h
+    (tmp_path / "flow5_busy.yaml").write_text("name: sibling\nlayout: flow\nmachines: {m: {}}\n"
+                                               "stations: [{name: s, machine: m}]\n"
+                                               "variants: [{name: A, processing_time_s: [10]}]\n")  # fmt: skip
+    assert TwinLine.from_yaml(own).spec.stations == ("s",)  # a sibling of that name comes first
