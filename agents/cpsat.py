@@ -140,7 +140,7 @@ def solve_cpsat(
 
 
 def machine_orders(instance: Instance, starts: np.ndarray) -> list[list[int]]:
-    """Each machine's jobs in the order `starts` runs them (ties by job id)."""
+    """Each machine's jobs in the order `starts` runs them (ties by job id), a job once per visit."""
     ops: list[list[tuple[int, int]]] = [[] for _ in range(instance.n_machines)]
     for j, route in enumerate(instance.routes):
         for k, machine in enumerate(route):
@@ -152,16 +152,12 @@ def semi_active(instance: Instance, orders: list[list[int]], release: tuple[int,
     """Start times when every operation starts as soon as its job and its machine (in `orders`) allow.
 
     Raises:
-        ValueError: `orders` do not hold each job once per machine it visits, or they deadlock
+        ValueError: `orders` do not hold each job once per visit to the machine, or they deadlock
             (a machine waits for an operation that waits for that machine).
     """
     n = instance.n_jobs
     rel = release if release is not None else (0,) * n
-    position = operation_positions(instance)
-    for machine, order in enumerate(orders):
-        visiting = sorted(j for j in range(n) if machine in position[j])
-        if sorted(order) != visiting:
-            raise ValueError(f"instance {instance.name!r}: machine {machine} order {order} must hold jobs {visiting}")
+    sequences = machine_operations(instance, orders)
     width = max(len(r) for r in instance.routes)
     starts = np.zeros((n, width), dtype=np.int64)
     job_free = list(rel)
@@ -171,10 +167,9 @@ def semi_active(instance: Instance, orders: list[list[int]], release: tuple[int,
     remaining = sum(len(r) for r in instance.routes)
     while remaining:
         progressed = False
-        for machine, order in enumerate(orders):
-            while machine_next[machine] < len(order):
-                j = order[machine_next[machine]]
-                k = position[j][machine]
+        for machine, sequence in enumerate(sequences):
+            while machine_next[machine] < len(sequence):
+                j, k = sequence[machine_next[machine]]
                 if job_step[j] != k:
                     break
                 start = max(job_free[j], machine_free[machine])
@@ -189,18 +184,28 @@ def semi_active(instance: Instance, orders: list[list[int]], release: tuple[int,
     return starts
 
 
-def operation_positions(instance: Instance) -> list[dict[int, int]]:
-    """For each job, the index of its operation on each machine it visits.
+def machine_operations(instance: Instance, orders: list[list[int]]) -> list[list[tuple[int, int]]]:
+    """Each machine's operations (job, operation index) in the job order `orders` gives it.
+
+    A job's visits to one machine come in its route's order, so its n-th place in a machine's order
+    is its n-th operation on that machine.
 
     Raises:
-        ValueError: a job visits a machine twice (recirculation, outside this model).
+        ValueError: a machine's order does not hold each job once per visit to that machine.
     """
-    positions = []
-    for j, route in enumerate(instance.routes):
-        if len(set(route)) != len(route):
-            raise ValueError(f"instance {instance.name!r}: job {j} visits a machine more than once")
-        positions.append({m: k for k, m in enumerate(route)})
-    return positions
+    sequences = []
+    for machine, order in enumerate(orders):
+        visits = [[k for k, m in enumerate(route) if m == machine] for route in instance.routes]
+        expected = sorted(j for j, ks in enumerate(visits) for _ in ks)
+        if sorted(order) != expected:
+            raise ValueError(f"instance {instance.name!r}: machine {machine} order {order} must hold jobs {expected}")
+        taken = [0] * instance.n_jobs
+        sequence = []
+        for j in order:
+            sequence.append((j, visits[j][taken[j]]))
+            taken[j] += 1
+        sequences.append(sequence)
+    return sequences
 
 
 def schedule_makespan(instance: Instance, starts: np.ndarray) -> int:
@@ -275,14 +280,13 @@ class CpSatDispatch(Baseline):
         self.workers, self.seed, self.hold_for_plan = workers, int(seed), hold_for_plan
         self.instance, self.release = instance_from_spec(self.task.spec)
         self.schedule: CpSatSchedule | None = None
-        self._orders: list[list[int]] = []
-        self._position = operation_positions(self.instance)
+        self._sequences: list[list[tuple[int, int]]] = []
 
     def plan(self) -> CpSatSchedule:
         """The CP-SAT schedule this baseline follows (solved on the first call)."""
         if self.schedule is None:
             self.schedule = solve_cpsat(self.instance, self.time_limit_s, self.workers, self.seed, self.release)
-            self._orders = machine_orders(self.instance, self.schedule.starts)
+            self._sequences = machine_operations(self.instance, machine_orders(self.instance, self.schedule.starts))
         return self.schedule
 
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -298,15 +302,15 @@ class CpSatDispatch(Baseline):
         if decision is None or decision.station is None or frame.jobs is None:
             return np.array([wait])
         waiting = set(decision.jobs)
-        order = self._orders[decision.station]
-        pending = [j for j in order if not self._started(j, decision.station, frame.jobs.step, frame.jobs.status)]
+        jobs = frame.jobs
+        pending = [j for j, k in self._sequences[decision.station] if not self._started(j, k, jobs.step, jobs.status)]
         if pending and pending[0] in waiting:
             return np.array([pending[0]])
         if self.hold_for_plan and self.task.mask(frame)[wait]:
             return np.array([wait])
         return np.array([next(j for j in pending if j in waiting)])
 
-    def _started(self, job: int, machine: int, step: np.ndarray, status: np.ndarray) -> bool:
-        """Whether `job`'s operation on `machine` has started (it is in process or done)."""
-        k = self._position[job][machine]
+    @staticmethod
+    def _started(job: int, k: int, step: np.ndarray, status: np.ndarray) -> bool:
+        """Whether operation `k` of `job` has started (it is in process or done)."""
         return bool(step[job] > k or (step[job] == k and status[job] == _ACTIVE))

@@ -12,11 +12,13 @@ from agents.baseline import Baseline
 from envs.scheduling import JOB_FEATURES, SchedulingTask
 from envs.scheduling import JOB_NEXT_OP as NEXT_OP
 from envs.scheduling import JOB_OPS_LEFT as OPS_LEFT
-from envs.scheduling import JOB_SLACK as SLACK
 from envs.scheduling import JOB_WAITS as WAITS
 from envs.scheduling import JOB_WORK_LEFT as WORK_LEFT
 
-_TIE = 1e-6  # keys this close (in scaled units) tie, so float32 rounding never breaks a tie
+# Keys read from the float32 observation tie within one float32 rounding of the best, relative to its
+# size: equal work left, summed in another order, may round to neighbouring float32 values; a relative
+# test keeps different times apart at any scale (an absolute one merged them next to a very long job).
+_OBSERVED_TIE = float(np.finfo(np.float32).eps)
 
 
 class Rule(enum.Enum):
@@ -40,8 +42,10 @@ class DispatchRule(Baseline):
     first job in the deciding station's queue): it ignores the observation it is given, answers
     for that env's current state only, and so predicts for a batch of one.
 
-    EDD ranks by due date minus now, `slack * horizon + remaining work` in the observation's
-    scaling, which it reads from the task's `horizon_s` and `work_scale_s`.
+    EDD ranks by the jobs' due dates, which it reads from the line's spec: the observation's
+    slack is clipped to [-1, 1] and so cannot order due dates more than the job set's total work
+    apart. The other rules' keys come from the observation, where keys within one float32
+    rounding of each other (relative to their size) tie.
 
     Args:
         env: a Scheduling env.
@@ -59,7 +63,8 @@ class DispatchRule(Baseline):
             names = ", ".join(r.value for r in Rule)
             raise ValueError(f"rule {rule!r} is unknown; choose one of {names}") from None
         self.n_jobs = self.task.n_jobs
-        self._work_per_horizon = self.task.work_scale_s / self.task.horizon_s
+        self._due = np.array([job.due_s for job in self.task.spec.jobs])
+        self._tie = 0.0 if self.rule is Rule.EDD else _OBSERVED_TIE
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Job ids for a batch of observations (the wait action where no job waits)."""
@@ -69,7 +74,7 @@ class DispatchRule(Baseline):
         waiting = jobs[:, :, WAITS] > 0.5
         key = np.where(waiting, self._key(jobs), np.inf)
         best = key.min(axis=1, keepdims=True)
-        first = np.argmax(key <= best + _TIE, axis=1)  # the lowest id among the best
+        first = np.argmax(key <= best + self._tie * np.abs(best), axis=1)  # the lowest id among the best
         return np.where(waiting.any(axis=1), first, self.n_jobs)
 
     def _key(self, jobs: np.ndarray) -> np.ndarray:
@@ -82,7 +87,7 @@ class DispatchRule(Baseline):
             return -jobs[:, :, WORK_LEFT]
         if self.rule is Rule.MOPNR:
             return -jobs[:, :, OPS_LEFT]
-        return jobs[:, :, SLACK] + jobs[:, :, WORK_LEFT] * self._work_per_horizon  # EDD: (due - now) / horizon
+        return np.broadcast_to(self._due, jobs.shape[:2])  # EDD
 
     def _fifo(self, n: int) -> np.ndarray:
         if n != 1:

@@ -22,7 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from agents.jssp_net import DispatchNet, PolicyConfig
 from agents.jssp_policy import RULES, Scheduler, decode, fit_labels, load_scheduler, rule_decode
-from envs.jobshop import check_schedule, load_instance
+from envs.jobshop import Instance, InstanceError, check_schedule, load_instance
 from envs.jssp_batch import ActionSet, InstanceBatch, generate_instances
 
 
@@ -45,7 +45,8 @@ class SelfLabellingConfig:
         validation_instances, validation_seed: the fixed generated validation set (never a benchmark instance).
         validate_every: iterations between validations (and checkpoint choices).
         max_minutes: wall-clock limit of training; the run stops early, says so, and keeps the best checkpoint.
-        report_instances: benchmark instances solved by the chosen checkpoint after training.
+        report_instances: instances (shipped names or instance files) solved by the chosen checkpoint
+            after training; one without a best known makespan is reported without a gap.
         report_samples: schedules per report instance (1: greedy; more: best of greedy plus sampled).
         report_seed: seed of the report's sampling.
         label_rules: dispatching rules (`agents.jssp_policy.RULES`) whose schedules join the sampled
@@ -104,6 +105,11 @@ class SelfLabellingConfig:
             raise ValueError(f"self_labelling.label_rules: unknown {unknown}; choose from {', '.join(RULES)}")
         if not 0.0 <= self.direction_probe <= 0.5:
             raise ValueError(f"self_labelling.direction_probe: must be within [0, 0.5], got {self.direction_probe!r}")
+        for name in self.report_instances:
+            try:
+                load_instance(name)
+            except InstanceError as exc:
+                raise ValueError(f"self_labelling.report_instances: {exc}") from None
         if any(s < 1 for s in self.report_samples):
             raise ValueError(f"self_labelling.report_samples: each must be >= 1, got {self.report_samples!r}")
         try:
@@ -196,9 +202,10 @@ class SelfLabelling:
             (out_dir / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
             plot_report(rows, rules, out_dir / "gaps.png")
             for row in rows:
+                to_best = "no best known makespan" if row["gap"] is None else f"gap {100 * row['gap']:.2f}%"
                 print(
                     f"{row['instance']}: samples {row['samples']} makespan {row['makespan']:.0f} "
-                    f"gap {100 * row['gap']:.2f}% ({row['seconds']:.2f} s, {row['cpu_seconds']:.2f} CPU s)",
+                    f"{to_best} ({row['seconds']:.2f} s, {row['cpu_seconds']:.2f} CPU s)",
                     flush=True,
                 )
         return -best_gap
@@ -243,8 +250,9 @@ def validation_gap(net: DispatchNet, batch: InstanceBatch, bound: np.ndarray) ->
 def report(scheduler: Scheduler, names: Sequence[str], samples: Sequence[int], seed: int = 0) -> list[dict[str, Any]]:
     """Solve each named instance with each sample budget; every schedule is checked.
 
-    Returns one row per (instance, samples): makespan, gap to the best known makespan, and the
-    wall-clock and CPU seconds the solve took (CPU time is the fair measure on a shared machine).
+    Returns one row per (instance, samples): makespan, gap to the best known makespan (None where
+    the instance has none), and the wall-clock and CPU seconds the solve took (CPU time is the fair
+    measure on a shared machine).
     """
     rows = []
     for name in names:
@@ -254,7 +262,7 @@ def report(scheduler: Scheduler, names: Sequence[str], samples: Sequence[int], s
             starts = scheduler.solve(instance, samples=s, seed=seed)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             makespan = check_schedule(instance, starts)
-            gap = instance.gap(makespan)
+            gap = _gap(instance, makespan)
             rows.append(
                 {"instance": name, "samples": s, "makespan": makespan, "gap": gap, "seconds": wall, "cpu_seconds": cpu}
             )
@@ -262,7 +270,7 @@ def report(scheduler: Scheduler, names: Sequence[str], samples: Sequence[int], s
 
 
 def rule_report(names: Sequence[str]) -> list[dict[str, Any]]:
-    """Makespan and gap of every dispatching rule (`RULES`) on each named instance.
+    """Makespan and gap (None without a best known makespan) of every dispatching rule (`RULES`) on each instance.
 
     The rules dispatch event-driven (non-delay), as in the platform's Scheduling env.
     """
@@ -273,20 +281,22 @@ def rule_report(names: Sequence[str]) -> list[dict[str, Any]]:
         for rule in RULES:
             starts = rule_decode(batch, rule).starts[0]
             makespan = check_schedule(instance, starts)
-            rows.append({"instance": name, "rule": rule, "makespan": makespan, "gap": instance.gap(makespan)})
+            rows.append({"instance": name, "rule": rule, "makespan": makespan, "gap": _gap(instance, makespan)})
     return rows
 
 
 def plot_report(rows: Sequence[dict[str, Any]], rules: Sequence[dict[str, Any]], path: Path) -> None:
     """Bar chart of the gap to the best known makespan per instance.
 
-    One bar per sample budget of the learned policy, and one for the best rule on that instance.
+    One bar per sample budget of the learned policy, and one for the best rule on that instance;
+    instances without a best known makespan are left out.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
+    rows = [r for r in rows if r["gap"] is not None]
     names = list(dict.fromkeys(r["instance"] for r in rows))
     series = {
         f"learned, best of {s}" if s > 1 else "learned, greedy": s for s in dict.fromkeys(r["samples"] for r in rows)
@@ -329,6 +339,10 @@ def plot_history(history: Sequence[dict[str, float]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _gap(instance: Instance, makespan: int) -> float | None:
+    return None if instance.best_known is None else instance.gap(makespan)
 
 
 def _plain(config: SelfLabellingConfig) -> dict[str, Any]:

@@ -78,74 +78,167 @@ def shipped() -> tuple[str, ...]:
 
 
 def load_instance(name_or_path: str | Path) -> Instance:
-    """Load a shipped instance by name (`"ft06"`) or any instance file by path."""
+    """Load a shipped instance by name (`"ft06"`) or any instance file by path.
+
+    A file gets a shipped instance's published optimum and best known makespan only when it holds
+    that instance's jobs (the same routes and processing times), whatever the file is called.
+    """
+    name = str(name_or_path)
+    if name in _bounds():
+        return _with_bounds(_read(INSTANCES_DIR / f"{name}.txt", name), name)
     path = Path(name_or_path)
-    if str(name_or_path) in _bounds():
-        path = INSTANCES_DIR / f"{name_or_path}.txt"
-    elif not path.is_file():
+    if not path.is_file():
+        raise InstanceError(f"instance {name!r}: neither a shipped instance ({', '.join(shipped())}) nor a file")
+    instance = _read(path, path.stem)
+    same = _shipped_jobs().get((instance.routes, instance.times))
+    return instance if same is None else _with_bounds(instance, same)
+
+
+def _read(path: Path, name: str) -> Instance:
+    return parse_instance(path.read_text(), name, source=path)
+
+
+def _with_bounds(instance: Instance, shipped_name: str) -> Instance:
+    return dataclasses.replace(instance, optimum=optima().get(shipped_name), best_known=best_known()[shipped_name])
+
+
+@cache
+def _shipped_jobs() -> dict[tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]], str]:
+    """The name of each shipped instance, keyed by its (routes, times)."""
+    jobs = {}
+    for name in shipped():
+        instance = _read(INSTANCES_DIR / f"{name}.txt", name)
+        jobs[instance.routes, instance.times] = name
+    return jobs
+
+
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")  # a word that reads as a number
+_WHOLE = re.compile(r"[0-9]+")
+_Row = tuple[int, tuple[int, ...]]  # a job's line: its line number and its numbers
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A non-blank line of an instance text, its `#` comment removed."""
+
+    number: int  # in the text, from 1
+    text: str
+    values: tuple[int, ...] | None  # its numbers; None for a label (a line with a word that is not a number)
+
+
+def parse_instance(text: str, name: str, source: str | Path | None = None) -> Instance:
+    """Parse an instance in OR-Library layout (`machine time` pairs) or Taillard's (times, then machines).
+
+    The first line of numbers is the header `jobs machines` (more numbers may follow, as Taillard's
+    seeds and bounds do). OR-Library: then one line per job of `machine time` pairs, machines
+    numbered from 0. Taillard: a line `Times`, one line of processing times per job, a line
+    `Machines`, one line of machines per job, numbered from 1 (the two marker lines may be left
+    out). Text after `#` is a comment. Labels (`instance ft06`, `+++`, a description) may come
+    before the header and after the jobs, not among them.
+
+    Args:
+        text: the instance text.
+        name: the instance's name.
+        source: the file it was read from, named in the error messages.
+
+    Raises:
+        InstanceError: the text is malformed; the message names the file (or the instance) and
+            the first bad line, with what was expected there and what was found.
+    """
+    where = f"instance file {str(source)!r}" if source is not None else f"instance {name!r}"
+    lines = _lines(text, where)
+    first = next((i for i, line in enumerate(lines) if line.values is not None), None)
+    if first is None:
+        raise InstanceError(f"{where}: no line of numbers; the first must be the header 'jobs machines'")
+    header = lines[first].values or ()
+    if len(header) < 2 or min(header[:2]) < 1:
         raise InstanceError(
-            f"instance {str(name_or_path)!r}: neither a shipped instance ({', '.join(shipped())}) nor a file"
+            f"{where}, line {lines[first].number}: expected the header 'jobs machines' (two whole numbers >= 1), "
+            f"found {lines[first].text!r}"
         )
-    instance = parse_instance(path.read_text(), name=path.stem, optimum=optima().get(path.stem))
-    return dataclasses.replace(instance, best_known=best_known().get(path.stem, instance.optimum))
+    n, m = header[:2]
+    body = lines[first + 1 :]
+    lead = body[0] if body else None
+    if lead is not None and lead.text == "Times":
+        times = _rows(body, 1, n, m, "processing times", where)
+        if n + 1 >= len(body):
+            raise InstanceError(f"{where}: expected a line 'Machines' after the {n} lines of times, found the end")
+        if body[n + 1].text != "Machines":
+            raise InstanceError(
+                f"{where}, line {body[n + 1].number}: expected 'Machines' after the {n} lines of times, "
+                f"found {body[n + 1].text!r}"
+            )
+        routes = _rows(body, n + 2, n, m, "machines", where)
+        end, first_machine = 2 * n + 2, 1
+    elif lead is not None and lead.values is not None and len(lead.values) == m:
+        times, routes = _rows(body, 0, n, m, "processing times", where), _rows(body, n, n, m, "machines", where)
+        end, first_machine = 2 * n, 1
+    else:
+        jobs = _rows(body, 0, n, 2 * m, f"{m} machine-time pairs", where)
+        routes, times = [(at, v[0::2]) for at, v in jobs], [(at, v[1::2]) for at, v in jobs]
+        end, first_machine = n, 0
+    extra = next((line for line in body[end:] if line.values is not None), None)
+    if extra is not None:
+        raise InstanceError(
+            f"{where}, line {extra.number}: expected no more numbers after the last job's line "
+            f"{body[end - 1].number}, found {extra.text!r}"
+        )
+    return _checked(name, m, routes, times, first_machine, where)
 
 
-def parse_instance(text: str, name: str, optimum: int | None = None) -> Instance:
-    """Parse an instance in OR-Library layout (`machine time` pairs) or Taillard's (times, then machines)."""
-    rows = _numeric_rows(text)
-    if "Times" in text and "Machines" in text:
-        return _taillard_sections(text, name, optimum)
-    if not rows or len(rows[0]) < 2:
-        raise InstanceError(f"instance {name!r}: the first numeric line must be 'jobs machines'")
-    (n, m), body = rows[0][:2], rows[1:]
-    if len(body) == n and all(len(r) == 2 * m for r in body):
-        routes = tuple(tuple(r[0::2]) for r in body)
-        times = tuple(tuple(r[1::2]) for r in body)
-        return _checked(name, m, routes, times, optimum, first_machine=0)
-    if len(body) == 2 * n and all(len(r) == m for r in body):
-        return _checked(name, m, tuple(map(tuple, body[n:])), tuple(map(tuple, body[:n])), optimum, first_machine=1)
-    raise InstanceError(
-        f"instance {name!r}: expected {n} lines of {2 * m} numbers (OR-Library) "
-        f"or {2 * n} lines of {m} numbers (Taillard) after the header"
+def _lines(text: str, where: str) -> list[_Line]:
+    """The non-blank lines of `text` without their comments; a line of numbers must hold whole numbers >= 0."""
+    lines = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        content = raw.partition("#")[0].strip()
+        if not content:
+            continue
+        words = content.split()
+        values = None
+        if all(_NUMBER.fullmatch(w) for w in words):
+            bad = next((w for w in words if not _WHOLE.fullmatch(w)), None)
+            if bad is not None:
+                raise InstanceError(f"{where}, line {number}: expected whole numbers >= 0, found {bad!r}")
+            values = tuple(int(w) for w in words)
+        lines.append(_Line(number, content, values))
+    return lines
+
+
+def _rows(lines: list[_Line], start: int, n: int, width: int, what: str, where: str) -> list[_Row]:
+    """`n` lines of `width` numbers each from `lines[start:]`, one per job."""
+    rows = []
+    for j, line in enumerate(lines[start : start + n]):
+        if line.values is None or len(line.values) != width:
+            found = repr(line.text) if line.values is None else str(len(line.values))
+            raise InstanceError(
+                f"{where}, line {line.number}: expected {width} numbers (job {j}'s {what}), found {found}"
+            )
+        rows.append((line.number, line.values))
+    if len(rows) < n:
+        end = f"line {lines[-1].number}" if lines else "the header"
+        raise InstanceError(
+            f"{where}: expected {n} lines of {what}, one per job, found {len(rows)} before the end ({end})"
+        )
+    return rows
+
+
+def _checked(name: str, m: int, routes: list[_Row], times: list[_Row], first_machine: int, where: str) -> Instance:
+    """The instance of parsed job lines: machines within range (numbered from `first_machine`), times > 0."""
+    last = first_machine + m - 1
+    layout = "OR-Library" if first_machine == 0 else "Taillard"
+    for j, (at, route) in enumerate(routes):
+        bad = next((k for k in route if not first_machine <= k <= last), None)
+        if bad is not None:
+            raise InstanceError(
+                f"{where}, line {at}: job {j} names machine {bad}, outside {first_machine}..{last} "
+                f"(the {layout} layout numbers machines from {first_machine})"
+            )
+    for j, (at, ts) in enumerate(times):
+        if 0 in ts:
+            raise InstanceError(f"{where}, line {at}: job {j} operation {ts.index(0)} takes time 0, expected > 0")
+    return Instance(
+        name, m, tuple(tuple(k - first_machine for k in r) for _, r in routes), tuple(ts for _, ts in times)
     )
-
-
-def _numeric_rows(text: str) -> list[list[int]]:
-    """The lines of `text` that hold only whole numbers, as lists of ints (other lines are labels)."""
-    return [
-        [int(x) for x in line.split()] for line in text.splitlines() if re.fullmatch(r"[\d\s]+", line) and line.strip()
-    ]
-
-
-def _taillard_sections(text: str, name: str, optimum: int | None) -> Instance:
-    head, _, rest = text.partition("Times")
-    times_text, _, machines_text = rest.partition("Machines")
-    header = _numeric_rows(head)
-    if not header or len(header[0]) < 2:
-        raise InstanceError(f"instance {name!r}: missing the 'jobs machines ...' header line")
-    n, m = header[0][:2]
-    times = tuple(map(tuple, _numeric_rows(times_text)))
-    routes = tuple(map(tuple, _numeric_rows(machines_text)))
-    if len(times) != n or len(routes) != n:
-        raise InstanceError(f"instance {name!r}: expected {n} lines of times and of machines")
-    return _checked(name, m, routes, times, optimum, first_machine=1)
-
-
-def _checked(
-    name: str,
-    m: int,
-    routes: tuple[tuple[int, ...], ...],
-    times: tuple[tuple[int, ...], ...],
-    optimum: int | None,
-    first_machine: int,
-) -> Instance:
-    routes = tuple(tuple(k - first_machine for k in r) for r in routes)
-    for j, (route, ts) in enumerate(zip(routes, times, strict=True)):
-        if len(route) != len(ts) or any(not 0 <= k < m for k in route):
-            raise InstanceError(f"instance {name!r}: job {j} names a machine outside 0..{m - 1}")
-        if any(t <= 0 for t in ts):
-            raise InstanceError(f"instance {name!r}: job {j} has a processing time <= 0")
-    return Instance(name, m, routes, times, optimum)
 
 
 def instance_definition(instance: Instance, due_date_factor: float = 1.5) -> dict[str, Any]:

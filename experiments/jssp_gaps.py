@@ -134,6 +134,7 @@ def run_gaps(cfg: DictConfig) -> list[Result]:
             )
     limits = [float(t) for t in cfg.cpsat.time_limits_s]
     learned = {str(label): _learned_entry(str(label), entry) for label, entry in (cfg.learned or {}).items()}
+    _distinct_columns(rules, limits, learned)
     schedulers = {label: load_scheduler(e["module"], e["path"]) for label, e in learned.items()}
     results: list[Result] = []
     for group, names in groups.items():
@@ -159,7 +160,7 @@ def run_gaps(cfg: DictConfig) -> list[Result]:
                     Result(
                         group,
                         instance,
-                        f"cpsat {limit:g}s",
+                        _cpsat_label(limit),
                         makespan,
                         seconds,
                         cpu,
@@ -198,6 +199,36 @@ def _groups(cfg: DictConfig) -> dict[str, list[str]]:
                 )
         out[group] = [str(n) for n in names]
     return out
+
+
+def _cpsat_label(limit: float) -> str:
+    return f"cpsat {limit:g}s"
+
+
+def _distinct_columns(rules: list[str], limits: list[float], learned: Mapping[str, Any]) -> None:
+    """Refuse two policies under one label: the reports would merge their columns.
+
+    A learned label may not be a rule's name, configured or not: the reports count every
+    rule-named column as a rule.
+    """
+    taken: dict[str, str] = {}
+    columns = [
+        *((rule, "rules") for rule in rules),
+        *((_cpsat_label(limit), "cpsat.time_limits_s") for limit in limits),
+        *((label, f"learned.{label}") for label in learned),
+    ]
+    for label, key in columns:
+        if key != "rules" and label in RULES:
+            raise ConfigError(
+                f"{key}: {label!r} is a dispatching rule's name, and the reports count a column of that name "
+                "as a rule; give it another label"
+            )
+        if label in taken:
+            source = "twice" if taken[label] == key else f"also from {taken[label]}"
+            raise ConfigError(
+                f"{key}: column {label!r} comes {source}, and the reports would merge the two; give it another label"
+            )
+        taken[label] = key
 
 
 def _learned_entry(label: str, entry: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 import envs  # noqa: F401  (registers the ids)
 from agents.baselines import make_baseline
@@ -158,8 +158,20 @@ def test_check_schedule_names_what_is_wrong(starts, message):
             "learned.x.samples: must be a positive whole number, got True",
         ),
         (["+learned.x={module: m, path: p, seed: true}"], "learned.x.seed: must be a whole number >= 0, got True"),
+        (["+learned.mwkr={module: m, path: p}"], "learned.mwkr: 'mwkr' is a dispatching rule's name"),
+        (["rules=[spt]", "+learned.edd={module: m, path: p}"], "learned.edd: 'edd' is a dispatching rule's name"),
+        (["rules=[spt,mwkr,spt]"], "rules: column 'spt' comes twice"),
+        (["cpsat.time_limits_s=[5,5.0]"], "cpsat.time_limits_s: column 'cpsat 5s' comes twice"),
     ],
 )
 def test_config_mistakes_are_named(overrides, message):
     with pytest.raises(ConfigError, match=message):
         run_gaps(config(*overrides))
+
+
+def test_a_learned_label_that_is_a_cpsat_column_is_refused():
+    cfg = config()
+    with open_dict(cfg):
+        cfg.learned = {"cpsat 5s": {"module": "tests.integration.test_jssp_gaps", "path": "p"}}
+    with pytest.raises(ConfigError, match=r"learned\.cpsat 5s: column 'cpsat 5s' comes also from cpsat\.time_limits_s"):
+        run_gaps(cfg)

@@ -12,8 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents.jssp_net import DispatchNet, PolicyConfig
-from agents.jssp_policy import decode, fit_labels, load_scheduler, rule_decode
-from agents.self_labelling import SelfLabelling
+from agents.jssp_policy import Scheduler, decode, fit_labels, load_scheduler, rule_decode
+from agents.self_labelling import SelfLabelling, plot_report, report, rule_report
 from envs.jobshop import check_schedule, load_instance
 from envs.jssp_batch import generate_instances
 from experiments.build import is_trainer
@@ -125,3 +125,30 @@ def test_bad_hyperparameters_are_named():
         SelfLabelling(sample=3)
     with pytest.raises(ValueError, match="action_set: 'greedy' is unknown"):
         SelfLabelling(action_set="greedy")
+
+
+def test_report_instances_are_checked_before_training(tmp_path):
+    with pytest.raises(ValueError, match=r"self_labelling\.report_instances: instance 'ta99': neither a shipped"):
+        SelfLabelling(report_instances=["ft06", "ta99"])
+    bad = tmp_path / "bad.txt"
+    bad.write_text("2 3\n0 3 1 2 2 2\n0 2 2 1\n")
+    with pytest.raises(ValueError, match=r"self_labelling\.report_instances: instance file .*bad.txt', line 3"):
+        SelfLabelling(report_instances=[str(bad)])
+
+
+def test_an_instance_without_a_best_known_makespan_is_reported_without_a_gap(tmp_path):
+    mine = tmp_path / "ft06.txt"  # a user's 2x3 shop under a shipped name: no published bound
+    mine.write_text("2 3\n0 3 1 2 2 2\n0 2 2 1 1 4\n")
+    torch.manual_seed(0)
+    scheduler = Scheduler(DispatchNet(PolicyConfig(16, 1)))
+    rows = report(scheduler, ["ft06", str(mine)], [1, 2])
+    assert [(r["instance"], r["samples"]) for r in rows] == [("ft06", 1), ("ft06", 2), (str(mine), 1), (str(mine), 2)]
+    assert [r["gap"] is None for r in rows] == [False, False, True, True]
+    assert rows[0]["gap"] == pytest.approx(rows[0]["makespan"] / 55 - 1)
+    assert all(10 <= r["makespan"] <= 14 for r in rows[2:])  # the optimum is 10; one job alone needs 7
+    rules = rule_report(["ft06", str(mine)])
+    by = {(r["instance"], r["rule"]): r for r in rules}
+    assert by[("ft06", "mwkr")]["makespan"] == 61
+    assert by[(str(mine), "spt")] == {"instance": str(mine), "rule": "spt", "makespan": 11, "gap": None}
+    plot_report(rows, rules, tmp_path / "gaps.png")
+    assert (tmp_path / "gaps.png").stat().st_size > 0

@@ -12,10 +12,13 @@ import yaml
 import envs  # noqa: F401  (registers the ids)
 from agents.baselines import BASELINES, DispatchRule, Rule, configured_params, make_baseline
 from agents.decoder import SensorDecoder
+from agents.jssp_policy import RULES, rule_decode
 from configs import CONFIG_DIR
 from envs.base import LineEnv
 from envs.energy import EnergyTask
 from envs.factory import FactoryTask
+from envs.jobshop import load_instance
+from envs.jssp_batch import InstanceBatch
 from envs.lines import resolve_line
 from envs.registration import TASKS
 from hardware import Command, Frame, JobSpec, Line, StationState
@@ -55,16 +58,72 @@ def test_rule_picks_the_best_waiting_job_on_a_crafted_observation(rule, column, 
     assert state is None
 
 
-def test_edd_ranks_by_due_date_not_by_slack():
-    """Due - now = slack * total work + remaining work * largest job work (the observation's scaling)."""
+# 4 jobs whose due dates (5x their work: 725, 1070, 1040, 1075) lie more than the job set's total work
+# (782) apart, where the observation's clipped slack lost their order
+FAR_DUE = "4 4\n3 78 1 22 2 26 0 19\n3 46 2 95 0 39 1 34\n2 92 3 44 1 7 0 65\n1 76 3 44 2 94 0 1\n"
+
+
+@pytest.mark.parametrize("factor", [1.5, 5.0, 100.0])
+@pytest.mark.parametrize("instance", ["ft06", "far_due"])
+def test_edd_takes_the_earliest_due_date_for_any_due_date_factor(tmp_path, instance, factor):
+    if instance == "far_due":
+        instance = str(tmp_path / "far_due.txt")
+        (tmp_path / "far_due.txt").write_text(FAR_DUE)
+    env = scheduling(instance=instance, due_date_factor=factor)
+    base = env.unwrapped
+    due = [job.due_s for job in base.line.spec.jobs]
+    assert due == [factor * sum(job.times_s) for job in base.line.spec.jobs]
+    edd = make_baseline(env, "edd")
+    obs, _ = env.reset(seed=0)
+    terminated, picks = False, []
+    while not terminated:
+        waiting = base.task.decision(base.frame).jobs
+        action = int(edd.predict(obs)[0])
+        assert action == min(waiting, key=lambda j: (due[j], j))
+        picks.append((base.frame.time, tuple(waiting), action))
+        obs, _, terminated, _, _ = env.step(action)
+    if instance.endswith("far_due.txt") and factor == 5.0:
+        assert (78.0, (1, 3), 1) in picks  # job 1 (due 1070) before job 3 (due 1075); the clipped slack chose 3
+
+
+@pytest.mark.parametrize(
+    ("rule", "column", "values", "expected"),
+    [
+        ("mwkr", 5, {1: 3e-7, 3: 5e-7}, 3),  # work left 3 and 5 next to a job of 1e7: not a tie
+        ("lpt", 6, {1: 2e-7, 3: 4e-7}, 3),
+        ("spt", 6, {1: 4e-7, 3: 2e-7}, 3),
+        ("mwkr", 5, {1: 0.7, 3: float(np.nextafter(np.float32(0.7), np.float32(1)))}, 1),  # one rounding apart: a tie
+    ],
+)
+def test_rule_keys_tie_relative_to_their_size(rule, column, values, expected):
     env = scheduling(instance="ft06")
-    work = [sum(j.times_s) for j in env.unwrapped.line.spec.jobs]
-    ratio = max(work) / sum(work)
-    obs = crafted(env, [0, 2], 7, {0: 0.0, 2: 0.5 * ratio})  # job 0 has less slack ...
-    obs[J * 0 + 5] = 1.0  # ... but its due date is a full job's work away, job 2's only half of it
-    assert int(make_baseline(env, "edd").predict(obs)[0]) == 2
-    obs[J * 2 + 7] = 1.5 * ratio  # now job 2 is due later
-    assert int(make_baseline(env, "edd").predict(obs)[0]) == 0
+    obs = crafted(env, [1, 3], column, values)
+    assert int(make_baseline(env, rule).predict(obs)[0]) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["3 2\n1 10000000 0 1\n0 2 1 1\n0 4 1 1\n", "2 3\n0 3000000000 1 2 2 2\n0 2 2 1 1 4\n"],
+    ids=["long_job", "big_time"],
+)
+@pytest.mark.parametrize("rule", list(RULES))
+def test_env_rules_build_the_batch_builders_schedule_next_to_a_very_long_job(tmp_path, text, rule):
+    path = tmp_path / "shop.txt"
+    path.write_text(text)
+    instance = load_instance(path)
+    env = gym.make("smartline/Scheduling-v0", instance=str(path))
+    base = env.unwrapped
+    baseline = make_baseline(env, rule)
+    starts = np.zeros((instance.n_jobs, instance.n_machines))
+    obs, _ = env.reset(seed=0)
+    terminated = False
+    while not terminated:
+        action = int(baseline.predict(obs)[0])
+        starts[action, int(base.frame.jobs.step[action])] = base.frame.time
+        obs, _, terminated, _, info = env.step(action)
+    built = rule_decode(InstanceBatch.of([instance]), rule)
+    np.testing.assert_array_equal(starts, built.starts[0])
+    assert info["makespan"] == built.makespan[0]
 
 
 def test_fifo_reads_the_queue_of_its_env_and_predicts_one_at_a_time():

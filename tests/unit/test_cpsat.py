@@ -152,3 +152,30 @@ def test_hold_for_plan_must_be_a_bool():
     env = gym.make("smartline/Scheduling-v0", instance="ft06")
     with pytest.raises(ValueError, match="hold_for_plan must be true or false, got 'yes'"):
         make_baseline(env, "cpsat", hold_for_plan="yes")
+
+
+def test_a_job_that_visits_a_machine_twice_is_solved_and_replayed(tmp_path):
+    """Job 0 runs on m0, m1, m0 again; job 1 on m1, m0, m1 again; m2 stays unused. m0's load 12 is the optimum."""
+    path = tmp_path / "loop.txt"
+    path.write_text("2 3\n0 3 1 2 0 4\n1 2 0 5 1 1\n")
+    instance = load_instance(path)
+    plan = solve_cpsat(instance, time_limit_s=5.0)
+    assert (plan.status, plan.makespan, plan.lower_bound) == ("OPTIMAL", 12, 12)
+    np.testing.assert_array_equal(plan.starts, [[0, 3, 8], [0, 3, 8]])
+    assert machine_orders(instance, plan.starts) == [[0, 1, 0], [1, 0, 1], []]
+    with pytest.raises(ValueError, match=r"machine 0 order \[0, 1\] must hold jobs \[0, 0, 1\]"):
+        semi_active(instance, [[0, 1], [1, 0, 1], []])
+    env = gym.make("smartline/Scheduling-v0", instance=str(path))
+    base = cast(SchedulingEnv, env.unwrapped)
+    baseline = make_baseline(env, "cpsat")
+    obs, _ = env.reset(seed=0)
+    starts = np.zeros((2, 3))
+    terminated = False
+    while not terminated:
+        action = int(baseline.predict(obs)[0])
+        if action < instance.n_jobs:
+            starts[action, int(base.frame.jobs.step[action])] = base.frame.time
+        obs, _, terminated, _, info = env.step(action)
+        assert not info["invalid_action"]
+    assert info["makespan"] == 12
+    np.testing.assert_array_equal(starts, plan.starts)

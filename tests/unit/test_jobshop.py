@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -71,25 +72,92 @@ def test_taillard_layout_reads_the_same_instance(name):
         assert parsed.times == ours.times
 
 
-def test_instance_file_with_a_comment_header(tmp_path):
-    text = "instance ft06\n +++\n Fisher and Thompson 6x6 instance\n" + (INSTANCES_DIR / "ft06.txt").read_text()
+OK = "2 3\n0 3 1 2 2 2\n0 2 2 1 1 4\n"
+TAILLARD = "Nb of jobs, Nb of Machines\n 2 3\nTimes\n 3 2 5\n 2 1 4\nMachines\n{}\n 1 3 2\n"
+
+
+def test_instance_file_with_labels_and_comments(tmp_path):
+    """OR-Library's labels before the header and after the jobs, and `#` comments, are skipped."""
+    rows = (INSTANCES_DIR / "ft06.txt").read_text().splitlines()
+    rows[1] += "   # job 0"
+    text = "instance ft06\n +++\n Fisher and Thompson 6x6 instance\n# a comment\n" + "\n".join(rows) + "\n +++\n"
     path = tmp_path / "ft06_orlib.txt"
     path.write_text(text)
-    assert load_instance(path).routes == load_instance("ft06").routes
+    ft06 = load_instance("ft06")
+    assert (load_instance(path).routes, load_instance(path).times) == (ft06.routes, ft06.times)
+
+
+def test_a_comment_naming_times_and_machines_is_not_a_taillard_file(tmp_path):
+    for comment in ("# Times in seconds; Machines numbered from 0", "Times and Machines as OR-Library pairs"):
+        path = tmp_path / "pairs.txt"
+        path.write_text(f"{comment}\n{OK}")
+        loaded = load_instance(path)
+        assert loaded.routes == ((0, 1, 2), (0, 2, 1))
+        assert loaded.times == ((3, 2, 2), (2, 1, 4))
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("2 2\n0 5 1 3\n1 4\n", "expected 2 lines of 4 numbers"),
-        ("2 2\n0 5 2 3\n1 4 0 2\n", "job 0 names a machine outside 0..1"),
-        ("2 2\n0 5 1 0\n1 4 0 2\n", "job 0 has a processing time <= 0"),
-        ("abc\n", "first numeric line"),
+        ("2 3\n0 3 1 2 2 2\n0 2 2 1\n", r"line 3: expected 6 numbers \(job 1's 3 machine-time pairs\), found 4"),
+        ("2 3\n0 3 1 2 2\n0 2 2 1 1 4\n", r"line 2: expected 6 numbers \(job 0's 3 machine-time pairs\), found 5"),
+        ("3 3\n" + OK[4:], r"expected 3 lines of 3 machine-time pairs, one per job, found 2 before the end \(line 3\)"),
+        ("2 3\n0 3 1 -2 2 2\n0 2 2 1 1 4\n", "line 2: expected whole numbers >= 0, found '-2'"),
+        ("2 3\n0 3 1 2.5 2 2\n0 2 2 1 1 4\n", "line 2: expected whole numbers >= 0, found '2.5'"),
+        ("2 3\n0 3 1 2 2 2\n0 2 2 1 1 x4\n", r"line 3: expected 6 numbers \(job 1's .*\), found '0 2 2 1 1 x4'"),
+        (OK + "\n# a note: 12\n99\n", "line 6: expected no more numbers after the last job's line 3, found '99'"),
+        (
+            "2 3\n1 3 2 2 3 2\n1 2 3 1 2 4\n",
+            r"line 2: job 0 names machine 3, outside 0..2 \(the OR-Library layout numbers machines from 0\)",
+        ),
+        ("2 3\n0 3 1 0 2 2\n0 2 2 1 1 4\n", "line 2: job 0 operation 1 takes time 0, expected > 0"),
+        (
+            TAILLARD.format(" 0 1 2"),
+            r"line 7: job 0 names machine 0, outside 1..3 \(the Taillard layout numbers machines from 1\)",
+        ),
+        (TAILLARD.format(" 1 2"), r"line 7: expected 3 numbers \(job 0's machines\), found 2"),
+        (TAILLARD.format(" 1 2 3").replace("3 2 5", "3 2"), r"line 4: expected 3 numbers \(job 0's processing times\)"),
+        (
+            TAILLARD.format(" 1 2 3").replace("Machines", "Machine order"),
+            "line 6: expected 'Machines' after the 2 lines of times, found 'Machine order'",
+        ),
+        ("instance x\n2\n", r"line 2: expected the header 'jobs machines' \(two whole numbers >= 1\), found '2'"),
+        ("abc\n", "no line of numbers"),
     ],
 )
-def test_malformed_instances_are_refused(text, message):
-    with pytest.raises(InstanceError, match=message):
+def test_a_malformed_instance_names_the_file_the_line_and_what_was_expected(tmp_path, text, message):
+    path = tmp_path / "bad.txt"
+    path.write_text(text)
+    with pytest.raises(InstanceError, match=f"^instance file '{re.escape(str(path))}'(, |: ){message}"):
+        load_instance(path)
+    with pytest.raises(InstanceError, match=f"^instance 'bad'(, |: ){message}"):
         parse_instance(text, "bad")
+
+
+def test_a_taillard_file_reads_its_machines_from_1(tmp_path):
+    loaded = parse_instance(TAILLARD.format(" 1 2 3"), "t")
+    assert loaded.routes == ((0, 1, 2), (0, 2, 1))
+    assert loaded.times == ((3, 2, 5), (2, 1, 4))
+
+
+def test_a_file_gets_published_bounds_only_with_a_shipped_instance_s_jobs(tmp_path):
+    mine = tmp_path / "ft06.txt"  # a shipped name, other jobs
+    mine.write_text(OK)
+    loaded = load_instance(mine)
+    assert (loaded.name, loaded.optimum, loaded.best_known) == ("ft06", None, None)
+    with pytest.raises(InstanceError, match="no best known makespan"):
+        loaded.gap(10)
+    copy = tmp_path / "my_ta01.txt"  # ta01's jobs in Taillard's layout, under another name
+    copy.write_text(taillard_text("ta01"))
+    loaded = load_instance(copy)
+    assert (loaded.name, loaded.optimum, loaded.best_known) == ("my_ta01", 1231, 1231)
+    open_one = load_instance(INSTANCES_DIR / "ta18.txt")  # a shipped file by path: open, its best known schedule
+    assert (open_one.optimum, open_one.best_known) == (None, 1396)
+
+
+def test_every_shipped_file_loads_by_path_as_by_name():
+    for name in shipped():
+        assert load_instance(INSTANCES_DIR / f"{name}.txt") == load_instance(name)
 
 
 def test_unknown_instance_is_named():
