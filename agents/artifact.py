@@ -147,6 +147,29 @@ class PolicyArtifact:
             )
         return artifact
 
+    def check_fits(self, observation_space: spaces.Space[Any], action_space: spaces.Space[Any]) -> None:
+        """Check that the policy acts on an env of these spaces (an artifact of another line or task does not).
+
+        Raises:
+            ArtifactError: the observation space is not a Box of the same shape and bounds, or the
+                action space differs; the message names the artifact and both spaces.
+        """
+        ours = self.observation_space
+        if (
+            not isinstance(observation_space, spaces.Box)
+            or observation_space.shape != ours.shape
+            or not (np.allclose(observation_space.low, ours.low) and np.allclose(observation_space.high, ours.high))
+        ):
+            raise ArtifactError(
+                f"policy artifact {self.path}: its observation space {ours} does not fit the env's "
+                f"{observation_space} (another line or task?)"
+            )
+        if action_space != self.action_space:
+            raise ArtifactError(
+                f"policy artifact {self.path}: its action space {self.action_space} does not fit the env's "
+                f"{action_space} (another task, or other task settings?)"
+            )
+
     def predict(
         self,
         observation: np.ndarray | dict[str, np.ndarray],

@@ -194,36 +194,54 @@ def _flat_box_dim(space: spaces.Space[Any]) -> int:
     return int(space.shape[0])
 
 
+def exportable(algorithm: type, observation_space: spaces.Space[Any], action_space: spaces.Space[Any]) -> None:
+    """Check, before any training, that `export_policy` can write a policy of `algorithm` on these spaces.
+
+    Raises:
+        ValueError: an algorithm other than PPO, A2C, SAC, DQN and MaskablePPO (subclasses
+            included), an observation space that is not a flat Box, or an action space the
+            algorithm's export does not support; the message names what is supported.
+    """
+    _flat_box_dim(observation_space)
+    if isinstance(action_space, spaces.Discrete) and action_space.start != 0:
+        raise ValueError(f"SB3 acts in 0..n-1: a Discrete action space must start at 0, got {action_space}")
+    name = algorithm.__name__
+    if issubclass(algorithm, MaskablePPO):
+        supported: tuple[type, ...] = (spaces.Discrete,)
+    elif issubclass(algorithm, PPO | A2C):
+        supported = (spaces.Box, spaces.Discrete, spaces.MultiBinary)
+    elif issubclass(algorithm, SAC):
+        supported = (spaces.Box,)
+    elif issubclass(algorithm, DQN):
+        supported = (spaces.Discrete,)
+    else:
+        raise ValueError(f"cannot export {name}: supported are PPO, A2C, SAC, DQN and MaskablePPO")
+    if not isinstance(action_space, supported):
+        kinds = ", ".join(k.__name__ for k in supported)
+        raise ValueError(f"{name} export supports {kinds} action spaces, got {action_space}")
+
+
 def _network(model: BaseAlgorithm) -> tuple[_Deterministic, int | None]:
     """The model's deterministic-action module and its mask width (None if it takes no mask)."""
     act_space = model.action_space
-    if isinstance(act_space, spaces.Discrete) and act_space.start != 0:
-        raise ValueError(f"SB3 acts in 0..n-1: a Discrete action space must start at 0, got {act_space}")
+    exportable(type(model), model.observation_space, act_space)
     policy: Any = model.policy
     if isinstance(model, MaskablePPO):
-        if not isinstance(act_space, spaces.Discrete):
-            raise ValueError(f"MaskablePPO export supports a Discrete action space only, got {act_space}")
-        return _Deterministic(_ActorTrunk(policy), _Argmax()), int(act_space.n)
+        return _Deterministic(_ActorTrunk(policy), _Argmax()), int(cast(spaces.Discrete, act_space).n)
     if isinstance(model, PPO | A2C):
         if isinstance(act_space, spaces.Box):
             head: nn.Module = _Unscale(act_space) if policy.squash_output else _Clip(act_space)
         elif isinstance(act_space, spaces.Discrete):
             head = _Argmax()
-        elif isinstance(act_space, spaces.MultiBinary):
-            head = _Bernoulli()
         else:
-            raise ValueError(
-                f"{type(model).__name__} export supports Box, Discrete or MultiBinary actions: {act_space}"
-            )
+            head = _Bernoulli()
         return _Deterministic(_ActorTrunk(policy), head), None
     if isinstance(model, SAC):
         actor = policy.actor
         trunk = nn.Sequential(actor.features_extractor, actor.latent_pi, actor.mu)
         return _Deterministic(trunk, _Unscale(cast(spaces.Box, act_space))), None
-    if isinstance(model, DQN):
-        q_net = policy.q_net
-        return _Deterministic(nn.Sequential(q_net.features_extractor, q_net.q_net), _Argmax()), None
-    raise ValueError(f"cannot export {type(model).__name__}: supported are PPO, A2C, SAC, DQN and MaskablePPO")
+    q_net = policy.q_net  # DQN, as `exportable` checked
+    return _Deterministic(nn.Sequential(q_net.features_extractor, q_net.q_net), _Argmax()), None
 
 
 def _write_onnx(module: nn.Module, file: Path, obs_dim: int, n_mask: int | None, device: torch.device) -> bytes:
@@ -252,8 +270,10 @@ def _write_onnx(module: nn.Module, file: Path, obs_dim: int, n_mask: int | None,
     return data
 
 
-def _normalizer(vec_normalize: VecNormalize, obs_space: spaces.Space[Any]) -> dict[str, Any]:
-    """The observation statistics `VecNormalize.normalize_obs` applies."""
+def _normalizer(vec_normalize: VecNormalize, obs_space: spaces.Space[Any]) -> dict[str, Any] | None:
+    """The observation statistics `VecNormalize.normalize_obs` applies; None where it normalises only rewards."""
+    if not vec_normalize.norm_obs:
+        return None  # SB3 keeps no observation statistics then, and the policy saw raw observations
     rms = vec_normalize.obs_rms
     if not isinstance(rms, RunningMeanStd) or rms.mean.shape != obs_space.shape:
         raise ValueError(f"vec_normalize must hold one RunningMeanStd of shape {obs_space.shape} for the observations")

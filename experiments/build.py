@@ -20,8 +20,9 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
 import envs  # noqa: F401  (registers the smartline/ ids)
-from agents.artifact import PolicyArtifact
+from agents.artifact import ArtifactError, PolicyArtifact
 from agents.baselines import BASELINES, make_baseline, parameter_names
+from agents.export import exportable
 from agents.rollout import Policy
 from envs.base import LineEnv
 from envs.registration import TASKS
@@ -82,15 +83,43 @@ def check(cfg: DictConfig) -> None:
             tuned_baseline(cfg, env, name)
         if not is_learner(cfg) and not is_trainer(cfg):
             heuristic_agent(cfg, env)
-        if getattr(target, "box_actions_only", False) and not isinstance(env.action_space, gym.spaces.Box):
-            raise ConfigError(
-                f"agent._target_: {target.__name__} drives Box actions; task {cfg.task.name} acts in {env.action_space}"
-            )
+        _check_spaces(cfg, target, env)
         if warm_start_heuristic(cfg) is not None:
             _check_warm_start(cfg, env)
         _check_trainer(cfg, env)
     finally:
         env.close()
+    _check_json(cfg)
+
+
+def _check_spaces(cfg: DictConfig, target: Any, env: gym.Env[Any, Any]) -> None:
+    """The agent acts in the task's action space, and what an SB3 algorithm learns can be exported."""
+    if getattr(target, "box_actions_only", False) and not isinstance(env.action_space, gym.spaces.Box):
+        raise ConfigError(
+            f"agent._target_: {target.__name__} drives Box actions; task {cfg.task.name} acts in {env.action_space}"
+        )
+    if is_learner(cfg):
+        try:  # checked now: a policy that cannot be exported would be lost after its training
+            exportable(target, env.observation_space, env.action_space)
+        except ValueError as exc:
+            raise ConfigError(f"agent._target_: {cfg.agent._target_} cannot run task {cfg.task.name}: {exc}") from exc
+
+
+def _check_json(cfg: DictConfig) -> None:
+    """Every value of the run's config is one JSON carries: the artifact's manifest records it whole."""
+
+    def first_bad(node: Any, path: str) -> str | None:
+        if isinstance(node, dict):
+            return next(
+                (bad for k, v in node.items() if (bad := first_bad(v, f"{path}.{k}" if path else str(k)))), None
+            )
+        if isinstance(node, list):
+            return next((bad for i, v in enumerate(node) if (bad := first_bad(v, f"{path}[{i}]"))), None)
+        return path if isinstance(node, float) and not math.isfinite(node) else None
+
+    bad = first_bad(OmegaConf.to_container(cfg, resolve=True), "")
+    if bad is not None:
+        raise ConfigError(f"{bad}: must be a finite number (the artifact's manifest records the config as JSON)")
 
 
 def _check_trainer(cfg: DictConfig, env: gym.Env[Any, Any]) -> None:
@@ -364,7 +393,11 @@ def load_policy(spec: str, env: gym.Env[Any, Any], params: dict[str, Any] | None
     """
     path = Path(spec)
     if (path / "manifest.json").is_file():
-        artifact = PolicyArtifact.load(path)
+        try:
+            artifact = PolicyArtifact.load(path)
+            artifact.check_fits(env.observation_space, env.action_space)
+        except (OSError, ArtifactError) as exc:
+            raise ConfigError(f"policies: {exc}") from exc
         return artifact_label(path, artifact.manifest["algorithm"]), artifact
     if spec in BASELINES:
         try:

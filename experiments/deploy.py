@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 import numpy as np
-from gymnasium import spaces
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -167,19 +166,10 @@ def setup(cfg: DictConfig) -> Deployment:
 
 
 def _check_spaces(artifact: PolicyArtifact, task: Task) -> None:
-    ours, theirs = task.observation_space, artifact.observation_space
-    if (
-        not isinstance(ours, spaces.Box)
-        or ours.shape != theirs.shape
-        or not (np.allclose(ours.low, theirs.low) and np.allclose(ours.high, theirs.high))
-    ):
-        raise ConfigError(
-            f"artifact: its observation space {theirs} does not fit the line's {ours} (another line or task?)"
-        )
-    if artifact.action_space != task.action_space:
-        raise ConfigError(
-            f"artifact: its action space {artifact.action_space} does not fit the task's {task.action_space}"
-        )
+    try:
+        artifact.check_fits(task.observation_space, task.action_space)
+    except ArtifactError as exc:
+        raise ConfigError(f"artifact: {exc}") from exc
 
 
 @dataclass

@@ -52,7 +52,19 @@ def evaluation_config(cfg: DictConfig) -> DictConfig:
 
 def _run_config(cfg: DictConfig, manifests: list[Path]) -> DictConfig:
     """The first artifact's training config, with this run's `hardware` and `guard`."""
-    configs = [OmegaConf.create(json.loads(m.read_text())["config"]) for m in manifests]
+    configs = []
+    for manifest in manifests:
+        try:
+            data = json.loads(manifest.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"policies: {manifest} is not a readable policy manifest: {exc}") from exc
+        config = data.get("config") if isinstance(data, dict) else None
+        if not isinstance(config, dict):
+            raise ConfigError(
+                f"policies: {manifest} records no training config, so the task and line it runs on are unknown; "
+                "export it with its run's config"
+            )
+        configs.append(OmegaConf.create(config))
     tasks = {c.task.name for c in configs}
     if len(tasks) > 1:
         raise ConfigError(f"policies: the artifacts were trained on different tasks {sorted(tasks)}")

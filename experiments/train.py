@@ -82,6 +82,7 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
         comparison = _comparison(cfg, normalizer)
         callbacks = _callbacks(cfg, out_dir, comparison, normalizer)
         model.learn(cfg.total_timesteps, callback=callbacks, progress_bar=cfg.progress_bar, tb_log_name="run")
+        model.save(out_dir / "model.zip")  # SB3's own save of the trained model, beside its artifact
         if normalizer is not None:
             normalizer.save(str(out_dir / "vecnormalize.pkl"))
         artifact_dir = export_policy(

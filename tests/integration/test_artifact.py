@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from sb3_contrib import MaskablePPO
-from stable_baselines3 import A2C, DQN, PPO, SAC
+from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
@@ -20,7 +20,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 import envs  # noqa: F401  (registers the ids)
 from agents.artifact import MANIFEST_FILE, NETWORK_FILE, ArtifactError, PolicyArtifact
-from agents.export import export_policy
+from agents.export import export_policy, exportable
+from experiments.build import load_policy
+from experiments.errors import ConfigError
 
 N_OBS = 1_000
 
@@ -257,3 +259,53 @@ def test_unsupported_observation_space_is_named(tmp_path):
     model = PPO("MlpPolicy", GridEnv(), device="cpu")
     with pytest.raises(ValueError, match=r"Box\(-1.0, 1.0, \(2, 3\)"):
         export_policy(model, tmp_path / "a")
+
+
+def test_a_vec_normalize_of_rewards_only_exports_no_observation_statistics(tmp_path):
+    venv = VecNormalize(DummyVecEnv([BoxEnv]), norm_obs=False, norm_reward=True)
+    model = PPO(
+        "MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, policy_kwargs=small_net(), seed=0, device="cpu"
+    )
+    model.learn(64)
+    artifact = exported(model, tmp_path, vec_normalize=venv)
+    assert artifact.manifest["vec_normalize"] is None  # the policy saw raw observations
+    assert_parity(model, artifact, random_obs(model.observation_space))
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "action_space", "message"),
+    [
+        (TD3, BoxEnv.action_space, "cannot export TD3: supported are PPO, A2C, SAC, DQN and MaskablePPO"),
+        (SAC, gym.spaces.Discrete(3), r"SAC export supports Box action spaces, got Discrete\(3\)"),
+        (DQN, gym.spaces.MultiBinary(2), r"DQN export supports Discrete action spaces"),
+        (MaskablePPO, BoxEnv.action_space, "MaskablePPO export supports Discrete action spaces"),
+        (PPO, gym.spaces.MultiDiscrete([2, 3]), "PPO export supports Box, Discrete, MultiBinary action spaces"),
+        (A2C, gym.spaces.Discrete(3, start=1), "must start at 0"),
+    ],
+)
+def test_what_cannot_be_exported_is_known_before_any_training(algorithm, action_space, message):
+    with pytest.raises(ValueError, match=message):
+        exportable(algorithm, BoxEnv.observation_space, action_space)
+    exportable(PPO, BoxEnv.observation_space, BoxEnv.action_space)
+
+
+def test_an_artifact_checks_that_it_fits_an_envs_spaces(tmp_path):
+    model = PPO("MlpPolicy", BoxEnv(), n_steps=64, batch_size=64, policy_kwargs=small_net(), seed=0, device="cpu")
+    artifact = exported(model, tmp_path)
+    artifact.check_fits(BoxEnv.observation_space, BoxEnv.action_space)
+    wider = gym.spaces.Box(-4.0, 4.0, (6,), np.float32)
+    with pytest.raises(ArtifactError, match=r"observation space .* does not fit the env's Box\(-4.0, 4.0, \(6,\)"):
+        artifact.check_fits(wider, BoxEnv.action_space)
+    with pytest.raises(ArtifactError, match=r"action space .* does not fit the env's Discrete\(3\)"):
+        artifact.check_fits(BoxEnv.observation_space, gym.spaces.Discrete(3))
+
+
+def test_evaluation_refuses_an_artifact_that_does_not_fit_its_env(tmp_path):
+    model = PPO("MlpPolicy", BoxEnv(), n_steps=64, batch_size=64, policy_kwargs=small_net(), seed=0, device="cpu")
+    folder = export_policy(model, tmp_path / "artifact")
+    env = gym.make("smartline/Speed-v0")
+    with pytest.raises(ConfigError, match=r"^policies: policy artifact .*artifact: its observation space"):
+        load_policy(str(folder), env)
+    label, policy = load_policy(str(folder), BoxEnv())
+    assert label.startswith("PPO")
+    assert isinstance(policy, PolicyArtifact)

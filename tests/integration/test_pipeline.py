@@ -117,6 +117,12 @@ def test_every_agent_option_checks_on_its_task(agent):
         (["+unknown_key=1", "task.id=smartline/Nothing-v0"], ConfigError, "task.id"),
         (["agent=spt"], ConfigError, "agent.name: env: DispatchRule drives SchedulingTask, not SpeedTask"),
         (["task.baseline=reactive"], ConfigError, "task.baseline"),
+        (
+            ["agent=sac", "agent._target_=stable_baselines3.TD3"],
+            ConfigError,
+            "TD3 cannot run task Speed: cannot export",
+        ),
+        (["normalize.clip_obs=inf"], ConfigError, "^normalize.clip_obs: must be a finite number"),
     ],
 )
 def test_config_errors_stop_before_work_and_name_the_key(overrides, error, message):
@@ -299,9 +305,14 @@ def test_evaluate_replaces_an_artifacts_episode_length_and_names_a_bad_one(tmp_p
         ("outputs/train/Speed/nowhere/artifact", "artifact folder outputs/train/Speed/nowhere/artifact does not exist"),
         ("nominal_sped", r"neither an artifact folder nor a heuristic \(did you mean nominal_speed\?\)"),
         ("{tmp_path}", "has no manifest.json"),
+        ("{tmp_path}/broken", r"broken/manifest\.json is not a readable policy manifest: Expecting"),
+        ("{tmp_path}/bare", r"bare/manifest\.json records no training config"),
     ],
 )
 def test_evaluate_names_a_policy_it_cannot_find(tmp_path, policy, message):
+    for name, text in (("broken", "{'config': "), ("bare", '{"config": null}')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(text)
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         policy = policy.format(tmp_path=tmp_path)
         cfg = compose("evaluate", overrides=[f"policies=[{policy}]", "episodes=1", "continuing_seeds=0"])
