@@ -68,8 +68,8 @@ class Counters:
         return Counters(**changed, state_time_s=states, wip_parts=self.wip_parts, last_completion_s=last)
 
 
-_LEVELS = ("wip_parts", "last_completion_s")
-_CUMULATIVE = tuple(f.name for f in fields(Counters) if f.name not in _LEVELS)
+LEVELS = ("wip_parts", "last_completion_s")  # read as they are now, not counted up
+_CUMULATIVE = tuple(f.name for f in fields(Counters) if f.name not in LEVELS)
 
 
 def derive_kpis(c: Counters, elapsed_s: float, n_stations: int) -> Kpis:

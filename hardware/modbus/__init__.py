@@ -14,6 +14,7 @@ from hardware.modbus.errors import (
     StaleData,
 )
 from hardware.modbus.image import CommandBlock, CommandImage, InputImage, PlcFrame, PlcStatus
+from hardware.modbus.map_checks import MAX_SETPOINT_STEP
 from hardware.modbus.maps import SETPOINT_LEVERS, default_map, load_map, map_from_mapping, setpoint_spec, validate
 from hardware.modbus.plc import VirtualPLC
 from hardware.modbus.plc_faults import Fault, FaultKind
@@ -31,6 +32,7 @@ from hardware.modbus.tls import TlsFiles, client_context, make_certs, server_con
 
 __all__ = [
     "LEVER_BITS",
+    "MAX_SETPOINT_STEP",
     "SETPOINT_LEVERS",
     "BadFrame",
     "Block",

@@ -1,12 +1,15 @@
 """`ModbusLine`: a `Line` read from a PLC's input registers and commanded through its command window.
 
-A frame is the PLC's input registers read in the fewest requests (`InputImage.plan`) and checked
-whole (`frame_seq == frame_seq_end`, else re-read), fresh (the PLC heartbeat moves, the timestamp
-never goes backwards) and decoded by the same `InputImage` the virtual PLC encodes with. A command
-is one FC16 block {agent heartbeat, sequence number, setpoints} written to the command window and
-never re-sent; the PLC acts on a new sequence number only, and the write counts only once the PLC
-echoes it. The line clock is the PLC's timestamp, s since the Unix epoch; KPIs count from the frame
-`reset` read, derived by `hardware.counters.derive_kpis` like the twin's.
+A frame is the PLC's input registers read whole and fresh (`hardware.modbus.reader`) and decoded by
+the same `InputImage` the virtual PLC encodes with. A command is one FC16 block {agent heartbeat,
+sequence number, setpoints} written to the command window and never re-sent; the PLC acts on a new
+sequence number only, and the write counts only once the PLC echoes it. Heartbeat and sequence
+number wrap over their registers' whole range (the sequence skips 0, which a PLC holds at power-up).
+The line clock is the PLC's timestamp, s since the Unix epoch; KPIs count from the frame `reset`
+read, derived by `hardware.counters.derive_kpis` like the twin's from the counters unwrapped past
+their registers' wraps (at most one wrap between two frame reads). A sensor's stamp is the frame's
+time less its age; a sensor whose age reads missing has a NaN stamp (stale to the guard), one the map
+gives no age has the frame's time.
 
 The PLC runs free (time passes by itself, scaled) or in lockstep (each accepted block steps the line
 one control period before the write is answered); `advance` works with both: it writes a block when
@@ -22,20 +25,13 @@ import numpy as np
 
 from hardware.counters import Counters, derive_kpis
 from hardware.interface import Command, Decision, DecisionKind, Frame, Lever, LineSpec, LineStatus, SetpointLimits
-from hardware.modbus.errors import (
-    BadFrame,
-    ClockWentBack,
-    CommandNotAccepted,
-    IncompatiblePlc,
-    ModbusException,
-    StaleData,
-)
+from hardware.modbus.errors import CommandNotAccepted, IncompatiblePlc, ModbusException, StaleData
 from hardware.modbus.image import CommandBlock, CommandImage, InputImage, PlcFrame, PlcStatus
+from hardware.modbus.reader import FrameReader
 from hardware.modbus.regmap import Block, RegisterMap, Role, StatusBit, Table
 from hardware.modbus.tls import TlsFiles
 from hardware.modbus.transport import Transport
 
-_WRAP = 0xFFFF  # heartbeats run 0-65534, as `CommandImage.encode` wraps them
 _TIME_EPS_S = 0.0005  # half the resolution of the PLC's timestamp (1 ms)
 _REFUSALS = (
     (StatusBit.REMOTE, False, "REMOTE off"),
@@ -45,9 +41,12 @@ _REFUSALS = (
 )
 
 
-def _next_sequence(sequence: int) -> int:
-    """The command sequence number after `sequence`: 1-65534, never 0, which a PLC holds at power-up."""
-    return sequence % (_WRAP - 1) + 1
+def _next_sequence(sequence: int, modulus: int) -> int:
+    """The command sequence number after `sequence` in a register of `modulus` values: 1 to modulus - 1, never 0.
+
+    A PLC holds 0 at power-up, so a first command numbered 0 would not be new to it.
+    """
+    return sequence % (modulus - 1) + 1
 
 
 class ModbusLine:
@@ -143,7 +142,7 @@ class ModbusLine:
                     f"{a.lever.value}) of line {spec.name!r}; its command window carries {list(names)}"
                 )
         self._slots = np.array([names.index(a.name) for a in spec.actuators], dtype=int)
-        self._image = InputImage(rmap, spec)
+        self._modulus = self._command.header[0].encoding.modulus  # of the heartbeat and the sequence number
         self._transport = Transport(
             host,
             port,
@@ -153,12 +152,10 @@ class ModbusLine:
             reconnect_backoff_s=reconnect_backoff_s,
             window=None if read_only else rmap.command_window,
         )
+        image = InputImage(rmap, spec)
+        self._reader = FrameReader(self._transport, image, heartbeat_timeout_s)
+        self._no_age = ~image.has_age  # sensors stamped with the frame's time
         self._attached = False
-        self._plc: PlcFrame | None = None
-        self._status: PlcStatus | None = None  # the last status read, alone or with a frame
-        self._status_at: float | None = None  # wall clock (time.time()) of that read
-        self._last_time: float | None = None  # PLC timestamp of the last frame read, s
-        self._heartbeat_seen: tuple[int, float] | None = None  # PLC heartbeat and when it was first seen
         self._start = Counters()
         self._start_s = 0.0
         self._time = 0.0  # time of the last frame handed out, s
@@ -173,16 +170,16 @@ class ModbusLine:
     @property
     def plc_frame(self) -> PlcFrame | None:
         """The last PLC frame read whole (status bits, alarms, active setpoints, ages); None before any."""
-        return self._plc
+        return self._reader.plc
 
     @property
     def plc_status(self) -> PlcStatus | None:
         """The status block of `plc_frame`; None before any read."""
-        return self._status
+        return self._reader.status
 
     def status(self) -> LineStatus:
         """The PLC's status word, clock and active setpoints as of the last read (the defaults before any)."""
-        st = self._status
+        st, plc = self._reader.status, self._reader.plc
         if st is None:
             return LineStatus()
         return LineStatus(
@@ -193,8 +190,8 @@ class ModbusLine:
             setpoint_limited=StatusBit.SP_LIMITED in st.status,
             heartbeat=st.heartbeat,
             clock_s=st.timestamp_s,
-            read_at_s=self._status_at,
-            active=None if self._plc is None else self._plc.active.copy(),
+            read_at_s=self._reader.status_at,
+            active=None if plc is None else plc.active.copy(),
         )
 
     def reset(self, seed: int | None = None) -> Frame:
@@ -209,12 +206,12 @@ class ModbusLine:
             ModbusLineError: the PLC cannot be read (see `read`).
         """
         self._attached = False
-        self._last_time, self._heartbeat_seen = None, None
-        plc = self._read_plc()
+        self._reader.attach()
+        plc = self._reader.frame()
         self._check_plc(plc.status)
         if not self.read_only:
             self._sequence, self._heartbeat = self._command_origin(plc.status.command_echo)
-        self._start, self._start_s = plc.counters, plc.status.timestamp_s
+        self._start, self._start_s = self._reader.counters, plc.status.timestamp_s
         self._ticks, self._pending, self._written = 0, (), False
         self._attached = True
         return self._frame(plc)
@@ -260,7 +257,7 @@ class ModbusLine:
         clock = self._time  # the line clock must move past the last frame before the data count as live
         clock_since = beat_at = time.monotonic()
         while True:
-            status, self._echoed = self._echoed or self._read_status(), None  # the echo's status is fresh
+            status, self._echoed = self._echoed or self._reader.status_block(), None  # the echo's status is fresh
             t = status.timestamp_s
             if t >= target - _TIME_EPS_S:
                 break
@@ -269,7 +266,7 @@ class ModbusLine:
                 clock, clock_since = t, now
             elif now - clock_since > self.heartbeat_timeout_s:
                 raise StaleData(
-                    f"{self._where(Role.STATUS, 'timestamp')}: the line clock stood at {t:.3f} s for "
+                    f"{self._reader.where(Role.STATUS, 'timestamp')}: the line clock stood at {t:.3f} s for "
                     f"{now - clock_since:.2f} s while waiting for {target:.3f} s"
                 )
             alive = clock_since > beat_at  # the line clock moved since the last beat: the data are live
@@ -277,7 +274,7 @@ class ModbusLine:
                 self.heartbeat()
                 beat_at = now
             time.sleep(self.poll_s)
-        plc = self._read_plc()
+        plc = self._reader.frame()
         t = plc.status.timestamp_s
         self._pending = ()
         if period is not None and t >= next_tick - _TIME_EPS_S:
@@ -296,7 +293,7 @@ class ModbusLine:
             StaleData: the PLC heartbeat stood still for `heartbeat_timeout_s`, or the timestamp went back.
         """
         self._live()
-        return self._frame(self._read_plc())
+        return self._frame(self._reader.frame())
 
     def heartbeat(self) -> None:
         """Write the agent heartbeat register alone (one FC16 request): the PLC sees the agent alive, nothing else.
@@ -305,7 +302,7 @@ class ModbusLine:
             ModbusLineError: the write failed (it is never re-sent).
         """
         self._live()
-        self._heartbeat = (self._heartbeat + 1) % _WRAP
+        self._heartbeat = (self._heartbeat + 1) % self._modulus
         reg = self._command.header[0]
         self._transport.write(reg.device_id, reg.address, reg.encoding.encode(float(self._heartbeat)))
 
@@ -318,74 +315,19 @@ class ModbusLine:
         if not self._attached:
             raise RuntimeError(f"line {self.spec.name!r}: call reset() before using it")
 
-    def _where(self, role: Role, name: str) -> str:
-        r = self.map.entry(role, name)
-        return self._transport.where(r.device_id, r.table, r.address, r.width)
-
-    def _read_plc(self) -> PlcFrame:
-        """Read a whole frame, re-reading a torn one, and check that it is fresh."""
-        plan = self._image.plan
-        where = self._transport.where(
-            plan[0].device_id, Table.INPUT, plan[0].address, plan[-1].address + plan[-1].count - plan[0].address
-        )
-        for _ in range(self._transport.read_retries + 1):
-            blocks = [self._transport.read(b) for b in plan]
-            try:
-                plc = self._image.decode(blocks)
-            except ValueError as exc:
-                raise BadFrame(f"{where}: {exc}") from exc
-            if plc.status.frame_seq == plc.frame_seq_end:
-                break
-        else:
-            raise BadFrame(
-                f"{where}: frame torn on {self._transport.read_retries + 1} reads (frame_seq "
-                f"{plc.status.frame_seq}, frame_seq_end {plc.frame_seq_end}): the PLC publishes faster than it is read"
-            )
-        self._fresh(plc.status)
-        self._plc = plc
-        return plc
-
-    def _read_status(self) -> PlcStatus:
-        """The status block alone, from the first request of a frame read, checked fresh."""
-        first = self._image.plan[0]
-        registers = self._transport.read(first)
-        try:
-            status = self._image.decode_status(registers)
-        except ValueError as exc:
-            where = self._transport.where(first.device_id, first.table, first.address, first.count)
-            raise BadFrame(f"{where}: {exc}") from exc
-        self._fresh(status)
-        return status
-
-    def _fresh(self, st: PlcStatus) -> None:
-        """Refuse a status whose timestamp went back or whose heartbeat stood still too long; keep it."""
-        now = time.monotonic()
-        if self._last_time is not None and st.timestamp_s < self._last_time:
-            raise ClockWentBack(
-                f"{self._where(Role.STATUS, 'timestamp')}: the timestamp went back from "
-                f"{self._last_time:.3f} s to {st.timestamp_s:.3f} s"
-            )
-        if self._heartbeat_seen is None or self._heartbeat_seen[0] != st.heartbeat:
-            self._heartbeat_seen = (st.heartbeat, now)
-        elif now - self._heartbeat_seen[1] > self.heartbeat_timeout_s:
-            raise StaleData(
-                f"{self._where(Role.STATUS, 'heartbeat')}: the PLC heartbeat stood at {st.heartbeat} for "
-                f"{now - self._heartbeat_seen[1]:.2f} s (limit {self.heartbeat_timeout_s} s)"
-            )
-        self._last_time, self._status, self._status_at = st.timestamp_s, st, time.time()
-
     def _check_plc(self, status: PlcStatus) -> None:
         period = self.spec.control_period_s
         if period is not None and abs(status.control_period_s - period) > _TIME_EPS_S:
             raise IncompatiblePlc(
-                f"{self._where(Role.STATUS, 'control_period')}: the PLC runs a control period of "
+                f"{self._reader.where(Role.STATUS, 'control_period')}: the PLC runs a control period of "
                 f"{status.control_period_s:g} s; line {self.spec.name!r} expects {period:g} s"
             )
         local = self.spec.levers - status.remote_levers
         if local:
             remote = sorted(lv.value for lv in status.remote_levers)
+            kept = sorted(lv.value for lv in local)
             raise IncompatiblePlc(
-                f"{self._where(Role.STATUS, 'remote_levers')}: the PLC keeps levers {sorted(lv.value for lv in local)} "
+                f"{self._reader.where(Role.STATUS, 'remote_levers')}: the PLC keeps levers {kept} "
                 f"local (remote: {remote}); line {self.spec.name!r} gives them to the agent"
             )
 
@@ -403,22 +345,23 @@ class ModbusLine:
             return echo, 0
         hb = hb_reg.encoding.decode(regs[: hb_reg.width])
         seq = seq_reg.encoding.decode(regs[seq_reg.address - first :])
-        sequence = int(seq) if not math.isnan(seq) and int(seq) == _next_sequence(echo) else echo
-        return sequence, 0 if math.isnan(hb) else int(hb) % _WRAP
+        sequence = int(seq) if int(seq) == _next_sequence(echo, self._modulus) else echo
+        return sequence, int(hb)
 
     def _send(self, values: np.ndarray) -> None:
         """Write one block of window setpoints (NaN = keep) with the next heartbeat and sequence; check the echo."""
-        if self._status is not None and StatusBit.WD_TRIPPED in self._status.status:
+        last = self._reader.status
+        if last is not None and StatusBit.WD_TRIPPED in last.status:
             self.heartbeat()  # the agent is back: the PLC re-arms its watchdog before it takes a command
-        self._sequence = _next_sequence(self._sequence)
-        self._heartbeat = (self._heartbeat + 1) % _WRAP
+        self._sequence = _next_sequence(self._sequence, self._modulus)
+        self._heartbeat = (self._heartbeat + 1) % self._modulus
         window = self._command.window
         block = CommandBlock(self._heartbeat, self._sequence, values)
         self._transport.write(window.device_id, window.address, self._command.encode(block))
         deadline = time.monotonic() + self.echo_timeout_s
         while True:
-            st = self._read_status()
-            if st.command_echo == self._sequence:
+            st = self._reader.status_block()
+            if st.command_echo == self._sequence:  # equal, wrapped or not
                 self._echoed = st
                 return
             why = ", ".join(text for bit, when_set, text in _REFUSALS if (bit in st.status) == when_set)
@@ -435,9 +378,11 @@ class ModbusLine:
             time.sleep(self.poll_s)
 
     def _frame(self, plc: PlcFrame) -> Frame:
+        """The `Frame` of the PLC frame just read: stamps from the ages, KPIs from the unwrapped counters."""
         t = plc.status.timestamp_s
-        stamps = np.where(np.isnan(plc.ages), t, t - plc.ages)
-        kpis = derive_kpis(plc.counters.since(self._start, self._start_s), t - self._start_s, len(self.spec.stations))
+        stamps = np.where(self._no_age, t, t - plc.ages)  # an age that reads missing: a NaN stamp, stale
+        counters = self._reader.counters
+        kpis = derive_kpis(counters.since(self._start, self._start_s), t - self._start_s, len(self.spec.stations))
         self._seq += 1
         self._time = t
-        return Frame(t, self._seq, plc.values.copy(), stamps, self._pending, kpis, counters=plc.counters)
+        return Frame(t, self._seq, plc.values.copy(), stamps, self._pending, kpis, counters=counters)

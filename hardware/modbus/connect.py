@@ -8,6 +8,7 @@ from typing import Any
 
 from hardware.interface import Lever
 from hardware.modbus.client import ModbusLine
+from hardware.modbus.map_checks import MAX_SETPOINT_STEP
 from hardware.modbus.maps import default_map, line_spec, load_map, setpoint_spec
 from hardware.modbus.tls import TlsFiles
 
@@ -22,13 +23,15 @@ def modbus_line(
     tls: Mapping[str, str] | None = None,
     device_id: int = 1,
     reconnect_backoff_s: Iterable[float] = (0.05, 2.0),
+    max_setpoint_step: float = MAX_SETPOINT_STEP,
     **options: Any,
 ) -> ModbusLine:
     """A `ModbusLine` that hands a task `levers` on the line `definition` describes.
 
     The task's spec is the line's with exactly those levers and `control_period_s` (None: the
-    definition's); the register map is `map` (a YAML file validated against the line) or the line's
-    default map. `tls` holds the client's `cert`, `key` and the `ca` that signed the PLC. `options`
+    definition's); the register map is `map` (a YAML file validated against the line, its continuous
+    setpoints at a register step of at most `max_setpoint_step` of their range) or the line's default
+    map. `tls` holds the client's `cert`, `key` and the `ca` that signed the PLC. `options`
     go to `ModbusLine` (timeouts, retries). No network traffic happens until `reset`.
 
     Raises:
@@ -37,7 +40,7 @@ def modbus_line(
     """
     spec = line_spec(definition, levers, control_period_s)
     full = setpoint_spec(definition, spec.control_period_s)
-    rmap = load_map(map, full) if map is not None else default_map(full, device_id=device_id)
+    rmap = load_map(map, full, max_setpoint_step) if map is not None else default_map(full, device_id=device_id)
     files = None if tls is None else TlsFiles(Path(tls["cert"]), Path(tls["key"]), Path(tls["ca"]))
     first, longest = tuple(reconnect_backoff_s)
     return ModbusLine(spec, rmap, host, port, tls=files, reconnect_backoff_s=(first, longest), **options)

@@ -36,7 +36,7 @@ from hardware.modbus.regmap import (
 class PlcStatus:
     """The PLC's status block, decoded."""
 
-    heartbeat: int  # scan counter, wraps at 65535
+    heartbeat: int  # scan counter, wraps to 0 after its register's top value (65535 in uint16)
     frame_seq: int  # sequence of the published frame
     timestamp_s: float  # frame timestamp, s since the Unix epoch (ms resolution)
     status: StatusBit
@@ -52,7 +52,7 @@ class PlcFrame:
 
     status: PlcStatus
     values: np.ndarray  # sensor values (NaN = dropout)
-    ages: np.ndarray  # s before the timestamp each value was sampled (NaN where the map has no age)
+    ages: np.ndarray  # s before the timestamp each value was sampled (NaN: missing, or no age in the map)
     active: np.ndarray  # setpoints the line runs now (NaN where the map has no readback)
     counters: Counters
     frame_seq_end: int  # equals status.frame_seq when the frame was read whole
@@ -82,6 +82,7 @@ class InputImage:
         self._status = {name: rmap.entry(Role.STATUS, name) for name in STATUS_NAMES}
         self._sensors = tuple(rmap.entry(Role.SENSOR, s.name) for s in spec.sensors)
         self._ages = tuple(rmap.get(Role.AGE, s.name) for s in spec.sensors)
+        self.has_age = np.array([r is not None for r in self._ages])  # per sensor: the map carries its age
         self._active = tuple(rmap.get(Role.ACTIVE, a.name) for a in spec.actuators)
         self._counters = tuple((name, rmap.entry(Role.COUNTER, name)) for name in counter_names())
         self._where: dict[tuple[Role, str], tuple[int, int]] = {}  # entry key -> (block index, offset in block)
@@ -180,15 +181,15 @@ class InputImage:
 
         s = frame.status
         status_values = {
-            "heartbeat": s.heartbeat % 0xFFFF,
-            "frame_seq": s.frame_seq % 0xFFFFFFFF,
+            "heartbeat": s.heartbeat,  # counters: the codec wraps them
+            "frame_seq": s.frame_seq,
             "timestamp": s.timestamp_s,
             "status": int(s.status),
             "alarms": s.alarms,
             "remote_levers": lever_bits(s.remote_levers),
             "command_echo": s.command_echo,
             "control_period": s.control_period_s,
-            "frame_seq_end": frame.frame_seq_end % 0xFFFFFFFF,
+            "frame_seq_end": frame.frame_seq_end,
         }
         for name, reg in self._status.items():
             put(reg, float(status_values[name]))
@@ -227,7 +228,7 @@ class CommandImage:
         self.names: tuple[str, ...] = tuple(r.name for r in self.entries)
 
     def encode(self, block: CommandBlock) -> list[int]:
-        """The window's registers for `block`.
+        """The window's registers for `block`: heartbeat and sequence wrapped, each setpoint rounded inside its limits.
 
         Raises:
             ValueError: a setpoint its encoding cannot carry, or the wrong number of setpoints.
@@ -235,17 +236,19 @@ class CommandImage:
         if len(block.setpoints) != len(self.entries):
             raise ValueError(f"expected {len(self.entries)} setpoints ({', '.join(self.names)})")
         out = [0] * self.window.count
-        values = [float(block.heartbeat % 0xFFFF), float(block.sequence % 0xFFFF), *block.setpoints.tolist()]
-        for r, v in zip((*self.header, *self.entries), values, strict=True):
+        for r, v in zip(self.header, (block.heartbeat, block.sequence), strict=True):
             off = r.address - self.window.address
-            out[off : off + r.width] = r.encoding.encode(v)
+            out[off : off + r.width] = r.encoding.encode(float(v))
+        for r, v in zip(self.entries, block.setpoints.tolist(), strict=True):
+            off = r.address - self.window.address
+            out[off : off + r.width] = r.encoding.encode(v, within=(r.low, r.high))
         return out
 
     def decode(self, registers: Sequence[int]) -> CommandBlock:
         """The block a write of the whole window carries.
 
         Raises:
-            ValueError: the wrong number of registers, or a missing heartbeat or sequence number.
+            ValueError: the wrong number of registers.
         """
         if len(registers) != self.window.count:
             raise ValueError(f"the command window takes {self.window.count} registers, got {len(registers)}")
@@ -254,10 +257,8 @@ class CommandImage:
             off = r.address - self.window.address
             return r.encoding.decode(registers[off : off + r.width])
 
-        heartbeat, sequence = (value(r) for r in self.header)
-        if math.isnan(heartbeat) or math.isnan(sequence):
-            raise ValueError("the command block's heartbeat and sequence number must be set")
-        return CommandBlock(int(heartbeat), int(sequence), np.array([value(r) for r in self.entries]))
+        heartbeat, sequence = (int(value(r)) for r in self.header)  # counters: never missing
+        return CommandBlock(heartbeat, sequence, np.array([value(r) for r in self.entries]))
 
 
 def _counter_value(c: Counters, name: str) -> float:

@@ -1,29 +1,31 @@
-"""Making and checking register maps: the default layout of any line, and hand-written maps validated.
+"""Making register maps: the default layout of any line, and hand-written maps read and validated.
 
 `setpoint_spec(definition)` is the spec a line's map is laid out for, every setpoint lever included,
 so a PLC and a client that hand the agent different levers still agree on the map.
 `default_map(spec)` lays a map out for any `LineSpec`; `load_map(path, spec)` reads a hand-written
-YAML map and validates it against the spec: overlapping registers, an unmapped sensor, status entry or
-counter, a command outside the contiguous window, a range its encoding cannot carry. Each error names
-the file and the entry.
+YAML map (a key given twice in one mapping is refused, naming the key and the line; a malformed
+field names its entry, key and, for a choice, the allowed values) and checks it with
+`hardware.modbus.map_checks.validate`. Each error names the file and the entry.
 """
 
 from __future__ import annotations
 
-import itertools
+import contextlib
+import enum
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from hardware.interface import Lever, LineSpec
 from hardware.modbus.codec import Encoding, RegisterType, WordOrder
+from hardware.modbus.map_checks import MAX_SETPOINT_STEP, validate
 from hardware.modbus.regmap import (
     AGE_ENCODING,
     COMMAND_HEADER,
-    MAX_WRITE,
     STATUS_ENCODING,
     STATUS_NAMES,
     MapError,
@@ -33,8 +35,11 @@ from hardware.modbus.regmap import (
     Table,
     counter_encoding,
     counter_names,
+    is_wrapping,
 )
 from hardware.twin import TwinLine
+
+E = TypeVar("E", bound=enum.Enum)
 
 SETPOINT_LEVERS = (Lever.SPEED, Lever.MODE, Lever.MAINTENANCE, Lever.REORDER)
 
@@ -66,6 +71,9 @@ def line_spec(
     if control_period_s is not None:
         control["control_period_s"] = control_period_s
     return TwinLine.from_definition(definition, control=control).spec
+
+
+_HEADER_ENCODING = Encoding(RegisterType.UINT16, wraps=True)  # the command window's heartbeat and sequence
 
 
 def default_map(spec: LineSpec, device_id: int = 1) -> RegisterMap:
@@ -109,9 +117,9 @@ def default_map(spec: LineSpec, device_id: int = 1) -> RegisterMap:
     enc, unit = STATUS_ENCODING["frame_seq_end"]
     add("frame_seq_end", Role.STATUS, enc, unit, -math.inf, math.inf, "frame_seq again: equal when a read is whole")
     cmd = [
-        Register("heartbeat", Role.COMMAND, Table.HOLDING, 0, Encoding(RegisterType.UINT16), "count", 0, 65534,
+        Register("heartbeat", Role.COMMAND, Table.HOLDING, 0, _HEADER_ENCODING, "count", 0, 65535,
                  device_id, None, "agent heartbeat: change it at least every watchdog period"),
-        Register("sequence", Role.COMMAND, Table.HOLDING, 1, Encoding(RegisterType.UINT16), "count", 0, 65534,
+        Register("sequence", Role.COMMAND, Table.HOLDING, 1, _HEADER_ENCODING, "count", 0, 65535,
                  device_id, None, "command sequence number: the PLC acts when it changes"),
     ]  # fmt: skip
     address = 2
@@ -142,23 +150,52 @@ _FIELDS = {
 }
 
 
-def load_map(path: str | Path, spec: LineSpec) -> RegisterMap:
-    """Read a YAML register map and validate it against `spec`.
+def load_map(path: str | Path, spec: LineSpec, max_setpoint_step: float = MAX_SETPOINT_STEP) -> RegisterMap:
+    """Read a YAML register map and validate it against `spec` (`max_setpoint_step`: see `validate`).
 
     Raises:
-        MapError: the file cannot be read or parsed, or an entry is malformed or does not fit the
-            spec; the message names the file and the entry.
+        MapError: the file cannot be read or parsed, a key is given twice in one mapping, or an entry
+            is malformed or does not fit the spec; the message names the file and the entry or line.
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        loader = _MapLoader(path.read_text())
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except (OSError, yaml.YAMLError) as exc:
         raise MapError(f"register map {path}: cannot read it: {exc}") from exc
-    return map_from_mapping(data, spec, str(path))
+    return map_from_mapping(data, spec, str(path), max_setpoint_step)
 
 
-def map_from_mapping(data: Any, spec: LineSpec, source: str) -> RegisterMap:
+class _DuplicateKey(yaml.YAMLError):
+    """A key given twice in one YAML mapping."""
+
+
+class _MapLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping (`safe_load` keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        """The mapping of `node`, after checking that no scalar key appears in it twice."""
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in first:
+                raise _DuplicateKey(f"line {line}: key {key!r} given twice in one mapping (first on line {first[key]})")
+            first[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def map_from_mapping(
+    data: Any, spec: LineSpec, source: str, max_setpoint_step: float = MAX_SETPOINT_STEP
+) -> RegisterMap:
     """Build and validate a map from its YAML form (`{line, registers: [...]}`); errors name `source`.
+
+    A setpoint entry without `low` or `high` takes its actuator's limits.
 
     Raises:
         MapError: see `load_map`.
@@ -168,11 +205,11 @@ def map_from_mapping(data: Any, spec: LineSpec, source: str) -> RegisterMap:
     unknown = set(data) - {"line", "registers"}
     if unknown:
         raise MapError(f"register map {source}: unknown top-level keys {sorted(unknown)}")
-    regs = tuple(_entry(row, i, source) for i, row in enumerate(data["registers"]))
+    regs = tuple(_with_limits(_entry(row, i, source), spec) for i, row in enumerate(data["registers"]))
     line = str(data.get("line", spec.name))
     if line != spec.name:
         raise MapError(f"register map {source}: is for line {line!r}, not {spec.name!r}")
-    return validate(RegisterMap(line, regs, source), spec)
+    return validate(RegisterMap(line, regs, source), spec, max_setpoint_step)
 
 
 def _entry(row: Any, index: int, source: str) -> Register:
@@ -186,189 +223,66 @@ def _entry(row: Any, index: int, source: str) -> Register:
     missing = {"name", "role", "table", "address", "type"} - set(row)
     if missing:
         raise MapError(f"{where}: missing {sorted(missing)}")
+    name = str(row["name"])
+    role = _choice(row, "role", Role, where)
+    kind = _choice(row, "type", RegisterType, where)
+    scale, offset = _number(row, "scale", 1.0, where), _number(row, "offset", 0.0, where)
+    order = _choice(row, "word_order", WordOrder, where, WordOrder.BIG)
     try:
-        enc = Encoding(
-            RegisterType(row["type"]),
-            float(row.get("scale", 1.0)),
-            float(row.get("offset", 0.0)),
-            WordOrder(row.get("word_order", "big")),
-        )
-        reg = Register(
-            name=str(row["name"]),
-            role=Role(row["role"]),
-            table=Table(row["table"]),
-            address=_whole(row["address"], "address"),
-            encoding=enc,
-            unit=str(row.get("unit", "")),
-            low=float(row.get("low", -math.inf)),
-            high=float(row.get("high", math.inf)),
-            device_id=_whole(row.get("device_id", 1), "device_id"),
-            rate_per_s=None if row.get("rate_per_s") is None else float(row["rate_per_s"]),
-            description=str(row.get("description", "")),
-        )
-    except (TypeError, ValueError) as exc:
+        enc = Encoding(kind, scale, offset, order, wraps=is_wrapping(role, name) and not kind.is_float)
+    except ValueError as exc:
         raise MapError(f"{where}: {exc}") from exc
-    return reg
+    rate = row.get("rate_per_s")
+    return Register(
+        name=name,
+        role=role,
+        table=_choice(row, "table", Table, where),
+        address=_whole(row, "address", 0, where),
+        encoding=enc,
+        unit=str(row.get("unit", "")),
+        low=_number(row, "low", -math.inf, where),
+        high=_number(row, "high", math.inf, where),
+        device_id=_whole(row, "device_id", 1, where),
+        rate_per_s=None if rate is None else _number(row, "rate_per_s", 0.0, where),
+        description=str(row.get("description", "")),
+    )
 
 
-def _whole(value: Any, name: str) -> int:
+def _choice(row: Mapping[str, Any], key: str, kind: type[E], where: str, default: E | None = None) -> E:
+    """The enum member `row[key]` names (`default` when absent), or an error listing the allowed values."""
+    if key not in row and default is not None:
+        return default
+    value = row[key]
+    for member in kind:
+        if member.value == value:
+            return member
+    allowed = ", ".join(str(m.value) for m in kind)
+    raise MapError(f"{where}: {key}: {value!r} is not one of {allowed}")
+
+
+def _number(row: Mapping[str, Any], key: str, default: float, where: str) -> float:
+    """`row[key]` as a number (`default` when absent); a numeric string such as `1e-3` counts (YAML 1.1 reads it so)."""
+    value = row.get(key, default)
+    number = math.nan
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+    if math.isnan(number):
+        raise MapError(f"{where}: {key}: expected a number, got {value!r}")
+    return number
+
+
+def _whole(row: Mapping[str, Any], key: str, default: int, where: str) -> int:
+    """`row[key]` as a whole number (`default` when absent)."""
+    value = row.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
+        raise MapError(f"{where}: {key}: expected a whole number, got {value!r}")
     return value
 
 
-def validate(rmap: RegisterMap, spec: LineSpec) -> RegisterMap:
-    """Check a map against its line: every entry where it may be, nothing overlapping, nothing unmapped.
-
-    Raises:
-        MapError: the first problem found, naming the map's source and the entry.
-    """
-    src = rmap.source
-    seen: dict[tuple[Role, str], int] = {}
-    for i, r in enumerate(rmap.registers):
-        where = f"register map {src}: entry {i} ({r.name!r}, {r.role.value})"
-        if r.key in seen:
-            raise MapError(f"{where}: duplicates entry {seen[r.key]}")
-        seen[r.key] = i
-        _check_entry(r, where, spec)
-    _check_overlaps(rmap)
-    _check_complete(rmap, spec)
-    _check_window(rmap)
-    _check_protocol(rmap, spec)
-    return rmap
-
-
-_WRAPPING = ("heartbeat", "command_echo")  # counters both ends wrap alike: uint16, 0-65534
-_WORDS = ("status", "remote_levers", "alarms", "frame_seq", "frame_seq_end")  # plain unsigned integers
-
-
-def _check_protocol(rmap: RegisterMap, spec: LineSpec) -> None:
-    """The entries the protocol itself reads: types both ends agree on, where a frame read checks them."""
-    src = rmap.source
-
-    def need(ok: bool, r: Register, what: str) -> None:
-        if not ok:
-            raise MapError(
-                f"register map {src}: {r.role.value} entry {r.name!r} at {r.table.value} {r.address}: {what}"
-            )
-
-    def plain(r: Register, *types: RegisterType) -> bool:
-        return r.encoding.type in types and r.encoding.scale == 1.0 and r.encoding.offset == 0.0
-
-    for name in _WRAPPING:
-        need(plain(rmap.entry(Role.STATUS, name), RegisterType.UINT16), rmap.entry(Role.STATUS, name),
-             "must be uint16 with scale 1 (it wraps at 65535 at both ends)")  # fmt: skip
-    for name in COMMAND_HEADER:
-        r = rmap.entry(Role.COMMAND, name)
-        need(plain(r, RegisterType.UINT16), r, "must be uint16 with scale 1 (it wraps at 65535 at both ends)")
-    unsigned = (RegisterType.UINT16, RegisterType.UINT32, RegisterType.UINT64)
-    for name in _WORDS:
-        r = rmap.entry(Role.STATUS, name)
-        need(plain(r, *unsigned), r, "must be an unsigned integer with scale 1")
-    stamp = rmap.entry(Role.STATUS, "timestamp")
-    need(stamp.width == 4, stamp, "must be a 64-bit type: ms since the epoch do not fit in 32 bits")
-    alarms = rmap.entry(Role.STATUS, "alarms")
-    bits = 16 * alarms.width - 1  # all bits set is the missing value
-    need(len(spec.stations) <= bits, alarms, f"{bits} bits cannot flag {len(spec.stations)} stations")
-    plan = rmap.read_plan()
-    for name in STATUS_NAMES:
-        r = rmap.entry(Role.STATUS, name)
-        block = plan[-1] if name == "frame_seq_end" else plan[0]
-        where = "last" if name == "frame_seq_end" else "first"
-        inside = (r.device_id, r.table) == (block.device_id, block.table) and (
-            block.address <= r.address < block.address + block.count
-        )
-        span = f"input {block.address}-{block.address + block.count - 1}"
-        need(inside, r, f"must lie in the {where} read request ({span}), so that a frame read whole can be told")
-
-
-def _check_entry(r: Register, where: str, spec: LineSpec) -> None:
-    if r.address < 0 or r.end > 0x10000:
-        raise MapError(f"{where}: address {r.address} (+{r.width} registers) is outside 0-65535")
-    if not 0 <= r.device_id <= 255:
-        raise MapError(f"{where}: device_id {r.device_id} is outside 0-255")
-    wanted = Table.HOLDING if r.role is Role.COMMAND else Table.INPUT
-    if r.table is not wanted:
-        raise MapError(f"{where}: a {r.role.value} entry belongs in {wanted.value} registers, not {r.table.value}")
-    if r.rate_per_s is not None and not (r.role is Role.COMMAND and r.rate_per_s > 0):
-        raise MapError(f"{where}: rate_per_s is a positive rate of a setpoint, got {r.rate_per_s}")
-    low, high = _spec_range(r, where, spec)
-    finite = [v for v in (low, high) if math.isfinite(v)]
-    if finite and not r.encoding.fits(min(finite), max(finite)):
-        lo, hi = r.encoding.span()
-        raise MapError(
-            f"{where}: range [{low:g}, {high:g}] {r.unit} cannot fit {r.encoding.type.value} with scale "
-            f"{r.encoding.scale:g} and offset {r.encoding.offset:g}, which carries [{lo:g}, {hi:g}]"
-        )
-
-
-def _spec_range(r: Register, where: str, spec: LineSpec) -> tuple[float, float]:
-    """The range an entry must carry: its sensor's or actuator's from the spec, else the entry's own."""
-    if r.role is Role.SENSOR:
-        try:
-            s = spec.sensors[spec.sensor_index(r.name)]
-        except KeyError:
-            raise MapError(f"{where}: line {spec.name!r} has no sensor {r.name!r}") from None
-        return s.low, s.high
-    if r.role is Role.AGE and r.name not in {s.name for s in spec.sensors}:
-        raise MapError(f"{where}: line {spec.name!r} has no sensor {r.name!r}")
-    if r.role in (Role.ACTIVE, Role.COMMAND) and r.name not in COMMAND_HEADER:
-        try:
-            a = spec.actuators[spec.actuator_index(r.name)]
-        except KeyError:
-            raise MapError(f"{where}: line {spec.name!r} has no actuator {r.name!r}") from None
-        return a.low, a.high
-    if r.role is Role.STATUS and r.name not in STATUS_NAMES:
-        raise MapError(f"{where}: not a status entry; status entries are {', '.join(STATUS_NAMES)}")
-    if r.role is Role.COUNTER and r.name not in counter_names():
-        raise MapError(f"{where}: not a counter; counters are {', '.join(counter_names())}")
-    return r.low, r.high
-
-
-def _check_overlaps(rmap: RegisterMap) -> None:
-    ordered = sorted(enumerate(rmap.registers), key=lambda p: (p[1].device_id, p[1].table.value, p[1].address))
-    for (i, a), (j, b) in itertools.pairwise(ordered):
-        if (a.device_id, a.table) == (b.device_id, b.table) and b.address < a.end:
-            raise MapError(
-                f"register map {rmap.source}: entry {j} ({b.name!r}, {b.role.value}) at {b.table.value} {b.address} "
-                f"overlaps entry {i} ({a.name!r}, {a.role.value}) at {a.address}-{a.end - 1}"
-            )
-
-
-def _check_complete(rmap: RegisterMap, spec: LineSpec) -> None:
-    need: list[tuple[Role, Sequence[str]]] = [
-        (Role.STATUS, STATUS_NAMES),
-        (Role.SENSOR, [s.name for s in spec.sensors]),
-        (Role.COUNTER, counter_names()),
-        (Role.COMMAND, COMMAND_HEADER),
-    ]
-    for role, names in need:
-        for name in names:
-            if rmap.get(role, name) is None:
-                raise MapError(f"register map {rmap.source}: {role.value} {name!r} is unmapped")
-
-
-def _check_window(rmap: RegisterMap) -> None:
-    cmd = sorted(rmap.of(Role.COMMAND), key=lambda r: r.address)
-    if len({r.device_id for r in cmd}) > 1:
-        raise MapError(f"register map {rmap.source}: the command window spans device ids; it must be one block")
-    for i, r in enumerate(cmd[:2]):
-        if r.name != COMMAND_HEADER[i]:
-            raise MapError(
-                f"register map {rmap.source}: entry {r.name!r} at holding {r.address}: the command window starts "
-                f"with {COMMAND_HEADER[0]!r} then {COMMAND_HEADER[1]!r}"
-            )
-    start = cmd[0].address
-    end = start + sum(r.width for r in cmd)  # entries do not overlap, so inside this span they are contiguous
-    for r in cmd:
-        if r.end > end:
-            raise MapError(
-                f"register map {rmap.source}: command entry {r.name!r} at holding {r.address} is outside the "
-                f"command window (holding {start}-{end - 1}, one contiguous block from {COMMAND_HEADER[0]!r})"
-            )
-    window = rmap.command_window
-    if window.count > MAX_WRITE:
-        raise MapError(
-            f"register map {rmap.source}: the command window takes {window.count} registers; one FC16 write "
-            f"carries at most {MAX_WRITE}"
-        )
+def _with_limits(r: Register, spec: LineSpec) -> Register:
+    """A setpoint entry with its actuator's limits where the file gives none (`validate` names an unknown one)."""
+    if r.role is not Role.COMMAND or r.name in COMMAND_HEADER or r.name not in {a.name for a in spec.actuators}:
+        return r
+    a = spec.actuators[spec.actuator_index(r.name)]
+    return replace(r, low=a.low if math.isinf(r.low) else r.low, high=a.high if math.isinf(r.high) else r.high)

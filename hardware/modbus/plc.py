@@ -213,7 +213,7 @@ class VirtualPLC:
 
     @property
     def heartbeat(self) -> int:
-        """Scans since start-up (the published heartbeat wraps at 65535)."""
+        """Scans since start-up (the published heartbeat wraps to 0 after its register's top value, 65535)."""
         return self._snapshot(lambda: self.program.heartbeat)
 
     @property

@@ -243,9 +243,7 @@ class PlcProgram:
                 return ExcCodes.ILLEGAL_VALUE, False
             heartbeat = float(block.heartbeat)
         elif address == beat.address and count == beat.width:
-            heartbeat = beat.encoding.decode(values)
-            if math.isnan(heartbeat):
-                return ExcCodes.ILLEGAL_VALUE, False
+            heartbeat = beat.encoding.decode(values)  # a counter: every value is one, 65535 included
         else:
             return ExcCodes.ILLEGAL_VALUE, False
         rearmed = False

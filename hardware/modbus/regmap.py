@@ -19,6 +19,10 @@ device id. Roles:
   request: `heartbeat`, `sequence`, then setpoints named after the spec's actuators (a missing value
   means keep the current setpoint).
 
+Counters wrap (`is_wrapping`): the protocol's (heartbeats, frame sequence, command sequence and its
+echo) and the cumulative counters in an integer type run over their type's whole range and start
+again at 0, with no value reserved for missing; compare them for change only, modulo their range.
+
 `hardware.modbus.maps` makes the default map of a line and checks hand-written ones.
 """
 
@@ -34,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from hardware.counters import Counters
+from hardware.counters import LEVELS, Counters
 from hardware.interface import Lever, StationState
 from hardware.modbus.codec import Encoding, RegisterType
 
@@ -91,16 +95,21 @@ STATUS_NAMES = (
 )
 COMMAND_HEADER = ("heartbeat", "sequence")
 
+PROTOCOL_COUNTERS = {  # the counters of the protocol itself, by role: they wrap at both ends
+    Role.STATUS: ("heartbeat", "frame_seq", "command_echo", "frame_seq_end"),
+    Role.COMMAND: COMMAND_HEADER,
+}
+
 STATUS_ENCODING = {
-    "heartbeat": (Encoding(RegisterType.UINT16), "count"),
-    "frame_seq": (Encoding(RegisterType.UINT32), "count"),
+    "heartbeat": (Encoding(RegisterType.UINT16, wraps=True), "count"),
+    "frame_seq": (Encoding(RegisterType.UINT32, wraps=True), "count"),
     "timestamp": (Encoding(RegisterType.UINT64, scale=0.001), "s since epoch"),
     "status": (Encoding(RegisterType.UINT16), "bits"),
     "alarms": (Encoding(RegisterType.UINT32), "bits"),
     "remote_levers": (Encoding(RegisterType.UINT16), "bits"),
-    "command_echo": (Encoding(RegisterType.UINT16), "count"),
+    "command_echo": (Encoding(RegisterType.UINT16, wraps=True), "count"),
     "control_period": (Encoding(RegisterType.UINT32, scale=0.001), "s"),
-    "frame_seq_end": (Encoding(RegisterType.UINT32), "count"),
+    "frame_seq_end": (Encoding(RegisterType.UINT32, wraps=True), "count"),
 }
 AGE_ENCODING = Encoding(RegisterType.UINT16, scale=0.01)  # 10 ms steps, up to 655 s
 
@@ -119,12 +128,23 @@ def counter_names() -> tuple[str, ...]:
 INT_COUNTERS = frozenset(f.name for f in fields(Counters) if f.type in ("int", int))
 
 
+def is_wrapping(role: Role, name: str) -> bool:
+    """Whether the entry of `role` named `name` is a counter that wraps (in an integer type: see the module doc).
+
+    The protocol's counters and every cumulative counter do; the levels (`wip_parts`,
+    `last_completion_s`) and everything else do not.
+    """
+    if role is Role.COUNTER:
+        return name not in LEVELS
+    return name in PROTOCOL_COUNTERS.get(role, ())
+
+
 def counter_encoding(name: str) -> tuple[Encoding, str]:
     """The default encoding and unit of a counter: integers in uint32, totals in float64, a timestamp in ms."""
     if name == "last_completion_s":
         return Encoding(RegisterType.UINT64, scale=0.001), "s since epoch"
     if name in INT_COUNTERS:
-        return Encoding(RegisterType.UINT32), "count"
+        return Encoding(RegisterType.UINT32, wraps=is_wrapping(Role.COUNTER, name)), "count"
     return Encoding(RegisterType.FLOAT64), _counter_unit(name)
 
 
@@ -324,7 +344,8 @@ class RegisterMap:
             "40001 for holding registers). Engineering value = raw x scale + offset. Bytes inside a register",
             "are big-endian; `word_order` says which word of a 32- or 64-bit value comes first. A missing",
             "value is NaN in a float and the reserved raw value in an integer (the most negative for signed,",
-            "the largest for unsigned types).",
+            "the largest for unsigned types). Counters (heartbeats, sequence numbers and their echo, integer",
+            "cumulative counters) have no missing value: they run over their type's whole range and wrap to 0.",
             "",
             f"Command window: device {window.device_id}, holding registers {window.address}-"
             f"{window.address + window.count - 1}, written as one FC16 block: agent heartbeat, command",

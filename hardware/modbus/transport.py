@@ -2,9 +2,13 @@
 
 Every request is bounded by the timeout; pymodbus itself never re-sends (`retries=0`): reads are
 re-read here on a timeout, writes are never re-sent. A timeout or a broken connection closes the
-socket, so that a late answer can never be taken for the answer to a later request. The next call
-reconnects; while reconnecting fails, attempts are spaced by an exponential backoff and a call made
-before the next attempt is due fails at once with `ModbusDisconnected` instead of waiting.
+socket, so that a late answer can never be taken for the answer to a later request. An answer with
+another function code than the request's is refused. The next call reconnects; while reconnecting
+fails, attempts are spaced by an exponential backoff and a call made before the next attempt is due
+fails at once with `ModbusDisconnected` instead of waiting. A connection counts as made only once it
+has answered a request: one lost before its first answer (a TLS server refusing the client's
+certificate lets the handshake finish, then closes) is a failed attempt, and only an answer resets
+the backoff.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from pymodbus.pdu import ModbusPDU
 from hardware.modbus.errors import ModbusDisconnected, ModbusException, ModbusLineError, ModbusTimeout
 from hardware.modbus.regmap import Block, Table
 from hardware.modbus.tls import TlsFiles, client_context
+
+_FC_READ = {Table.INPUT: 4, Table.HOLDING: 3}  # read input registers, read holding registers
+_FC_WRITE = 16  # write multiple registers
 
 
 class Transport:
@@ -56,6 +63,8 @@ class Transport:
         self._backoff_first, self._backoff_max = reconnect_backoff_s
         self._backoff = self._backoff_first
         self._retry_at = 0.0  # monotonic time before which no connection attempt is made
+        self._answered = False  # the open connection has answered a request
+        self.tls = tls is not None
         self._client: ModbusTcpClient = (
             ModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
             if tls is None
@@ -78,15 +87,18 @@ class Transport:
             ModbusTimeout: no answer on any of the `1 + read_retries` attempts.
             ModbusException: the PLC answered with an exception response.
             ModbusDisconnected: no connection.
-            ModbusLineError: an answer with the wrong number of registers.
+            ModbusLineError: an answer with the wrong function code or number of registers.
         """
         where = self.where(block.device_id, block.table, block.address, block.count)
         fn = self._client.read_input_registers if block.table is Table.INPUT else self._client.read_holding_registers
+        fc = _FC_READ[block.table]
         attempts = 0
         while True:
             attempts += 1
             try:
-                response = self._request(where, lambda: fn(block.address, count=block.count, device_id=block.device_id))
+                response = self._request(
+                    where, fc, lambda: fn(block.address, count=block.count, device_id=block.device_id)
+                )
             except ModbusTimeout:
                 if attempts > self.read_retries:
                     raise
@@ -104,6 +116,7 @@ class Transport:
             ModbusTimeout: no answer (the PLC may or may not have applied the write).
             ModbusException: the PLC answered with an exception response (the write was not applied).
             ModbusDisconnected: no connection.
+            ModbusLineError: an answer with the wrong function code.
         """
         where = self.where(device_id, Table.HOLDING, address, len(values))
         w = self.window
@@ -114,7 +127,9 @@ class Transport:
                 f"{where}: refused, outside the command window (device {w.device_id} holding {w.address}-"
                 f"{w.address + w.count - 1}); nothing was sent"
             )
-        self._request(where, lambda: self._client.write_registers(address, list(values), device_id=device_id))
+        self._request(
+            where, _FC_WRITE, lambda: self._client.write_registers(address, list(values), device_id=device_id)
+        )
 
     def close(self) -> None:
         """Close the connection; the next request reconnects at once."""
@@ -122,13 +137,13 @@ class Transport:
         self._retry_at = 0.0
         self._backoff = self._backoff_first
 
-    def _request(self, where: str, send: Callable[[], ModbusPDU]) -> ModbusPDU:
+    def _request(self, where: str, fc: int, send: Callable[[], ModbusPDU]) -> ModbusPDU:
+        """Send one request of function code `fc` and return its answer; an answer resets the backoff."""
         self._connect(where)
         try:
             response = send()
         except ConnectionException as exc:
-            self._client.close()
-            raise ModbusDisconnected(f"{where}: connection lost") from exc
+            raise ModbusDisconnected(self._lost(where, exc.string)) from exc
         except ModbusIOException as exc:
             self._client.close()  # a late answer must not be read as the answer to the next request
             what = "no answer" if "No response" in exc.string else f"no valid answer ({exc.string})"
@@ -136,11 +151,27 @@ class Transport:
         except (PymodbusError, OSError) as exc:
             self._client.close()
             raise ModbusDisconnected(f"{where}: connection failed: {exc}") from exc
+        self._answered, self._backoff = True, self._backoff_first
+        answered = response.function_code & 0x7F  # an exception response sets the top bit
+        if answered != fc:
+            raise ModbusLineError(
+                f"{where}: the answer has function code {answered}, the request function code {fc}: refused"
+            )
         if response.isError():
             code = response.exception_code
             name = next((c.name for c in ExcCodes if c == code), "UNKNOWN")
             raise ModbusException(f"{where}: exception response {code} ({name})", code, name)
         return response
+
+    def _lost(self, where: str, cause: str) -> str:
+        """Close a connection that broke; the error message, with the cause and, if it never answered, the backoff."""
+        self._client.close()
+        cause = cause.removeprefix("[Connection] ")
+        if self._answered:
+            return f"{where}: connection lost ({cause})"  # it worked: the next call reconnects at once
+        hint = "; with TLS on, the server may have refused this client's certificate" if self.tls else ""
+        wait = self._defer()
+        return f"{where}: connection lost before any answer{hint} ({cause}); the next attempt is due in {wait:.2f} s"
 
     def _connect(self, where: str) -> None:
         if self._client.connected:
@@ -151,9 +182,13 @@ class Transport:
                 f"{where}: not connected; the next connection attempt is due in {self._retry_at - now:.2f} s"
             )
         if self._client.connect():
-            self._backoff = self._backoff_first
+            self._answered = False
             return
+        raise ModbusDisconnected(f"{where}: cannot connect; the next attempt is due in {self._defer():.2f} s")
+
+    def _defer(self) -> float:
+        """Count a failed connection attempt: the next is due after the backoff, which doubles; the wait, s."""
         wait = self._backoff
         self._retry_at = time.monotonic() + wait
         self._backoff = min(2.0 * wait, self._backoff_max)
-        raise ModbusDisconnected(f"{where}: cannot connect; the next attempt is due in {wait:.2f} s")
+        return wait

@@ -87,10 +87,11 @@ def read_frame(client: ModbusTcpClient) -> PlcFrame:
 
 
 def command(client: ModbusTcpClient, heartbeat: int, sequence: int, setpoints: dict[str, float] | None = None) -> Any:
-    values = np.full(len(COMMAND.names), math.nan)
+    """Write a block as any client could: setpoints as given, outside their limits too (the PLC clamps them)."""
+    registers = COMMAND.encode(CommandBlock(heartbeat, sequence, np.full(len(COMMAND.names), math.nan)))
     for name, value in (setpoints or {}).items():
-        values[COMMAND.names.index(name)] = value
-    registers = COMMAND.encode(CommandBlock(heartbeat, sequence, values))
+        r = MAP.entry(Role.COMMAND, name)
+        registers[r.address - WINDOW.address : r.end - WINDOW.address] = r.encoding.encode(value)
     return client.write_registers(WINDOW.address, registers, device_id=1)
 
 

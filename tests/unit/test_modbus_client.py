@@ -94,7 +94,8 @@ def test_keep_and_valid_setpoints_pass_as_floats(twin):
     assert out.dtype == np.float64
 
 
-def test_sequence_numbers_run_1_to_65534_and_never_0():
+def test_sequence_numbers_run_over_the_whole_register_but_0():
+    """A uint16 sequence number wraps from 65535 to 1: 0 is what a PLC holds at power-up."""
     from hardware.modbus.client import _next_sequence
 
-    assert [_next_sequence(s) for s in (0, 1, 65533, 65534)] == [1, 2, 65534, 1]
+    assert [_next_sequence(s, 0x10000) for s in (0, 1, 65534, 65535)] == [1, 2, 65535, 1]

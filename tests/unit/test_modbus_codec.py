@@ -1,10 +1,11 @@
-"""The register codec: the images any Modbus client reads, exact round trips, missing values, limits."""
+"""The register codec: the images any Modbus client reads, exact round trips, missing values, counters, limits."""
 
 from __future__ import annotations
 
 import math
 import struct
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -123,3 +124,63 @@ def test_a_layout_decodes_a_run_exactly_as_each_encoding_does(kinds, data):
     got = Layout(list(reversed(entries)), at).decode(registers)  # any order of entries
     assert [math.isnan(x) for x in got] == [math.isnan(x) for x in reversed(expected)]
     assert [x for x in got if not math.isnan(x)] == [x for x in reversed(expected) if not math.isnan(x)]
+
+
+@pytest.mark.parametrize("kind", [t for t in RegisterType if not t.is_float and t.width <= 2])  # exact in a float
+def test_a_counter_has_no_missing_value_and_wraps_over_its_whole_range(kind):
+    """A PLC counter's top value is a count like any other; one step past it is the bottom."""
+    counter, plain = Encoding(kind, wraps=True), Encoding(kind)
+    low, high = counter.span()
+    assert high - low == counter.modulus - 1
+    for value in (low, high):
+        assert counter.decode(counter.encode(value)) == value
+    top = plain.encode(math.nan)  # what a measurement of this type reserves for missing
+    assert not math.isnan(counter.decode(top))
+    assert counter.encode(high + 1) == counter.encode(low)
+    assert counter.encode(low - 1) == counter.encode(high)
+    assert Layout([(counter, 0)], kind.width).decode(list(top)) == [counter.decode(top)]
+    with pytest.raises(ValueError, match="has no missing value"):
+        counter.encode(math.nan)
+
+
+def test_the_protocol_counters_read_65535_and_wrap_to_0():
+    uint16 = Encoding(RegisterType.UINT16, wraps=True)
+    assert uint16.decode((0xFFFF,)) == 65535.0
+    assert [uint16.encode(v) for v in (65535.0, 65536.0, 65537.0)] == [(0xFFFF,), (0,), (1,)]
+    assert Encoding(RegisterType.UINT32, wraps=True).decode((0xFFFF, 0xFFFF)) == 0xFFFFFFFF
+    assert Encoding(RegisterType.UINT64, wraps=True).decode((0xFFFF,) * 4) == float(2**64 - 1)
+    with pytest.raises(ValueError, match="cannot wrap"):
+        Encoding(RegisterType.FLOAT32, wraps=True)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "value", "written"),
+    [
+        (Encoding(RegisterType.UINT16, scale=0.2), 0.5, 0.6),  # nearest: 0.4
+        (Encoding(RegisterType.UINT16, scale=0.2), 1.5, 1.4),  # nearest: 1.6
+        (Encoding(RegisterType.INT16, scale=-0.2), 0.5, 0.6),  # a negative scale steps the other way
+        (Encoding(RegisterType.UINT16, scale=0.2), 1.0, 1.0),  # on the grid: as it is
+        (Encoding(RegisterType.FLOAT32), 1.2, float(np.nextafter(np.float32(1.2), np.float32(0.0)))),
+        (Encoding(RegisterType.FLOAT32), 0.5, 0.5),
+    ],
+)
+def test_a_value_within_limits_is_written_inside_them(encoding, value, written):
+    """Rounding to the register's grid never carries a setpoint past its limits (0.5-1.5, 0.5-1.2 for float32)."""
+    limits = (0.5, 1.2) if encoding.type.is_float else (0.5, 1.5)
+    out = encoding.decode(encoding.encode(value, within=limits))
+    assert out == pytest.approx(written, rel=1e-12)
+    assert limits[0] <= out <= limits[1]
+
+
+def test_limits_no_register_value_lies_inside_are_refused():
+    enc = Encoding(RegisterType.INT32)
+    with pytest.raises(ValueError, match=r"no int32 value with scale 1 and offset 0 lies inside \[0\.55, 0\.65\]"):
+        enc.encode(0.6, within=(0.55, 0.65))
+    with pytest.raises(ValueError, match=r"value 2\.0 is outside its limits \[0\.5, 1\.5\]"):
+        enc.encode(2.0, within=(0.5, 1.5))
+
+
+def test_resolution_is_the_step_between_neighbouring_register_values():
+    assert Encoding(RegisterType.INT16, scale=-0.25).resolution(3.0) == 0.25
+    assert Encoding(RegisterType.FLOAT32).resolution(1.0) == float(np.spacing(np.float32(1.0)))
+    assert Encoding(RegisterType.FLOAT64, scale=2.0).resolution(4.0) == 2.0 * math.ulp(2.0)

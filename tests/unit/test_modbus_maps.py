@@ -1,4 +1,8 @@
-"""Register maps: the default layout of any line, exports, and hand-written maps rejected naming the entry."""
+"""Register maps: the default layout of any line, exports, and hand-written maps rejected naming the entry.
+
+Hand-written maps are read from files as a plant would ship them: each malformed field, a key given
+twice, a setpoint register that cannot reach its lever's limits finely enough is refused by name.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import csv
 import dataclasses
 import io
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,8 +20,10 @@ import yaml
 from configs import config_file, options
 from hardware import ActuatorSpec, Lever, LineSpec
 from hardware.modbus import (
+    MAX_SETPOINT_STEP,
     CommandBlock,
     CommandImage,
+    Encoding,
     InputImage,
     MapError,
     PlcFrame,
@@ -28,6 +35,7 @@ from hardware.modbus import (
     load_map,
     map_from_mapping,
 )
+from hardware.modbus.connect import modbus_line
 from hardware.modbus.regmap import MAX_READ, counter_names
 from hardware.twin import TwinLine
 from tests.lines import FLOW5
@@ -155,11 +163,11 @@ def test_a_range_the_type_cannot_carry_is_refused(spec):
     ("change", "message"),
     [
         (lambda r: r.update(colour="red"), r"unknown keys \['colour'\]"),
-        (lambda r: r.update(type="int128"), r"'int128' is not a valid RegisterType"),
+        (lambda r: r.update(type="int128"), r"type: 'int128' is not one of int16, uint16, int32, uint32, float32"),
         (lambda r: r.update(table="holding"), r"a sensor entry belongs in input registers"),
         (lambda r: r.update(name="cut.smell"), r"line 'flow5' has no sensor 'cut.smell'"),
         (lambda r: r.update(address=-4), r"address -4 .* is outside 0-65535"),
-        (lambda r: r.update(address="ten"), r"address must be a whole number"),
+        (lambda r: r.update(address="ten"), r"address: expected a whole number, got 'ten'"),
         (lambda r: r.update(scale=0), r"scale must be a finite, non-zero number"),
     ],
 )
@@ -228,3 +236,133 @@ def test_a_line_with_more_stations_than_the_alarms_word_has_bits_is_refused():
     spec = LineSpec("many", tuple(f"s{i}" for i in range(40)), ("A",), (), speeds, frozenset({Lever.SPEED}), 60.0)
     with pytest.raises(MapError, match=r"alarms.*31 bits cannot flag 40 stations"):
         default_map(spec)
+
+
+def write_map(tmp_path: Path, data: dict[str, Any]) -> Path:
+    path = tmp_path / "plant_map.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("scale", "x10", r"scale: expected a number, got 'x10'"),
+        ("low", None, r"low: expected a number, got None"),
+        ("offset", True, r"offset: expected a number, got True"),
+        (
+            "type",
+            "float",
+            r"type: 'float' is not one of int16, uint16, int32, uint32, float32, int64, uint64, float64$",
+        ),
+        ("role", "sensors", r"role: 'sensors' is not one of status, sensor, age, active, counter, command$"),
+        ("table", "coils", r"table: 'coils' is not one of input, holding$"),
+        ("word_order", "CDAB", r"word_order: 'CDAB' is not one of big, little$"),
+        ("device_id", 1.5, r"device_id: expected a whole number, got 1\.5$"),
+    ],
+)
+def test_a_malformed_field_names_file_entry_key_and_the_allowed_values(spec, tmp_path, key, value, message):
+    data = as_data(spec)
+    i = entry_index(data, "sensor", "cut.vibration_mm_s")
+    data["registers"][i][key] = value
+    path = write_map(tmp_path, data)
+    with pytest.raises(MapError, match=rf"^register map {path}: entry {i} \('cut\.vibration_mm_s'\): {message}"):
+        load_map(path, spec)
+
+
+def test_a_numeric_string_yaml_reads_as_text_still_counts_as_a_number(spec, tmp_path):
+    data = as_data(spec)
+    data["registers"][entry_index(data, "sensor", "cut.vibration_mm_s")]["scale"] = "1e-3"
+    path = tmp_path / "map.yaml"
+    path.write_text(yaml.safe_dump(data).replace("'1e-3'", "1e-3"))  # YAML 1.1 reads 1e-3 (no dot) as a string
+    assert load_map(path, spec).entry(Role.SENSOR, "cut.vibration_mm_s").encoding.scale == 0.001
+
+
+def test_a_key_given_twice_in_an_entry_is_refused_naming_the_key_and_line(spec, tmp_path):
+    text = default_map(spec).to_yaml()
+    lines = text.splitlines()
+    at = next(n for n, line in enumerate(lines) if "name: cut.vibration_mm_s, role: sensor" in line)
+    lines[at] = lines[at][:-1] + ", type: int32, scale: 0.001}"  # PyYAML's safe_load would keep the second type
+    path = tmp_path / "dup.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        MapError,
+        match=rf"^register map {path}: cannot read it: line {at + 1}: key 'type' given twice in one mapping "
+        rf"\(first on line {at + 1}\)$",
+    ):
+        load_map(path, spec)
+    path.write_text("line: flow5\nline: flow5\nregisters: []\n")
+    with pytest.raises(MapError, match=r"line 2: key 'line' given twice in one mapping \(first on line 1\)"):
+        load_map(path, spec)
+
+
+def test_a_setpoint_register_too_coarse_for_its_lever_is_refused_naming_the_resolution(spec, tmp_path):
+    data = as_data(spec)
+    data["registers"][entry_index(data, "command", "cut.speed")]["type"] = "int32"  # scale 1 for a 0.5-1.2 ratio
+    path = write_map(tmp_path, data)
+    i = entry_index(data, "command", "cut.speed")
+    with pytest.raises(
+        MapError,
+        match=rf"^register map {path}: entry {i} \('cut\.speed', command\): int32 with scale 1 and offset 0 has a "
+        r"resolution of 1 ratio, coarser than max_setpoint_step 0\.01 of the range \[0\.5, 1\.2\] of actuator "
+        r"'cut\.speed' \(0\.007 ratio\); its limits would be written as \[1, 1\]$",
+    ):
+        load_map(path, spec)
+
+
+def test_the_setpoint_resolution_threshold_is_configurable_and_spares_whole_number_levers(spec, tmp_path):
+    data = as_data(spec)
+    for name, change in (
+        ("cut.speed", {"type": "int32", "scale": 0.01}),  # 70 steps over 0.5-1.2: coarser than 1 %
+        ("cut.mode", {"type": "int32", "scale": 1.0}),  # modes 0, 1, 2 exactly
+        ("cut.maintain", {"type": "int32", "scale": 1.0}),  # a request: 0 or 1
+    ):
+        data["registers"][entry_index(data, "command", name)].update(change)
+    path = write_map(tmp_path, data)
+    with pytest.raises(MapError, match=r"'cut\.speed', command\): int32 with scale 0\.01 .* resolution of 0\.01 ratio"):
+        load_map(path, spec)
+    rmap = load_map(path, spec, max_setpoint_step=0.02)
+    speed = rmap.entry(Role.COMMAND, "cut.speed")
+    assert (speed.low, speed.high) == (0.5, 1.2)  # a setpoint entry carries its actuator's limits
+    assert MAX_SETPOINT_STEP == 0.01
+    data["registers"][entry_index(data, "command", "cut.mode")]["scale"] = 2.0  # writes mode 1 as 0 or 2
+    with pytest.raises(MapError, match=r"'cut\.mode', command\): a mode setpoint takes the whole numbers 0-2; int32 "):
+        load_map(write_map(tmp_path, data), spec, max_setpoint_step=0.02)
+
+
+def test_the_threshold_reaches_a_hand_written_map_through_the_hardware_config(spec, tmp_path):
+    data = as_data(spec)
+    data["registers"][entry_index(data, "command", "cut.speed")].update(type="int32", scale=0.01)
+    path = write_map(tmp_path, data)
+    definition = yaml.safe_load(FLOW5.read_text())
+    with pytest.raises(MapError, match=r"coarser than max_setpoint_step 0\.01"):
+        modbus_line(definition, ["speed"], None, map=str(path))
+    line = modbus_line(definition, ["speed"], None, map=str(path), max_setpoint_step=0.02)  # no traffic until reset
+    assert line.map.entry(Role.COMMAND, "cut.speed").encoding.scale == 0.01
+    assert yaml.safe_load(config_file("hardware", "modbus").read_text())["max_setpoint_step"] == MAX_SETPOINT_STEP
+
+
+def test_a_setpoint_range_other_than_its_actuators_is_refused(spec):
+    data = as_data(spec)
+    data["registers"][entry_index(data, "command", "cut.speed")]["low"] = 0.4
+    with pytest.raises(
+        MapError, match=r"range \[0\.4, 1\.2\] is not the limits \[0\.5, 1\.2\] of actuator 'cut\.speed'"
+    ):
+        map_from_mapping(data, spec, "my.yaml")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("good_parts", "uint32"), ("energy_kwh", "uint64"), ("state_time_s.busy", "int64")]
+)
+def test_integer_counters_wrap_and_read_their_top_value(spec, name, kind):
+    data = as_data(spec)
+    data["registers"][entry_index(data, "counter", name)].update(type=kind, scale=0.5)  # as wide as before
+    rmap = map_from_mapping(data, spec, "my.yaml")
+    enc = rmap.entry(Role.COUNTER, name).encoding
+    assert enc.wraps
+    top = Encoding(enc.type).encode(math.nan)  # what a measurement of this type reserves for missing
+    assert not math.isnan(enc.decode(top))
+    assert not rmap.entry(Role.COUNTER, "wip_parts").encoding.wraps  # a level, not a meter
+    data["registers"][entry_index(data, "counter", name)]["scale"] = -0.5
+    with pytest.raises(MapError, match=r"counter needs a positive scale \(a wrap must read as a step down\)"):
+        map_from_mapping(data, spec, "my.yaml")

@@ -108,7 +108,6 @@ def test_shapes_of_writes_other_than_the_block_or_the_heartbeat_are_refused():
     registers = block(1, 1, cut__speed=1.1)
     assert p.write(WINDOW.address + 2, 2, registers[2:4], 0.0)[0] == 3
     assert p.write(WINDOW.address, 2, registers[:2], 0.0)[0] == 3
-    assert p.write(WINDOW.address, len(registers), [0xFFFF, *registers[1:]], 0.0)[0] == 3  # no heartbeat
     assert (p.echo, p.accepted, p.frame_seq) == (0, 0, 0)
 
 
