@@ -77,7 +77,9 @@ def derive_kpis(c: Counters, elapsed_s: float, n_stations: int) -> Kpis:
 
     Ratios follow their usual definitions: throughput = good parts per hour; OEE = availability x
     performance x quality with planned time = station time less off, standby and planned maintenance,
-    run time = planned time less downtime, changeovers and warm-ups.
+    run time = planned time less downtime, changeovers and warm-ups. Performance counts each
+    operation's ideal time at the machine's nominal (rated) speed, as a plant's ideal cycle time
+    is: a line run above nominal speed shows a performance, and so an OEE, above 1.
     """
     t = c.state_time_s
     planned = n_stations * elapsed_s - t[_OFF] - t[_STANDBY] - t[_MAINTENANCE]

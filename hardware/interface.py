@@ -250,7 +250,7 @@ class Kpis:
     health_restored: float = 0.0  # health given back by repairs and preventive maintenance, summed over stations
     last_completion_s: float = 0.0  # time from the episode's start to its latest departure (a job set's makespan)
     availability: float = 0.0
-    performance: float = 0.0
+    performance: float = 0.0  # ideal time at nominal speed / run time: above 1 when run faster than nominal
     quality: float = 0.0
     oee: float = 0.0
 
