@@ -124,8 +124,9 @@ class SupplyParams:
     outage_duration_mean_s: float = 24 * 3600.0
 
     def __post_init__(self) -> None:
-        """Check ranges."""
+        """Check ranges: an order may be placed (the reorder lever spans 0 to `max_order_units`)."""
         non_negative(self, *self.__dataclass_fields__)
+        positive(self, "max_order_units")
         require(
             self.order_quantity_units <= self.max_order_units,
             "order_quantity_units",

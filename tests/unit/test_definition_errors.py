@@ -24,6 +24,7 @@ from tests.lines import edited
         ("layout", "circle", "layout", "flow, jobshop"),
         ("scenarios", [{"kind": "alien_attack", "start_s": 0, "duration_s": 1}], r"scenarios\[0\]\.kind", "alien"),
         ("control.levers", ["speed"], r"control\.control_period_s", "control period"),
+        ("supply.max_order_units", 0.0, r"supply\.max_order_units", "> 0"),
     ],
 )
 def test_bad_definition_names_file_and_field(tmp_path, flow5_definition, path, value, field, problem):
