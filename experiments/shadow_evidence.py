@@ -210,12 +210,18 @@ def staleness(record: AuditRecord) -> float:
 
 
 def stretches(records: Sequence[AuditRecord]) -> list[Sequence[AuditRecord]]:
-    """`records` cut where the line's clock goes back: each stretch is one attach to the line.
+    """`records` cut where the line's clock or a cumulative KPI goes back: each stretch is one attach.
 
-    A deployment attaches afresh when the PLC's clock was set back (a restart), and the line's
-    cumulative KPIs start again from that attach, so a window is counted stretch by stretch.
+    A deployment attaches afresh when the PLC's clock or counters went back (a restart, a reset),
+    and the line's cumulative KPIs start again from that attach, so a window is counted stretch by
+    stretch.
     """
-    cuts = [k for k in range(1, len(records)) if records[k].line_time_s < records[k - 1].line_time_s]
+
+    def restarted(before: AuditRecord, after: AuditRecord) -> bool:
+        went_back = (_float(after.kpis.get(k)) < _float(before.kpis.get(k)) for k, _ in WINDOW_KPIS)
+        return after.line_time_s < before.line_time_s or any(went_back)
+
+    cuts = [k for k in range(1, len(records)) if restarted(records[k - 1], records[k])]
     bounds = [0, *cuts, len(records)]
     return [records[a:b] for a, b in itertools.pairwise(bounds)]
 

@@ -240,7 +240,7 @@ def _header(run: AuditRun, period: float) -> str:
 
 def _reattached(records: Sequence[AuditRecord]) -> str:
     n = len(stretches(records))
-    return "" if n == 1 else f" over {n} attaches: the line's clock went back {n - 1} times"
+    return "" if n == 1 else f" over {n} attaches: the line's clock or counters went back {n - 1} times"
 
 
 def _agreement_text(spec: LineSpec, records: Sequence[AuditRecord], plot: Path) -> str:
@@ -328,7 +328,7 @@ def _window_text(records: Sequence[AuditRecord]) -> str:
     return (
         "### KPIs over the window\n\n"
         "The line's cumulative KPIs at the first and the last record, and the window's count: their "
-        "difference, summed attach by attach where the line's clock went back (its counts restart).\n\n"
+        "difference, summed attach by attach where the line's clock or counters went back.\n\n"
         + markdown_table(["KPI", "first record", "last record", "window"], rows)
     )
 

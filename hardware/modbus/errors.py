@@ -44,8 +44,16 @@ class StaleData(ModbusLineError):
     """The PLC's data stopped moving: heartbeat frozen, line clock stopped, or a timestamp went backwards."""
 
 
-class ClockWentBack(StaleData):
-    """The PLC's timestamp went backwards (a clock set back, a PLC restarted behind): attach afresh."""
+class LineRestarted(StaleData):
+    """The PLC's data start again (a restart, a reset): what was counted since the attach is gone; attach afresh."""
+
+
+class ClockWentBack(LineRestarted):
+    """The PLC's timestamp went backwards (a clock set back, a PLC restarted behind)."""
+
+
+class CountersWentBack(LineRestarted):
+    """A cumulative counter went down by more than a wrap of its register explains (counters reset, a restart)."""
 
 
 class IncompatiblePlc(ModbusLineError):

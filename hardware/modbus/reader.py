@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 
 from hardware.counters import Counters
-from hardware.modbus.errors import BadFrame, ClockWentBack, StaleData
+from hardware.modbus.errors import BadFrame, ClockWentBack, CountersWentBack, StaleData
 from hardware.modbus.image import InputImage, PlcFrame, PlcStatus
 from hardware.modbus.regmap import Role, Table
 from hardware.modbus.transport import Transport
-from hardware.modbus.unwrap import CounterUnwrap
+from hardware.modbus.unwrap import CounterReset, CounterUnwrap
 
 
 class FrameReader:
@@ -54,7 +54,8 @@ class FrameReader:
 
         Raises:
             BadFrame: torn on every re-read, or a status or counter register reads missing.
-            StaleData: the PLC heartbeat stood still for `heartbeat_timeout_s`, or the timestamp went back.
+            StaleData: the PLC heartbeat stood still for `heartbeat_timeout_s`; `ClockWentBack` or
+                `CountersWentBack` (both `LineRestarted`): the PLC's timestamp or counters went back.
             ModbusLineError: the PLC cannot be read.
         """
         transport, plan = self.transport, self.image.plan
@@ -75,7 +76,11 @@ class FrameReader:
                 f"{plc.status.frame_seq}, frame_seq_end {plc.frame_seq_end}): the PLC publishes faster than it is read"
             )
         self._fresh(plc.status)
-        self.plc, self.counters = plc, self._unwrap(plc.counters)
+        try:
+            counters = self._unwrap(plc.counters)
+        except CounterReset as exc:
+            raise CountersWentBack(f"{where}: {exc}: the PLC's counters were reset (a restart?)") from exc
+        self.plc, self.counters = plc, counters
         return plc
 
     def status_block(self) -> PlcStatus:

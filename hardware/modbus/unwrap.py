@@ -3,21 +3,29 @@
 A PLC's meter in an integer register (a uint16 parts counter, a uint32 energy total in 0.1 kWh) runs
 to its type's top value and starts again at 0. Read one frame after another, a counter that went
 down has wrapped: its change is taken modulo the register's range (2^bits steps of its scale). This
-assumes it wraps at most once between two reads, which holds while a frame is read more often
-than the fastest counter takes to run through its range (a uint16 parts counter: 65,536 parts;
-uint32: 4.3e9). Float counters and the levels (`wip_parts`, `last_completion_s`) never wrap.
+assumes it moves by less than half its range between two reads, which holds while a frame is read
+more often than the fastest counter takes to run through half its range (a uint16 parts counter:
+32,768 parts; uint32: 2.1e9). A counter that went down by more than that, or a float counter that
+went down at all, was reset (a PLC restart, an operator's reset): `CounterReset`, not a wrap.
+The levels (`wip_parts`, `last_completion_s`) are read as they are.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
-from hardware.counters import Counters
+from hardware.counters import LEVELS, Counters
 from hardware.interface import StationState
 from hardware.modbus.regmap import INT_COUNTERS, RegisterMap, Role, counter_names
 
 _STATE_PREFIX = "state_time_s."
+_CUMULATIVE = tuple(f.name for f in fields(Counters) if f.name not in LEVELS and f.name != "state_time_s")
+_STATE_NAMES = tuple(f"{_STATE_PREFIX}{s.name.lower()}" for s in StationState)  # state_time_s's entries
+
+
+class CounterReset(ValueError):
+    """A cumulative counter went down by more than a wrap explains: the counters were reset."""
 
 
 class CounterUnwrap:
@@ -50,11 +58,20 @@ class CounterUnwrap:
         self._last = None
 
     def __call__(self, read: Counters) -> Counters:
-        """`read` (a frame's counters as decoded) with every wrapping counter unwrapped."""
-        if self._last is None or not self.moduli:
+        """`read` (a frame's counters as decoded) with every wrapping counter unwrapped.
+
+        Raises:
+            CounterReset: a counter went down by more than half its register's range, or a counter
+                that does not wrap went down at all; nothing is kept of `read`.
+        """
+        if self._last is None:
             self._last = (read, read)
             return read
         last_read, last = self._last
+        self._check_not_reset(read, last_read)
+        if not self.moduli:
+            self._last = (read, read)
+            return read
         if last is last_read and self._none_down(read, last_read):  # no wrap yet: as read (the usual case, fast)
             self._last = (read, read)
             return read
@@ -70,6 +87,16 @@ class CounterUnwrap:
         out = replace(read, **changed)
         self._last = (read, out)
         return out
+
+    def _check_not_reset(self, read: Counters, before: Counters) -> None:
+        """Raise `CounterReset` for the first counter that went down by more than a wrap explains."""
+        pairs = [(n, getattr(read, n), getattr(before, n)) for n in _CUMULATIVE]
+        pairs += zip(_STATE_NAMES, read.state_time_s, before.state_time_s, strict=True)
+        for name, now, was in pairs:
+            if now < was:
+                modulus = self.moduli.get(name)
+                if modulus is None or (now - was) % modulus > modulus / 2:
+                    raise CounterReset(f"counter {name} went from {was:g} to {now:g}")
 
     def _none_down(self, read: Counters, before: Counters) -> bool:
         """Whether no wrapping counter went down from `before` to `read`."""

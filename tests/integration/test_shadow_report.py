@@ -190,6 +190,11 @@ def test_kpis_over_a_window_that_reattached_count_each_attach(tmp_path: Path, fl
     assert kpis["energy_kwh"][2] == pytest.approx(0.5 * 5 + 1.0 * 3)
     assert line_hours(records) == pytest.approx((5 + 3) * 60.0 / 3600.0)
     assert [len(s) for s in stretches(records[:restart])] == [restart]
+    clock_on = [  # the counters were reset while the PLC's clock ran on
+        dataclasses.replace(r, line_time_s=3600.0 + 60.0 * k) if k >= restart else r for k, r in enumerate(records)
+    ]
+    assert [len(s) for s in stretches(clock_on)] == [6, 4]
+    assert window_kpis(clock_on)["good_parts"][2] == 2 * 5 + 3 * 3
 
 
 def counterfactual_run(tmp_path: Path, definition: dict[str, Any], proposed: float, active: float, steps: int) -> Any:

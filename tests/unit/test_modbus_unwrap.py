@@ -8,7 +8,7 @@ import pytest
 
 from hardware.counters import Counters
 from hardware.modbus import Encoding, RegisterMap, RegisterType, Role, default_map
-from hardware.modbus.unwrap import CounterUnwrap
+from hardware.modbus.unwrap import CounterReset, CounterUnwrap
 from hardware.twin import TwinLine
 from tests.lines import FLOW5
 
@@ -41,3 +41,29 @@ def test_a_counter_that_went_down_wrapped_once_and_counts_on(rmap):
     assert out[-1].since(out[0], 0.0).good_parts == 65552
     unwrap.restart()
     assert unwrap(Counters(good_parts=7)).good_parts == 7  # after a restart: taken as read
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "named"),
+    [
+        (Counters(good_parts=1000), Counters(good_parts=0), "good_parts went from 1000 to 0"),  # uint16: 64,536 ahead
+        (Counters(good_parts=30000), Counters(good_parts=0), "good_parts went from 30000 to 0"),
+        (Counters(scrap_parts=5), Counters(scrap_parts=0), "scrap_parts went from 5 to 0"),  # the default map
+        (Counters(flow_time_sum_s=9.5), Counters(flow_time_sum_s=1.0), "flow_time_sum_s went from 9.5 to 1"),
+        (Counters(state_time_s=(0, 0, 0, 0, 60.0, 0, 0, 0, 0)), Counters(), "state_time_s.busy went from 60 to 0"),
+    ],
+)
+def test_a_counter_that_went_down_further_than_a_wrap_was_reset(rmap, before, after, named):
+    unwrap = CounterUnwrap(rmap)
+    unwrap(before)
+    with pytest.raises(CounterReset, match=named):
+        unwrap(after)
+    assert unwrap(before) == before  # nothing of the reset read was kept
+    unwrap.restart()
+    assert unwrap(after) == after  # attached afresh: counted from the reset
+
+
+def test_a_counter_that_went_down_by_less_than_half_its_range_wrapped(rmap):
+    unwrap = CounterUnwrap(rmap)
+    unwrap(Counters(good_parts=40000))
+    assert unwrap(Counters(good_parts=7000)).good_parts == 65536 + 7000  # 32,536 ahead: under half of 65,536
