@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import math
 import platform
 import warnings
 from collections.abc import Mapping
@@ -153,8 +154,8 @@ def export_policy(
     module, n_mask = _network(model)
     extras = {
         "vec_normalize": None if vec_normalize is None else _normalizer(vec_normalize, model.observation_space),
-        "config": _json_ready("config", config),
-        "metadata": _json_ready("metadata", metadata),
+        "config": json_ready("config", config),
+        "metadata": json_ready("metadata", metadata),
     }
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -286,15 +287,35 @@ def _normalizer(vec_normalize: VecNormalize, obs_space: spaces.Space[Any]) -> di
     }
 
 
-def _json_ready(name: str, value: Mapping[str, Any] | None) -> Any:
-    """`value` as plain JSON data (OmegaConf configs resolved), or a ValueError naming `name`."""
+def json_ready(name: str, value: Mapping[str, Any] | None) -> Any:
+    """`value` as plain JSON data (OmegaConf configs resolved), or a ValueError naming the first bad key.
+
+    `name` prefixes the key in the message (`config.normalize.clip_obs`); an empty `name` leaves
+    the key alone.
+    """
     if value is None:
         return None
     plain = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
     try:
         return json.loads(json.dumps(plain, allow_nan=False))
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be JSON-serialisable: {err}") from err
+        where = ".".join(p for p in (name, _first_non_json(plain)) if p)
+        raise ValueError(
+            f"{where or 'value'}: must be JSON-serialisable (a finite number, text, list, mapping): {err}"
+        ) from err
+
+
+def _first_non_json(node: Any, path: str = "") -> str:
+    """The key path of the first value in `node` JSON cannot carry ("" if none is found)."""
+    if isinstance(node, Mapping):
+        items: Any = ((f"{path}.{k}" if path else str(k), v) for k, v in node.items())
+    elif isinstance(node, list | tuple):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(node))
+    elif isinstance(node, float):
+        return "" if math.isfinite(node) else path
+    else:
+        return "" if node is None or isinstance(node, str | int | bool) else path
+    return next((bad for key, v in items if (bad := _first_non_json(v, key))), "")
 
 
 def _versions() -> dict[str, str | None]:

@@ -22,7 +22,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 import envs  # noqa: F401  (registers the smartline/ ids)
 from agents.artifact import ArtifactError, PolicyArtifact
 from agents.baselines import BASELINES, make_baseline, parameter_names
-from agents.export import exportable
+from agents.export import exportable, json_ready
 from agents.rollout import Policy
 from envs.base import LineEnv
 from envs.registration import TASKS
@@ -107,19 +107,10 @@ def _check_spaces(cfg: DictConfig, target: Any, env: gym.Env[Any, Any]) -> None:
 
 def _check_json(cfg: DictConfig) -> None:
     """Every value of the run's config is one JSON carries: the artifact's manifest records it whole."""
-
-    def first_bad(node: Any, path: str) -> str | None:
-        if isinstance(node, dict):
-            return next(
-                (bad for k, v in node.items() if (bad := first_bad(v, f"{path}.{k}" if path else str(k)))), None
-            )
-        if isinstance(node, list):
-            return next((bad for i, v in enumerate(node) if (bad := first_bad(v, f"{path}[{i}]"))), None)
-        return path if isinstance(node, float) and not math.isfinite(node) else None
-
-    bad = first_bad(OmegaConf.to_container(cfg, resolve=True), "")
-    if bad is not None:
-        raise ConfigError(f"{bad}: must be a finite number (the artifact's manifest records the config as JSON)")
+    try:
+        json_ready("", cfg)
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (the artifact's manifest records the config)") from exc
 
 
 def _check_trainer(cfg: DictConfig, env: gym.Env[Any, Any]) -> None:

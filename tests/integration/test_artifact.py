@@ -309,3 +309,12 @@ def test_evaluation_refuses_an_artifact_that_does_not_fit_its_env(tmp_path):
     label, policy = load_policy(str(folder), BoxEnv())
     assert label.startswith("PPO")
     assert isinstance(policy, PolicyArtifact)
+
+
+def test_a_config_json_cannot_carry_is_refused_naming_its_key(tmp_path):
+    model = PPO("MlpPolicy", BoxEnv(), n_steps=64, batch_size=64, policy_kwargs=small_net(), seed=0, device="cpu")
+    with pytest.raises(ValueError, match=r"^config\.normalize\.clip\[1\]: must be JSON-serialisable"):
+        export_policy(model, tmp_path / "a", config={"seed": 0, "normalize": {"clip": [1.0, float("inf")]}})
+    with pytest.raises(ValueError, match=r"^metadata\.when: must be JSON-serialisable"):
+        export_policy(model, tmp_path / "b", metadata={"when": object()})
+    assert not (tmp_path / "a").exists()

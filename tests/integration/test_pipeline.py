@@ -122,7 +122,7 @@ def test_every_agent_option_checks_on_its_task(agent):
             ConfigError,
             "TD3 cannot run task Speed: cannot export",
         ),
-        (["normalize.clip_obs=inf"], ConfigError, "^normalize.clip_obs: must be a finite number"),
+        (["normalize.clip_obs=inf"], ConfigError, "^normalize.clip_obs: must be JSON-serialisable"),
     ],
 )
 def test_config_errors_stop_before_work_and_name_the_key(overrides, error, message):
