@@ -139,7 +139,8 @@ class SchedulingTask(Task):
         self._state_idx = np.array([spec.sensor_index(f"{s}.state") for s in spec.stations])
         self._setup_idx = np.array([spec.sensor_index(f"{s}.setup_variant") for s in spec.stations])
         names = {x.name for x in spec.sensors}
-        self._stock_idx = [spec.sensor_index(n) for n in ("line.stock_units", "line.on_order_units") if n in names]
+        store = ("line.stock_units", "line.on_order_units")
+        self._stock_idx = [spec.sensor_index(n) for n in store] if set(store) <= names else []
         self._queue_idx = np.array([spec.sensor_index(f"{s}.queue_parts") for s in spec.stations])
         self._obs = np.zeros(n * JOB_FEATURES + m * _STATION_FEATURES + 1, dtype=np.float32)
         self._job_buf = self._obs[: n * JOB_FEATURES].reshape(n, JOB_FEATURES)
