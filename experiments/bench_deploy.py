@@ -41,7 +41,8 @@ from omegaconf import OmegaConf
 from agents.artifact import PolicyArtifact
 from envs.registration import TASKS
 from experiments.bench_modbus import PLAIN, TLS, machine, plc_process
-from experiments.deploy import CHECKPOINT_EVERY, Tally, compose_config, control_step, setup
+from experiments.control_loop import CHECKPOINT_EVERY, Tally, control_step
+from experiments.deploy import compose_config, setup
 from experiments.tables import markdown_table
 from hardware.audit import AuditRecord, read_runs
 from hardware.modbus import make_certs

@@ -67,6 +67,9 @@ class WordOrder(enum.Enum):
 
 
 # struct format and the whole raw range; the reserved missing value is its lowest (signed) or highest end
+# Relative rounding of a decoded value: float64 arithmetic for integer registers, the float's own precision.
+_EPS = {t: float(np.finfo(np.float32 if t is RegisterType.FLOAT32 else np.float64).eps) * 4 for t in RegisterType}
+
 _FORMATS = {
     RegisterType.INT16: (">h", -(2**15), 2**15 - 1),
     RegisterType.UINT16: (">H", 0, 2**16 - 1),
@@ -217,10 +220,15 @@ class Encoding:
         return (low + 1, high) if low < 0 else (low, high - 1)
 
     def _inside(self, raw: float, within: tuple[float, float]) -> float:
-        """`raw`, or the next raw value toward the inside of `within` when `raw` decodes outside it."""
+        """`raw`, or the next raw value toward the inside of `within` when `raw` decodes outside it.
+
+        Outside means by more than the arithmetic's own rounding: a raw 70 at scale 0.01 decodes to
+        0.7000000000000001, which is the limit 0.7, and a float32 1.2 is the limit 1.2.
+        """
         low, high = within
         value = raw * self.scale + self.offset
-        if low <= value <= high:
+        slack = _EPS[self.type] * max(abs(value), abs(self.scale), abs(self.offset))
+        if low - slack <= value <= high + slack:
             return raw
         up = (value < low) == (self.scale > 0)  # the raw direction that raises the value, if the value is low
         if self.type is RegisterType.FLOAT64:
@@ -230,7 +238,7 @@ class Encoding:
         else:
             raw += 1 if up else -1
         first, last = (-math.inf, math.inf) if self.type.is_float else self._raw_range()
-        if not (first <= raw <= last and low <= raw * self.scale + self.offset <= high):
+        if not (first <= raw <= last and low - slack <= raw * self.scale + self.offset <= high + slack):
             raise ValueError(
                 f"no {self.type.value} value with scale {self.scale:g} and offset {self.offset:g} lies inside "
                 f"[{low:g}, {high:g}] (the nearest is {value:g})"

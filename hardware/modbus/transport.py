@@ -151,12 +151,13 @@ class Transport:
         except (PymodbusError, OSError) as exc:
             self._client.close()
             raise ModbusDisconnected(f"{where}: connection failed: {exc}") from exc
-        self._answered, self._backoff = True, self._backoff_first
         answered = response.function_code & 0x7F  # an exception response sets the top bit
         if answered != fc:
+            self._client.close()  # an answer that cannot be trusted: the next request starts afresh
             raise ModbusLineError(
                 f"{where}: the answer has function code {answered}, the request function code {fc}: refused"
             )
+        self._answered, self._backoff = True, self._backoff_first
         if response.isError():
             code = response.exception_code
             name = next((c.name for c in ExcCodes if c == code), "UNKNOWN")

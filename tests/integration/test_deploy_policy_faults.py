@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from experiments.control_loop import PolicyGaveUp
 from experiments.deploy import compose_config, run_deployment, setup
 from experiments.errors import ConfigError
 from experiments.line_config import guard_config
 from hardware.audit import read_runs
 from tests.artifacts import speed_artifact
 from tests.integration.test_deploy import DEFINITION, free_plc
+from tests.integration.test_deploy_faults import wait_for
 
 STEPS = 6
 GOOD_STEPS = 2  # the policy that goes bad decides these first
@@ -73,8 +75,9 @@ def test_a_policy_without_a_valid_action_writes_nothing_and_the_run_goes_on(arti
     assert all(r.error is not None and r.error.startswith("PolicyFault: ") for r in faults)
     assert all(r.written is None and r.verdict == "block" and np.isnan(r.proposed).all() for r in faults)
     assert all(np.isfinite(r.observation).all() for r in faults)  # what the policy was given is kept
-    expected = {"NaN": "components [0, 2, 4] are not valid actions", "raises": "RuntimeError: onnxruntime",
-                "wrong shape": "got shape (3,)", "goes bad": "components [0, 2, 4] are not valid actions"}  # fmt: skip
+    invalid = "components [0, 2, 4] are not valid actions"
+    expected = {"NaN": invalid, "raises": "RuntimeError at test_deploy_policy_faults.py:",
+                "wrong shape": "got shape (3,)", "goes bad": invalid}  # fmt: skip
     assert all(expected[kind] in r.error for r in faults)
     assert tally.faults == STEPS - good
     assert accepted == sum(r.written is not None for r in run.records) == tally.written
@@ -92,3 +95,25 @@ def test_a_guard_entry_that_names_no_actuator_of_the_line_is_refused():
     assert guard_config(group.copy(), None) is not None  # without the line nothing can be matched
     del group.limits["*.sped"]
     assert guard_config(group, DEFINITION) is not None
+
+
+def test_a_policy_that_keeps_failing_stops_the_run_and_the_line_goes_back_to_its_own_control(
+    artifact, tmp_path, capsys
+):
+    audit = tmp_path / "audit.sqlite"
+    with free_plc(watchdog_s=0.3) as plc:
+        cfg = compose_config(
+            [f"artifact={artifact}", f"hardware.port={plc.port}", f"audit={audit}", "mode=guarded", "arm=true",
+             "retry_s=0.01", "status_every_s=0", "max_policy_faults=3"]
+        )  # fmt: skip
+        dep = setup(cfg)
+        dep.artifact.predict = failing("goes bad", dep.artifact.predict)  # type: ignore[method-assign]
+        try:
+            with pytest.raises(PolicyGaveUp, match=r"no valid action for 3 steps in a row .*components \[0, 2, 4\]"):
+                run_deployment(dep, threading.Event(), None, None)
+        finally:
+            dep.audit.close()
+            dep.view.close()
+        wait_for(lambda: not plc.agent_in_control, "the PLC's watchdog did not take the line back")
+    (run,) = read_runs(audit)
+    assert [r.error is None for r in run.records] == [True] * GOOD_STEPS + [False] * 3

@@ -160,7 +160,7 @@ def test_the_protocol_counters_read_65535_and_wrap_to_0():
         (Encoding(RegisterType.UINT16, scale=0.2), 1.5, 1.4),  # nearest: 1.6
         (Encoding(RegisterType.INT16, scale=-0.2), 0.5, 0.6),  # a negative scale steps the other way
         (Encoding(RegisterType.UINT16, scale=0.2), 1.0, 1.0),  # on the grid: as it is
-        (Encoding(RegisterType.FLOAT32), 1.2, float(np.nextafter(np.float32(1.2), np.float32(0.0)))),
+        (Encoding(RegisterType.FLOAT32), 1.2, float(np.float32(1.2))),  # the limit, to float32's precision
         (Encoding(RegisterType.FLOAT32), 0.5, 0.5),
     ],
 )
@@ -169,7 +169,14 @@ def test_a_value_within_limits_is_written_inside_them(encoding, value, written):
     limits = (0.5, 1.2) if encoding.type.is_float else (0.5, 1.5)
     out = encoding.decode(encoding.encode(value, within=limits))
     assert out == pytest.approx(written, rel=1e-12)
-    assert limits[0] <= out <= limits[1]
+    assert limits[0] <= out <= limits[1] * (1 + 1e-7)  # float32's 1.2 is 1.2000000477
+
+
+@pytest.mark.parametrize(("scale", "limits"), [(0.01, (0.3, 0.7)), (0.001, (0.7, 1.3)), (0.01, (0.35, 0.82))])
+def test_a_setpoint_at_its_limit_is_written_at_it_not_a_step_inside(scale, limits):
+    enc = Encoding(RegisterType.UINT16, scale=scale)
+    for limit in limits:  # 70 * 0.01 is 0.7000000000000001: the limit, not past it
+        assert enc.encode(limit, within=limits) == enc.encode(limit)
 
 
 def test_limits_no_register_value_lies_inside_are_refused():
