@@ -20,7 +20,6 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
 import envs  # noqa: F401  (registers the smartline/ ids)
-from agents.artifact import ArtifactError, PolicyArtifact
 from agents.baselines import BASELINES, make_baseline, parameter_names
 from agents.export import exportable, json_ready
 from agents.rollout import Policy
@@ -50,7 +49,6 @@ __all__ = [
     "heuristics",
     "is_learner",
     "is_trainer",
-    "load_policy",
     "make_agent",
     "make_env",
     "make_vec_env",
@@ -363,43 +361,3 @@ def make_agent(cfg: DictConfig, venv: VecEnv, tensorboard_dir: Path | None) -> B
             raise ConfigError(f"agent._target_: {cfg.agent._target_} cannot run task {cfg.task.name}: {inner}") from exc
         accepted = inspect.signature(agent_target(cfg)).parameters
         raise parameter_error(exc, "agent", cfg.agent, accepted) from exc
-
-
-def artifact_run(path: Path) -> Path:
-    """The train run an artifact folder belongs to (`<run>/artifact`, or the folder itself)."""
-    return path.parent if path.name == "artifact" else path
-
-
-def artifact_label(path: Path, algorithm: str) -> str:
-    """How tables name an artifact: its algorithm and run, e.g. `PPO Speed/2026-11-30_01-02-03_418205`."""
-    run = artifact_run(path)
-    return f"{algorithm} {run.parent.name}/{run.name}"
-
-
-def load_policy(spec: str, env: gym.Env[Any, Any], params: dict[str, Any] | None = None) -> tuple[str, Policy]:
-    """A policy named on the command line and its label: an artifact folder, or a heuristic's name.
-
-    An artifact is labelled by its algorithm and run, e.g. `PPO Speed/2026-11-30_01-02-03_418205`; a
-    heuristic gets `params` over its shipped config (its tuned values).
-    """
-    path = Path(spec)
-    if (path / "manifest.json").is_file():
-        try:
-            artifact = PolicyArtifact.load(path)
-            artifact.check_fits(env.observation_space, env.action_space)
-        except (OSError, ArtifactError) as exc:
-            raise ConfigError(f"policies: {exc}") from exc
-        return artifact_label(path, artifact.manifest["algorithm"]), artifact
-    if spec in BASELINES:
-        try:
-            return spec, make_baseline(env, spec, **(params or {}))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"policies: {spec}: {exc}") from exc
-    if path.exists():
-        raise ConfigError(f"policies: {spec} has no manifest.json; it is not a policy artifact folder")
-    if "/" in spec or "\\" in spec:
-        raise ConfigError(f"policies: artifact folder {spec} does not exist")
-    raise ConfigError(
-        f"policies: {spec!r} is neither an artifact folder nor a heuristic{did_you_mean(spec, BASELINES)}; "
-        f"heuristics: {', '.join(BASELINES)}"
-    )

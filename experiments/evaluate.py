@@ -27,9 +27,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from agents.baselines import BASELINES
-from experiments.build import ConfigError, heuristic_overrides, load_policy
+from experiments.build import ConfigError, heuristic_overrides
 from experiments.comparison import compare
 from experiments.errors import one_line_errors, run, whole_number
+from experiments.policies import load_policy
 from experiments.report import Row, kpi_table, verdict, write_reports
 
 log = logging.getLogger(__name__)

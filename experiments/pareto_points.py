@@ -18,8 +18,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from agents.baselines import BASELINES
-from experiments.build import artifact_label, artifact_run
 from experiments.evaluate import evaluation_config, heuristic_params
+from experiments.policies import artifact_label, artifact_run
 from experiments.report import mean_interval
 
 OBJECTIVES = (

@@ -27,11 +27,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from configs import options
-from experiments.build import ConfigError, heuristic_overrides, heuristics, load_policy
+from experiments.build import ConfigError, heuristic_overrides, heuristics
 from experiments.comparison import compare
 from experiments.errors import one_line_errors, run
 from experiments.evaluate import evaluation_config
 from experiments.plots import difference_plot
+from experiments.policies import load_policy
 from experiments.report import Row, mean_interval
 from experiments.tables import markdown_table
 

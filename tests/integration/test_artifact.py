@@ -21,8 +21,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 import envs  # noqa: F401  (registers the ids)
 from agents.artifact import MANIFEST_FILE, NETWORK_FILE, ArtifactError, PolicyArtifact
 from agents.export import export_policy, exportable
-from experiments.build import load_policy
 from experiments.errors import ConfigError
+from experiments.policies import load_policy
 
 N_OBS = 1_000
 
