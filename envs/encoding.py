@@ -124,9 +124,12 @@ def rescale(action: np.ndarray, low: np.ndarray, high: np.ndarray, centre: np.nd
     """Map actions in [-1, 1] onto [low, high], piecewise linearly with 0 on `centre`.
 
     Centring on the actuator's default (nominal speed) makes the zero action the line's own
-    setting, so an untrained policy starts where the plant runs today.
+    setting, so an untrained policy starts where the plant runs today. -1 and 1 give `low` and
+    `high` exactly (the centre minus its distance to `low` can round a step past it), and nothing
+    lands outside them.
     """
-    return np.where(action < 0.0, centre + action * (centre - low), centre + action * (high - centre))
+    mapped = np.where(action < 0.0, centre + action * (centre - low), centre + action * (high - centre))
+    return np.clip(np.where(action <= -1.0, low, np.where(action >= 1.0, high, mapped)), low, high)
 
 
 def unscale(value: np.ndarray, low: np.ndarray, high: np.ndarray, centre: np.ndarray) -> np.ndarray:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
+import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs.encoding import SensorEncoder
+import envs  # noqa: F401  (registers the ids)
+from envs.encoding import SensorEncoder, rescale
 from hardware import Frame, LineSpec, SensorSpec
 
 PRICE = SensorSpec("line.price_per_kwh", "currency/kWh", 0.0, 5.6, log_reference=0.1)
@@ -75,3 +79,20 @@ def test_spec_rejects_bad_ranges_by_sensor_name(kwargs, message):
     fields = {"name": "line.x", "unit": "u", "low": 0.0, "high": 1.0} | kwargs
     with pytest.raises(ValueError, match=rf"sensor 'line\.x': {message}"):
         SensorSpec(**fields)
+
+
+def test_full_scale_actions_land_exactly_on_the_limits():
+    lows = np.round(np.arange(0.01, 1.0, 0.01), 2)  # 0.45: 1 - 1 * (1 - 0.45) is 0.44999999999999996
+    high, centre = np.full_like(lows, 1.2), np.ones_like(lows)
+    assert (rescale(-np.ones_like(lows), lows, high, centre) == lows).all()
+    assert (rescale(np.ones_like(lows), lows, high, centre) == high).all()
+
+
+def test_a_speed_task_takes_its_lowest_action_on_a_line_of_any_minimum_speed(flow5_definition):
+    definition = copy.deepcopy(flow5_definition)
+    definition["machines"]["cnc"]["speed_min_ratio"] = 0.45
+    env = gym.make("smartline/Speed-v0", line=definition, max_episode_steps=3)
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(-np.ones(env.action_space.shape, dtype=np.float32))
+    assert env.unwrapped.frame.time > 0
