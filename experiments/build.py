@@ -61,9 +61,11 @@ def check(cfg: DictConfig) -> None:
     if cfg.task.id not in gym.registry:
         known = [i for i in gym.registry if i.startswith("smartline/")]
         raise ConfigError(f"task.id: {cfg.task.id!r} is not a registered env{did_you_mean(cfg.task.id, known)}")
-    for key in ("total_timesteps", "n_envs"):
-        if key in cfg:
-            whole_number(key, cfg[key])
+    for key in ("total_timesteps", "n_envs", "final.episodes"):
+        if OmegaConf.select(cfg, key) is not None:
+            whole_number(key, OmegaConf.select(cfg, key))
+    if OmegaConf.select(cfg, "final.continuing_seeds") is not None:
+        whole_number("final.continuing_seeds", cfg.final.continuing_seeds, least=0)
     if "vec_env" in cfg and cfg.vec_env not in _VEC_ENVS:
         raise ConfigError(f"vec_env: must be one of {sorted(_VEC_ENVS)}, got {cfg.vec_env!r}")
     target = agent_target(cfg)

@@ -47,6 +47,37 @@ def whole_number(key: str, value: Any, least: int = 1) -> int:
     return value
 
 
+def distinct(key: str, values: Iterable[Any]) -> list[Any]:
+    """`values` as a list, or a `ConfigError` naming `key` and the first value named twice.
+
+    A policy, scenario or grid value named twice would run twice on the same seeds, and its rows,
+    pooled under one label, would count as twice the seeds: intervals too narrow.
+    """
+    seen: list[Any] = []
+    for value in values:
+        if value in seen:
+            raise ConfigError(
+                f"{key}: {value!r} is named twice; name each once (its runs would be pooled as more seeds)"
+            )
+        seen.append(value)
+    return seen
+
+
+def scenario_names(key: str, values: Iterable[Any]) -> list[str]:
+    """The shipped scenarios `values` names, at least one and each once, or a `ConfigError` naming `key`."""
+    names = distinct(key, (str(v) for v in values))
+    if not names:
+        raise ConfigError(f"{key}: name at least one scenario, e.g. '{key}=[none]'")
+    shipped = options("scenario")
+    unknown = [n for n in names if n not in shipped]
+    if unknown:
+        raise ConfigError(
+            f"{key}: {unknown[0]!r} is not a shipped scenario{did_you_mean(unknown[0], shipped)}; "
+            f"choose from {', '.join(shipped)}"
+        )
+    return names
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """` (did you mean X?)` for the choice nearest `word`, or an empty string when none is near."""
     close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)

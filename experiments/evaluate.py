@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from agents.baselines import BASELINES
 from experiments.build import ConfigError, heuristic_overrides
 from experiments.comparison import compare
-from experiments.errors import one_line_errors, run, whole_number
+from experiments.errors import distinct, one_line_errors, run, scenario_names, whole_number
 from experiments.policies import load_policy
 from experiments.report import Row, kpi_table, verdict, write_reports
 
@@ -101,12 +101,16 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[Row]:
     """Run every policy on every scenario for `cfg.episodes` seeds; write and return the rows."""
     if not cfg.policies:
         raise ConfigError("policies: name at least one artifact folder or heuristic, e.g. 'policies=[fifo,spt]'")
+    distinct("policies", (str(p) for p in cfg.policies))
+    scenarios = scenario_names("scenarios", cfg.scenarios)
+    episodes = whole_number("episodes", cfg.episodes)
+    whole_number("continuing_seeds", cfg.continuing_seeds, least=0)
     run_cfg = evaluation_config(cfg)
     tuned = heuristic_params(run_cfg, cfg)
-    seeds = [cfg.seed + i for i in range(cfg.episodes)]
+    seeds = [cfg.seed + i for i in range(episodes)]
     rows: list[Row] = []
     notes: set[str] = set()
-    for scenario in cfg.scenarios:
+    for scenario in scenarios:
         scenario_rows, note = compare(
             run_cfg,
             lambda env: [load_policy(str(spec), env, tuned.get(str(spec))) for spec in cfg.policies],

@@ -192,14 +192,24 @@ def load_points(runs: Sequence[Path]) -> list[Point]:
     another label (a run's tuned rule and the same setting of a held-out grid).
 
     Raises:
-        ParetoError: for a folder that is not a finished run, or a table without the needed columns.
+        ParetoError: for a folder that is not a finished run, a table without the needed columns, or
+            runs of another task or line than the first run's (their points are not comparable).
     """
     points: list[Point] = []
     seen: set[tuple[str, str, tuple[tuple[int, tuple[float, float, float]], ...]]] = set()
+    first: tuple[str, str, Path] | None = None
     for run in runs:
         config = run_config(run)
         # an evaluate run: its heuristics' tuned parameters are the first artifact's, then its own
         trained = evaluation_config(_from_launch_dir(run, config)) if config.get("policies") is not None else config
+        task_line = (str(OmegaConf.select(trained, "task.name")), str(OmegaConf.select(trained, "line.name")))
+        if first is None:
+            first = (*task_line, run)
+        elif task_line != first[:2]:
+            raise ParetoError(
+                f"{run}: task {task_line[0]} on line {task_line[1]}, but {first[2]} is task {first[0]} on line "
+                f"{first[1]}: points of different tasks or lines are not comparable"
+            )
         learned_as = learned_labels(run, config)
         tuned: Mapping[str, object] = (
             heuristic_params(trained, config) if trained is not config else _mapping(config.get("heuristics"))

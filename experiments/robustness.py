@@ -26,10 +26,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from configs import options
+from envs.registration import TASKS
 from experiments.build import ConfigError, heuristic_overrides, heuristics
 from experiments.comparison import compare
-from experiments.errors import one_line_errors, run
+from experiments.errors import did_you_mean, distinct, one_line_errors, run, scenario_names, whole_number
 from experiments.evaluate import evaluation_config
 from experiments.plots import difference_plot
 from experiments.policies import load_policy
@@ -202,11 +202,13 @@ def robustness(cfg: DictConfig) -> dict[str, Path]:
         raise ConfigError(
             "artifacts: name at least one artifact folder, e.g. 'artifacts=[outputs/train/Factory/<run>/artifact]'"
         )
-    unknown = [str(s) for s in cfg.scenarios if str(s) not in options("scenario")]
+    distinct("artifacts", (str(a) for a in cfg.artifacts))
+    scenario_names("scenarios", cfg.scenarios)
+    whole_number("episodes", cfg.episodes)
+    whole_number("continuing_seeds", cfg.continuing_seeds, least=0)
+    unknown = [str(t) for t in (cfg.get("heuristics") or {}) if str(t) not in TASKS]
     if unknown:
-        raise ConfigError(
-            f"scenarios: {unknown[0]!r} is not a shipped scenario; choose from {', '.join(options('scenario'))}"
-        )
+        raise ConfigError(f"heuristics.{unknown[0]}: not a task{did_you_mean(unknown[0], TASKS)}; keys are task names")
     plots = Path(cfg.plots)
     plots.mkdir(parents=True, exist_ok=True)
     all_cells: list[Cell] = []

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from agents.baselines import BASELINES, make_baseline, parameter_names
 from experiments.build import check
 from experiments.comparison import compare
-from experiments.errors import ConfigError, did_you_mean, one_line_errors, run, whole_number
+from experiments.errors import ConfigError, did_you_mean, distinct, one_line_errors, run, whole_number
 from experiments.report import EPISODE, Row, continuing_mode, mean_interval, write_reports
 from experiments.tables import markdown_table
 
@@ -81,7 +81,7 @@ def checked_grid(cfg: DictConfig) -> tuple[str, dict[str, list[Any]]]:
             )
         if not isinstance(values, ListConfig) or len(values) == 0:
             raise ConfigError(f"tune.grid.{name}: expected a non-empty list of values, got {values!r}")
-        plain[name] = OmegaConf.to_container(values, resolve=True)  # type: ignore[assignment]
+        plain[name] = distinct(f"tune.grid.{name}", OmegaConf.to_container(values, resolve=True))  # type: ignore[arg-type]
     return baseline, plain
 
 

@@ -123,6 +123,7 @@ def test_every_agent_option_checks_on_its_task(agent):
             "TD3 cannot run task Speed: cannot export",
         ),
         (["normalize.clip_obs=inf"], ConfigError, "^normalize.clip_obs: must be JSON-serialisable"),
+        (["final.episodes=0"], ConfigError, "^final.episodes: must be a positive whole number, got 0"),
     ],
 )
 def test_config_errors_stop_before_work_and_name_the_key(overrides, error, message):
@@ -297,6 +298,25 @@ def test_evaluate_replaces_an_artifacts_episode_length_and_names_a_bad_one(tmp_p
     assert per_day.task.max_episode_steps is None  # the composed config is left as it was
     with pytest.raises(ConfigError, match=r"^max_episode_steps: must be a positive whole number, got 0"):
         evaluation_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["policies=[fixed_speed,fixed_speed,nominal_speed]"], "policies: 'fixed_speed' is named twice"),
+        (["policies=[fixed_speed]", "scenarios=[none,none]"], "scenarios: 'none' is named twice"),
+        (["policies=[fixed_speed]", "scenarios=[none,price_spik]"], r"scenarios: 'price_spik' .*\(did you mean"),
+        (["policies=[fixed_speed]", "scenarios=[]"], "scenarios: name at least one scenario"),
+        (["policies=[fixed_speed]", "episodes=0"], "episodes: must be a positive whole number, got 0"),
+        (["policies=[fixed_speed]", "continuing_seeds=-1"], "continuing_seeds: must be a whole number >= 0"),
+    ],
+)
+def test_evaluate_refuses_what_would_pool_or_lose_its_rows_before_any_run(tmp_path, overrides, message):
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("evaluate", overrides=overrides)
+    with pytest.raises(ConfigError, match=message):
+        evaluate(cfg, tmp_path)
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(

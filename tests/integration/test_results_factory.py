@@ -271,5 +271,15 @@ def test_robustness_notes_an_artifact_of_a_fixed_instance_and_names_a_bad_scenar
     assert f"Not evaluated: Scheduling ({artifact}) runs a fixed job-shop instance" in text
     with pytest.raises(ConfigError, match="scenarios: 'blackout' is not a shipped scenario"):
         robustness(OmegaConf.create(grid | {"scenarios": ["blackout"]}))
+    refused = {
+        "scenarios: 'price_spike' is named twice": {"scenarios": ["price_spike", "demand_surge", "price_spike"]},
+        "artifacts: .* is named twice": {"artifacts": [str(artifact), str(artifact)]},
+        "episodes: must be a positive whole number, got 0": {"episodes": 0},
+        r"heuristics\.Sped: not a task \(did you mean Speed\?\)": {"heuristics": {"Sped": {}}},
+        "scenarios: name at least one scenario": {"scenarios": []},
+    }
+    for message, change in refused.items():
+        with pytest.raises(ConfigError, match=message):
+            robustness(OmegaConf.create(grid | change))
     with pytest.raises(ConfigError, match=r"has no manifest\.json"):
         robustness(OmegaConf.create(grid | {"artifacts": [str(tmp_path / "nowhere")]}))

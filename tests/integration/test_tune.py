@@ -89,6 +89,7 @@ def test_a_sweep_ranks_by_mean_return_on_tuning_seeds_and_writes_the_winner_as_h
             "tune.continuing_seeds: must be a whole number >= 0",
         ),
         (["tune.grid={interval_h:[1]}", "tune.continuing_seeds=true"], "tune.continuing_seeds: .* got True"),
+        (["tune.grid={interval_h:[50,100,50]}"], "tune.grid.interval_h: 50 is named twice"),
     ],
 )
 def test_a_bad_sweep_is_a_config_error_naming_its_key(tmp_path, overrides, message):

@@ -263,3 +263,19 @@ def test_learned_points_of_two_runs_with_the_same_label_are_named_by_their_runs(
     assert labels == ["learned (energy_cost=20, run first)", "learned (energy_cost=20, run second)"]
     (alone,) = pareto_points.load_points(runs[:1])
     assert alone.label == "learned (energy_cost=20)"
+
+
+def test_runs_of_another_task_or_line_are_refused(tmp_path: Path) -> None:
+    runs = [
+        _run(tmp_path / name, _rows("learned", 840, 90.0, 0.25), {"energy_cost": 20.0}, None)
+        for name in ("factory", "maintenance")
+    ]
+    for run, task in zip(runs, ("Factory", "Maintenance"), strict=True):
+        config = OmegaConf.load(run / ".hydra" / "config.yaml")
+        config.task.name, config.line = task, {"name": "flow5"}
+        OmegaConf.save(config, run / ".hydra" / "config.yaml")
+    with pytest.raises(
+        ParetoError, match=r"maintenance: task Maintenance on line flow5, but .*factory is task Factory"
+    ):
+        pareto_points.load_points(runs)
+    assert len(pareto_points.load_points(runs[:1])) == 1
