@@ -1,8 +1,11 @@
-"""Shared fixtures: the shipped line definitions, loaded once."""
+"""Shared fixtures: the shipped line definitions, loaded once; an event loop in a thread for fake servers."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 # One math thread a process, set before torch is imported: the suite's networks are tiny, and its
@@ -25,3 +28,14 @@ def sb3_log_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
 def flow5_definition() -> dict[str, Any]:
     """The default line's definition as plain data."""
     return yaml.safe_load(FLOW5.read_text())
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An asyncio event loop running in a thread of its own, for servers (a fake PLC) the tests talk to."""
+    running = asyncio.new_event_loop()
+    thread = threading.Thread(target=running.run_forever, daemon=True)
+    thread.start()
+    yield running
+    running.call_soon_threadsafe(running.stop)
+    thread.join(5)

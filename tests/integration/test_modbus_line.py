@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -223,16 +222,6 @@ class FakePlc:
         if self.server is not None:
             asyncio.run_coroutine_threadsafe(self.server.shutdown(), self.loop).result(5)
             self.server = None
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
 
 
 @pytest.fixture
