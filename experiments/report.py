@@ -147,10 +147,16 @@ def _sentence(where: str, rows: Sequence[Row], policy: str, baseline: str) -> st
         outcome = "is beaten by"
     else:
         outcome = "cannot be told apart from"
+    d = _decimals(half)
     return (
-        f"{where}: {policy} {outcome} {baseline}: return difference {mean:+,.1f} ± {half:,.1f}"
+        f"{where}: {policy} {outcome} {baseline}: return difference {mean:+,.{d}f} ± {half:,.{d}f}"
         f" (95%, paired over {n} seeds)"
     )
+
+
+def _decimals(half: float) -> int:
+    """Decimals that show an interval's half-width to two significant digits, and at least one."""
+    return 1 if not 0 < half < 0.1 else 1 - math.floor(math.log10(half))
 
 
 def kpi_table(rows: Sequence[Row]) -> str:

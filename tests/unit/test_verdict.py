@@ -1,0 +1,29 @@
+"""The verdict sentence: a paired difference with its 95% interval, in as many digits as it needs."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from experiments.report import Row, verdict
+
+
+def rows(differences: list[float]) -> list[Row]:
+    """Episodes of `a` and `b` on seeds 0.., `a` ahead of `b` by each difference."""
+    out = []
+    for seed, d in enumerate(differences):
+        out += [Row("a", "none", seed, {"return": 100.0 + d}), Row("b", "none", seed, {"return": 100.0})]
+    return out
+
+
+def test_a_small_difference_is_shown_to_two_significant_digits_of_its_interval():
+    d = [0.02, 0.01, 0.015, 0.012, 0.018]
+    half = stats.t.ppf(0.975, 4) * np.std(d, ddof=1) / np.sqrt(5)  # 0.0050
+    assert verdict(rows(d), "a", "b") == (
+        f"episode: a beats b: return difference +{np.mean(d):.4f} ± {half:.4f} (95%, paired over 5 seeds)"
+    )
+
+
+def test_a_large_difference_keeps_one_decimal_and_one_seed_has_no_interval():
+    assert verdict(rows([1200.0, 1300.0, 1250.0]), "a", "b").endswith("+1,250.0 ± 124.2 (95%, paired over 3 seeds)")
+    assert verdict(rows([3.0]), "a", "b") == "episode: a against b: return difference +3.0 (one seed, no interval)"
