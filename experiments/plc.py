@@ -78,6 +78,13 @@ def setup_serve(cfg: DictConfig) -> VirtualPLC:
     Raises:
         ConfigError: a setting the PLC cannot run with; the message names the key.
     """
+    port = cfg.port
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"port: must be a TCP port, a whole number 0-65535 (0: any free one), got {port!r}")
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        raise ConfigError(f"seed: must be a whole number, got {cfg.seed!r}")
+    if not cfg.host:
+        raise ConfigError("host: name the address to listen on, e.g. host=127.0.0.1 (an empty one is every interface)")
     definition, full, rmap = setup_map(cfg)
     names = {lv.value for lv in SETPOINT_LEVERS}
     for lever in cfg.levers:
@@ -265,14 +272,30 @@ def run_export_map(cfg: DictConfig, out: TextIO) -> None:
         print(text, end="", file=out)
         return
     path = Path(cfg.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    if path.is_dir():
+        raise ConfigError(f"out: {path} is a folder; name the file to write, e.g. out={path / 'map.csv'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as exc:
+        raise ConfigError(f"out: cannot write {path}: {exc.strerror}") from exc
     print(f"written: {path} ({len(rmap.registers)} registers of line {rmap.line})", file=out)
 
 
 def run_make_certs(cfg: DictConfig, out: TextIO) -> None:
-    """Write a throw-away CA, server and client certificate into `dir` and say how to use them."""
-    certs = make_certs(cfg.dir)
+    """Write a throw-away CA, server and client certificate into `dir` and say how to use them.
+
+    Raises:
+        ConfigError: no `dir`, a `dir` that is a file, or one that already holds a CA (kept, not overwritten).
+    """
+    if not cfg.dir:
+        raise ConfigError("dir: name the folder to write the certificates into, e.g. dir=certs")
+    folder = Path(cfg.dir)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"dir: {folder} is a file, not a folder")
+    if (folder / "ca.pem").exists():
+        raise ConfigError(f"dir: {folder} already holds a CA (ca.pem); remove it or choose another folder")
+    certs = make_certs(folder)
     s, c = certs.server, certs.client
     print(f"written: CA {certs.ca}, server {s.cert} + {s.key}, client {c.cert} + {c.key}", file=out)
     print(f"serve with: python -m experiments.plc serve tls.cert={s.cert} tls.key={s.key} tls.ca={s.ca}", file=out)

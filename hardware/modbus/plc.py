@@ -37,6 +37,7 @@ from hardware.twin import TwinLine
 _FC_INPUT = 4
 _BIT_FCS = frozenset({1, 2, 5, 15})  # the PLC has no coils or discrete inputs
 _WRITE_FCS = frozenset({5, 6, 15, 16, 22, 23})
+_MASK_FCS = frozenset({22, 23})  # mask write, read/write multiple: the window is written by FC16 (FC6: heartbeat)
 _CALL_TIMEOUT_S = 10.0
 
 log = logging.getLogger(__name__)
@@ -285,6 +286,9 @@ class VirtualPLC:
                 inputs or nothing,
             )
             devices.append(SimDevice(dev, simdata=tables, action=self._on_request))
+        # any other device id: no such device behind this PLC, whatever register it asks for
+        bits, registers = SimData(0, datatype=DataType.BITS), SimData(0, count=0x10000, datatype=DataType.REGISTERS)
+        devices.append(SimDevice(0, simdata=([bits], [bits], [registers], [registers]), action=_no_device))
         return devices
 
     async def _unserve(self) -> None:
@@ -344,6 +348,8 @@ class VirtualPLC:
             return refused
         if function_code in _BIT_FCS:
             return ExcCodes.ILLEGAL_ADDRESS
+        if function_code in _MASK_FCS:  # pymodbus lands their writes before it checks the whole request
+            return ExcCodes.ILLEGAL_FUNCTION
         if values is None:
             return None
         refused, new = self.program.write(address, count, [int(v) for v in values], time.monotonic())
@@ -413,3 +419,8 @@ def _watched(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("virtual PLC task %s failed", task.get_name(), exc_info=task.exception())
+
+
+async def _no_device(*_: object) -> ExcCodes:
+    """The answer to a request for a device id the map does not have: the target device did not respond."""
+    return ExcCodes.GATEWAY_NO_RESPONSE

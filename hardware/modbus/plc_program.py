@@ -276,7 +276,10 @@ class PlcProgram:
         setpoints = np.full(len(self._active), math.nan)
         limited = False
         for j, value in zip(self._command_at, block.setpoints.tolist(), strict=True):
-            if j < 0 or math.isnan(value):
+            if math.isnan(value):
+                continue
+            if j < 0:  # a lever the PLC keeps local: not taken, and said so
+                limited = True
                 continue
             a = self.twin.spec.actuators[j]
             elapsed = min(now - self._changed_s[j], self.control_period_s)  # no credit for time spent idle

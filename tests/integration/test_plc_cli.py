@@ -121,6 +121,20 @@ def test_make_certs_writes_files_the_tls_contexts_accept(tmp_path, monkeypatch):
     main(["make-certs", f"dir={tmp_path}"])
     assert f"tls.cert={tmp_path / 'server.pem'}" in console.text
     client_context(TlsFiles(tmp_path / "client.pem", tmp_path / "client.key", tmp_path / "ca.pem"))
+    ca = (tmp_path / "ca.pem").read_bytes()
+    (tmp_path / "file").write_text("")
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    refused = {
+        f"dir={tmp_path}": "dir: .* already holds a CA",
+        "dir=": "dir: name the folder",
+        f"dir={tmp_path / 'file'}": "dir: .*file is a file",
+    }
+    for argument, expected in refused.items():
+        with pytest.raises(SystemExit, match=f"^config error: {expected}"):
+            main(["make-certs", argument])
+    assert (tmp_path / "ca.pem").read_bytes() == ca  # kept, not overwritten
+    with pytest.raises(SystemExit, match=r"^config error: out: .* is a folder; name the file"):
+        main(["export-map", f"out={tmp_path}"])
 
 
 @pytest.mark.parametrize(
@@ -134,6 +148,10 @@ def test_make_certs_writes_files_the_tls_contexts_accept(tmp_path, monkeypatch):
         (["rate_limits={cut.sped: 0.1}"], "rate_limits.cut.sped: expected a positive rate"),
         (["map=missing.yaml"], "map: register map missing.yaml: cannot read it"),
         (["line.stations.1.buffer_capacity_parts=0"], "line: line config 'flow5': stations[1].buffer_capacity_parts"),
+        (["port=99999"], "port: must be a TCP port, a whole number 0-65535"),
+        (["port=abc"], "port: must be a TCP port, a whole number 0-65535 (0: any free one), got 'abc'"),
+        (["seed=abc"], "seed: must be a whole number, got 'abc'"),
+        (["host="], "host: name the address to listen on"),
     ],
 )
 def test_a_config_error_is_one_line_naming_the_key(monkeypatch, overrides, expected):

@@ -172,6 +172,18 @@ def test_only_the_whole_window_or_the_heartbeat_may_be_written():
         assert client.write_coil(0, True, device_id=1).exception_code == 2
         partial = COMMAND.encode(CommandBlock(5, 9, np.full(len(COMMAND.names), 0.7)))[2:6]
         assert client.write_registers(WINDOW.address + 2, partial, device_id=1).exception_code == 3
+        whole = COMMAND.encode(CommandBlock(5, 9, np.full(len(COMMAND.names), 0.7)))
+        both = client.readwrite_registers(
+            read_address=500, read_count=1, write_address=WINDOW.address, values=whole, device_id=1
+        )
+        assert both.exception_code == 1  # FC23 would land its write before refusing its read
+        assert (
+            client.mask_write_register(
+                address=WINDOW.address + 2, and_mask=0, or_mask=0xFFFF, device_id=1
+            ).exception_code
+            == 1
+        )
+        assert client.read_input_registers(0, count=1, device_id=7).exception_code == 11  # no device 7 here
         after = read_frame(client)
         assert client.read_holding_registers(WINDOW.address, count=WINDOW.count, device_id=1).registers == window
         assert after.status.timestamp_s == before.status.timestamp_s
@@ -193,6 +205,10 @@ def test_a_setpoint_outside_its_range_is_clamped_and_flagged():
         frame = read_frame(client)
         assert frame.status.status == REMOTE_OK  # the next command needed no limit
         assert frame.values[STATES[0]] != StationState.OFF
+        command(client, 3, 3, {"cut.speed": 1.0, "cut.mode": 0.0})  # a lever the PLC keeps local: not taken
+        frame = read_frame(client)
+        assert (frame.status.command_echo, frame.status.status) == (3, REMOTE_OK | StatusBit.SP_LIMITED)
+        assert math.isnan(frame.active[ACTUATORS.index("cut.mode")])
 
 
 def rate_limited_map(tmp_path: Path) -> Any:
