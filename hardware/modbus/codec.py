@@ -66,10 +66,10 @@ class WordOrder(enum.Enum):
     LITTLE = "little"  # low word first (all words reversed)
 
 
-# struct format and the whole raw range; the reserved missing value is its lowest (signed) or highest end
 # Relative rounding of a decoded value: float64 arithmetic for integer registers, the float's own precision.
 _EPS = {t: float(np.finfo(np.float32 if t is RegisterType.FLOAT32 else np.float64).eps) * 4 for t in RegisterType}
 
+# struct format and the whole raw range; the reserved missing value is its lowest (signed) or highest end
 _FORMATS = {
     RegisterType.INT16: (">h", -(2**15), 2**15 - 1),
     RegisterType.UINT16: (">H", 0, 2**16 - 1),

@@ -68,11 +68,7 @@ class CounterUnwrap:
             self._last = (read, read)
             return read
         last_read, last = self._last
-        self._check_not_reset(read, last_read)
-        if not self.moduli:
-            self._last = (read, read)
-            return read
-        if last is last_read and self._none_down(read, last_read):  # no wrap yet: as read (the usual case, fast)
+        if last is last_read and not self._wrapped(read, last_read):  # no wrap yet: as read (the usual case)
             self._last = (read, read)
             return read
         changed: dict[str, Any] = {}
@@ -88,18 +84,15 @@ class CounterUnwrap:
         self._last = (read, out)
         return out
 
-    def _check_not_reset(self, read: Counters, before: Counters) -> None:
-        """Raise `CounterReset` for the first counter that went down by more than a wrap explains."""
+    def _wrapped(self, read: Counters, before: Counters) -> bool:
+        """Whether a counter wrapped from `before` to `read`; `CounterReset` if one went down further than a wrap."""
         pairs = [(n, getattr(read, n), getattr(before, n)) for n in _CUMULATIVE]
         pairs += zip(_STATE_NAMES, read.state_time_s, before.state_time_s, strict=True)
+        wrapped = False
         for name, now, was in pairs:
             if now < was:
                 modulus = self.moduli.get(name)
                 if modulus is None or (now - was) % modulus > modulus / 2:
                     raise CounterReset(f"counter {name} went from {was:g} to {now:g}")
-
-    def _none_down(self, read: Counters, before: Counters) -> bool:
-        """Whether no wrapping counter went down from `before` to `read`."""
-        return all(getattr(read, n) >= getattr(before, n) for n, _ in self._fields) and all(
-            read.state_time_s[i] >= before.state_time_s[i] for i, _ in self._states
-        )
+                wrapped = True
+        return wrapped
