@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from configs import config_file, options
+from configs import CONFIG_DIR, config_file, options
 from hardware import Lever, Line
 from hardware.twin import TwinLine
 
@@ -72,4 +72,4 @@ def resolve_line(
         path = config_file("line", str(line))
     elif not path.is_file():
         raise ValueError(f"line {str(line)!r}: neither a shipped line ({', '.join(shipped_lines())}) nor a file")
-    return TwinLine.from_yaml(path, seed=seed, defaults=defaults, **overrides)
+    return TwinLine.from_yaml(path, seed=seed, defaults=defaults, search=[CONFIG_DIR / "line"], **overrides)

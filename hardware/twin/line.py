@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -77,13 +77,20 @@ class TwinLine:
 
     @classmethod
     def from_yaml(
-        cls, path: str | Path, seed: int | None = None, defaults: Mapping[str, Any] | None = None, **overrides: Any
+        cls,
+        path: str | Path,
+        seed: int | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        search: Sequence[str | Path] = (),
+        **overrides: Any,
     ) -> TwinLine:
         """Load a line definition file; `defaults` merge under its fields, `overrides` over them.
 
+        The file's own `defaults` name sibling files, else files in the folders of `search`.
         Example: `TwinLine.from_yaml(path, control={"levers": ["speed"]}, scenarios=[...])`.
         """
-        definition = merge(merge(defaults or {}, load_definition(Path(path))), overrides)
+        loaded = load_definition(Path(path), tuple(Path(folder) for folder in search))
+        definition = merge(merge(defaults or {}, loaded), overrides)
         return cls._from_mapping(definition, str(path), seed)
 
     @classmethod

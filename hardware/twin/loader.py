@@ -2,21 +2,21 @@
 
 A file may start with `defaults: [flow5, _self_]`: the named files (`flow5.yaml`) are merged in
 order, `_self_` standing for the file's own content (last if not listed). Each is the sibling file
-of that name, else the shipped line of that name (`configs/line/`), so a user's own line file can
-build on a shipped one from anywhere, as it can in a Hydra search path. Mappings merge key by key;
+of that name, else the first of that name in the folders of `search` (`envs.lines` searches the
+shipped lines, so a user's own line file can build on a shipped one from anywhere, as it can in a
+Hydra search path). Mappings merge key by key;
 any other value, lists included, replaces what came before. Hydra composes such a file the same
 way, so one format serves `TwinLine.from_yaml` and the `line/` config group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from configs import config_file
 from hardware.twin.schema import LineDefinitionError
 
 
@@ -31,8 +31,8 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_definition(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Load a line definition file with its `defaults` composed in."""
+def load_definition(path: Path, search: Sequence[Path] = (), _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Load a line definition file with its `defaults` composed in (each a sibling, else found in `search`)."""
     path = path.resolve()
     if path in _seen:
         chain = " -> ".join(p.name for p in (*_seen, path))
@@ -51,13 +51,13 @@ def load_definition(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         defaults = [*defaults, "_self_"]
     composed: dict[str, Any] = {}
     for entry in defaults:
-        part = own if entry == "_self_" else load_definition(_base_file(path, entry), (*_seen, path))
+        part = own if entry == "_self_" else load_definition(_base_file(path, entry, search), search, (*_seen, path))
         composed = merge(composed, part)
     return composed
 
 
-def _base_file(path: Path, entry: str) -> Path:
-    """The file a `defaults` entry of `path` names: its sibling, else the shipped line (the sibling if neither)."""
+def _base_file(path: Path, entry: str, search: Sequence[Path]) -> Path:
+    """The file a `defaults` entry of `path` names: its sibling, else the first in `search` (the sibling if none)."""
     sibling = path.parent / f"{entry}.yaml"
-    shipped = config_file("line", entry)
-    return shipped if not sibling.is_file() and shipped.is_file() else sibling
+    found = [folder / f"{entry}.yaml" for folder in search if (folder / f"{entry}.yaml").is_file()]
+    return found[0] if found and not sibling.is_file() else sibling

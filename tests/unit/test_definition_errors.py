@@ -2,10 +2,12 @@
 
 import re
 
+import gymnasium as gym
 import pytest
 import yaml
 
-from configs import config_file
+import envs  # noqa: F401  (registers the ids)
+from configs import CONFIG_DIR, config_file
 from hardware.twin import LineDefinitionError, TwinLine
 from tests.lines import edited
 
@@ -95,10 +97,15 @@ def test_a_station_name_that_cannot_prefix_its_signals_is_refused(tmp_path, flow
 def test_a_users_line_file_builds_on_a_shipped_line_from_anywhere(tmp_path):
     own = tmp_path / "mine.yaml"
     own.write_text("defaults: [flow5_busy]\nname: mine\ndemand: {arrival_rate_per_h: 20.0}\n")
-    mine, busy = TwinLine.from_yaml(own), TwinLine.from_yaml(config_file("line", "flow5_busy"))
+    shipped = [CONFIG_DIR / "line"]
+    mine, busy = TwinLine.from_yaml(own, search=shipped), TwinLine.from_yaml(config_file("line", "flow5_busy"))
     assert (mine.spec.name, mine.spec.stations) == ("mine", busy.spec.stations)
     assert mine.params.demand.arrival_rate_per_h == 20.0 != busy.params.demand.arrival_rate_per_h
+    env = gym.make("smartline/Speed-v0", line=str(own))  # envs.lines searches the shipped lines
+    assert env.unwrapped.line.spec.stations == busy.spec.stations
+    with pytest.raises(LineDefinitionError, match=r"flow5_busy\.yaml: cannot read"):
+        TwinLine.from_yaml(own)  # the twin itself knows no shipped folder
     (tmp_path / "flow5_busy.yaml").write_text("name: sibling\nlayout: flow\nmachines: {m: {}}\n"
                                                "stations: [{name: s, machine: m}]\n"
                                                "variants: [{name: A, processing_time_s: [10]}]\n")  # fmt: skip
-    assert TwinLine.from_yaml(own).spec.stations == ("s",)  # a sibling of that name comes first
+    assert TwinLine.from_yaml(own, search=shipped).spec.stations == ("s",)  # a sibling of that name comes first
