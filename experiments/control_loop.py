@@ -4,7 +4,9 @@
 checked. A step that meets a fault (no answer, stale data, a refused command, a policy without a
 valid action) is logged with it and writes no setpoint; the loop waits for the line's next tick
 in short slices, so a stop request is heard within one, and attaches afresh when the PLC's clock or
-counters went back (a restart).
+counters went back (a restart). A step that finds another controller's command accepted by the PLC
+is logged, and then the run stops (`AnotherController`): the PLC's watchdog hands the line back to
+its own control.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ from envs.base import Task
 from hardware import Command, DecisionKind, Frame
 from hardware.audit import AuditLog, AuditRecord
 from hardware.guard import Guard, Verdict
-from hardware.modbus import IncompatiblePlc, LineRestarted, ModbusLine, ModbusLineError, StaleData
+from hardware.modbus import (
+    AnotherController,
+    IncompatiblePlc,
+    LineRestarted,
+    ModbusLine,
+    ModbusLineError,
+    StaleData,
+)
 from hardware.shadow import ShadowLine
 
 _SLICES = 20  # a wait for the next tick listens for a stop request this many times per control period
@@ -149,7 +158,11 @@ def _wait_tick(dep: Deployment, frame: Frame, stop: threading.Event, tally: Tall
 
 
 def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> tuple[Frame, float]:
-    """One control step; returns the frame it decided on and the audit append's latency."""
+    """One control step; returns the frame it decided on and the audit append's latency.
+
+    Raises:
+        AnotherController: the PLC accepted a command this run did not send (after the step is logged).
+    """
     began, t0 = time.time(), time.perf_counter()
     lat: dict[str, float] = {}
     error: str | None = None
@@ -159,6 +172,7 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
     verdict: Verdict | None = None
     written: np.ndarray | None = None
     echo: int | None = None
+    rival: AnotherController | None = None
     status = dep.view.status()
     try:
         frame = dep.view.read()
@@ -188,6 +202,8 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
             obs, undecided = exc.observation, True
         if isinstance(exc, LineRestarted):
             tally.reattach = True  # the PLC's clock or counters went back: attach afresh, count from there
+        if isinstance(exc, AnotherController):
+            rival = exc
     lat["log"] = log_ms
     lat["total"] = _ms(t0) + log_ms
     shadow = dep.mode == "shadow"
@@ -220,6 +236,8 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
     tally.last_reasons, tally.last_error = record.reasons, error
     tally.policy_faults_in_row = tally.policy_faults_in_row + 1 if undecided else 0
     tally.staleness_s = float(frame.time - np.nanmin(frame.stamps)) if len(frame.stamps) else math.nan
+    if rival is not None:
+        raise rival
     if error is None:
         tally.latencies_ms.append(lat["total"])
     else:

@@ -9,7 +9,9 @@ onnxruntime: nothing here imports torch or stable-baselines3, which an edge box 
 control step reads a frame, observes, infers, asks the guard (in shadow mode: what it would have
 done), writes (guarded mode, armed, only what the guard lets out; nothing but the heartbeat
 otherwise) and appends one record to the audit log. A fault (no answer, stale data, a refused
-command) is logged and retried; the run resumes by itself when it clears. Ctrl-C or SIGTERM stops
+command) is logged and retried; the run resumes by itself when it clears. A command the PLC accepted
+from another controller is logged and stops the run (status 1): two controllers would each undo what
+the other wrote. Ctrl-C or SIGTERM stops
 between steps: the last record is flushed, no command block is half-written, and the PLC's watchdog
 hands the line back to its own setpoints once the heartbeat stops.
 """
@@ -38,7 +40,7 @@ from experiments.errors import ConfigError, whole_number
 from experiments.line_config import guard_config, hardware_line, line_definition
 from hardware.audit import MODES, AuditError, AuditLog
 from hardware.guard import Guard, GuardConfig, OodStats
-from hardware.modbus import IncompatiblePlc, ModbusLine
+from hardware.modbus import AnotherController, IncompatiblePlc, ModbusLine
 from hardware.shadow import ShadowLine
 
 _ENV_ONLY = ("start", "warmup_h", "seed", "control_period_s", "scenario", "line")  # env arguments, not the task's
@@ -162,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: `key=value` overrides of `configs/deploy.yaml`.
 
     Returns 0 on a clean stop, 1 when the policy gave no valid action for `max_policy_faults` steps
-    in a row, 2 on a config error or a PLC that cannot serve the task.
+    in a row or another controller's command reached the PLC, 2 on a config error or a PLC that
+    cannot serve the task.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
@@ -193,6 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except PolicyGaveUp as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except AnotherController as exc:
+        print(
+            f"error: {exc}; the run stops, and the PLC's watchdog hands the line back to its own control",
+            file=sys.stderr,
+        )
         return 1
     finally:
         dep.audit.close()

@@ -3,6 +3,7 @@
 from hardware.modbus.client import ModbusLine
 from hardware.modbus.codec import Encoding, RegisterType, WordOrder
 from hardware.modbus.errors import (
+    AnotherController,
     BadFrame,
     ClockWentBack,
     CommandNotAccepted,
@@ -36,6 +37,7 @@ __all__ = [
     "LEVER_BITS",
     "MAX_SETPOINT_STEP",
     "SETPOINT_LEVERS",
+    "AnotherController",
     "BadFrame",
     "Block",
     "ClockWentBack",

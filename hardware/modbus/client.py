@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 
 import numpy as np
 
 from hardware.counters import Counters, derive_kpis
 from hardware.interface import Command, Decision, DecisionKind, Frame, Lever, LineSpec, LineStatus, SetpointLimits
-from hardware.modbus.errors import CommandNotAccepted, IncompatiblePlc, ModbusException, StaleData
+from hardware.modbus.errors import AnotherController, CommandNotAccepted, IncompatiblePlc, ModbusException, StaleData
 from hardware.modbus.image import CommandBlock, CommandImage, InputImage, PlcFrame, PlcStatus
 from hardware.modbus.reader import FrameReader
 from hardware.modbus.regmap import Block, RegisterMap, Role, StatusBit, Table
@@ -33,6 +34,7 @@ from hardware.modbus.tls import TlsFiles
 from hardware.modbus.transport import Transport
 
 _TIME_EPS_S = 0.0005  # half the resolution of the PLC's timestamp (1 ms)
+_UNECHOED = 64  # sequence numbers sent and not yet seen echoed that a late echo may still show
 _REFUSALS = (
     (StatusBit.REMOTE, False, "REMOTE off"),
     (StatusBit.PERMISSIVE, False, "PERMISSIVE off"),
@@ -81,6 +83,11 @@ class ModbusLine:
 
     Before a command block after a watchdog trip, the agent heartbeat is written alone first: a
     PLC re-arms its watchdog on it and acts on no block that arrives with the trip still latched.
+
+    A line that writes watches the PLC's echo on every status it reads: an echo that moves to a
+    sequence number this client did not send (0, a PLC's power-up value, excepted) is another
+    controller's command, and every read and write raises `AnotherController` until the next `reset`. A
+    controller that writes only heartbeats, and no commands, is not seen this way.
 
     Raises:
         ValueError: the dispatch lever, an actuator the map has no command entry for, a map of
@@ -166,6 +173,9 @@ class ModbusLine:
         self._sequence = 0
         self._heartbeat = 0
         self._seq = 0
+        self._echo_seen: int | None = None  # the PLC's echo as last read; None: not watched (read-only)
+        self._sent: deque[int] = deque(maxlen=_UNECHOED)  # sequence numbers sent, the latest last
+        self._rival: str | None = None  # why another controller was seen; reads and writes refuse until `reset`
 
     @property
     def plc_frame(self) -> PlcFrame | None:
@@ -205,12 +215,13 @@ class ModbusLine:
             IncompatiblePlc: the PLC runs another control period or keeps a lever of the spec local.
             ModbusLineError: the PLC cannot be read (see `read`).
         """
-        self._attached = False
+        self._attached, self._rival = False, None
         self._reader.attach()
         plc = self._reader.frame()
         self._check_plc(plc.status)
         if not self.read_only:
             self._sequence, self._heartbeat = self._command_origin(plc.status.command_echo)
+            self._echo_seen = plc.status.command_echo
         self._start, self._start_s = self._reader.counters, plc.status.timestamp_s
         self._ticks, self._pending, self._written = 0, (), False
         self._attached = True
@@ -257,7 +268,7 @@ class ModbusLine:
         clock = self._time  # the line clock must move past the last frame before the data count as live
         clock_since = beat_at = time.monotonic()
         while True:
-            status, self._echoed = self._echoed or self._reader.status_block(), None  # the echo's status is fresh
+            status, self._echoed = self._echoed or self._own(self._reader.status_block()), None  # fresh
             t = status.timestamp_s
             if t >= target - _TIME_EPS_S:
                 break
@@ -275,6 +286,7 @@ class ModbusLine:
                 beat_at = now
             time.sleep(self.poll_s)
         plc = self._reader.frame()
+        self._own(plc.status)
         t = plc.status.timestamp_s
         self._pending = ()
         if period is not None and t >= next_tick - _TIME_EPS_S:
@@ -293,7 +305,9 @@ class ModbusLine:
             StaleData: the PLC heartbeat stood still for `heartbeat_timeout_s`, or the timestamp went back.
         """
         self._live()
-        return self._frame(self._reader.frame())
+        plc = self._reader.frame()
+        self._own(plc.status)
+        return self._frame(plc)
 
     def heartbeat(self) -> None:
         """Write the agent heartbeat register alone (one FC16 request): the PLC sees the agent alive, nothing else.
@@ -314,6 +328,8 @@ class ModbusLine:
     def _live(self) -> None:
         if not self._attached:
             raise RuntimeError(f"line {self.spec.name!r}: call reset() before using it")
+        if self._rival is not None:
+            raise AnotherController(self._rival)
 
     def _check_plc(self, status: PlcStatus) -> None:
         period = self.spec.control_period_s
@@ -330,6 +346,25 @@ class ModbusLine:
                 f"{self._reader.where(Role.STATUS, 'remote_levers')}: the PLC keeps levers {kept} "
                 f"local (remote: {remote}); line {self.spec.name!r} gives them to the agent"
             )
+
+    def _own(self, status: PlcStatus) -> PlcStatus:
+        """`status`, once its echo shows no command but this client's since the attach.
+
+        Raises:
+            AnotherController: the echo moved to a sequence number this client did not send.
+        """
+        echo = status.command_echo
+        if self._echo_seen is None or echo == self._echo_seen:
+            return status
+        if echo != 0 and echo not in self._sent:
+            self._rival = (
+                f"{self._reader.where(Role.STATUS, 'command_echo')}: the PLC accepted command {echo}, which this "
+                f"client did not send (its last: {self._sequence}; echo before: {self._echo_seen}): another "
+                f"controller writes to line {self.spec.name!r}"
+            )
+            raise AnotherController(self._rival)
+        self._echo_seen = echo
+        return status
 
     def _command_origin(self, echo: int) -> tuple[int, int]:
         """The last sequence number and agent heartbeat to count on from, so that the next ones are new to the PLC.
@@ -357,10 +392,11 @@ class ModbusLine:
         self._heartbeat = (self._heartbeat + 1) % self._modulus
         window = self._command.window
         block = CommandBlock(self._heartbeat, self._sequence, values)
+        self._sent.append(self._sequence)
         self._transport.write(window.device_id, window.address, self._command.encode(block))
         deadline = time.monotonic() + self.echo_timeout_s
         while True:
-            st = self._reader.status_block()
+            st = self._own(self._reader.status_block())
             if st.command_echo == self._sequence:  # equal, wrapped or not
                 self._echoed = st
                 return

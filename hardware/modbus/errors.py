@@ -56,6 +56,14 @@ class CountersWentBack(LineRestarted):
     """A cumulative counter went down by more than a wrap of its register explains (counters reset, a restart)."""
 
 
+class AnotherController(ModbusLineError):
+    """The PLC accepted a command this client did not send: another controller writes to the same line.
+
+    The client refuses every read after it until it attaches afresh: two controllers would each undo
+    what the other wrote, and the audit log would show setpoints no policy of this run decided.
+    """
+
+
 class IncompatiblePlc(ModbusLineError):
     """The PLC does not run the line the spec describes: another control period, or levers kept local."""
 

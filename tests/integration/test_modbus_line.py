@@ -37,6 +37,7 @@ from hardware.modbus import (
 )
 from hardware.modbus.client import ModbusLine
 from hardware.modbus.errors import (
+    AnotherController,
     BadFrame,
     CommandNotAccepted,
     IncompatiblePlc,
@@ -375,6 +376,40 @@ def test_a_reattach_never_repeats_a_sequence_number_the_plc_has_seen(plc, connec
     again.write(Command(setpoints=np.full(4, np.nan)))  # 2 would be no change to the PLC: 3
     assert [CommandImage(MAP).decode(v).sequence for _, _, v in plc.writes()] == [1, 2, 3]
     assert plc.echo == 3
+
+
+def test_a_command_of_another_controller_is_refused_on_every_read_until_a_reattach(plc, connect):
+    ours, theirs, watcher = connect(), connect(), connect(read_only=True)
+    ours.reset()
+    ours.write(Command(setpoints=np.full(4, np.nan)))  # sequence 1, accepted
+    ours.advance(PERIOD_S)
+    watcher.reset()
+    theirs.reset()
+    theirs.write(Command(setpoints=np.array([0.7, 2.0, np.nan, 1.0])))  # sequence 2, accepted
+    rival = r"input 11-11: the PLC accepted command 2, which this client did not send \(its last: 1; echo before: 1\)"
+    for call in (ours.read, lambda: ours.advance(PERIOD_S), lambda: ours.write(Command())):
+        with pytest.raises(AnotherController, match=rival + ": another controller writes to line 'fake'"):
+            call()
+    assert theirs.read().time == watcher.read().time  # the writer and a read-only watcher are not refused
+    ours.reset()  # attaching afresh takes the PLC as it is now
+    ours.write(Command(setpoints=np.full(4, np.nan)))
+    assert plc.echo == 3
+
+
+def test_a_late_echo_of_its_own_command_or_a_restarted_plc_is_no_other_controller(plc, connect):
+    line = connect()
+    line.reset()
+    line.write(Command(setpoints=np.full(4, np.nan)))  # sequence 1, accepted
+    plc.status = StatusBit.PERMISSIVE
+    with pytest.raises(CommandNotAccepted):
+        line.write(Command(setpoints=np.full(4, np.nan)))  # sequence 2, not echoed in time
+    plc.status, plc.echo = READY, 2  # the PLC acted on it late
+    line.read()
+    plc.echo = 0  # a PLC that powered up again holds 0
+    line.read()
+    plc.echo = 5
+    with pytest.raises(AnotherController, match="accepted command 5"):
+        line.read()
 
 
 @pytest.mark.parametrize(
