@@ -3,7 +3,7 @@
 `Interlock`, `GuardConfig` and `OodStats` are what a `guard` config group (or a deployment) writes;
 `ActuatorRules` and `ActiveInterlock` are those rules resolved against a `LineSpec`: every pattern
 matched, every `{station}` expanded, every limit intersected with the actuator's hard limits, and
-every contradiction refused before the first check. `hardware.guard` applies them.
+every contradiction refused before the first check. `hardware.guard_checks` applies them.
 """
 
 from __future__ import annotations
