@@ -25,9 +25,9 @@ from typing import Any, TypeVar, cast
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer, ModbusTlsServer
-from pymodbus.simulator import DataType, SimData, SimDevice
 
 from hardware.interface import LineSpec
+from hardware.modbus.plc_devices import WRITE_FCS, plc_devices, refused_function
 from hardware.modbus.plc_faults import Fault, FaultKind, FaultSet
 from hardware.modbus.plc_program import MODES, PlcProgram
 from hardware.modbus.regmap import RegisterMap, StatusBit
@@ -35,9 +35,6 @@ from hardware.modbus.tls import TlsFiles, server_context
 from hardware.twin import TwinLine
 
 _FC_INPUT = 4
-_BIT_FCS = frozenset({1, 2, 5, 15})  # the PLC has no coils or discrete inputs
-_WRITE_FCS = frozenset({5, 6, 15, 16, 22, 23})
-_MASK_FCS = frozenset({22, 23})  # mask write, read/write multiple: the window is written by FC16 (FC6: heartbeat)
 _CALL_TIMEOUT_S = 10.0
 
 log = logging.getLogger(__name__)
@@ -256,7 +253,7 @@ class VirtualPLC:
         self._tasks = [_watched(self._scan())]
 
     async def _serve(self) -> None:
-        devices = self._devices()
+        devices = plc_devices(self.map, self.program.image.plan, self._on_request)
         address = (self.host, self._port)
         server = (
             ModbusTcpServer(devices, address=address)
@@ -268,28 +265,6 @@ class VirtualPLC:
         self._server = server
         self._faults.closing = False
         await self._publish(new=True)
-
-    def _devices(self) -> list[SimDevice]:
-        """One device per device id of the map: its input-register blocks and, on its device, the window."""
-        plan, window = self.program.image.plan, self.map.command_window
-        devices = []
-        for dev in sorted({r.device_id for r in self.map.registers}):
-            inputs = [
-                SimData(b.address, count=b.count, datatype=DataType.REGISTERS) for b in plan if b.device_id == dev
-            ]
-            holding = [SimData(window.address, count=window.count, datatype=DataType.REGISTERS)]
-            nothing = [SimData(0, datatype=DataType.INVALID)]
-            tables = (
-                [SimData(0, datatype=DataType.BITS)],  # pymodbus wants every table; `_on_request` refuses bits
-                [SimData(0, datatype=DataType.BITS)],
-                holding if window.device_id == dev else nothing,
-                inputs or nothing,
-            )
-            devices.append(SimDevice(dev, simdata=tables, action=self._on_request))
-        # any other device id: no such device behind this PLC, whatever register it asks for
-        bits, registers = SimData(0, datatype=DataType.BITS), SimData(0, count=0x10000, datatype=DataType.REGISTERS)
-        devices.append(SimDevice(0, simdata=([bits], [bits], [registers], [registers]), action=_no_device))
-        return devices
 
     async def _unserve(self) -> None:
         server, self._server = self._server, None
@@ -341,15 +316,14 @@ class VirtualPLC:
         """Check a request before pymodbus serves it (a write before it lands): faults, allow-list, commands."""
         if values is not None and function_code == _FC_INPUT:  # the PLC's own publishing
             return None
-        if values is None and function_code in _WRITE_FCS:  # the read-back of a write, gated with it
+        if values is None and function_code in WRITE_FCS:  # the read-back of a write, gated with it
             return None
         refused = await self._faults.gate()
         if refused is not None:
             return refused
-        if function_code in _BIT_FCS:
-            return ExcCodes.ILLEGAL_ADDRESS
-        if function_code in _MASK_FCS:  # pymodbus lands their writes before it checks the whole request
-            return ExcCodes.ILLEGAL_FUNCTION
+        refused = refused_function(function_code)
+        if refused is not None:
+            return refused
         if values is None:
             return None
         refused, new = self.program.write(address, count, [int(v) for v in values], time.monotonic())
@@ -419,8 +393,3 @@ def _watched(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("virtual PLC task %s failed", task.get_name(), exc_info=task.exception())
-
-
-async def _no_device(*_: object) -> ExcCodes:
-    """The answer to a request for a device id the map does not have: the target device did not respond."""
-    return ExcCodes.GATEWAY_NO_RESPONSE
