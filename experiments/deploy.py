@@ -86,7 +86,8 @@ def setup(cfg: DictConfig) -> Deployment:
 
     Raises:
         ConfigError: a wrong mode, an unarmed guarded run, a bad artifact, a task without setpoints,
-            spaces that do not fit, or a hardware or guard config that cannot be built.
+            spaces that do not fit, a hardware or guard config that cannot be built, or a guarded
+            run whose status-age deadline is not inside the control period.
     """
     if cfg.mode not in MODES:
         raise ConfigError(f"mode: must be one of {', '.join(MODES)}, got {cfg.mode!r}")
@@ -117,6 +118,8 @@ def setup(cfg: DictConfig) -> Deployment:
     task = task_cls(line.spec, **{k: v for k, v in kwargs.items() if k not in _ENV_ONLY})
     _check_spaces(artifact, task)
     config = guard_config(cfg.guard, line_definition(run_cfg.line)) or GuardConfig()
+    if cfg.mode == "guarded":
+        _check_deadline(config, period)
     try:  # guard=none still gates on the spec's limits and the operator's bits
         guard = Guard(line.spec, config, OodStats.from_manifest(artifact.manifest))
     except ValueError as exc:
@@ -151,6 +154,22 @@ def setup(cfg: DictConfig) -> Deployment:
         float(cfg.retry_s),
         whole_number("max_policy_faults", cfg.max_policy_faults),
     )
+
+
+def _check_deadline(config: GuardConfig, period_s: float) -> None:
+    """A guarded run writes only decisions made on a status younger than the control period.
+
+    Raises:
+        ConfigError: `guard.max_status_age_s` is null (a decision of any age would be written) or
+            not below the control period (it would act on a line that has moved on a tick).
+    """
+    age = config.max_status_age_s
+    if age is None or not age < period_s:
+        raise ConfigError(
+            f"guard.max_status_age_s: {'null' if age is None else f'{age:g} s'} lets a decision older than the "
+            f"control period ({period_s:g} s) "
+            f"be written; guarded mode needs a deadline well inside it (e.g. {min(2.0, period_s / 10):g})"
+        )
 
 
 def _check_spaces(artifact: PolicyArtifact, task: Task) -> None:

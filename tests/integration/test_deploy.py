@@ -117,6 +117,15 @@ def test_a_guarded_run_must_be_armed(artifact, tmp_path, capsys):
     assert not (tmp_path / "a.sqlite").exists()
 
 
+@pytest.mark.parametrize(("age", "shown"), [("null", "null"), ("60.0", "60 s"), ("75", "75 s")])
+def test_a_guarded_run_needs_a_status_age_deadline_inside_the_control_period(artifact, tmp_path, capsys, age, shown):
+    audit = tmp_path / "a.sqlite"
+    assert deploy(artifact, 1, audit, "mode=guarded", "arm=true", f"guard.max_status_age_s={age}") == 2
+    err = capsys.readouterr().err
+    assert f"guard.max_status_age_s: {shown} lets a decision older than the control period (60 s) be written" in err
+    assert not audit.exists()
+
+
 def test_a_tampered_or_unapproved_artifact_is_refused_before_any_read(artifact, tmp_path, capsys):
     tampered = copy_artifact(artifact, tmp_path / "tampered")
     network = bytearray((tampered / "policy.onnx").read_bytes())
