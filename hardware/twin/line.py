@@ -207,7 +207,7 @@ class TwinLine:
         """
         plant = self._live()
         if plant.supply is not None:
-            plant.supply.auto_reorder = on or Lever.REORDER not in self.spec.levers
+            plant.supply.set_auto_reorder(on or Lever.REORDER not in self.spec.levers)
         if on:
             for st in plant.stations:
                 st.speed_setpoint = 1.0

@@ -112,7 +112,7 @@ class Plant:
         """
         self.agent_dispatch = Lever.DISPATCH in levers
         if self.supply is not None:
-            self.supply.auto_reorder = Lever.REORDER not in levers
+            self.supply.set_auto_reorder(Lever.REORDER not in levers)
         for ev in self.params.scenarios:
             self.env.process(self._scenario(ev))
         if self.env.now > 0:

@@ -25,6 +25,7 @@ from hardware.twin.rng import exponential, uniform, unit_duration
 # Module-level aliases: an Enum member looked up through its class costs a slow __getattr__ on 3.11.
 OFF, STANDBY, WARMUP, IDLE, BUSY, BLOCKED, CHANGEOVER, DOWN, MAINTENANCE = tuple(State)
 MODE_OFF, MODE_STANDBY, RUN = tuple(Mode)
+_RESTING = (OFF, STANDBY)  # states a machine must warm up from before it runs
 _QUEUED, _ACTIVE = JobStatus.QUEUED, JobStatus.ACTIVE
 
 
@@ -203,7 +204,7 @@ class Station:
             if self.maintain_requested:
                 yield from self._maintain()
                 continue
-            if self.mode != RUN:
+            if self.mode != RUN or self.state in _RESTING:  # resting, or to warm up before it runs
                 yield from self._rest()
                 continue
             job = self.assigned if plant.agent_dispatch else (self.queue[0] if self.queue else None)
@@ -231,9 +232,7 @@ class Station:
 
     def _take(self, job: Job) -> None:
         """Take `job` out of the queue to work on it, freeing a buffer place."""
-        if self.stockout_since is not None:
-            self.plant.stockout_time_s += self.env.now - self.stockout_since
-            self.stockout_since = None
+        self._end_stockout()
         self.assigned = None
         self.queue.remove(job)
         self.plant.mark(job, _ACTIVE)
@@ -242,6 +241,7 @@ class Station:
 
     def _rest(self) -> Generator[simpy.Event, None, None]:
         """Off or standby as commanded; a cold machine pays the full warm-up whichever way it wakes."""
+        self._end_stockout()
         if self.mode is MODE_OFF:
             if self.state is not OFF:
                 self.set_state(OFF)
@@ -262,6 +262,12 @@ class Station:
             self.set_state(IDLE)
             if self.plant.agent_dispatch and self.queue:
                 self.plant.halt()
+
+    def _end_stockout(self) -> None:
+        """The station no longer waits for material: it took a job, or it rests or is maintained instead."""
+        if self.stockout_since is not None:
+            self.plant.stockout_time_s += self.env.now - self.stockout_since
+            self.stockout_since = None
 
     def _hold_for_material(self) -> None:
         if self.stockout_since is None:
@@ -345,13 +351,16 @@ class Station:
         self._renew()
 
     def _maintain(self) -> Generator[simpy.Event, None, None]:
+        """Preventive maintenance; a machine maintained from off or standby comes out as cold as it went in."""
+        self._end_stockout()
         self.maintain_requested = False
         self.plant.maintenances += 1
         self.plant.preventive_cost += self.m.maintenance_cost
+        before = self.state
         self.set_state(MAINTENANCE)
         yield self.env.timeout(self.m.maintenance_time_mean_s * self._pm())
         self._renew()
-        self.set_state(IDLE)
+        self.set_state(before if before in _RESTING else IDLE)
         if self.plant.agent_dispatch and self.queue:
             self.plant.halt()
 

@@ -39,11 +39,17 @@ class Supply:
         self._back = env.event()
         if params.outage_rate_per_day > 0:
             env.process(self._random_outages())
+        env.timeout(0.0).callbacks.append(lambda _: self._check_reorder_point())  # once whoever owns reorders is set
+
+    def set_auto_reorder(self, on: bool) -> None:
+        """Let the line's (s, Q) rule order (`on`) or not; switched on, it looks at the stock position at once."""
+        self.auto_reorder = on
         self._check_reorder_point()
 
     def take(self, units: float) -> bool:
-        """Take `units` from stock if there is enough; apply the reorder rule; return success."""
+        """Take `units` from stock if there is enough; apply the reorder rule either way; return success."""
         if self.stock_units < units:
+            self._check_reorder_point()
             return False
         self._count_stock()
         self.stock_units -= units

@@ -230,3 +230,90 @@ def test_reorder_lever_places_orders_and_the_rule_stands_down(flow5_definition):
     k = frame.kpis
     assert k.material_ordered == 300.0  # the fixed reorder point no longer orders by itself
     assert k.stockouts > 0  # 2000 + 300 units do not last three days
+
+
+def one_station_short_of_material() -> dict:
+    """One failure-free station whose store runs dry after two jobs; the order it places waits out an outage.
+
+    The supplier is out for the first hour; the order (50 units, 600 s lead time) arrives at 4,200 s.
+    """
+    machine = {"failure_rate_base_per_h": 0.0, "failure_rate_wear_per_h": 0.0, "scrap_probability": 0.0,
+               "processing_time_distribution": "deterministic", "warmup_from_off_s": 600.0,
+               "maintenance_time_mean_s": 1800.0, "maintenance_time_cv": 0.0}  # fmt: skip
+    return {
+        "name": "one", "layout": "flow", "machines": {"m": machine}, "stations": [{"name": "s", "machine": "m"}],
+        "variants": [{"name": "A", "processing_time_s": [100.0]}], "demand": {"arrival_rate_per_h": 360.0},
+        "supply": {"initial_stock_units": 2.0, "reorder_point_units": 0.0, "order_quantity_units": 50.0,
+                   "lead_time_mean_s": 600.0, "lead_time_cv": 0.0, "outage_rate_per_day": 0.0},
+        "scenarios": [{"kind": "supplier_outage", "start_s": 0.0, "duration_s": 3600.0}],
+        "control": {"levers": ["mode", "maintenance"], "control_period_s": 60.0},
+    }  # fmt: skip
+
+
+def run_to(line: TwinLine, t: float) -> float:
+    """Advance to line time `t`; the stockout time so far, s."""
+    frame = line.read()
+    while frame.time < t:
+        frame = line.advance(t - frame.time)
+    return frame.kpis.stockout_time_s
+
+
+@pytest.mark.parametrize("rest", ["off", "standby", "maintenance"])
+def test_a_stockout_stops_counting_while_the_station_rests_or_is_maintained(rest):
+    line = TwinLine.from_config(seed=0, **one_station_short_of_material())
+    line.reset()
+    waited = run_to(line, 1000.0)
+    assert 0.0 < waited < 1000.0
+    order = {"off": {"s__mode": 0.0}, "standby": {"s__mode": 1.0}, "maintenance": {"s__maintain": 1.0}}[rest]
+    line.write(setpoints(line, **order))
+    assert run_to(line, 2800.0) == pytest.approx(waited, abs=1e-9)  # resting or maintained: waiting for nothing
+    after = run_to(line, 8000.0)  # the delivery came at 4,200 s
+    line.write(setpoints(line, s__mode=2.0))
+    assert run_to(line, 9000.0) == pytest.approx(after, abs=1e-9)
+    if rest == "maintenance":  # back from maintenance at 2,800 s, it waits again until the delivery at 4,200 s
+        assert after == pytest.approx(waited + 4200.0 - 2800.0, abs=1e-6)
+        assert line.read().kpis.stockouts == 2
+    else:
+        assert after == pytest.approx(waited, abs=1e-9)
+        assert line.read().kpis.stockouts == 1
+
+
+@pytest.mark.parametrize(("mode", "warmup"), [(0.0, "warmup_from_off_s"), (1.0, "warmup_from_standby_s")])
+def test_a_machine_maintained_from_off_or_standby_warms_up_before_it_runs(flow5_definition, mode, warmup):
+    definition = edited(flow5_definition, "control.levers", ["mode", "maintenance"])
+    line = TwinLine.from_config(seed=0, **definition)
+    line.reset()
+    line.write(setpoints(line, cut__mode=mode))
+    run_to(line, 1800.0)
+    line.write(setpoints(line, cut__maintain=1.0))
+    run_to(line, 1860.0)
+    line.write(setpoints(line, cut__mode=2.0))  # while maintained
+    run_to(line, 3 * 3600.0)
+    times = line.state_times()[0]
+    assert times[State.MAINTENANCE] > 0
+    assert times[State.WARMUP] == pytest.approx(flow5_definition["machines"]["cnc"][warmup])
+
+
+def test_the_reorder_rule_orders_at_once_when_the_line_takes_reorders_back(flow5_definition):
+    definition = edited(flow5_definition, "control.levers", ["reorder"])
+    definition["supply"] = {**definition["supply"], "initial_stock_units": 900.0, "outage_rate_per_day": 0.0}
+    line = TwinLine.from_config(seed=0, **definition)
+    line.reset()
+    run_to(line, 30 * 3600.0)  # the agent orders nothing: the store runs dry
+    dry = line.read().kpis
+    assert dry.orders_placed == 0
+    assert dry.stockouts > 0
+    line.local_control(True)  # a PLC's power-up or watchdog: the line's own rules take over
+    assert line.read().kpis.orders_placed == 1
+    run_to(line, 40 * 3600.0)
+    assert line.read().kpis.good_parts > dry.good_parts
+
+
+@pytest.mark.parametrize(("levers", "orders"), [(["reorder"], 0), (["speed"], 1)])
+def test_a_cold_start_below_the_reorder_point_orders_only_for_the_lines_own_rule(flow5_definition, levers, orders):
+    definition = edited(flow5_definition, "control.levers", levers)
+    definition["supply"] = {**definition["supply"], "initial_stock_units": 500.0}
+    definition["start"] = {"mode": "cold"}
+    kpis = TwinLine.from_config(seed=0, **definition).reset().kpis
+    assert kpis.orders_placed == orders
+    assert kpis.material_ordered == orders * definition["supply"]["order_quantity_units"]
