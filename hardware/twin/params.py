@@ -112,7 +112,7 @@ class DemandParams:
 
 @dataclass(frozen=True)
 class SupplyParams:
-    """Raw-material store and its supplier; the default rule reorders Q at reorder point s."""
+    """Raw-material store and its supplier; its rule orders Q at stock position s, or short with none on order."""
 
     initial_stock_units: float = 500.0
     reorder_point_units: float = 200.0

@@ -49,7 +49,7 @@ class Supply:
     def take(self, units: float) -> bool:
         """Take `units` from stock if there is enough; apply the reorder rule either way; return success."""
         if self.stock_units < units:
-            self._check_reorder_point()
+            self._check_reorder_point(short=True)
             return False
         self._count_stock()
         self.stock_units -= units
@@ -86,8 +86,13 @@ class Supply:
         self._stock_area += self.stock_units * (now - self._stock_t)
         self._stock_t = now
 
-    def _check_reorder_point(self) -> None:
-        if self.auto_reorder and self.stock_units + self.on_order_units <= self._p.reorder_point_units:
+    def _check_reorder_point(self, short: bool = False) -> None:
+        """The line's rule: order Q at a stock position of s or below, or `short` of a job's material, none on order.
+
+        Without the second clause, a reorder point below one job's material could leave the store short for good.
+        """
+        position = self.stock_units + self.on_order_units
+        if self.auto_reorder and (position <= self._p.reorder_point_units or (short and self.on_order_units == 0)):
             self.order(self._p.order_quantity_units)
 
     def _deliver(self, units: float) -> Generator[simpy.Event, None, None]:

@@ -317,3 +317,16 @@ def test_a_cold_start_below_the_reorder_point_orders_only_for_the_lines_own_rule
     kpis = TwinLine.from_config(seed=0, **definition).reset().kpis
     assert kpis.orders_placed == orders
     assert kpis.material_ordered == orders * definition["supply"]["order_quantity_units"]
+
+
+def test_the_reorder_rule_orders_for_a_store_short_of_one_jobs_material(flow5_definition):
+    definition = edited(flow5_definition, "control.levers", ["speed"])
+    definition["variants"] = [{**v, "material_units": 1.5} for v in definition["variants"]]
+    definition["supply"] = {**definition["supply"], "initial_stock_units": 2.0, "reorder_point_units": 0.0,
+                            "order_quantity_units": 50.0, "outage_rate_per_day": 0.0}  # fmt: skip
+    line = TwinLine.from_config(seed=0, **definition)
+    line.reset()
+    run_to(line, 86400.0)  # 0.5 units left after the first job: above s, below a job's 1.5
+    kpis = line.read().kpis
+    assert kpis.orders_placed >= 1
+    assert kpis.good_parts > 1
