@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,3 +25,22 @@ def test_run_folders_are_named_to_the_microsecond(entry):
         path = Path(cfg.hydra[folder].dir)
         assert STAMP.fullmatch(path.name), f"{entry}: hydra.{folder}.dir ends in {path.name!r}"
         assert path.parts[:2] == (root, entry), f"{entry}: hydra.{folder}.dir is {path}, not under {root}/{entry}"
+
+
+@pytest.mark.parametrize("folder_key", ["hydra.run.dir", "hydra.sweep.dir"])
+def test_a_folder_that_holds_another_runs_files_is_refused_before_hydra_writes_into_it(tmp_path, folder_key):
+    """A second run told to reuse a folder overwrote the first one's config and mixed their checkpoints."""
+    occupied = tmp_path / "run"
+    occupied.mkdir()
+    (occupied / "model.zip").write_bytes(b"the first run's model")
+    args = [sys.executable, "-m", "experiments.simulate", "duration_h=0.1", f"{folder_key}={occupied}"]
+    done = subprocess.run(args + (["-m"] if folder_key == "hydra.sweep.dir" else []), capture_output=True, text=True)
+    assert done.returncode == 1
+    assert (
+        f"config error: {folder_key}: {occupied} already holds files (model.zip); a run needs a folder" in done.stderr
+    )
+    assert sorted(p.name for p in occupied.iterdir()) == ["model.zip"]  # nothing written, nothing removed
+    fresh = tmp_path / "empty"
+    fresh.mkdir()
+    assert subprocess.run([*args[:-1], f"hydra.run.dir={fresh}"], capture_output=True).returncode == 0
+    assert (fresh / "kpi_table.md").exists()
