@@ -61,11 +61,7 @@ def check(cfg: DictConfig) -> None:
     if cfg.task.id not in gym.registry:
         known = [i for i in gym.registry if i.startswith("smartline/")]
         raise ConfigError(f"task.id: {cfg.task.id!r} is not a registered env{did_you_mean(cfg.task.id, known)}")
-    for key in ("total_timesteps", "n_envs", "final.episodes"):
-        if OmegaConf.select(cfg, key) is not None:
-            whole_number(key, OmegaConf.select(cfg, key))
-    if OmegaConf.select(cfg, "final.continuing_seeds") is not None:
-        whole_number("final.continuing_seeds", cfg.final.continuing_seeds, least=0)
+    _check_run_settings(cfg)
     if "vec_env" in cfg and cfg.vec_env not in _VEC_ENVS:
         raise ConfigError(f"vec_env: must be one of {sorted(_VEC_ENVS)}, got {cfg.vec_env!r}")
     target = agent_target(cfg)
@@ -90,6 +86,30 @@ def check(cfg: DictConfig) -> None:
     finally:
         env.close()
     _check_json(cfg)
+
+
+_WHOLE = {  # key -> least value; checked where the config has it
+    "total_timesteps": 1, "n_envs": 1, "torch_threads": 1, "checkpoint_every_steps": 1, "seed": 0,
+    "evaluation.every_steps": 1, "evaluation.episodes": 1, "evaluation.seed": 0,
+    "final.episodes": 1, "final.seed": 0, "final.continuing_seeds": 0,
+}  # fmt: skip
+_POSITIVE = ("final.continuing_days", "normalize.clip_obs")
+_SWITCHES = ("progress_bar", "normalize.enabled", "normalize.obs", "normalize.reward", "evaluation.figures")
+
+
+def _check_run_settings(cfg: DictConfig) -> None:
+    """The run's own settings have their types before any work: some are read only after training."""
+    for key, least in _WHOLE.items():
+        if OmegaConf.select(cfg, key) is not None:
+            whole_number(key, OmegaConf.select(cfg, key), least)
+    for key in _POSITIVE:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not value > 0):
+            raise ConfigError(f"{key}: must be a positive number, got {value!r}")
+    for key in _SWITCHES:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and not isinstance(value, bool):
+            raise ConfigError(f"{key}: must be true or false, got {value!r}")
 
 
 def _check_spaces(cfg: DictConfig, target: Any, env: gym.Env[Any, Any]) -> None:

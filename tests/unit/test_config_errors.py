@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 
-from experiments.build import make_agent, make_env, make_vec_env
+from experiments.build import check, make_agent, make_env, make_vec_env
 from experiments.errors import ConfigError, explain
 
 
@@ -68,3 +70,28 @@ def test_a_task_argument_gymnasium_refuses_names_its_key():
 
 def test_other_errors_are_not_config_errors():
     assert explain(RuntimeError("boom")) is None
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("seed=-1", "seed: must be a whole number >= 0, got -1"),
+        ("seed=1.5", "seed: must be a whole number >= 0, got 1.5"),
+        ("torch_threads=abc", "torch_threads: must be a positive whole number, got 'abc'"),
+        ("evaluation.every_steps=abc", "evaluation.every_steps: must be a positive whole number, got 'abc'"),
+        ("evaluation.seed=1.5", "evaluation.seed: must be a whole number >= 0, got 1.5"),
+        ("checkpoint_every_steps=0", "checkpoint_every_steps: must be a positive whole number, got 0"),
+        ("final.seed=abc", "final.seed: must be a whole number >= 0, got 'abc'"),  # read only after training
+        ("final.continuing_days=abc", "final.continuing_days: must be a positive number, got 'abc'"),
+        ("normalize.clip_obs=-1", "normalize.clip_obs: must be a positive number, got -1"),
+        ("normalize.enabled=no", "normalize.enabled: must be true or false, got 'no'"),  # a non-empty string is true
+        ("progress_bar=abc", "progress_bar: must be true or false, got 'abc'"),
+    ],
+)
+def test_a_run_setting_of_the_wrong_type_is_refused_before_any_work(override, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        check(compose_train([override]))
+
+
+def test_the_shipped_run_settings_pass():
+    check(compose_train(["final.continuing_days=0.5", "normalize.clip_obs=5"]))
