@@ -20,8 +20,9 @@ class KpiLogger(BaseCallback):
     """Logs each finished training episode's KPIs and guard counts (mean over the episodes of a logging interval).
 
     Guard counts are the `guard/...` entries a `GuardedLine` puts in `info` (counted over the
-    episode); once any episode gave a reason, an episode without it counts 0 for it. In a
-    TensorBoard tag `:` becomes `/` (`guard/clamp:press.speed` shows as `guard/clamp/press.speed`).
+    episode); an episode without a reason counts 0 for it, also one before the reason first
+    appeared. In a TensorBoard tag `:` becomes `/` (`guard/clamp:press.speed` shows as
+    `guard/clamp/press.speed`).
     """
 
     def __init__(self) -> None:
@@ -40,9 +41,12 @@ class KpiLogger(BaseCallback):
         return True
 
     def _record_guard(self, info: dict[str, Any]) -> None:
+        earlier = self.logger.name_to_count.get("guard/checks", 0)  # guarded episodes of this interval so far
         for key in info:
             if key.startswith("guard/") and key not in self._guard_keys:
-                self._guard_keys[key] = key.replace(":", "/")
+                self._guard_keys[key] = tag = key.replace(":", "/")
+                for _ in range(earlier):  # a reason first met now counted 0 in the interval's earlier episodes
+                    self.logger.record_mean(tag, 0.0)
         for key, tag in self._guard_keys.items():
             self.logger.record_mean(tag, float(info.get(key, 0.0)))
 
