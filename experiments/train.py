@@ -190,7 +190,7 @@ def _final_comparison(
 
 @hydra.main(config_path="pkg://configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    """Entry point; returns the objective (mean held-out return) for sweepers."""
+    """Entry point; returns the objective (see `train`: the evaluation seeds' mean return) for sweepers."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     with one_line_errors(out_dir):
         return train(cfg, out_dir)
