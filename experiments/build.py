@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 from gymnasium.envs.registration import load_env_creator
@@ -23,6 +23,7 @@ import envs  # noqa: F401  (registers the smartline/ ids)
 from agents.baselines import BASELINES, make_baseline, parameter_names
 from agents.export import exportable, json_ready
 from agents.rollout import Policy
+from configs import CONFIG_DIR
 from envs.base import LineEnv
 from envs.registration import TASKS
 from experiments.errors import ConfigError, did_you_mean, parameter_error, whole_number
@@ -94,11 +95,19 @@ _WHOLE = {  # key -> least value; checked where the config has it
     "final.episodes": 1, "final.seed": 0, "final.continuing_seeds": 0,
 }  # fmt: skip
 _POSITIVE = ("final.continuing_days", "normalize.clip_obs")
+_SECTIONS = ("evaluation", "final", "normalize", "warm_start")  # their keys are train.yaml's, none added
 _SWITCHES = ("progress_bar", "normalize.enabled", "normalize.obs", "normalize.reward", "evaluation.figures")
 
 
 def _check_run_settings(cfg: DictConfig) -> None:
-    """The run's own settings have their types before any work: some are read only after training."""
+    """The run's own settings exist and have their types before any work: some are read only after training."""
+    shipped = cast(dict[str, Any], OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "train.yaml")))
+    for section in _SECTIONS:
+        node, known = OmegaConf.select(cfg, section), [f"{section}.{k}" for k in shipped[section]]
+        for key in node if isinstance(node, DictConfig) else ():
+            full = f"{section}.{key!s}"
+            if full not in known:  # added with `+`: nothing would read it
+                raise ConfigError(f"{full}: no such setting, nothing reads it{did_you_mean(full, known)}")
     for key, least in _WHOLE.items():
         if OmegaConf.select(cfg, key) is not None:
             whole_number(key, OmegaConf.select(cfg, key), least)

@@ -86,6 +86,10 @@ def test_other_errors_are_not_config_errors():
         ("normalize.clip_obs=-1", "normalize.clip_obs: must be a positive number, got -1"),
         ("normalize.enabled=no", "normalize.enabled: must be true or false, got 'no'"),  # a non-empty string is true
         ("progress_bar=abc", "progress_bar: must be true or false, got 'abc'"),
+        (
+            "+evaluation.every_step=10",  # added with `+`, as the unknown-key error suggests: nothing read it
+            "evaluation.every_step: no such setting, nothing reads it (did you mean evaluation.every_steps?)",
+        ),
     ],
 )
 def test_a_run_setting_of_the_wrong_type_is_refused_before_any_work(override, message):
