@@ -95,8 +95,10 @@ class HeuristicComparison(BaseCallback):
         self.heuristic_episodes: list[Episode] = []
         self.last_mean_reward = float("nan")
         self._next = every_steps
+        self._end = 0  # the step count training ends at (set when it starts)
 
     def _on_training_start(self) -> None:
+        self._end = int(self.locals["total_timesteps"])  # learn()'s own count: evaluated at the end, once
         self.env = self.make_env()
         heuristic = self.make_heuristic(self.env)
         self.heuristic_episodes = [run_episode(self.env, heuristic, s) for s in self.seeds]
@@ -104,7 +106,8 @@ class HeuristicComparison(BaseCallback):
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next:
             self._next += self.every_steps
-            self.evaluate()
+            if self.num_timesteps < self._end:  # in the last rollout: the final policy is evaluated at the end
+                self.evaluate()
         return True
 
     def _on_training_end(self) -> None:

@@ -207,6 +207,7 @@ def test_tiny_training_run_logs_kpis_exports_and_compares(tmp_path, caplog):
     assert (run / "final" / "return_difference.png").stat().st_size > 0
     # the sweep objective is the last evaluation on evaluation seeds, not the held-out final table
     assert objective == pytest.approx(acc.Scalars("eval/mean_reward")[-1].value, rel=1e-6)
+    assert [e.step for e in acc.Scalars("eval/mean_reward")] == [256, 512]  # the end evaluated once, not twice
     final = list(csv.DictReader((run / "final" / "episodes.csv").open()))
     assert sum(r["policy"] == "learned" and r["mode"] == EPISODE for r in final) == 3
     week = [r for r in final if r["mode"] == WEEK]
