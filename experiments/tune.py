@@ -31,12 +31,12 @@ from agents.baselines import BASELINES, make_baseline, parameter_names
 from experiments.build import check
 from experiments.comparison import compare
 from experiments.errors import ConfigError, did_you_mean, distinct, one_line_errors, run, whole_number
-from experiments.report import EPISODE, Row, continuing_mode, mean_interval, write_reports
+from experiments.report import EPISODE, Row, continuing_mode, mean_interval, settled_mode, write_reports
 from experiments.tables import markdown_table
 
 log = logging.getLogger(__name__)
 
-RANKS = ("episode", "continuing")
+RANKS = ("episode", "continuing", "settled")
 
 
 def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -67,6 +67,8 @@ def checked_grid(cfg: DictConfig) -> tuple[str, dict[str, list[Any]]]:
     whole_number("tune.settle_episodes", cfg.tune.settle_episodes, least=0)
     if cfg.tune.rank_by == "continuing" and cfg.tune.continuing_seeds == 0:
         raise ConfigError("tune.rank_by: continuing needs tune.continuing_seeds > 0")
+    if cfg.tune.rank_by == "settled" and cfg.tune.settle_episodes == 0:
+        raise ConfigError("tune.rank_by: settled needs tune.settle_episodes > 0")
     grid = cfg.tune.grid
     if not isinstance(grid, DictConfig) or len(grid) == 0:
         raise ConfigError(f"tune.grid: expected a mapping of parameters to lists of values, got {grid!r}")
@@ -85,23 +87,29 @@ def checked_grid(cfg: DictConfig) -> tuple[str, dict[str, list[Any]]]:
     return baseline, plain
 
 
-def ranking(rows: Sequence[Row], labels: Sequence[str], rank_by: str, days: float) -> list[tuple[str, ...]]:
-    """Ranking rows (rank, combination, episode return, continuing return), best first by `rank_by`."""
+def ranking(
+    rows: Sequence[Row], labels: Sequence[str], rank_by: str, days: float, settle_episodes: int = 0
+) -> list[tuple[str, ...]]:
+    """Ranking rows (rank, combination, episode, continuing and, if scored, settled return), best first by `rank_by`."""
     by_mode = {"episode": EPISODE, "continuing": continuing_mode(days)}
+    if settle_episodes > 0:
+        by_mode["settled"] = settled_mode(settle_episodes)
 
     def score(label: str, mode: str) -> tuple[float, float] | None:
         returns = [r.values["return"] for r in rows if r.policy == label and r.mode == mode]
         return mean_interval(returns) if returns else None
 
-    scored = [(label, score(label, by_mode["episode"]), score(label, by_mode["continuing"])) for label in labels]
-    ranked_by = [s[1] if rank_by == "episode" else s[2] for s in scored]
-    order = sorted(range(len(scored)), key=lambda i: -ranked_by[i][0] if ranked_by[i] else float("inf"))  # type: ignore[index]
-    scored = [scored[i] for i in order]
+    scored = [(label, {k: score(label, mode) for k, mode in by_mode.items()}) for label in labels]
+
+    def key(item: tuple[str, dict[str, tuple[float, float] | None]]) -> float:
+        x = item[1][rank_by]
+        return -x[0] if x is not None else float("inf")
 
     def cell(x: tuple[float, float] | None) -> str:
         return "-" if x is None else f"{x[0]:,.1f} ± {x[1]:,.1f}"
 
-    return [(str(i + 1), label, cell(ep), cell(cont)) for i, (label, ep, cont) in enumerate(scored)]
+    ranked = sorted(scored, key=key)
+    return [(str(i + 1), label, *(cell(x) for x in cells.values())) for i, (label, cells) in enumerate(ranked)]
 
 
 def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
@@ -131,13 +139,15 @@ def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
         cfg.tune.continuing_seeds,
         cfg.tune.settle_episodes,
     )
-    ranked = ranking(rows, labels, cfg.tune.rank_by, cfg.tune.continuing_days)
+    settle = int(cfg.tune.settle_episodes)
+    ranked = ranking(rows, labels, cfg.tune.rank_by, cfg.tune.continuing_days, settle)
     best = points[labels.index(ranked[0][1])]
-    mode = continuing_mode(cfg.tune.continuing_days)
+    modes = [continuing_mode(cfg.tune.continuing_days), *([settled_mode(settle)] if settle else [])]
     table = markdown_table(
-        ["rank", f"{baseline} parameters", f"return, episode (mean ± 95%, {len(seeds)} seeds)", f"return, {mode}"],
+        ["rank", f"{baseline} parameters", f"return, episode (mean ± 95%, {len(seeds)} seeds)"]
+        + [f"return, {mode}" for mode in modes],
         ranked,
-        numeric=[True, False, True, True],
+        numeric=[True, False, True, *(True for _ in modes)],
     )
     seeds_text = f"seeds {seeds[0]}-{seeds[-1]}" + (f"; {note}" if note else "")
     where = f"{cfg.task.name}, {cfg.line.name}, scenario {cfg.scenario.name}"

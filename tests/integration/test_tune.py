@@ -15,9 +15,9 @@ from agents.baselines import make_baseline
 from agents.rollout import run_episode
 from experiments.build import ConfigError, heuristics, make_env
 from experiments.evaluate import heuristic_params
-from experiments.report import EPISODE
+from experiments.report import EPISODE, Row, settled_mode
 from experiments.train import train
-from experiments.tune import grid_points, point_label, tune
+from experiments.tune import grid_points, point_label, ranking, tune
 from tests.presets import CONFIGS
 
 SHORT = ["task.max_episode_steps=120", "final.episodes=2", "final.continuing_seeds=0", "progress_bar=false"]
@@ -90,6 +90,10 @@ def test_a_sweep_ranks_by_mean_return_on_tuning_seeds_and_writes_the_winner_as_h
         ),
         (["tune.grid={interval_h:[1]}", "tune.continuing_seeds=true"], "tune.continuing_seeds: .* got True"),
         (["tune.grid={interval_h:[50,100,50]}"], "tune.grid.interval_h: 50 is named twice"),
+        (
+            ["tune.grid={interval_h:[1]}", "tune.rank_by=settled"],
+            "tune.rank_by: settled needs tune.settle_episodes > 0",
+        ),
     ],
 )
 def test_a_bad_sweep_is_a_config_error_naming_its_key(tmp_path, overrides, message):
@@ -176,3 +180,18 @@ def test_an_agent_with_fit_is_a_trainer_that_runs_the_experiment(tmp_path):
     cfg.agent = {"_target_": f"{__name__}.CountingTrainer", "answer": -12.5}
     assert train(cfg, tmp_path) == -12.5
     assert (tmp_path / "fitted.txt").read_text() == "Scheduling"
+
+
+def test_settled_returns_are_a_column_of_the_ranking_and_can_rank_it():
+    def rows(label: str, mode: str, returns: list[float]) -> list[Row]:
+        return [Row(label, "none", 10000 + i, {"return": r}, mode) for i, r in enumerate(returns)]
+
+    settled = settled_mode(2)
+    data = [
+        *rows("a", EPISODE, [10.0, 12.0]), *rows("a", settled, [1.0, 3.0]),
+        *rows("b", EPISODE, [5.0, 7.0]), *rows("b", settled, [8.0, 8.0]),
+    ]  # fmt: skip
+    by_episode = ranking(data, ["a", "b"], "episode", 7, settle_episodes=2)
+    assert by_episode == [("1", "a", "11.0 ± 12.7", "-", "2.0 ± 12.7"), ("2", "b", "6.0 ± 12.7", "-", "8.0 ± 0.0")]
+    assert [r[1] for r in ranking(data, ["a", "b"], "settled", 7, settle_episodes=2)] == ["b", "a"]
+    assert ranking(data, ["a", "b"], "episode", 7)[0] == ("1", "a", "11.0 ± 12.7", "-")  # no settled column
