@@ -118,10 +118,16 @@ def cells(task: str, rows: Sequence[Row], heuristic_labels: Sequence[str]) -> li
 
 
 def _interval(value: tuple[float, float] | None, seeds: int) -> str:
+    """`mean ± half`, whole numbers unless the interval (or, one seed or none, the mean) is below 1: then two digits.
+
+    A paired difference of 0.3 ± 0.2 printed as `+0 ± 0` beside the outcome `learned better`.
+    """
     if value is None:
         return "-"
     mean, half = value
-    return f"{mean:+,.0f}" if seeds < 2 else f"{mean:+,.0f} ± {half:,.0f}"
+    scale = abs(mean) if seeds < 2 or half == 0 else half
+    d = 0 if not 0 < scale < 1 else 1 - math.floor(math.log10(scale))
+    return f"{mean:+,.{d}f}" if seeds < 2 else f"{mean:+,.{d}f} ± {half:,.{d}f}"
 
 
 def _outcome(mean: float, half: float, seeds: int) -> str:

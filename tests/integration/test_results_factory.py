@@ -251,6 +251,15 @@ def test_robustness_cells_pair_by_seed_and_measure_the_change_from_no_scenario()
         cells("Factory", rows, ["other"])
 
 
+def test_a_small_robustness_difference_is_shown_to_two_digits_of_its_interval():
+    rows = [
+        *(_row("learned", "none", s, 100.0 + 0.3 + 0.01 * s) for s in (1, 2, 3)),
+        *(_row("rule", "none", s, 100.0) for s in (1, 2, 3)),
+    ]
+    (none,) = cells("Speed", rows, ["rule"])
+    assert "| Speed | rule | episode | none | 3 | 100 | 100 | +0.320 ± 0.025 | - | learned better |" in table([none])
+
+
 def test_robustness_notes_an_artifact_of_a_fixed_instance_and_names_a_bad_scenario(tmp_path):
     artifact = tmp_path / "artifact"
     artifact.mkdir()
