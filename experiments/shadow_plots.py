@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # files only, never a window
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from experiments.shadow_evidence import actual_setpoints, latency, matrix, staleness
 from hardware import LineSpec
@@ -41,10 +42,7 @@ def agreement_plot(spec: LineSpec, records: Sequence[AuditRecord], path: Path) -
     axes[0, 0].legend(fontsize="small", loc="upper right")
     axes[-1, 0].set_xlabel("line time since the first record, h")
     fig.suptitle("proposed and actual setpoints")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def latency_plot(records: Sequence[AuditRecord], path: Path) -> Path:
@@ -65,10 +63,7 @@ def latency_plot(records: Sequence[AuditRecord], path: Path) -> Path:
     right.set_xlabel("line time since the first record, h")
     right.set_ylabel("total latency, ms")
     fig.suptitle("decision latency")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def staleness_plot(records: Sequence[AuditRecord], path: Path) -> Path:
@@ -78,6 +73,11 @@ def staleness_plot(records: Sequence[AuditRecord], path: Path) -> Path:
     ax.set_xlabel("line time since the first record, h")
     ax.set_ylabel("frame time - oldest stamp, s")
     ax.set_title("data staleness")
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Lay `fig` out, write it to `path` as PNG (100 dpi) and close it; returns `path`."""
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
