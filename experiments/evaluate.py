@@ -19,6 +19,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from agents.baselines import BASELINES
+from agents.rollout import Policy
 from experiments.build import ConfigError, heuristic_overrides
 from experiments.comparison import compare
 from experiments.errors import distinct, one_line_errors, run, scenario_names, whole_number
@@ -97,6 +100,19 @@ def comparison_pairs(labels: list[str], heuristics: set[str]) -> list[tuple[str,
     return [(labels[0], h) for h in labels[1:]]
 
 
+def apart(policies: list[tuple[str, Policy]], specs: Sequence[Any]) -> list[tuple[str, Policy]]:
+    """`policies` with every label its own: an artifact labelled like another gets its folder as named too.
+
+    Two artifacts of runs with the same task and run folder name (under different roots) shared a
+    label, and their rows were pooled as one policy over twice the seeds.
+    """
+    counts = Counter(label for label, _ in policies)
+    return [
+        (f"{label} ({spec})" if counts[label] > 1 else label, policy)
+        for (label, policy), spec in zip(policies, specs, strict=True)
+    ]
+
+
 def evaluate(cfg: DictConfig, out_dir: Path) -> list[Row]:
     """Run every policy on every scenario for `cfg.episodes` seeds; write and return the rows."""
     if not cfg.policies:
@@ -113,7 +129,9 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[Row]:
     for scenario in scenarios:
         scenario_rows, note = compare(
             run_cfg,
-            lambda env: [load_policy(str(spec), env, tuned.get(str(spec))) for spec in cfg.policies],
+            lambda env: apart(
+                [load_policy(str(spec), env, tuned.get(str(spec))) for spec in cfg.policies], cfg.policies
+            ),
             scenario,
             scenario,
             seeds,

@@ -1,0 +1,30 @@
+"""`evaluate` keeps every policy it names apart, also two artifacts whose runs share a folder name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_module
+
+from experiments.evaluate import evaluate
+from experiments.report import EPISODE
+from tests.artifacts import speed_artifact
+
+
+def test_two_artifacts_of_runs_with_one_name_are_two_policies_each_over_its_own_seeds(tmp_path: Path):
+    first = speed_artifact(tmp_path / "x" / "Speed" / "run0" / "artifact", warmup_steps=10)
+    second = speed_artifact(tmp_path / "y" / "Speed" / "run0" / "artifact", warmup_steps=10)
+    overrides = [
+        f"policies=[{first},{second},nominal_speed]",
+        "episodes=2",
+        "continuing_seeds=0",
+        "max_episode_steps=50",
+    ]
+    with initialize_config_module("configs", version_base="1.3"):
+        cfg = compose("evaluate", overrides=overrides)
+    rows = evaluate(cfg, tmp_path / "out")
+    labels = sorted({r.policy for r in rows if r.mode == EPISODE})
+    assert labels == sorted([f"PPO Speed/run0 ({first})", f"PPO Speed/run0 ({second})", "nominal_speed"])
+    for label in labels:
+        assert sorted(r.seed for r in rows if r.policy == label) == [30000, 30001]
+    assert (tmp_path / "out" / "kpi_table.md").read_text().count("paired over 2 seeds") == 2
