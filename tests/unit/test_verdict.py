@@ -27,3 +27,16 @@ def test_a_small_difference_is_shown_to_two_significant_digits_of_its_interval()
 def test_a_large_difference_keeps_one_decimal_and_one_seed_has_no_interval():
     assert verdict(rows([1200.0, 1300.0, 1250.0]), "a", "b").endswith("+1,250.0 ± 124.2 (95%, paired over 3 seeds)")
     assert verdict(rows([3.0]), "a", "b") == "episode: a against b: return difference +3.0 (one seed, no interval)"
+
+
+def test_a_difference_without_spread_is_shown_to_two_significant_digits_of_itself():
+    assert verdict(rows([0.04, 0.04, 0.04]), "a", "b").endswith(
+        "beats b: return difference +0.040 ± 0.000 (95%, paired over 3 seeds)"
+    )
+    assert verdict(rows([0.004]), "a", "b").endswith("return difference +0.0040 (one seed, no interval)")
+
+
+def test_a_return_that_is_not_a_number_gets_no_verdict():
+    assert verdict(rows([1.0, float("nan"), 2.0]), "a", "b") == (
+        "episode: a against b: no verdict, the return is not a number on some of the 3 seeds"
+    )
