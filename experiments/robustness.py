@@ -62,6 +62,7 @@ class Cell:
     learned_return: float
     heuristic_return: float
     seeds: int
+    change_seeds: int = 0  # the seeds `change` is paired over: those the scenario shares with `none`
 
 
 def differences(rows: Sequence[Row], heuristic: str, scenario: str, mode: str) -> dict[int, float]:
@@ -88,7 +89,7 @@ def cells(task: str, rows: Sequence[Row], heuristic_labels: Sequence[str]) -> li
                 diff = differences(rows, heuristic, scenario, mode)
                 if not diff:
                     raise ValueError(f"{task}, {scenario}, {mode}: no seed has both learned and {heuristic}")
-                change = None
+                change, shared = None, []
                 if scenario != NO_SCENARIO:
                     shared = sorted(set(diff) & set(base))
                     change = mean_interval([diff[s] - base[s] for s in shared]) if shared else None
@@ -112,6 +113,7 @@ def cells(task: str, rows: Sequence[Row], heuristic_labels: Sequence[str]) -> li
                         mean_of[LEARNED],
                         mean_of[heuristic],
                         len(diff),
+                        len(shared),
                     )
                 )
     return out
@@ -160,7 +162,7 @@ def table(all_cells: Sequence[Cell]) -> str:
             f"{c.learned_return:,.0f}",
             f"{c.heuristic_return:,.0f}",
             _interval(c.difference, c.seeds),
-            _interval(c.change, c.seeds),
+            _interval(c.change, c.change_seeds),
             _outcome(*c.difference, c.seeds),
         ]
         for c in all_cells

@@ -260,6 +260,18 @@ def test_a_small_robustness_difference_is_shown_to_two_digits_of_its_interval():
     assert "| Speed | rule | episode | none | 3 | 100 | 100 | +0.320 ± 0.025 | - | learned better |" in table([none])
 
 
+def test_a_change_from_none_over_one_shared_seed_has_no_interval():
+    rows = [
+        *(_row("learned", "none", s, v) for s, v in enumerate([11.0, 12.0, 13.0])),
+        *(_row("h", "none", s, 10.0) for s in (0, 1)),
+        *(_row("learned", "spike", s, v) for s, v in enumerate([5.0, 6.0, 9.0])),
+        *(_row("h", "spike", s, 5.0) for s in (1, 2)),
+    ]  # only seed 1 has both policies under both scenarios
+    _, spike = cells("T", rows, ["h"])
+    assert (spike.seeds, spike.change_seeds) == (2, 1)
+    assert "| T | h | episode | spike | 2 | 8 | 5 | +2 ± 19 | -1 | no difference |" in table([spike])
+
+
 def test_robustness_notes_an_artifact_of_a_fixed_instance_and_names_a_bad_scenario(tmp_path):
     artifact = tmp_path / "artifact"
     artifact.mkdir()
