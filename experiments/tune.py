@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -102,8 +103,8 @@ def ranking(
     scored = [(label, {k: score(label, mode) for k, mode in by_mode.items()}) for label in labels]
 
     def key(item: tuple[str, dict[str, tuple[float, float] | None]]) -> float:
-        x = item[1][rank_by]
-        return -x[0] if x is not None else float("inf")
+        x = item[1][rank_by]  # no return, or one that is not a number: last
+        return -x[0] if x is not None and math.isfinite(x[0]) else math.inf
 
     def cell(x: tuple[float, float] | None) -> str:
         return "-" if x is None else f"{x[0]:,.1f} ± {x[1]:,.1f}"

@@ -195,3 +195,9 @@ def test_settled_returns_are_a_column_of_the_ranking_and_can_rank_it():
     assert by_episode == [("1", "a", "11.0 ± 12.7", "-", "2.0 ± 12.7"), ("2", "b", "6.0 ± 12.7", "-", "8.0 ± 0.0")]
     assert [r[1] for r in ranking(data, ["a", "b"], "settled", 7, settle_episodes=2)] == ["b", "a"]
     assert ranking(data, ["a", "b"], "episode", 7)[0] == ("1", "a", "11.0 ± 12.7", "-")  # no settled column
+
+
+def test_a_combination_whose_return_is_not_a_number_ranks_last():
+    returns = {"a": [1.0, 1.0], "b": [float("nan"), 3.0], "c": [5.0, 5.0], "d": [2.0, 2.0]}
+    data = [Row(label, "none", s, {"return": v}) for label, values in returns.items() for s, v in enumerate(values)]
+    assert [r[1] for r in ranking(data, list(returns), "episode", 7)] == ["c", "d", "a", "b"]
