@@ -87,6 +87,7 @@ def episode_kpis(kpis: Kpis, info: dict[str, Any]) -> dict[str, float]:
         "energy_cost": kpis.energy_cost,
         "energy_cost_per_part": kpis.energy_cost_per_good_part,
         "co2_kg_per_part": kpis.co2_kg_per_good_part,
+        "co2_kg": kpis.co2_kg,  # the total: per part is 0 for an episode without good parts
         "downtime_h": (kpis.planned_downtime_s + kpis.unplanned_downtime_s) / 3600.0,
         "failures": float(kpis.failures),
         "preventive_maintenances": float(kpis.preventive_maintenances),

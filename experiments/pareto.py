@@ -142,20 +142,29 @@ def report(points: Sequence[Point], comparisons: Sequence[Comparison]) -> str:
                 f"### {mode}: learned against heuristic (paired gain, mean ± 95%)\n\n"
                 + markdown_table(header, rows, numeric=[False, False, True, True, True, True, False, False])
             )
-            sections.append(_verdicts([c for c in comparisons if c.learned.mode == mode]))
+            sections.append(
+                _verdicts([c for c in comparisons if c.learned.mode == mode], sum(not p.learned for p in here))
+            )
     return "\n\n".join(sections) + "\n"
 
 
-def _verdicts(comparisons: Sequence[Comparison]) -> str:
-    """Per learned point: against how many heuristic points it dominates, and is better on one and worse on none."""
+def _verdicts(comparisons: Sequence[Comparison], heuristic_points: int) -> str:
+    """Per learned point: against how many of the mode's `heuristic_points` it dominates, and is never worse.
+
+    A heuristic point that shares no seed with the learned point is not compared, and says so: it
+    does not count as dominated.
+    """
     lines = []
-    for label in dict.fromkeys(c.learned.label for c in comparisons):
-        mine = [c for c in comparisons if c.learned.label == label]
+    learned = {id(c.learned): c.learned for c in comparisons}
+    for key, point in learned.items():
+        mine = [c for c in comparisons if id(c.learned) == key]
         strict, weak = sum(c.dominates for c in mine), sum(c.never_worse for c in mine)
-        every = "dominates every heuristic point" if strict == len(mine) else "does not dominate every heuristic point"
+        every = strict == len(mine) == heuristic_points
+        unpaired = heuristic_points - len(mine)
         lines.append(
-            f"- {label} {every}: better on all three against {strict} of {len(mine)}; "
-            f"better on one and worse on none against {weak} of {len(mine)}."
+            f"- {point.label} {'dominates' if every else 'does not dominate'} every heuristic point: better on all "
+            f"three against {strict} of {heuristic_points}; better on one and worse on none against {weak} of "
+            f"{heuristic_points}" + (f" ({unpaired} share no seed with it, not compared)." if unpaired else ".")
         )
     return "\n".join(lines)
 

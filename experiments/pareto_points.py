@@ -66,8 +66,11 @@ class Comparison:
     seeds: int
 
     def verdicts(self) -> tuple[str, ...]:
-        """Per objective: `better` or `worse` where the interval excludes 0, else `tie`."""
-        return tuple("better" if m - h > 0 else "worse" if m + h < 0 else "tie" for m, h in self.gains)
+        """Per objective: `better` or `worse` where the interval excludes 0, `n/a` for no number, else `tie`."""
+        return tuple(
+            "n/a" if not math.isfinite(m) else "better" if m - h > 0 else "worse" if m + h < 0 else "tie"
+            for m, h in self.gains
+        )
 
     @property
     def dominates(self) -> bool:
@@ -78,7 +81,7 @@ class Comparison:
     def never_worse(self) -> bool:
         """Pareto's weaker sense at 95%: better on at least one objective and worse on none (ties allowed)."""
         verdicts = self.verdicts()
-        return self.seeds > 1 and "better" in verdicts and "worse" not in verdicts
+        return self.seeds > 1 and "better" in verdicts and set(verdicts) <= {"better", "tie"}
 
 
 def episodes_file(run: Path) -> Path:
@@ -214,19 +217,9 @@ def load_points(runs: Sequence[Path]) -> list[Point]:
         tuned: Mapping[str, object] = (
             heuristic_params(trained, config) if trained is not config else _mapping(config.get("heuristics"))
         )
-        by_policy: dict[tuple[str, str], dict[int, tuple[float, float, float]]] = {}
-        path = episodes_file(run)
-        with path.open(newline="") as f:
-            for line, row in enumerate(csv.DictReader(f), start=2):
-                try:
-                    parts = float(row["good_parts"])
-                    objectives = (parts, float(row["energy_cost"]), float(row["co2_kg_per_part"]) * parts)
-                    by_policy.setdefault((row["policy"], row["mode"]), {})[int(row["seed"])] = objectives
-                except (KeyError, ValueError) as exc:
-                    raise ParetoError(
-                        f"{path}:{line}: needs policy, mode, seed, good_parts, energy_cost and co2_kg_per_part ({exc})"
-                    ) from None
+        by_policy = _objectives(episodes_file(run))
         swept = OmegaConf.select(config, "tune.baseline")  # a tune run: every row is a combination of its grid
+        run_points: list[tuple[str, Point]] = []
         for (policy, mode), values in by_policy.items():
             name = policy.removesuffix(_HEURISTIC_SUFFIX)
             learned = swept is None and name not in BASELINES
@@ -240,8 +233,56 @@ def load_points(runs: Sequence[Path]) -> list[Point]:
             identity = (label if learned else "heuristic", mode, tuple(sorted(values.items())))
             if identity not in seen:
                 seen.add(identity)
-                points.append(Point(label, learned, mode, str(run), values))
+                run_points.append((policy, Point(label, learned, mode, str(run), values)))
+        points += _policies_apart(run_points)
     return _named_apart(points)
+
+
+def _objectives(path: Path) -> dict[tuple[str, str], dict[int, tuple[float, float, float]]]:
+    """Each (policy, mode)'s objectives per seed from an episodes CSV: parts, energy cost, CO2 in kg.
+
+    A scenario other than `none` is part of the mode (`episode, price_spike`): a point is compared
+    only with points of its own scenario. CO2 is the `co2_kg` column where the CSV has it; an older
+    CSV's per-part CO2 times the parts is refused for an episode without good parts (it reads 0).
+    """
+    by_policy: dict[tuple[str, str], dict[int, tuple[float, float, float]]] = {}
+    with path.open(newline="") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                parts = float(row["good_parts"])
+                if row.get("co2_kg") not in (None, ""):
+                    co2 = float(row["co2_kg"])
+                elif parts > 0:
+                    co2 = float(row["co2_kg_per_part"]) * parts
+                else:
+                    raise ValueError("no good parts and no co2_kg column: the episode's CO2 is unknown")
+                scenario = row.get("scenario") or "none"
+                mode = row["mode"] if scenario == "none" else f"{row['mode']}, {scenario}"
+                by_policy.setdefault((row["policy"], mode), {})[int(row["seed"])] = (
+                    parts,
+                    float(row["energy_cost"]),
+                    co2,
+                )
+            except (KeyError, ValueError) as exc:
+                raise ParetoError(
+                    f"{path}:{line}: needs policy, mode, seed, good_parts, energy_cost and co2_kg or "
+                    f"co2_kg_per_part ({exc})"
+                ) from None
+    return by_policy
+
+
+def _policies_apart(run_points: list[tuple[str, Point]]) -> list[Point]:
+    """A run's learned points of different policies that share a label and mode get their policy's name added."""
+    policies: dict[tuple[str, str], set[str]] = {}
+    for policy, p in run_points:
+        if p.learned:
+            policies.setdefault((p.label, p.mode), set()).add(policy)
+    return [
+        replace(p, label=f"{p.label.removesuffix(')')}, {policy})")
+        if p.learned and len(policies[(p.label, p.mode)]) > 1
+        else p
+        for policy, p in run_points
+    ]
 
 
 def _named_apart(points: list[Point]) -> list[Point]:

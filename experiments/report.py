@@ -37,6 +37,7 @@ METRICS = (
     ("energy_cost", "energy cost"),
     ("energy_cost_per_part", "energy cost per good part"),
     ("co2_kg_per_part", "CO2 per part, kg"),
+    ("co2_kg", "CO2, kg"),
     ("downtime_h", "downtime, h"),
     ("failures", "failures"),
     ("preventive_maintenances", "preventive maintenances"),

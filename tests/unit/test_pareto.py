@@ -279,3 +279,59 @@ def test_runs_of_another_task_or_line_are_refused(tmp_path: Path) -> None:
     ):
         pareto_points.load_points(runs)
     assert len(pareto_points.load_points(runs[:1])) == 1
+
+
+def test_points_are_per_scenario_and_total_co2_is_read_where_the_csv_has_it(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save({"task": {"kwargs": {"weights": {}}}, "heuristics": None}, run / ".hydra" / "config.yaml")
+    header = ["policy", "scenario", "mode", "seed", "good_parts", "energy_cost", "co2_kg_per_part", "co2_kg"]
+    lines = [header]
+    for seed in SEEDS:
+        lines += [
+            ["learned", "none", "episode", seed, 0, 500.0, 0.0, 40.0],  # an idle day: no parts, yet CO2
+            ["factory_rules (heuristic)", "none", "episode", seed, 100, 100.0, 0.1, 10.0],
+            ["factory_rules (heuristic)", "price_spike", "episode", seed, 50, 300.0, 0.3, 15.0],
+        ]
+    with (run / "episodes.csv").open("w", newline="") as f:
+        csv.writer(f).writerows(lines)
+    points = pareto_points.load_points([run])
+    assert sorted((p.label, p.mode) for p in points) == [
+        ("factory_rules (as shipped)", "episode"),
+        ("factory_rules (as shipped)", "episode, price_spike"),
+        ("learned (default weights)", "episode"),
+    ]
+    learned = next(p for p in points if p.learned)
+    assert learned.values[SEEDS[0]] == (0.0, 500.0, 40.0)
+    (comparison,) = pareto_points.compare_points(points)  # only the heuristic point of its own scenario
+    assert comparison.heuristic.mode == "episode"
+    assert comparison.verdicts() == ("worse", "worse", "worse")
+
+
+def test_a_heuristic_point_sharing_no_seed_is_not_counted_as_dominated() -> None:
+    def point(label: str, learned: bool, seeds: tuple[int, ...], base: tuple[float, float, float]) -> Point:
+        return Point(
+            label, learned, "episode", "r", {s: (base[0] + i, base[1] + i, base[2]) for i, s in enumerate(seeds)}
+        )
+
+    mine = point("L", True, (1, 2, 3), (110.0, 90.0, 9.0))
+    near = point("H", False, (1, 2, 3), (100.0, 100.0, 10.0))
+    apart = point("H3", False, (10, 11), (500.0, 1.0, 0.1))
+    text = pareto._verdicts(pareto_points.compare_points([mine, near, apart]), heuristic_points=2)
+    assert text == (
+        "- L does not dominate every heuristic point: better on all three against 1 of 2; better on one and worse "
+        "on none against 1 of 2 (1 share no seed with it, not compared)."
+    )
+
+
+def test_two_learned_policies_of_one_run_with_one_label_are_two_points(tmp_path: Path) -> None:
+    run = _run(
+        tmp_path / "a",
+        _rows("PPO x/run0", 840, 90.0, 0.25)
+        + _rows("PPO y/run0", 800, 95.0, 0.25)
+        + _rows("nominal_speed", 830, 100.0, 0.3),
+        {"energy_cost": 10.0},
+        None,
+    )
+    labels = sorted(p.label for p in pareto_points.load_points([run]) if p.learned)
+    assert labels == ["learned (energy_cost=10, PPO x/run0)", "learned (energy_cost=10, PPO y/run0)"]
