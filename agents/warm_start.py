@@ -12,11 +12,12 @@ deviations from the rule rather than the noise of an untrained value function.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
@@ -128,6 +129,22 @@ def discounted_returns(rewards: np.ndarray, ends: np.ndarray, gamma: float) -> n
     return out
 
 
+def clone_refusal(algorithm: type[BaseAlgorithm], policy: str | type) -> str | None:
+    """Why a model of `algorithm` with `policy` (a class or one of its aliases) cannot be cloned into; None if it can.
+
+    Cloning needs a feed-forward actor-critic policy (PPO, A2C): not a masked one (MaskablePPO), a
+    recurrent one (RecurrentPPO) or an off-policy actor (SAC, DQN).
+    """
+    cls = algorithm.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
+    if isinstance(cls, type) and issubclass(cls, ActorCriticPolicy) and not issubclass(cls, RecurrentActorCriticPolicy):
+        return None
+    name = cls.__name__ if isinstance(cls, type) else repr(cls)
+    return (
+        f"{algorithm.__name__} ({name}) cannot be warm-started: cloning needs a feed-forward actor-critic "
+        "policy (PPO, A2C)"
+    )
+
+
 def clone(
     model: BaseAlgorithm,
     demos: Demonstrations,
@@ -145,12 +162,10 @@ def clone(
         TypeError: `model`'s policy is not a feed-forward actor-critic (PPO, A2C).
         ValueError: epochs, batch size or learning rate out of range.
     """
-    policy = model.policy
-    if not isinstance(policy, ActorCriticPolicy) or getattr(policy, "lstm_actor", None) is not None:
-        raise TypeError(
-            f"{type(model).__name__} ({type(policy).__name__}) cannot be warm-started: "
-            "cloning needs a feed-forward actor-critic policy (PPO, A2C)"
-        )
+    refusal = clone_refusal(type(model), type(model.policy))
+    if refusal is not None:
+        raise TypeError(refusal)
+    policy = cast(ActorCriticPolicy, model.policy)
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if not (isinstance(value, int) and value > 0):
             raise ValueError(f"{name} must be a positive whole number, got {value!r}")
@@ -160,6 +175,8 @@ def clone(
     box = isinstance(space, gym.spaces.Box)
     obs = torch.as_tensor(demos.observations, device=policy.device)
     target = torch.as_tensor(demos.actions, device=policy.device)
+    if isinstance(space, gym.spaces.MultiBinary):
+        target = target.float()  # the Bernoulli's log-probability takes float labels (the rule's are int8)
     if isinstance(space, gym.spaces.Box):
         low = torch.as_tensor(space.low, device=policy.device)
         high = torch.as_tensor(space.high, device=policy.device)

@@ -23,6 +23,7 @@ import envs  # noqa: F401  (registers the smartline/ ids)
 from agents.baselines import BASELINES, make_baseline, parameter_names
 from agents.export import exportable, json_ready
 from agents.rollout import Policy
+from agents.warm_start import clone_refusal
 from configs import CONFIG_DIR
 from envs.base import LineEnv
 from envs.registration import TASKS
@@ -168,6 +169,9 @@ def _check_warm_start(cfg: DictConfig, env: gym.Env[Any, Any]) -> None:
             "warm_start.heuristic: cloning a heuristic needs an on-policy SB3 agent (PPO, A2C) or a trainer "
             f"that starts from a rule (ars), not {target.__name__}"
         )
+    refusal = clone_refusal(target, cfg.agent.get("policy", "MlpPolicy")) if on_policy else None
+    if refusal is not None:
+        raise ConfigError(f"warm_start.heuristic: {refusal}")
     if name not in BASELINES:
         raise ConfigError(f"warm_start.heuristic: {name!r} is not a heuristic{did_you_mean(name, BASELINES)}")
     try:

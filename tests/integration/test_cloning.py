@@ -149,3 +149,25 @@ def test_an_off_policy_agent_cannot_be_cloned_into():
 def test_a_warm_start_that_cannot_run_is_a_config_error_naming_its_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         check(compose_train(["experiment=energy", *overrides]))
+
+
+def test_a_rule_of_binary_requests_is_cloned_into_a_multibinary_policy():
+    cfg = compose_train(["task=maintenance", "n_envs=1", "progress_bar=false"])
+    venv, env = make_vec_env(cfg), make_env(cfg)
+    try:
+        model = make_agent(cfg, venv, None)
+        rule = tuned_baseline(cfg, env, "condition_based")
+        demos = collect(venv, rule, 600, gamma=0.99, noise=0.0)
+        result = clone(model, demos, epochs=20, batch_size=64, learning_rate=3e-3)  # int8 labels crashed here
+        assert np.isfinite(result.action_loss)
+        predicted, _ = model.predict(demos.observations, deterministic=True)
+        assert (predicted == demos.actions).all(axis=1).mean() > 0.95
+    finally:
+        venv.close()
+        env.close()
+
+
+def test_a_policy_that_cannot_be_cloned_into_is_refused_before_any_work():
+    cfg = compose_train(["task=scheduling", "line=flow5_orders", "agent=maskable_ppo", "warm_start.heuristic=spt"])
+    with pytest.raises(ConfigError, match=r"^warm_start.heuristic: MaskablePPO \(MaskableActorCriticPolicy\) cannot"):
+        check(cfg)
