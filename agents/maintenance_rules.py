@@ -58,6 +58,8 @@ class VibrationTrigger:
         self.decoder = SensorDecoder(task)
         scale = finite_at_least("threshold_scale", scale, 0.0, strict=True)
         self.threshold_mm_s = scale * per_station("threshold_mm_s", threshold_mm_s, task.spec.stations)
+        # a reading is above its threshold beyond the observation's float32 rounding, alike at every station
+        self._tolerance = np.array([self.decoder.tolerance(f"{s}.vibration_mm_s") for s in self.decoder.stations])
 
     def ratio(self, obs: np.ndarray) -> np.ndarray:
         """Each station's vibration reading over its threshold, shape `(n, n_stations)` (above 1: too high)."""
@@ -66,7 +68,7 @@ class VibrationTrigger:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Stations to maintain now, bool of shape `(n, n_stations)`."""
         vib = self.decoder.stations_value(obs, "vibration_mm_s")
-        high = (vib > self.threshold_mm_s) & self.decoder.stations_valid(obs, "vibration_mm_s")
+        high = (vib > self.threshold_mm_s + self._tolerance) & self.decoder.stations_valid(obs, "vibration_mm_s")
         return high & available(self.decoder, obs)
 
 

@@ -55,6 +55,11 @@ def speed_actions(
     nominal = np.array([a.default for a in speeds])
     ratios = np.clip(np.full(len(speeds), ratio), low, high)
     stations = [task.spec.stations[a.station] if a.station is not None else a.name for a in speeds]
+    if station_speed_ratio is not None and not isinstance(station_speed_ratio, Mapping):
+        raise ValueError(
+            f"station_speed_ratio: must map station names to speed ratios, e.g. {{{stations[0]}: 0.9}}, "
+            f"got {station_speed_ratio!r}"
+        )
     for name, value in (station_speed_ratio or {}).items():
         if name not in stations:
             raise ValueError(f"station_speed_ratio: the line has no station {name!r} (it has {', '.join(stations)})")

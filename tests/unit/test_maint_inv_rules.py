@@ -45,6 +45,21 @@ def test_a_larger_scale_maintains_later(maintenance):
     assert not late.any()
 
 
+def test_a_reading_at_its_threshold_is_decided_alike_at_every_station(maintenance):
+    """Float32 rounding put 3.0 mm/s a hair above or below 3.0 by station: [0 1 1 1 0]."""
+    task = maintenance.unwrapped.task
+    obs, _ = maintenance.reset(seed=0)
+    obs = np.array(obs, dtype=np.float32)
+    for station in task.spec.stations:
+        name = f"{station}.vibration_mm_s"
+        obs[task.encoder.column(name)] = task.encoder.encode(name, 3.0)
+    at = make_baseline(maintenance, "condition_based", threshold_mm_s=3.0).trigger(obs[None])[0]
+    above = make_baseline(maintenance, "condition_based", threshold_mm_s=2.99).trigger(obs[None])[0]
+    assert not at.any()
+    np.testing.assert_array_equal(above, available(SensorDecoder(task), obs[None])[0])
+    assert above.any()
+
+
 @pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), True])
 def test_threshold_scale_must_be_a_positive_number(maintenance, scale):
     with pytest.raises(ValueError, match="threshold_scale must be a finite number > 0"):

@@ -61,6 +61,10 @@ def test_fixed_speed_acts_the_same_on_every_observation():
         ({"speed_ratio": float("nan")}, r"speed_ratio must be a finite number > 0"),
         ({"station_speed_ratio": {"pres": 1.1}}, r"station_speed_ratio: the line has no station 'pres'"),
         ({"station_speed_ratio": {"press": 1.2}}, r"station_speed_ratio\.press: 1\.2 is outside .*\[0\.5, 1\.15\]"),
+        (
+            {"station_speed_ratio": [1.1]},
+            r"station_speed_ratio: must map station names to speed ratios, .* got \[1\.1\]",
+        ),
     ],
 )
 def test_fixed_speed_refuses_bad_ratios_naming_them(params, message):
