@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import ConfigError
 
@@ -28,18 +29,23 @@ class FreshRunDir(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Before a single run: its folder must be new or empty, else the process exits."""
-        _exit_unless_fresh("hydra.run.dir", Path(config.hydra.run.dir))
+        _exit_unless_fresh(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Before a sweep: its folder (one subfolder per job) must be new or empty, else the process exits."""
-        _exit_unless_fresh("hydra.sweep.dir", Path(config.hydra.sweep.dir))
+        _exit_unless_fresh(config, "hydra.sweep.dir")
 
 
-def _exit_unless_fresh(key: str, folder: Path) -> None:
+def _exit_unless_fresh(config: DictConfig, key: str) -> None:
+    """Exit with one line unless the folder at `key` of `config` is fresh, or if it cannot be told."""
     try:
+        HydraConfig.instance().set_config(config)  # as the run will: `${hydra:...}` in the folder resolves
+        folder = Path(str(OmegaConf.select(config, key, throw_on_missing=True)))
         check_fresh(key, folder)
     except ConfigError as exc:
         sys.exit(f"config error: {exc}")
+    except Exception as exc:  # Hydra would only warn and run on into a folder nobody checked
+        sys.exit(f"config error: {key}: cannot be resolved before the run to check it is a new folder ({exc})")
 
 
 def check_fresh(key: str, folder: Path) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 
 import numpy as np
 
@@ -30,25 +29,17 @@ from hardware.modbus.errors import AnotherController, CommandNotAccepted, Incomp
 from hardware.modbus.image import CommandBlock, CommandImage, InputImage, PlcFrame, PlcStatus
 from hardware.modbus.reader import FrameReader
 from hardware.modbus.regmap import Block, RegisterMap, Role, StatusBit, Table
+from hardware.modbus.sequence import ORIGINS, EchoWatch, next_sequence, origin
 from hardware.modbus.tls import TlsFiles
 from hardware.modbus.transport import Transport
 
 _TIME_EPS_S = 0.0005  # half the resolution of the PLC's timestamp (1 ms)
-_UNECHOED = 64  # sequence numbers sent and not yet seen echoed that a late echo may still show
 _REFUSALS = (
     (StatusBit.REMOTE, False, "REMOTE off"),
     (StatusBit.PERMISSIVE, False, "PERMISSIVE off"),
     (StatusBit.ESTOP, True, "E-STOP"),
     (StatusBit.WD_TRIPPED, True, "watchdog tripped"),
 )
-
-
-def _next_sequence(sequence: int, modulus: int) -> int:
-    """The command sequence number after `sequence` in a register of `modulus` values: 1 to modulus - 1, never 0.
-
-    A PLC holds 0 at power-up, so a first command numbered 0 would not be new to it.
-    """
-    return sequence % (modulus - 1) + 1
 
 
 class ModbusLine:
@@ -80,6 +71,9 @@ class ModbusLine:
         keep_blocks: `advance` writes a keep block (all NaN) when no block was written since the
             last advance, which is what moves a lockstep PLC. Off for deployment, where a step
             whose command the guard refused writes nothing but the heartbeat.
+        sequence_origin: where a writing line's command sequence numbers start at each attach:
+            `random` (a jump of up to 16,383 past the PLC's echo, so that two controllers attached at
+            one echo see each other's commands) or `echo` (the next number, for a reproducible trace).
 
     Before a command block after a watchdog trip, the agent heartbeat is written alone first: a
     PLC re-arms its watchdog on it and acts on no block that arrives with the trip still latched.
@@ -111,6 +105,7 @@ class ModbusLine:
         heartbeat_every_s: float = 1.0,
         read_only: bool = False,
         keep_blocks: bool = True,
+        sequence_origin: str = "random",
     ) -> None:
         for name, value in (
             ("timeout_s", timeout_s),
@@ -121,6 +116,8 @@ class ModbusLine:
         ):
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"ModbusLine: {name} must be a positive number of seconds, got {value!r}")
+        if sequence_origin not in ORIGINS:
+            raise ValueError(f"ModbusLine: sequence_origin must be one of {ORIGINS}, got {sequence_origin!r}")
         if read_retries < 0:
             raise ValueError(f"ModbusLine: read_retries must be 0 or more, got {read_retries!r}")
         if not 0 < reconnect_backoff_s[0] <= reconnect_backoff_s[1]:
@@ -140,6 +137,7 @@ class ModbusLine:
         self.heartbeat_every_s = heartbeat_every_s
         self.read_only = read_only
         self.keep_blocks = keep_blocks and not read_only
+        self.sequence_origin = sequence_origin
         self._command = CommandImage(rmap)
         names = self._command.names
         for a in spec.actuators:
@@ -173,9 +171,7 @@ class ModbusLine:
         self._sequence = 0
         self._heartbeat = 0
         self._seq = 0
-        self._echo_seen: int | None = None  # the PLC's echo as last read; None: not watched (read-only)
-        self._sent: deque[int] = deque(maxlen=_UNECHOED)  # sequence numbers sent, the latest last
-        self._rival: str | None = None  # why another controller was seen; reads and writes refuse until `reset`
+        self._echoes = EchoWatch()  # whose commands the PLC's echo shows (watched only by a writing line)
 
     @property
     def plc_frame(self) -> PlcFrame | None:
@@ -215,13 +211,13 @@ class ModbusLine:
             IncompatiblePlc: the PLC runs another control period or keeps a lever of the spec local.
             ModbusLineError: the PLC cannot be read (see `read`).
         """
-        self._attached, self._rival = False, None
+        self._attached = False
         self._reader.attach()
         plc = self._reader.frame()
         self._check_plc(plc.status)
         if not self.read_only:
-            self._sequence, self._heartbeat = self._command_origin(plc.status.command_echo)
-            self._echo_seen = plc.status.command_echo
+            self._sequence, self._heartbeat, pending = self._command_origin(plc.status.command_echo)
+            self._echoes.attach(plc.status.command_echo, pending)
         self._start, self._start_s = self._reader.counters, plc.status.timestamp_s
         self._ticks, self._pending, self._written = 0, (), False
         self._attached = True
@@ -328,8 +324,8 @@ class ModbusLine:
     def _live(self) -> None:
         if not self._attached:
             raise RuntimeError(f"line {self.spec.name!r}: call reset() before using it")
-        if self._rival is not None:
-            raise AnotherController(self._rival)
+        if self._echoes.rival is not None:
+            raise AnotherController(self._echoes.rival)
 
     def _check_plc(self, status: PlcStatus) -> None:
         period = self.spec.control_period_s
@@ -348,51 +344,38 @@ class ModbusLine:
             )
 
     def _own(self, status: PlcStatus) -> PlcStatus:
-        """`status`, once its echo shows no command but this client's since the attach.
-
-        Raises:
-            AnotherController: the echo moved to a sequence number this client did not send.
-        """
-        echo = status.command_echo
-        if self._echo_seen is None or echo == self._echo_seen:
-            return status
-        if echo != 0 and echo not in self._sent:
-            self._rival = (
-                f"{self._reader.where(Role.STATUS, 'command_echo')}: the PLC accepted command {echo}, which this "
-                f"client did not send (its last: {self._sequence}; echo before: {self._echo_seen}): another "
-                f"controller writes to line {self.spec.name!r}"
-            )
-            raise AnotherController(self._rival)
-        self._echo_seen = echo
+        """`status`, once its echo shows no command but this client's since the attach (`EchoWatch.check`)."""
+        if not self.read_only:
+            where = self._reader.where(Role.STATUS, "command_echo")
+            self._echoes.check(status.command_echo, where, self._sequence, self.spec.name)
         return status
 
-    def _command_origin(self, echo: int) -> tuple[int, int]:
-        """The last sequence number and agent heartbeat to count on from, so that the next ones are new to the PLC.
+    def _command_origin(self, echo: int) -> tuple[int, int, int | None]:
+        """The last sequence number and agent heartbeat to count on from, and a block still pending in the window.
 
-        Next is the echo + 1, unless the window still holds that very number (sent and refused: the
-        PLC would not see a change); the heartbeat continues from the window's.
+        The numbers follow `sequence.origin` (after `sequence_origin`); the heartbeat continues from the window's.
         """
         hb_reg, seq_reg = self._command.header
         first = hb_reg.address
         try:
             regs = self._transport.read(Block(hb_reg.device_id, Table.HOLDING, first, seq_reg.end - first))
+            hb = int(hb_reg.encoding.decode(regs[: hb_reg.width]))
+            held: int | None = int(seq_reg.encoding.decode(regs[seq_reg.address - first :]))
         except ModbusException:  # a PLC that does not let the window be read: the echo alone
-            return echo, 0
-        hb = hb_reg.encoding.decode(regs[: hb_reg.width])
-        seq = seq_reg.encoding.decode(regs[seq_reg.address - first :])
-        sequence = int(seq) if int(seq) == _next_sequence(echo, self._modulus) else echo
-        return sequence, int(hb)
+            hb, held = 0, None
+        sequence, pending = origin(echo, held, self._modulus, self.sequence_origin)
+        return sequence, hb, pending
 
     def _send(self, values: np.ndarray) -> None:
         """Write one block of window setpoints (NaN = keep) with the next heartbeat and sequence; check the echo."""
         last = self._reader.status
         if last is not None and StatusBit.WD_TRIPPED in last.status:
             self.heartbeat()  # the agent is back: the PLC re-arms its watchdog before it takes a command
-        self._sequence = _next_sequence(self._sequence, self._modulus)
+        self._sequence = next_sequence(self._sequence, self._modulus)
         self._heartbeat = (self._heartbeat + 1) % self._modulus
         window = self._command.window
         block = CommandBlock(self._heartbeat, self._sequence, values)
-        self._sent.append(self._sequence)
+        self._echoes.sent.append(self._sequence)
         self._transport.write(window.device_id, window.address, self._command.encode(block))
         deadline = time.monotonic() + self.echo_timeout_s
         while True:

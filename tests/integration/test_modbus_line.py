@@ -61,6 +61,7 @@ FAST = {
     "heartbeat_timeout_s": 0.3,
     "reconnect_backoff_s": (0.05, 0.2),
     "poll_s": 0.002,
+    "sequence_origin": "echo",  # numbered on from the echo: the tests read the sequence numbers written
 }
 
 
@@ -410,6 +411,36 @@ def test_a_late_echo_of_its_own_command_or_a_restarted_plc_is_no_other_controlle
     plc.echo = 5
     with pytest.raises(AnotherController, match="accepted command 5"):
         line.read()
+
+
+def test_a_fresh_client_takes_a_late_echo_of_the_block_pending_at_its_attach_as_no_other_controller(plc, connect):
+    first = connect()
+    first.reset()
+    first.write(Command(setpoints=np.full(4, np.nan)))  # sequence 1, accepted
+    plc.status = StatusBit.PERMISSIVE
+    with pytest.raises(CommandNotAccepted):
+        first.write(Command(setpoints=np.full(4, np.nan)))  # sequence 2, not acted on yet
+    first.close()
+    second = connect()  # a restarted controller
+    second.reset()
+    plc.status, plc.echo = READY, 2  # the PLC acts on 2 late
+    second.read()
+    second.write(Command(setpoints=np.full(4, np.nan)))
+    assert plc.echo == 3
+
+
+def test_two_controllers_attached_at_one_echo_number_apart_and_see_each_other(plc, connect):
+    ours, theirs = connect(sequence_origin="random"), connect(sequence_origin="random")
+    ours.reset()
+    theirs.reset()
+    while theirs._sequence == ours._sequence:  # the same draw of 16,384: draw again
+        theirs.reset()
+    ours.write(Command(setpoints=np.full(4, np.nan)))
+    theirs.write(Command(setpoints=np.array([0.7, 2.0, np.nan, 1.0])))
+    with pytest.raises(AnotherController, match=f"accepted command {plc.echo}, which this client did not send"):
+        ours.read()
+    first = CommandImage(MAP).decode(plc.writes()[0][2]).sequence
+    assert first != 1  # numbered on from a random point past the echo (0), not from 1
 
 
 @pytest.mark.parametrize(

@@ -96,6 +96,21 @@ def test_keep_and_valid_setpoints_pass_as_floats(twin):
 
 def test_sequence_numbers_run_over_the_whole_register_but_0():
     """A uint16 sequence number wraps from 65535 to 1: 0 is what a PLC holds at power-up."""
-    from hardware.modbus.client import _next_sequence
+    from hardware.modbus.sequence import next_sequence
 
-    assert [_next_sequence(s, 0x10000) for s in (0, 1, 65534, 65535)] == [1, 2, 65535, 1]
+    assert [next_sequence(s, 0x10000) for s in (0, 1, 65534, 65535)] == [1, 2, 65535, 1]
+
+
+def test_a_random_origin_lies_past_the_echo_and_never_on_the_number_the_window_holds():
+    from hardware.modbus.sequence import JUMP, advance, next_sequence, origin
+
+    assert advance(65534, 3, 0x10000) == 2  # 65535, 1, 2
+    assert advance(0, 1, 0x10000) == 1
+    assert origin(7, None, 0x10000, "echo") == (7, None)
+    assert origin(7, 8, 0x10000, "echo") == (8, 8)  # 8 is pending in the window: count on from it
+    for _ in range(200):
+        last, pending = origin(65530, 65531, 0x10000, "random")
+        nxt = next_sequence(last, 0x10000)
+        assert pending == 65531
+        assert nxt not in (65530, 65531, 0)
+        assert (nxt - 65532) % 65535 < JUMP  # within the jump past the pending block, across the wrap

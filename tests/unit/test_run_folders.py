@@ -44,3 +44,16 @@ def test_a_folder_that_holds_another_runs_files_is_refused_before_hydra_writes_i
     fresh.mkdir()
     assert subprocess.run([*args[:-1], f"hydra.run.dir={fresh}"], capture_output=True).returncode == 0
     assert (fresh / "kpi_table.md").exists()
+
+
+def test_a_folder_named_through_a_hydra_interpolation_is_checked_too(tmp_path):
+    """`${hydra:job.name}` resolved only once the run had started: the check was skipped with a warning."""
+    (tmp_path / "simulate").mkdir()
+    (tmp_path / "simulate" / "model.zip").write_bytes(b"the first run's model")
+    folder = f"hydra.run.dir={tmp_path}/${{hydra:job.name}}"
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.simulate", "duration_h=0.1", folder], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert f"config error: hydra.run.dir: {tmp_path}/simulate already holds files (model.zip)" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "simulate").iterdir()) == ["model.zip"]
