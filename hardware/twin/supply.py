@@ -30,6 +30,7 @@ class Supply:
         self._exp = exponential(gen)
         self.stock_units = params.initial_stock_units
         self.on_order_units = 0.0
+        self._in_transit = 0  # orders placed and not delivered
         self.ordered_units = 0.0
         self.received_units = 0.0
         self.orders_placed = 0
@@ -61,6 +62,7 @@ class Supply:
         if units <= 0:
             return
         self.on_order_units += units
+        self._in_transit += 1
         self.ordered_units += units
         self.orders_placed += 1
         self._env.process(self._deliver(units))
@@ -92,14 +94,15 @@ class Supply:
         Without the second clause, a reorder point below one job's material could leave the store short for good.
         """
         position = self.stock_units + self.on_order_units
-        if self.auto_reorder and (position <= self._p.reorder_point_units or (short and self.on_order_units == 0)):
+        if self.auto_reorder and (position <= self._p.reorder_point_units or (short and not self._in_transit)):
             self.order(self._p.order_quantity_units)
 
     def _deliver(self, units: float) -> Generator[simpy.Event, None, None]:
         while self._outages > 0:
             yield self._back
         yield self._env.timeout(self._lead() * self._p.lead_time_mean_s)
-        self.on_order_units -= units
+        self._in_transit -= 1
+        self.on_order_units = self.on_order_units - units if self._in_transit else 0.0  # no float residue
         self._count_stock()
         self.stock_units += units
         self.received_units += units

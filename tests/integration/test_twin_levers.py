@@ -330,3 +330,20 @@ def test_the_reorder_rule_orders_for_a_store_short_of_one_jobs_material(flow5_de
     kpis = line.read().kpis
     assert kpis.orders_placed >= 1
     assert kpis.good_parts > 1
+
+
+def test_orders_of_uneven_sizes_leave_nothing_on_order_once_delivered(flow5_definition):
+    """0.1 + 0.2 + 0.3 units ordered and delivered left 1.1e-16 on order, and the short-store rule never fired."""
+    definition = edited(flow5_definition, "control.levers", ["reorder"])
+    definition["supply"] = {**definition["supply"], "initial_stock_units": 1.1, "reorder_point_units": 0.0,
+                            "order_quantity_units": 50.0, "outage_rate_per_day": 0.0, "lead_time_cv": 0.0}  # fmt: skip
+    line = TwinLine.from_config(seed=0, **definition)
+    line.reset()
+    for units in (0.1, 0.2, 0.3):
+        line.write(setpoints(line, line__reorder_units=units))
+        line.advance(60.0)
+    run_to(line, 2 * 86400.0)
+    assert line.read().values[line.spec.sensor_index("line.on_order_units")] == 0.0
+    line.local_control(True)  # the line's own rule: the store is short of a job's material, nothing on order
+    run_to(line, 3 * 86400.0)
+    assert line.read().kpis.orders_placed > 3  # the rule ordered for itself
