@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from agents.rollout import Policy
 from experiments.build import ConfigError, heuristic_overrides
 from experiments.comparison import compare
 from experiments.errors import distinct, one_line_errors, run, scenario_names, whole_number
-from experiments.policies import load_policy
+from experiments.policies import distinct_labels, load_policy
 from experiments.report import Row, kpi_table, verdict, write_reports
 
 log = logging.getLogger(__name__)
@@ -101,16 +100,9 @@ def comparison_pairs(labels: list[str], heuristics: set[str]) -> list[tuple[str,
 
 
 def apart(policies: list[tuple[str, Policy]], specs: Sequence[Any]) -> list[tuple[str, Policy]]:
-    """`policies` with every label its own: an artifact labelled like another gets its folder as named too.
-
-    Two artifacts of runs with the same task and run folder name (under different roots) shared a
-    label, and their rows were pooled as one policy over twice the seeds.
-    """
-    counts = Counter(label for label, _ in policies)
-    return [
-        (f"{label} ({spec})" if counts[label] > 1 else label, policy)
-        for (label, policy), spec in zip(policies, specs, strict=True)
-    ]
+    """`policies` with every label its own (`distinct_labels`)."""
+    labels = distinct_labels([label for label, _ in policies], specs)
+    return [(label, policy) for label, (_, policy) in zip(labels, policies, strict=True)]
 
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> list[Row]:

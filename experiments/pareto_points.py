@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.baselines import BASELINES
 from experiments.evaluate import evaluation_config, heuristic_params
-from experiments.policies import artifact_label, artifact_run
+from experiments.policies import artifact_label, artifact_run, distinct_labels
 from experiments.report import mean_interval
 
 OBJECTIVES = (
@@ -134,7 +134,7 @@ def learned_labels(run: Path, config: DictConfig) -> dict[str, str]:
     if config.get("policies") is None:
         weights = _mapping(OmegaConf.select(config, "task.kwargs.weights"))
         return {"": f"learned ({describe(weights, 'default weights')}{training_changes(run, config)})"}
-    labels = {}
+    named, labels = [], []
     for spec in config.policies:
         if str(spec) in BASELINES:
             continue
@@ -149,9 +149,11 @@ def learned_labels(run: Path, config: DictConfig) -> dict[str, str]:
                 f"{run}: policies lists {spec}, whose {manifest} cannot be read for its training ({exc!r})"
             ) from None
         weights = _mapping(OmegaConf.select(trained, "task.kwargs.weights"))
-        label = f"learned ({describe(weights, 'default weights')}{training_changes(artifact_run(folder), trained)})"
-        labels[artifact_label(Path(str(spec)), algorithm)] = label
-    return labels
+        changes = training_changes(artifact_run(folder), trained)
+        labels.append(f"learned ({describe(weights, 'default weights')}{changes})")
+        named.append(artifact_label(Path(str(spec)), algorithm))
+    specs = [s for s in config.policies if str(s) not in BASELINES]
+    return dict(zip(distinct_labels(named, specs), labels, strict=True))  # the names evaluate gave them
 
 
 def _from_launch_dir(run: Path, config: DictConfig) -> DictConfig:

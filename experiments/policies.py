@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,16 @@ def artifact_label(path: Path, algorithm: str) -> str:
     """How tables name an artifact: its algorithm and run, e.g. `PPO Speed/2026-11-30_01-02-03_418205`."""
     run = artifact_run(path)
     return f"{algorithm} {run.parent.name}/{run.name}"
+
+
+def distinct_labels(labels: Sequence[str], specs: Sequence[Any]) -> list[str]:
+    """`labels` with every one its own: a label several policies share gets each one's spec (as named) added.
+
+    Two artifacts of runs with the same task and run folder name (under different roots) shared a
+    label, and their rows were pooled as one policy over twice the seeds.
+    """
+    counts = Counter(labels)
+    return [f"{label} ({spec})" if counts[label] > 1 else label for label, spec in zip(labels, specs, strict=True)]
 
 
 def load_policy(spec: str, env: gym.Env[Any, Any], params: dict[str, Any] | None = None) -> tuple[str, Policy]:

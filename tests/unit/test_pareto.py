@@ -335,3 +335,18 @@ def test_two_learned_policies_of_one_run_with_one_label_are_two_points(tmp_path:
     )
     labels = sorted(p.label for p in pareto_points.load_points([run]) if p.learned)
     assert labels == ["learned (energy_cost=10, PPO x/run0)", "learned (energy_cost=10, PPO y/run0)"]
+
+
+def test_artifacts_evaluate_told_apart_by_their_folders_keep_their_own_weights(tmp_path: Path) -> None:
+    first, name = _artifact(tmp_path / "rootA" / "Factory" / "run0", {"energy_cost": 10.0}, None, [])
+    second, same = _artifact(tmp_path / "rootB" / "Factory" / "run0", {"energy_cost": 40.0}, None, [])
+    assert name == same  # evaluate names them apart: `<label> (<folder as named>)`
+    run = _evaluate_run(
+        tmp_path / "evaluate",
+        _rows(f"{name} ({first})", 840, 90.0, 0.25) + _rows(f"{name} ({second})", 835, 85.0, 0.22),
+        [str(first), str(second)],
+    )
+    assert sorted(p.label for p in pareto_points.load_points([run])) == [
+        "learned (energy_cost=10)",
+        "learned (energy_cost=40)",
+    ]
