@@ -53,8 +53,10 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
         return compose(config_name="deploy", overrides=list(overrides))
 
 
-def verify_artifact(folder: str | Path, approved: Sequence[str]) -> PolicyArtifact:
-    """The artifact in `folder`: its network checked against its manifest, the whole against the allow-list.
+def verify_artifact(folder: str | Path, approved: Sequence[str]) -> tuple[PolicyArtifact, str]:
+    """The artifact in `folder` and its `artifact_sha256`, checked against its manifest and the allow-list.
+
+    The hash returned is the one checked: the run records it, not a second read of the files.
 
     Raises:
         ConfigError: a missing, malformed or tampered artifact, or a network not on a non-empty allow-list.
@@ -66,7 +68,7 @@ def verify_artifact(folder: str | Path, approved: Sequence[str]) -> PolicyArtifa
     sha = artifact_sha256(folder)
     if approved and sha not in {str(a).lower() for a in approved}:
         raise ConfigError(f"artifact: {folder} (sha256 {sha}) is not in approved_sha256; refused before any read")
-    return artifact
+    return artifact, sha
 
 
 def artifact_sha256(folder: str | Path) -> str:
@@ -95,7 +97,7 @@ def setup(cfg: DictConfig) -> Deployment:
         raise ConfigError("arm: guarded mode writes to the line; start it with arm=true once the shadow report is read")
     if cfg.mode == "guarded" and not cfg.guard.get("_target_"):
         raise ConfigError("guard: guarded mode writes through a guard; choose one (guard=plant), not guard=none")
-    artifact = verify_artifact(cfg.artifact, list(cfg.approved_sha256))
+    artifact, sha = verify_artifact(cfg.artifact, list(cfg.approved_sha256))
     run_cfg = OmegaConf.create(artifact.manifest.get("config") or {})
     name = OmegaConf.select(run_cfg, "task.name")
     if name not in TASKS or TASKS[name][2] is None:
@@ -105,9 +107,10 @@ def setup(cfg: DictConfig) -> Deployment:
     task_cls, _, default_period, _ = TASKS[name]
     kwargs: dict[str, Any] = OmegaConf.to_container(run_cfg.task.get("kwargs", {}), resolve=True)  # type: ignore[assignment]
     period = float(kwargs.get("control_period_s") or cast(float, default_period))
+    definition = line_definition(run_cfg.line)
     line = hardware_line(
         cfg.hardware,
-        line_definition(run_cfg.line),
+        definition,
         task_cls.levers,
         period,
         read_only=cfg.mode == "shadow",
@@ -117,7 +120,7 @@ def setup(cfg: DictConfig) -> Deployment:
         raise ConfigError(f"hardware={cfg.hardware.get('name')}: deploy runs over Modbus; choose hardware=modbus")
     task = task_cls(line.spec, **{k: v for k, v in kwargs.items() if k not in _ENV_ONLY})
     _check_spaces(artifact, task)
-    config = guard_config(cfg.guard, line_definition(run_cfg.line)) or GuardConfig()
+    config = guard_config(cfg.guard, definition) or GuardConfig()
     if cfg.mode == "guarded":
         _check_deadline(config, period)
     try:  # guard=none still gates on the spec's limits and the operator's bits
@@ -128,14 +131,14 @@ def setup(cfg: DictConfig) -> Deployment:
     meta = {
         "mode": cfg.mode,
         "line": line.spec.name,
-        "definition": line_definition(run_cfg.line),
+        "definition": definition,
         "task": name,
         "levers": sorted(lv.value for lv in task_cls.levers),
         "control_period_s": period,
         "sensors": [s.name for s in line.spec.sensors],
         "actuators": [{"name": a.name, "unit": a.unit, "low": a.low, "high": a.high} for a in line.spec.actuators],
         "artifact": str(Path(cfg.artifact).resolve()),
-        "artifact_sha256": artifact_sha256(cfg.artifact),
+        "artifact_sha256": sha,
         "guard": OmegaConf.to_container(cfg.guard, resolve=True),
         "hardware": OmegaConf.to_container(cfg.hardware, resolve=True),
         "started_at_s": time.time(),
@@ -144,7 +147,7 @@ def setup(cfg: DictConfig) -> Deployment:
     return Deployment(
         cfg.mode,
         artifact,
-        artifact_sha256(cfg.artifact),
+        sha,
         task,
         line,
         view,
