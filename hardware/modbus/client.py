@@ -171,7 +171,8 @@ class ModbusLine:
         self._sequence = 0
         self._heartbeat = 0
         self._seq = 0
-        self._echoes = EchoWatch()  # whose commands the PLC's echo shows (watched only by a writing line)
+        # whose commands the PLC's echo shows (watched only by a writing line)
+        self._echoes = EchoWatch(self._reader.where(Role.STATUS, "command_echo"), spec.name)
 
     @property
     def plc_frame(self) -> PlcFrame | None:
@@ -346,8 +347,7 @@ class ModbusLine:
     def _own(self, status: PlcStatus) -> PlcStatus:
         """`status`, once its echo shows no command but this client's since the attach (`EchoWatch.check`)."""
         if not self.read_only:
-            where = self._reader.where(Role.STATUS, "command_echo")
-            self._echoes.check(status.command_echo, where, self._sequence, self.spec.name)
+            self._echoes.check(status.command_echo, self._sequence)
         return status
 
     def _command_origin(self, echo: int) -> tuple[int, int, int | None]:

@@ -58,7 +58,9 @@ class EchoWatch:
     Once another controller's command was seen, `check` refuses every later status until `attach`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, where: str, line: str) -> None:
+        self.where = where  # the echo register, as error messages name it
+        self.line = line  # the line's name
         self.seen: int | None = None  # the echo as last read; None: not watching (a read-only line)
         self.sent: deque[int] = deque(maxlen=_UNECHOED)  # numbers sent, the latest last; kept across attaches
         self.rival: str | None = None  # why another controller was seen
@@ -69,8 +71,10 @@ class EchoWatch:
         if pending is not None:
             self.sent.append(pending)
 
-    def check(self, echo: int, where: str, last: int, line: str) -> None:
+    def check(self, echo: int, last: int) -> None:
         """Nothing, if `echo` is the one seen before, one this controller sent, or 0 (a PLC's power-up).
+
+        `last` is the number this controller sent last, named in the message.
 
         Raises:
             AnotherController: the echo moved to a number this controller did not send (and, after
@@ -82,8 +86,8 @@ class EchoWatch:
             return
         if echo != 0 and echo not in self.sent:
             self.rival = (
-                f"{where}: the PLC accepted command {echo}, which this client did not send (its last: {last}; "
-                f"echo before: {self.seen}): another controller writes to line {line!r}"
+                f"{self.where}: the PLC accepted command {echo}, which this client did not send (its last: {last}; "
+                f"echo before: {self.seen}): another controller writes to line {self.line!r}"
             )
             raise AnotherController(self.rival)
         self.seen = echo
