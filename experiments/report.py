@@ -143,7 +143,7 @@ def _sentence(where: str, rows: Sequence[Row], policy: str, baseline: str) -> st
     if not math.isfinite(mean):
         return f"{where}: {policy} against {baseline}: no verdict, the return is not a number on some of the {n} seeds"
     if n < 2:
-        d = _decimals(0.0, mean)
+        d = decimals(0.0, mean)
         return f"{where}: {policy} against {baseline}: return difference {mean:+,.{d}f} (one seed, no interval)"
     if mean - half > 0:
         outcome = "beats"
@@ -151,20 +151,20 @@ def _sentence(where: str, rows: Sequence[Row], policy: str, baseline: str) -> st
         outcome = "is beaten by"
     else:
         outcome = "cannot be told apart from"
-    d = _decimals(half, mean)
+    d = decimals(half, mean)
     return (
         f"{where}: {policy} {outcome} {baseline}: return difference {mean:+,.{d}f} ± {half:,.{d}f}"
         f" (95%, paired over {n} seeds)"
     )
 
 
-def _decimals(half: float, mean: float) -> int:
-    """Decimals that show an interval's half-width (the mean, where it is 0) to two significant digits; at least one.
+def decimals(half: float, mean: float, least: int = 1) -> int:
+    """Decimals showing an interval's half-width (the mean, where it is 0) to two significant digits, `least` or more.
 
     Without the mean, a difference of 0.04 on every seed (no spread) printed as `+0.0 ± 0.0` and "beats".
     """
     scale = half if half > 0 else abs(mean)
-    return 1 if not 0 < scale < 0.1 else 1 - math.floor(math.log10(scale))
+    return least if not 0 < scale < 10.0**-least else 1 - math.floor(math.log10(scale))
 
 
 def kpi_table(rows: Sequence[Row]) -> str:

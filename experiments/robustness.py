@@ -33,7 +33,7 @@ from experiments.errors import did_you_mean, distinct, one_line_errors, run, sce
 from experiments.evaluate import evaluation_config
 from experiments.plots import difference_plot
 from experiments.policies import load_policy
-from experiments.report import Row, mean_interval
+from experiments.report import Row, decimals, mean_interval
 from experiments.tables import markdown_table
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,7 @@ def _interval(value: tuple[float, float] | None, seeds: int) -> str:
     if value is None:
         return "-"
     mean, half = value
-    scale = abs(mean) if seeds < 2 or half == 0 else half
-    d = 0 if not 0 < scale < 1 else 1 - math.floor(math.log10(scale))
+    d = decimals(half, mean, least=0)
     return f"{mean:+,.{d}f}" if seeds < 2 else f"{mean:+,.{d}f} ± {half:,.{d}f}"
 
 
