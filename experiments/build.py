@@ -110,8 +110,9 @@ def _check_run_settings(cfg: DictConfig) -> None:
             if full not in known:  # added with `+`: nothing would read it
                 raise ConfigError(f"{full}: no such setting, nothing reads it{did_you_mean(full, known)}")
     for key, least in _WHOLE.items():
-        if OmegaConf.select(cfg, key) is not None:
-            whole_number(key, OmegaConf.select(cfg, key), least)
+        value = OmegaConf.select(cfg, key)
+        if value is not None:
+            whole_number(key, value, least)
     for key in _POSITIVE:
         value = OmegaConf.select(cfg, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not value > 0):
