@@ -171,7 +171,8 @@ def kpi_table(rows: Sequence[Row]) -> str:
     """KPI table: one row per policy, scenario and mode, mean ± 95% interval half-width per metric.
 
     A metric that is zero in every row (failures on a line that never fails, orders on a task
-    without a store) is left out of the table; the CSV keeps it.
+    without a store) is left out of the table; the CSV keeps it. A row of one episode shows its
+    values alone: one sample has no interval (it printed `± 0`, which reads as certainty).
     """
     metrics = [(k, label) for k, label in metrics_of(rows) if any(r.values[k] != 0 for r in rows)]
     header = ["policy", "scenario", "mode", "episodes", *(label for _, label in metrics)]
@@ -179,10 +180,16 @@ def kpi_table(rows: Sequence[Row]) -> str:
     for (policy, scenario, mode), group in groups(rows).items():
         cells = []
         for key, _ in metrics:
-            mean, half = mean_interval([r.values[key] for r in group])
-            cells.append(f"{_num(mean)} ± {_num(half)}")
+            mean, half = _group_interval(group, key)
+            cells.append(_num(mean) if math.isnan(half) else f"{_num(mean)} ± {_num(half)}")
         body.append([policy, scenario, mode, len(group), *cells])
     return markdown_table(header, body, numeric=[False, False, False, True] + [True] * len(metrics))
+
+
+def _group_interval(group: Sequence[Row], key: str) -> tuple[float, float]:
+    """Mean of `key` over a group of episodes and its 95% half-width, NaN for a group of one (no interval)."""
+    mean, half = mean_interval([r.values[key] for r in group])
+    return mean, half if len(group) > 1 else math.nan
 
 
 def _num(x: float) -> str:
@@ -194,6 +201,9 @@ def write_reports(
     rows: Sequence[Row], out_dir: Path, title: str, pairs: Sequence[tuple[str, str]] = ()
 ) -> dict[str, Path]:
     """Write the table (Markdown), the raw episodes and the summary (CSV) and the plots (PNG).
+
+    A policy, scenario and mode of one episode has no interval: none in the table and the plots,
+    a NaN half-width in the summary.
 
     Args:
         rows: the evaluated episodes and continuing runs.
@@ -219,12 +229,12 @@ def write_reports(
         writer.writerow(["policy", "scenario", "mode", "episodes", "metric", "mean", "ci95_half_width"])
         for (policy, scenario, mode), group in groups(rows).items():
             for key, _ in metrics:
-                mean, half = mean_interval([r.values[key] for r in group])
+                mean, half = _group_interval(group, key)
                 writer.writerow([policy, scenario, mode, len(group), key, repr(mean), repr(half)])
     for key, label in metrics:
         panels: dict[str, dict[str, tuple[float, float]]] = {}
         for (policy, scenario, mode), group in groups(rows).items():
-            panels.setdefault(mode, {})[f"{policy} · {scenario}"] = mean_interval([r.values[key] for r in group])
+            panels.setdefault(mode, {})[f"{policy} · {scenario}"] = _group_interval(group, key)
         paths[f"plot_{key}"] = bar_plot(panels, label, out_dir / f"{key}.png")
     differences: dict[str, dict[str, tuple[float, float]]] = {}
     scenarios = list(dict.fromkeys(r.scenario for r in rows))
