@@ -39,6 +39,10 @@ class SensorDecoder:
         """Validity of `<station>.<quantity>` for every station."""
         return np.stack([self.valid(obs, f"{s}.{quantity}") for s in self.stations], axis=-1)
 
+    def bounds(self, name: str) -> tuple[float, float]:
+        """The range sensor `name` reads, (low, high) in its spec unit: a rule cannot tell values beyond it apart."""
+        return self._encoder.bounds(self._known(name))
+
     def tolerance(self, name: str) -> float:
         """Slack for threshold comparisons on `name`, in its unit: far above float32 rounding, far below any unit."""
         return self._encoder.tolerance(self._known(name))

@@ -37,6 +37,12 @@ class ReorderPoint:
         self.tolerance_units = self.decoder.tolerance("line.stock_units") + self.decoder.tolerance(
             "line.on_order_units"
         )
+        stock_top = self.decoder.bounds("line.stock_units")[1]
+        if self.reorder_point_units >= stock_top:
+            raise ValueError(
+                f"reorder_point_units ({self.reorder_point_units:g}) is at or above the top of what the stock "
+                f"sensor reads ({stock_top:g} units): a full store would read as one at the reorder point"
+            )
 
     def position(self, obs: np.ndarray) -> np.ndarray:
         """Stock on hand plus on order, material units, shape `(n,)`."""
@@ -59,6 +65,9 @@ class SSReorder(Baseline):
     With the task's order-up-to levels (`action="order_up_to"`) it picks the target level closest
     to S at or below the reorder point, and level 0 (no order) above it; with its continuous
     target (`"order_up_to_box"`) it sets the target to S there, and -1 (no order) above it.
+    A target action orders only a gap of at least the task's `min_order_units`, so there S - s
+    must be at least that (else the rule would act as s = S - `min_order_units`, and a sweep
+    over s would rank one policy under several names), and S at most the largest target.
 
     Args:
         env: an Inventory env.
@@ -72,6 +81,23 @@ class SSReorder(Baseline):
     def __init__(self, env: gym.Env[Any, Any], reorder_point_units: float, order_up_to_units: float) -> None:
         super().__init__(env)
         self.reorder = ReorderPoint(self.task, reorder_point_units, order_up_to_units)
+        if self.task.action_kind != "quantity":
+            self._check_target()
+
+    def _check_target(self) -> None:
+        """S is a target the task can set, far enough above s for an order at s (see the class)."""
+        s, big_s, largest = self.reorder.reorder_point_units, self.reorder.order_up_to_units, self.task.levels[-1]
+        if big_s > largest:
+            raise ValueError(f"order_up_to_units ({big_s:g}) is above the task's largest target ({largest:g} units)")
+        target = big_s
+        if self.task.action_kind == "order_up_to":  # the level nearest S, the lower of two equally near
+            target = float(self.task.levels[np.argmin(np.abs(self.task.levels - big_s))])
+        if target - s < self.task.min_order_units:
+            raise ValueError(
+                f"the target ({target:g} units) less reorder_point_units ({s:g}) is below the task's "
+                f"min_order_units ({self.task.min_order_units:g}): at s the gap to S is too small to order, so "
+                f"the rule would act as reorder_point_units={target - self.task.min_order_units:g}"
+            )
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Index of the level nearest the wanted quantity or target (the lower of two equally near)."""

@@ -60,6 +60,15 @@ class VibrationTrigger:
         self.threshold_mm_s = scale * per_station("threshold_mm_s", threshold_mm_s, task.spec.stations)
         # a reading is above its threshold beyond the observation's float32 rounding, alike at every station
         self._tolerance = np.array([self.decoder.tolerance(f"{s}.vibration_mm_s") for s in self.decoder.stations])
+        for station, threshold, tolerance in zip(
+            self.decoder.stations, self.threshold_mm_s, self._tolerance, strict=True
+        ):
+            top = self.decoder.bounds(f"{station}.vibration_mm_s")[1]
+            if threshold + tolerance >= top:
+                raise ValueError(
+                    f"threshold_mm_s[{station}]: {threshold:g} mm/s (scale included) is at or above the top of "
+                    f"what its vibration sensor reads ({top:g} mm/s): the station would never be maintained"
+                )
 
     def ratio(self, obs: np.ndarray) -> np.ndarray:
         """Each station's vibration reading over its threshold, shape `(n, n_stations)` (above 1: too high)."""
@@ -105,9 +114,15 @@ class FixedIntervalMaintenance(Baseline):
         super().__init__(env)
         self.interval_h = finite_at_least("interval_h", interval_h, 0.0, strict=True)
         self.decoder = SensorDecoder(self.task)
-        self._due_h = self.interval_h - np.array(
-            [self.decoder.tolerance(f"{s}.since_maintenance_h") for s in self.decoder.stations]
-        )
+        sensors = [f"{s}.since_maintenance_h" for s in self.decoder.stations]
+        self._due_h = self.interval_h - np.array([self.decoder.tolerance(s) for s in sensors])
+        for sensor in sensors:
+            top = self.decoder.bounds(sensor)[1]
+            if self.interval_h > top:
+                raise ValueError(
+                    f"interval_h: {self.interval_h:g} h is beyond what {sensor} reads (up to {top:g} h): "
+                    "that station would never be maintained"
+                )
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Stations due and available."""

@@ -108,6 +108,11 @@ class SensorEncoder:
             return _RESOLUTION * float((self._ref[k] + self._span[k]) * self._log_top[k])
         return _RESOLUTION * float(self._span[k])
 
+    def bounds(self, name: str) -> tuple[float, float]:
+        """The range sensor `name` reads, (low, high) in its spec unit: beyond it a reading is its bound."""
+        k = self.column(name)
+        return float(self._low[k]), float(self._low[k] + self._span[k])
+
     def column(self, name: str) -> int:
         """Position of sensor `name`'s value in the observation."""
         if name not in self._column:

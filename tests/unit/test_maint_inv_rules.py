@@ -243,3 +243,50 @@ def test_maintenance_rules_act_alike_on_binary_and_due_time_actions(name, params
         outcomes.append((round(total, 6), env.unwrapped.frame.kpis.preventive_maintenances))
     assert outcomes[0] == outcomes[1]
     assert (outcomes[0][1] > 0) == (name != "reactive")
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        # press reads hours since maintenance up to 555.6 h: at 600 h it would never be maintained
+        ("fixed_interval", {"interval_h": 600.0}, r"interval_h: 600 h is beyond what press.since_maintenance_h"),
+        # weld's vibration sensor reads up to 11.425 mm/s: its shipped 2.468 times 4.7 is beyond it
+        ("condition_based", {"threshold_mm_s": 12.0}, r"threshold_mm_s\[weld\]: 12 mm/s .* at or above the top"),
+        ("condition_based", {"threshold_scale": 4.7}, r"threshold_mm_s\[weld\]: 11.5996 mm/s"),
+    ],
+)
+def test_a_maintenance_rule_that_its_sensors_could_never_trigger_is_refused(maintenance, name, params, message):
+    with pytest.raises(ValueError, match=message):
+        make_baseline(maintenance, name, **params)
+
+
+def test_the_highest_readable_interval_is_accepted_and_maintains_at_the_top_of_the_range(maintenance):
+    rule = make_baseline(maintenance, "fixed_interval", interval_h=555.5)
+    decoder = SensorDecoder(maintenance.unwrapped.task)
+    obs = np.zeros(maintenance.observation_space.shape, dtype=np.float32)
+    obs[maintenance.unwrapped.task.encoder.column("press.since_maintenance_h")] = 1.0  # 555.6 h or more
+    assert decoder.value(obs, "press.since_maintenance_h") == pytest.approx(555.56, abs=0.01)
+    assert rule.act(obs[None])[0].tolist() == [0, 1, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "s", "big_s", "message"),
+    [
+        # the level nearest S = 2,400 is 2,500: 2,500 - 2,000 = 500 < 625, so s would act as 1,875
+        ({}, 2000.0, 2400.0, r"the target \(2500 units\) .* act as reorder_point_units=1875"),
+        ({"action": "order_up_to_box"}, 1000.0, 1500.0, r"the target \(1500 units\) .* act as reorder_point_units=875"),
+        ({"action": "order_up_to_box"}, 1000.0, 6000.0, r"order_up_to_units \(6000\) is above the task's largest"),
+        ({}, 7300.0, 9000.0, r"reorder_point_units \(7300\) is at or above the top of what the stock sensor reads"),
+    ],
+)
+def test_an_ss_rule_the_target_action_cannot_carry_out_is_refused(kwargs, s, big_s, message):
+    env = gym.make(
+        "smartline/Inventory-v0", **{"action": "order_up_to", "order_levels": 17, **kwargs}, min_order_units=625.0
+    )
+    with pytest.raises(ValueError, match=message):
+        make_baseline(env, "ss_reorder", reorder_point_units=s, order_up_to_units=big_s)
+
+
+def test_ss_rule_on_order_quantities_has_no_minimum_order():
+    env = gym.make("smartline/Inventory-v0", min_order_units=625.0)
+    assert make_baseline(env, "ss_reorder", reorder_point_units=1000.0, order_up_to_units=1500.0)
