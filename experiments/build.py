@@ -27,7 +27,7 @@ from agents.warm_start import clone_refusal
 from configs import CONFIG_DIR
 from envs.base import LineEnv
 from envs.registration import TASKS
-from experiments.errors import ConfigError, did_you_mean, parameter_error, whole_number
+from experiments.errors import ConfigError, did_you_mean, parameter_error, positive_number, whole_number
 from experiments.line_config import guard_config, line_definition
 from experiments.line_config import hardware_line as line_from_group
 from hardware import Line
@@ -115,8 +115,8 @@ def _check_run_settings(cfg: DictConfig) -> None:
             whole_number(key, value, least)
     for key in _POSITIVE:
         value = OmegaConf.select(cfg, key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not value > 0):
-            raise ConfigError(f"{key}: must be a positive number, got {value!r}")
+        if value is not None:
+            positive_number(key, value)
     for key in _SWITCHES:
         value = OmegaConf.select(cfg, key)
         if value is not None and not isinstance(value, bool):

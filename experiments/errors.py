@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import os
 import re
 import shutil
@@ -45,6 +46,13 @@ def whole_number(key: str, value: Any, least: int = 1) -> int:
         kind = "a positive whole number" if least == 1 else f"a whole number >= {least}"
         raise ConfigError(f"{key}: must be {kind}, got {value!r}")
     return value
+
+
+def positive_number(key: str, value: Any) -> float:
+    """`value` as a float if it is a finite number above 0, else a `ConfigError` naming `key`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ConfigError(f"{key}: must be a positive number, got {value!r}")
+    return float(value)
 
 
 def distinct(key: str, values: Iterable[Any]) -> list[Any]:

@@ -29,7 +29,15 @@ from omegaconf import DictConfig, OmegaConf
 from envs.registration import TASKS
 from experiments.build import ConfigError, heuristic_overrides, heuristics
 from experiments.comparison import compare
-from experiments.errors import did_you_mean, distinct, one_line_errors, run, scenario_names, whole_number
+from experiments.errors import (
+    did_you_mean,
+    distinct,
+    one_line_errors,
+    positive_number,
+    run,
+    scenario_names,
+    whole_number,
+)
 from experiments.evaluate import evaluation_config
 from experiments.plots import difference_plot
 from experiments.policies import load_policy
@@ -212,7 +220,9 @@ def robustness(cfg: DictConfig) -> dict[str, Path]:
     distinct("artifacts", (str(a) for a in cfg.artifacts))
     scenario_names("scenarios", cfg.scenarios)
     whole_number("episodes", cfg.episodes)
+    whole_number("seed", cfg.seed, least=0)
     whole_number("continuing_seeds", cfg.continuing_seeds, least=0)
+    positive_number("continuing_days", cfg.continuing_days)
     unknown = [str(t) for t in (cfg.get("heuristics") or {}) if str(t) not in TASKS]
     if unknown:
         raise ConfigError(f"heuristics.{unknown[0]}: not a task{did_you_mean(unknown[0], TASKS)}; keys are task names")

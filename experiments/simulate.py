@@ -13,7 +13,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import one_line_errors, run
+from experiments.errors import one_line_errors, positive_number, run, whole_number
 from experiments.line_config import line_definition
 from experiments.tables import markdown_table
 from hardware import Kpis, Line
@@ -58,6 +58,8 @@ def title_of(cfg: DictConfig) -> str:
 
 def simulate(cfg: DictConfig) -> Kpis:
     """Run the configured line for `cfg.duration_h` hours from its episode's start and return its KPIs."""
+    whole_number("seed", cfg.seed, least=0)
+    positive_number("duration_h", cfg.duration_h)
     scenarios = OmegaConf.to_container(cfg.scenario.events, resolve=True)
     line: Line = TwinLine.from_definition(line_definition(cfg.line), seed=cfg.seed, scenarios=scenarios)
     try:

@@ -8,8 +8,10 @@ Every combination of the grid runs on the experiment's own env (task, line, scen
 `tune.episodes` episodes from `tune.seed` (the evaluation seeds, never the held-out seeds of the
 final table) and, on tick tasks, over `tune.continuing_days` without reset on the first
 `tune.continuing_seeds` of them. The combinations are ranked by mean return in `tune.rank_by`
-mode. The run's folder gets the ranking (`ranking.md`), the KPI table, CSV and plots of every
-combination, and `best.yaml`: the winner as a `heuristics:` entry to paste into the experiment.
+mode; one the heuristic refuses on this env (s at or above S, S - s below the task's smallest
+order, a threshold its sensor cannot read) is listed under the ranking, not run. The run's
+folder gets the ranking (`ranking.md`), the KPI table, CSV and plots of every combination, and
+`best.yaml`: the winner as a `heuristics:` entry to paste into the experiment.
 """
 
 from __future__ import annotations
@@ -29,9 +31,17 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from agents.baselines import BASELINES, make_baseline, parameter_names
-from experiments.build import check
+from experiments.build import check, make_env
 from experiments.comparison import compare
-from experiments.errors import ConfigError, did_you_mean, distinct, one_line_errors, run, whole_number
+from experiments.errors import (
+    ConfigError,
+    did_you_mean,
+    distinct,
+    one_line_errors,
+    positive_number,
+    run,
+    whole_number,
+)
 from experiments.report import EPISODE, Row, continuing_mode, mean_interval, settled_mode, write_reports
 from experiments.tables import markdown_table
 
@@ -64,6 +74,8 @@ def checked_grid(cfg: DictConfig) -> tuple[str, dict[str, list[Any]]]:
     if cfg.tune.rank_by not in RANKS:
         raise ConfigError(f"tune.rank_by: must be one of {', '.join(RANKS)}, got {cfg.tune.rank_by!r}")
     whole_number("tune.episodes", cfg.tune.episodes)
+    whole_number("tune.seed", cfg.tune.seed, least=0)
+    positive_number("tune.continuing_days", cfg.tune.continuing_days)
     whole_number("tune.continuing_seeds", cfg.tune.continuing_seeds, least=0)
     whole_number("tune.settle_episodes", cfg.tune.settle_episodes, least=0)
     if cfg.tune.rank_by == "continuing" and cfg.tune.continuing_seeds == 0:
@@ -98,7 +110,10 @@ def ranking(
 
     def score(label: str, mode: str) -> tuple[float, float] | None:
         returns = [r.values["return"] for r in rows if r.policy == label and r.mode == mode]
-        return mean_interval(returns) if returns else None
+        if not returns:
+            return None
+        mean, half = mean_interval(returns)
+        return mean, half if len(returns) > 1 else math.nan  # one run: no interval
 
     scored = [(label, {k: score(label, mode) for k, mode in by_mode.items()}) for label in labels]
 
@@ -107,28 +122,54 @@ def ranking(
         return -x[0] if x is not None and math.isfinite(x[0]) else math.inf
 
     def cell(x: tuple[float, float] | None) -> str:
-        return "-" if x is None else f"{x[0]:,.1f} ± {x[1]:,.1f}"
+        if x is None:
+            return "-"
+        return f"{x[0]:,.1f}" if math.isnan(x[1]) else f"{x[0]:,.1f} ± {x[1]:,.1f}"
 
     ranked = sorted(scored, key=key)
     return [(str(i + 1), label, *(cell(x) for x in cells.values())) for i, (label, cells) in enumerate(ranked)]
+
+
+def refusals(cfg: DictConfig, baseline: str, points: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    """Why the heuristic refuses each combination on the experiment's env (None: it runs it).
+
+    A grid is every combination of its values, and some may be no policy: s at or above S, or S - s
+    below the task's smallest order. They are reported and left out; a `ConfigError` when none is
+    left, or when a combination's parameters do not fit the heuristic at all.
+    """
+    env = make_env(cfg)
+    try:
+        reasons: list[str | None] = []
+        for point in points:
+            try:
+                make_baseline(env, baseline, **point)
+                reasons.append(None)
+            except TypeError as exc:
+                raise ConfigError(f"tune.grid ({point_label(point)}): {exc}") from exc
+            except ValueError as exc:
+                reasons.append(str(exc))
+    finally:
+        env.close()
+    if all(r is not None for r in reasons):
+        raise ConfigError(
+            f"tune.grid: {baseline} refuses every combination, e.g. {point_label(points[0])}: {reasons[0]}"
+        )
+    return reasons
 
 
 def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
     """Run the sweep into `out_dir`; return the best combination's parameters."""
     check(cfg)
     baseline, grid = checked_grid(cfg)
-    points = grid_points(grid)
+    every = grid_points(grid)
+    reasons = refusals(cfg, baseline, every)
+    points = [p for p, reason in zip(every, reasons, strict=True) if reason is None]
+    refused = [(point_label(p), reason) for p, reason in zip(every, reasons, strict=True) if reason is not None]
     labels = [point_label(p) for p in points]
     seeds = [cfg.tune.seed + i for i in range(cfg.tune.episodes)]
 
     def policies(env: Any) -> list[tuple[str, Any]]:
-        built = []
-        for label, point in zip(labels, points, strict=True):
-            try:
-                built.append((label, make_baseline(env, baseline, **point)))
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"tune.grid ({label}): {exc}") from exc
-        return built
+        return [(label, make_baseline(env, baseline, **point)) for label, point in zip(labels, points, strict=True)]
 
     rows, note = compare(
         cfg,
@@ -153,6 +194,8 @@ def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
     seeds_text = f"seeds {seeds[0]}-{seeds[-1]}" + (f"; {note}" if note else "")
     where = f"{cfg.task.name}, {cfg.line.name}, scenario {cfg.scenario.name}"
     title = f"{baseline} on {where}: ranked by {cfg.tune.rank_by} return ({seeds_text})"
+    if refused:
+        table += f"\n\nRefused by {baseline}, not run:\n" + "".join(f"\n- {label}: {why}" for label, why in refused)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "ranking.md").write_text(f"# {title}\n\n{f'`{command}`' if command else ''}\n\n{table}\n")
     write_reports(rows, out_dir, title)

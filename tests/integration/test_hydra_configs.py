@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from configs import CONFIG_DIR, config_file, options
+from experiments.errors import ConfigError
 from experiments.simulate import simulate
 from hardware import Kpis, Line
 from hardware.twin import LineDefinitionError, TwinLine
@@ -68,6 +69,10 @@ def test_bad_override_names_the_key():
     cfg = compose_simulate("line.stations.1.buffer_capacity_parts=0")
     with pytest.raises(LineDefinitionError, match=r"flow5'?: stations\[1\]\.buffer_capacity_parts: must be >= 1"):
         simulate(cfg)
+    with pytest.raises(ConfigError, match=r"^seed: must be a whole number >= 0, got -1"):
+        simulate(compose_simulate("seed=-1"))
+    with pytest.raises(ConfigError, match=r"^duration_h: must be a positive number, got -1"):
+        simulate(compose_simulate("duration_h=-1"))
 
 
 def test_simulate_runs_a_users_line_file_as_train_does_without_hydra_keys(flow5_definition):

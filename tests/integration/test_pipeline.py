@@ -310,6 +310,8 @@ def test_evaluate_replaces_an_artifacts_episode_length_and_names_a_bad_one(tmp_p
         (["policies=[fixed_speed]", "scenarios=[]"], "scenarios: name at least one scenario"),
         (["policies=[fixed_speed]", "episodes=0"], "episodes: must be a positive whole number, got 0"),
         (["policies=[fixed_speed]", "continuing_seeds=-1"], "continuing_seeds: must be a whole number >= 0"),
+        (["policies=[fixed_speed]", "seed=-1"], "seed: must be a whole number >= 0, got -1"),
+        (["policies=[fixed_speed]", "continuing_days=0"], "continuing_days: must be a positive number, got 0"),
     ],
 )
 def test_evaluate_refuses_what_would_pool_or_lose_its_rows_before_any_run(tmp_path, overrides, message):

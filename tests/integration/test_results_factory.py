@@ -296,6 +296,8 @@ def test_robustness_notes_an_artifact_of_a_fixed_instance_and_names_a_bad_scenar
         "scenarios: 'price_spike' is named twice": {"scenarios": ["price_spike", "demand_surge", "price_spike"]},
         "artifacts: .* is named twice": {"artifacts": [str(artifact), str(artifact)]},
         "episodes: must be a positive whole number, got 0": {"episodes": 0},
+        "seed: must be a whole number >= 0, got 'abc'": {"seed": "abc"},
+        "continuing_days: must be a positive number, got -7": {"continuing_days": -7},
         r"heuristics\.Sped: not a task \(did you mean Speed\?\)": {"heuristics": {"Sped": {}}},
         "scenarios: name at least one scenario": {"scenarios": []},
     }

@@ -15,7 +15,7 @@ from agents.baselines import make_baseline
 from agents.rollout import run_episode
 from experiments.build import ConfigError, heuristics, make_env
 from experiments.evaluate import heuristic_params
-from experiments.report import EPISODE, Row, settled_mode
+from experiments.report import EPISODE, Row, continuing_mode, settled_mode
 from experiments.train import train
 from experiments.tune import grid_points, point_label, ranking, tune
 from tests.presets import CONFIGS
@@ -94,6 +94,10 @@ def test_a_sweep_ranks_by_mean_return_on_tuning_seeds_and_writes_the_winner_as_h
             ["tune.grid={interval_h:[1]}", "tune.rank_by=settled"],
             "tune.rank_by: settled needs tune.settle_episodes > 0",
         ),
+        (["tune.grid={interval_h:[1]}", "tune.seed=-3"], "tune.seed: must be a whole number >= 0, got -3"),
+        (["tune.grid={interval_h:[1]}", "tune.seed=1.5"], "tune.seed: must be a whole number >= 0, got 1.5"),
+        (["tune.grid={interval_h:[1]}", "tune.continuing_days=0"], "tune.continuing_days: must be a positive number"),
+        (["tune.grid={interval_h:[-1,0]}"], r"tune.grid: fixed_interval refuses every combination, e.g. interval_h=-1"),
     ],
 )
 def test_a_bad_sweep_is_a_config_error_naming_its_key(tmp_path, overrides, message):
@@ -193,6 +197,8 @@ def test_settled_returns_are_a_column_of_the_ranking_and_can_rank_it():
     ]  # fmt: skip
     by_episode = ranking(data, ["a", "b"], "episode", 7, settle_episodes=2)
     assert by_episode == [("1", "a", "11.0 ± 12.7", "-", "2.0 ± 12.7"), ("2", "b", "6.0 ± 12.7", "-", "8.0 ± 0.0")]
+    one_week = [*rows("a", EPISODE, [10.0, 12.0]), Row("a", "none", 10000, {"return": -99.0}, continuing_mode(7))]
+    assert ranking(one_week, ["a"], "episode", 7) == [("1", "a", "11.0 ± 12.7", "-99.0")]  # one run: no interval
     assert [r[1] for r in ranking(data, ["a", "b"], "settled", 7, settle_episodes=2)] == ["b", "a"]
     assert ranking(data, ["a", "b"], "episode", 7)[0] == ("1", "a", "11.0 ± 12.7", "-")  # no settled column
 
@@ -201,3 +207,21 @@ def test_a_combination_whose_return_is_not_a_number_ranks_last():
     returns = {"a": [1.0, 1.0], "b": [float("nan"), 3.0], "c": [5.0, 5.0], "d": [2.0, 2.0]}
     data = [Row(label, "none", s, {"return": v}) for label, values in returns.items() for s, v in enumerate(values)]
     assert [r[1] for r in ranking(data, list(returns), "episode", 7)] == ["c", "d", "a", "b"]
+
+
+def test_combinations_the_heuristic_refuses_are_listed_under_the_ranking_and_not_run(tmp_path):
+    """On the Inventory preset an order is at least 1,250 units: (s, S) = (800, 1500) would act as (250, 1500)."""
+    grid = "tune.grid={reorder_point_units:[400,800],order_up_to_units:[1500,2050]}"
+    short = ["tune.episodes=2", "tune.continuing_seeds=0", "task.max_episode_steps=24"]
+    cfg = compose_config("tune", ["experiment=inventory", "tune.baseline=ss_reorder", grid, *short])
+    best = tune(cfg, tmp_path)
+    assert best["order_up_to_units"] == 2050
+    with (tmp_path / "episodes.csv").open() as f:
+        run = {r["policy"] for r in csv.DictReader(f)}
+    assert run == {"reorder_point_units=400, order_up_to_units=2050", "reorder_point_units=800, order_up_to_units=2050"}
+    ranking_md = (tmp_path / "ranking.md").read_text()
+    refused = ranking_md.split("Refused by ss_reorder, not run:")[1]
+    assert "- reorder_point_units=800, order_up_to_units=1500: the target (1500 units) less" in refused
+    assert "act as reorder_point_units=250" in refused
+    assert "reorder_point_units=400, order_up_to_units=1500" in refused
+    assert "2050" not in refused
