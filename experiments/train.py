@@ -46,9 +46,9 @@ from experiments.build import (
     tuned_baseline,
     warm_start_heuristic,
 )
-from experiments.comparison import compare
+from experiments.comparison import compare, run_rows
 from experiments.errors import one_line_errors, run
-from experiments.report import EPISODE, kpi_table, verdict, write_reports
+from experiments.report import kpi_table, verdict, write_reports
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
 
     The objective is the policy's mean return on the evaluation seeds (`evaluation.seed`), never
     on the held-out seeds of the final table, so a sweep does not tune on what it reports. A
-    heuristic agent (nothing to tune) returns its mean held-out return; a trainer of its own (an
+    heuristic agent (a sweep tunes its parameters, `agent.interval_h=...`) returns its mean return
+    on `evaluation.episodes` of those seeds; a trainer of its own (an
     `agent` class with `fit(cfg, out_dir)`, such as self-labelling) runs the whole experiment and
     returns its own objective; if it exported a policy artifact (`out_dir / "artifact"`, as random
     search does), the final table compares that artifact with the heuristics.
@@ -73,7 +74,12 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
             _final_comparison(cfg, out_dir, "learned", lambda env: exported)
         return objective
     if not is_learner(cfg):
-        return _final_comparison(cfg, out_dir, str(cfg.agent.name), lambda env: heuristic_agent(cfg, env))
+        name = str(cfg.agent.name)
+        _final_comparison(cfg, out_dir, name, lambda env: heuristic_agent(cfg, env))
+        ev = cfg.evaluation
+        seeds = [ev.seed + i for i in range(ev.episodes)]
+        rows = run_rows(cfg, lambda env: [(name, heuristic_agent(cfg, env))], None, str(cfg.scenario.name), seeds)
+        return float(np.mean([r.values["return"] for r in rows]))
     venv = make_vec_env(cfg)
     try:
         model = make_agent(cfg, venv, out_dir / "tb")
@@ -164,11 +170,8 @@ def _callbacks(
 
 def _final_comparison(
     cfg: DictConfig, out_dir: Path, name: str, make_policy: Callable[[gym.Env[Any, Any]], Policy]
-) -> float:
-    """Evaluate the policy and every heuristic (`cfg.heuristics`) on held-out seeds; log and write the KPI table.
-
-    Returns the policy's mean per-episode return.
-    """
+) -> None:
+    """Evaluate the policy and every heuristic (`cfg.heuristics`) on held-out seeds; log and write the KPI table."""
     labels = {h: f"{h} (heuristic)" for h in heuristics(cfg)}
     final = cfg.final
     rows, note = compare(
@@ -185,7 +188,6 @@ def _final_comparison(
     summary = "\n".join(verdict(rows, name, label) for label in labels.values()) + (f"\n{note}" if note else "")
     write_reports(rows, out_dir / "final", f"{title}\n\n{summary}", pairs=pairs)
     log.info("\n%s\n\n%s\n\n%s\nresults in %s", title, kpi_table(rows), summary, out_dir)
-    return float(np.mean([r.values["return"] for r in rows if r.policy == name and r.mode == EPISODE]))
 
 
 @hydra.main(config_path="pkg://configs", config_name="train", version_base="1.3")

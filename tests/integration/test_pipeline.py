@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from scipy import stats
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from agents.rollout import run_episode
 from experiments.build import ConfigError, check, episode_steps, heuristic_agent, make_env
 from experiments.evaluate import evaluate, evaluation_config
 from experiments.report import EPISODE, continuing_mode
@@ -240,13 +241,18 @@ def test_tiny_training_run_logs_kpis_exports_and_compares(tmp_path, caplog):
 
 def test_a_heuristic_agent_runs_the_final_comparison_on_its_own_env(tmp_path, caplog):
     caplog.set_level(logging.INFO)
-    cfg = compose_train(["experiment=scheduling", "agent=fifo", "final.episodes=2"])
+    cfg = compose_train(["experiment=scheduling", "agent=fifo", "final.episodes=2", "evaluation.episodes=2"])
     objective = train(cfg, tmp_path)
     rows = list(csv.DictReader((tmp_path / "final" / "episodes.csv").open()))
     assert {r["policy"] for r in rows} == {"fifo", "spt (heuristic)"}
     assert {r["mode"] for r in rows} == {EPISODE}
-    assert objective == pytest.approx(np.mean([float(r["return"]) for r in rows if r["policy"] == "fifo"]))
     assert "no continuing run: task Scheduling runs a fixed job set" in caplog.text
+    # a sweep over a heuristic's parameters tunes on the evaluation seeds, never on the held-out ones
+    env = make_env(cfg)
+    tuning = [run_episode(env, heuristic_agent(cfg, env), seed).total_reward for seed in (10000, 10001)]
+    held_out = [float(r["return"]) for r in rows if r["policy"] == "fifo"]
+    assert objective == pytest.approx(np.mean(tuning))
+    assert objective != pytest.approx(np.mean(held_out))
 
 
 def test_scheduling_run_logs_a_gantt_chart(tmp_path):
