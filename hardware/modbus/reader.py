@@ -34,7 +34,7 @@ class FrameReader:
         self.plc: PlcFrame | None = None  # the last frame read whole
         self.counters = Counters()  # its counters, unwrapped
         self.status: PlcStatus | None = None  # the last status read, alone or with a frame
-        self.status_at: float | None = None  # wall clock (time.time()) of that read
+        self.status_at: float | None = None  # wall clock (time.time()) when its request was sent
         self._unwrap = CounterUnwrap(image.map)
         self._last_time: float | None = None  # PLC timestamp of the last read, s
         self._heartbeat_seen: tuple[int, float] | None = None  # PLC heartbeat and when it was first seen
@@ -63,6 +63,7 @@ class FrameReader:
             plan[0].device_id, Table.INPUT, plan[0].address, plan[-1].address + plan[-1].count - plan[0].address
         )
         for _ in range(transport.read_retries + 1):
+            sent = time.time()  # the status block is the first request's answer: no older than this
             blocks = [transport.read(b) for b in plan]
             try:
                 plc = self.image.decode(blocks)
@@ -75,7 +76,7 @@ class FrameReader:
                 f"{where}: frame torn on {transport.read_retries + 1} reads (frame_seq "
                 f"{plc.status.frame_seq}, frame_seq_end {plc.frame_seq_end}): the PLC publishes faster than it is read"
             )
-        self._fresh(plc.status)
+        self._fresh(plc.status, sent)
         try:
             counters = self._unwrap(plc.counters)
         except CounterReset as exc:
@@ -92,17 +93,22 @@ class FrameReader:
             ModbusLineError: the PLC cannot be read.
         """
         first = self.image.plan[0]
+        sent = time.time()
         registers = self.transport.read(first)
         try:
             status = self.image.decode_status(registers)
         except ValueError as exc:
             where = self.transport.where(first.device_id, first.table, first.address, first.count)
             raise BadFrame(f"{where}: {exc}") from exc
-        self._fresh(status)
+        self._fresh(status, sent)
         return status
 
-    def _fresh(self, st: PlcStatus) -> None:
-        """Refuse a status whose timestamp went back or whose heartbeat stood still too long; keep it."""
+    def _fresh(self, st: PlcStatus, sent: float) -> None:
+        """Refuse a status whose timestamp went back or whose heartbeat stood still too long; keep it.
+
+        Its age counts from `sent`, when its request went out (wall clock): the rest of a frame's
+        requests, a slow answer and re-reads of a torn frame all count against the status deadline.
+        """
         now = time.monotonic()
         if self._last_time is not None and st.timestamp_s < self._last_time:
             raise ClockWentBack(
@@ -116,4 +122,4 @@ class FrameReader:
                 f"{self.where(Role.STATUS, 'heartbeat')}: the PLC heartbeat stood at {st.heartbeat} for "
                 f"{now - self._heartbeat_seen[1]:.2f} s (limit {self.heartbeat_timeout_s} s)"
             )
-        self._last_time, self.status, self.status_at = st.timestamp_s, st, time.time()
+        self._last_time, self.status, self.status_at = st.timestamp_s, st, sent

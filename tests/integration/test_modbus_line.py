@@ -494,6 +494,19 @@ def test_no_answer_is_a_timeout_within_the_bound_and_the_next_read_recovers(plc,
     assert line.read().time == pytest.approx(T0, abs=1e-6)
 
 
+def test_the_status_is_as_old_as_its_request_however_long_the_rest_of_the_frame_takes(plc, connect):
+    """The guard's deadline on status age counts from the status request, not from the frame's last answer."""
+    line = connect(timeout_s=1.0)
+    plc.hang_s = 0.1  # every request answered 0.1 s late
+    for read in (line.reset, line.read):
+        sent = time.time()
+        read()
+        done = time.time()
+        read_at = line.status().read_at_s
+        assert sent <= read_at < sent + 0.05
+        assert done - read_at >= 0.1 * len(plc.image.plan)
+
+
 def test_a_stopped_plc_fails_fast_and_a_restarted_one_is_reconnected(plc, connect):
     line = connect(reconnect_backoff_s=(0.3, 0.6), timeout_s=0.2)
     line.reset()
