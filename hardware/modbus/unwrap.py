@@ -68,7 +68,8 @@ class CounterUnwrap:
             self._last = (read, read)
             return read
         last_read, last = self._last
-        if last is last_read and not self._wrapped(read, last_read):  # no wrap yet: as read (the usual case)
+        wrapped = self._wrapped(read, last_read)  # checked on every read, also after a wrap: a reset is no wrap
+        if last is last_read and not wrapped:  # no wrap yet: as read (the usual case)
             self._last = (read, read)
             return read
         changed: dict[str, Any] = {}

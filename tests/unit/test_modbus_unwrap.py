@@ -67,3 +67,22 @@ def test_a_counter_that_went_down_by_less_than_half_its_range_wrapped(rmap):
     unwrap = CounterUnwrap(rmap)
     unwrap(Counters(good_parts=40000))
     assert unwrap(Counters(good_parts=7000)).good_parts == 65536 + 7000  # 32,536 ahead: under half of 65,536
+
+
+@pytest.mark.parametrize(
+    ("after", "named"),
+    [
+        (Counters(good_parts=0, scrap_parts=5, flow_time_sum_s=9.5), "good_parts went from 3 to 0"),
+        (Counters(good_parts=3, scrap_parts=0, flow_time_sum_s=9.5), "scrap_parts went from 5 to 0"),
+        (Counters(good_parts=3, scrap_parts=5, flow_time_sum_s=1.0), "flow_time_sum_s went from 9.5 to 1"),
+    ],
+)
+def test_a_reset_after_a_wrap_is_still_a_reset(rmap, after, named):
+    """Once a counter had wrapped, every later reset passed as a wrap: parts jumped by 65,536, floats went down."""
+    unwrap = CounterUnwrap(rmap)
+    unwrap(Counters(good_parts=65530, scrap_parts=5, flow_time_sum_s=9.5))
+    wrapped = unwrap(Counters(good_parts=3, scrap_parts=5, flow_time_sum_s=9.5))
+    assert wrapped.good_parts == 65539
+    with pytest.raises(CounterReset, match=named):
+        unwrap(after)
+    assert unwrap(Counters(good_parts=4, scrap_parts=5, flow_time_sum_s=9.5)).good_parts == 65540  # nothing kept
