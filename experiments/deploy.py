@@ -36,7 +36,7 @@ from agents.artifact import MANIFEST_FILE, NETWORK_FILE, ArtifactError, PolicyAr
 from envs.base import Task
 from envs.registration import TASKS
 from experiments.control_loop import Deployment, PolicyGaveUp, run_deployment
-from experiments.errors import ConfigError, whole_number
+from experiments.errors import ConfigError, positive_number, whole_number
 from experiments.line_config import guard_config, hardware_line, line_definition
 from hardware.audit import MODES, AuditError, AuditLog
 from hardware.guard import Guard, GuardConfig, OodStats
@@ -88,11 +88,17 @@ def setup(cfg: DictConfig) -> Deployment:
 
     Raises:
         ConfigError: a wrong mode, an unarmed guarded run, a bad artifact, a task without setpoints,
-            spaces that do not fit, a hardware or guard config that cannot be built, or a guarded
-            run whose status-age deadline is not inside the control period.
+            spaces that do not fit, a hardware or guard config that cannot be built, a guarded
+            run whose status-age deadline is not inside the control period, or a run setting
+            (`steps`, `retry_s`, `status_every_s`) that is not a number of its kind.
     """
     if cfg.mode not in MODES:
         raise ConfigError(f"mode: must be one of {', '.join(MODES)}, got {cfg.mode!r}")
+    if cfg.steps is not None:
+        whole_number("steps", cfg.steps)
+    positive_number("retry_s", cfg.retry_s)  # 0 would hammer a PLC that does not answer
+    if cfg.status_every_s != 0:
+        positive_number("status_every_s", cfg.status_every_s)
     if cfg.mode == "guarded" and cfg.arm is not True:
         raise ConfigError("arm: guarded mode writes to the line; start it with arm=true once the shadow report is read")
     if cfg.mode == "guarded" and not cfg.guard.get("_target_"):

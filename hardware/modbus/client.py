@@ -116,6 +116,8 @@ class ModbusLine:
         ):
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"ModbusLine: {name} must be a positive number of seconds, got {value!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"ModbusLine: port must be a TCP port, 1 to 65535, got {port!r}")
         if sequence_origin not in ORIGINS:
             raise ValueError(f"ModbusLine: sequence_origin must be one of {ORIGINS}, got {sequence_origin!r}")
         if read_retries < 0:

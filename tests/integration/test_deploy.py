@@ -208,3 +208,25 @@ def test_sigterm_stops_a_guarded_run_between_steps_with_every_record_whole(artif
     assert [r.step for r in run.records] == list(range(len(run.records)))
     assert accepted == sum(r.written is not None for r in run.records)  # no block was cut short
     assert "guarded run" in out
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("steps=abc", "steps: must be a positive whole number, got 'abc'"),
+        ("steps=-3", "steps: must be a positive whole number, got -3"),
+        ("steps=2.7", "steps: must be a positive whole number, got 2.7"),
+        ("retry_s=-1", "retry_s: must be a positive number, got -1"),
+        ("retry_s=0", "retry_s: must be a positive number, got 0"),
+        ("status_every_s=abc", "status_every_s: must be a positive number, got 'abc'"),
+        ("hardware.port=99999", "port must be a TCP port, 1 to 65535, got 99999"),
+    ],
+)
+def test_a_run_setting_that_is_not_a_number_of_its_kind_is_refused_before_any_read(
+    artifact, tmp_path, capsys, setting, message
+):
+    """`steps=2.7` ran 3 steps, `retry_s=-1` spun against a dead PLC, port 99999 retried forever."""
+    audit = tmp_path / "a.sqlite"
+    assert main([f"artifact={artifact}", f"audit={audit}", "status_every_s=0", setting]) == 2
+    assert message in capsys.readouterr().err
+    assert not audit.exists()
