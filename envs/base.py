@@ -26,11 +26,16 @@ class Task(ABC):
     action_space: gym.spaces.Space[Any]
 
     def __init__(self, spec: LineSpec) -> None:
-        missing = self.levers - spec.levers
+        missing, extra = self.levers - spec.levers, spec.levers - self.levers
         if missing:
             raise ValueError(
                 f"{type(self).__name__} needs the agent to own levers {sorted(m.value for m in missing)} "
                 f"on line {spec.name!r}, which gives it {sorted(m.value for m in spec.levers)}"
+            )
+        if extra:  # the line's own rules stand down for a lever the agent owns, and nothing would set it
+            raise ValueError(
+                f"line {spec.name!r} hands the agent levers {sorted(m.value for m in extra)} that "
+                f"{type(self).__name__} never sets; hand it exactly {sorted(m.value for m in self.levers)}"
             )
         self.spec = spec
         self.invalid_action = False  # whether the last action was invalid (it was never passed on)
@@ -40,7 +45,8 @@ class Task(ABC):
         """The action as floats of the action space's shape, and which components are valid.
 
         A component is invalid when it is not a finite number or, in a discrete space, not one
-        of the space's values. An invalid action is never passed on: the task replaces it by the
+        of the space's values; a boolean is valid only in a MultiBinary space (`True` is no job
+        or order level). An invalid action is never passed on: the task replaces it by the
         line's own setting and `mark_invalid` records it for `info`.
 
         Raises:
@@ -59,6 +65,8 @@ class Task(ABC):
                 f"action: expected {space} of shape {shape} for {type(self).__name__}, got shape {a.shape}"
             )
         valid = np.isfinite(a)
+        if np.asarray(action).dtype == bool and not isinstance(space, gym.spaces.MultiBinary):
+            valid = valid & False
         if isinstance(space, gym.spaces.Discrete):
             valid &= (a == np.round(a)) & (a >= space.start) & (a < space.start + space.n)
         elif isinstance(space, gym.spaces.MultiBinary):
@@ -134,7 +142,9 @@ class LineEnv(gym.Env[np.ndarray, Any]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start a new episode on the line; a seed makes it reproducible."""
+        """Start a new episode on the line; a seed makes it reproducible. It takes no `options`."""
+        if options:
+            raise ValueError(f"reset: {type(self).__name__} takes no options, got {sorted(options)}")
         super().reset(seed=seed)
         self.task.invalid_action, self.task.invalid_actions = False, 0
         frame = self.task.start(self.line, self.line.reset(seed))

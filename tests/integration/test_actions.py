@@ -86,6 +86,33 @@ def test_an_order_level_outside_the_space_orders_nothing(level):
     assert written[-1][0] == pytest.approx(3 / 8 * env.unwrapped.line.spec.actuators[0].high)
 
 
+@pytest.mark.parametrize("flag", [True, np.True_, np.array([True])])
+def test_a_boolean_is_no_order_level(flag):
+    """`True` was read as level 1 and placed an order."""
+    env = gym.make("smartline/Inventory-v0")
+    env.reset(seed=0)
+    written = _written(env)
+    _, _, _, _, info = env.step(flag)
+    assert info["invalid_action"]
+    assert written[-1].tolist() == [0.0]
+
+
+def test_a_boolean_request_is_a_valid_maintenance_action():
+    env = gym.make("smartline/Maintenance-v0")
+    env.reset(seed=0)
+    written = _written(env)
+    _, _, _, _, info = env.step(np.array([False, True, False, False, False]))
+    assert not info["invalid_action"]
+    assert written[-1].tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]
+
+
+def test_reset_takes_no_options():
+    env = gym.make("smartline/Speed-v0")
+    env.reset(seed=0, options={})
+    with pytest.raises(ValueError, match=r"reset: LineEnv takes no options, got \['start'\]"):
+        env.reset(seed=0, options={"start": "cold"})
+
+
 def test_an_invalid_dispatch_falls_back_to_fifo_and_is_counted():
     env = gym.make("smartline/Scheduling-v0", instance="ft06")
     env.reset(seed=0)

@@ -272,3 +272,7 @@ def test_line_object_must_own_the_task_levers():
 
     with pytest.raises(ValueError, match=r"needs the agent to own levers \['speed'\]"):
         gym.make("smartline/Speed-v0", line=TwinLine.from_yaml(FLOW5))
+    # a lever the task never sets: the line's own rule for it stands down (reorders: the store ran dry)
+    more = TwinLine.from_yaml(FLOW5, control={"levers": ["speed", "reorder"], "control_period_s": 60.0})
+    with pytest.raises(ValueError, match=r"hands the agent levers \['reorder'\] that SpeedTask never sets"):
+        gym.make("smartline/Speed-v0", line=more)
