@@ -34,6 +34,7 @@ TINY_ARS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("preset", "rule"),
     [("energy_ars", "tou_energy"), ("factory_ars", "factory_rules"), ("inventory_ars", "ss_reorder")],

@@ -179,6 +179,7 @@ def assert_statistics_match_scipy(folder: Path, text: str) -> None:
             assert v["outcome"] == expected
 
 
+@pytest.mark.slow
 def test_tiny_training_run_logs_kpis_exports_and_compares(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     cfg = compose_train(TINY)
