@@ -158,3 +158,16 @@ def test_factory_reports_the_objective_vector():
             d(before, after, "stockout_time_s") / 3600,
         ]
         np.testing.assert_allclose(info["objectives"], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_the_inventory_stockout_term_prices_the_hours_the_line_waited_for_material():
+    """Never reordering runs the store dry: the stockout term is its price times the hours held up."""
+    env = gym.make("smartline/Inventory-v0", weights={"stockout_cost_per_h": 100.0})
+    env.reset(seed=0)
+    total, done = 0.0, False
+    while not done:
+        _, _, terminated, truncated, info = env.step(0)
+        total += info["reward/stockout"]
+        done = terminated or truncated
+    assert info["kpis"].stockout_time_s > 3600.0
+    assert total == pytest.approx(-100.0 * info["kpis"].stockout_time_s / 3600.0, rel=1e-9)
