@@ -123,7 +123,10 @@ def test_every_agent_option_checks_on_its_task(agent):
             ConfigError,
             "TD3 cannot run task Speed: cannot export",
         ),
-        (["normalize.clip_obs=inf"], ConfigError, "^normalize.clip_obs: must be JSON-serialisable"),
+        (["warm_start.noise=inf"], ConfigError, "^warm_start.noise: must be JSON-serialisable"),
+        (["normalize.clip_obs=inf"], ConfigError, "^normalize.clip_obs: must be a positive number, got inf"),
+        (["normalize.clip_obs=0"], ConfigError, "^normalize.clip_obs: must be a positive number, got 0"),
+        (["final.continuing_days=nan"], ConfigError, "^final.continuing_days: must be a positive number, got nan"),
         (["final.episodes=0"], ConfigError, "^final.episodes: must be a positive whole number, got 0"),
     ],
 )
