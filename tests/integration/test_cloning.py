@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from stable_baselines3 import SAC
 
-from agents.warm_start import Demonstrations, clone, collect, discounted_returns
+from agents.warm_start import Demonstrations, clone, collect, discounted_returns, perturbed
 from experiments.build import ConfigError, check, make_agent, make_env, make_vec_env, tuned_baseline
 from tests.presets import compose_train
 
@@ -171,3 +172,16 @@ def test_a_policy_that_cannot_be_cloned_into_is_refused_before_any_work():
     cfg = compose_train(["task=scheduling", "line=flow5_orders", "agent=maskable_ppo", "warm_start.heuristic=spt"])
     with pytest.raises(ConfigError, match=r"^warm_start.heuristic: MaskablePPO \(MaskableActorCriticPolicy\) cannot"):
         check(cfg)
+
+
+@pytest.mark.parametrize(
+    ("space", "action"),
+    [(gym.spaces.Discrete(9), np.zeros(20_000, dtype=np.int64)), (gym.spaces.MultiBinary(5), np.zeros((20_000, 5)))],
+)
+def test_a_discrete_rollout_executes_a_random_action_at_the_noise_rate(space, action):
+    """At rate 0.2, a fifth of the actions are redrawn (some redraws land on the rule's own action)."""
+    space.seed(0)
+    out = perturbed(action, space, 0.2, np.random.default_rng(0))
+    changed = (out != action).reshape(len(action), -1).any(axis=1).mean()
+    same_by_chance = 1 / 9 if isinstance(space, gym.spaces.Discrete) else 1 / 32
+    assert changed == pytest.approx(0.2 * (1 - same_by_chance), abs=0.01)
