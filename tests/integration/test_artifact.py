@@ -183,6 +183,11 @@ def test_vec_normalize_parity_and_evaluate_policy(tmp_path):
     assert (stats["clip_obs"], stats["epsilon"], stats["norm_obs"]) == (5.0, venv.epsilon, True)
     raw = random_obs(model.observation_space) * 4.0
     assert_parity(model, artifact, raw, sb3_obs=venv.normalize_obs(raw))
+    # readings far outside what training saw: both clip the normalised observation at clip_obs
+    scale = np.sqrt(venv.obs_rms.var + venv.epsilon)
+    far = (venv.obs_rms.mean + 30.0 * scale * np.sign(random_obs(model.observation_space, seed=3))).astype(np.float32)
+    assert np.abs(venv.normalize_obs(far)).max() == pytest.approx(5.0)
+    assert_parity(model, artifact, far, sb3_obs=venv.normalize_obs(far))
     # the artifact on the raw env scores what the model scores behind the same normalisation, episode by episode
     short = {"max_episode_steps": 60}
     raw_env = DummyVecEnv([lambda: Monitor(gym.make("smartline/Speed-v0", **short))])
