@@ -25,7 +25,7 @@ from envs.registration import START_DEFAULT, TASKS
 from experiments.deploy import artifact_sha256, main
 from experiments.shadow_report import write_shadow_report
 from hardware.audit import read_runs
-from hardware.modbus import VirtualPLC, default_map, setpoint_spec
+from hardware.modbus import StatusBit, VirtualPLC, default_map, setpoint_spec
 from hardware.twin import TwinLine
 from tests.artifacts import speed_artifact
 from tests.lines import FLOW5, REPO
@@ -230,3 +230,17 @@ def test_a_run_setting_that_is_not_a_number_of_its_kind_is_refused_before_any_re
     assert main([f"artifact={artifact}", f"audit={audit}", "status_every_s=0", setting]) == 2
     assert message in capsys.readouterr().err
     assert not audit.exists()
+
+
+def test_a_shadow_run_never_writes_its_heartbeat_while_it_waits_for_a_tick(artifact, tmp_path):
+    """Waits of 0.15 s between reads (3 s ticks), a heartbeat due every 0.02 s: a writable connection would beat.
+
+    An agent heartbeat arms the PLC's watchdog, which trips 2 s after the last one: a watchdog that
+    never trips saw none.
+    """
+    with free_plc(time_factor=20.0) as plc:
+        audit = tmp_path / "audit.sqlite"
+        assert deploy(artifact, plc.port, audit, "mode=shadow", "steps=2", "hardware.heartbeat_every_s=0.02") == 0
+        time.sleep(2.5)
+        assert StatusBit.WD_TRIPPED not in plc.status
+        assert (plc.accepted_commands, plc.handovers) == (0, 0)
