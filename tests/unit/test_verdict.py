@@ -40,3 +40,12 @@ def test_a_return_that_is_not_a_number_gets_no_verdict():
     assert verdict(rows([1.0, float("nan"), 2.0]), "a", "b") == (
         "episode: a against b: no verdict, the return is not a number on some of the 3 seeds"
     )
+
+
+def test_the_outcome_is_what_the_interval_says_not_the_sign_of_the_mean():
+    """+1.0 ± 2.9 cannot be told apart; -3.0 ± 0.65 is beaten; the interval decides, not the sign."""
+    ahead_by_noise = [3.0, -1.0, 2.0, 0.0]  # mean +1.0, half-width 2.9
+    behind = [-3.0, -2.5, -3.5, -3.0]  # mean -3.0, half-width 0.65
+    assert " a cannot be told apart from b: " in verdict(rows(ahead_by_noise), "a", "b")
+    assert " a is beaten by b: return difference -3.0 ± " in verdict(rows(behind), "a", "b")
+    assert " a beats b: " in verdict(rows([-x for x in behind]), "a", "b")
