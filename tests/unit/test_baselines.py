@@ -409,10 +409,10 @@ class HiddenLine:
 
 
 def test_a_baseline_takes_the_same_parameters_and_actions_on_a_line_that_is_not_the_twin():
-    twin = resolve_line("flow5", FactoryTask.levers, 60.0, None)
-    hidden = HiddenLine(resolve_line("flow5", FactoryTask.levers, 60.0, None))
-    assert isinstance(hidden, Line)
     for task_class, name in [(EnergyTask, "tou_energy"), (FactoryTask, "factory_rules")]:
+        twin = resolve_line("flow5", task_class.levers, 60.0, None)
+        hidden = HiddenLine(resolve_line("flow5", task_class.levers, 60.0, None))
+        assert isinstance(hidden, Line)
         on_twin = make_baseline(LineEnv(twin, task_class(twin.spec)), name)
         env = LineEnv(hidden, task_class(hidden.spec))
         on_hidden = make_baseline(env, name)
