@@ -17,11 +17,19 @@ hold for process kills (the committed WAL frames are in the operating system's h
 or an operating-system crash may lose the last few transactions, never the database itself.
 Nothing ever updates or deletes a row: triggers refuse `UPDATE` and `DELETE` on both tables, and a
 reopened log appends a new run.
+
+Triggers stop mistakes, not someone who drops them. So every row also carries `chain`, a SHA-256
+hash chain: a run's is the hash of its row, each step's the hash of the one before it in its run
+(the run's for step 0) and of its own row as stored. Reading checks every link and that runs and
+steps are numbered without gaps; an edited, inserted or deleted record fails the check. A run's
+`head` (its last link) changes with any of its records, so one kept elsewhere (deploy prints it
+when it stops) also shows a record cut off the end or a chain rewritten whole.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import math
 import sqlite3
@@ -34,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-FORMAT = 1  # `PRAGMA user_version` of an audit log; another value is another format
+FORMAT = 2  # `PRAGMA user_version` of an audit log; another value is another format (1: before the chain)
 MODES = ("shadow", "guarded")
 VERDICTS = ("pass", "clip", "block", "shadow")
 _INF, _NEG_INF = "Infinity", "-Infinity"
@@ -70,7 +78,7 @@ class AuditRecord:
     error: str | None = None  # a fault met this step (the typed error's message)
 
 
-@dataclass(frozen=True)
+@dataclass
 class AuditRun:
     """One opening of an audit log: its number (from 1), when it was opened, its meta and its records."""
 
@@ -78,6 +86,7 @@ class AuditRun:
     opened_at_s: float  # time.time() when the log was opened for this run, s since the epoch
     meta: dict[str, Any]
     records: list[AuditRecord]
+    head: str = ""  # the hash chain's last link: of the last record, or of the run's row before any
 
 
 class AuditError(Exception):
@@ -108,13 +117,15 @@ _COLUMNS = (
     ("error", "TEXT"),
 )
 _NAMES = ", ".join(f'"{c}"' for c, _ in _COLUMNS)
-_INSERT = f"INSERT INTO steps (run, {_NAMES}) VALUES ({', '.join('?' * (len(_COLUMNS) + 1))})"  # noqa: S608 (constant)
-_SELECT = f"SELECT run, {_NAMES} FROM steps ORDER BY id"  # noqa: S608 (constant)
+_INSERT = f"INSERT INTO steps (run, {_NAMES}, chain) VALUES ({', '.join('?' * (len(_COLUMNS) + 2))})"  # noqa: S608 (constant)
+_SELECT = f"SELECT run, {_NAMES}, chain FROM steps ORDER BY id"  # noqa: S608 (constant)
+# how each stored value reads back (`run` first): a link hashes the row as SQLite gives it back
+_KINDS = ("INTEGER", *(t.split()[0] for _, t in _COLUMNS))
 _SCHEMA = (
-    "CREATE TABLE runs (run INTEGER PRIMARY KEY, opened_at_s REAL NOT NULL, meta TEXT NOT NULL)",
+    "CREATE TABLE runs (run INTEGER PRIMARY KEY, opened_at_s REAL NOT NULL, meta TEXT NOT NULL, chain TEXT NOT NULL)",
     "CREATE TABLE steps (id INTEGER PRIMARY KEY, run INTEGER NOT NULL REFERENCES runs (run), "
     + ", ".join(f'"{c}" {t}' for c, t in _COLUMNS)
-    + ", UNIQUE (run, step))",
+    + ", chain TEXT NOT NULL, UNIQUE (run, step))",
     *(
         f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
         f"BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
@@ -127,6 +138,10 @@ _SCHEMA = (
 
 class AuditLog:
     """The append-only audit log of a deployment: one run per opening, one record per control step.
+
+    `run` is this opening's number and `head` the hash chain's last link (of the last record
+    appended, or of the run's row before any): keep it where the log's writer cannot reach, and a
+    log read later must end on it.
 
     Example:
         with AuditLog("audit.sqlite", meta={"line": "flow5", ...}) as log:
@@ -158,9 +173,15 @@ class AuditLog:
             db.execute("BEGIN IMMEDIATE")
             try:
                 self._create_or_check(db)
-                cursor = db.execute("INSERT INTO runs (opened_at_s, meta) VALUES (?, ?)", (time.time(), meta_json))
+                last = db.execute("SELECT max(run) FROM runs").fetchone()[0]
+                self.run = (last or 0) + 1  # this run's number, from 1
+                opened = time.time()
+                self.head = _link("", ("INTEGER", "REAL", "TEXT"), (self.run, opened, meta_json))
+                db.execute(
+                    "INSERT INTO runs (run, opened_at_s, meta, chain) VALUES (?, ?, ?, ?)",
+                    (self.run, opened, meta_json, self.head),
+                )
                 db.execute("COMMIT")
-                self.run = int(cursor.lastrowid or 0)  # this run's number, from 1
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -195,10 +216,13 @@ class AuditLog:
         start = time.perf_counter()
         if self._db is None:
             raise AuditError(f"audit log {self.path}: closed, step {record.step} not appended")
+        row = _row(self.run, record)
+        chain = _link(self.head, _KINDS, row)
         try:
-            self._db.execute(_INSERT, _row(self.run, record))
+            self._db.execute(_INSERT, (*row, chain))
         except sqlite3.Error as exc:
             raise AuditError(f"audit log {self.path}: step {record.step} not appended: {exc}") from exc
+        self.head = chain
         return (time.perf_counter() - start) * 1e3
 
     def checkpoint(self) -> None:
@@ -242,7 +266,8 @@ def read_runs(path: str | Path) -> list[AuditRun]:
     runs: a reader polling a deployment's log from its first instant sees an empty list.
 
     Raises:
-        AuditError: the file is missing, not an audit log, or holds a record that cannot be decoded.
+        AuditError: the file is missing, not an audit log, holds a record that cannot be decoded, or
+            a run or record that breaks the hash chain (changed, added or removed past the triggers).
     """
     path = Path(path)
     if not path.is_file():
@@ -257,13 +282,24 @@ def read_runs(path: str | Path) -> list[AuditRun]:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version != FORMAT:
             raise AuditError(f"audit log {path}: not an audit log of format {FORMAT} (user_version {version})")
-        runs = {
-            number: AuditRun(number, opened, json.loads(meta), [])
-            for number, opened, meta in db.execute("SELECT run, opened_at_s, meta FROM runs ORDER BY run")
-        }
+        runs: dict[int, AuditRun] = {}
+        for number, opened, meta, chain in db.execute("SELECT run, opened_at_s, meta, chain FROM runs ORDER BY run"):
+            if number != len(runs) + 1 or chain != _link("", ("INTEGER", "REAL", "TEXT"), (number, opened, meta)):
+                raise AuditError(f"audit log {path}: run {number} does not match the log's hash chain: {_ALTERED}")
+            runs[number] = AuditRun(number, opened, json.loads(meta), [], chain)
         db.row_factory = sqlite3.Row
         for row in db.execute(_SELECT):
-            runs[row["run"]].records.append(_record(path, row))
+            run = runs.get(row["run"])
+            if run is None:
+                raise AuditError(f"audit log {path}: step {row['step']} of run {row['run']}, no such run: {_ALTERED}")
+            values = tuple(row)[:-1]
+            if row["step"] != len(run.records) or row["chain"] != _link(run.head, _KINDS, values):
+                raise AuditError(
+                    f"audit log {path}: run {run.number}, step {row['step']} (record {len(run.records)} of the run) "
+                    f"does not match the log's hash chain: {_ALTERED}"
+                )
+            run.records.append(_record(path, row))
+            run.head = row["chain"]
     except sqlite3.Error as exc:
         raise AuditError(f"audit log {path}: not a readable audit log: {exc}") from exc
     except ValueError as exc:  # JSON that does not decode
@@ -271,6 +307,25 @@ def read_runs(path: str | Path) -> list[AuditRun]:
     finally:
         db.close()
     return list(runs.values())
+
+
+_ALTERED = "a record was changed, added or removed after it was written"
+
+
+def _link(previous: str, kinds: tuple[str, ...], values: tuple[Any, ...]) -> str:
+    """The next link of the hash chain: SHA-256 (hex) of `previous` and a row's values as SQLite stores them.
+
+    A REAL column stores a NaN as NULL and an integer as a float, an INTEGER one a bool as 0 or 1:
+    the values are put in that form first, so that the row read back hashes alike.
+    """
+    stored: list[Any] = []
+    for kind, v in zip(kinds, values, strict=True):
+        if v is None or (kind == "REAL" and math.isnan(v)):
+            stored.append(None)
+        else:
+            stored.append(float(v) if kind == "REAL" else int(v) if kind == "INTEGER" else v)
+    text = json.dumps(stored, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(f"{previous}\n{text}".encode()).hexdigest()
 
 
 def _new(db: sqlite3.Connection) -> bool:

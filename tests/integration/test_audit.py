@@ -129,6 +129,69 @@ def test_rows_can_be_neither_changed_nor_deleted(tmp_path: Path, statement: str)
     assert len(AuditLog.read(path)[1]) == 1
 
 
+def untriggered(path: Path) -> sqlite3.Connection:
+    """The log opened as someone who drops its append-only triggers would."""
+    db = sqlite3.connect(path, isolation_level=None)
+    for table in ("runs", "steps"):
+        for verb in ("update", "delete"):
+            db.execute(f"DROP TRIGGER {table}_no_{verb}")
+    return db
+
+
+@pytest.mark.parametrize(
+    ("statement", "broken"),
+    [
+        ("DELETE FROM steps WHERE step = 5", r"run 1, step 6 \(record 5 of the run\)"),
+        ("UPDATE steps SET written = '[0.5,0.5,0.5,0.5,0.5]' WHERE step = 6", r"run 1, step 6 "),
+        ("UPDATE steps SET line_time_s = 1.0 WHERE step = 3", r"run 1, step 3 "),
+        ("UPDATE steps SET verdict = 'pass', ood = 0 WHERE step = 0", r"run 1, step 0 "),
+        ('UPDATE runs SET meta = \'{"line": "other"}\' WHERE run = 2', r"run 2 does not match"),
+        ("DELETE FROM runs WHERE run = 1", r"run 2 does not match"),
+        ("DELETE FROM runs WHERE run = 2", r"step 0 of run 2, no such run"),
+        (
+            'INSERT INTO steps SELECT id + 100, run, step + 10, wall_time_s, mode, line_time_s, frame_seq, "values", '
+            "stamps, status, active, kpis, observation, proposed, verdict, reasons, written, echo, ood, latency_ms, "
+            "artifact_sha256, error, chain FROM steps WHERE step = 9 AND run = 1",
+            r"run 1, step 19 ",
+        ),
+    ],
+)
+def test_a_record_changed_past_the_triggers_breaks_the_hash_chain(tmp_path: Path, statement: str, broken: str) -> None:
+    """Triggers stop mistakes; a record deleted, edited or copied in by someone who dropped them is found on reading."""
+    path = tmp_path / "audit.sqlite"
+    for run in (1, 2):
+        with AuditLog(path, {"line": "flow5", "run": run}) as log:
+            for step in range(10):
+                log.append(record(step))
+    db = untriggered(path)
+    db.execute(statement)
+    db.close()
+    with pytest.raises(AuditError, match=broken + r".*a record was changed, added or removed after it was written"):
+        read_runs(path)
+
+
+def test_the_head_of_a_run_changes_with_any_of_its_records_and_is_what_the_writer_ends_on(tmp_path: Path) -> None:
+    heads = []
+    for last in (record(9), dataclasses.replace(record(9), proposed=np.full(5, 1.0))):
+        path = tmp_path / f"{len(heads)}.sqlite"
+        with AuditLog(path, {"line": "flow5"}) as log:
+            for step in range(9):
+                log.append(record(step))
+            log.append(last)
+            heads.append(log.head)
+        (run,) = read_runs(path)
+        assert run.head == log.head
+    assert heads[0] != heads[1]
+    assert len(heads[0]) == 64
+    # a record cut off the end leaves a chain that reads, but not to the head the writer ended on
+    db = untriggered(path)
+    db.execute("DELETE FROM steps WHERE step = 9")
+    db.close()
+    (run,) = read_runs(path)
+    assert len(run.records) == 9
+    assert run.head != heads[1]
+
+
 def test_a_bad_record_is_refused_whole(tmp_path: Path) -> None:
     path = tmp_path / "audit.sqlite"
     with AuditLog(path) as log:
