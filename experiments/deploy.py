@@ -192,8 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: `key=value` overrides of `configs/deploy.yaml`.
 
     Returns 0 on a clean stop, 1 when the policy gave no valid action for `max_policy_faults` steps
-    in a row or another controller's command reached the PLC, 2 on a config error or a PLC that
-    cannot serve the task.
+    in a row, another controller's command reached the PLC or the audit log refused a record (a
+    full disk), 2 on a config error or a PLC that cannot serve the task.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
@@ -231,13 +231,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    except AuditError as exc:  # a step that cannot be logged is not run: no control without its record
+        print(
+            f"error: {exc}; the run stops (the step's command, if any, went out unlogged), and the PLC's "
+            "watchdog hands the line back to its own control",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         dep.audit.close()
         dep.view.close()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     done = "stopped" if tally is None else f"{tally.steps} steps, {tally.written} written, {tally.faults} faults"
-    print(f"{dep.mode} run {done}; audit log {Path(cfg.audit).resolve()}; artifact sha256 {dep.sha256}")
+    print(
+        f"{dep.mode} run {done}; audit log {Path(cfg.audit).resolve()}, run {dep.audit.run}, "
+        f"hash chain head {dep.audit.head}; artifact sha256 {dep.sha256}"
+    )
     return 0
 
 

@@ -24,7 +24,7 @@ from envs.lines import resolve_line
 from envs.registration import START_DEFAULT, TASKS
 from experiments.deploy import artifact_sha256, main
 from experiments.shadow_report import write_shadow_report
-from hardware.audit import read_runs
+from hardware.audit import AuditError, AuditLog, AuditRecord, read_runs
 from hardware.modbus import StatusBit, VirtualPLC, default_map, setpoint_spec
 from hardware.twin import TwinLine
 from tests.artifacts import speed_artifact
@@ -62,7 +62,7 @@ def deploy(artifact: Path, port: int, audit: Path, *extra: str) -> int:
     return main([f"artifact={artifact}", f"hardware.port={port}", f"audit={audit}", "status_every_s=0", *extra])
 
 
-def test_a_shadow_run_writes_nothing_and_logs_every_step_and_the_report_renders(artifact, tmp_path):
+def test_a_shadow_run_writes_nothing_and_logs_every_step_and_the_report_renders(artifact, tmp_path, capsys):
     audit = tmp_path / "audit.sqlite"
     # frames 0.08 s apart (12 s of line time): a loaded machine's reads do not tear on every retry
     with free_plc(time_factor=150.0, publish_s=0.08) as plc:
@@ -72,6 +72,7 @@ def test_a_shadow_run_writes_nothing_and_logs_every_step_and_the_report_renders(
         assert not plc.agent_in_control  # the PLC never saw the agent: not even a heartbeat
     (run,) = read_runs(audit)
     assert [r.step for r in run.records] == list(range(12))
+    assert f"run 1, hash chain head {run.head};" in capsys.readouterr().out  # to keep apart from the log
     assert {r.mode for r in run.records} == {"shadow"}
     assert {r.verdict for r in run.records} == {"shadow"}
     assert all(r.written is None and r.error is None for r in run.records)
@@ -244,3 +245,24 @@ def test_a_shadow_run_never_writes_its_heartbeat_while_it_waits_for_a_tick(artif
         time.sleep(2.5)
         assert StatusBit.WD_TRIPPED not in plc.status
         assert (plc.accepted_commands, plc.handovers) == (0, 0)
+
+
+def test_a_record_the_audit_log_refuses_stops_the_run_with_status_1(artifact, tmp_path, capsys, monkeypatch):
+    """A full disk: the third append fails; the run stops there with one line, the two before kept."""
+    append = AuditLog.append
+    calls = []
+
+    def fail_third(log: AuditLog, record: AuditRecord) -> float:
+        calls.append(record.step)
+        if len(calls) == 3:
+            raise AuditError(f"audit log {log.path}: step {record.step} not appended: database or disk is full")
+        return append(log, record)
+
+    monkeypatch.setattr(AuditLog, "append", fail_third)
+    audit = tmp_path / "audit.sqlite"
+    with free_plc() as plc:
+        assert deploy(artifact, plc.port, audit, "mode=shadow", "steps=6") == 1
+    assert "step 2 not appended: database or disk is full; the run stops" in capsys.readouterr().err
+    assert calls == [0, 1, 2]
+    (run,) = read_runs(audit)
+    assert [r.step for r in run.records] == [0, 1]
