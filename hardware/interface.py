@@ -274,9 +274,8 @@ class Frame:
     counters: Counters | None = None  # the line's running totals `kpis` derive from, if it reports them
 
     def __post_init__(self) -> None:
-        """Freeze the arrays so that a frame really cannot change after it was taken."""
-        self.values.flags.writeable = False
-        self.stamps.flags.writeable = False
+        """Freeze the arrays so that a frame really cannot change after it was taken (a view is copied first)."""
+        _freeze(self, "values", "stamps")
 
 
 @dataclass(frozen=True)
@@ -287,9 +286,8 @@ class Jobs:
     status: np.ndarray  # int8 `JobStatus` codes
 
     def __post_init__(self) -> None:
-        """Freeze the arrays."""
-        self.step.flags.writeable = False
-        self.status.flags.writeable = False
+        """Freeze the arrays (a view is copied first)."""
+        _freeze(self, "step", "status")
 
 
 @dataclass(frozen=True)
@@ -365,3 +363,17 @@ class Supervised(Protocol):
     def heartbeat(self) -> None:
         """Tell the controller the agent is alive, and write nothing else."""
         ...
+
+
+def _freeze(obj: Any, *names: str) -> None:
+    """Make the arrays `names` of frozen dataclass `obj` read-only; one that views another's memory is copied.
+
+    Read-only is a flag of the array, not of its memory: a view left as given would change with
+    the array it views.
+    """
+    for name in names:
+        a = getattr(obj, name)
+        if a.base is not None:
+            a = a.copy()
+            object.__setattr__(obj, name, a)
+        a.flags.writeable = False

@@ -54,3 +54,13 @@ def test_setpoints_need_matching_shape():
     line.reset()
     with pytest.raises(ValueError, match="shape"):
         line.write(Command(setpoints=np.array([1.0])))
+
+
+def test_a_frame_built_on_a_view_does_not_change_with_the_array_it_viewed():
+    buffer = np.zeros(4)
+    frame = Frame(time=0.0, seq=0, values=buffer[:2], stamps=buffer[2:], pending=())
+    buffer[:] = 5.0
+    assert frame.values.tolist() == [0.0, 0.0]
+    assert frame.stamps.tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="read-only"):
+        frame.values[0] = 1.0
