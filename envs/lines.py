@@ -48,8 +48,8 @@ def resolve_line(
     A twin built here hands the agent exactly the task's `levers`, ticking every
     `control_period_s` seconds. Its episodes start as the line definition's `start` section says,
     `start_default` filling in what the definition leaves out and `start` replacing it. A given
-    `Line` object must already own those levers and starts as it is. A definition is a mapping as
-    in a line file (what the Hydra `line` group composes).
+    `Line` object must already hand the agent exactly those levers (the task checks) and starts as
+    it is. A definition is a mapping as in a line file (what the Hydra `line` group composes).
     """
     if not isinstance(line, str | Path | Mapping):
         for name, given in (("scenario", scenario), ("start, warmup_h", start)):
