@@ -365,15 +365,17 @@ class Supervised(Protocol):
         ...
 
 
-def _freeze(obj: Any, *names: str) -> None:
-    """Make the arrays `names` of frozen dataclass `obj` read-only; one that views another's memory is copied.
+def _freeze(obj: Any, first: str, second: str) -> None:
+    """Make two arrays of frozen dataclass `obj` read-only; one that views another's memory is copied.
 
     Read-only is a flag of the array, not of its memory: a view left as given would change with
-    the array it views.
+    the array it views. (Two names, not a loop: a frame is made at every step.)
     """
-    for name in names:
-        a = getattr(obj, name)
-        if a.base is not None:
-            a = a.copy()
-            object.__setattr__(obj, name, a)
-        a.flags.writeable = False
+    a, b = getattr(obj, first), getattr(obj, second)
+    if a.base is not None:
+        a = a.copy()
+        object.__setattr__(obj, first, a)
+    if b.base is not None:
+        b = b.copy()
+        object.__setattr__(obj, second, b)
+    a.flags.writeable = b.flags.writeable = False
