@@ -119,8 +119,9 @@ _COLUMNS = (
 _NAMES = ", ".join(f'"{c}"' for c, _ in _COLUMNS)
 _INSERT = f"INSERT INTO steps (run, {_NAMES}, chain) VALUES ({', '.join('?' * (len(_COLUMNS) + 2))})"  # noqa: S608 (constant)
 _SELECT = f"SELECT run, {_NAMES}, chain FROM steps ORDER BY id"  # noqa: S608 (constant)
-# how each stored value reads back (`run` first): a link hashes the row as SQLite gives it back
+# each value's SQL type (`run` first), to write it in the form SQLite reads back (`_stored`)
 _KINDS = ("INTEGER", *(t.split()[0] for _, t in _COLUMNS))
+_RUN_KINDS = ("INTEGER", "REAL", "TEXT")
 _SCHEMA = (
     "CREATE TABLE runs (run INTEGER PRIMARY KEY, opened_at_s REAL NOT NULL, meta TEXT NOT NULL, chain TEXT NOT NULL)",
     "CREATE TABLE steps (id INTEGER PRIMARY KEY, run INTEGER NOT NULL REFERENCES runs (run), "
@@ -175,13 +176,11 @@ class AuditLog:
                 self._create_or_check(db)
                 last = db.execute("SELECT max(run) FROM runs").fetchone()[0]
                 self.run = (last or 0) + 1  # this run's number, from 1
-                opened = time.time()
-                self.head = _link("", ("INTEGER", "REAL", "TEXT"), (self.run, opened, meta_json))
-                db.execute(
-                    "INSERT INTO runs (run, opened_at_s, meta, chain) VALUES (?, ?, ?, ?)",
-                    (self.run, opened, meta_json, self.head),
-                )
+                row = _stored(_RUN_KINDS, (self.run, time.time(), meta_json))
+                self.head = _link("", row)
+                db.execute("INSERT INTO runs (run, opened_at_s, meta, chain) VALUES (?, ?, ?, ?)", (*row, self.head))
                 db.execute("COMMIT")
+                self._next_step = 0
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -210,19 +209,21 @@ class AuditLog:
             The time this call took, ms.
 
         Raises:
-            AuditError: the log is closed, the record breaks a constraint (a step number already in
-                this run, an unknown mode or verdict) or the database refuses the write.
+            AuditError: the log is closed, the record is not the run's next step (0, 1, 2, ...),
+                breaks a constraint (an unknown mode or verdict) or the database refuses the write.
         """
         start = time.perf_counter()
         if self._db is None:
             raise AuditError(f"audit log {self.path}: closed, step {record.step} not appended")
-        row = _row(self.run, record)
-        chain = _link(self.head, _KINDS, row)
+        if record.step != self._next_step:
+            raise AuditError(f"audit log {self.path}: step {record.step} not appended: step {self._next_step} is next")
+        row = _stored(_KINDS, _row(self.run, record))
+        chain = _link(self.head, row)
         try:
             self._db.execute(_INSERT, (*row, chain))
         except sqlite3.Error as exc:
             raise AuditError(f"audit log {self.path}: step {record.step} not appended: {exc}") from exc
-        self.head = chain
+        self.head, self._next_step = chain, self._next_step + 1
         return (time.perf_counter() - start) * 1e3
 
     def checkpoint(self) -> None:
@@ -277,6 +278,7 @@ def read_runs(path: str | Path) -> list[AuditRun]:
     except sqlite3.Error as exc:
         raise AuditError(f"audit log {path}: cannot open it: {exc}") from exc
     try:
+        db.execute("BEGIN")  # one snapshot for both tables: a writer's new run between them is not half seen
         if _new(db):
             return []
         version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -284,7 +286,7 @@ def read_runs(path: str | Path) -> list[AuditRun]:
             raise AuditError(f"audit log {path}: not an audit log of format {FORMAT} (user_version {version})")
         runs: dict[int, AuditRun] = {}
         for number, opened, meta, chain in db.execute("SELECT run, opened_at_s, meta, chain FROM runs ORDER BY run"):
-            if number != len(runs) + 1 or chain != _link("", ("INTEGER", "REAL", "TEXT"), (number, opened, meta)):
+            if number != len(runs) + 1 or chain != _link("", (number, opened, meta)):
                 raise AuditError(f"audit log {path}: run {number} does not match the log's hash chain: {_ALTERED}")
             runs[number] = AuditRun(number, opened, json.loads(meta), [], chain)
         db.row_factory = sqlite3.Row
@@ -292,8 +294,7 @@ def read_runs(path: str | Path) -> list[AuditRun]:
             run = runs.get(row["run"])
             if run is None:
                 raise AuditError(f"audit log {path}: step {row['step']} of run {row['run']}, no such run: {_ALTERED}")
-            values = tuple(row)[:-1]
-            if row["step"] != len(run.records) or row["chain"] != _link(run.head, _KINDS, values):
+            if row["step"] != len(run.records) or row["chain"] != _link(run.head, tuple(row)[:-1]):
                 raise AuditError(
                     f"audit log {path}: run {run.number}, step {row['step']} (record {len(run.records)} of the run) "
                     f"does not match the log's hash chain: {_ALTERED}"
@@ -312,18 +313,26 @@ def read_runs(path: str | Path) -> list[AuditRun]:
 _ALTERED = "a record was changed, added or removed after it was written"
 
 
-def _link(previous: str, kinds: tuple[str, ...], values: tuple[Any, ...]) -> str:
-    """The next link of the hash chain: SHA-256 (hex) of `previous` and a row's values as SQLite stores them.
+def _stored(kinds: tuple[str, ...], values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row's values in the form SQLite gives them back: what is written, and hashed, is what is read.
 
-    A REAL column stores a NaN as NULL and an integer as a float, an INTEGER one a bool as 0 or 1:
-    the values are put in that form first, so that the row read back hashes alike.
+    REAL: a Python float, NaN as NULL (SQLite's own), -0.0 as 0.0 (SQLite keeps no sign of zero);
+    INTEGER: a Python int (a bool as 0 or 1; a numpy scalar would go in as a BLOB); TEXT as given.
     """
-    stored: list[Any] = []
+    out: list[Any] = []
     for kind, v in zip(kinds, values, strict=True):
-        if v is None or (kind == "REAL" and math.isnan(v)):
-            stored.append(None)
+        if v is None or kind == "TEXT":
+            out.append(v)
+        elif kind == "INTEGER":
+            out.append(int(v))
         else:
-            stored.append(float(v) if kind == "REAL" else int(v) if kind == "INTEGER" else v)
+            x = float(v) + 0.0
+            out.append(None if math.isnan(x) else x)
+    return tuple(out)
+
+
+def _link(previous: str, stored: tuple[Any, ...]) -> str:
+    """The next link of the hash chain: SHA-256 (hex) of `previous` and a row as stored (types and all)."""
     text = json.dumps(stored, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(f"{previous}\n{text}".encode()).hexdigest()
 

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -148,6 +149,7 @@ def untriggered(path: Path) -> sqlite3.Connection:
         ('UPDATE runs SET meta = \'{"line": "other"}\' WHERE run = 2', r"run 2 does not match"),
         ("DELETE FROM runs WHERE run = 1", r"run 2 does not match"),
         ("DELETE FROM runs WHERE run = 2", r"step 0 of run 2, no such run"),
+        ("UPDATE steps SET frame_seq = frame_seq + 0.9 WHERE run = 1 AND step = 4", r"run 1, step 4 "),
         (
             'INSERT INTO steps SELECT id + 100, run, step + 10, wall_time_s, mode, line_time_s, frame_seq, "values", '
             "stamps, status, active, kpis, observation, proposed, verdict, reasons, written, echo, ood, latency_ms, "
@@ -168,6 +170,60 @@ def test_a_record_changed_past_the_triggers_breaks_the_hash_chain(tmp_path: Path
     db.close()
     with pytest.raises(AuditError, match=broken + r".*a record was changed, added or removed after it was written"):
         read_runs(path)
+
+
+def test_values_in_the_form_sqlite_changes_read_back_through_the_chain(tmp_path: Path) -> None:
+    """-0.0 (stored as 0), numpy scalars (a BLOB if bound as they are), a bool echo: a log as written reads."""
+    path = tmp_path / "audit.sqlite"
+    odd = dataclasses.replace(
+        record(0), line_time_s=-0.0, wall_time_s=np.float32(1.5e3), frame_seq=np.int64(7), echo=np.int32(3)
+    )
+    with AuditLog(path) as log:
+        log.append(odd)
+        log.append(dataclasses.replace(record(1), line_time_s=np.nan, echo=True))
+    (run,) = read_runs(path)
+    first, second = run.records
+    assert (first.line_time_s, first.wall_time_s, first.frame_seq, first.echo) == (0.0, 1500.0, 7, 3)
+    assert type(first.frame_seq) is int
+    assert np.isnan(second.line_time_s)
+    assert second.echo == 1
+
+
+def test_a_step_out_of_turn_is_refused_at_once(tmp_path: Path) -> None:
+    with AuditLog(tmp_path / "audit.sqlite") as log:
+        with pytest.raises(AuditError, match="step 1 not appended: step 0 is next"):
+            log.append(record(1))
+        log.append(record(0))
+        with pytest.raises(AuditError, match="step 0 not appended: step 1 is next"):
+            log.append(record(0))
+    assert [r.step for r in read_runs(tmp_path / "audit.sqlite")[0].records] == [0]
+
+
+def test_a_reader_beside_a_writer_that_reopens_sees_whole_runs(tmp_path: Path) -> None:
+    """Runs and steps are read in one snapshot: a run opened between the two reads was seen as tampering."""
+    path = tmp_path / "audit.sqlite"
+    with AuditLog(path) as log:
+        log.append(record(0))
+    stop = time.monotonic() + 2.0
+
+    def reopen() -> None:
+        while time.monotonic() < stop:
+            with AuditLog(path) as log:
+                for step in range(3):
+                    log.append(record(step))
+
+    writer = threading.Thread(target=reopen)
+    writer.start()
+    reads = 0
+    try:
+        while time.monotonic() < stop:
+            runs = read_runs(path)
+            assert all(r.records for r in runs[:-1])
+            reads += 1
+    finally:
+        writer.join()
+    assert reads > 5
+    assert len(read_runs(path)) > 5
 
 
 def test_the_head_of_a_run_changes_with_any_of_its_records_and_is_what_the_writer_ends_on(tmp_path: Path) -> None:
