@@ -2,7 +2,7 @@ r"""Sweep a heuristic's parameters on tuning seeds, so that learned policies mee
 
     python -m experiments.tune experiment=maintenance tune.baseline=fixed_interval 'tune.grid={interval_h:[50,100,200]}'
     python -m experiments.tune experiment=inventory scenario=supplier_outage tune.baseline=ss_reorder \\
-        'tune.grid={reorder_point_units:[400,800],order_up_to_units:[1500,2300]}'
+        'tune.grid={reorder_point_units:[400,800],order_up_to_units:[2300,3100]}'
 
 Every combination of the grid runs on the experiment's own env (task, line, scenario, guard) for
 `tune.episodes` episodes from `tune.seed` (the evaluation seeds, never the held-out seeds of the
@@ -134,8 +134,9 @@ def refusals(cfg: DictConfig, baseline: str, points: Sequence[Mapping[str, Any]]
     """Why the heuristic refuses each combination on the experiment's env (None: it runs it).
 
     A grid is every combination of its values, and some may be no policy: s at or above S, or S - s
-    below the task's smallest order. They are reported and left out; a `ConfigError` when none is
-    left, or when a combination's parameters do not fit the heuristic at all.
+    below the task's smallest order. They are reported and left out. A value refused in every
+    combination it is part of (a negative interval, a typo) is a `ConfigError` naming it, before
+    any run; so is a combination whose parameters do not fit the heuristic at all.
     """
     env = make_env(cfg)
     try:
@@ -150,10 +151,13 @@ def refusals(cfg: DictConfig, baseline: str, points: Sequence[Mapping[str, Any]]
                 reasons.append(str(exc))
     finally:
         env.close()
-    if all(r is not None for r in reasons):
-        raise ConfigError(
-            f"tune.grid: {baseline} refuses every combination, e.g. {point_label(points[0])}: {reasons[0]}"
-        )
+    for name in points[0]:
+        by_value: dict[str, list[str | None]] = {}
+        for point, reason in zip(points, reasons, strict=True):
+            by_value.setdefault(point_label({name: point[name]}), []).append(reason)
+        for value, refused in by_value.items():
+            if all(r is not None for r in refused):
+                raise ConfigError(f"tune.grid ({value}): {baseline} refuses every combination with it: {refused[0]}")
     return reasons
 
 

@@ -274,7 +274,7 @@ class Frame:
     counters: Counters | None = None  # the line's running totals `kpis` derive from, if it reports them
 
     def __post_init__(self) -> None:
-        """Freeze the arrays so that a frame really cannot change after it was taken (a view is copied first)."""
+        """Freeze the arrays (a view of another array is copied first); a line hands over arrays it no longer writes."""
         _freeze(self, "values", "stamps")
 
 

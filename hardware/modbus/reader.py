@@ -106,8 +106,8 @@ class FrameReader:
     def _fresh(self, st: PlcStatus, sent: float) -> None:
         """Refuse a status whose timestamp went back or whose heartbeat stood still too long; keep it.
 
-        Its age counts from `sent`, when its request went out (wall clock): the rest of a frame's
-        requests, a slow answer and re-reads of a torn frame all count against the status deadline.
+        Its age counts from `sent`, when its request went out (wall clock): a slow answer and the
+        rest of the frame's requests count against the status deadline.
         """
         now = time.monotonic()
         if self._last_time is not None and st.timestamp_s < self._last_time:

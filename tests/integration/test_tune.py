@@ -97,7 +97,8 @@ def test_a_sweep_ranks_by_mean_return_on_tuning_seeds_and_writes_the_winner_as_h
         (["tune.grid={interval_h:[1]}", "tune.seed=-3"], "tune.seed: must be a whole number >= 0, got -3"),
         (["tune.grid={interval_h:[1]}", "tune.seed=1.5"], "tune.seed: must be a whole number >= 0, got 1.5"),
         (["tune.grid={interval_h:[1]}", "tune.continuing_days=0"], "tune.continuing_days: must be a positive number"),
-        (["tune.grid={interval_h:[-1,0]}"], r"tune.grid: fixed_interval refuses every combination, e.g. interval_h=-1"),
+        (["tune.grid={interval_h:[-1,0]}"], r"tune.grid \(interval_h=-1\): fixed_interval refuses every combination"),
+        (["tune.grid={interval_h:[-5,.nan,85]}"], r"tune.grid \(interval_h=-5\): .* must be a finite number > 0"),
     ],
 )
 def test_a_bad_sweep_is_a_config_error_naming_its_key(tmp_path, overrides, message):
@@ -210,18 +211,22 @@ def test_a_combination_whose_return_is_not_a_number_ranks_last():
 
 
 def test_combinations_the_heuristic_refuses_are_listed_under_the_ranking_and_not_run(tmp_path):
-    """On the Inventory preset an order is at least 1,250 units: (s, S) = (800, 1500) would act as (250, 1500)."""
-    grid = "tune.grid={reorder_point_units:[400,800],order_up_to_units:[1500,2050]}"
+    """On the Inventory preset an order is at least 1,250 units: (s, S) = (800, 1600) would act as (350, 1600)."""
+    grid = "tune.grid={reorder_point_units:[300,800],order_up_to_units:[1600,2050]}"
     short = ["tune.episodes=2", "tune.continuing_seeds=0", "task.max_episode_steps=24"]
     cfg = compose_config("tune", ["experiment=inventory", "tune.baseline=ss_reorder", grid, *short])
-    best = tune(cfg, tmp_path)
-    assert best["order_up_to_units"] == 2050
+    tune(cfg, tmp_path)
     with (tmp_path / "episodes.csv").open() as f:
         run = {r["policy"] for r in csv.DictReader(f)}
-    assert run == {"reorder_point_units=400, order_up_to_units=2050", "reorder_point_units=800, order_up_to_units=2050"}
+    assert run == {
+        "reorder_point_units=300, order_up_to_units=1600",
+        "reorder_point_units=300, order_up_to_units=2050",
+        "reorder_point_units=800, order_up_to_units=2050",
+    }
     ranking_md = (tmp_path / "ranking.md").read_text()
     refused = ranking_md.split("Refused by ss_reorder, not run:")[1]
-    assert "- reorder_point_units=800, order_up_to_units=1500: the target (1500 units) less" in refused
-    assert "act as reorder_point_units=250" in refused
-    assert "reorder_point_units=400, order_up_to_units=1500" in refused
-    assert "2050" not in refused
+    assert refused.strip().splitlines() == [
+        "- reorder_point_units=800, order_up_to_units=1600: the target (1600 units) less reorder_point_units (800) "
+        "is below the task's min_order_units (1250): at s the gap to S is too small to order, so the rule would act "
+        "as reorder_point_units=350"
+    ]
