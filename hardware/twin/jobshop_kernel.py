@@ -166,7 +166,7 @@ class JobShopLine:
             if not 0 <= s < self._n_stations:
                 raise ValueError(f"dispatch: no station {s} (line has {self._n_stations})")
             name = self.spec.stations[s]
-            if not self._open(s):
+            if s not in self._open_stations():
                 raise ValueError(
                     f"dispatch: station {name!r} is not free for a dispatch now (state {State(self._state[s]).name})"
                 )
@@ -218,9 +218,13 @@ class JobShopLine:
         if not self._live:
             raise RuntimeError(f"line {self.spec.name!r}: call reset() before using it")
 
-    def _open(self, s: int) -> bool:
-        """Whether station `s` waits for a dispatch decision (the twin's `Station.open_for_dispatch`)."""
-        return bool(self._queue[s]) and self._state[s] == _IDLE and self._assigned[s] < 0
+    def _open_stations(self) -> list[int]:
+        """The stations waiting for a dispatch decision, in order (the twin's `Station.open_for_dispatch`).
+
+        One pass over the lists, no call per station: it runs at every frame and every finish.
+        """
+        queue, state, assigned = self._queue, self._state, self._assigned
+        return [s for s in range(self._n_stations) if queue[s] and state[s] == _IDLE and assigned[s] < 0]
 
     def _set_state(self, s: int, new: int) -> None:
         """The twin's `Station.set_state`: close the old state's time and energy, then change power."""
@@ -259,7 +263,7 @@ class JobShopLine:
         self._health_consumed += worn
         self._ops += 1
         self._ideal_busy_s += worked
-        halt = any(self._open(k) for k in range(self._n_stations) if k != s)
+        halt = any(k != s for k in self._open_stations())
         step += 1
         self._step[job] = step
         if step == self._lengths[job]:
@@ -292,7 +296,7 @@ class JobShopLine:
         return self._done == len(self._routes)
 
     def _new_frame(self, measure: bool) -> Frame:
-        open_now = [s for s in range(self._n_stations) if self._open(s)]
+        open_now = self._open_stations()
         pending = tuple([Decision(_DISPATCH, s, tuple(self._queue[s])) for s in open_now])
         self._seq += 1
         jobs = Jobs(self._step.copy(), self._status.copy())
