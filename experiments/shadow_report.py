@@ -226,7 +226,9 @@ def _header(run: AuditRun, period: float) -> str:
         f"{'; '.join(facts)}.\n\n"
         f"Opened {_when(run.opened_at_s)}; {len(records)} steps (step {first.step} to {last.step}), "
         f"line time {_num(first.line_time_s)} s to {_num(last.line_time_s)} s ({hours:.2f} h{_reattached(records)}), "
-        f"control period {period:g} s, levers {', '.join(meta['levers'])}."
+        f"control period {period:g} s, levers {', '.join(meta['levers'])}. The audit log's hash chain "
+        f"holds from the run's opening to its last step, whose head is `{run.head}`: the head deploy "
+        "printed when the run stopped, if nothing was cut off or rewritten."
     )
 
 

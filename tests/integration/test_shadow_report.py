@@ -241,6 +241,7 @@ def test_the_report_renders_every_section_and_plot(audit: Path, capsys: pytest.C
     ):
         assert section in text, section
     assert "no records" in text.split("## Run 2")[1]
+    assert f"whose head is `{read_runs(audit)[0].head}`" in text  # to hold against what deploy printed
     assert "| `rate:cut.speed` | 8 | 20.0% |" in text
     assert "Observations out of the training distribution: 5 of 40 steps (12.5%)" in text
     assert "| ModbusTimeout | 1 |" in text
