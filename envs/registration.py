@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,9 @@ def _start(start: str | None, warmup_h: Sequence[float] | None) -> dict[str, Any
         fields["mode"] = start
     if warmup_h is not None:
         hours = tuple(warmup_h)
-        if len(hours) != 2:
-            raise ValueError(f"warmup_h: give (min, max) hours, got {warmup_h!r}")
+        numbers = all(isinstance(h, int | float) and not isinstance(h, bool) and math.isfinite(h) for h in hours)
+        if len(hours) != 2 or not numbers or not 0 <= hours[0] <= hours[1]:
+            raise ValueError(f"warmup_h: give (min, max) hours, 0 <= min <= max, got {warmup_h!r}")
         fields["warmup_min_h"], fields["warmup_max_h"] = hours
     return fields or None
 

@@ -254,6 +254,8 @@ def test_bad_scheduling_kwargs_name_the_problem(kwargs, message):
         ("smartline/Factory-v0", {"control_period_s": 0}, "control_period_s must be > 0"),
         ("smartline/Inventory-v0", {"order_levels": 1}, "order_levels must be >= 2"),
         ("smartline/Maintenance-v0", {"line": "/no/such/line.yaml"}, "line '/no/such/line.yaml'"),
+        ("smartline/Speed-v0", {"warmup_h": (5, 1)}, r"warmup_h: .* 0 <= min <= max, got \(5, 1\)"),
+        ("smartline/Speed-v0", {"warmup_h": (-1, 2)}, r"warmup_h: .* got \(-1, 2\)"),
     ],
 )
 def test_bad_task_kwargs_name_the_problem(env_id, kwargs, message):

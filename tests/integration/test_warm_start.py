@@ -153,8 +153,8 @@ def test_scenario_times_count_from_the_episode_start():
 def test_start_arguments_are_checked_and_named():
     with pytest.raises(ValueError, match="start must be one of cold, warm, auto"):
         gym.make("smartline/Speed-v0", start="hot")
-    with pytest.raises(ValueError, match="warmup_max_h"):
-        gym.make("smartline/Speed-v0", warmup_h=(10.0, 5.0))
+    with pytest.raises(ValueError, match=r"warmup_h: give \(min, max\) hours, 0 <= min <= max, got \(10.0, 5.0\)"):
+        gym.make("smartline/Speed-v0", warmup_h=(10.0, 5.0))  # named as given, not as the line file's field
     line = TwinLine.from_yaml(config_file("line", "flow5"), seed=0, control={"levers": ["speed"]})
     with pytest.raises(ValueError, match="start, warmup_h: only applies to a line built from a definition"):
         gym.make("smartline/Speed-v0", line=line, start="cold")
