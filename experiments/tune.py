@@ -9,7 +9,8 @@ Every combination of the grid runs on the experiment's own env (task, line, scen
 final table) and, on tick tasks, over `tune.continuing_days` without reset on the first
 `tune.continuing_seeds` of them. The combinations are ranked by mean return in `tune.rank_by`
 mode; one the heuristic refuses on this env (s at or above S, S - s below the task's smallest
-order, a threshold its sensor cannot read) is listed under the ranking, not run. The run's
+order) is listed under the ranking, not run, and a value it refuses in every combination (a
+threshold its sensor cannot read, a negative interval) is a config error. The run's
 folder gets the ranking (`ranking.md`), the KPI table, CSV and plots of every combination, and
 `best.yaml`: the winner as a `heuristics:` entry to paste into the experiment.
 """

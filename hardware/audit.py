@@ -18,12 +18,13 @@ or an operating-system crash may lose the last few transactions, never the datab
 Nothing ever updates or deletes a row: triggers refuse `UPDATE` and `DELETE` on both tables, and a
 reopened log appends a new run.
 
-Triggers stop mistakes, not someone who drops them. So every row also carries `chain`, a SHA-256
-hash chain: a run's is the hash of its row, each step's the hash of the one before it in its run
-(the run's for step 0) and of its own row as stored. Reading checks every link and that runs and
-steps are numbered without gaps; an edited, inserted or deleted record fails the check. A run's
-`head` (its last link) changes with any of its records, so one kept elsewhere (deploy prints it
-when it stops) also shows a record cut off the end or a chain rewritten whole.
+Triggers stop mistakes, not someone who drops them. So every row also carries `chain`, one SHA-256
+hash chain through the whole log: a run's link hashes the last link before it (the previous run's
+last record's, "" for run 1) and its row, each step's the link before it and its row as stored.
+Reading checks every link and that runs and steps are numbered without gaps: a record edited,
+inserted or deleted anywhere, or added to or cut from any run but the last, fails the check. The
+last run's `head` (its last link) changes with any record of the log, so one kept elsewhere
+(deploy prints it when it stops) also shows records cut from the end or a chain rewritten whole.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ class AuditLog:
                 last = db.execute("SELECT max(run) FROM runs").fetchone()[0]
                 self.run = (last or 0) + 1  # this run's number, from 1
                 row = _stored(_RUN_KINDS, (self.run, time.time(), meta_json))
-                self.head = _link("", row)
+                self.head = _link(_log_head(db, last), row)  # on from the last run's last link
                 db.execute("INSERT INTO runs (run, opened_at_s, meta, chain) VALUES (?, ?, ?, ?)", (*row, self.head))
                 db.execute("COMMIT")
                 self._next_step = 0
@@ -217,11 +218,11 @@ class AuditLog:
             raise AuditError(f"audit log {self.path}: closed, step {record.step} not appended")
         if record.step != self._next_step:
             raise AuditError(f"audit log {self.path}: step {record.step} not appended: step {self._next_step} is next")
-        row = _stored(_KINDS, _row(self.run, record))
-        chain = _link(self.head, row)
         try:
+            row = _stored(_KINDS, _row(self.run, record))
+            chain = _link(self.head, row)
             self._db.execute(_INSERT, (*row, chain))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError, OverflowError) as exc:  # a value SQLite cannot hold, too
             raise AuditError(f"audit log {self.path}: step {record.step} not appended: {exc}") from exc
         self.head, self._next_step = chain, self._next_step + 1
         return (time.perf_counter() - start) * 1e3
@@ -284,30 +285,41 @@ def read_runs(path: str | Path) -> list[AuditRun]:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version != FORMAT:
             raise AuditError(f"audit log {path}: not an audit log of format {FORMAT} (user_version {version})")
-        runs: dict[int, AuditRun] = {}
-        for number, opened, meta, chain in db.execute("SELECT run, opened_at_s, meta, chain FROM runs ORDER BY run"):
-            if number != len(runs) + 1 or chain != _link("", (number, opened, meta)):
-                raise AuditError(f"audit log {path}: run {number} does not match the log's hash chain: {_ALTERED}")
-            runs[number] = AuditRun(number, opened, json.loads(meta), [], chain)
+        run_rows = db.execute("SELECT run, opened_at_s, meta, chain FROM runs ORDER BY run").fetchall()
         db.row_factory = sqlite3.Row
+        steps: dict[int, list[sqlite3.Row]] = {}
         for row in db.execute(_SELECT):
-            run = runs.get(row["run"])
-            if run is None:
-                raise AuditError(f"audit log {path}: step {row['step']} of run {row['run']}, no such run: {_ALTERED}")
+            steps.setdefault(row["run"], []).append(row)
+        return _chained(path, run_rows, steps)
+    except sqlite3.Error as exc:
+        raise AuditError(f"audit log {path}: not a readable audit log: {exc}") from exc
+    except (ValueError, TypeError) as exc:  # JSON that does not decode, a value of a type no record holds
+        raise AuditError(f"audit log {path}: a record does not decode: {exc}") from exc
+    finally:
+        db.close()
+
+
+def _chained(path: Path, run_rows: list[tuple[Any, ...]], steps: dict[int, list[sqlite3.Row]]) -> list[AuditRun]:
+    """The runs with their records, each link of the hash chain checked in the order it was made."""
+    runs: list[AuditRun] = []
+    head = ""  # the chain runs through the runs in order, each on from the last one's last link
+    for number, opened, meta, chain in run_rows:
+        if number != len(runs) + 1 or chain != _link(head, (number, opened, meta)):
+            raise AuditError(f"audit log {path}: run {number} does not match the log's hash chain: {_ALTERED}")
+        run = AuditRun(number, opened, json.loads(meta), [], chain)
+        for row in steps.pop(number, []):
             if row["step"] != len(run.records) or row["chain"] != _link(run.head, tuple(row)[:-1]):
                 raise AuditError(
-                    f"audit log {path}: run {run.number}, step {row['step']} (record {len(run.records)} of the run) "
+                    f"audit log {path}: run {number}, step {row['step']} (record {len(run.records)} of the run) "
                     f"does not match the log's hash chain: {_ALTERED}"
                 )
             run.records.append(_record(path, row))
             run.head = row["chain"]
-    except sqlite3.Error as exc:
-        raise AuditError(f"audit log {path}: not a readable audit log: {exc}") from exc
-    except ValueError as exc:  # JSON that does not decode
-        raise AuditError(f"audit log {path}: a record does not decode: {exc}") from exc
-    finally:
-        db.close()
-    return list(runs.values())
+        runs.append(run)
+        head = run.head
+    if steps:
+        raise AuditError(f"audit log {path}: steps of run {min(steps)}, no such run: {_ALTERED}")
+    return runs
 
 
 _ALTERED = "a record was changed, added or removed after it was written"
@@ -324,11 +336,21 @@ def _stored(kinds: tuple[str, ...], values: tuple[Any, ...]) -> tuple[Any, ...]:
         if v is None or kind == "TEXT":
             out.append(v)
         elif kind == "INTEGER":
+            if int(v) != v:
+                raise ValueError(f"{v!r} is not a whole number")
             out.append(int(v))
         else:
             x = float(v) + 0.0
             out.append(None if math.isnan(x) else x)
     return tuple(out)
+
+
+def _log_head(db: sqlite3.Connection, run: int | None) -> str:
+    """The last link of the log: of run `run`'s last record, or of its row before any ("" for no run)."""
+    if run is None:
+        return ""
+    last = db.execute("SELECT chain FROM steps WHERE run = ? ORDER BY id DESC LIMIT 1", (run,)).fetchone()
+    return str((last or db.execute("SELECT chain FROM runs WHERE run = ?", (run,)).fetchone())[0])
 
 
 def _link(previous: str, stored: tuple[Any, ...]) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hardware import Kpis
+from hardware import Kpis, audit
 from hardware.audit import AuditError, AuditLog, AuditRecord, read_runs
 from tests.lines import REPO
 
@@ -148,7 +148,14 @@ def untriggered(path: Path) -> sqlite3.Connection:
         ("UPDATE steps SET verdict = 'pass', ood = 0 WHERE step = 0", r"run 1, step 0 "),
         ('UPDATE runs SET meta = \'{"line": "other"}\' WHERE run = 2', r"run 2 does not match"),
         ("DELETE FROM runs WHERE run = 1", r"run 2 does not match"),
-        ("DELETE FROM runs WHERE run = 2", r"step 0 of run 2, no such run"),
+        ("DELETE FROM runs WHERE run = 2", r"steps of run 2, no such run"),
+        ("DELETE FROM steps WHERE run = 1 AND step = 9", r"run 2 does not match"),  # a middle run's tail cut
+        (
+            'INSERT INTO steps SELECT id + 100, run, step + 1, wall_time_s, mode, line_time_s, frame_seq, "values", '
+            "stamps, status, active, kpis, observation, proposed, verdict, reasons, written, echo, ood, latency_ms, "
+            "artifact_sha256, error, chain FROM steps WHERE step = 9 AND run = 1",
+            r"run 1, step 10 ",
+        ),
         ("UPDATE steps SET frame_seq = frame_seq + 0.9 WHERE run = 1 AND step = 4", r"run 1, step 4 "),
         (
             'INSERT INTO steps SELECT id + 100, run, step + 10, wall_time_s, mode, line_time_s, frame_seq, "values", '
@@ -224,6 +231,40 @@ def test_a_reader_beside_a_writer_that_reopens_sees_whole_runs(tmp_path: Path) -
         writer.join()
     assert reads > 5
     assert len(read_runs(path)) > 5
+
+
+def test_a_record_forged_onto_an_earlier_run_with_its_chain_recomputed_breaks_the_next_run(tmp_path: Path) -> None:
+    """Runs chain on from each other: only the last run's tail needs the head kept elsewhere."""
+    path = tmp_path / "audit.sqlite"
+    for steps in (3, 2):
+        with AuditLog(path, {"line": "flow5"}) as log:
+            for step in range(steps):
+                log.append(record(step))
+    first = read_runs(path)[0]
+    row = audit._stored(audit._KINDS, audit._row(1, record(3)))
+    db = untriggered(path)
+    db.execute(
+        audit._INSERT.replace("(run,", "(id, run,").replace("VALUES (", "VALUES (1000, "),
+        (*row, audit._link(first.head, row)),
+    )
+    db.close()
+    with pytest.raises(AuditError, match=r"run 2 does not match the log's hash chain"):
+        read_runs(path)
+
+
+def test_a_value_a_record_cannot_hold_is_refused_as_an_audit_error(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite"
+    with AuditLog(path) as log:
+        for bad in ({"frame_seq": 2**64}, {"frame_seq": 3.7}, {"error": "\ud800"}):
+            with pytest.raises(AuditError, match="step 0 not appended"):
+                log.append(dataclasses.replace(record(0), **bad))
+        log.append(record(0))  # the log goes on
+        log.append(record(1))
+    db = untriggered(path)
+    db.execute("UPDATE steps SET error = x'00' WHERE step = 1")
+    db.close()
+    with pytest.raises(AuditError, match="a record does not decode"):
+        read_runs(path)
 
 
 def test_the_head_of_a_run_changes_with_any_of_its_records_and_is_what_the_writer_ends_on(tmp_path: Path) -> None:
