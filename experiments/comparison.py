@@ -17,9 +17,26 @@ from omegaconf import DictConfig
 
 from agents.rollout import Policy, run_episode
 from experiments.build import ConfigError, continuing_steps, episode_steps, make_env
+from experiments.errors import positive_number, whole_number
 from experiments.report import EPISODE, Row, continuing_mode, episode_row, settled_mode
 
 Policies = Callable[[gym.Env[Any, Any]], Sequence[tuple[str, Policy]]]  # labelled policies built on an env
+
+
+def checked_seeds(node: DictConfig, prefix: str = "") -> list[int]:
+    """The seeds of a comparison (`episodes` of them from `seed`), its settings checked first.
+
+    `node` holds `episodes`, `seed`, `continuing_seeds`, `continuing_days` and, where it has it,
+    `settle_episodes` (evaluate's and robustness's configs, `tune`); a `ConfigError` names the
+    key with `prefix` (`tune.`).
+    """
+    episodes = whole_number(f"{prefix}episodes", node.episodes)
+    seed = whole_number(f"{prefix}seed", node.seed, least=0)
+    whole_number(f"{prefix}continuing_seeds", node.continuing_seeds, least=0)
+    positive_number(f"{prefix}continuing_days", node.continuing_days)
+    if "settle_episodes" in node:
+        whole_number(f"{prefix}settle_episodes", node.settle_episodes, least=0)
+    return [seed + i for i in range(episodes)]
 
 
 def run_rows(

@@ -30,8 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 from agents.baselines import BASELINES
 from agents.rollout import Policy
 from experiments.build import ConfigError, heuristic_overrides
-from experiments.comparison import compare
-from experiments.errors import distinct, one_line_errors, positive_number, run, scenario_names, whole_number
+from experiments.comparison import checked_seeds, compare
+from experiments.errors import distinct, one_line_errors, run, scenario_names, whole_number
 from experiments.policies import distinct_labels, load_policy
 from experiments.report import Row, kpi_table, verdict, write_reports
 
@@ -111,13 +111,9 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[Row]:
         raise ConfigError("policies: name at least one artifact folder or heuristic, e.g. 'policies=[fifo,spt]'")
     distinct("policies", (str(p) for p in cfg.policies))
     scenarios = scenario_names("scenarios", cfg.scenarios)
-    episodes = whole_number("episodes", cfg.episodes)
-    whole_number("seed", cfg.seed, least=0)
-    whole_number("continuing_seeds", cfg.continuing_seeds, least=0)
-    positive_number("continuing_days", cfg.continuing_days)
+    seeds = checked_seeds(cfg)
     run_cfg = evaluation_config(cfg)
     tuned = heuristic_params(run_cfg, cfg)
-    seeds = [cfg.seed + i for i in range(episodes)]
     rows: list[Row] = []
     notes: set[str] = set()
     for scenario in scenarios:
@@ -131,7 +127,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[Row]:
             seeds,
             cfg.continuing_days,
             cfg.continuing_seeds,
-            whole_number("settle_episodes", cfg.settle_episodes, least=0),
+            cfg.settle_episodes,
         )
         rows.extend(scenario_rows)
         notes.update([note] if note else [])

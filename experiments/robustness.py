@@ -28,16 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from envs.registration import TASKS
 from experiments.build import ConfigError, heuristic_overrides, heuristics
-from experiments.comparison import compare
-from experiments.errors import (
-    did_you_mean,
-    distinct,
-    one_line_errors,
-    positive_number,
-    run,
-    scenario_names,
-    whole_number,
-)
+from experiments.comparison import checked_seeds, compare
+from experiments.errors import did_you_mean, distinct, one_line_errors, run, scenario_names
 from experiments.evaluate import evaluation_config
 from experiments.plots import difference_plot
 from experiments.policies import load_policy
@@ -197,7 +189,7 @@ def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], l
     tuned = heuristic_overrides(given[task]) if task in given else heuristics(run_cfg)
     trained = trained_scenario(run_cfg)
     scenarios = [NO_SCENARIO, *(s for s in cfg.scenarios if s not in (trained, NO_SCENARIO))]
-    seeds = [cfg.seed + i for i in range(cfg.episodes)]
+    seeds = [cfg.seed + i for i in range(cfg.episodes)]  # checked by `robustness`
 
     def policies(env: object) -> list[tuple[str, object]]:
         _, learned = load_policy(artifact, env)  # type: ignore[arg-type]
@@ -219,10 +211,7 @@ def robustness(cfg: DictConfig) -> dict[str, Path]:
         )
     distinct("artifacts", (str(a) for a in cfg.artifacts))
     scenario_names("scenarios", cfg.scenarios)
-    whole_number("episodes", cfg.episodes)
-    whole_number("seed", cfg.seed, least=0)
-    whole_number("continuing_seeds", cfg.continuing_seeds, least=0)
-    positive_number("continuing_days", cfg.continuing_days)
+    checked_seeds(cfg)
     unknown = [str(t) for t in (cfg.get("heuristics") or {}) if str(t) not in TASKS]
     if unknown:
         raise ConfigError(f"heuristics.{unknown[0]}: not a task{did_you_mean(unknown[0], TASKS)}; keys are task names")

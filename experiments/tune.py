@@ -33,16 +33,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from agents.baselines import BASELINES, make_baseline, parameter_names
 from experiments.build import check, make_env
-from experiments.comparison import compare
-from experiments.errors import (
-    ConfigError,
-    did_you_mean,
-    distinct,
-    one_line_errors,
-    positive_number,
-    run,
-    whole_number,
-)
+from experiments.comparison import checked_seeds, compare
+from experiments.errors import ConfigError, did_you_mean, distinct, one_line_errors, run
 from experiments.report import EPISODE, Row, continuing_mode, mean_interval, settled_mode, write_reports
 from experiments.tables import markdown_table
 
@@ -74,11 +66,7 @@ def checked_grid(cfg: DictConfig) -> tuple[str, dict[str, list[Any]]]:
         raise ConfigError(f"tune.baseline: {baseline!r} is not a heuristic{did_you_mean(baseline, BASELINES)}")
     if cfg.tune.rank_by not in RANKS:
         raise ConfigError(f"tune.rank_by: must be one of {', '.join(RANKS)}, got {cfg.tune.rank_by!r}")
-    whole_number("tune.episodes", cfg.tune.episodes)
-    whole_number("tune.seed", cfg.tune.seed, least=0)
-    positive_number("tune.continuing_days", cfg.tune.continuing_days)
-    whole_number("tune.continuing_seeds", cfg.tune.continuing_seeds, least=0)
-    whole_number("tune.settle_episodes", cfg.tune.settle_episodes, least=0)
+    checked_seeds(cfg.tune, "tune.")
     if cfg.tune.rank_by == "continuing" and cfg.tune.continuing_seeds == 0:
         raise ConfigError("tune.rank_by: continuing needs tune.continuing_seeds > 0")
     if cfg.tune.rank_by == "settled" and cfg.tune.settle_episodes == 0:
@@ -171,7 +159,7 @@ def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
     points = [p for p, reason in zip(every, reasons, strict=True) if reason is None]
     refused = [(point_label(p), reason) for p, reason in zip(every, reasons, strict=True) if reason is not None]
     labels = [point_label(p) for p in points]
-    seeds = [cfg.tune.seed + i for i in range(cfg.tune.episodes)]
+    seeds = [cfg.tune.seed + i for i in range(cfg.tune.episodes)]  # checked by `checked_grid`
 
     def policies(env: Any) -> list[tuple[str, Any]]:
         return [(label, make_baseline(env, baseline, **point)) for label, point in zip(labels, points, strict=True)]
