@@ -186,10 +186,15 @@ def kpi_table(rows: Sequence[Row]) -> str:
     return markdown_table(header, body, numeric=[False, False, False, True] + [True] * len(metrics))
 
 
+def shown_interval(samples: Sequence[float]) -> tuple[float, float]:
+    """Mean and 95% half-width as a table shows them: a NaN half-width for one sample, which has no interval."""
+    mean, half = mean_interval(samples)
+    return mean, half if len(samples) > 1 else math.nan
+
+
 def _group_interval(group: Sequence[Row], key: str) -> tuple[float, float]:
-    """Mean of `key` over a group of episodes and its 95% half-width, NaN for a group of one (no interval)."""
-    mean, half = mean_interval([r.values[key] for r in group])
-    return mean, half if len(group) > 1 else math.nan
+    """`shown_interval` of `key` over a group of episodes."""
+    return shown_interval([r.values[key] for r in group])
 
 
 def _num(x: float) -> str:

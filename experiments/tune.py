@@ -35,7 +35,7 @@ from agents.baselines import BASELINES, make_baseline, parameter_names
 from experiments.build import check, make_env
 from experiments.comparison import checked_seeds, compare
 from experiments.errors import ConfigError, did_you_mean, distinct, one_line_errors, run
-from experiments.report import EPISODE, Row, continuing_mode, mean_interval, settled_mode, write_reports
+from experiments.report import EPISODE, Row, continuing_mode, settled_mode, shown_interval, write_reports
 from experiments.tables import markdown_table
 
 log = logging.getLogger(__name__)
@@ -99,10 +99,7 @@ def ranking(
 
     def score(label: str, mode: str) -> tuple[float, float] | None:
         returns = [r.values["return"] for r in rows if r.policy == label and r.mode == mode]
-        if not returns:
-            return None
-        mean, half = mean_interval(returns)
-        return mean, half if len(returns) > 1 else math.nan  # one run: no interval
+        return shown_interval(returns) if returns else None
 
     scored = [(label, {k: score(label, mode) for k, mode in by_mode.items()}) for label in labels]
 
