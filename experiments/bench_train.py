@@ -76,8 +76,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(1)
     with initialize_config_module("configs", version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={args.experiment}"])
-    period = cfg.task.kwargs.get("control_period_s", "registered")
-    ours = f"{cfg.task.id} ({cfg.line.name}, period {period} s, {episode_steps(cfg)} steps an episode)"
+    period = cfg.task.kwargs.get("control_period_s")
+    timing = "the registered period" if period is None else f"period {period} s"
+    ours = f"{cfg.task.id} ({cfg.line.name}, {timing}, {episode_steps(cfg)} steps an episode)"
     makers = {ours: lambda: make_env(cfg), "CartPole-v1": lambda: gym.make("CartPole-v1")}
     rows = []
     for name, make in makers.items():
