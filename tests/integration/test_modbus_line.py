@@ -397,13 +397,18 @@ def test_a_command_of_another_controller_is_refused_on_every_read_until_a_reatta
     assert plc.echo == 3
 
 
-def test_a_late_echo_of_its_own_command_or_a_restarted_plc_is_no_other_controller(plc, connect):
-    line = connect()
+def leave_a_command_pending(plc: FakePlc, line: ModbusLine) -> None:
+    """Attach `line`; the PLC accepts its sequence 1, and sequence 2 goes out but is not acted on in time."""
     line.reset()
-    line.write(Command(setpoints=np.full(4, np.nan)))  # sequence 1, accepted
+    line.write(Command(setpoints=np.full(4, np.nan)))
     plc.status = StatusBit.PERMISSIVE
     with pytest.raises(CommandNotAccepted):
-        line.write(Command(setpoints=np.full(4, np.nan)))  # sequence 2, not echoed in time
+        line.write(Command(setpoints=np.full(4, np.nan)))
+
+
+def test_a_late_echo_of_its_own_command_or_a_restarted_plc_is_no_other_controller(plc, connect):
+    line = connect()
+    leave_a_command_pending(plc, line)
     plc.status, plc.echo = READY, 2  # the PLC acted on it late
     line.read()
     plc.echo = 0  # a PLC that powered up again holds 0
@@ -415,11 +420,7 @@ def test_a_late_echo_of_its_own_command_or_a_restarted_plc_is_no_other_controlle
 
 def test_a_fresh_client_takes_a_late_echo_of_the_block_pending_at_its_attach_as_no_other_controller(plc, connect):
     first = connect()
-    first.reset()
-    first.write(Command(setpoints=np.full(4, np.nan)))  # sequence 1, accepted
-    plc.status = StatusBit.PERMISSIVE
-    with pytest.raises(CommandNotAccepted):
-        first.write(Command(setpoints=np.full(4, np.nan)))  # sequence 2, not acted on yet
+    leave_a_command_pending(plc, first)
     first.close()
     second = connect()  # a restarted controller
     second.reset()
