@@ -2,7 +2,8 @@
 
 Entry points run their `@hydra.main` function through `run`, which turns any config error (a bad
 override, our own `ConfigError`, a library refusing a configured value) into one line on stderr
-and exit status 1. `HYDRA_FULL_ERROR=1` keeps the full traceback.
+and exit status 1; so too a line over Modbus that fails (its message names the PLC's address and
+registers). `HYDRA_FULL_ERROR=1` keeps the full traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from configs import options
+from hardware.modbus.errors import ModbusLineError
 
 FULL_ERROR = "HYDRA_FULL_ERROR"
 HINT = f"set {FULL_ERROR}=1 for the full traceback"
@@ -170,6 +172,8 @@ class _Mode:
 
 
 def _exit(exc: Exception) -> None:
+    if isinstance(exc, ModbusLineError):
+        sys.exit(f"line error: {exc}")
     message = explain(exc)
     if message is None:
         raise exc
@@ -202,7 +206,7 @@ def one_line_errors(run_dir: Path | None = None) -> Iterator[None]:
 
 
 def run(main: Callable[[], Any]) -> None:
-    """Call a `@hydra.main` entry point; a config error ends it with one line on stderr and status 1."""
+    """Call a `@hydra.main` entry point; a config or line error ends it with one line on stderr and status 1."""
     if os.environ.get(FULL_ERROR) == "1":
         main()
         return

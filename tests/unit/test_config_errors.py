@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
 
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 
 from experiments.build import check, make_agent, make_env, make_vec_env
-from experiments.errors import ConfigError, explain
+from experiments.errors import FULL_ERROR, HINT, ConfigError, explain, run
+from hardware.modbus import ModbusTimeout
 
 
 def composition_error(overrides: list[str]) -> str:
@@ -99,3 +102,24 @@ def test_a_run_setting_of_the_wrong_type_is_refused_before_any_work(override, me
 
 def test_the_shipped_run_settings_pass():
     check(compose_train(["final.continuing_days=0.5", "normalize.clip_obs=5"]))
+
+
+def test_run_ends_a_config_or_line_error_with_one_line_and_lets_other_errors_through(monkeypatch):
+    monkeypatch.delenv(FULL_ERROR, raising=False)
+    where = "127.0.0.1:5020 device 1 input 0-124"
+
+    def raises(exc: Exception) -> Callable[[], None]:
+        def main() -> None:
+            raise exc
+
+        return main
+
+    with pytest.raises(SystemExit) as ended:
+        run(raises(ModbusTimeout(f"{where}: no answer within 0.5 s")))
+    assert ended.value.code == f"line error: {where}: no answer within 0.5 s"  # a text: printed, status 1
+    with pytest.raises(SystemExit) as ended:
+        run(raises(ConfigError("episodes: must be a whole number >= 1, got 0")))
+    assert ended.value.code == f"config error: episodes: must be a whole number >= 1, got 0 ({HINT})"
+    with pytest.raises(KeyError):
+        run(raises(KeyError("a bug, not a config or line error")))
+    assert FULL_ERROR not in os.environ
