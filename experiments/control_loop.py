@@ -121,7 +121,7 @@ def _attach(dep: Deployment, stop: threading.Event, tally: Tally) -> Frame | Non
     """Attach to the line, retrying while it does not answer; a PLC that cannot serve the task ends the run.
 
     Raises:
-        IncompatiblePlc: the PLC runs another control period or keeps a lever of the task local.
+        IncompatiblePlc: the PLC runs another control period.
     """
     dep.decided_at = None
     while not stop.is_set():

@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import FULL_ERROR, HINT, ConfigError, explain
-from hardware import LineSpec
+from hardware import Lever, LineSpec
 from hardware.modbus import MapError, RegisterMap, StatusBit, TlsFiles, default_map, load_map, make_certs
 from hardware.modbus.maps import SETPOINT_LEVERS, setpoint_spec
 from hardware.modbus.plc import Fault, FaultKind, VirtualPLC
@@ -35,6 +35,7 @@ HELP = """commands, one per line:
   remote on|off          the operator hands the line to remote (agent) control, or takes it back
   permissive on|off      the process permits remote setpoints, or not
   estop on|off           emergency stop: every station switches off; off releases it
+  lever <name> local|remote  take a lever (speed, mode, maintenance, reorder) to the line's own rules, or back
   fault stop             stop answering (clients time out)
   fault late <s>         answer every request <s> seconds late
   fault exception <n>    answer every request with Modbus exception <n> (e.g. 4, device failure)
@@ -198,6 +199,9 @@ def execute(plc: VirtualPLC, line: str) -> str | None:
     if head in switches and len(args) == 1 and args[0] in ("on", "off"):
         switches[head](args[0] == "on")
         return status_line(plc)
+    if head == "lever" and len(args) == 2 and args[1] in ("local", "remote"):
+        plc.hand_lever(_lever(args[0]), args[1] == "remote")
+        return status_line(plc)
     if head == "restart" and len(args) <= 1:
         down_s = _number(args[0], "restart: seconds down") if args else 1.0
         plc.inject(Fault(FaultKind.RESTART, down_s=down_s))
@@ -217,6 +221,13 @@ def _kind(word: str) -> FaultKind:
         return FaultKind(word)
     except ValueError:
         raise ValueError(f"no fault {word!r}; faults: {', '.join(k.value for k in FaultKind)}") from None
+
+
+def _lever(word: str) -> Lever:
+    try:
+        return Lever(word)
+    except ValueError:
+        raise ValueError(f"no lever {word!r}; levers: {', '.join(lv.value for lv in SETPOINT_LEVERS)}") from None
 
 
 def _number(word: str, what: str) -> float:
@@ -248,13 +259,15 @@ def status_line(plc: VirtualPLC) -> str:
     t = plc.inspect(lambda twin: twin.read().time)
     bits = "|".join(b.name or "" for b in StatusBit if b in plc.status) or "none"
     control = "agent" if plc.agent_in_control else "local rules"
+    local = sorted(lv.value for lv in plc.program.served - plc.remote_levers)
+    kept = f" (kept local: {', '.join(local)})" if local else ""
     active = ", ".join(f"{k}={v:g}" for k, v in plc.active.items() if not math.isnan(v)) or "none"
     faults = ", ".join(f.describe() for f in plc.faults) or "none"
     clock = time.strftime("%H:%M:%S", time.gmtime(plc.program.clock_origin_s + t))
     up = "up" if plc.running else "down"
     return (
         f"{up}, line time {t:.0f} s ({clock} UTC), heartbeat {plc.heartbeat}, frame {plc.frame_seq}, status {bits}, "
-        f"echo {plc.command_echo}, levers with {control}, active {active}, faults {faults}"
+        f"echo {plc.command_echo}, levers with {control}{kept}, active {active}, faults {faults}"
     )
 
 

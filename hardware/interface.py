@@ -338,7 +338,7 @@ class LineStatus:
     """What a line's controller reports of itself: operator inputs, its watchdog, its clock, the setpoints it runs.
 
     A line without a controller of its own (the twin) reports the defaults: remote, permissive, no
-    E-stop, no trip, nothing else known.
+    E-stop, no trip, no lever kept local, nothing else known.
     """
 
     remote: bool = True  # the operator hands the line to remote (agent) control
@@ -350,6 +350,7 @@ class LineStatus:
     clock_s: float | None = None  # the controller's clock at the frame (s since the epoch), if it has one
     read_at_s: float | None = None  # our wall clock (time.time()) when the status was read
     active: np.ndarray | None = None  # setpoints the line runs now, spec actuator order (NaN: unknown)
+    local_levers: tuple[str, ...] = ()  # levers of the spec the controller keeps to its own rules now (`Lever` values)
 
 
 @runtime_checkable

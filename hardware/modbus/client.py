@@ -25,7 +25,14 @@ import numpy as np
 
 from hardware.counters import Counters, derive_kpis
 from hardware.interface import Command, Decision, DecisionKind, Frame, Lever, LineSpec, LineStatus, SetpointLimits
-from hardware.modbus.errors import AnotherController, CommandNotAccepted, IncompatiblePlc, ModbusException, StaleData
+from hardware.modbus.errors import (
+    AnotherController,
+    CommandNotAccepted,
+    IncompatiblePlc,
+    LeverLocal,
+    ModbusException,
+    StaleData,
+)
 from hardware.modbus.image import CommandBlock, CommandImage, InputImage, PlcFrame, PlcStatus
 from hardware.modbus.reader import FrameReader
 from hardware.modbus.regmap import Block, RegisterMap, Role, StatusBit, Table
@@ -201,6 +208,7 @@ class ModbusLine:
             clock_s=st.timestamp_s,
             read_at_s=self._reader.status_at,
             active=None if plc is None else plc.active.copy(),
+            local_levers=tuple(sorted(lv.value for lv in self.spec.levers - st.remote_levers)),
         )
 
     def reset(self, seed: int | None = None) -> Frame:
@@ -211,7 +219,7 @@ class ModbusLine:
         one the PLC has seen.
 
         Raises:
-            IncompatiblePlc: the PLC runs another control period or keeps a lever of the spec local.
+            IncompatiblePlc: the PLC runs another control period.
             ModbusLineError: the PLC cannot be read (see `read`).
         """
         self._attached = False
@@ -231,6 +239,7 @@ class ModbusLine:
 
         Raises:
             ValueError: setpoints of the wrong shape or outside their limits (as the twin), or a dispatch.
+            LeverLocal: a setpoint for a lever the last status read shows kept local (nothing is sent).
             CommandNotAccepted: the PLC did not echo the block within `echo_timeout_s`.
             ModbusLineError: the block could not be written (never re-sent) or the echo not read.
         """
@@ -240,6 +249,7 @@ class ModbusLine:
             values[self._slots] = self._limits.check(command.setpoints)
         if command.dispatch:
             raise ValueError(f"dispatch: line {self.spec.name!r} takes no dispatch decisions over Modbus")
+        self._check_remote(values[self._slots])
         self._send(values)
         self._written = True
 
@@ -337,13 +347,22 @@ class ModbusLine:
                 f"{self._reader.where(Role.STATUS, 'control_period')}: the PLC runs a control period of "
                 f"{status.control_period_s:g} s; line {self.spec.name!r} expects {period:g} s"
             )
-        local = self.spec.levers - status.remote_levers
+
+    def _check_remote(self, setpoints: np.ndarray) -> None:
+        """Refuse setpoints (spec order, NaN = keep) for levers the last status read shows kept local."""
+        st = self._reader.status
+        if st is None:
+            return
+        given = ~np.isnan(setpoints)
+        local = sorted(
+            {a.lever.value for a, g in zip(self.spec.actuators, given, strict=True) if g}
+            - {lv.value for lv in st.remote_levers}
+        )
         if local:
-            remote = sorted(lv.value for lv in status.remote_levers)
-            kept = sorted(lv.value for lv in local)
-            raise IncompatiblePlc(
-                f"{self._reader.where(Role.STATUS, 'remote_levers')}: the PLC keeps levers {kept} "
-                f"local (remote: {remote}); line {self.spec.name!r} gives them to the agent"
+            remote = sorted(lv.value for lv in st.remote_levers)
+            raise LeverLocal(
+                f"{self._reader.where(Role.STATUS, 'remote_levers')}: the PLC keeps levers {local} local "
+                f"(remote: {remote}); line {self.spec.name!r}: the command was not sent"
             )
 
     def _own(self, status: PlcStatus) -> PlcStatus:

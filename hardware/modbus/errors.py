@@ -65,7 +65,11 @@ class AnotherController(ModbusLineError):
 
 
 class IncompatiblePlc(ModbusLineError):
-    """The PLC does not run the line the spec describes: another control period, or levers kept local."""
+    """The PLC does not run the line the spec describes: another control period."""
+
+
+class LeverLocal(ModbusLineError):
+    """A setpoint for a lever the PLC keeps to its own rules now (the operator took it local): not sent."""
 
 
 class CommandNotAccepted(ModbusLineError):

@@ -26,7 +26,7 @@ from typing import Any, TypeVar, cast
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer, ModbusTlsServer
 
-from hardware.interface import LineSpec
+from hardware.interface import Lever, LineSpec
 from hardware.modbus.plc_devices import WRITE_FCS, plc_devices, refused_function
 from hardware.modbus.plc_faults import Fault, FaultKind, FaultSet
 from hardware.modbus.plc_program import MODES, PlcProgram
@@ -160,6 +160,14 @@ class VirtualPLC:
         """Set the operator's inputs; None leaves one as it is. An E-stop halts every station until released."""
         self._call(self._operate(remote, permissive, estop))
 
+    def hand_lever(self, lever: Lever, remote: bool) -> None:
+        """The operator hands `lever` to remote control (`remote`) or takes it local, to the line's own rules.
+
+        Raises:
+            ValueError: a lever this PLC does not serve.
+        """
+        self._call(self._hand_lever(lever, remote))
+
     def inject(self, fault: Fault) -> None:
         """Put a fault in force; a restart returns once the server is down.
 
@@ -210,6 +218,11 @@ class VirtualPLC:
         return self._snapshot(lambda: self.program.agent_owns)
 
     @property
+    def remote_levers(self) -> frozenset[Lever]:
+        """The levers the operator hands to remote control now."""
+        return self._snapshot(lambda: self.program.remote_levers)
+
+    @property
     def heartbeat(self) -> int:
         """Scans since start-up (the published heartbeat wraps to 0 after its register's top value, 65535)."""
         return self._snapshot(lambda: self.program.heartbeat)
@@ -228,7 +241,7 @@ class VirtualPLC:
     def handovers(self) -> int:
         """Times the levers went from the agent to the line's own rules since the PLC was made.
 
-        Watchdog trips, the operator (REMOTE off, E-stop) and restarts count. A latch for what
+        Watchdog trips, the operator (REMOTE off, E-stop, a lever taken local) and restarts count. A latch for what
         `agent_in_control` shows only while it lasts: after a restart the agent may take the levers
         back within a scan.
         """
@@ -333,6 +346,10 @@ class VirtualPLC:
 
     async def _operate(self, remote: bool | None, permissive: bool | None, estop: bool | None) -> None:
         self.program.operate(remote, permissive, estop)
+        await self._publish(new=True)
+
+    async def _hand_lever(self, lever: Lever, remote: bool) -> None:
+        self.program.hand_lever(lever, remote)
         await self._publish(new=True)
 
     async def _inject(self, fault: Fault) -> None:

@@ -19,6 +19,10 @@ wall-clock time comes in as an argument, so every rule can be checked on its own
   change, cleared by the next change. A trip, REMOTE off or an E-stop hands the levers to the line's
   own rules and the active setpoints to their defaults; the agent gets the levers back with its next
   accepted command, which starts from those setpoints (bumpless).
+- Levers: the operator can take one lever local (its setpoints go to their defaults under the line's
+  own rules) and hand it back; `remote_levers` says which are remote now. A setpoint of a lever kept
+  local is not taken, and SP_LIMITED says so; the agent gets a lever handed back with its next
+  accepted command, like the others after a trip.
 """
 
 from __future__ import annotations
@@ -133,10 +137,13 @@ class PlcProgram:
         self._sensor_at = np.array([twin_sensors.index(n) if n in twin_sensors else -1 for n in self.sensor_names])
         self._state_at = [spec.sensor_index(f"{st}.state") for st in spec.stations]
         self._defaults = np.array([a.default for a in spec.actuators])
-        self._levers = frozenset(spec.levers)
+        self.served = frozenset(spec.levers)  # the levers the PLC can hand to the agent
+        self.remote_levers = self.served  # those the operator hands over now
+        self._slot_lever = [spec.actuators[j].lever if j >= 0 else None for j in self._command_at]
+        self._lever_of = tuple(a.lever for a in spec.actuators)
         self.remote, self.permissive, self.estop = True, True, False
         self.accepted = 0
-        self.handovers = 0  # times the levers went from the agent to the line's own rules, restarts included
+        self.handovers = 0  # times levers went from the agent to the line's own rules, restarts included
         self._view: _View | None = None
         self._encoded: tuple[frozenset[tuple[str, float]], list[list[int]]] | None = None  # view's registers, faults
         self._wall0 = self._twin0 = 0.0
@@ -147,7 +154,8 @@ class PlcProgram:
         self._last_sequence: int | None = None  # any first sequence number is new
         self._agent_heartbeat: int | None = None
         self._heartbeat_seen_s = 0.0
-        self.wd_tripped = self.sp_limited = self.agent_owns = False
+        self.wd_tripped = self.sp_limited = False
+        self._owned: frozenset[Lever] = frozenset()  # the levers the agent runs now
         self._active = self._defaults.copy()
         self._changed_s = np.full(len(self._defaults), -self.control_period_s)
 
@@ -164,6 +172,11 @@ class PlcProgram:
     def start_clock(self, wall_s: float) -> None:
         """Free mode: line time runs from the twin's time now, at wall-clock time `wall_s` (s, monotonic)."""
         self._wall0, self._twin0 = wall_s, self._twin_time()
+
+    @property
+    def agent_owns(self) -> bool:
+        """Whether the agent runs any lever now (its last accepted command handed it over)."""
+        return bool(self._owned)
 
     @property
     def status(self) -> StatusBit:
@@ -271,14 +284,27 @@ class PlcProgram:
         if not self.remote or self.estop:
             self._take_local()
 
+    def hand_lever(self, lever: Lever, remote: bool) -> None:
+        """The operator hands `lever` to remote control (`remote`) or takes it local (to the line's own rules).
+
+        Raises:
+            ValueError: a lever this PLC does not serve.
+        """
+        if lever not in self.served:
+            served = sorted(lv.value for lv in self.served)
+            raise ValueError(f"lever {lever.value!r}: this PLC serves levers {served}")
+        self.remote_levers = self.remote_levers | {lever} if remote else self.remote_levers - {lever}
+        if not remote:
+            self._take_local(frozenset({lever}))
+
     def _accept(self, block: CommandBlock) -> None:
         now = self._twin_time()
         setpoints = np.full(len(self._active), math.nan)
         limited = False
-        for j, value in zip(self._command_at, block.setpoints.tolist(), strict=True):
+        for j, lever, value in zip(self._command_at, self._slot_lever, block.setpoints.tolist(), strict=True):
             if math.isnan(value):
                 continue
-            if j < 0:  # a lever the PLC keeps local: not taken, and said so
+            if lever not in self.remote_levers:  # a lever the PLC keeps local (None: not on the twin): not taken
                 limited = True
                 continue
             a = self.twin.spec.actuators[j]
@@ -289,9 +315,10 @@ class PlcProgram:
                 out = float(math.floor(out + 0.5))
             setpoints[j] = out
             limited = limited or hit
-        if not self.agent_owns:
-            self.twin.local_control(False)
-            self.agent_owns = True
+        handed = self.remote_levers - self._owned
+        if handed:
+            self.twin.local_control(False, handed)
+            self._owned = self.remote_levers
         self.twin.write(Command(setpoints=setpoints))
         given = ~np.isnan(setpoints)
         self._changed_s[given & (setpoints != self._active)] = now
@@ -308,14 +335,16 @@ class PlcProgram:
         self._take_local()
         return True
 
-    def _take_local(self) -> None:
-        """Hand the levers to the line's own rules; the active setpoints go to their defaults."""
-        if not self.agent_owns:
+    def _take_local(self, levers: frozenset[Lever] | None = None) -> None:
+        """Hand the agent's levers (those of `levers` it runs) to the line's own rules, their setpoints to defaults."""
+        taken = self._owned if levers is None else self._owned & levers
+        if not taken:
             return
-        self.twin.local_control(True)
-        self._changed_s[self._active != self._defaults] = self._twin_time()
-        self._active = self._defaults.copy()
-        self.agent_owns = False
+        self.twin.local_control(True, taken)
+        back = np.array([lv in taken for lv in self._lever_of]) & (self._active != self._defaults)
+        self._changed_s[back] = self._twin_time()
+        self._active = np.where(back, self._defaults, self._active)
+        self._owned -= taken
         self.handovers += 1
 
     def _observe(self) -> _View:
@@ -337,7 +366,7 @@ class PlcProgram:
             timestamp_s=self.clock_origin_s + view.time_s,
             status=self.status,
             alarms=view.alarms,
-            remote_levers=self._levers,
+            remote_levers=self.remote_levers,
             command_echo=self.echo,
             control_period_s=self.control_period_s,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -197,22 +197,26 @@ class TwinLine:
         """Running totals since time 0 (not since the episode's start), open intervals closed at now."""
         return self._live().counters()
 
-    def local_control(self, on: bool) -> None:
-        """Take every agent setpoint lever back to the line's own rules (`on`), or hand them back to the agent.
+    def local_control(self, on: bool, levers: Iterable[Lever] | None = None) -> None:
+        """Take agent setpoint levers back to the line's own rules (`on`), or hand them back to the agent.
 
-        Taking them back sets nominal speed, run mode (unless an emergency stop holds the stations)
-        and no maintenance request, and lets the fixed reorder point order again. Handing them back
-        leaves the setpoints as they are until the agent writes new ones; only the reorder rule
-        stops, if the agent owns reorders.
+        `levers` says which (None: every one). Taking them back sets nominal speed (speed), run mode
+        unless an emergency stop holds the stations (mode), no maintenance request (maintenance),
+        and lets the fixed reorder point order again (reorder). Handing them back leaves the
+        setpoints as they are until the agent writes new ones; only the reorder rule stops, if the
+        agent owns reorders.
         """
         plant = self._live()
-        if plant.supply is not None:
+        which = frozenset(Lever) if levers is None else frozenset(levers)
+        if plant.supply is not None and Lever.REORDER in which:
             plant.supply.set_auto_reorder(on or Lever.REORDER not in self.spec.levers)
         if on:
             for st in plant.stations:
-                st.speed_setpoint = 1.0
-                st.maintain_requested = False
-                if not self._halted and st.mode is not Mode.RUN:
+                if Lever.SPEED in which:
+                    st.speed_setpoint = 1.0
+                if Lever.MAINTENANCE in which:
+                    st.maintain_requested = False
+                if Lever.MODE in which and not self._halted and st.mode is not Mode.RUN:
                     st.mode = Mode.RUN
                     st.poke()
             self._measured = self._frame = None  # the setpoints show in the readings

@@ -20,6 +20,7 @@ import pytest
 
 from experiments.deploy import compose_config, run_deployment, setup
 from hardware.audit import AuditRecord, read_runs
+from hardware.interface import Lever
 from hardware.modbus import Fault, FaultKind, StatusBit, VirtualPLC
 from tests.artifacts import speed_artifact
 from tests.integration.test_deploy import PLANT_SPEED, free_plc
@@ -134,6 +135,10 @@ def operator(**inputs: bool) -> Action:
     return lambda plc: plc.set_operator(**inputs)
 
 
+def lever(which: Lever, remote: bool) -> Action:
+    return lambda plc: plc.hand_lever(which, remote)
+
+
 def both(*actions: Action) -> Action:
     def act(plc: VirtualPLC) -> None:
         for action in actions:
@@ -160,6 +165,7 @@ CASES: dict[str, tuple[Action, Action, str, bool]] = {
     ),
     "REMOTE dropped": (operator(remote=False), operator(remote=True), "gate:remote_off", False),
     "e-stop pressed mid-run": (operator(estop=True), operator(estop=False), "gate:estop", False),
+    "a lever taken local": (lever(Lever.SPEED, False), lever(Lever.SPEED, True), "gate:lever_local:speed", False),
     "PLC restarted": (fault(FaultKind.RESTART, down_s=RESTART_S), lambda plc: None, "", True),
     "faults together": (
         both(

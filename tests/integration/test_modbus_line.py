@@ -41,6 +41,7 @@ from hardware.modbus.errors import (
     BadFrame,
     CommandNotAccepted,
     IncompatiblePlc,
+    LeverLocal,
     ModbusDisconnected,
     ModbusException,
     ModbusTimeout,
@@ -566,15 +567,36 @@ def test_a_timestamp_going_back_is_stale_data(plc, connect):
         line.read()
 
 
-def test_attaching_checks_the_control_period_and_the_remote_levers(plc, connect):
+def test_attaching_checks_the_control_period(plc, connect):
     plc.period_s = 30.0
     with pytest.raises(IncompatiblePlc, match="control period of 30 s; line 'fake' expects 60 s"):
         connect().reset()
     plc.period_s = PERIOD_S
-    plc.remote = frozenset({Lever.SPEED, Lever.REORDER})
-    with pytest.raises(IncompatiblePlc, match=r"keeps levers \['mode'\] local \(remote: \['reorder', 'speed'\]\)"):
-        connect().reset()
-    assert connect(spec=task_spec(frozenset({Lever.SPEED}))).reset().time == pytest.approx(T0, abs=1e-6)
+    assert connect().reset().time == pytest.approx(T0, abs=1e-6)
+
+
+def test_a_lever_kept_local_is_in_the_status_and_no_setpoint_of_it_is_sent(plc, connect):
+    plc.remote = frozenset({Lever.SPEED, Lever.REORDER})  # the operator keeps mode to the line's rules
+    line = connect()
+    line.reset()  # no refusal: the operator may hand the lever over at any time, as with REMOTE
+    assert line.status().local_levers == ("mode",)
+    assert connect(spec=task_spec(frozenset({Lever.SPEED}))).reset() is not None
+    sent = len(plc.writes())
+    with pytest.raises(
+        LeverLocal,
+        match=r"input 10-10: the PLC keeps levers \['mode'\] local \(remote: \['reorder', 'speed'\]\); "
+        r"line 'fake': the command was not sent",
+    ):
+        line.write(Command(setpoints=np.array([1.2, np.nan, 1.0, 1.0])))
+    assert len(plc.writes()) == sent
+    line.write(Command(setpoints=np.array([1.2, np.nan, 1.0, np.nan])))  # speeds alone go out
+    assert len(plc.writes()) == sent + 1
+    assert plc.active[FULL.actuator_index("a.speed")] == pytest.approx(1.2)
+    plc.remote = SETPOINT_LEVERS  # handed back: the next read shows it, and modes go out again
+    line.read()
+    assert line.status().local_levers == ()
+    line.write(Command(setpoints=np.array([1.2, 1.0, 1.0, 1.0])))
+    assert plc.active[FULL.actuator_index("b.mode")] == 1.0
 
 
 def test_a_dispatch_is_refused_before_anything_is_sent(plc, connect):

@@ -14,7 +14,9 @@ import yaml
 from pymodbus.client import ModbusTcpClient
 
 from experiments.plc import main
+from hardware.interface import Lever
 from hardware.modbus import InputImage, Role, StatusBit, TlsFiles, client_context, default_map, load_map
+from hardware.modbus.image import bits_levers
 from hardware.modbus.maps import setpoint_spec
 from tests.lines import FLOW5
 
@@ -68,6 +70,11 @@ def status_word(client: ModbusTcpClient) -> StatusBit:
     return StatusBit(client.read_input_registers(reg.address, count=1, device_id=1).registers[0])
 
 
+def read_levers(client: ModbusTcpClient) -> frozenset[Lever]:
+    reg = MAP.entry(Role.STATUS, "remote_levers")
+    return bits_levers(client.read_input_registers(reg.address, count=1, device_id=1).registers[0])
+
+
 def test_serve_answers_over_modbus_and_obeys_the_operator_on_stdin(monkeypatch):
     console = Console.install(monkeypatch)
     server = threading.Thread(target=main, args=(["serve", "port=0", "mode=free", "time_factor=600"],))
@@ -83,6 +90,16 @@ def test_serve_answers_over_modbus_and_obeys_the_operator_on_stdin(monkeypatch):
         console.type("remote off")
         console.wait_for(r"status PERMISSIVE,")
         assert status_word(client) & StatusBit.REMOTE == 0
+        console.type("lever speed local")
+        console.wait_for(r"levers with local rules \(kept local: speed\)")
+        assert read_levers(client) == frozenset()
+        console.type("lever mode local")
+        console.wait_for(r"lever 'mode': this PLC serves levers \['speed'\]")
+        console.type("lever brake local")
+        console.wait_for(r"no lever 'brake'; levers: speed, mode, maintenance, reorder")
+        console.type("lever speed remote")
+        console.wait_for(r"levers with local rules, active")
+        assert read_levers(client) == {Lever.SPEED}
         console.type("fault exception 4")
         console.wait_for(r"fault in force: exception 4")
         assert client.read_input_registers(0, count=1, device_id=1).exception_code == 4

@@ -72,21 +72,26 @@ def test_nan_keeps_and_stays_nan():
         (LineStatus(permissive=False), "gate:permissive_off"),
         (LineStatus(estop=True), "gate:estop"),
         (LineStatus(watchdog_tripped=True), "gate:watchdog"),
+        (LineStatus(local_levers=("mode",)), "gate:lever_local:mode"),
     ],
 )
-def test_each_operator_bit_and_the_watchdog_block(status, reason):
+def test_each_operator_bit_lever_kept_local_and_the_watchdog_block(status, reason):
     v = check(Guard(SPEC, CONFIG), [1.0, 1.0, 2.0, 0.0], status=status)
     assert (v.setpoints, v.reasons, v.kind, v.allowed) == (None, (reason,), "block", False)
 
 
 def test_every_closed_gate_is_named_in_order():
-    status = LineStatus(remote=False, permissive=False, estop=True, watchdog_tripped=True)
+    status = LineStatus(
+        remote=False, permissive=False, estop=True, watchdog_tripped=True, local_levers=("maintenance", "speed")
+    )
     v = check(Guard(SPEC, CONFIG), [math.inf, 1.0, 2.0, 0.0], fr=frame((NAN, 2.0, 2.0, 50.0)), status=status)
     assert v.reasons == (
         "gate:remote_off",
         "gate:permissive_off",
         "gate:estop",
         "gate:watchdog",
+        "gate:lever_local:maintenance",
+        "gate:lever_local:speed",
         "gate:nan:a.state",
         "gate:invalid_proposal",
     )

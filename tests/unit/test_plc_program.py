@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from hardware.interface import Command, StationState
+from hardware.interface import Command, Lever, StationState
 from hardware.modbus import CommandBlock, CommandImage, StatusBit, default_map
 from hardware.modbus.maps import setpoint_spec
 from hardware.modbus.plc_faults import Fault, FaultKind, FaultSet
@@ -119,6 +119,31 @@ def test_a_mode_setpoint_is_a_whole_number():
     write(p, block(2, 2, cut__mode=2.0))
     assert p.active["cut.mode"] == 2.0
     assert StatusBit.SP_LIMITED not in p.status
+
+
+def test_a_lever_taken_local_goes_to_the_line_rules_alone_and_comes_back_with_the_next_command():
+    p = program("speed", "reorder")
+    supply = p.twin._plant.supply  # the twin's runtime state, read for the check only
+    write(p, block(1, 1, cut__speed=0.8, press__speed=0.9, line__reorder_units=100.0))
+    assert (p.agent_owns, supply.auto_reorder) == (True, False)
+    p.hand_lever(Lever.SPEED, remote=False)
+    assert p.remote_levers == {Lever.REORDER}
+    assert (p.active["cut.speed"], p.active["press.speed"], twin_speed(p)) == (1.0, 1.0, 1.0)  # the line's rule
+    assert (p.agent_owns, supply.auto_reorder) == (True, False)  # the reorders stay the agent's
+    assert p.handovers == 1
+    write(p, block(2, 2, cut__speed=0.8))
+    assert (p.echo, p.active["cut.speed"], twin_speed(p)) == (2, 1.0, 1.0)  # accepted, the speed not taken
+    assert StatusBit.SP_LIMITED in p.status
+    p.hand_lever(Lever.REORDER, remote=False)
+    assert (p.agent_owns, supply.auto_reorder) == (False, True)
+    p.hand_lever(Lever.SPEED, remote=True)
+    assert not p.agent_owns  # handed back, run by the line's rule until the agent's next command
+    write(p, block(3, 3, cut__speed=0.8))
+    assert (p.active["cut.speed"], twin_speed(p)) == (pytest.approx(0.8), pytest.approx(0.8))
+    assert (p.agent_owns, supply.auto_reorder) == (True, True)  # the reorder lever is still local
+    assert StatusBit.SP_LIMITED not in p.status
+    with pytest.raises(ValueError, match=r"lever 'mode': this PLC serves levers \['reorder', 'speed'\]"):
+        p.hand_lever(Lever.MODE, remote=False)
 
 
 def test_estop_takes_the_levers_and_holds_the_stations_off_through_local_control():
