@@ -27,6 +27,7 @@ from agents.warm_start import clone_refusal
 from configs import CONFIG_DIR
 from envs.base import LineEnv
 from envs.registration import TASKS
+from experiments.agent_values import check_agent_values
 from experiments.errors import ConfigError, did_you_mean, parameter_error, positive_number, whole_number
 from experiments.line_config import guard_config, line_definition
 from experiments.line_config import hardware_line as line_from_group
@@ -82,6 +83,9 @@ def check(cfg: DictConfig) -> None:
         if not is_learner(cfg) and not is_trainer(cfg):
             heuristic_agent(cfg, env)
         _check_spaces(cfg, target, env)
+        if is_learner(cfg):
+            values = cast(dict[str, Any], OmegaConf.to_container(cfg.agent, resolve=True))
+            check_agent_values(values, inspect.signature(target).parameters)
         if warm_start_heuristic(cfg) is not None:
             _check_warm_start(cfg, env)
         _check_trainer(cfg, env)

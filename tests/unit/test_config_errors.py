@@ -100,8 +100,41 @@ def test_a_run_setting_of_the_wrong_type_is_refused_before_any_work(override, me
         check(compose_train([override]))
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [  # each taken by SB3 when the algorithm is built, and a traceback after the first rollout before this check
+        (["agent.ent_coef=abc"], "agent.ent_coef: expected a number, got 'abc'"),
+        (["agent.n_epochs=0"], "agent.n_epochs: must be a positive whole number, got 0"),
+        (["agent.batch_size=1.5"], "agent.batch_size: expected a whole number, got 1.5"),
+        (["agent.gamma=2"], "agent.gamma: must be in (0, 1], got 2"),
+        (["agent.gae_lambda=-0.1"], "agent.gae_lambda: must be in [0, 1], got -0.1"),
+        (["agent.learning_rate=-1"], "agent.learning_rate: must be in (0, inf), got -1"),
+        (["agent.learning_rate=inf"], "agent.learning_rate: must be a finite number, got inf"),
+        (["agent=sac", "agent.tau=abc"], "agent.tau: expected a number, got 'abc'"),
+        (["agent=sac", "agent.gradient_steps=-2"], "agent.gradient_steps: must be a positive whole number, got -2"),
+        (
+            ["task=inventory", "agent=dqn", "agent.exploration_fraction=abc"],
+            "agent.exploration_fraction: expected a number, got 'abc'",
+        ),
+        (
+            ["task=inventory", "agent=dqn", "agent.train_freq=0"],
+            "agent.train_freq: must be a positive whole number, got 0",
+        ),
+        (
+            ["task=inventory", "agent=dqn", "agent.train_freq=[4,epoch]"],
+            "agent.train_freq: expected a positive whole number or [count, step|episode], got [4, 'epoch']",
+        ),
+    ],
+)
+def test_an_algorithm_setting_sb3_reads_only_in_training_is_refused_before_any_work(overrides, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        check(compose_train(overrides))
+
+
 def test_the_shipped_run_settings_pass():
     check(compose_train(["final.continuing_days=0.5", "normalize.clip_obs=5"]))
+    check(compose_train(["agent=sac", "+agent.ent_coef=auto", "agent.gradient_steps=-1"]))
+    check(compose_train(["task=inventory", "agent=dqn", "agent.train_freq=[1,episode]"]))
 
 
 def test_run_ends_a_config_or_line_error_with_one_line_and_lets_other_errors_through(monkeypatch):

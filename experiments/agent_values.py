@@ -1,0 +1,113 @@
+"""An SB3 algorithm's settings, checked before any work: SB3 reads some of them only when it trains.
+
+A value SB3 takes when the algorithm is built but uses only in `train()` (`gae_lambda: abc`,
+`n_epochs: 0`, `gamma: 2`, `batch_size: 1.5`) would stop a run after its first rollout with a
+traceback, leaving a half-written run folder; `check_agent_values` makes each one line naming its
+key. Each setting is checked against the type of the algorithm's own default for it, and the
+settings below against the range their definition allows.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from experiments.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Span:
+    """The values a setting may take: from `low` to `high`, each end in or out."""
+
+    low: float
+    high: float = math.inf
+    low_in: bool = False
+    high_in: bool = True
+
+    def holds(self, value: float) -> bool:
+        """Whether `value` lies in the span."""
+        above = value >= self.low if self.low_in else value > self.low
+        below = value <= self.high if self.high_in else value < self.high
+        return above and below
+
+    def __str__(self) -> str:
+        high = "inf)" if math.isinf(self.high) else f"{self.high:g}{']' if self.high_in else ')'}"
+        return f"{'[' if self.low_in else '('}{self.low:g}, {high}"
+
+
+_FRACTION = Span(0.0, 1.0, low_in=True)
+SPANS: dict[str, Span] = {  # by parameter name, as SB3 and sb3-contrib define them
+    "learning_rate": Span(0.0),
+    "gamma": Span(0.0, 1.0),
+    "gae_lambda": _FRACTION,
+    "clip_range": Span(0.0),
+    "ent_coef": Span(0.0, low_in=True),
+    "vf_coef": Span(0.0, low_in=True),
+    "max_grad_norm": Span(0.0),
+    "tau": Span(0.0, 1.0),
+    "exploration_fraction": _FRACTION,
+    "exploration_initial_eps": _FRACTION,
+    "exploration_final_eps": _FRACTION,
+}
+WHOLE: dict[str, int] = {  # by parameter name: the least whole number it may be
+    "n_steps": 1,
+    "batch_size": 1,
+    "n_epochs": 1,
+    "buffer_size": 1,
+    "learning_starts": 0,
+    "target_update_interval": 1,
+    "train_freq": 1,
+    "gradient_steps": 1,  # or -1: as many as environment steps
+}
+_UNITS = ("step", "episode")  # of a `train_freq` given as [count, unit]
+
+
+def check_agent_values(agent: Mapping[str, Any], accepted: Mapping[str, inspect.Parameter]) -> None:
+    """Refuse a setting of `agent` (the `agent` config, plain data) that the algorithm could not train with.
+
+    `accepted` are the algorithm's parameters (`inspect.signature(cls).parameters`); a name it does
+    not take is left to the algorithm, whose refusal `experiments.errors.parameter_error` names.
+
+    Raises:
+        ConfigError: a text or boolean where the default is a number, a fraction where it is a
+            whole number, a value outside the setting's span (`SPANS`, `WHOLE`), or a
+            `train_freq` that is neither a count nor [count, step|episode].
+    """
+    for name, value in agent.items():
+        if name not in accepted or name.startswith("_"):
+            continue
+        key, default = f"agent.{name}", accepted[name].default
+        if name == "train_freq" and isinstance(value, list | tuple):
+            _train_freq(key, value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key}: must be true or false, got {value!r}")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            _number(key, name, value, whole=name in WHOLE or isinstance(default, int))
+        elif isinstance(default, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+
+
+def _number(key: str, name: str, value: float, whole: bool) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+    if whole and value != int(value):
+        raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+    if name == "gradient_steps" and value == -1:  # as many gradient steps as environment steps
+        return
+    least = WHOLE.get(name)
+    if least is not None and value < least:
+        kind = "a positive whole number" if least == 1 else f"a whole number >= {least}"
+        raise ConfigError(f"{key}: must be {kind}, got {value!r}")
+    span = SPANS.get(name)
+    if span is not None and not span.holds(value):
+        raise ConfigError(f"{key}: must be in {span}, got {value!r}")
+
+
+def _train_freq(key: str, value: list[Any] | tuple[Any, ...]) -> None:
+    count = value[0] if len(value) == 2 else None
+    if len(value) != 2 or isinstance(count, bool) or not isinstance(count, int) or count < 1 or value[1] not in _UNITS:
+        raise ConfigError(f"{key}: expected a positive whole number or [count, step|episode], got {list(value)!r}")
