@@ -38,7 +38,7 @@ CONFIG_ERRORS = [
     ("agent.learnin_rate=1", "agent.learnin_rate: no such key (did you mean agent.learning_rate?)"),
     ("agent=ppo2", "agent=ppo2: no such option (did you mean ppo?)"),
     ("+agent.clip_rang=0.1", "agent.clip_rang: not a parameter here (did you mean agent.clip_range?)"),
-    ("agent.batch_size=0", "agent.batch_size: `batch_size` must be greater than 1"),
+    ("agent.batch_size=1", "agent.batch_size: `batch_size` must be greater than 1"),  # SB3 refuses it when built
 ]
 
 
