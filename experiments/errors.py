@@ -180,9 +180,12 @@ def _exit(exc: Exception) -> None:
     sys.exit(f"config error: {message} ({HINT})")
 
 
+JOB_CLAIM = ".job.json"  # in a sweep job's folder: which job it is, and its `.hydra/` files (`run_folders`)
+
+
 def discard_if_empty(run_dir: Path) -> None:
-    """Remove a run folder that holds nothing but what Hydra wrote before the job (`.hydra/`, the log)."""
-    if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+    """Remove a run folder that holds nothing but what Hydra wrote before the job (`.hydra/`, the log, the claim)."""
+    if run_dir.is_dir() and all(p.name in (".hydra", JOB_CLAIM) or p.suffix == ".log" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir)
 
 

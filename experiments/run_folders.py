@@ -7,19 +7,28 @@ Hydra callback every entry point's config names, checks before Hydra writes anyt
 process with one line on stderr and status 1 (Hydra turns a callback's exception into a warning;
 only an exit stops the run). The default folders are named to the microsecond and never exist yet;
 an empty folder is accepted.
+
+In a sweep each job claims its folder when it starts (`JOB_CLAIM`, written whole or not at all), so
+that a `hydra.sweep.subdir` that names two jobs alike (`seed${seed}` over a sweep of learning rates)
+is found: the second job puts back the first one's `.hydra/` config, which Hydra had just
+overwritten, and ends the sweep with one line naming both jobs.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from experiments.errors import ConfigError
+from experiments.errors import JOB_CLAIM, ConfigError
 
 _SHOWN = 5  # entries of an occupied folder named in the error
 
@@ -34,6 +43,58 @@ class FreshRunDir(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Before a sweep: its folder (one subfolder per job) must be new or empty, else the process exits."""
         _exit_unless_fresh(config, "hydra.sweep.dir")
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """A sweep's job claims its folder; one whose folder another job has puts that job's config back and exits."""
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        folder = Path(config.hydra.runtime.output_dir)
+        mine: dict[str, Any] = {"job": int(config.hydra.job.num), "overrides": list(config.hydra.overrides.task)}
+        claim = folder / JOB_CLAIM
+        draft = folder / f"{JOB_CLAIM}.{os.getpid()}"
+        draft.write_text(json.dumps({**mine, "files": _hydra_files(config)}))
+        try:
+            os.link(draft, claim)  # atomic, and refused if the claim exists: it is read whole or not at all
+        except FileExistsError:
+            first = json.loads(claim.read_text())
+            _put_back(config, first["files"])
+            sys.exit(
+                f"config error: hydra.sweep.subdir: jobs {first['job']} and {mine['job']} "
+                f"({_apart(first['overrides'], mine['overrides'])}) resolve to one folder, {folder}; each job "
+                "needs a folder of its own, so that its config, checkpoints and tables are not mixed with "
+                "another's (the default `${hydra.job.num}` gives one)"
+            )
+        finally:
+            draft.unlink()
+
+
+def _apart(first: list[str], second: list[str]) -> str:
+    """What tells two jobs' overrides apart, e.g. `lr=0.1` against `lr=0.2`."""
+    a, b = [o for o in first if o not in second], [o for o in second if o not in first]
+    return f"{' '.join(a) or 'nothing'} against {' '.join(b) or 'nothing'}" if a or b else "the same overrides"
+
+
+def _hydra_files(config: DictConfig) -> dict[str, str]:
+    """The files Hydra writes into a job's `.hydra/` folder, by name, as it writes them (none without one)."""
+    if config.hydra.output_subdir is None:
+        return {}
+    task = copy.deepcopy(config)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return {
+        "config.yaml": OmegaConf.to_yaml(task),
+        "hydra.yaml": OmegaConf.to_yaml(HydraConfig.instance().cfg),
+        "overrides.yaml": OmegaConf.to_yaml(config.hydra.overrides.task),
+    }
+
+
+def _put_back(config: DictConfig, files: dict[str, str]) -> None:
+    """Write `files` (`_hydra_files` of the job that claimed the folder) over the `.hydra/` Hydra wrote for this one."""
+    if config.hydra.output_subdir is None:
+        return
+    folder = Path(config.hydra.runtime.output_dir) / str(config.hydra.output_subdir)
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
 
 
 def _exit_unless_fresh(config: DictConfig, key: str) -> None:

@@ -57,3 +57,22 @@ def test_a_folder_named_through_a_hydra_interpolation_is_checked_too(tmp_path):
     assert done.returncode == 1
     assert f"config error: hydra.run.dir: {tmp_path}/simulate already holds files (model.zip)" in done.stderr
     assert sorted(p.name for p in (tmp_path / "simulate").iterdir()) == ["model.zip"]
+
+
+def test_two_jobs_of_a_sweep_given_one_folder_are_refused_and_the_first_keeps_its_config(tmp_path):
+    """`hydra.sweep.subdir=seed${seed}` over a sweep of learning rates put two jobs in one folder, files mixed."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=1,2", "duration_h=0.1", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=same"]
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.simulate", *args, "hydra/launcher=basic"], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert (
+        f"config error: hydra.sweep.subdir: jobs 0 and 1 (seed=1 against seed=2) resolve to one folder, {sweep}/same; "
+        "each job needs a folder of its own" in done.stderr
+    )
+    overrides = (sweep / "same" / ".hydra" / "overrides.yaml").read_text()
+    assert "seed=1" in overrides  # put back: Hydra had written job 1's config over it
+    assert "seed=2" not in overrides
+    assert "seed: 1" in (sweep / "same" / ".hydra" / "config.yaml").read_text()
+    assert (sweep / "same" / "kpi_table.md").exists()  # job 0's work is kept
