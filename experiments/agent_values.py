@@ -76,6 +76,9 @@ def check_agent_values(agent: Mapping[str, Any], accepted: Mapping[str, inspect.
             whole number, a value outside the setting's span (`SPANS`, `WHOLE`), or a
             `train_freq` that is neither a count nor [count, step|episode].
     """
+    kwargs = agent.get("policy_kwargs")
+    if isinstance(kwargs, Mapping) and "net_arch" in kwargs:
+        _net_arch("agent.policy_kwargs.net_arch", kwargs["net_arch"])
     for name, value in agent.items():
         if name not in accepted or name.startswith("_"):
             continue
@@ -105,6 +108,19 @@ def _number(key: str, name: str, value: float, whole: bool) -> None:
     span = SPANS.get(name)
     if span is not None and not span.holds(value):
         raise ConfigError(f"{key}: must be in {span}, got {value!r}")
+
+
+def _net_arch(key: str, value: Any) -> None:
+    """Layer widths: a list of positive whole numbers, or a mapping of such lists (`pi`, `vf`, `qf`)."""
+    lists = value.values() if isinstance(value, Mapping) else [value]
+    for widths in lists:
+        if not isinstance(widths, list | tuple) or not all(
+            isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths
+        ):
+            raise ConfigError(
+                f"{key}: expected layer widths, a list of positive whole numbers (or one per network, "
+                f"{{pi: [...], vf: [...]}}), got {value!r}"
+            )
 
 
 def _train_freq(key: str, value: list[Any] | tuple[Any, ...]) -> None:

@@ -180,6 +180,7 @@ def _exit(exc: Exception) -> None:
     sys.exit(f"config error: {message} ({HINT})")
 
 
+INTERRUPTED = 130  # exit status after Ctrl-C, as a shell gives a process stopped by SIGINT
 JOB_CLAIM = ".job.json"  # in a sweep job's folder: which job it is, and its `.hydra/` files (`run_folders`)
 
 
@@ -209,7 +210,10 @@ def one_line_errors(run_dir: Path | None = None) -> Iterator[None]:
 
 
 def run(main: Callable[[], Any]) -> None:
-    """Call a `@hydra.main` entry point; a config or line error ends it with one line on stderr and status 1."""
+    """Call a `@hydra.main` entry point; a config or line error ends it with one line on stderr and status 1.
+
+    Ctrl-C ends it with one line and status `INTERRUPTED`, its run folder left as it is.
+    """
     if os.environ.get(FULL_ERROR) == "1":
         main()
         return
@@ -217,6 +221,9 @@ def run(main: Callable[[], Any]) -> None:
     _Mode.one_line = True
     try:
         main()
+    except KeyboardInterrupt:
+        print("interrupted: what the run wrote until now stays in its folder", file=sys.stderr)
+        sys.exit(INTERRUPTED)
     except Exception as exc:
         _exit(exc)
     finally:

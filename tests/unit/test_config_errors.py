@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from collections.abc import Callable
@@ -9,7 +10,9 @@ from collections.abc import Callable
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
+from stable_baselines3 import PPO
 
+from experiments.agent_values import check_agent_values
 from experiments.build import check, make_agent, make_env, make_vec_env
 from experiments.errors import FULL_ERROR, HINT, ConfigError, explain, run
 from hardware.modbus import ModbusTimeout
@@ -121,6 +124,16 @@ def test_a_run_setting_of_the_wrong_type_is_refused_before_any_work(override, me
             "agent.train_freq: must be a positive whole number, got 0",
         ),
         (
+            ["agent.policy_kwargs.net_arch=abc"],
+            "agent.policy_kwargs.net_arch: expected layer widths, a list of positive whole numbers (or one per "
+            "network, {pi: [...], vf: [...]}), got 'abc'",
+        ),
+        (
+            ["agent.policy_kwargs.net_arch=[64,0]"],
+            "agent.policy_kwargs.net_arch: expected layer widths, a list of positive whole numbers (or one per "
+            "network, {pi: [...], vf: [...]}), got [64, 0]",
+        ),
+        (
             ["task=inventory", "agent=dqn", "agent.train_freq=[4,epoch]"],
             "agent.train_freq: expected a positive whole number or [count, step|episode], got [4, 'epoch']",
         ),
@@ -156,3 +169,22 @@ def test_run_ends_a_config_or_line_error_with_one_line_and_lets_other_errors_thr
     with pytest.raises(KeyError):
         run(raises(KeyError("a bug, not a config or line error")))
     assert FULL_ERROR not in os.environ
+
+
+def test_run_ends_on_ctrl_c_with_one_line_and_status_130(monkeypatch, capsys):
+    monkeypatch.delenv(FULL_ERROR, raising=False)
+
+    def main() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as ended:
+        run(main)
+    assert ended.value.code == 130
+    assert capsys.readouterr().err == "interrupted: what the run wrote until now stays in its folder\n"
+
+
+def test_layer_widths_given_per_network_are_checked_each():
+    accepted = inspect.signature(PPO).parameters
+    check_agent_values({"policy_kwargs": {"net_arch": {"pi": [32], "vf": [64, 64]}}}, accepted)
+    with pytest.raises(ConfigError, match=r"net_arch: expected layer widths.*got \{'pi': \[32\], 'vf': \[0\]\}$"):
+        check_agent_values({"policy_kwargs": {"net_arch": {"pi": [32], "vf": [0]}}}, accepted)
