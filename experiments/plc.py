@@ -35,7 +35,7 @@ HELP = """commands, one per line:
   remote on|off          the operator hands the line to remote (agent) control, or takes it back
   permissive on|off      the process permits remote setpoints, or not
   estop on|off           emergency stop: every station switches off; off releases it
-  lever <name> local|remote  take a lever (speed, mode, maintenance, reorder) to the line's own rules, or back
+  lever <l> local|remote take lever <l> (speed, mode, maintenance, reorder) to the line's own rules, or back
   fault stop             stop answering (clients time out)
   fault late <s>         answer every request <s> seconds late
   fault exception <n>    answer every request with Modbus exception <n> (e.g. 4, device failure)
@@ -199,7 +199,9 @@ def execute(plc: VirtualPLC, line: str) -> str | None:
     if head in switches and len(args) == 1 and args[0] in ("on", "off"):
         switches[head](args[0] == "on")
         return status_line(plc)
-    if head == "lever" and len(args) == 2 and args[1] in ("local", "remote"):
+    if head == "lever":
+        if len(args) != 2 or args[1] not in ("local", "remote"):
+            raise ValueError("lever: give the lever and local or remote, e.g. `lever speed local`")
         plc.hand_lever(_lever(args[0]), args[1] == "remote")
         return status_line(plc)
     if head == "restart" and len(args) <= 1:

@@ -4,11 +4,12 @@
 on and returns a `Verdict`, in the order deployment practice sets:
 
 1. Gates (any closed gate blocks the write; every closed gate is named): the operator's REMOTE,
-   PERMISSIVE and E-STOP, a lever the operator keeps local (`gate:lever_local:<lever>`: a policy
-   decides its levers together), the controller's watchdog, the controller's clock against ours,
-   the age of its status, its heartbeat frozen, sensor stamps too old or too far apart, a sensor
-   that reads NaN (an instrument's declared dropout excepted), out of its range or frozen, a
-   proposal that is infinite or a mode that is not a whole number, and the out-of-distribution gate.
+   PERMISSIVE and E-STOP, the controller's watchdog, a lever the operator keeps local
+   (`gate:lever_local:<lever>`: a policy decides its levers together), the controller's clock
+   against ours, the age of its status, its heartbeat frozen, sensor stamps too old or too far
+   apart, a sensor that reads NaN (an instrument's declared dropout excepted), out of its range or
+   frozen, a proposal that is infinite or a mode that is not a whole number, and the
+   out-of-distribution gate.
 2. Interlocks: a tripped rule bounds its actuator.
 3. Hard and configured limits: clamp.
 4. Rate of change, per s of line time, relative to the active setpoint.
@@ -162,7 +163,7 @@ class Guard:
         return Verdict(p, out, tuple(shaped), ood)
 
     def _status_gates(self, status: LineStatus, now_s: float) -> list[str]:
-        """Operator bits, levers kept local, watchdog, controller clock, status age, heartbeat."""
+        """Operator bits, watchdog, levers kept local, controller clock, status age, heartbeat."""
         cfg = self.config
         reasons = [
             reason

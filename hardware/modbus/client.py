@@ -239,7 +239,8 @@ class ModbusLine:
 
         Raises:
             ValueError: setpoints of the wrong shape or outside their limits (as the twin), or a dispatch.
-            LeverLocal: a setpoint for a lever the last status read shows kept local (nothing is sent).
+            LeverLocal: a setpoint for a lever the last status read shows kept local (nothing is sent), or
+                one the status that echoed the block shows kept local (sent, not taken).
             CommandNotAccepted: the PLC did not echo the block within `echo_timeout_s`.
             ModbusLineError: the block could not be written (never re-sent) or the echo not read.
         """
@@ -249,9 +250,10 @@ class ModbusLine:
             values[self._slots] = self._limits.check(command.setpoints)
         if command.dispatch:
             raise ValueError(f"dispatch: line {self.spec.name!r} takes no dispatch decisions over Modbus")
-        self._check_remote(values[self._slots])
+        self._check_remote(values[self._slots], self._reader.status)
         self._send(values)
         self._written = True
+        self._check_remote(values[self._slots], self._echoed, sent=True)  # taken local as the block went out
 
     def advance(self, dt: float) -> Frame:
         """Wait until the PLC's clock reaches the next control tick or the last frame's time + `dt` s.
@@ -348,9 +350,11 @@ class ModbusLine:
                 f"{status.control_period_s:g} s; line {self.spec.name!r} expects {period:g} s"
             )
 
-    def _check_remote(self, setpoints: np.ndarray) -> None:
-        """Refuse setpoints (spec order, NaN = keep) for levers the last status read shows kept local."""
-        st = self._reader.status
+    def _check_remote(self, setpoints: np.ndarray, st: PlcStatus | None, sent: bool = False) -> None:
+        """Raise if setpoints (spec order, NaN = keep) are for levers status `st` shows kept local.
+
+        `sent`: the block went out, and `st` is the status that echoed it.
+        """
         if st is None:
             return
         given = ~np.isnan(setpoints)
@@ -360,9 +364,14 @@ class ModbusLine:
         )
         if local:
             remote = sorted(lv.value for lv in st.remote_levers)
+            what = (
+                f"command {self._sequence} was sent and their setpoints were not taken"
+                if sent
+                else "the command was not sent"
+            )
             raise LeverLocal(
                 f"{self._reader.where(Role.STATUS, 'remote_levers')}: the PLC keeps levers {local} local "
-                f"(remote: {remote}); line {self.spec.name!r}: the command was not sent"
+                f"(remote: {remote}); line {self.spec.name!r}: {what}"
             )
 
     def _own(self, status: PlcStatus) -> PlcStatus:

@@ -214,7 +214,7 @@ class VirtualPLC:
 
     @property
     def agent_in_control(self) -> bool:
-        """Whether the agent holds the levers (else the line's own rules do)."""
+        """Whether the agent holds any lever (else the line's own rules run them all)."""
         return self._snapshot(lambda: self.program.agent_owns)
 
     @property

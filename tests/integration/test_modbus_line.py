@@ -119,6 +119,7 @@ class FakePlc:
             scrapped_operations=3, ideal_busy_s=28_000.0, last_completion_s=T0 - 30.0,
         )  # fmt: skip
         self.lockstep = True  # a new accepted sequence steps the clock one control period
+        self.local_on_command: frozenset[Lever] = frozenset()  # levers the operator takes local as a command arrives
         self.frozen = False  # the scan counter stands still
         self.tear = 0  # frame reads still to tear by publishing between the requests of one read
         self.hang_s = 0.0  # every request waits this long before it is answered
@@ -182,6 +183,7 @@ class FakePlc:
         if block.sequence == self.last_sequence:
             return
         self.last_sequence = block.sequence
+        self.remote -= self.local_on_command
         if (
             StatusBit.REMOTE not in self.status
             or StatusBit.PERMISSIVE not in self.status
@@ -597,6 +599,12 @@ def test_a_lever_kept_local_is_in_the_status_and_no_setpoint_of_it_is_sent(plc, 
     assert line.status().local_levers == ()
     line.write(Command(setpoints=np.array([1.2, 1.0, 1.0, 1.0])))
     assert plc.active[FULL.actuator_index("b.mode")] == 1.0
+    plc.local_on_command = frozenset({Lever.MODE})  # taken local as the next block goes out: it says so
+    with pytest.raises(
+        LeverLocal, match=r"\['mode'\] local .*: command \d+ was sent and their setpoints were not taken"
+    ):
+        line.write(Command(setpoints=np.array([1.1, 2.0, 1.0, 2.0])))
+    assert len(plc.writes()) == sent + 3
 
 
 def test_a_dispatch_is_refused_before_anything_is_sent(plc, connect):

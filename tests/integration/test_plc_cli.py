@@ -95,6 +95,8 @@ def test_serve_answers_over_modbus_and_obeys_the_operator_on_stdin(monkeypatch):
         assert read_levers(client) == frozenset()
         console.type("lever mode local")
         console.wait_for(r"lever 'mode': this PLC serves levers \['speed'\]")
+        console.type("lever speed")
+        console.wait_for(r"lever: give the lever and local or remote, e.g. `lever speed local`")
         console.type("lever brake local")
         console.wait_for(r"no lever 'brake'; levers: speed, mode, maintenance, reorder")
         console.type("lever speed remote")

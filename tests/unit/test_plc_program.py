@@ -130,6 +130,7 @@ def test_a_lever_taken_local_goes_to_the_line_rules_alone_and_comes_back_with_th
     assert p.remote_levers == {Lever.REORDER}
     assert (p.active["cut.speed"], p.active["press.speed"], twin_speed(p)) == (1.0, 1.0, 1.0)  # the line's rule
     assert (p.agent_owns, supply.auto_reorder) == (True, False)  # the reorders stay the agent's
+    assert p.active["line.reorder_units"] == 100.0
     assert p.handovers == 1
     write(p, block(2, 2, cut__speed=0.8))
     assert (p.echo, p.active["cut.speed"], twin_speed(p)) == (2, 1.0, 1.0)  # accepted, the speed not taken
@@ -144,6 +145,12 @@ def test_a_lever_taken_local_goes_to_the_line_rules_alone_and_comes_back_with_th
     assert StatusBit.SP_LIMITED not in p.status
     with pytest.raises(ValueError, match=r"lever 'mode': this PLC serves levers \['reorder', 'speed'\]"):
         p.hand_lever(Lever.MODE, remote=False)
+    p.power_up()  # a restart: the operator's choice stands, the line's rules run every lever
+    assert p.remote_levers == {Lever.SPEED}
+    assert (p.agent_owns, supply.auto_reorder) == (False, True)
+    write(p, block(4, 4, cut__speed=0.9, line__reorder_units=50.0))
+    assert (p.active["cut.speed"], p.active["line.reorder_units"]) == (pytest.approx(0.9), 0.0)
+    assert supply.auto_reorder
 
 
 def test_estop_takes_the_levers_and_holds_the_stations_off_through_local_control():
