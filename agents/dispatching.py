@@ -39,8 +39,9 @@ class DispatchRule(Baseline):
     job id. With no job waiting (only after the episode ended) it answers the wait action.
     Every rule but FIFO decides from the observation. Arrival order is not observed, so FIFO asks
     the env it was built for what the line's own rule takes now (`task.line_rule(env.frame)`, the
-    first job in the deciding station's queue): it ignores the observation it is given, answers
-    for that env's current state only, and so predicts for a batch of one.
+    first job in the deciding station's queue, ties of arrival in the order of the env's
+    decisions): it ignores the observation it is given, answers for that env's current state
+    only, and so predicts for a batch of one.
 
     EDD ranks by the jobs' due dates, which it reads from the line's spec: the observation's
     slack is clipped to [-1, 1] and so cannot order due dates more than the job set's total work

@@ -7,6 +7,7 @@ the schedule the agent chose, comparable with the published optimum.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import itertools
 import json
@@ -95,7 +96,21 @@ def load_instance(name_or_path: str | Path) -> Instance:
 
 
 def _read(path: Path, name: str) -> Instance:
-    return parse_instance(path.read_text(), name, source=path)
+    return parse_instance(decoded(path.read_bytes()), name, source=path)
+
+
+def decoded(data: bytes) -> str:
+    """The text of an instance file: UTF-8 or UTF-16 after a byte-order mark, else UTF-8, else Latin-1.
+
+    Only the numbers matter, and they read the same in each; a file saved by a Windows editor
+    (UTF-8 with a mark, UTF-16) or with a Latin-1 comment loads as well as a plain one.
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 def _with_bounds(instance: Instance, shipped_name: str) -> Instance:
@@ -112,6 +127,7 @@ def _shipped_jobs() -> dict[tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, 
     return jobs
 
 
+MAX_TOTAL_TIME = 2**53  # an instance's processing times add up to at most this: every float64 whole number is exact
 _NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")  # a word that reads as a number
 _WHOLE = re.compile(r"[0-9]+")
 _Row = tuple[int, tuple[int, ...]]  # a job's line: its line number and its numbers
@@ -146,7 +162,7 @@ def parse_instance(text: str, name: str, source: str | Path | None = None) -> In
             the first bad line, with what was expected there and what was found.
     """
     where = f"instance file {str(source)!r}" if source is not None else f"instance {name!r}"
-    lines = _lines(text, where)
+    lines = _lines(text.removeprefix("\ufeff"), where)
     first = next((i for i, line in enumerate(lines) if line.values is not None), None)
     if first is None:
         raise InstanceError(f"{where}: no line of numbers; the first must be the header 'jobs machines'")
@@ -170,7 +186,7 @@ def parse_instance(text: str, name: str, source: str | Path | None = None) -> In
             )
         routes = _rows(body, n + 2, n, m, "machines", where)
         end, first_machine = 2 * n + 2, 1
-    elif lead is not None and lead.values is not None and len(lead.values) == m:
+    elif lead is not None and lead.values is not None and len(lead.values) == m and not _pairs(body[1:2], m):
         times, routes = _rows(body, 0, n, m, "processing times", where), _rows(body, n, n, m, "machines", where)
         end, first_machine = 2 * n, 1
     else:
@@ -184,6 +200,11 @@ def parse_instance(text: str, name: str, source: str | Path | None = None) -> In
             f"{body[end - 1].number}, found {extra.text!r}"
         )
     return _checked(name, m, routes, times, first_machine, where)
+
+
+def _pairs(lines: list[_Line], m: int) -> bool:
+    """Whether the first of `lines` holds `m` machine-time pairs (an OR-Library job's line)."""
+    return bool(lines) and lines[0].values is not None and len(lines[0].values) == 2 * m
 
 
 def _lines(text: str, where: str) -> list[_Line]:
@@ -236,6 +257,12 @@ def _checked(name: str, m: int, routes: list[_Row], times: list[_Row], first_mac
     for j, (at, ts) in enumerate(times):
         if 0 in ts:
             raise InstanceError(f"{where}, line {at}: job {j} operation {ts.index(0)} takes time 0, expected > 0")
+    total = sum(sum(ts) for _, ts in times)
+    if total > MAX_TOTAL_TIME:
+        raise InstanceError(
+            f"{where}: the processing times add up to {total}, above {MAX_TOTAL_TIME} (2^53): the twin's clock "
+            "and the CP-SAT model would no longer tell apart two times one unit apart"
+        )
     return Instance(
         name, m, tuple(tuple(k - first_machine for k in r) for _, r in routes), tuple(ts for _, ts in times)
     )

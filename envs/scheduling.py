@@ -195,7 +195,10 @@ class SchedulingTask(Task):
     def line_rule(self, frame: Frame) -> int:
         """The action the line's own rule (FIFO) takes on `frame`: the first job in the deciding station's queue.
 
-        The wait action when no decision is open (the episode is over).
+        The wait action when no decision is open (the episode is over). Jobs that reached a station
+        at the same instant queue in the order the operations that sent them were started, which
+        in the env is the order of its decisions: a whole run of this rule can differ from the
+        line's own FIFO run where such ties occur (ft06: 65 against 61; la01: both 772).
         """
         d = self.decision(frame)
         return self.n_jobs if d is None or not d.jobs else d.jobs[0]

@@ -60,7 +60,7 @@ def test_optimal_ft06_schedule_replays_to_55():
 
 
 def test_the_task_line_rule_gives_the_twin_own_fifo_makespan():
-    """Always taking the task's `line_rule` reproduces the twin's own FIFO run, with no agent."""
+    """Always taking the task's `line_rule` reproduces the twin's own FIFO run on la01 (not where arrivals tie)."""
     env = gym.make("smartline/Scheduling-v0", instance="la01")
     env.reset(seed=0)
     terminated, total = False, 0.0

@@ -101,6 +101,12 @@ def test_a_comment_naming_times_and_machines_is_not_a_taillard_file(tmp_path):
     [
         ("2 3\n0 3 1 2 2 2\n0 2 2 1\n", r"line 3: expected 6 numbers \(job 1's 3 machine-time pairs\), found 4"),
         ("2 3\n0 3 1 2 2\n0 2 2 1 1 4\n", r"line 2: expected 6 numbers \(job 0's 3 machine-time pairs\), found 5"),
+        # a first job line one pair short holds as many numbers as a Taillard line: the next line tells
+        ("2 2\n0 3\n1 4 0 5\n", r"line 2: expected 4 numbers \(job 0's 2 machine-time pairs\), found 2"),
+        (
+            "2 2\n0 4503599627370496 1 4503599627370496\n1 1 0 1\n",
+            r"the processing times add up to 9007199254740994, above 9007199254740992 \(2\^53\)",
+        ),
         ("3 3\n" + OK[4:], r"expected 3 lines of 3 machine-time pairs, one per job, found 2 before the end \(line 3\)"),
         ("2 3\n0 3 1 -2 2 2\n0 2 2 1 1 4\n", "line 2: expected whole numbers >= 0, found '-2'"),
         ("2 3\n0 3 1 2.5 2 2\n0 2 2 1 1 4\n", "line 2: expected whole numbers >= 0, found '2.5'"),
@@ -132,6 +138,22 @@ def test_a_malformed_instance_names_the_file_the_line_and_what_was_expected(tmp_
         load_instance(path)
     with pytest.raises(InstanceError, match=f"^instance 'bad'(, |: ){message}"):
         parse_instance(text, "bad")
+
+
+@pytest.mark.parametrize(
+    ("encoding", "prefix"),
+    [("utf-8", b"\xef\xbb\xbf"), ("utf-16", b""), ("latin-1", "# Maschinenfolge für ft06\n".encode("latin-1"))],
+)
+def test_an_instance_file_saved_by_another_editor_loads_as_the_plain_one(tmp_path, encoding, prefix):
+    """A byte-order mark read as a label shifted the header onto job 0's line; UTF-16 raised UnicodeDecodeError."""
+    path = tmp_path / "ft06_windows.txt"
+    path.write_bytes(prefix + (INSTANCES_DIR / "ft06.txt").read_text().encode(encoding))
+    loaded = load_instance(path)
+    assert (loaded.routes, loaded.times, loaded.optimum) == (
+        load_instance("ft06").routes,
+        load_instance("ft06").times,
+        55,
+    )
 
 
 def test_a_taillard_file_reads_its_machines_from_1(tmp_path):
