@@ -39,15 +39,11 @@ class Span:
 
 
 _FRACTION = Span(0.0, 1.0, low_in=True)
-SPANS: dict[str, Span] = {  # by parameter name, as SB3 and sb3-contrib define them
+SPANS: dict[str, Span] = {  # by parameter name: what the quantity is defined on (SB3 trains outside some)
     "learning_rate": Span(0.0),
-    "gamma": Span(0.0, 1.0),
+    "gamma": _FRACTION,
     "gae_lambda": _FRACTION,
-    "clip_range": Span(0.0),
-    "ent_coef": Span(0.0, low_in=True),
-    "vf_coef": Span(0.0, low_in=True),
-    "max_grad_norm": Span(0.0),
-    "tau": Span(0.0, 1.0),
+    "tau": _FRACTION,
     "exploration_fraction": _FRACTION,
     "exploration_initial_eps": _FRACTION,
     "exploration_final_eps": _FRACTION,
@@ -60,7 +56,7 @@ WHOLE: dict[str, int] = {  # by parameter name: the least whole number it may be
     "learning_starts": 0,
     "target_update_interval": 1,
     "train_freq": 1,
-    "gradient_steps": 1,  # or -1: as many as environment steps
+    "gradient_steps": 0,  # or -1: as many as environment steps
 }
 _UNITS = ("step", "episode")  # of a `train_freq` given as [count, unit]
 
@@ -77,11 +73,11 @@ def check_agent_values(agent: Mapping[str, Any], accepted: Mapping[str, inspect.
             `train_freq` that is neither a count nor [count, step|episode].
     """
     kwargs = agent.get("policy_kwargs")
-    if isinstance(kwargs, Mapping) and "net_arch" in kwargs:
+    if isinstance(kwargs, Mapping) and kwargs.get("net_arch") is not None:  # None: the algorithm's default
         _net_arch("agent.policy_kwargs.net_arch", kwargs["net_arch"])
     for name, value in agent.items():
-        if name not in accepted or name.startswith("_"):
-            continue
+        if name not in accepted or name.startswith("_") or (isinstance(value, Mapping) and "_target_" in value):
+            continue  # a `_target_` node is built by `instantiate` (a learning-rate schedule): SB3 checks it
         key, default = f"agent.{name}", accepted[name].default
         if name == "train_freq" and isinstance(value, list | tuple):
             _train_freq(key, value)
@@ -97,7 +93,7 @@ def check_agent_values(agent: Mapping[str, Any], accepted: Mapping[str, inspect.
 def _number(key: str, name: str, value: float, whole: bool) -> None:
     if not math.isfinite(value):
         raise ConfigError(f"{key}: must be a finite number, got {value!r}")
-    if whole and value != int(value):
+    if whole and not isinstance(value, int):  # 5.0 too: SB3 counts with it (range(n_epochs))
         raise ConfigError(f"{key}: expected a whole number, got {value!r}")
     if name == "gradient_steps" and value == -1:  # as many gradient steps as environment steps
         return

@@ -45,7 +45,11 @@ class FreshRunDir(Callback):
         _exit_unless_fresh(config, "hydra.sweep.dir")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """A sweep's job claims its folder; one whose folder another job has puts that job's config back and exits."""
+        """A sweep's job claims its folder; one whose folder another job has puts that job's config back and exits.
+
+        A job started again in its own folder (requeued after a preemption or a timeout) finds its
+        own claim and goes on.
+        """
         if config.hydra.mode != RunMode.MULTIRUN:
             return
         folder = Path(config.hydra.runtime.output_dir)
@@ -57,6 +61,8 @@ class FreshRunDir(Callback):
             os.link(draft, claim)  # atomic, and refused if the claim exists: it is read whole or not at all
         except FileExistsError:
             first = json.loads(claim.read_text())
+            if (first["job"], first["overrides"]) == (mine["job"], mine["overrides"]):
+                return  # this job, started again (a cluster launcher requeues a preempted job into its folder)
             _put_back(config, first["files"])
             sys.exit(
                 f"config error: hydra.sweep.subdir: jobs {first['job']} and {mine['job']} "

@@ -109,12 +109,14 @@ def test_a_run_setting_of_the_wrong_type_is_refused_before_any_work(override, me
         (["agent.ent_coef=abc"], "agent.ent_coef: expected a number, got 'abc'"),
         (["agent.n_epochs=0"], "agent.n_epochs: must be a positive whole number, got 0"),
         (["agent.batch_size=1.5"], "agent.batch_size: expected a whole number, got 1.5"),
-        (["agent.gamma=2"], "agent.gamma: must be in (0, 1], got 2"),
+        (["agent.gamma=2"], "agent.gamma: must be in [0, 1], got 2"),
+        (["agent.n_epochs=5.0"], "agent.n_epochs: expected a whole number, got 5.0"),  # SB3 counts with it
+        (["agent=sac", "agent.buffer_size=1e6"], "agent.buffer_size: expected a whole number, got 1000000.0"),
         (["agent.gae_lambda=-0.1"], "agent.gae_lambda: must be in [0, 1], got -0.1"),
         (["agent.learning_rate=-1"], "agent.learning_rate: must be in (0, inf), got -1"),
         (["agent.learning_rate=inf"], "agent.learning_rate: must be a finite number, got inf"),
         (["agent=sac", "agent.tau=abc"], "agent.tau: expected a number, got 'abc'"),
-        (["agent=sac", "agent.gradient_steps=-2"], "agent.gradient_steps: must be a positive whole number, got -2"),
+        (["agent=sac", "agent.gradient_steps=-2"], "agent.gradient_steps: must be a whole number >= 0, got -2"),
         (
             ["task=inventory", "agent=dqn", "agent.exploration_fraction=abc"],
             "agent.exploration_fraction: expected a number, got 'abc'",
@@ -147,6 +149,9 @@ def test_an_algorithm_setting_sb3_reads_only_in_training_is_refused_before_any_w
 def test_the_shipped_run_settings_pass():
     check(compose_train(["final.continuing_days=0.5", "normalize.clip_obs=5"]))
     check(compose_train(["agent=sac", "+agent.ent_coef=auto", "agent.gradient_steps=-1"]))
+    check(compose_train(["agent.gamma=0", "agent.ent_coef=-0.001", "agent.policy_kwargs.net_arch=null"]))  # SB3 trains
+    schedule = "{_target_:stable_baselines3.common.utils.get_linear_fn,start:3.0e-4,end:1.0e-5,end_fraction:1.0}"
+    check(compose_train(["~agent.learning_rate", f"+agent.learning_rate={schedule}"]))  # built by instantiate
     check(compose_train(["task=inventory", "agent=dqn", "agent.train_freq=[1,episode]"]))
 
 

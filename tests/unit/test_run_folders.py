@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import sys
@@ -9,6 +10,11 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf, open_dict
+
+from experiments.run_folders import FreshRunDir
 
 STAMP = re.compile(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}_\d{6}")  # date, time and microseconds
 
@@ -76,3 +82,25 @@ def test_two_jobs_of_a_sweep_given_one_folder_are_refused_and_the_first_keeps_it
     assert "seed=2" not in overrides
     assert "seed: 1" in (sweep / "same" / ".hydra" / "config.yaml").read_text()
     assert (sweep / "same" / "kpi_table.md").exists()  # job 0's work is kept
+
+
+def test_a_job_started_again_in_its_own_folder_goes_on_and_another_job_there_does_not(tmp_path):
+    """A cluster launcher requeues a preempted job into its own folder: its claim is its own."""
+    with initialize_config_module("configs", version_base="1.3"):
+        composed = compose("simulate", overrides=["seed=1"], return_hydra_config=True)
+    cfg = OmegaConf.create(OmegaConf.to_container(composed))  # without Hydra's read-only flags
+    with open_dict(cfg):
+        cfg.hydra.mode = RunMode.MULTIRUN
+        cfg.hydra.runtime.output_dir = str(tmp_path / "0")
+        cfg.hydra.job.num = 0
+    (tmp_path / "0" / ".hydra").mkdir(parents=True)
+    HydraConfig.instance().set_config(composed)  # what Hydra holds while the job runs
+    FreshRunDir().on_job_start(cfg)
+    FreshRunDir().on_job_start(cfg)  # started again: it goes on
+    other = copy.deepcopy(cfg)
+    with open_dict(other):
+        other.hydra.job.num = 1
+        other.hydra.overrides.task = ["seed=2"]
+    with pytest.raises(SystemExit, match=r"jobs 0 and 1 \(seed=1 against seed=2\) resolve to one folder"):
+        FreshRunDir().on_job_start(other)
+    assert "seed=1" in (tmp_path / "0" / ".hydra" / "overrides.yaml").read_text()
