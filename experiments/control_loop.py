@@ -31,6 +31,7 @@ from hardware.guard import Guard, Verdict
 from hardware.modbus import (
     AnotherController,
     IncompatiblePlc,
+    LeverLocal,
     LineRestarted,
     ModbusLine,
     ModbusLineError,
@@ -121,7 +122,8 @@ def _attach(dep: Deployment, stop: threading.Event, tally: Tally) -> Frame | Non
     """Attach to the line, retrying while it does not answer; a PLC that cannot serve the task ends the run.
 
     Raises:
-        IncompatiblePlc: the PLC runs another control period.
+        IncompatiblePlc: the PLC runs another control period, or keeps a lever of the task local at the
+            first attach.
     """
     dep.decided_at = None
     while not stop.is_set():
@@ -204,6 +206,8 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
             tally.reattach = True  # the PLC's clock or counters went back: attach afresh, count from there
         if isinstance(exc, AnotherController):
             rival = exc
+        if isinstance(exc, LeverLocal):
+            echo = exc.echo  # sent and echoed, a lever's setpoints not taken
     lat["log"] = log_ms
     lat["total"] = _ms(t0) + log_ms
     shadow = dep.mode == "shadow"

@@ -180,6 +180,7 @@ class ModbusLine:
         self._sequence = 0
         self._heartbeat = 0
         self._seq = 0
+        self._served = False  # a first attach found every lever of the spec remote (checked once, when writing)
         # whose commands the PLC's echo shows (watched only by a writing line)
         self._echoes = EchoWatch(self._reader.where(Role.STATUS, "command_echo"), spec.name)
 
@@ -218,14 +219,22 @@ class ModbusLine:
         frame; command sequence numbers continue from the PLC's echo, so a re-attach never repeats
         one the PLC has seen.
 
+        A writing line's first attach also needs every lever of the spec remote: a lever kept local
+        then is a PLC not set up to serve it, or one the operator has not handed over yet. Later a
+        lever taken local shows in `status().local_levers` (a guard gate) and refuses `write`.
+
         Raises:
-            IncompatiblePlc: the PLC runs another control period.
+            IncompatiblePlc: the PLC runs another control period, or at a writing line's first
+                attach keeps a lever of the spec local.
             ModbusLineError: the PLC cannot be read (see `read`).
         """
         self._attached = False
         self._reader.attach()
         plc = self._reader.frame()
         self._check_plc(plc.status)
+        if not self.read_only and not self._served:
+            self._check_served(plc.status)
+            self._served = True
         if not self.read_only:
             self._sequence, self._heartbeat, pending = self._command_origin(plc.status.command_echo)
             self._echoes.attach(plc.status.command_echo, pending)
@@ -371,7 +380,18 @@ class ModbusLine:
             )
             raise LeverLocal(
                 f"{self._reader.where(Role.STATUS, 'remote_levers')}: the PLC keeps levers {local} local "
-                f"(remote: {remote}); line {self.spec.name!r}: {what}"
+                f"(remote: {remote}); line {self.spec.name!r}: {what}",
+                st.command_echo if sent else None,
+            )
+
+    def _check_served(self, status: PlcStatus) -> None:
+        local = self.spec.levers - status.remote_levers
+        if local:
+            remote = sorted(lv.value for lv in status.remote_levers)
+            raise IncompatiblePlc(
+                f"{self._reader.where(Role.STATUS, 'remote_levers')}: the PLC keeps levers "
+                f"{sorted(lv.value for lv in local)} local (remote: {remote}); line {self.spec.name!r} gives them to "
+                "the agent: hand them over (a PLC set up to serve them) before the first attach"
             )
 
     def _own(self, status: PlcStatus) -> PlcStatus:

@@ -65,11 +65,19 @@ class AnotherController(ModbusLineError):
 
 
 class IncompatiblePlc(ModbusLineError):
-    """The PLC does not run the line the spec describes: another control period."""
+    """The PLC does not run the line the spec describes: another control period, or levers not handed over."""
 
 
 class LeverLocal(ModbusLineError):
-    """A setpoint for a lever the PLC keeps to its own rules now (the operator took it local): not sent."""
+    """A setpoint for a lever the PLC keeps to its own rules now (the operator took it local): not sent, or not taken.
+
+    Attributes:
+        echo: the PLC's echo of the block, when it was sent and the lever found local as it arrived (else None).
+    """
+
+    def __init__(self, message: str, echo: int | None = None) -> None:
+        super().__init__(message)
+        self.echo = echo
 
 
 class CommandNotAccepted(ModbusLineError):

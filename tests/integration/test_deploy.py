@@ -25,6 +25,7 @@ from envs.registration import START_DEFAULT, TASKS
 from experiments.deploy import artifact_sha256, main
 from experiments.shadow_report import write_shadow_report
 from hardware.audit import AuditError, AuditLog, AuditRecord, read_runs
+from hardware.interface import Lever
 from hardware.modbus import StatusBit, VirtualPLC, default_map, setpoint_spec
 from hardware.twin import TwinLine
 from tests.artifacts import speed_artifact
@@ -110,6 +111,18 @@ def test_a_guarded_run_writes_only_what_the_guard_lets_out(artifact, tmp_path):
     for name, value in zip(run.meta["actuators"], last.written, strict=True):
         if not np.isnan(value):
             assert final[name["name"]] == pytest.approx(value, rel=1e-6)
+
+
+def test_a_lever_kept_local_stops_a_guarded_run_at_attach_and_a_shadow_run_watches_anyway(artifact, tmp_path, capsys):
+    with free_plc() as plc:
+        plc.hand_lever(Lever.SPEED, remote=False)  # the operator has not handed the speeds over
+        assert deploy(artifact, plc.port, tmp_path / "g.sqlite", "mode=guarded", "arm=true", "steps=3") == 2
+        assert "the PLC keeps levers ['speed'] local (remote: [])" in capsys.readouterr().err
+        assert plc.accepted_commands == 0
+        assert deploy(artifact, plc.port, tmp_path / "s.sqlite", "mode=shadow", "steps=3") == 0
+    (run,) = read_runs(tmp_path / "s.sqlite")
+    assert all("gate:lever_local:speed" in r.reasons for r in run.records)  # what the guard would have done
+    assert all(r.status["local_levers"] == ["speed"] for r in run.records)
 
 
 def test_a_guarded_run_must_be_armed(artifact, tmp_path, capsys):

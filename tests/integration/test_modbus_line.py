@@ -577,20 +577,32 @@ def test_attaching_checks_the_control_period(plc, connect):
     assert connect().reset().time == pytest.approx(T0, abs=1e-6)
 
 
-def test_a_lever_kept_local_is_in_the_status_and_no_setpoint_of_it_is_sent(plc, connect):
+def test_a_lever_kept_local_refuses_the_first_attach_and_later_gates_the_writes_of_it(plc, connect):
     plc.remote = frozenset({Lever.SPEED, Lever.REORDER})  # the operator keeps mode to the line's rules
+    with pytest.raises(
+        IncompatiblePlc,
+        match=r"input 10-10: the PLC keeps levers \['mode'\] local \(remote: \['reorder', 'speed'\]\); line "
+        r"'fake' gives them to the agent: hand them over \(a PLC set up to serve them\) before the first attach",
+    ):
+        connect().reset()
+    shadow = connect(read_only=True)  # a line that only reads watches the plant whatever it hands over
+    assert shadow.reset() is not None
+    assert shadow.status().local_levers == ("mode",)
+    assert connect(spec=task_spec(frozenset({Lever.SPEED}))).reset() is not None  # a task of speed alone
+    plc.remote = SETPOINT_LEVERS
     line = connect()
-    line.reset()  # no refusal: the operator may hand the lever over at any time, as with REMOTE
+    line.reset()
+    plc.remote = frozenset({Lever.SPEED, Lever.REORDER})  # taken local once attached: no refusal, a gate
+    line.reset()  # a re-attach (after a PLC restart) finds it local too
     assert line.status().local_levers == ("mode",)
-    assert connect(spec=task_spec(frozenset({Lever.SPEED}))).reset() is not None
     sent = len(plc.writes())
     with pytest.raises(
         LeverLocal,
         match=r"input 10-10: the PLC keeps levers \['mode'\] local \(remote: \['reorder', 'speed'\]\); "
         r"line 'fake': the command was not sent",
-    ):
+    ) as refused:
         line.write(Command(setpoints=np.array([1.2, np.nan, 1.0, 1.0])))
-    assert len(plc.writes()) == sent
+    assert (len(plc.writes()), refused.value.echo) == (sent, None)
     line.write(Command(setpoints=np.array([1.2, np.nan, 1.0, np.nan])))  # speeds alone go out
     assert len(plc.writes()) == sent + 1
     assert plc.active[FULL.actuator_index("a.speed")] == pytest.approx(1.2)
@@ -602,9 +614,10 @@ def test_a_lever_kept_local_is_in_the_status_and_no_setpoint_of_it_is_sent(plc, 
     plc.local_on_command = frozenset({Lever.MODE})  # taken local as the next block goes out: it says so
     with pytest.raises(
         LeverLocal, match=r"\['mode'\] local .*: command \d+ was sent and their setpoints were not taken"
-    ):
+    ) as taken:
         line.write(Command(setpoints=np.array([1.1, 2.0, 1.0, 2.0])))
     assert len(plc.writes()) == sent + 3
+    assert taken.value.echo == plc.echo != 0  # echoed: the record keeps it
 
 
 def test_a_dispatch_is_refused_before_anything_is_sent(plc, connect):
