@@ -10,7 +10,7 @@ import yaml
 
 from configs import CONFIG_DIR, config_file, options
 from hardware import Lever, Line
-from hardware.twin import TwinLine
+from hardware.twin import LineDefinitionError, TwinLine
 
 
 def shipped_lines() -> tuple[str, ...]:
@@ -65,11 +65,26 @@ def resolve_line(
     events = scenario_events(scenario)
     if events is not None:
         overrides["scenarios"] = events
-    if isinstance(line, Mapping):
-        return TwinLine.from_definition(line, seed=seed, defaults=defaults, **overrides)
-    path = Path(line)
-    if str(line) in shipped_lines():
-        path = config_file("line", str(line))
-    elif not path.is_file():
-        raise ValueError(f"line {str(line)!r}: neither a shipped line ({', '.join(shipped_lines())}) nor a file")
-    return TwinLine.from_yaml(path, seed=seed, defaults=defaults, search=[CONFIG_DIR / "line"], **overrides)
+    try:
+        if isinstance(line, Mapping):
+            return TwinLine.from_definition(line, seed=seed, defaults=defaults, **overrides)
+        path = Path(line)
+        if str(line) in shipped_lines():
+            path = config_file("line", str(line))
+        elif not path.is_file():
+            raise ValueError(f"line {str(line)!r}: neither a shipped line ({', '.join(shipped_lines())}) nor a file")
+        return TwinLine.from_yaml(path, seed=seed, defaults=defaults, search=[CONFIG_DIR / "line"], **overrides)
+    except LineDefinitionError as exc:
+        if events is None:
+            raise
+        raise _blamed_on_scenario(exc, scenario) from None
+
+
+def _blamed_on_scenario(exc: LineDefinitionError, scenario: str | Sequence[Mapping[str, Any]] | None) -> ValueError:
+    """An error in the events `scenario` gave, named after it rather than the line file they were merged into."""
+    source, _, rest = str(exc).partition(": ")
+    if not rest.startswith("scenarios["):
+        return exc
+    if isinstance(scenario, str):
+        return LineDefinitionError(f"scenario {scenario!r} ({config_file('scenario', scenario)}): {rest}")
+    return LineDefinitionError(f"scenario{rest.removeprefix('scenarios')} (given to the env, over {source})")

@@ -109,3 +109,19 @@ def test_a_users_line_file_builds_on_a_shipped_line_from_anywhere(tmp_path):
                                                "stations: [{name: s, machine: m}]\n"
                                                "variants: [{name: A, processing_time_s: [10]}]\n")  # fmt: skip
     assert TwinLine.from_yaml(own, search=shipped).spec.stations == ("s",)  # a sibling of that name comes first
+
+
+def test_a_bad_scenario_event_given_to_an_env_is_named_as_given_not_after_the_line_file():
+    """It read `.../flow5.yaml: scenarios[0].kind: ...`: a field the file does not hold."""
+    line = config_file("line", "flow5")
+    with pytest.raises(
+        LineDefinitionError,
+        match=r"^scenario\[1\]\.kind: must be one of supplier_outage, demand_surge, price_spike, breakdown_wave, "
+        rf"got 'bogus' \(given to the env, over {re.escape(str(line))}\)$",
+    ):
+        gym.make(
+            "smartline/Speed-v0",
+            scenario=[{"kind": "price_spike", "start_s": 0.0, "duration_s": 60.0, "factor": 2.0}, {"kind": "bogus"}],
+        )
+    with pytest.raises(LineDefinitionError, match=r"^line config 'flow5': stations"):  # its own fields: the line
+        gym.make("smartline/Speed-v0", line={**yaml.safe_load(line.read_text()), "stations": []}, scenario=[])
