@@ -80,7 +80,9 @@ def resolve_line(
         raise _blamed_on_scenario(exc, scenario) from None
 
 
-def _blamed_on_scenario(exc: LineDefinitionError, scenario: str | Sequence[Mapping[str, Any]] | None) -> ValueError:
+def _blamed_on_scenario(
+    exc: LineDefinitionError, scenario: str | Sequence[Mapping[str, Any]] | None
+) -> LineDefinitionError:
     """An error in the events `scenario` gave, named after it rather than the line file they were merged into."""
     source, _, rest = str(exc).partition(": ")
     if not rest.startswith("scenarios["):

@@ -189,7 +189,7 @@ def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], l
     tuned = heuristic_overrides(given[task]) if task in given else heuristics(run_cfg)
     trained = trained_scenario(run_cfg)
     scenarios = [NO_SCENARIO, *(s for s in cfg.scenarios if s not in (trained, NO_SCENARIO))]
-    seeds = [cfg.seed + i for i in range(cfg.episodes)]  # checked by `robustness`
+    seeds = checked_seeds(cfg)
 
     def policies(env: object) -> list[tuple[str, object]]:
         _, learned = load_policy(artifact, env)  # type: ignore[arg-type]

@@ -156,7 +156,7 @@ def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
     points = [p for p, reason in zip(every, reasons, strict=True) if reason is None]
     refused = [(point_label(p), reason) for p, reason in zip(every, reasons, strict=True) if reason is not None]
     labels = [point_label(p) for p in points]
-    seeds = [cfg.tune.seed + i for i in range(cfg.tune.episodes)]  # checked by `checked_grid`
+    seeds = checked_seeds(cfg.tune, "tune.")
 
     def policies(env: Any) -> list[tuple[str, Any]]:
         return [(label, make_baseline(env, baseline, **point)) for label, point in zip(labels, points, strict=True)]

@@ -241,9 +241,9 @@ class VirtualPLC:
     def handovers(self) -> int:
         """Times the levers went from the agent to the line's own rules since the PLC was made.
 
-        Watchdog trips, the operator (REMOTE off, E-stop, a lever taken local) and restarts count. A latch for what
-        `agent_in_control` shows only while it lasts: after a restart the agent may take the levers
-        back within a scan.
+        Watchdog trips, the operator (REMOTE off, E-stop, a lever taken local) and restarts count.
+        A latch for what `agent_in_control` shows only while it lasts: after a restart the agent may
+        take the levers back within a scan.
         """
         return self._snapshot(lambda: self.program.handovers)
 
