@@ -26,7 +26,7 @@ import numpy as np
 from agents.artifact import PolicyArtifact
 from envs.base import Task
 from hardware import Command, DecisionKind, Frame
-from hardware.audit import AuditLog, AuditRecord
+from hardware.audit import AuditLog, AuditRecord, AuditSpaceLow
 from hardware.guard import Guard, Verdict
 from hardware.modbus import (
     AnotherController,
@@ -58,6 +58,7 @@ class Deployment:
     period_s: float
     retry_s: float
     max_policy_faults: int  # steps in a row without a valid action before the run stops
+    audit_min_free_mb: float  # room the audit log's disk must have before a step acts, MB (0: no check)
     decided_at: float | None = None  # line time of the frame the last decision was made on, s
 
 
@@ -164,6 +165,9 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
 
     Raises:
         AnotherController: the PLC accepted a command this run did not send (after the step is logged).
+        AuditSpaceLow: the audit log's disk had less than `audit_min_free_mb` free when the step was
+            to act: nothing went out (no block, no heartbeat); raised after the step is logged, in
+            the room kept for it.
     """
     began, t0 = time.time(), time.perf_counter()
     lat: dict[str, float] = {}
@@ -174,7 +178,7 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
     verdict: Verdict | None = None
     written: np.ndarray | None = None
     echo: int | None = None
-    rival: AnotherController | None = None
+    stopping: AnotherController | AuditSpaceLow | None = None  # ends the run once the step is logged
     status = dep.view.status()
     try:
         frame = dep.view.read()
@@ -193,19 +197,20 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
         lat["guard"] = _ms(t)
         t = time.perf_counter()
         dep.decided_at = frame.time
+        _check_room(dep)
         if _sends(dep, verdict):
             written = verdict.setpoints  # from here on it may have reached the PLC, answered or not
         echo = _act(dep, command, verdict)
         lat["write"] = _ms(t)
-    except (ModbusLineError, PolicyFault) as exc:
+    except (ModbusLineError, PolicyFault, AuditSpaceLow) as exc:
         error = f"{type(exc).__name__}: {exc}"
         tally.faults += 1
         if isinstance(exc, PolicyFault):
             obs, undecided = exc.observation, True
         if isinstance(exc, LineRestarted):
             tally.reattach = True  # the PLC's clock or counters went back: attach afresh, count from there
-        if isinstance(exc, AnotherController):
-            rival = exc
+        if isinstance(exc, AnotherController | AuditSpaceLow):
+            stopping = exc
         if isinstance(exc, LeverLocal):
             echo = exc.echo  # sent and echoed, a lever's setpoints not taken
     lat["log"] = log_ms
@@ -240,8 +245,8 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
     tally.last_reasons, tally.last_error = record.reasons, error
     tally.policy_faults_in_row = tally.policy_faults_in_row + 1 if undecided else 0
     tally.staleness_s = float(frame.time - np.nanmin(frame.stamps)) if len(frame.stamps) else math.nan
-    if rival is not None:
-        raise rival
+    if stopping is not None:
+        raise stopping
     if error is None:
         tally.latencies_ms.append(lat["total"])
     else:
@@ -293,6 +298,22 @@ def _decide(dep: Deployment, frame: Frame, lat: dict[str, float]) -> tuple[np.nd
         frames = traceback.extract_tb(exc.__traceback__)
         at = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
         raise PolicyFault(f"{type(exc).__name__}{at}: {exc}", np.asarray(obs, dtype=float)) from exc
+
+
+def _check_room(dep: Deployment) -> None:
+    """Act only while the audit log's disk keeps `audit_min_free_mb` free, so that what goes out is recorded.
+
+    A record is a few kB: the reserve holds the step about to be logged many times over, where a
+    full disk would refuse the record of a command already sent.
+
+    Raises:
+        AuditSpaceLow: less room than the reserve.
+    """
+    if dep.audit_min_free_mb > 0 and (free := dep.audit.free_mb()) < dep.audit_min_free_mb:
+        raise AuditSpaceLow(
+            f"audit log {dep.audit.path}: {free:.1f} MB free on its disk, under audit_min_free_mb="
+            f"{dep.audit_min_free_mb:g}; nothing was sent this step"
+        )
 
 
 def _sends(dep: Deployment, verdict: Verdict) -> bool:

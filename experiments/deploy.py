@@ -11,7 +11,8 @@ done), writes (guarded mode, armed, only what the guard lets out; nothing but th
 otherwise) and appends one record to the audit log. A fault (no answer, stale data, a refused
 command) is logged and retried; the run resumes by itself when it clears. A command the PLC accepted
 from another controller is logged and stops the run (status 1): two controllers would each undo what
-the other wrote. Ctrl-C or SIGTERM stops
+the other wrote. So does an audit disk under `audit_min_free_mb` (the step sends nothing): no
+command goes out whose record the disk could refuse. Ctrl-C or SIGTERM stops
 between steps: the last record is flushed, no command block is half-written, and the PLC's watchdog
 hands the line back to its own setpoints once the heartbeat stops.
 """
@@ -38,7 +39,7 @@ from envs.registration import TASKS
 from experiments.control_loop import Deployment, PolicyGaveUp, run_deployment
 from experiments.errors import ConfigError, positive_number, whole_number
 from experiments.line_config import guard_config, hardware_line, line_definition
-from hardware.audit import MODES, AuditError, AuditLog
+from hardware.audit import MODES, AuditError, AuditLog, AuditSpaceLow, free_mb
 from hardware.guard import Guard, GuardConfig, OodStats
 from hardware.modbus import AnotherController, IncompatiblePlc, ModbusLine
 from hardware.shadow import ShadowLine
@@ -90,7 +91,8 @@ def setup(cfg: DictConfig) -> Deployment:
         ConfigError: a wrong mode, an unarmed guarded run, a bad artifact, a task without setpoints,
             spaces that do not fit, a hardware or guard config that cannot be built, a guarded
             run whose status-age deadline is not inside the control period, or a run setting
-            (`steps`, `retry_s`, `status_every_s`) that is not a number of its kind.
+            (`steps`, `retry_s`, `status_every_s`, `audit_min_free_mb`) that is not a number of its kind.
+        AuditSpaceLow: the audit log's disk has less than `audit_min_free_mb` free.
     """
     if cfg.mode not in MODES:
         raise ConfigError(f"mode: must be one of {', '.join(MODES)}, got {cfg.mode!r}")
@@ -99,6 +101,8 @@ def setup(cfg: DictConfig) -> Deployment:
     positive_number("retry_s", cfg.retry_s)  # 0 would hammer a PLC that does not answer
     if cfg.status_every_s != 0:
         positive_number("status_every_s", cfg.status_every_s)
+    if cfg.audit_min_free_mb != 0:
+        positive_number("audit_min_free_mb", cfg.audit_min_free_mb)
     if cfg.mode == "guarded" and cfg.arm is not True:
         raise ConfigError("arm: guarded mode writes to the line; start it with arm=true once the shadow report is read")
     if cfg.mode == "guarded" and not cfg.guard.get("_target_"):
@@ -149,6 +153,12 @@ def setup(cfg: DictConfig) -> Deployment:
         "hardware": OmegaConf.to_container(cfg.hardware, resolve=True),
         "started_at_s": time.time(),
     }
+    folder = Path(cfg.audit).parent  # a missing one is AuditLog's error to name
+    if cfg.audit_min_free_mb and folder.is_dir() and (free := free_mb(folder)) < cfg.audit_min_free_mb:
+        raise AuditSpaceLow(
+            f"audit log {cfg.audit}: {free:.1f} MB free on its disk, under audit_min_free_mb="
+            f"{cfg.audit_min_free_mb:g}; free some room or put the log on another disk (audit=...)"
+        )
     audit = AuditLog(cfg.audit, meta)
     return Deployment(
         cfg.mode,
@@ -162,6 +172,7 @@ def setup(cfg: DictConfig) -> Deployment:
         period,
         float(cfg.retry_s),
         whole_number("max_policy_faults", cfg.max_policy_faults),
+        float(cfg.audit_min_free_mb),
     )
 
 
@@ -192,8 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: `key=value` overrides of `configs/deploy.yaml`.
 
     Returns 0 on a clean stop, 1 when the policy gave no valid action for `max_policy_faults` steps
-    in a row, another controller's command reached the PLC or the audit log refused a record (a
-    full disk), 2 on a config error or a PLC that cannot serve the task.
+    in a row, another controller's command reached the PLC, the audit log's disk fell under its
+    reserve (`audit_min_free_mb`) or the log refused a record, 2 on a config error, a PLC that
+    cannot serve the task or an audit disk under its reserve at the start.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
@@ -226,6 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except AnotherController as exc:
+        print(
+            f"error: {exc}; the run stops, and the PLC's watchdog hands the line back to its own control",
+            file=sys.stderr,
+        )
+        return 1
+    except AuditSpaceLow as exc:
         print(
             f"error: {exc}; the run stops, and the PLC's watchdog hands the line back to its own control",
             file=sys.stderr,

@@ -33,6 +33,7 @@ import enum
 import hashlib
 import json
 import math
+import shutil
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -92,6 +93,10 @@ class AuditRun:
 
 class AuditError(Exception):
     """An audit log that cannot be read or written; the message names the file."""
+
+
+class AuditSpaceLow(AuditError):
+    """The audit log's disk has less room than a run keeps in reserve: a step that acts might go unrecorded."""
 
 
 # steps columns after `id` and `run`: (column, SQL type and constraint); the order of AuditRecord's fields
@@ -227,6 +232,10 @@ class AuditLog:
         self.head, self._next_step = chain, self._next_step + 1
         return (time.perf_counter() - start) * 1e3
 
+    def free_mb(self) -> float:
+        """Room left on the file system that holds the log (its database and write-ahead log), MB."""
+        return free_mb(self.path.parent)
+
     def checkpoint(self) -> None:
         """Move the write-ahead log into the database (call it between control steps, off the hot path).
 
@@ -259,6 +268,11 @@ class AuditLog:
         """
         runs = read_runs(path)
         return [r.meta for r in runs], [rec for r in runs for rec in r.records]
+
+
+def free_mb(folder: str | Path) -> float:
+    """Room left on the file system that holds `folder`, MB (1e6 bytes)."""
+    return shutil.disk_usage(folder).free / 1e6
 
 
 def read_runs(path: str | Path) -> list[AuditRun]:

@@ -233,6 +233,7 @@ def test_sigterm_stops_a_guarded_run_between_steps_with_every_record_whole(artif
         ("retry_s=-1", "retry_s: must be a positive number, got -1"),
         ("retry_s=0", "retry_s: must be a positive number, got 0"),
         ("status_every_s=abc", "status_every_s: must be a positive number, got 'abc'"),
+        ("audit_min_free_mb=-5", "audit_min_free_mb: must be a positive number, got -5"),
         ("hardware.port=99999", "port must be a TCP port, 1 to 65535, got 99999"),
     ],
 )
@@ -279,3 +280,41 @@ def test_a_record_the_audit_log_refuses_stops_the_run_with_status_1(artifact, tm
     assert calls == [0, 1, 2]
     (run,) = read_runs(audit)
     assert [r.step for r in run.records] == [0, 1]
+
+
+def test_a_guarded_run_whose_audit_disk_runs_low_stops_before_a_command_it_might_not_record(
+    artifact, tmp_path, capsys, monkeypatch
+):
+    """Room under the reserve from step 3 on: step 3 sends nothing and is logged; the run stops with status 1.
+
+    Before the reserve, a full disk refused the record of a command that had already gone out.
+    """
+    room = iter([500.0, 500.0, 500.0, 20.0])
+    monkeypatch.setattr(AuditLog, "free_mb", lambda log: next(room))
+    audit = tmp_path / "audit.sqlite"
+    with free_plc() as plc:
+        assert deploy(artifact, plc.port, audit, "mode=guarded", "arm=true", "steps=8") == 1
+        accepted = plc.accepted_commands
+    err = capsys.readouterr().err
+    assert "20.0 MB free on its disk, under audit_min_free_mb=64; nothing was sent this step; the run stops" in err
+    (run,) = read_runs(audit)
+    assert [r.step for r in run.records] == [0, 1, 2, 3]
+    assert accepted == sum(r.written is not None for r in run.records) > 0  # every command sent is recorded
+    last = run.records[-1]
+    assert (last.written, last.echo) == (None, None)
+    assert str(last.error).startswith("AuditSpaceLow: audit log ")
+    assert np.isfinite(last.proposed).all()  # decided and judged, then held back
+
+
+def test_an_audit_disk_under_its_reserve_is_refused_at_the_start_and_the_check_can_be_turned_off(
+    artifact, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr("experiments.deploy.free_mb", lambda folder: 10.0)
+    monkeypatch.setattr(AuditLog, "free_mb", lambda log: 10.0)
+    audit = tmp_path / "audit.sqlite"
+    assert deploy(artifact, 1, audit, "mode=shadow", "steps=2") == 2
+    assert f"error: audit log {audit}: 10.0 MB free on its disk, under audit_min_free_mb=64;" in capsys.readouterr().err
+    assert not audit.exists()  # no run opened in the log
+    with free_plc() as plc:
+        assert deploy(artifact, plc.port, audit, "mode=shadow", "steps=2", "audit_min_free_mb=0") == 0
+    assert [r.error for r in read_runs(audit)[0].records] == [None, None]
