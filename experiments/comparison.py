@@ -39,6 +39,22 @@ def checked_seeds(node: DictConfig, prefix: str = "") -> list[int]:
     return [seed + i for i in range(episodes)]
 
 
+def clocked(cfg: DictConfig) -> bool:
+    """Whether the configured task runs on a clock (a control period), so that it can run on without reset.
+
+    Scheduling's fixed job set ends when its last job does: it has no continuing or settled run.
+    """
+    probe = make_env(cfg)
+    try:
+        return _clocked(probe)
+    finally:
+        probe.close()
+
+
+def _clocked(env: gym.Env[Any, Any]) -> bool:
+    return env.unwrapped.line.spec.control_period_s is not None  # type: ignore[attr-defined]
+
+
 def run_rows(
     cfg: DictConfig,
     policies: Policies,
@@ -85,7 +101,7 @@ def compare(
     if continuing_seeds > 0 or settle_episodes > 0:  # only then is the line's clock asked for
         probe = make_env(cfg, scenario=scenario)
         try:
-            clocked = probe.unwrapped.line.spec.control_period_s is not None  # type: ignore[attr-defined]
+            clocked = _clocked(probe)
             steps = continuing_steps(probe, continuing_days) if continuing_seeds > 0 else None
         finally:
             probe.close()

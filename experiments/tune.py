@@ -6,9 +6,10 @@ r"""Sweep a heuristic's parameters on tuning seeds, so that learned policies mee
 
 Every combination of the grid runs on the experiment's own env (task, line, scenario, guard) for
 `tune.episodes` episodes from `tune.seed` (the evaluation seeds, never the held-out seeds of the
-final table) and, on tick tasks, over `tune.continuing_days` without reset on the first
-`tune.continuing_seeds` of them. The combinations are ranked by mean return in `tune.rank_by`
-mode; one the heuristic refuses on this env (s at or above S, S - s below the task's smallest
+final table: the ranking and `best.yaml` name any it shares with them) and, on tick tasks, over
+`tune.continuing_days` without reset on the first `tune.continuing_seeds` of them. The
+combinations are ranked by mean return in `tune.rank_by` mode (continuing: a tick task's only);
+one the heuristic refuses on this env (s at or above S, S - s below the task's smallest
 order) is listed under the ranking, not run, and a value it refuses in every combination (a
 threshold its sensor cannot read, a negative interval) is a config error. The run's
 folder gets the ranking (`ranking.md`), the KPI table, CSV and plots of every combination, and
@@ -33,7 +34,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from agents.baselines import BASELINES, make_baseline, parameter_names
 from experiments.build import check, make_env
-from experiments.comparison import checked_seeds, compare
+from experiments.comparison import checked_seeds, clocked, compare
 from experiments.errors import ConfigError, did_you_mean, distinct, one_line_errors, run
 from experiments.report import EPISODE, Row, continuing_mode, settled_mode, shown_interval, write_reports
 from experiments.tables import markdown_table
@@ -116,6 +117,26 @@ def ranking(
     return [(str(i + 1), label, *(cell(x) for x in cells.values())) for i, (label, cells) in enumerate(ranked)]
 
 
+def held_out_overlap(cfg: DictConfig, seeds: Sequence[int]) -> str | None:
+    """A warning when tuning seeds are also held-out seeds of the final table (`final.seed`, `final.episodes`).
+
+    A heuristic tuned on the seeds it is then compared on is favoured there; a grid run on the
+    held-out seeds on purpose (every combination as a point of a Pareto plot) carries the warning too.
+    """
+    final = cfg.get("final")
+    if final is None:
+        return None
+    held = set(range(int(final.seed), int(final.seed) + int(final.episodes)))
+    shared = sorted(held.intersection(seeds))
+    if not shared:
+        return None
+    which = f"seed {shared[0]}" if len(shared) == 1 else f"{len(shared)} seeds, {shared[0]}-{shared[-1]},"
+    return (
+        f"{which} held out for the final table too (final.seed {final.seed}, final.episodes {final.episodes}): "
+        "a best picked on them is not tuned apart from that comparison"
+    )
+
+
 def refusals(cfg: DictConfig, baseline: str, points: Sequence[Mapping[str, Any]]) -> list[str | None]:
     """Why the heuristic refuses each combination on the experiment's env (None: it runs it).
 
@@ -157,6 +178,11 @@ def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
     refused = [(point_label(p), reason) for p, reason in zip(every, reasons, strict=True) if reason is not None]
     labels = [point_label(p) for p in points]
     seeds = checked_seeds(cfg.tune, "tune.")
+    if cfg.tune.rank_by == "continuing" and not clocked(cfg):
+        raise ConfigError(
+            f"tune.rank_by: continuing: task {cfg.task.name} runs a fixed job set, not a clock, so it has no "
+            "continuing run to rank by; rank by episode"
+        )
 
     def policies(env: Any) -> list[tuple[str, Any]]:
         return [(label, make_baseline(env, baseline, **point)) for label, point in zip(labels, points, strict=True)]
@@ -181,7 +207,7 @@ def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
         ranked,
         numeric=[True, False, True, *(True for _ in modes)],
     )
-    seeds_text = f"seeds {seeds[0]}-{seeds[-1]}" + (f"; {note}" if note else "")
+    seeds_text = f"seeds {seeds[0]}-{seeds[-1]}" + "".join(f"; {n}" for n in (note, held_out_overlap(cfg, seeds)) if n)
     where = f"{cfg.task.name}, {cfg.line.name}, scenario {cfg.scenario.name}"
     title = f"{baseline} on {where}: ranked by {cfg.tune.rank_by} return ({seeds_text})"
     if refused:
@@ -193,6 +219,8 @@ def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
     (out_dir / "best.yaml").write_text(
         (f"# {command}\n" if command else "") + f"# {seeds_text}\n" + yaml.safe_dump(snippet, sort_keys=False)
     )
+    if overlap := held_out_overlap(cfg, seeds):
+        log.warning("tune.seed: %s", overlap)
     log.info("%s\n\n%s\n\nbest: %s\nwritten: %s", title, table, ranked[0][1], out_dir)
     return best
 

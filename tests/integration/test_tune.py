@@ -108,6 +108,41 @@ def test_a_bad_sweep_is_a_config_error_naming_its_key(tmp_path, overrides, messa
     assert not (tmp_path / "best.yaml").exists()
 
 
+def test_a_task_without_a_clock_cannot_be_ranked_by_a_continuing_run(tmp_path):
+    """Scheduling has no continuing run: every combination scored nothing and the first in the grid won."""
+    grid = "tune.grid={time_limit_s:[0.2,0.1]}"
+    cfg = compose_config("tune", ["experiment=scheduling", "tune.baseline=cpsat", grid, "tune.rank_by=continuing"])
+    with pytest.raises(ConfigError, match=r"tune\.rank_by: continuing: task Scheduling runs a fixed job set, not a"):
+        tune(cfg, tmp_path)
+    assert not (tmp_path / "best.yaml").exists()
+
+
+def test_tuning_seeds_shared_with_the_final_tables_held_out_seeds_are_named_in_the_ranking(tmp_path, caplog):
+    cfg = compose_config(
+        "tune",
+        [
+            "task=maintenance",
+            "tune.baseline=fixed_interval",
+            "tune.grid={interval_h:[100.0]}",
+            "tune.episodes=3",
+            "tune.seed=19998",
+            "tune.continuing_seeds=0",
+            *SHORT,
+        ],
+    )
+    tune(cfg, tmp_path)
+    shared = "seed 20000 held out for the final table too (final.seed 20000, final.episodes 2)"
+    assert shared in (tmp_path / "ranking.md").read_text()
+    assert shared in (tmp_path / "best.yaml").read_text()
+    assert shared in caplog.text
+    cfg.tune.seed, cfg.final.episodes = 19996, 5
+    tune(cfg, tmp_path / "apart")
+    assert "held out" not in (tmp_path / "apart" / "ranking.md").read_text()
+    cfg.tune.seed = 19999
+    tune(cfg, tmp_path / "two")
+    assert "2 seeds, 20000-20001, held out for the final table too" in (tmp_path / "two" / "ranking.md").read_text()
+
+
 def test_the_final_table_compares_with_every_heuristic_at_its_tuned_parameters(tmp_path):
     tuned = "heuristics={fixed_interval:{interval_h:30.0},condition_based:{}}"
     cfg = compose_config("train", ["task=maintenance", "agent=reactive", tuned, *SHORT])
