@@ -36,7 +36,7 @@ from agents.baselines import make_baseline
 from agents.cpsat import CpSatDispatch
 from envs.jobshop import Instance, ScheduleError, best_known, check_schedule, load_instance
 from envs.scheduling import SchedulingEnv
-from experiments.errors import ConfigError, did_you_mean, one_line_errors, run, whole_number
+from experiments.errors import ConfigError, did_you_mean, distinct, one_line_errors, run, whole_number
 from experiments.jssp_report import RULES, Result, write_reports
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ def _groups(cfg: DictConfig) -> dict[str, list[str]]:
                     f"groups.{group}: {name!r} is not a shipped instance{did_you_mean(name, known)}; "
                     f"choose from {', '.join(known)}"
                 )
-        out[group] = [str(n) for n in names]
+        out[group] = distinct(f"groups.{group}", map(str, names))  # one named twice would weigh twice in the mean
     return out
 
 

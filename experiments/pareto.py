@@ -31,6 +31,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 
 from experiments.pareto_points import OBJECTIVES, Comparison, ParetoError, Point, compare_points, front, load_points
+from experiments.report import decimals
 from experiments.tables import markdown_table
 
 USAGE = "usage: python -m experiments.pareto out=FOLDER RUN_FOLDER [RUN_FOLDER ...]"
@@ -67,8 +68,8 @@ def plot(points: Sequence[Point], mode: str, path: Path) -> Path:
             (heuristic, {"fmt": "s", "color": "tab:orange"}),
         ):
             for p in group:
-                (x, xh), (y, yh) = p.interval(k), p.interval(0)
-                ax.errorbar(x, y, xerr=xh, yerr=yh, capsize=3, markersize=6, **style)
+                (x, xh), (y, yh) = p.interval(k), p.interval(0)  # no bar for one seed: it has no interval
+                ax.errorbar(x, y, xerr=_bar(xh), yerr=_bar(yh), capsize=3, markersize=6, **style)
                 ax.annotate(tags[id(p)], (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
         if len(best) > 1:
             ax.plot([p.interval(k)[0] for p in best], [p.interval(0)[0] for p in best], "--", color="tab:blue", lw=1)
@@ -90,10 +91,14 @@ def plot(points: Sequence[Point], mode: str, path: Path) -> Path:
     return path
 
 
+def _bar(half: float) -> float | None:
+    return None if math.isnan(half) else half
+
+
 def _cell(mean: float, half: float) -> str:
-    if math.isnan(half):
-        return f"{mean:+,.1f}"
-    return f"{mean:+,.1f} ± {half:,.1f}"
+    """A signed mean and its half-width (none for one seed), to two significant digits of the half-width."""
+    d = decimals(0.0 if math.isnan(half) else half, mean)
+    return f"{mean:+,.{d}f}" if math.isnan(half) else f"{mean:+,.{d}f} ± {half:,.{d}f}"
 
 
 def report(points: Sequence[Point], comparisons: Sequence[Comparison]) -> str:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from agents.baselines import BASELINES
 from experiments.evaluate import evaluation_config, heuristic_params
 from experiments.policies import artifact_label, artifact_run, distinct_labels
-from experiments.report import mean_interval
+from experiments.report import mean_interval, shown_interval
 
 OBJECTIVES = (
     ("good_parts", "good parts", 1.0),
@@ -48,8 +48,8 @@ class Point:
     values: Mapping[int, tuple[float, float, float]]
 
     def interval(self, k: int) -> tuple[float, float]:
-        """Mean and 95% half-width of objective `k` (an index of `OBJECTIVES`) over the seeds."""
-        return mean_interval([v[k] for v in self.values.values()])
+        """Mean and 95% half-width of objective `k` (an index of `OBJECTIVES`) over the seeds (NaN for one seed)."""
+        return shown_interval([v[k] for v in self.values.values()])
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,7 @@ def test_check_schedule_names_what_is_wrong(starts, message):
     [
         (["rules=[sptt]"], "rules: 'sptt' is not a dispatching rule \\(did you mean spt\\?\\)"),
         (["+groups.extra=[ta011]"], "groups.extra: 'ta011' is not a shipped instance \\(did you mean ta11\\?\\)"),
+        (["+groups.extra=[la01,ft06,la01]"], "groups.extra: 'la01' is named twice"),  # it weighed twice in the mean
         (["+learned.x={module: tests.integration.test_jssp_gaps}"], "learned.x: expected \\{module"),
         (["+learned.x={module: agents.nowhere, path: p}"], "learned: module 'agents.nowhere' not found"),
         (["+learned.x={module: agents.cpsat, path: p}"], "learned: module 'agents.cpsat' has no load_scheduler"),

@@ -228,8 +228,22 @@ def test_write_makes_plot_points_and_report(tmp_path: Path) -> None:
     assert "| learned (default weights) | factory_rules (as shipped) | 4 | +10.0 ± 0.0 | +10.0 ± 0.0 |" in text
     # a single continuing seed has no interval, so no dominance claim
     assert "| learned (default weights) | factory_rules (as shipped) | 1 | +100.0 | +60.0 |" in text
+    assert "| L1 | learned (default weights) | 1 | 5,800.0 | 700.0 |" in text  # one seed: no interval, not ± 0
     with (out / "points.csv").open() as f:
-        assert len(list(csv.DictReader(f))) == 4
+        points = list(csv.DictReader(f))
+    assert len(points) == 4
+    assert [p["good_parts_ci95"] for p in points if p["mode"] == "7-day run"] == ["nan", "nan"]
+    assert float(next(p["good_parts_ci95"] for p in points if p["mode"] == "episode")) == pytest.approx(2.05, abs=0.01)
+
+
+def test_a_gain_smaller_than_a_tenth_is_shown_to_its_interval_not_rounded_to_zero() -> None:
+    """Gains of 0.040 ± 0.0025 kg read `+0.0 ± 0.0` beside "better" and "dominates: yes"."""
+    mine = Point("L", True, "episode", "r", {0: (101, 50.0, 30.0), 1: (103, 52.0, 31.0), 2: (102, 51.0, 30.5)})
+    rule = Point(
+        "H", False, "episode", "r", {0: (100, 50.04, 30.03), 1: (102, 52.041, 31.031), 2: (101, 51.039, 30.529)}
+    )
+    text = pareto.report([mine, rule], pareto_points.compare_points([mine, rule]))
+    assert "| L | H | 3 | +1.0 ± 0.0 | +0.0400 ± 0.0025 | +0.0300 ± 0.0025 |" in text
 
 
 def test_bad_input_names_what_and_where(tmp_path: Path) -> None:
