@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,7 +12,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Figure, HParam
 
 from agents.figures import episode_figures
-from agents.rollout import Episode, Normalized, Policy, episode_kpis, run_episode
+from agents.rollout import Episode, Normalized, Policy, episode_kpis, kpi_mean, run_episode
 
 _TB_ONLY = ("stdout", "log", "json", "csv")
 
@@ -35,7 +36,8 @@ class KpiLogger(BaseCallback):
                 continue
             if "kpis" in info:
                 for key, value in episode_kpis(info["kpis"], info).items():
-                    self.logger.record_mean(f"kpi/{key}", value)
+                    if not math.isnan(value):  # undefined on this episode (a cost per part without a part)
+                        self.logger.record_mean(f"kpi/{key}", value)
             if "guard/checks" in info:
                 self._record_guard(info)
         return True
@@ -130,7 +132,7 @@ class HeuristicComparison(BaseCallback):
         for prefix, group in (("eval/kpi", episodes), ("eval/heuristic_kpi", self.heuristic_episodes)):
             rows = [episode_kpis(e.kpis, e.info) for e in group]
             for key in rows[0]:
-                self.logger.record(f"{prefix}/{key}", float(np.mean([r[key] for r in rows])))
+                self.logger.record(f"{prefix}/{key}", kpi_mean([r[key] for r in rows]))
         if self.figures and episodes[0].frames:
             spec = self.env.unwrapped.line.spec  # type: ignore[attr-defined]
             for name, fig in episode_figures(episodes[0], spec).items():

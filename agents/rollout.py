@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -87,7 +89,7 @@ def episode_kpis(kpis: Kpis, info: dict[str, Any]) -> dict[str, float]:
         "energy_cost": kpis.energy_cost,
         "energy_cost_per_part": kpis.energy_cost_per_good_part,
         "co2_kg_per_part": kpis.co2_kg_per_good_part,
-        "co2_kg": kpis.co2_kg,  # the total: per part is 0 for an episode without good parts
+        "co2_kg": kpis.co2_kg,  # the total: per part is NaN for an episode without good parts
         "downtime_h": (kpis.planned_downtime_s + kpis.unplanned_downtime_s) / 3600.0,
         "failures": float(kpis.failures),
         "preventive_maintenances": float(kpis.preventive_maintenances),
@@ -100,6 +102,15 @@ def episode_kpis(kpis: Kpis, info: dict[str, Any]) -> dict[str, float]:
     if "makespan" in info:
         values["makespan_s"] = float(info["makespan"])
     return values
+
+
+def kpi_mean(values: Sequence[float]) -> float:
+    """A KPI's mean over episodes, leaving out those where it is undefined (NaN: a cost per part without a part).
+
+    NaN when it is defined on none of them.
+    """
+    defined = [v for v in values if not math.isnan(v)]
+    return float(np.mean(defined)) if defined else math.nan
 
 
 def run_episode(

@@ -30,7 +30,7 @@ from torch.utils.tensorboard import SummaryWriter
 from agents.baseline import action_positions
 from agents.export import export_policy
 from agents.random_search import LinearPolicy, fit_linear, search_step
-from agents.rollout import Policy, episode_kpis, run_episode
+from agents.rollout import Policy, episode_kpis, kpi_mean, run_episode
 from agents.warm_start import perturbed
 from envs.setpoint import SetpointTask
 from experiments.build import episode_steps, make_env, tuned_baseline, warm_start_heuristic
@@ -245,7 +245,7 @@ class RandomSearch:
         writer.add_scalar("eval/advantage_over_heuristic", float(gain.mean()), step)
         kpis = [episode_kpis(e.kpis, e.info) for e in episodes]
         for key in kpis[0]:
-            writer.add_scalar(f"eval/kpi/{key}", float(np.mean([k[key] for k in kpis])), step)
+            writer.add_scalar(f"eval/kpi/{key}", kpi_mean([k[key] for k in kpis]), step)
         return float(returns.mean())
 
 

@@ -181,7 +181,11 @@ def kpi_table(rows: Sequence[Row]) -> str:
         cells = []
         for key, _ in metrics:
             mean, half = _group_interval(group, key)
-            cells.append(_num(mean) if math.isnan(half) else f"{_num(mean)} ± {_num(half)}")
+            cell = _num(mean) if math.isnan(half) else f"{_num(mean)} ± {_num(half)}"
+            defined = len(_defined(group, key))
+            cells.append(
+                "n/a" if defined == 0 else cell if defined == len(group) else f"{cell} ({defined} of {len(group)})"
+            )
         body.append([policy, scenario, mode, len(group), *cells])
     return markdown_table(header, body, numeric=[False, False, False, True] + [True] * len(metrics))
 
@@ -192,9 +196,19 @@ def shown_interval(samples: Sequence[float]) -> tuple[float, float]:
     return mean, half if len(samples) > 1 else math.nan
 
 
+def _defined(group: Sequence[Row], key: str) -> list[float]:
+    """`key` over a group of episodes, less the episodes where a KPI is undefined (NaN); the return is kept whole.
+
+    A cost per part without a part is no cost; a return that is not a number is a fault to show.
+    """
+    values = [r.values[key] for r in group]
+    return values if key == "return" else [v for v in values if not math.isnan(v)]
+
+
 def _group_interval(group: Sequence[Row], key: str) -> tuple[float, float]:
-    """`shown_interval` of `key` over a group of episodes."""
-    return shown_interval([r.values[key] for r in group])
+    """`shown_interval` of `key` over a group of episodes where it is defined (NaN, NaN where it is nowhere)."""
+    values = _defined(group, key)
+    return shown_interval(values) if values else (math.nan, math.nan)
 
 
 def _num(x: float) -> str:
@@ -208,7 +222,8 @@ def write_reports(
     """Write the table (Markdown), the raw episodes and the summary (CSV) and the plots (PNG).
 
     A policy, scenario and mode of one episode has no interval: none in the table and the plots,
-    a NaN half-width in the summary.
+    a NaN half-width in the summary. A KPI undefined on some episodes (a cost per part where no
+    part was made: NaN in `episodes.csv`) is averaged over the others; the table says over how many.
 
     Args:
         rows: the evaluated episodes and continuing runs.

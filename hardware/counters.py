@@ -8,6 +8,7 @@ episode's KPIs do not depend on how long the line ran before it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 from hardware.interface import Frame, Kpis, StationState
@@ -79,7 +80,9 @@ def derive_kpis(c: Counters, elapsed_s: float, n_stations: int) -> Kpis:
     performance x quality with planned time = station time less off, standby and planned maintenance,
     run time = planned time less downtime, changeovers and warm-ups. Performance counts each
     operation's ideal time at the machine's nominal (rated) speed, as a plant's ideal cycle time
-    is: a line run above nominal speed shows a performance, and so an OEE, above 1.
+    is: a line run above nominal speed shows a performance, and so an OEE, above 1. Energy cost and
+    CO2 per good part are NaN over a window without a good part: 0 would score it best on a KPI
+    where less is better.
     """
     t = c.state_time_s
     planned = n_stations * elapsed_s - t[_OFF] - t[_STANDBY] - t[_MAINTENANCE]
@@ -100,8 +103,8 @@ def derive_kpis(c: Counters, elapsed_s: float, n_stations: int) -> Kpis:
         energy_kwh=c.energy_kwh,
         energy_cost=c.energy_cost,
         co2_kg=c.co2_kg,
-        energy_cost_per_good_part=c.energy_cost / good if good else 0.0,
-        co2_kg_per_good_part=c.co2_kg / good if good else 0.0,
+        energy_cost_per_good_part=c.energy_cost / good if good else math.nan,
+        co2_kg_per_good_part=c.co2_kg / good if good else math.nan,
         busy_time_s=t[_BUSY],
         changeover_time_s=t[_CHANGEOVER],
         planned_downtime_s=t[_MAINTENANCE],

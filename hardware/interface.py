@@ -227,8 +227,8 @@ class Kpis:
     energy_kwh: float = 0.0
     energy_cost: float = 0.0
     co2_kg: float = 0.0
-    energy_cost_per_good_part: float = 0.0
-    co2_kg_per_good_part: float = 0.0
+    energy_cost_per_good_part: float = math.nan  # NaN until a good part is made: no part, no cost per part
+    co2_kg_per_good_part: float = math.nan
     busy_time_s: float = 0.0  # summed over stations, likewise the times below
     changeover_time_s: float = 0.0
     planned_downtime_s: float = 0.0  # preventive maintenance

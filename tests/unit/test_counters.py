@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from hardware.counters import Counters, derive_kpis
@@ -29,3 +31,13 @@ def test_a_line_run_faster_than_nominal_shows_a_performance_above_one():
         Counters(state_time_s=(0, 0, 0, 0, 1000.0, 0, 0, 0, 0), ideal_busy_s=1150.0, operations=10), 1000.0, 1
     )
     assert k.performance == pytest.approx(1.15)
+
+
+def test_cost_and_co2_per_good_part_are_undefined_without_a_good_part():
+    """They were 0 over a window without a good part: the best score on a KPI where less is better."""
+    none = derive_kpis(Counters(energy_cost=0.09, co2_kg=0.4, scrap_parts=1), 600.0, 1)
+    assert math.isnan(none.energy_cost_per_good_part)
+    assert math.isnan(none.co2_kg_per_good_part)
+    assert (none.energy_cost, none.co2_kg) == (0.09, 0.4)  # the totals stay
+    two = derive_kpis(Counters(energy_cost=0.09, co2_kg=0.4, good_parts=2), 600.0, 1)
+    assert (two.energy_cost_per_good_part, two.co2_kg_per_good_part) == (pytest.approx(0.045), pytest.approx(0.2))
