@@ -45,7 +45,11 @@ def record(step: int, mode: str = "shadow") -> AuditRecord:
         stamps=np.full(SENSORS, 60.0 * step - 0.5),
         status={"remote": True, "estop": False, "heartbeat": step, "clock_s": None, "read_at_s": 1.7e9 + step},
         active=None if step % 3 == 0 else np.full(ACTUATORS, 1.0),
-        kpis={**dataclasses.asdict(Kpis(good_parts=step)), "energy_kwh": 0.5 * step, "flow_time_mean_s": np.inf},
+        kpis={
+            **dataclasses.asdict(Kpis(good_parts=step, energy_cost_per_good_part=0.1, co2_kg_per_good_part=0.2)),
+            "energy_kwh": 0.5 * step,
+            "flow_time_mean_s": np.inf,
+        },
         observation=np.linspace(-1.0, 1.0, 7).astype(np.float32),
         proposed=np.array([0.9, np.nan, 1.1, 1.0, 0.5]),
         verdict="shadow",

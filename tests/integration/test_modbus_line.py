@@ -258,7 +258,7 @@ def f32(values: Any) -> np.ndarray:
 
 def assert_kpis(actual: Kpis, expected: Kpis) -> None:
     for name in Kpis.names():
-        assert getattr(actual, name) == pytest.approx(getattr(expected, name), rel=1e-9, abs=1e-9), name
+        assert getattr(actual, name) == pytest.approx(getattr(expected, name), rel=1e-9, abs=1e-9, nan_ok=True), name
 
 
 def where(plc: FakePlc, table: str, address: int, count: int) -> str:
