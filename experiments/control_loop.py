@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -81,10 +82,11 @@ class Tally:
         """The live status line."""
         lat = np.percentile(self.latencies_ms, [50, 99]) if self.latencies_ms else (math.nan, math.nan)
         reasons = ", ".join(self.last_reasons) or "-"
+        fault = f" (last: {self.last_error})" if self.last_error else ""
         return (
             f"{mode} | step {self.steps} | written {self.written} | interventions {self.interventions} (last: "
-            f"{reasons}) | faults {self.faults} | staleness {self.staleness_s:.2f} s | decision p50 {lat[0]:.2f} "
-            f"ms p99 {lat[1]:.2f} ms"
+            f"{reasons}) | faults {self.faults}{fault} | staleness {self.staleness_s:.2f} s | decision p50 "
+            f"{lat[0]:.2f} ms p99 {lat[1]:.2f} ms"
         )
 
 
@@ -92,8 +94,16 @@ def run_deployment(dep: Deployment, stop: threading.Event, steps: int | None, st
                    status_every_s: float = 1.0) -> Tally:  # fmt: skip
     """Run control steps until `stop` is set or `steps` are done; every step is in the audit log."""
     tally = Tally()
-    frame = _attach(dep, stop, tally)
-    shown = 0.0
+    shown = -math.inf
+
+    def show() -> None:
+        nonlocal shown
+        if status is not None and status_every_s > 0 and time.monotonic() - shown >= status_every_s:
+            shown = time.monotonic()
+            status.write("\r" + tally.line(dep.mode))
+            status.flush()
+
+    frame = _attach(dep, stop, tally, show)
     log_ms = 0.0
     while frame is not None and not stop.is_set() and (steps is None or tally.steps < steps):
         frame, log_ms = control_step(dep, frame, tally, log_ms)
@@ -103,15 +113,12 @@ def run_deployment(dep: Deployment, stop: threading.Event, steps: int | None, st
                 f"(max_policy_faults; the last: {tally.last_error}); the run stops, and the PLC's watchdog "
                 "hands the line back to its own control"
             )
-        if status is not None and status_every_s > 0 and time.monotonic() - shown >= status_every_s:
-            shown = time.monotonic()
-            status.write("\r" + tally.line(dep.mode))
-            status.flush()
+        show()
         if (steps is not None and tally.steps >= steps) or stop.is_set():
             break
         if tally.reattach:
             tally.reattach = False
-            frame = _attach(dep, stop, tally)
+            frame = _attach(dep, stop, tally, show)
             continue
         frame = _wait_tick(dep, frame, stop, tally)
     if status is not None:
@@ -119,12 +126,15 @@ def run_deployment(dep: Deployment, stop: threading.Event, steps: int | None, st
     return tally
 
 
-def _attach(dep: Deployment, stop: threading.Event, tally: Tally) -> Frame | None:
+def _attach(dep: Deployment, stop: threading.Event, tally: Tally, show: Callable[[], None]) -> Frame | None:
     """Attach to the line, retrying while it does not answer; a PLC that cannot serve the task ends the run.
 
+    Each failed try counts as a fault and shows on the status line with its error: a PLC that is
+    not there keeps the run waiting, not silent.
+
     Raises:
-        IncompatiblePlc: the PLC runs another control period, or keeps a lever of the task local at the
-            first attach.
+        IncompatiblePlc: the PLC runs another control period or another register map, or keeps a
+            lever of the task local at the first attach.
     """
     dep.decided_at = None
     while not stop.is_set():
@@ -132,8 +142,10 @@ def _attach(dep: Deployment, stop: threading.Event, tally: Tally) -> Frame | Non
             return dep.view.reset()
         except IncompatiblePlc:
             raise
-        except ModbusLineError:
+        except ModbusLineError as exc:
             tally.faults += 1
+            tally.last_error = f"attaching: {type(exc).__name__}: {exc}"
+            show()
             stop.wait(dep.retry_s)
     return None
 

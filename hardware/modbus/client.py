@@ -40,6 +40,8 @@ from hardware.modbus.sequence import ORIGINS, EchoWatch, next_sequence, origin
 from hardware.modbus.tls import TlsFiles
 from hardware.modbus.transport import Transport
 
+_NOT_THIS_MAP = (1, 2, 3)  # exception codes ILLEGAL_FUNCTION, ADDRESS, VALUE: registers the PLC does not have
+
 _TIME_EPS_S = 0.0005  # half the resolution of the PLC's timestamp (1 ms)
 _REFUSALS = (
     (StatusBit.REMOTE, False, "REMOTE off"),
@@ -224,13 +226,23 @@ class ModbusLine:
         lever taken local shows in `status().local_levers` (a guard gate) and refuses `write`.
 
         Raises:
-            IncompatiblePlc: the PLC runs another control period, or at a writing line's first
-                attach keeps a lever of the spec local.
+            IncompatiblePlc: the PLC runs another control period, refuses the map's registers (an
+                exception response 1-3: it serves another line or map), or at a writing line's
+                first attach keeps a lever of the spec local.
             ModbusLineError: the PLC cannot be read (see `read`).
         """
         self._attached = False
         self._reader.attach()
-        plc = self._reader.frame()
+        try:
+            plc = self._reader.frame()
+        except ModbusException as exc:
+            if exc.code not in _NOT_THIS_MAP:
+                raise
+            raise IncompatiblePlc(
+                f"{exc}: the PLC does not serve the register map of line {self.spec.name!r} "
+                f"({len(self.spec.sensors)} sensors); is it running another line? "
+                "(`python -m experiments.plc export-map` writes the map this line expects)"
+            ) from exc
         self._check_plc(plc.status)
         if not self.read_only and not self._served:
             self._check_served(plc.status)

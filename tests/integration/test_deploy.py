@@ -6,10 +6,12 @@ never reads, an edge box needs neither torch nor stable-baselines3, SIGTERM stop
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,13 +42,13 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return speed_artifact(tmp_path_factory.mktemp("artifact") / "artifact")
 
 
-def free_plc(seed: int = 0, **options: Any) -> VirtualPLC:
+def free_plc(seed: int = 0, definition: dict[str, Any] = DEFINITION, **options: Any) -> VirtualPLC:
     """A free-running virtual PLC of flow5 handing over the speed lever: a 60 s period in 0.1 s of wall time."""
-    cls, line, period, _ = TASKS["Speed"]
-    twin = resolve_line(line, cls.levers, period, None, seed, start_default=START_DEFAULT)
+    cls, _, period, _ = TASKS["Speed"]
+    twin = resolve_line(definition, cls.levers, period, None, seed, start_default=START_DEFAULT)
     assert isinstance(twin, TwinLine)
     twin.reset(seed=seed)
-    full = setpoint_spec(DEFINITION, period)
+    full = setpoint_spec(definition, period)
     options = {"mode": "free", "time_factor": 600.0, "publish_s": 0.02, "watchdog_s": 2.0, **options}
     return VirtualPLC(twin, default_map(full), full, **options)
 
@@ -318,3 +320,31 @@ def test_an_audit_disk_under_its_reserve_is_refused_at_the_start_and_the_check_c
     with free_plc() as plc:
         assert deploy(artifact, plc.port, audit, "mode=shadow", "steps=2", "audit_min_free_mb=0") == 0
     assert [r.error for r in read_runs(audit)[0].records] == [None, None]
+
+
+def test_a_plc_running_another_line_is_named_at_the_attach_and_stops_the_run_with_status_2(artifact, tmp_path, capsys):
+    """A three-station line behind the PLC: the flow5 policy's reads were refused and retried for ever, silently."""
+    three = copy.deepcopy(DEFINITION)
+    three["name"], three["stations"] = "flow3", three["stations"][:3]
+    for variant in three["variants"]:
+        variant["processing_time_s"] = variant["processing_time_s"][:3]
+    audit = tmp_path / "audit.sqlite"
+    with free_plc(definition=three) as plc:
+        assert deploy(artifact, plc.port, audit, "mode=shadow", "steps=3") == 2
+    err = capsys.readouterr().err
+    assert "exception response 2 (ILLEGAL_ADDRESS): the PLC does not serve the register map of line 'flow5'" in err
+    assert read_runs(audit)[0].records == []
+
+
+def test_a_plc_that_does_not_answer_shows_on_the_status_line_while_the_run_waits_for_it(artifact, tmp_path):
+    """Nothing listening: the run printed nothing at all until it was stopped."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    proc = start_deploy(artifact, port, tmp_path / "audit.sqlite", "mode=shadow", "status_every_s=0.2", "retry_s=0.1")
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert f"faults 1 (last: attaching: ModbusDisconnected: 127.0.0.1:{port}" in err
+    assert "shadow run 0 steps, 0 written" in out

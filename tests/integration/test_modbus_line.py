@@ -577,6 +577,20 @@ def test_attaching_checks_the_control_period(plc, connect):
     assert connect().reset().time == pytest.approx(T0, abs=1e-6)
 
 
+def test_attaching_to_a_plc_that_lacks_the_maps_registers_is_an_incompatible_plc(plc, connect):
+    """A PLC serving another line answered exception 2 at every attach, retried for ever as a passing fault."""
+    plc.refuse[4] = ExcCodes.ILLEGAL_ADDRESS
+    with pytest.raises(
+        IncompatiblePlc,
+        match=r"exception response 2 \(ILLEGAL_ADDRESS\): the PLC does not serve the register map of line 'fake' "
+        r"\(4 sensors\); is it running another line\?",
+    ):
+        connect().reset()
+    plc.refuse[4] = ExcCodes.DEVICE_FAILURE  # a PLC that fails for now: a fault to retry, not another line
+    with pytest.raises(ModbusException, match=r"exception response 4 \(DEVICE_FAILURE\)$"):
+        connect().reset()
+
+
 def test_a_lever_kept_local_refuses_the_first_attach_and_later_gates_the_writes_of_it(plc, connect):
     plc.remote = frozenset({Lever.SPEED, Lever.REORDER})  # the operator keeps mode to the line's rules
     with pytest.raises(
