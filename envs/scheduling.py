@@ -114,7 +114,10 @@ class SchedulingTask(Task):
     def __init__(self, spec: LineSpec, objective: str = "makespan") -> None:
         super().__init__(spec)
         if not spec.jobs or spec.open_arrivals:
-            raise ValueError(f"Scheduling needs a line with a fixed job set and no open arrivals; {spec.name!r} is not")
+            raise ValueError(
+                f"Scheduling needs a line with a fixed job set and no open arrivals; {spec.name!r} is not "
+                "(flow5_orders is one; or give a job-shop instance, e.g. instance=ft06)"
+            )
         try:
             self.objective = Objective(objective)
         except ValueError:

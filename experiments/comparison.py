@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from agents.rollout import Policy, run_episode
 from experiments.build import ConfigError, continuing_steps, episode_steps, make_env
@@ -37,6 +37,12 @@ def checked_seeds(node: DictConfig, prefix: str = "") -> list[int]:
     if "settle_episodes" in node:
         whole_number(f"{prefix}settle_episodes", node.settle_episodes, least=0)
     return [seed + i for i in range(episodes)]
+
+
+def runs_on(cfg: DictConfig) -> str:
+    """What the configured env runs on, for titles: the line's name, or the job-shop instance that replaces it."""
+    instance = OmegaConf.select(cfg, "task.kwargs.instance")
+    return f"instance {instance}" if instance is not None else str(cfg.line.name)
 
 
 def clocked(cfg: DictConfig) -> bool:

@@ -25,28 +25,37 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from agents.baselines import BASELINES
 from agents.rollout import Policy
 from experiments.build import ConfigError, heuristic_overrides
-from experiments.comparison import checked_seeds, compare
+from experiments.comparison import checked_seeds, compare, runs_on
 from experiments.errors import distinct, one_line_errors, run, scenario_names, whole_number
 from experiments.policies import distinct_labels, load_policy
 from experiments.report import Row, kpi_table, verdict, write_reports
 
 log = logging.getLogger(__name__)
 
+CARRIED = ("line", "task")  # config roots a command-line override changes in an artifact's own config too
 
-def evaluation_config(cfg: DictConfig) -> DictConfig:
+
+def evaluation_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
     """The config to build envs from: the first artifact's own, else the composed one.
 
     The `hardware` and `guard` groups are always the composed ones: an artifact trained on the twin
-    runs as it is over `hardware=modbus`, under the guard the command line names. `max_episode_steps`,
-    when set, replaces the episode length (a policy trained on 3-day episodes, scored per day).
+    runs as it is over `hardware=modbus`, under the guard the command line names. So are the keys
+    of `line` and `task` the command line `overrides` set or delete (`line=flow5_busy`,
+    `+task.kwargs.weights.energy=50`): the same policy on another line or under another reward;
+    the artifact's spaces must still fit. The task stays the artifacts' (`task=<theirs>` keeps its
+    config as trained, so that its keys can be set; another is a `ConfigError`). `max_episode_steps`, when set,
+    replaces the episode length (a policy trained on 3-day episodes, scored per day).
     """
     manifests = [Path(p) / "manifest.json" for p in cfg.policies if (Path(p) / "manifest.json").is_file()]
     run_cfg = _run_config(cfg, manifests) if manifests else copy.deepcopy(cfg)
+    if manifests:
+        _carry(run_cfg, cfg, overrides)
     steps = cfg.get("max_episode_steps")
     if steps is not None:
         run_cfg.task.max_episode_steps = whole_number("max_episode_steps", steps)
@@ -78,6 +87,34 @@ def _run_config(cfg: DictConfig, manifests: list[Path]) -> DictConfig:
     return run_cfg
 
 
+def _carry(run_cfg: DictConfig, cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """Set in `run_cfg` what the command line's `line` and `task` overrides set in `cfg` (or delete).
+
+    Raises:
+        ConfigError: an override that names another task than the artifacts'.
+    """
+    trained = str(run_cfg.task.name)
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    if any(o.key_or_group == "task" for o in parsed) and str(cfg.task.name) != trained:
+        raise ConfigError(
+            f"task: the artifacts were trained on task {trained}, not {cfg.task.name}; name their task "
+            f"(task={trained.lower()}) or leave it out, and set its keys (task.kwargs...)"
+        )
+    for override in parsed:
+        key = override.key_or_group
+        if key == "task" or key.split(".")[0] not in CARRIED:
+            continue  # the task group names the artifacts' own task: its config stays as trained
+        parent, _, leaf = key.rpartition(".")
+        if override.is_delete():
+            node = OmegaConf.select(run_cfg, parent) if parent else run_cfg
+            if isinstance(node, DictConfig) and leaf in node:
+                with open_dict(node):
+                    del node[leaf]
+            continue
+        with open_dict(run_cfg):
+            OmegaConf.update(run_cfg, key, copy.deepcopy(OmegaConf.select(cfg, key)), merge=False, force_add=True)
+
+
 def heuristic_params(run_cfg: DictConfig, cfg: DictConfig) -> dict[str, dict[str, Any]]:
     """Parameters per heuristic name: the artifact run's tuned `heuristics`, then this run's over them."""
     params: dict[str, dict[str, Any]] = {}
@@ -105,14 +142,18 @@ def apart(policies: list[tuple[str, Policy]], specs: Sequence[Any]) -> list[tupl
     return [(label, policy) for label, (_, policy) in zip(labels, policies, strict=True)]
 
 
-def evaluate(cfg: DictConfig, out_dir: Path) -> list[Row]:
-    """Run every policy on every scenario for `cfg.episodes` seeds; write and return the rows."""
+def evaluate(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()) -> list[Row]:
+    """Run every policy on every scenario for `cfg.episodes` seeds; write and return the rows.
+
+    `overrides` are the command line's (Hydra's `key=value` strings): those of `line` and `task`
+    apply to an artifact's own config too (`evaluation_config`).
+    """
     if not cfg.policies:
         raise ConfigError("policies: name at least one artifact folder or heuristic, e.g. 'policies=[fifo,spt]'")
     distinct("policies", (str(p) for p in cfg.policies))
     scenarios = scenario_names("scenarios", cfg.scenarios)
     seeds = checked_seeds(cfg)
-    run_cfg = evaluation_config(cfg)
+    run_cfg = evaluation_config(cfg, overrides)
     tuned = heuristic_params(run_cfg, cfg)
     rows: list[Row] = []
     notes: set[str] = set()
@@ -134,7 +175,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[Row]:
     labels = list(dict.fromkeys(r.policy for r in rows))
     pairs = comparison_pairs(labels, {str(p) for p in cfg.policies if str(p) in BASELINES})
     over = f" over {run_cfg.hardware.name}" if run_cfg.get("hardware", {}).get("_target_") else ""
-    title = f"{run_cfg.task.name} on {run_cfg.line.name}{over}, {len(seeds)} seeds from {cfg.seed}"
+    title = f"{run_cfg.task.name} on {runs_on(run_cfg)}{over}, {len(seeds)} seeds from {cfg.seed}"
     summary = "\n".join([*(verdict(rows, p, b) for p, b in pairs), *sorted(notes)])
     paths = write_reports(rows, out_dir, f"{title}\n\n{summary}", pairs=pairs)
     written = ", ".join(str(p) for p in paths.values())
@@ -147,7 +188,7 @@ def main(cfg: DictConfig) -> None:
     """Entry point."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with one_line_errors(run_dir):
-        evaluate(cfg, Path(cfg.out_dir) if cfg.out_dir else run_dir)
+        evaluate(cfg, Path(cfg.out_dir) if cfg.out_dir else run_dir, list(HydraConfig.get().overrides.task))
 
 
 if __name__ == "__main__":

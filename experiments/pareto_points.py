@@ -103,6 +103,12 @@ def run_config(run: Path) -> DictConfig:
     return config
 
 
+def run_overrides(run: Path) -> list[str]:
+    """The command line's overrides a run saved (`.hydra/overrides.yaml`); none if it saved none."""
+    path = run / ".hydra" / "overrides.yaml"
+    return [str(o) for o in OmegaConf.load(path)] if path.is_file() else []
+
+
 _TRAINING_GROUPS = frozenset({"agent", "warm_start"})
 
 
@@ -113,8 +119,7 @@ def training_changes(run: Path, config: DictConfig) -> str:
     overrides of `agent` and `warm_start`, whole groups (`agent=sac`) or keys, and of `heuristics`
     when `config` (the run's) warm-starts, since a warm start clones the tuned rule it is given.
     """
-    path = run / ".hydra" / "overrides.yaml"
-    overrides: list[str] = [str(o) for o in OmegaConf.load(path)] if path.is_file() else []
+    overrides = run_overrides(run)
     groups = _TRAINING_GROUPS | ({"heuristics"} if OmegaConf.select(config, "warm_start.heuristic") else set())
     changed = [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] in groups]
     return f"; {', '.join(changed)}" if changed else ""
@@ -206,7 +211,11 @@ def load_points(runs: Sequence[Path]) -> list[Point]:
     for run in runs:
         config = run_config(run)
         # an evaluate run: its heuristics' tuned parameters are the first artifact's, then its own
-        trained = evaluation_config(_from_launch_dir(run, config)) if config.get("policies") is not None else config
+        trained = (
+            evaluation_config(_from_launch_dir(run, config), run_overrides(run))
+            if config.get("policies") is not None
+            else config
+        )
         task_line = (str(OmegaConf.select(trained, "task.name")), str(OmegaConf.select(trained, "line.name")))
         if first is None:
             first = (*task_line, run)

@@ -46,7 +46,7 @@ from experiments.build import (
     tuned_baseline,
     warm_start_heuristic,
 )
-from experiments.comparison import compare, run_rows
+from experiments.comparison import compare, run_rows, runs_on
 from experiments.errors import one_line_errors, run
 from experiments.report import kpi_table, verdict, write_reports
 
@@ -183,7 +183,7 @@ def _final_comparison(
         final.continuing_days,
         final.continuing_seeds,
     )
-    title = f"{cfg.task.name} on {cfg.line.name}: {name} against {', '.join(labels)}, {final.episodes} held-out seeds"
+    title = f"{cfg.task.name} on {runs_on(cfg)}: {name} against {', '.join(labels)}, {final.episodes} held-out seeds"
     pairs = [(name, label) for label in labels.values()]
     summary = "\n".join(verdict(rows, name, label) for label in labels.values()) + (f"\n{note}" if note else "")
     write_reports(rows, out_dir / "final", f"{title}\n\n{summary}", pairs=pairs)

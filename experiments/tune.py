@@ -34,7 +34,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from agents.baselines import BASELINES, make_baseline, parameter_names
 from experiments.build import check, make_env
-from experiments.comparison import checked_seeds, clocked, compare
+from experiments.comparison import checked_seeds, clocked, compare, runs_on
 from experiments.errors import ConfigError, did_you_mean, distinct, one_line_errors, run
 from experiments.report import EPISODE, Row, continuing_mode, settled_mode, shown_interval, write_reports
 from experiments.tables import markdown_table
@@ -208,7 +208,7 @@ def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
         numeric=[True, False, True, *(True for _ in modes)],
     )
     seeds_text = f"seeds {seeds[0]}-{seeds[-1]}" + "".join(f"; {n}" for n in (note, held_out_overlap(cfg, seeds)) if n)
-    where = f"{cfg.task.name}, {cfg.line.name}, scenario {cfg.scenario.name}"
+    where = f"{cfg.task.name}, {runs_on(cfg)}, scenario {cfg.scenario.name}"
     title = f"{baseline} on {where}: ranked by {cfg.tune.rank_by} return ({seeds_text})"
     if refused:
         table += f"\n\nRefused by {baseline}, not run:\n" + "".join(f"\n- {label}: {why}" for label, why in refused)

@@ -128,6 +128,9 @@ def test_every_agent_option_checks_on_its_task(agent):
         (["normalize.clip_obs=0"], ConfigError, "^normalize.clip_obs: must be a positive number, got 0"),
         (["final.continuing_days=nan"], ConfigError, "^final.continuing_days: must be a positive number, got nan"),
         (["final.episodes=0"], ConfigError, "^final.episodes: must be a positive whole number, got 0"),
+        (["normalize.gamma=1.5"], ConfigError, r"^normalize.gamma: must be in \[0, 1\], got 1.5"),
+        (["normalize.gamma=abc"], ConfigError, "^normalize.gamma: must be in"),
+        (["task=scheduling"], ConfigError, r"'flow5' is not \(flow5_orders is one; or give a job-shop instance"),
     ],
 )
 def test_config_errors_stop_before_work_and_name_the_key(overrides, error, message):
@@ -309,6 +312,44 @@ def test_evaluate_replaces_an_artifacts_episode_length_and_names_a_bad_one(tmp_p
     assert per_day.task.max_episode_steps is None  # the composed config is left as it was
     with pytest.raises(ConfigError, match=r"^max_episode_steps: must be a positive whole number, got 0"):
         evaluation_config(bad)
+
+
+def test_evaluate_carries_the_command_lines_line_and_task_keys_into_an_artifacts_config(tmp_path):
+    """`line=flow5_busy` and a reward weight were dropped without a word: the table was the artifact's line."""
+    artifact = tmp_path / "artifact"
+    artifact.mkdir()
+    trained = compose_train(["experiment=energy_ars", "+task.kwargs.weights.wear=3.0"])
+    (artifact / "manifest.json").write_text(json.dumps({"config": OmegaConf.to_container(trained, resolve=True)}))
+    given = [
+        f"policies=[{artifact}]",
+        "task=energy",  # the artifact's task: its config stays as trained, and keys can be set
+        "+task.kwargs.weights.energy=55.0",
+        "line=flow5_busy",
+        "line.demand.due_date_allowance_s=7200",
+        "~line.scenarios",
+    ]
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("evaluate", overrides=given)
+        other_task = compose("evaluate", overrides=[f"policies=[{artifact}]", "task=maintenance"])
+    run_cfg = evaluation_config(cfg, given)
+    assert (run_cfg.task.name, run_cfg.line.name) == ("Energy", "flow5_busy")
+    assert run_cfg.line.demand.due_date_allowance_s == 7200
+    assert dict(run_cfg.task.kwargs.weights) == {"energy": 55.0, "maintenance_cost": 0.0, "wear": 3.0}
+    assert "scenarios" not in run_cfg.line
+    assert (run_cfg.agent, run_cfg.seed) == (trained.agent, trained.seed)  # the rest as trained
+    assert run_cfg.heuristics == trained.heuristics
+    assert evaluation_config(cfg).line.name == "flow5"  # no overrides given: the artifact's own
+    with pytest.raises(ConfigError, match=r"^task: the artifacts were trained on task Energy, not Maintenance"):
+        evaluation_config(other_task, [f"policies=[{artifact}]", "task=maintenance"])
+
+
+def test_a_table_names_the_instance_that_replaces_the_line(tmp_path):
+    """Scheduling on ft06 was titled 'Scheduling on flow5', the line it never ran on."""
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("evaluate", overrides=["task=scheduling", "+task.kwargs.instance=ft06", "policies=[fifo,spt]"])
+    cfg.episodes = 1
+    evaluate(cfg, tmp_path)
+    assert (tmp_path / "kpi_table.md").read_text().startswith("# Scheduling on instance ft06, 1 seeds from 30000")
 
 
 @pytest.mark.parametrize(
