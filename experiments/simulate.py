@@ -13,11 +13,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import one_line_errors, positive_number, run, whole_number
+from experiments.errors import ConfigError, one_line_errors, positive_number, run, whole_number
 from experiments.line_config import line_definition
 from experiments.tables import markdown_table
 from hardware import Kpis, Line
-from hardware.twin import TwinLine
+from hardware.twin import LineDefinitionError, TwinLine
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,14 @@ def simulate(cfg: DictConfig) -> Kpis:
     whole_number("seed", cfg.seed, least=0)
     positive_number("duration_h", cfg.duration_h)
     scenarios = OmegaConf.to_container(cfg.scenario.events, resolve=True)
-    line: Line = TwinLine.from_definition(line_definition(cfg.line), seed=cfg.seed, scenarios=scenarios)
+    try:
+        line: Line = TwinLine.from_definition(line_definition(cfg.line), seed=cfg.seed, scenarios=scenarios)
+    except LineDefinitionError as exc:  # the message names the line file, or the scenario event, and the field
+        rest = str(exc).partition(": ")[2]
+        if rest.startswith("scenarios["):  # the scenario group's events, put in place of the line's own
+            where = f"scenario.events{rest.removeprefix('scenarios')}"
+            raise ConfigError(f"{where} (scenario={cfg.scenario.name})") from exc
+        raise ConfigError(str(exc)) from exc
     try:
         frame = line.reset()  # the start of the episode: time 0, or after the line's warm-up
         horizon_s = frame.time + cfg.duration_h * 3600.0

@@ -15,7 +15,7 @@ from configs import CONFIG_DIR, config_file, options
 from experiments.errors import ConfigError
 from experiments.simulate import simulate
 from hardware import Kpis, Line
-from hardware.twin import LineDefinitionError, TwinLine
+from hardware.twin import TwinLine
 
 CONFIGS = str(CONFIG_DIR)
 
@@ -67,8 +67,11 @@ def test_bad_override_names_the_key():
     with pytest.raises(ConfigCompositionException, match="line/flow6"):
         compose_simulate("line=flow6")
     cfg = compose_simulate("line.stations.1.buffer_capacity_parts=0")
-    with pytest.raises(LineDefinitionError, match=r"flow5'?: stations\[1\]\.buffer_capacity_parts: must be >= 1"):
-        simulate(cfg)
+    with pytest.raises(ConfigError, match=r"flow5'?: stations\[1\]\.buffer_capacity_parts: must be >= 1"):
+        simulate(cfg)  # a config error, printed as one line (it was a 40-line traceback)
+    spike = compose_simulate("scenario=price_spike", "scenario.events.0.factor=-2")
+    with pytest.raises(ConfigError, match=r"^scenario\.events\[0\]\.factor: must be >= 0 .* \(scenario=price_spike\)$"):
+        simulate(spike)  # the scenario's event, not the line file it replaces the list of
     with pytest.raises(ConfigError, match=r"^seed: must be a whole number >= 0, got -1"):
         simulate(compose_simulate("seed=-1"))
     with pytest.raises(ConfigError, match=r"^duration_h: must be a positive number, got -1"):
