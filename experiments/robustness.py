@@ -203,8 +203,12 @@ def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], l
     return task, rows, list(tuned)
 
 
-def robustness(cfg: DictConfig) -> dict[str, Path]:
-    """Run the grid of `cfg.artifacts` x scenarios; write the table, the episodes and the plots."""
+def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
+    """Run the grid of `cfg.artifacts` x scenarios; write the table, the episodes and the plots.
+
+    They go where `cfg.out` (the table) and `cfg.plots` (the rest) say, by default into `run_dir`
+    (the run's own folder), so that no run overwrites another's.
+    """
     if not cfg.artifacts:
         raise ConfigError(
             "artifacts: name at least one artifact folder, e.g. 'artifacts=[outputs/train/Factory/<run>/artifact]'"
@@ -215,7 +219,7 @@ def robustness(cfg: DictConfig) -> dict[str, Path]:
     unknown = [str(t) for t in (cfg.get("heuristics") or {}) if str(t) not in TASKS]
     if unknown:
         raise ConfigError(f"heuristics.{unknown[0]}: not a task{did_you_mean(unknown[0], TASKS)}; keys are task names")
-    plots = Path(cfg.plots)
+    plots, out = _where(cfg, "plots", run_dir), _where(cfg, "out", run_dir, "table.md")
     plots.mkdir(parents=True, exist_ok=True)
     all_cells: list[Cell] = []
     notes: list[str] = []
@@ -244,7 +248,6 @@ def robustness(cfg: DictConfig) -> dict[str, Path]:
                 for m in dict.fromkeys(c.mode for c in found)
             }
             paths[f"plot {task}"] = difference_plot(panels, "return difference (paired)", plots / f"{task.lower()}.png")
-    out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     skipped = "".join(f"\nNot evaluated: {note}.\n" for note in notes)
     heading = f"Robustness: {cfg.episodes} seeds from {cfg.seed} per scenario, paired by seed."
@@ -253,13 +256,23 @@ def robustness(cfg: DictConfig) -> dict[str, Path]:
     return paths
 
 
+def _where(cfg: DictConfig, key: str, run_dir: Path | None, name: str = "") -> Path:
+    """The path `cfg.<key>` names, else `name` in the run's folder."""
+    value = cfg.get(key)
+    if value is not None:
+        return Path(value)
+    if run_dir is None:
+        raise ConfigError(f"{key}: name where it goes (the entry point's default is the run's folder)")
+    return run_dir / name if name else run_dir
+
+
 @hydra.main(config_path="pkg://configs", config_name="robustness", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Entry point."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with one_line_errors(run_dir):
-        paths = robustness(cfg)
-        log.info("%s\nwritten: %s", Path(cfg.out).read_text(), ", ".join(str(p) for p in paths.values()))
+        paths = robustness(cfg, run_dir)
+        log.info("%s\nwritten: %s", paths["table"].read_text(), ", ".join(str(p) for p in paths.values()))
 
 
 if __name__ == "__main__":

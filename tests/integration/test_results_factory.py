@@ -306,3 +306,10 @@ def test_robustness_notes_an_artifact_of_a_fixed_instance_and_names_a_bad_scenar
             robustness(OmegaConf.create(grid | change))
     with pytest.raises(ConfigError, match=r"has no manifest\.json"):
         robustness(OmegaConf.create(grid | {"artifacts": [str(tmp_path / "nowhere")]}))
+    # by default into the run's own folder: every run wrote into the repository's results/robustness/
+    defaults = OmegaConf.create(grid | {"out": None, "plots": None})
+    paths = robustness(defaults, tmp_path / "run")
+    assert (paths["table"], paths["episodes"]) == (tmp_path / "run" / "table.md", tmp_path / "run" / "episodes.csv")
+    assert "Not evaluated: Scheduling" in paths["table"].read_text()
+    with pytest.raises(ConfigError, match=r"^plots: name where it goes"):
+        robustness(defaults)
