@@ -72,13 +72,14 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(
             f"agent._target_: {target.__name__} needs a task with action masks; task {cfg.task.name} has none"
         )
+    tuned = heuristics(cfg)  # a bad entry named alone, before any heuristic is built with it
     env = make_env(cfg)
     try:
         try:  # with the parameters `heuristics` gives it, as training compares with it
             tuned_baseline(cfg, env, cfg.task.baseline)
         except ConfigError as exc:
             raise ConfigError(f"task.baseline={cfg.task.baseline}: {exc}") from exc
-        for name in heuristics(cfg):
+        for name in tuned:
             tuned_baseline(cfg, env, name)
         if not is_learner(cfg) and not is_trainer(cfg):
             heuristic_agent(cfg, env)
@@ -230,8 +231,9 @@ def heuristic_overrides(node: Any) -> dict[str, dict[str, Any]]:
 
 def tuned_baseline(cfg: DictConfig, env: gym.Env[Any, Any], name: str) -> Policy:
     """Heuristic `name` on `env` with the parameters `cfg.heuristics` gives it (else as shipped)."""
+    params = heuristics(cfg).get(name, {})
     try:
-        return make_baseline(env, name, **heuristics(cfg).get(name, {}))
+        return make_baseline(env, name, **params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"heuristics.{name}: {exc}") from exc
 

@@ -128,6 +128,11 @@ def test_every_agent_option_checks_on_its_task(agent):
         (["normalize.clip_obs=0"], ConfigError, "^normalize.clip_obs: must be a positive number, got 0"),
         (["final.continuing_days=nan"], ConfigError, "^final.continuing_days: must be a positive number, got nan"),
         (["final.episodes=0"], ConfigError, "^final.episodes: must be a positive whole number, got 0"),
+        (
+            ["heuristics={fixed_sped: {}}"],
+            ConfigError,
+            r"^heuristics\.fixed_sped: not a heuristic \(did you mean fixed_speed\?\)$",
+        ),
         (["normalize.gamma=1.5"], ConfigError, r"^normalize.gamma: must be in \[0, 1\], got 1.5"),
         (["normalize.gamma=abc"], ConfigError, "^normalize.gamma: must be in"),
         (["task=scheduling"], ConfigError, r"'flow5' is not \(flow5_orders is one; or give a job-shop instance"),
