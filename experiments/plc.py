@@ -23,7 +23,7 @@ from typing import Any, TextIO, cast
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import FULL_ERROR, HINT, ConfigError, explain
+from experiments.errors import FULL_ERROR, HINT, ConfigError, did_you_mean, explain
 from hardware import Lever, LineSpec
 from hardware.modbus import MapError, RegisterMap, StatusBit, TlsFiles, default_map, load_map, make_certs
 from hardware.modbus.maps import SETPOINT_LEVERS, setpoint_spec
@@ -323,8 +323,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args and args[0] in ("help", "-h", "--help"):
         print(f"{USAGE}\n{__doc__}\n{HELP}")
         return
-    if not args or args[0] not in ("serve", "export-map", "make-certs"):
+    commands = ("serve", "export-map", "make-certs")
+    if not args:
         sys.exit(USAGE)
+    if args[0] not in commands:
+        sys.exit(f"error: {args[0]!r} is not a command{did_you_mean(args[0], commands)}\n{USAGE}")
     logging.getLogger("pymodbus").setLevel(logging.ERROR)  # its warnings repeat what the PLC reports
     try:
         cfg = compose_config(args[1:])

@@ -185,3 +185,5 @@ def test_a_config_error_is_one_line_naming_the_key(monkeypatch, overrides, expec
 def test_without_a_subcommand_it_prints_usage():
     with pytest.raises(SystemExit, match=r"usage: python -m experiments.plc \{serve,export-map,make-certs\}"):
         main([])
+    with pytest.raises(SystemExit, match=r"^error: 'exportmap' is not a command \(did you mean export-map\?\)\nusage:"):
+        main(["exportmap", "line=flow5"])  # it printed the usage alone
