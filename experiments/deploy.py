@@ -37,7 +37,7 @@ from agents.artifact import MANIFEST_FILE, NETWORK_FILE, ArtifactError, PolicyAr
 from envs.base import Task
 from envs.registration import TASKS
 from experiments.control_loop import Deployment, PolicyGaveUp, run_deployment
-from experiments.errors import ConfigError, positive_number, whole_number
+from experiments.errors import ConfigError, positive_number, quiet_pymodbus, whole_number
 from experiments.line_config import guard_config, hardware_line, line_definition
 from hardware.audit import MODES, AuditError, AuditLog, AuditSpaceLow, free_mb
 from hardware.guard import Guard, GuardConfig, OodStats
@@ -212,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE)
         return 0
     stop = threading.Event()
+    quiet_pymodbus()
     try:
         cfg = compose_config(args)
         dep = setup(cfg)

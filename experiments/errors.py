@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import logging
 import math
 import os
 import re
@@ -209,6 +210,11 @@ def one_line_errors(run_dir: Path | None = None) -> Iterator[None]:
         _exit(exc)
 
 
+def quiet_pymodbus() -> None:
+    """Keep pymodbus's own log lines (`Connection to ... failed`) off the console: a line error says it, once."""
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
 def run(main: Callable[[], Any]) -> None:
     """Call a `@hydra.main` entry point; a config or line error ends it with one line on stderr and status 1.
 
@@ -217,6 +223,7 @@ def run(main: Callable[[], Any]) -> None:
     if os.environ.get(FULL_ERROR) == "1":
         main()
         return
+    quiet_pymodbus()
     os.environ[FULL_ERROR] = "1"  # Hydra then re-raises a composition error whole instead of printing it
     _Mode.one_line = True
     try:
