@@ -126,7 +126,9 @@ def _check_run_settings(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and not isinstance(value, bool):
             raise ConfigError(f"{key}: must be true or false, got {value!r}")
-    gamma = OmegaConf.select(cfg, "normalize.gamma")  # the discount of the return VecNormalize scales rewards by
+    normalize = cfg.get("normalize")  # the discount of the return VecNormalize scales rewards by, if set here
+    literal = isinstance(normalize, DictConfig) and not OmegaConf.is_interpolation(normalize, "gamma")
+    gamma = OmegaConf.select(cfg, "normalize.gamma") if literal else None  # else agent.gamma's, checked with it
     if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, int | float) or not 0 <= gamma <= 1):
         raise ConfigError(f"normalize.gamma: must be in [0, 1], got {gamma!r}")
 
