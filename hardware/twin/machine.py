@@ -136,4 +136,10 @@ class MachineParams:
             "scrap_speed_exponent",
             "scrap_wear_gain",
         )
+        require(
+            self.warmup_from_standby_s <= self.warmup_from_off_s,
+            "warmup_from_standby_s",
+            f"{self.warmup_from_standby_s} s must not exceed warmup_from_off_s ({self.warmup_from_off_s} s): "
+            "a warm machine warms up no slower than a cold one",
+        )
         probability(self, "scrap_probability")

@@ -303,6 +303,12 @@ class LineParams:
                 )
         self._check_changeovers(len(self.variants))
         require(
+            self.demand.arrival_rate_per_h == 0 or sum(v.mix for v in self.variants) > 0,
+            "variants",
+            "every mix is 0, so the orders that arrive (demand.arrival_rate_per_h > 0) have no variant: "
+            "give one a mix > 0",
+        )
+        require(
             self.start.mode is not StartMode.WARM or not self.demand.jobs,
             "start.mode",
             "a fixed job set is released at time 0, so its line starts cold (warm starts need open arrivals only)",

@@ -247,7 +247,9 @@ class Station:
                 self.set_state(OFF)
         elif self.state is OFF:  # standby from cold: the first part of a cold start
             self.set_state(WARMUP)
-            yield self.env.timeout(max(0.0, self.m.warmup_from_off_s - self.m.warmup_from_standby_s))
+            warm = yield from self._warm_up(self.m.warmup_from_off_s - self.m.warmup_from_standby_s, (MODE_OFF,))
+            if not warm:
+                return  # switched off while warming: the loop switches it off now
             self.set_state(STANDBY)
             if self.mode is not RUN:
                 return  # the loop looks at the mode again
@@ -256,12 +258,29 @@ class Station:
         if self.mode is not RUN:
             yield self._wait()
         if self.mode is RUN:
-            cold = self.state is OFF
+            cold = self.state is OFF  # woken in off straight to run: the whole cold start
             self.set_state(WARMUP)
-            yield self.env.timeout(self.m.warmup_from_off_s if cold else self.m.warmup_from_standby_s)
+            cold_part_s = self.m.warmup_from_off_s - self.m.warmup_from_standby_s
+            if cold and not (yield from self._warm_up(cold_part_s, (MODE_OFF,))):
+                return  # switched off while warming: the loop switches it off now
+            if not (yield from self._warm_up(self.m.warmup_from_standby_s, (MODE_OFF, MODE_STANDBY))):
+                return  # sent to standby or off while warming: the loop puts it there now
             self.set_state(IDLE)
             if self.plant.agent_dispatch and self.queue:
                 self.plant.halt()
+
+    def _warm_up(self, duration_s: float, cancelled_by: tuple[Mode, ...]) -> Generator[simpy.Event, None, bool]:
+        """Warm up for `duration_s`; False as soon as the mode becomes one of `cancelled_by` (off, E-stop).
+
+        A warm-up has no part in it to finish: a machine told to rest stops warming at once, and pays
+        the warm-up power only for the time it warmed.
+        """
+        end = self.env.now + max(0.0, duration_s)
+        while self.env.now < end:
+            if self.mode in cancelled_by:
+                return False
+            yield self.env.timeout(end - self.env.now) | self._wait()  # woken by a mode change
+        return self.mode not in cancelled_by
 
     def _end_stockout(self) -> None:
         """The station no longer waits for material: it took a job, or it rests or is maintained instead."""

@@ -197,6 +197,40 @@ def test_a_cold_machine_cannot_skip_its_warm_up_through_standby(flow5_definition
     assert line.state_times()[0, State.WARMUP] == pytest.approx(cold_start_s)
 
 
+@pytest.mark.parametrize(
+    ("resting", "stop", "rests_in", "warmup_s"),
+    [
+        (0.0, "off", State.OFF, 60.0),  # 60 s of a 1,200 s cold start
+        (0.0, "estop", State.OFF, 60.0),
+        (0.0, "standby", State.STANDBY, 1110.0),  # standby needs the cold part of the start: it goes on
+        (1.0, "standby", State.STANDBY, 60.0),  # 60 s of the 90 s from standby
+    ],
+)
+def test_a_machine_told_to_rest_while_it_warms_up_stops_warming_at_once(
+    flow5_definition, resting, stop, rests_in, warmup_s
+):
+    """Switched off 60 s into its 1,200 s cold start, cut warmed (and drew warm-up power) for the other 1,140 s."""
+    definition = edited(flow5_definition, "control.levers", ["mode"])
+    line = TwinLine.from_config(seed=0, **definition)
+    line.reset()
+    line.write(setpoints(line, cut__mode=resting))
+    for _ in range(30):
+        line.advance(60.0)
+    before = line.state_times()[0, State.WARMUP]
+    line.write(setpoints(line, cut__mode=2.0))
+    line.advance(60.0)
+    if stop == "estop":
+        line.halt(True)
+    else:
+        line.write(setpoints(line, cut__mode=0.0 if stop == "off" else 1.0))
+    for _ in range(30):
+        frame = line.advance(60.0)
+    times = line.state_times()
+    assert times[0, State.WARMUP] - before == pytest.approx(warmup_s)
+    assert frame.values[line.spec.sensor_index("cut.state")] == rests_in
+    assert frame.kpis.energy_kwh == pytest.approx(energy_kwh(definition, times), rel=1e-9)
+
+
 def test_preventive_maintenance_renews_the_station_asked_and_only_it(flow5_definition):
     line = TwinLine.from_config(seed=0, **edited(flow5_definition, "control.levers", ["maintenance"]))
     frame = line.reset()

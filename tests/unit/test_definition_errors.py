@@ -1,5 +1,6 @@
 """A bad line definition fails at load, naming the file and the field."""
 
+import copy
 import re
 
 import gymnasium as gym
@@ -27,6 +28,7 @@ from tests.lines import edited
         ("scenarios", [{"kind": "alien_attack", "start_s": 0, "duration_s": 1}], r"scenarios\[0\]\.kind", "alien"),
         ("control.levers", ["speed"], r"control\.control_period_s", "control period"),
         ("supply.max_order_units", 0.0, r"supply\.max_order_units", "> 0"),
+        ("machines.robot.warmup_from_standby_s", 400.0, r"machines\.robot\.warmup_from_standby_s", "must not exceed"),
     ],
 )
 def test_bad_definition_names_file_and_field(tmp_path, flow5_definition, path, value, field, problem):
@@ -125,3 +127,18 @@ def test_a_bad_scenario_event_given_to_an_env_is_named_as_given_not_after_the_li
         )
     with pytest.raises(LineDefinitionError, match=r"^line config 'flow5': stations"):  # its own fields: the line
         gym.make("smartline/Speed-v0", line={**yaml.safe_load(line.read_text()), "stations": []}, scenario=[])
+
+
+def test_orders_that_arrive_need_a_variant_with_a_share(tmp_path, flow5_definition):
+    """Every mix 0 loaded, then crashed in the first order's draw: `generator raised StopIteration`."""
+    bad = copy.deepcopy(flow5_definition)
+    for variant in bad["variants"]:
+        variant["mix"] = 0.0
+    file = tmp_path / "zero_mix.yaml"
+    file.write_text(yaml.safe_dump(bad))
+    with pytest.raises(LineDefinitionError, match=r"zero_mix\.yaml'?: variants: every mix is 0, so the orders"):
+        TwinLine.from_yaml(file)
+    bad["demand"]["arrival_rate_per_h"] = 0.0  # no orders arrive: no share needed
+    bad["demand"]["jobs"] = [{"variant": "A"}]
+    line = TwinLine.from_config(seed=0, **{k: v for k, v in bad.items() if not k.startswith("_")})
+    assert line.reset().time == 0.0
