@@ -129,7 +129,8 @@ class Station:
         self.hazard_threshold = self._exp()
         self.temperature_c = machine.sensors.temperature_ambient_c
         self.temperature_target_c = self.temperature_c
-        self.env.process(self._run())
+        self._warming_towards: Mode | None = None  # the mode a warm-up in progress heads for
+        self._runner = self.env.process(self._run())
 
     def set_state(self, new: State) -> None:
         """Enter state `new` now, closing the time, energy and thermal accounts of the old one."""
@@ -172,7 +173,11 @@ class Station:
         return self.capacity is not None and len(self.queue) >= self.capacity
 
     def poke(self) -> None:
-        """Wake the process if it waits for work, a dispatch, material or a mode change."""
+        """Wake the process if it waits for work, a dispatch, material or a mode; end a warm-up the mode cancels."""
+        if self._warming_towards is not None and self._cancels(self._warming_towards):
+            self._warming_towards = None
+            self._runner.interrupt()
+            return
         if self.wake is not None and not self.wake.triggered:
             self.wake.succeed()
 
@@ -242,13 +247,14 @@ class Station:
     def _rest(self) -> Generator[simpy.Event, None, None]:
         """Off or standby as commanded; a cold machine pays the full warm-up whichever way it wakes."""
         self._end_stockout()
+        m = self.m
+        cold_part_s = max(0.0, m.warmup_from_off_s - m.warmup_from_standby_s)  # off to standby
         if self.mode is MODE_OFF:
             if self.state is not OFF:
                 self.set_state(OFF)
         elif self.state is OFF:  # standby from cold: the first part of a cold start
             self.set_state(WARMUP)
-            warm = yield from self._warm_up(self.m.warmup_from_off_s - self.m.warmup_from_standby_s, (MODE_OFF,))
-            if not warm:
+            if not (yield from self._warm_up(cold_part_s, MODE_STANDBY)):
                 return  # switched off while warming: the loop switches it off now
             self.set_state(STANDBY)
             if self.mode is not RUN:
@@ -260,27 +266,39 @@ class Station:
         if self.mode is RUN:
             cold = self.state is OFF  # woken in off straight to run: the whole cold start
             self.set_state(WARMUP)
-            cold_part_s = self.m.warmup_from_off_s - self.m.warmup_from_standby_s
-            if cold and not (yield from self._warm_up(cold_part_s, (MODE_OFF,))):
-                return  # switched off while warming: the loop switches it off now
-            if not (yield from self._warm_up(self.m.warmup_from_standby_s, (MODE_OFF, MODE_STANDBY))):
-                return  # sent to standby or off while warming: the loop puts it there now
+            began = self.env.now
+            if not (yield from self._warm_up(m.warmup_from_off_s if cold else m.warmup_from_standby_s, RUN)):
+                left = began + cold_part_s - self.env.now if cold else 0.0
+                if self.mode is MODE_STANDBY and left > 0 and (yield from self._warm_up(left, MODE_STANDBY)):
+                    self.set_state(STANDBY)  # standby needs the cold part of the start: it finished that
+                return  # the loop puts it where its mode says now
             self.set_state(IDLE)
             if self.plant.agent_dispatch and self.queue:
                 self.plant.halt()
 
-    def _warm_up(self, duration_s: float, cancelled_by: tuple[Mode, ...]) -> Generator[simpy.Event, None, bool]:
-        """Warm up for `duration_s`; False as soon as the mode becomes one of `cancelled_by` (off, E-stop).
+    def _warm_up(self, duration_s: float, towards: Mode) -> Generator[simpy.Event, None, bool]:
+        """Warm up for `duration_s` towards mode `towards`; False once a mode that cancels it is set (`poke`).
 
-        A warm-up has no part in it to finish: a machine told to rest stops warming at once, and pays
-        the warm-up power only for the time it warmed.
+        A warm-up has no part in it to finish: a machine told to rest (off, an E-stop; standby on
+        the way to run) stops warming at once and pays the warm-up power only for the time it
+        warmed. One timeout, as if nothing could cancel it: a warm-up ends in its place among the
+        events of its instant (a control tick), whether or not its mode could have changed.
         """
-        end = self.env.now + max(0.0, duration_s)
-        while self.env.now < end:
-            if self.mode in cancelled_by:
-                return False
-            yield self.env.timeout(end - self.env.now) | self._wait()  # woken by a mode change
-        return self.mode not in cancelled_by
+        end = self.env.now + duration_s
+        self._warming_towards = towards
+        try:
+            yield self.env.timeout(duration_s)
+            return True
+        except simpy.Interrupt:
+            if not self._cancels(towards):  # the mode came back before the interrupt arrived: warm on
+                return (yield from self._warm_up(end - self.env.now, towards))
+            return False
+        finally:
+            self._warming_towards = None
+
+    def _cancels(self, towards: Mode) -> bool:
+        """Whether the mode now set cancels a warm-up towards `towards`."""
+        return self.mode is MODE_OFF or (self.mode is MODE_STANDBY and towards is RUN)
 
     def _end_stockout(self) -> None:
         """The station no longer waits for material: it took a job, or it rests or is maintained instead."""

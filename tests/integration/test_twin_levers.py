@@ -231,6 +231,38 @@ def test_a_machine_told_to_rest_while_it_warms_up_stops_warming_at_once(
     assert frame.kpis.energy_kwh == pytest.approx(energy_kwh(definition, times), rel=1e-9)
 
 
+def test_a_warm_up_nothing_cancels_ends_in_its_place_before_the_tick_at_its_end(flow5_definition):
+    """Made cancellable, a warm-up ended one scheduling step late: a tick at its end still read WARMUP."""
+    definition = edited(
+        edited(flow5_definition, "control.levers", ["mode"]), "machines.cnc.warmup_from_standby_s", 120.0
+    )
+    line = TwinLine.from_config(seed=1, **definition)
+    line.reset()
+    line.write(setpoints(line, cut__mode=1.0))
+    for _ in range(10):
+        line.advance(60.0)
+    line.write(setpoints(line, cut__mode=2.0))
+    line.advance(60.0)
+    frame = line.advance(60.0)  # the tick at the end of the 120 s warm-up
+    assert frame.values[line.spec.sensor_index("cut.state")] == State.BUSY
+    assert line.state_times()[0, State.WARMUP] == pytest.approx(120.0)
+
+
+def test_a_mode_set_back_to_run_in_the_same_instant_leaves_the_warm_up_as_it_was(flow5_definition):
+    definition = edited(flow5_definition, "control.levers", ["mode"])
+    line = TwinLine.from_config(seed=0, **definition)
+    line.reset()
+    line.write(setpoints(line, cut__mode=0.0))
+    line.advance(60.0)
+    line.write(setpoints(line, cut__mode=2.0))
+    line.advance(60.0)
+    line.write(setpoints(line, cut__mode=1.0))
+    line.write(setpoints(line, cut__mode=2.0))  # before the standby took effect
+    for _ in range(30):
+        line.advance(60.0)
+    assert line.state_times()[0, State.WARMUP] == pytest.approx(1200.0)  # the whole cold start, once
+
+
 def test_preventive_maintenance_renews_the_station_asked_and_only_it(flow5_definition):
     line = TwinLine.from_config(seed=0, **edited(flow5_definition, "control.levers", ["maintenance"]))
     frame = line.reset()
