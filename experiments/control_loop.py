@@ -103,26 +103,28 @@ def run_deployment(dep: Deployment, stop: threading.Event, steps: int | None, st
             status.write("\r" + tally.line(dep.mode))
             status.flush()
 
-    frame = _attach(dep, stop, tally, show)
-    log_ms = 0.0
-    while frame is not None and not stop.is_set() and (steps is None or tally.steps < steps):
-        frame, log_ms = control_step(dep, frame, tally, log_ms)
-        if tally.policy_faults_in_row >= dep.max_policy_faults:
-            raise PolicyGaveUp(
-                f"the policy gave no valid action for {tally.policy_faults_in_row} steps in a row "
-                f"(max_policy_faults; the last: {tally.last_error}); the run stops, and the PLC's watchdog "
-                "hands the line back to its own control"
-            )
-        show()
-        if (steps is not None and tally.steps >= steps) or stop.is_set():
-            break
-        if tally.reattach:
-            tally.reattach = False
-            frame = _attach(dep, stop, tally, show)
-            continue
-        frame = _wait_tick(dep, frame, stop, tally)
-    if status is not None:
-        status.write("\r" + tally.line(dep.mode) + "\n")
+    try:
+        frame = _attach(dep, stop, tally, show)
+        log_ms = 0.0
+        while frame is not None and not stop.is_set() and (steps is None or tally.steps < steps):
+            frame, log_ms = control_step(dep, frame, tally, log_ms)
+            if tally.policy_faults_in_row >= dep.max_policy_faults:
+                raise PolicyGaveUp(
+                    f"the policy gave no valid action for {tally.policy_faults_in_row} steps in a row "
+                    f"(max_policy_faults; the last: {tally.last_error}); the run stops, and the PLC's watchdog "
+                    "hands the line back to its own control"
+                )
+            show()
+            if (steps is not None and tally.steps >= steps) or stop.is_set():
+                break
+            if tally.reattach:
+                tally.reattach = False
+                frame = _attach(dep, stop, tally, show)
+                continue
+            frame = _wait_tick(dep, frame, stop, tally)
+    finally:  # the last status on a line of its own, also before the message of an error that stops the run
+        if status is not None:
+            status.write("\r" + tally.line(dep.mode) + "\n")
     return tally
 
 

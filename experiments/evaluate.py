@@ -91,10 +91,16 @@ def _carry(run_cfg: DictConfig, cfg: DictConfig, overrides: Sequence[str]) -> No
     """Set in `run_cfg` what the command line's `line` and `task` overrides set in `cfg` (or delete).
 
     Raises:
-        ConfigError: an override that names another task than the artifacts'.
+        ConfigError: an override that names another task than the artifacts', or removes the line or task.
     """
     trained = str(run_cfg.task.name)
     parsed = OverridesParser.create().parse_overrides(list(overrides))
+    for o in parsed:
+        if o.key_or_group in CARRIED and o.is_delete():
+            raise ConfigError(
+                f"~{o.key_or_group}: the artifacts run with a {o.key_or_group}; name another "
+                f"({o.key_or_group}=<option>) or set its keys"
+            )
     if any(o.key_or_group == "task" for o in parsed) and str(cfg.task.name) != trained:
         raise ConfigError(
             f"task: the artifacts were trained on task {trained}, not {cfg.task.name}; name their task "
@@ -106,7 +112,7 @@ def _carry(run_cfg: DictConfig, cfg: DictConfig, overrides: Sequence[str]) -> No
             continue  # the task group names the artifacts' own task: its config stays as trained
         parent, _, leaf = key.rpartition(".")
         if override.is_delete():
-            node = OmegaConf.select(run_cfg, parent) if parent else run_cfg
+            node = OmegaConf.select(run_cfg, parent)
             if isinstance(node, DictConfig) and leaf in node:
                 with open_dict(node):
                     del node[leaf]

@@ -223,7 +223,8 @@ def write_reports(
 
     A policy, scenario and mode of one episode has no interval: none in the table and the plots,
     a NaN half-width in the summary. A KPI undefined on some episodes (a cost per part where no
-    part was made: NaN in `episodes.csv`) is averaged over the others; the table says over how many.
+    part was made: NaN in `episodes.csv`) is averaged over the others; the table says over how many,
+    and so does the summary's `episodes` column.
 
     Args:
         rows: the evaluated episodes and continuing runs.
@@ -248,9 +249,9 @@ def write_reports(
         writer = csv.writer(f)
         writer.writerow(["policy", "scenario", "mode", "episodes", "metric", "mean", "ci95_half_width"])
         for (policy, scenario, mode), group in groups(rows).items():
-            for key, _ in metrics:
+            for key, _ in metrics:  # `episodes`: those the metric is defined on, which its mean is over
                 mean, half = _group_interval(group, key)
-                writer.writerow([policy, scenario, mode, len(group), key, repr(mean), repr(half)])
+                writer.writerow([policy, scenario, mode, len(_defined(group, key)), key, repr(mean), repr(half)])
     for key, label in metrics:
         panels: dict[str, dict[str, tuple[float, float]]] = {}
         for (policy, scenario, mode), group in groups(rows).items():

@@ -7,6 +7,7 @@ python -m experiments.simulate line=jobshop scenario=breakdown_wave duration_h=4
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import hydra
@@ -46,6 +47,9 @@ def kpi_table(kpis: Kpis, title: str) -> str:
     rows = []
     for name in Kpis.names():
         value = getattr(kpis, name)
+        if isinstance(value, float) and math.isnan(value):  # a cost per part over a window without a part
+            rows.append([name, "n/a (no good part)"])
+            continue
         shown = f"{value:,}" if isinstance(value, int) else f"{value:,.3f}"
         rows.append([name, f"{shown} {_UNITS.get(name, '')}".rstrip()])
     return markdown_table([title, "value"], rows)

@@ -299,6 +299,7 @@ def test_a_guarded_run_whose_audit_disk_runs_low_stops_before_a_command_it_might
         accepted = plc.accepted_commands
     err = capsys.readouterr().err
     assert "20.0 MB free on its disk, under audit_min_free_mb=64; nothing was sent this step; the run stops" in err
+    assert "ms\nerror: audit log " in err  # after the last status line, on a line of its own
     (run,) = read_runs(audit)
     assert [r.step for r in run.records] == [0, 1, 2, 3]
     assert accepted == sum(r.written is not None for r in run.records) > 0  # every command sent is recorded

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from configs import CONFIG_DIR, config_file, options
 from experiments.errors import ConfigError
-from experiments.simulate import simulate
+from experiments.simulate import kpi_table, simulate
 from hardware import Kpis, Line
 from hardware.twin import TwinLine
 
@@ -113,3 +113,9 @@ def test_main_job_prints_the_direct_runs_kpis_from_any_folder(tmp_path):
     for name in Kpis.names():
         assert shown[name] == pytest.approx(getattr(expected, name), abs=5e-4), name
     assert (tmp_path / "run" / ".hydra" / "config.yaml").exists()
+
+
+def test_the_simulate_table_says_a_cost_per_part_is_undefined_without_a_part():
+    table = kpi_table(Kpis(energy_kwh=1.5, energy_cost=0.3), "no part yet")
+    assert "| energy_cost_per_good_part | n/a (no good part) |" in table  # it printed `nan`
+    assert "| energy_cost | 0.300 |" in table

@@ -346,6 +346,10 @@ def test_evaluate_carries_the_command_lines_line_and_task_keys_into_an_artifacts
     assert evaluation_config(cfg).line.name == "flow5"  # no overrides given: the artifact's own
     with pytest.raises(ConfigError, match=r"^task: the artifacts were trained on task Energy, not Maintenance"):
         evaluation_config(other_task, [f"policies=[{artifact}]", "task=maintenance"])
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        no_line = compose("evaluate", overrides=[f"policies=[{artifact}]", "~line"])
+    with pytest.raises(ConfigError, match=r"^~line: the artifacts run with a line; name another \(line=<option>\)"):
+        evaluation_config(no_line, [f"policies=[{artifact}]", "~line"])
 
 
 def test_a_table_names_the_instance_that_replaces_the_line(tmp_path):

@@ -46,6 +46,8 @@ def test_a_kpi_undefined_on_some_episodes_is_averaged_over_the_others_and_the_ta
     write_reports(rows, tmp_path, "undefined")
     summary = {(s["policy"], s["metric"]): s for s in csv.DictReader((tmp_path / "summary.csv").open())}
     assert float(summary[("rule", "energy_cost_per_part")]["mean"]) == pytest.approx(0.15)
+    counts = [summary[("rule", metric)]["episodes"] for metric in ("energy_cost_per_part", "return")]
+    assert counts == ["3", "5"]  # the episodes each mean is over
     assert math.isnan(float(summary[("idle", "energy_cost_per_part")]["mean"]))
     episodes = list(csv.DictReader((tmp_path / "episodes.csv").open()))
     assert [e["energy_cost_per_part"] for e in episodes[:2]] == ["0.2", "nan"]  # each episode as it was
