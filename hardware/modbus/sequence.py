@@ -72,13 +72,14 @@ class EchoWatch:
             self.sent.append(pending)
 
     def check(self, echo: int, last: int) -> None:
-        """Nothing, if `echo` is the one seen before, one this controller sent, or 0 (a PLC's power-up).
+        """Nothing, if `echo` is the one seen before, one this controller sent after it, or 0 (a PLC's power-up).
 
         `last` is the number this controller sent last, named in the message.
 
         Raises:
-            AnotherController: the echo moved to a number this controller did not send (and, after
-                that, on every call until `attach`).
+            AnotherController: the echo moved to a number this controller did not send, or back to
+                one it sent before the echo seen (a block re-sent by another client); and after that,
+                on every call until `attach`.
         """
         if self.rival is not None:
             raise AnotherController(self.rival)
@@ -88,6 +89,13 @@ class EchoWatch:
             self.rival = (
                 f"{self.where}: the PLC accepted command {echo}, which this client did not send (its last: {last}; "
                 f"echo before: {self.seen}): another controller writes to line {self.line!r}"
+            )
+            raise AnotherController(self.rival)
+        if echo != 0 and self.seen in self.sent and self.sent.index(echo) < self.sent.index(self.seen):
+            self.rival = (  # blocks go out one at a time, each after the last was echoed: only a re-send goes back
+                f"{self.where}: the PLC's echo went back from {self.seen} to {echo}, a command this client sent "
+                f"before: another client re-sent it (its last: {last}); another controller writes to line "
+                f"{self.line!r}"
             )
             raise AnotherController(self.rival)
         self.seen = echo

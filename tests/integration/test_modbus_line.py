@@ -400,6 +400,21 @@ def test_a_command_of_another_controller_is_refused_on_every_read_until_a_reatta
     assert plc.echo == 3
 
 
+def test_an_earlier_block_of_its_own_re_sent_by_another_client_is_another_controller(plc, connect):
+    """An HMI restoring the window it read: the PLC ran the old setpoints under the old number, and nothing was seen."""
+    ours = connect()
+    ours.reset()
+    ours.write(Command(setpoints=np.array([0.7, 2.0, np.nan, 1.0])))  # sequence 1
+    ours.write(Command(setpoints=np.array([1.1, 2.0, np.nan, 1.0])))  # sequence 2
+    assert ours.read().time > T0
+    plc.command(CommandImage(MAP).decode(plc.writes()[0][2]))  # block 1 again, from another client
+    assert (plc.echo, plc.active[0]) == (1, pytest.approx(0.7))
+    with pytest.raises(
+        AnotherController, match=r"the PLC's echo went back from 2 to 1, a command this client sent before"
+    ):
+        ours.read()
+
+
 def leave_a_command_pending(plc: FakePlc, line: ModbusLine) -> None:
     """Attach `line`; the PLC accepts its sequence 1, and sequence 2 goes out but is not acted on in time."""
     line.reset()
