@@ -139,6 +139,7 @@ def _attach(dep: Deployment, stop: threading.Event, tally: Tally, show: Callable
             lever of the task local at the first attach.
     """
     dep.decided_at = None
+    dep.guard.reset()  # after a restart the line's clock starts again: the rate limit counts from what it runs
     while not stop.is_set():
         try:
             return dep.view.reset()

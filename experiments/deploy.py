@@ -130,13 +130,7 @@ def setup(cfg: DictConfig) -> Deployment:
         raise ConfigError(f"hardware={cfg.hardware.get('name')}: deploy runs over Modbus; choose hardware=modbus")
     task = task_cls(line.spec, **{k: v for k, v in kwargs.items() if k not in _ENV_ONLY})
     _check_spaces(artifact, task)
-    config = guard_config(cfg.guard, definition) or GuardConfig()
-    if cfg.mode == "guarded":
-        _check_deadline(config, period)
-    try:  # guard=none still gates on the spec's limits and the operator's bits
-        guard = Guard(line.spec, config, OodStats.from_manifest(artifact.manifest))
-    except ValueError as exc:
-        raise ConfigError(f"guard: {exc}") from exc
+    guard = _guard(cfg, line, definition, artifact, period)
     view: ShadowLine | ModbusLine = ShadowLine(line) if cfg.mode == "shadow" else line
     meta = {
         "mode": cfg.mode,
@@ -174,6 +168,31 @@ def setup(cfg: DictConfig) -> Deployment:
         whole_number("max_policy_faults", cfg.max_policy_faults),
         float(cfg.audit_min_free_mb),
     )
+
+
+def _guard(
+    cfg: DictConfig, line: ModbusLine, definition: dict[str, Any], artifact: PolicyArtifact, period_s: float
+) -> Guard:
+    """The guard the config names, checked for this run.
+
+    Raises:
+        ConfigError: a guard config that cannot be built, a guarded run's status-age deadline not
+            inside the control period, or an out-of-distribution gate asked of an artifact without
+            observation statistics (it would be off without a word).
+    """
+    config = guard_config(cfg.guard, definition) or GuardConfig()
+    if cfg.mode == "guarded":
+        _check_deadline(config, period_s)
+    ood = OodStats.from_manifest(artifact.manifest)
+    if config.ood_z is not None and ood is None:
+        raise ConfigError(
+            f"guard.ood_z: {config.ood_z:g} asks for the out-of-distribution gate, but the artifact carries no "
+            "observation statistics (trained with normalize.obs=false); set guard.ood_z=null to deploy without it"
+        )
+    try:  # guard=none still gates on the spec's limits and the operator's bits
+        return Guard(line.spec, config, ood)
+    except ValueError as exc:
+        raise ConfigError(f"guard: {exc}") from exc
 
 
 def _check_deadline(config: GuardConfig, period_s: float) -> None:

@@ -119,6 +119,7 @@ class Guard:
         n = len(self._actuators)
         self._last_out = np.full(n, math.nan)
         self._changed_s = np.full(n, -math.inf)
+        self._latest_s = -math.inf  # the latest line time checked at
         self._beat: tuple[int, float] | None = None  # controller heartbeat, our clock when it last moved
         self._samples: tuple[np.ndarray, np.ndarray] | None = None  # each instrument's last value and stamp
         self._repeats = np.zeros(len(self._sensors), dtype=np.int64)  # samples identical to the one before
@@ -159,7 +160,7 @@ class Guard:
         reasons += [f"gate:interlock_conflict:{self._actuators[i]}" for i in np.flatnonzero(low > high)]
         if reasons:
             return Verdict(p, None, tuple(reasons), ood)
-        out, shaped = self._shape(p, frame.time, self._reference(status), locks)
+        out, shaped = self._shape(p, frame.time, *self._reference(status), locks)
         return Verdict(p, out, tuple(shaped), ood)
 
     def _status_gates(self, status: LineStatus, now_s: float) -> list[str]:
@@ -180,13 +181,14 @@ class Guard:
         skew = None if status.clock_s is None or read_at is None else abs(status.clock_s - read_at)
         if cfg.max_clock_skew_s is not None and skew is not None and not skew <= cfg.max_clock_skew_s:
             reasons.append("gate:clock_skew")
-        if cfg.max_status_age_s is not None and read_at is not None and not now_s - read_at <= cfg.max_status_age_s:
+        age = cfg.max_status_age_s  # a status read in the future (beyond the age itself) is no fresher: a bad clock
+        if age is not None and read_at is not None and not -age <= now_s - read_at <= age:
             reasons.append("gate:stale_status")
         if status.heartbeat is not None:
             if self._beat is None or self._beat[0] != status.heartbeat:
                 self._beat = (status.heartbeat, now_s)
-            elif cfg.heartbeat_timeout_s is not None and now_s - self._beat[1] > cfg.heartbeat_timeout_s:
-                reasons.append("gate:heartbeat_frozen")
+            elif cfg.heartbeat_timeout_s is not None and not 0 <= now_s - self._beat[1] <= cfg.heartbeat_timeout_s:
+                reasons.append("gate:heartbeat_frozen")  # our clock set back behind the beat: no proof it moves
         return reasons
 
     def _frame_gates(self, frame: Frame) -> list[str]:
@@ -198,8 +200,9 @@ class Guard:
                 f"frame: expected {len(self._sensors)} values and stamps, got {values.shape} and {stamps.shape}"
             )
         reasons = []
-        if cfg.max_data_age_s is not None and not (frame.time - stamps <= cfg.max_data_age_s).all():
-            reasons.append("gate:stale_data")  # a NaN stamp has no age: stale
+        ages = frame.time - stamps  # a NaN stamp has no age: stale; one ahead of the frame beyond the bound: bad
+        if cfg.max_data_age_s is not None and not ((ages <= cfg.max_data_age_s) & (ages >= -cfg.max_data_age_s)).all():
+            reasons.append("gate:stale_data")
         if cfg.max_stamp_skew_s is not None and stamps.size and not stamps.max() - stamps.min() <= cfg.max_stamp_skew_s:
             reasons.append("gate:stamp_skew")
         nan = np.isnan(values)
@@ -253,26 +256,38 @@ class Guard:
             high[lock.actuator] = min(high[lock.actuator], lock.high)
         return low, high, tripped
 
-    def _reference(self, status: LineStatus) -> np.ndarray:
-        """The active setpoints: the controller's where known, else the guard's last, else the defaults."""
+    def _reference(self, status: LineStatus) -> tuple[np.ndarray, np.ndarray]:
+        """The active setpoints, the controller's where known (the mask returned), else the guard's last or defaults."""
         ref = np.where(np.isnan(self._last_out), self.rules.default, self._last_out)
+        known = np.zeros(ref.shape, dtype=bool)
         if status.active is not None:
             active = np.asarray(status.active, dtype=np.float64)
             if active.shape != ref.shape:
                 raise ValueError(f"status.active: expected shape {ref.shape}, got {active.shape}")
-            ref = np.where(np.isfinite(active), active, ref)
-        return np.where(self.rules.mode, np.floor(ref + 0.5), ref)
+            known = np.isfinite(active)
+            ref = np.where(known, active, ref)
+        return np.where(self.rules.mode, np.floor(ref + 0.5), ref), known
 
     def _shape(
-        self, p: np.ndarray, time_s: float, ref: np.ndarray, locks: tuple[np.ndarray, np.ndarray, list[ActiveInterlock]]
+        self,
+        p: np.ndarray,
+        time_s: float,
+        ref: np.ndarray,
+        known: np.ndarray,
+        locks: tuple[np.ndarray, np.ndarray, list[ActiveInterlock]],
     ) -> tuple[np.ndarray, list[str]]:
         """Interlocks, clamp, rate, deadband on an allowed proposal; remember what goes out.
 
-        `np.maximum` and `np.minimum` carry NaN (keep) through every bound.
+        `np.maximum` and `np.minimum` carry NaN (keep) through every bound. A "keep" of a setpoint
+        the controller reports (`known`) outside the bounds (a tripped interlock's, the limits) is
+        no keep: it is moved into them like a proposal of it. The rate limit grants credit for the
+        line time since the setpoint last changed: none for a frame without a time, and a line
+        clock that goes back (a restart; deploy resets the guard when it attaches afresh) adds none.
         """
         lock_low, lock_high, tripped = locks
         rules = self.rules
         low, high = np.maximum(rules.low, lock_low), np.minimum(rules.high, lock_high)
+        p = np.where(np.isnan(p) & known & ((ref < low) | (ref > high)), ref, p)  # a "keep" out of bounds
         given = ~np.isnan(p)
         reasons = list(
             dict.fromkeys(
@@ -284,8 +299,11 @@ class Guard:
         locked = np.minimum(np.maximum(p, lock_low), lock_high) if tripped else p
         clamped = np.minimum(np.maximum(locked, rules.low), rules.high)  # within both: the bounds overlap
         reasons += self._named("clamp", given & (clamped != locked))
-        elapsed = time_s - self._changed_s
-        elapsed = np.where(elapsed < 0.0, self._period, elapsed)  # a clock set back: no older than one period
+        if time_s < self._latest_s:  # the line clock went back: the time since each change stays what it was
+            self._changed_s -= self._latest_s - time_s
+        if math.isfinite(time_s):
+            self._latest_s = time_s
+        elapsed = np.nan_to_num(time_s - self._changed_s, nan=0.0)  # no line time: no credit
         step = rules.rate * np.minimum(elapsed, self._period)
         step = np.where(rules.mode, np.floor(step), step)  # a mode moves in whole steps
         rated = given & ~np.isnan(step)
@@ -297,7 +315,8 @@ class Guard:
         out[small] = math.nan
         reasons += self._named("deadband", small)
         written = ~np.isnan(out)
-        self._changed_s[written & (out != ref)] = time_s
+        if math.isfinite(time_s):
+            self._changed_s[written & (out != ref)] = time_s
         self._last_out[written] = out[written]
         return out, reasons
 

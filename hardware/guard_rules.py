@@ -25,6 +25,8 @@ def _number(where: str, value: Any, *, positive: bool = False, optional: bool = 
     """`value` as a finite float (positive if asked), None if allowed; else an error naming `where` it was given."""
     if value is None and optional:
         return None
+    if isinstance(value, bool):  # float(True) is 1.0: a slip, not a rate of 1 per s
+        raise ValueError(f"{where} must be a number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -117,8 +119,19 @@ class GuardConfig:
     ood_max_fraction: float = 0.0  # more features beyond than this fraction: out of distribution
     open_above: Sequence[str] = ()  # sensors (names, patterns) whose range top is a scale, not a bound
 
+    def _check_shapes(self) -> None:
+        """The mappings are mappings and `open_above` names: `limits: null` raised a TypeError naming nothing."""
+        for name in ("limits", "rate_per_s", "deadband"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ValueError(
+                    f"{name} must be a mapping of actuator names or patterns to values, got {getattr(self, name)!r}"
+                )
+        if not isinstance(self.open_above, str | Sequence) or not all(isinstance(p, str) for p in self.open_above):
+            raise ValueError(f"open_above must be sensor names or patterns, got {self.open_above!r}")
+
     def __post_init__(self) -> None:
         """Normalise the mappings to plain floats and check every value, naming the field."""
+        self._check_shapes()
         limits = {}
         for key, pair in dict(self.limits).items():
             values = list(pair) if isinstance(pair, Sequence) and not isinstance(pair, str) else [pair]
@@ -269,6 +282,14 @@ class ActuatorRules:
                     raise ValueError(f"rate_per_s for {a.name!r}: line {spec.name!r} has no control period")
                 rate[i] = min(r for r in rates if r is not None)
             band[i] = max((b for b in bands if b is not None), default=0.0)
+        for entry, keys in (("rate_per_s", config.rate_per_s), ("deadband", config.deadband)):
+            for key in keys:
+                matched = [a for a in acts if fnmatchcase(a.name, key)]
+                if matched and all(a.lever is Lever.MAINTENANCE for a in matched):
+                    raise ValueError(
+                        f"{entry}.{key}: {[a.name for a in matched]} are maintenance requests (a pulse, not a "
+                        "level): no rate or deadband applies to them; drop the entry"
+                    )
         default = np.array([a.default for a in acts], dtype=np.float64)
         return cls(low, high, rate, band, default, mode)
 

@@ -349,3 +349,17 @@ def test_a_plc_that_does_not_answer_shows_on_the_status_line_while_the_run_waits
     assert proc.returncode == 0, err
     assert f"faults 1 (last: attaching: ModbusDisconnected: 127.0.0.1:{port}" in err
     assert "shadow run 0 steps, 0 written" in out
+
+
+def test_an_ood_gate_asked_of_an_artifact_without_observation_statistics_is_refused(artifact, tmp_path, capsys):
+    """Trained with normalize.obs=false, the artifact deployed under guard=plant with the OOD gate off, silently."""
+    bare = copy_artifact(artifact, tmp_path / "bare")
+    manifest = json.loads((bare / "manifest.json").read_text())
+    manifest["vec_normalize"] = None
+    (bare / "manifest.json").write_text(json.dumps(manifest))
+    audit = tmp_path / "audit.sqlite"
+    assert deploy(bare, 1, audit, "mode=shadow", "steps=1") == 2
+    err = capsys.readouterr().err
+    assert "guard.ood_z: 5 asks for the out-of-distribution gate, but the artifact carries no" in err
+    with free_plc() as plc:
+        assert deploy(bare, plc.port, audit, "mode=shadow", "steps=1", "guard.ood_z=null") == 0

@@ -8,7 +8,8 @@ written apart from the guard checks every step: while a gate is closed nothing b
 goes out; whatever goes out is within the hard and configured limits and every tripped interlock,
 within the rate limit of the active setpoint (unless the active setpoint lies outside those
 limits: then it goes straight to the nearest allowed value), outside the deadband, whole for a
-mode, NaN where the proposal kept, and the dispatch is passed untouched.
+mode, NaN where the proposal kept (unless the controller runs it outside those bounds: then it goes
+to the nearest allowed value too), and the dispatch is passed untouched.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ NAN, INF = math.nan, math.inf
 RATE = np.array([0.005, 0.005, 1 / 60, NAN])  # per s: speeds, mode; a maintenance request has none
 CONFIG = GuardConfig(
     limits={"*.speed": [0.6, 1.1]},
-    rate_per_s={"*.speed": 0.005, "a.mode": 1 / 60, "a.maintain": 0.001},  # the last does not apply
+    rate_per_s={"*.speed": 0.005, "a.mode": 1 / 60},  # a maintenance request has no rate (refused if given)
     deadband={"*.speed": 0.01},
     interlocks=[
         Interlock(sensor="{station}.vibration_mm_s", actuator="{station}.speed", above=7.1, max=0.9),
@@ -225,13 +226,19 @@ def check_written(oracle: Oracle, shown: Shown, time_s: float, sent: Command) ->
     p = shown.proposed
     ref = oracle.reference(shown.status.active)
     low, high = oracle.envelope(shown.values)
+    active = shown.status.active
     for j in range(4):
         w = out[j]
-        if math.isnan(p[j]):
+        known = active is not None and not math.isnan(active[j])
+        if math.isnan(p[j]) and known and not low[j] <= ref[j] <= high[j]:  # a keep out of bounds is no keep
+            assert w == (low[j] if ref[j] < low[j] else high[j]), f"actuator {j}: kept {ref[j]} out of bounds"
+        elif math.isnan(p[j]):
             assert math.isnan(w), f"actuator {j}: kept in the proposal, written {w}"
         if math.isnan(w):  # kept: only a change within the deadband of an active setpoint within limits
             assert math.isnan(p[j]) or (j < 2 and low[j] <= ref[j] <= high[j]), f"actuator {j}: {ref[j]} kept"
             continue
+        if math.isnan(p[j]):
+            continue  # moved into the bounds, checked above
         assert low[j] - EPS <= w <= high[j] + EPS, f"actuator {j}: {w} outside [{low[j]}, {high[j]}]"
         if j == 2:
             assert w == round(w), f"mode {w} is not whole"

@@ -285,14 +285,30 @@ def test_the_rate_limit_counts_line_time_since_the_last_change_at_most_one_perio
     assert_out(v, [1.05, NAN, NAN, NAN])  # 360 s idle count one period: 0.3 above the active 0.75
 
 
-def test_a_line_clock_set_back_counts_as_one_period_not_as_no_time():
+def test_a_line_clock_that_goes_back_gives_no_rate_credit_and_a_reset_gives_one_period():
+    """A set-back was worth a full period each time: clock jitter of 1 ms moved a setpoint five periods in 4 ms."""
     guard = Guard(SPEC, STEADY)  # 0.005 ratio/s, 60 s period
     assert_out(check(guard, [0.6, NAN, NAN, NAN], fr=frame(time_s=600.0)), [0.7, NAN, NAN, NAN])
-    # the PLC restarted: its clock reads 10 s; from the 0.7 let out, one period's credit (0.3), not 0
-    v = check(guard, [1.1, NAN, NAN, NAN], fr=frame(time_s=10.0))
-    assert_out(v, [1.0, NAN, NAN, NAN])
+    for t in (599.999, 600.0, 599.998):  # jitter: the time since the change stays what it was
+        out = check(guard, [0.1, NAN, NAN, NAN], fr=frame(time_s=t)).setpoints[0]
+        assert np.isnan(out) or out >= 0.7 - 0.005 * 0.002 - 1e-12  # kept (deadband), or a hair below 0.7
+    v = check(guard, [1.1, NAN, NAN, NAN], fr=frame(time_s=10.0))  # the PLC restarted: its clock reads 10 s
+    assert v.reasons == ("rate:a.speed", "deadband:a.speed")  # no time since the change: a step too small to send
+    assert np.isnan(v.setpoints[0])
+    assert check(guard, [1.1, NAN, NAN, NAN], fr=frame(time_s=20.0)).setpoints[0] == pytest.approx(0.75, abs=0.01)
+    guard.reset()  # deploy attaches afresh after a restart: one period's credit from what the line runs
+    active = LineStatus(active=np.array([0.7, NAN, NAN, NAN]))
+    assert_out(check(guard, [1.1, NAN, NAN, NAN], fr=frame(time_s=30.0), status=active), [1.0, NAN, NAN, NAN])
+
+
+def test_a_line_time_that_is_not_a_number_gives_no_rate_credit():
+    """A NaN frame time switched the rate limit off for that step and the next."""
+    guard = Guard(SPEC, dataclasses.replace(STEADY, max_data_age_s=None))  # the stale-data gate would block it
+    assert_out(check(guard, [1.1, NAN, NAN, NAN], fr=frame(time_s=600.0)), [1.1, NAN, NAN, NAN])
+    v = check(guard, [0.6, NAN, NAN, NAN], fr=frame(time_s=NAN, stamps=[600.0] * 4))
+    assert_out(v, [1.1, NAN, NAN, NAN])
     assert v.reasons == ("rate:a.speed",)
-    assert_out(check(guard, [1.1, NAN, NAN, NAN], fr=frame(time_s=20.0)), [1.05, NAN, NAN, NAN])  # 10 s on
+    assert_out(check(guard, [0.6, NAN, NAN, NAN], fr=frame(time_s=610.0)), [1.05, NAN, NAN, NAN])
 
 
 def test_limits_and_interlocks_beat_the_rate():
@@ -341,6 +357,10 @@ def test_modes_stay_whole_and_a_maintenance_request_is_not_rate_limited():
         ({"max_data_age_s": 0.0}, "max_data_age_s must be a positive number"),
         ({"frozen_samples": 1}, "frozen_samples must be a whole number >= 2"),
         ({"ood_max_fraction": 1.0}, r"ood_max_fraction must be in \[0, 1\)"),
+        ({"rate_per_s": {"*.speed": True}}, r"rate_per_s\.\*\.speed must be a number, got True"),  # was 1 per s
+        ({"max_data_age_s": True}, "max_data_age_s must be a number, got True"),
+        ({"limits": None}, "limits must be a mapping of actuator names or patterns to values, got None"),
+        ({"open_above": 5}, "open_above must be sensor names or patterns, got 5"),
     ],
 )
 def test_config_errors_name_the_field(kwargs, message):
@@ -497,3 +517,37 @@ def test_the_verdict_is_reported_when_the_write_fails():
 def test_the_guard_must_be_built_on_the_lines_spec():
     with pytest.raises(ValueError, match="built on line 'other'"):
         GuardedLine(RecordingLine(), Guard(dataclasses.replace(SPEC, name="other"), CONFIG))
+
+
+def test_a_keep_of_a_setpoint_a_tripped_interlock_forbids_moves_it_into_the_bound():
+    """Vibration tripped, the policy proposing keep (NaN): the line stayed at 1.1, no reason given."""
+    guard = Guard(SPEC, dataclasses.replace(STEADY, rate_per_s={"*.speed": 0.005}))
+    hot = frame((3.0, 9.0, 2.0, 50.0))  # a.vibration 9 mm/s: a.speed at most 0.9
+    runs = LineStatus(active=np.array([1.1, 1.0, 2.0, 0.0]))
+    v = check(guard, [NAN, NAN, NAN, NAN], fr=hot, status=runs)
+    assert_out(v, [0.9, NAN, NAN, NAN])  # the bounds beat the rate
+    assert v.reasons == ("interlock:a.vibration",)
+    unknown = LineStatus(active=np.array([NAN, 1.0, 2.0, 0.0]))  # what a runs is not known: nothing invented
+    assert_out(check(Guard(SPEC, STEADY), [NAN, NAN, NAN, NAN], fr=hot, status=unknown), [NAN, NAN, NAN, NAN])
+
+
+def test_times_ahead_of_now_are_not_fresh():
+    """Stamps far ahead of the frame, and a status read an hour in the future, passed the age gates."""
+    guard = Guard(SPEC, STEADY)
+    assert check(guard, [1.0, NAN, NAN, NAN], fr=frame(time_s=600.0, stamps=[1e6] * 4)).reasons[0] == "gate:stale_data"
+    aged = Guard(SPEC, dataclasses.replace(STEADY, max_status_age_s=2.0))
+    v = check(aged, [1.0, NAN, NAN, NAN], status=LineStatus(read_at_s=NOW + 3600.0))
+    assert v.reasons == ("gate:stale_status",)
+    beat = Guard(SPEC, dataclasses.replace(STEADY, heartbeat_timeout_s=2.0))
+    assert check(beat, [1.0, NAN, NAN, NAN], status=LineStatus(heartbeat=7), now=NOW).setpoints is not None
+    assert check(beat, [1.0, NAN, NAN, NAN], status=LineStatus(heartbeat=7), now=NOW + 3.0).setpoints is None
+    v = check(beat, [1.0, NAN, NAN, NAN], status=LineStatus(heartbeat=7), now=NOW - 100.0)  # our clock set back
+    assert v.reasons == ("gate:heartbeat_frozen",)  # it reopened: the heartbeat had not moved
+    assert check(beat, [1.0, NAN, NAN, NAN], status=LineStatus(heartbeat=8), now=NOW - 99.0).setpoints is not None
+
+
+@pytest.mark.parametrize("field", ["rate_per_s", "deadband"])
+def test_a_rate_or_deadband_only_maintenance_requests_match_is_refused_not_dropped(field):
+    with pytest.raises(ValueError, match=rf"{field}\.a\.maintain: \['a\.maintain'\] are maintenance requests"):
+        Guard(SPEC, GuardConfig(**{field: {"a.maintain": 0.5}}))
+    Guard(SPEC, GuardConfig(**{field: {"*": 0.5}}))  # a pattern over every lever still applies where it can
