@@ -20,6 +20,7 @@ hands the line back to its own setpoints once the heartbeat stops.
 from __future__ import annotations
 
 import hashlib
+import math
 import signal
 import sys
 import threading
@@ -41,7 +42,7 @@ from experiments.errors import ConfigError, positive_number, quiet_pymodbus, who
 from experiments.line_config import guard_config, hardware_line, line_definition
 from hardware.audit import MODES, AuditError, AuditLog, AuditSpaceLow, free_mb
 from hardware.guard import Guard, GuardConfig, OodStats
-from hardware.modbus import AnotherController, IncompatiblePlc, ModbusLine
+from hardware.modbus import AnotherController, IncompatiblePlc, ModbusLine, Role
 from hardware.shadow import ShadowLine
 
 _ENV_ONLY = ("start", "warmup_h", "seed", "control_period_s", "scenario", "line")  # env arguments, not the task's
@@ -130,7 +131,7 @@ def setup(cfg: DictConfig) -> Deployment:
         raise ConfigError(f"hardware={cfg.hardware.get('name')}: deploy runs over Modbus; choose hardware=modbus")
     task = task_cls(line.spec, **{k: v for k, v in kwargs.items() if k not in _ENV_ONLY})
     _check_spaces(artifact, task)
-    guard = _guard(cfg, line, definition, artifact, period)
+    guard = checked_guard(cfg, line, definition, artifact, period)
     view: ShadowLine | ModbusLine = ShadowLine(line) if cfg.mode == "shadow" else line
     meta = {
         "mode": cfg.mode,
@@ -170,15 +171,16 @@ def setup(cfg: DictConfig) -> Deployment:
     )
 
 
-def _guard(
+def checked_guard(
     cfg: DictConfig, line: ModbusLine, definition: dict[str, Any], artifact: PolicyArtifact, period_s: float
 ) -> Guard:
     """The guard the config names, checked for this run.
 
     Raises:
         ConfigError: a guard config that cannot be built, a guarded run's status-age deadline not
-            inside the control period, or an out-of-distribution gate asked of an artifact without
-            observation statistics (it would be off without a word).
+            inside the control period, an out-of-distribution gate asked of an artifact without
+            observation statistics (it would be off without a word), or a guarded run's rate limit
+            on a setpoint the register map does not read back.
     """
     config = guard_config(cfg.guard, definition) or GuardConfig()
     if cfg.mode == "guarded":
@@ -190,9 +192,20 @@ def _guard(
             "observation statistics (trained with normalize.obs=false); set guard.ood_z=null to deploy without it"
         )
     try:  # guard=none still gates on the spec's limits and the operator's bits
-        return Guard(line.spec, config, ood)
+        guard = Guard(line.spec, config, ood)
     except ValueError as exc:
         raise ConfigError(f"guard: {exc}") from exc
+    blind = [
+        a.name
+        for a, rate in zip(line.spec.actuators, guard.rules.rate, strict=True)
+        if not math.isnan(rate) and line.map.get(Role.ACTIVE, a.name) is None
+    ]
+    if cfg.mode == "guarded" and blind:
+        raise ConfigError(
+            f"guard.rate_per_s: register map {line.map.source} reads back no active setpoint of {blind}: the rate "
+            "limit would count from the guard's own output, not from what the line runs; add their active registers"
+        )
+    return guard
 
 
 def _check_deadline(config: GuardConfig, period_s: float) -> None:

@@ -22,13 +22,15 @@ import numpy as np
 import pytest
 import yaml
 
+from agents.artifact import PolicyArtifact
 from envs.lines import resolve_line
 from envs.registration import START_DEFAULT, TASKS
-from experiments.deploy import artifact_sha256, main
+from experiments.deploy import artifact_sha256, checked_guard, compose_config, main
+from experiments.errors import ConfigError
 from experiments.shadow_report import write_shadow_report
 from hardware.audit import AuditError, AuditLog, AuditRecord, read_runs
 from hardware.interface import Lever
-from hardware.modbus import StatusBit, VirtualPLC, default_map, setpoint_spec
+from hardware.modbus import ModbusLine, RegisterMap, Role, StatusBit, VirtualPLC, default_map, setpoint_spec
 from hardware.twin import TwinLine
 from tests.artifacts import speed_artifact
 from tests.lines import FLOW5, REPO
@@ -363,3 +365,23 @@ def test_an_ood_gate_asked_of_an_artifact_without_observation_statistics_is_refu
     assert "guard.ood_z: 5 asks for the out-of-distribution gate, but the artifact carries no" in err
     with free_plc() as plc:
         assert deploy(bare, plc.port, audit, "mode=shadow", "steps=1", "guard.ood_z=null") == 0
+
+
+def test_a_guarded_rate_limit_on_a_setpoint_the_map_does_not_read_back_is_refused(artifact):
+    """Without the active setpoint the rate limit counted from the default (or its own unwritten output)."""
+    cls, _, period, _ = TASKS["Speed"]
+    full = setpoint_spec(DEFINITION, period)
+    twin = resolve_line(DEFINITION, cls.levers, period, None, 0, start_default=START_DEFAULT)
+    rmap = default_map(full)
+    blind = RegisterMap(
+        rmap.line,
+        tuple(r for r in rmap.registers if not (r.role is Role.ACTIVE and r.name == "press.speed")),
+        "a map without press.speed's active register",
+    )
+    line = ModbusLine(twin.spec, blind, port=1)
+    cfg = compose_config(["mode=guarded", "arm=true", f"artifact={artifact}"])
+    with pytest.raises(ConfigError, match=r"guard.rate_per_s: register map a map without press.speed's active regis"):
+        checked_guard(cfg, line, DEFINITION, PolicyArtifact.load(artifact), period)
+    cfg.mode = "shadow"  # a shadow run writes nothing: its report shows the guard's view as it is
+    assert checked_guard(cfg, line, DEFINITION, PolicyArtifact.load(artifact), period) is not None
+    line.close()
