@@ -27,7 +27,7 @@ import numpy as np
 from agents.artifact import PolicyArtifact
 from envs.base import Task
 from hardware import Command, DecisionKind, Frame
-from hardware.audit import AuditLog, AuditRecord, AuditSpaceLow
+from hardware.audit import AuditLog, AuditRecord, AuditSpaceLow, short_of_room
 from hardware.guard import Guard, Verdict
 from hardware.modbus import (
     AnotherController,
@@ -324,11 +324,8 @@ def _check_room(dep: Deployment) -> None:
     Raises:
         AuditSpaceLow: less room than the reserve.
     """
-    if dep.audit_min_free_mb > 0 and (free := dep.audit.free_mb()) < dep.audit_min_free_mb:
-        raise AuditSpaceLow(
-            f"audit log {dep.audit.path}: {free:.1f} MB free on its disk, under audit_min_free_mb="
-            f"{dep.audit_min_free_mb:g}; nothing was sent this step"
-        )
+    if short := short_of_room(dep.audit.path, dep.audit_min_free_mb):
+        raise AuditSpaceLow(f"{short}; nothing was sent this step")
 
 
 def _sends(dep: Deployment, verdict: Verdict) -> bool:

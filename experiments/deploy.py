@@ -40,7 +40,7 @@ from envs.registration import TASKS
 from experiments.control_loop import Deployment, PolicyGaveUp, run_deployment
 from experiments.errors import ConfigError, positive_number, quiet_pymodbus, whole_number
 from experiments.line_config import guard_config, hardware_line, line_definition
-from hardware.audit import MODES, AuditError, AuditLog, AuditSpaceLow, free_mb
+from hardware.audit import MODES, AuditError, AuditLog, AuditSpaceLow, short_of_room
 from hardware.guard import Guard, GuardConfig, OodStats
 from hardware.modbus import AnotherController, IncompatiblePlc, ModbusLine, Role
 from hardware.shadow import ShadowLine
@@ -148,12 +148,9 @@ def setup(cfg: DictConfig) -> Deployment:
         "hardware": OmegaConf.to_container(cfg.hardware, resolve=True),
         "started_at_s": time.time(),
     }
-    folder = Path(cfg.audit).parent  # a missing one is AuditLog's error to name
-    if cfg.audit_min_free_mb and folder.is_dir() and (free := free_mb(folder)) < cfg.audit_min_free_mb:
-        raise AuditSpaceLow(
-            f"audit log {cfg.audit}: {free:.1f} MB free on its disk, under audit_min_free_mb="
-            f"{cfg.audit_min_free_mb:g}; free some room or put the log on another disk (audit=...)"
-        )
+    # a missing folder is AuditLog's error to name
+    if Path(cfg.audit).parent.is_dir() and (short := short_of_room(cfg.audit, cfg.audit_min_free_mb)):
+        raise AuditSpaceLow(f"{short}; free some room or put the log on another disk (audit=...)")
     audit = AuditLog(cfg.audit, meta)
     return Deployment(
         cfg.mode,
@@ -270,13 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PolicyGaveUp as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except AnotherController as exc:
-        print(
-            f"error: {exc}; the run stops, and the PLC's watchdog hands the line back to its own control",
-            file=sys.stderr,
-        )
-        return 1
-    except AuditSpaceLow as exc:
+    except (AnotherController, AuditSpaceLow) as exc:  # before AuditError: the step was logged, nothing sent
         print(
             f"error: {exc}; the run stops, and the PLC's watchdog hands the line back to its own control",
             file=sys.stderr,

@@ -232,10 +232,6 @@ class AuditLog:
         self.head, self._next_step = chain, self._next_step + 1
         return (time.perf_counter() - start) * 1e3
 
-    def free_mb(self) -> float:
-        """Room left on the file system that holds the log (its database and write-ahead log), MB."""
-        return free_mb(self.path.parent)
-
     def checkpoint(self) -> None:
         """Move the write-ahead log into the database (call it between control steps, off the hot path).
 
@@ -273,6 +269,13 @@ class AuditLog:
 def free_mb(folder: str | Path) -> float:
     """Room left on the file system that holds `folder`, MB (1e6 bytes)."""
     return shutil.disk_usage(folder).free / 1e6
+
+
+def short_of_room(path: str | Path, min_free_mb: float) -> str | None:
+    """Why the disk of audit log `path` is short of its reserve (`min_free_mb`, 0: none kept), else None."""
+    if min_free_mb > 0 and (free := free_mb(Path(path).parent)) < min_free_mb:
+        return f"audit log {path}: {free:.1f} MB free on its disk, under audit_min_free_mb={min_free_mb:g}"
+    return None
 
 
 def read_runs(path: str | Path) -> list[AuditRun]:

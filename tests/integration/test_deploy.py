@@ -293,8 +293,8 @@ def test_a_guarded_run_whose_audit_disk_runs_low_stops_before_a_command_it_might
 
     Before the reserve, a full disk refused the record of a command that had already gone out.
     """
-    room = iter([500.0, 500.0, 500.0, 20.0])
-    monkeypatch.setattr(AuditLog, "free_mb", lambda log: next(room))
+    room = iter([500.0, 500.0, 500.0, 500.0, 20.0])  # at the start, then before steps 0-3
+    monkeypatch.setattr("hardware.audit.free_mb", lambda folder: next(room))
     audit = tmp_path / "audit.sqlite"
     with free_plc() as plc:
         assert deploy(artifact, plc.port, audit, "mode=guarded", "arm=true", "steps=8") == 1
@@ -314,8 +314,7 @@ def test_a_guarded_run_whose_audit_disk_runs_low_stops_before_a_command_it_might
 def test_an_audit_disk_under_its_reserve_is_refused_at_the_start_and_the_check_can_be_turned_off(
     artifact, tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.setattr("experiments.deploy.free_mb", lambda folder: 10.0)
-    monkeypatch.setattr(AuditLog, "free_mb", lambda log: 10.0)
+    monkeypatch.setattr("hardware.audit.free_mb", lambda folder: 10.0)
     audit = tmp_path / "audit.sqlite"
     assert deploy(artifact, 1, audit, "mode=shadow", "steps=2") == 2
     assert f"error: audit log {audit}: 10.0 MB free on its disk, under audit_min_free_mb=64;" in capsys.readouterr().err
