@@ -94,22 +94,19 @@ def _carry(run_cfg: DictConfig, cfg: DictConfig, overrides: Sequence[str]) -> No
         ConfigError: an override that names another task than the artifacts', or removes the line or task.
     """
     trained = str(run_cfg.task.name)
-    parsed = OverridesParser.create().parse_overrides(list(overrides))
-    for o in parsed:
-        if o.key_or_group in CARRIED and o.is_delete():
-            raise ConfigError(
-                f"~{o.key_or_group}: the artifacts run with a {o.key_or_group}; name another "
-                f"({o.key_or_group}=<option>) or set its keys"
-            )
-    if any(o.key_or_group == "task" for o in parsed) and str(cfg.task.name) != trained:
-        raise ConfigError(
-            f"task: the artifacts were trained on task {trained}, not {cfg.task.name}; name their task "
-            f"(task={trained.lower()}) or leave it out, and set its keys (task.kwargs...)"
-        )
-    for override in parsed:
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.key_or_group
-        if key == "task" or key.split(".")[0] not in CARRIED:
-            continue  # the task group names the artifacts' own task: its config stays as trained
+        if key.split(".")[0] not in CARRIED:
+            continue
+        if key in CARRIED and override.is_delete():
+            raise ConfigError(f"~{key}: the artifacts run with a {key}; name another ({key}=<option>) or set its keys")
+        if key == "task":  # the group: it must name the artifacts' own task, whose config stays as trained
+            if str(cfg.task.name) != trained:
+                raise ConfigError(
+                    f"task: the artifacts were trained on task {trained}, not {cfg.task.name}; name their task "
+                    f"(task={trained.lower()}) or leave it out, and set its keys (task.kwargs...)"
+                )
+            continue
         parent, _, leaf = key.rpartition(".")
         if override.is_delete():
             node = OmegaConf.select(run_cfg, parent)

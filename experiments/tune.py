@@ -207,7 +207,8 @@ def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
         ranked,
         numeric=[True, False, True, *(True for _ in modes)],
     )
-    seeds_text = f"seeds {seeds[0]}-{seeds[-1]}" + "".join(f"; {n}" for n in (note, held_out_overlap(cfg, seeds)) if n)
+    overlap = held_out_overlap(cfg, seeds)
+    seeds_text = f"seeds {seeds[0]}-{seeds[-1]}" + "".join(f"; {n}" for n in (note, overlap) if n)
     where = f"{cfg.task.name}, {runs_on(cfg)}, scenario {cfg.scenario.name}"
     title = f"{baseline} on {where}: ranked by {cfg.tune.rank_by} return ({seeds_text})"
     if refused:
@@ -219,7 +220,7 @@ def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
     (out_dir / "best.yaml").write_text(
         (f"# {command}\n" if command else "") + f"# {seeds_text}\n" + yaml.safe_dump(snippet, sort_keys=False)
     )
-    if overlap := held_out_overlap(cfg, seeds):
+    if overlap:
         log.warning("tune.seed: %s", overlap)
     log.info("%s\n\n%s\n\nbest: %s\nwritten: %s", title, table, ranked[0][1], out_dir)
     return best
