@@ -84,9 +84,18 @@ def _blamed_on_scenario(
     exc: LineDefinitionError, scenario: str | Sequence[Mapping[str, Any]] | None
 ) -> LineDefinitionError:
     """An error in the events `scenario` gave, named after it rather than the line file they were merged into."""
-    source, _, rest = str(exc).partition(": ")
-    if not rest.startswith("scenarios["):
+    field = scenario_field(exc)
+    if field is None:
         return exc
     if isinstance(scenario, str):
-        return LineDefinitionError(f"scenario {scenario!r} ({config_file('scenario', scenario)}): {rest}")
-    return LineDefinitionError(f"scenario{rest.removeprefix('scenarios')} (given to the env, over {source})")
+        return LineDefinitionError(f"scenario {scenario!r} ({config_file('scenario', scenario)}): scenarios{field}")
+    return LineDefinitionError(f"scenario{field} (given to the env, over {str(exc).partition(': ')[0]})")
+
+
+def scenario_field(exc: LineDefinitionError) -> str | None:
+    """The field and problem of an error in a scenario event (`[0].kind: must be ...`), None for another field.
+
+    A line's scenario events are checked with its definition, which names them `scenarios[i]`.
+    """
+    rest = str(exc).partition(": ")[2]
+    return rest.removeprefix("scenarios") if rest.startswith("scenarios[") else None

@@ -14,6 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from envs.lines import scenario_field
 from experiments.errors import ConfigError, one_line_errors, positive_number, run, whole_number
 from experiments.line_config import line_definition
 from experiments.tables import markdown_table
@@ -68,11 +69,9 @@ def simulate(cfg: DictConfig) -> Kpis:
     try:
         line: Line = TwinLine.from_definition(line_definition(cfg.line), seed=cfg.seed, scenarios=scenarios)
     except LineDefinitionError as exc:  # the message names the line file, or the scenario event, and the field
-        rest = str(exc).partition(": ")[2]
-        if rest.startswith("scenarios["):  # the scenario group's events, put in place of the line's own
-            where = f"scenario.events{rest.removeprefix('scenarios')}"
-            raise ConfigError(f"{where} (scenario={cfg.scenario.name})") from exc
-        raise ConfigError(str(exc)) from exc
+        field = scenario_field(exc)  # of the scenario group's events, put in place of the line's own
+        where = str(exc) if field is None else f"scenario.events{field} (scenario={cfg.scenario.name})"
+        raise ConfigError(where) from exc
     try:
         frame = line.reset()  # the start of the episode: time 0, or after the line's warm-up
         horizon_s = frame.time + cfg.duration_h * 3600.0
