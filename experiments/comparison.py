@@ -101,7 +101,8 @@ def compare(
     With `settle_episodes` > 0, also settled rows on `seeds`: each run lasts `settle_episodes` + 1
     episodes from the same reset and is scored on its last (mode `settled_mode`). Returns the rows
     and a note when there is no continuing run (none asked for, or a task without a control
-    period, such as Scheduling's fixed job set), else None.
+    period, such as Scheduling's fixed job set) or it has fewer seeds than asked (there are fewer
+    episodes), else None.
     """
     steps, clocked = None, True
     if continuing_seeds > 0 or settle_episodes > 0:  # only then is the line's clock asked for
@@ -126,4 +127,7 @@ def compare(
     mode = continuing_mode(continuing_days)
     week_seeds = list(seeds)[:continuing_seeds]
     rows.extend(run_rows(cfg, policies, scenario, label, week_seeds, mode, max_episode_steps=steps))
+    if continuing_seeds > len(week_seeds):
+        n = len(week_seeds)
+        return rows, f"continuing run on {n} of the {continuing_seeds} seeds asked: it takes the episodes', {n} here"
     return rows, None

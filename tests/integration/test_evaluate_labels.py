@@ -28,3 +28,13 @@ def test_two_artifacts_of_runs_with_one_name_are_two_policies_each_over_its_own_
     for label in labels:
         assert sorted(r.seed for r in rows if r.policy == label) == [30000, 30001]
     assert (tmp_path / "out" / "kpi_table.md").read_text().count("paired over 2 seeds") == 2
+
+
+def test_a_continuing_run_on_fewer_seeds_than_asked_says_so(tmp_path: Path):
+    """It takes the episodes' seeds: with one episode, `continuing_seeds=3` runs one week, and the table says it."""
+    overrides = ["policies=[nominal_speed]", "episodes=1", "continuing_seeds=3", "continuing_days=0.05"]
+    with initialize_config_module("configs", version_base="1.3"):
+        cfg = compose("evaluate", overrides=[*overrides, "task=speed", "task.max_episode_steps=20"])
+    rows = evaluate(cfg, tmp_path)
+    assert [r.seed for r in rows if r.mode != EPISODE] == [30000]
+    assert "continuing run on 1 of the 3 seeds asked" in (tmp_path / "kpi_table.md").read_text()
