@@ -207,7 +207,7 @@ class Guard:
             reasons.append("gate:stamp_skew")
         nan = np.isnan(values)
         low, high = self._range
-        outside = ~nan & ((values < low) | (values > high))
+        outside = ~nan & ((values < low) | (values > high) | np.isinf(values))  # no scale is open to infinity
         frozen = self._frozen(values, stamps)
         for kind, bad in (("nan", nan & ~self._instrument), ("range", outside), ("frozen", frozen)):
             if bad.any():

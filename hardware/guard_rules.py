@@ -96,7 +96,8 @@ class GuardConfig:
     actuator of a spec does not apply to it (a task commands a subset of the line's actuators).
     A reading outside its sensor's spec range is bad data, except above the range of a sensor
     `open_above` names: there the top is the end of an encoding scale (a backlog, a stock level, a
-    price spike can pass it; see `SensorSpec`), not a physical bound.
+    price spike can pass it; see `SensorSpec`), not a physical bound; an infinite reading is bad
+    data on every sensor.
 
     Raises:
         ValueError: a limit that is not [low, high] with low <= high, a rate that is not positive,

@@ -154,9 +154,10 @@ def test_nan_and_out_of_range_sensors_block(values, reasons):
 def test_a_range_open_above_is_checked_only_below():
     guard = Guard(SPEC, dataclasses.replace(CONFIG, open_above=["line.stock_*"]))
     assert check(guard, [1.0, 1.0, 2.0, 0.0], fr=frame((3.0, 2.0, 2.0, 150.0))).allowed
-    assert check(guard, [1.0, 1.0, 2.0, 0.0], fr=frame((3.0, 2.0, 2.0, -1.0))).reasons == (
-        "gate:range:line.stock_units",
-    )
+    for below_or_no_reading in (-1.0, math.inf):
+        assert check(guard, [1.0, 1.0, 2.0, 0.0], fr=frame((3.0, 2.0, 2.0, below_or_no_reading))).reasons == (
+            "gate:range:line.stock_units",
+        )
 
 
 def test_an_instruments_dropout_is_no_gate_but_trips_its_interlock():
