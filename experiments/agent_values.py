@@ -59,6 +59,13 @@ WHOLE: dict[str, int] = {  # by parameter name: the least whole number it may be
     "gradient_steps": 0,  # or -1: as many as environment steps
 }
 _UNITS = ("step", "episode")  # of a `train_freq` given as [count, unit]
+SET_BY_RUN: dict[str, str] = {  # SB3 parameters `experiments.build.make_agent` passes itself, over the agent config's
+    "env": "the task's env (task=...)",
+    "seed": "the run's seed (seed=..., at the top level)",
+    "tensorboard_log": "the run folder's tb/",
+    "device": "cpu (the platform's torch build)",
+    "verbose": "0 (the run logs its own progress)",
+}
 
 
 def check_agent_values(agent: Mapping[str, Any], accepted: Mapping[str, inspect.Parameter]) -> None:
@@ -68,10 +75,14 @@ def check_agent_values(agent: Mapping[str, Any], accepted: Mapping[str, inspect.
     not take is left to the algorithm, whose refusal `experiments.errors.parameter_error` names.
 
     Raises:
-        ConfigError: a text or boolean where the default is a number, a fraction where it is a
-            whole number, a value outside the setting's span (`SPANS`, `WHOLE`), or a
-            `train_freq` that is neither a count nor [count, step|episode].
+        ConfigError: a setting the run passes itself (`SET_BY_RUN`: set there, it would be
+            dropped without a word), a text or boolean where the default is a number, a fraction
+            where it is a whole number, a value outside the setting's span (`SPANS`, `WHOLE`), or
+            a `train_freq` that is neither a count nor [count, step|episode].
     """
+    for name, by in SET_BY_RUN.items():
+        if name in agent:
+            raise ConfigError(f"agent.{name}: the run sets it, not the agent config: {by}; remove agent.{name}")
     kwargs = agent.get("policy_kwargs")
     if isinstance(kwargs, Mapping) and kwargs.get("net_arch") is not None:  # None: the algorithm's default
         _net_arch("agent.policy_kwargs.net_arch", kwargs["net_arch"])

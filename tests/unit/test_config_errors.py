@@ -193,3 +193,20 @@ def test_layer_widths_given_per_network_are_checked_each():
     check_agent_values({"policy_kwargs": {"net_arch": {"pi": [32], "vf": [64, 64]}}}, accepted)
     with pytest.raises(ConfigError, match=r"net_arch: expected layer widths.*got \{'pi': \[32\], 'vf': \[0\]\}$"):
         check_agent_values({"policy_kwargs": {"net_arch": {"pi": [32], "vf": [0]}}}, accepted)
+
+
+@pytest.mark.parametrize(
+    ("override", "by"),
+    [
+        ("+agent.seed=5", "the run's seed (seed=..., at the top level)"),
+        ("+agent.device=cuda", "cpu (the platform's torch build)"),
+        ("+agent.verbose=1", "0 (the run logs its own progress)"),
+        ("+agent.tensorboard_log=tb", "the run folder's tb/"),
+    ],
+)
+def test_an_algorithm_setting_the_run_passes_itself_is_refused_not_dropped(override, by):
+    """`make_agent` passes these over the agent config's: set there, they were recorded in the run and ignored."""
+    key = override[1:].split("=")[0]
+    message = f"{key}: the run sets it, not the agent config: {by}; remove {key}"
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        check(compose_train([override]))
