@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -124,6 +124,9 @@ class SelfLabellingConfig:
 
 class SelfLabelling:
     """The self-labelling trainer, built by `experiments.train` from `configs/agent/self_labelling.yaml`."""
+
+    reads: ClassVar[tuple[str, ...]] = ("seed",)  # train.yaml's run settings it reads (experiments.run_settings)
+    budget: ClassVar[str] = "agent.iterations, agent.max_minutes"
 
     def __init__(self, **params: Any) -> None:
         for key in ("report_instances", "report_samples", "label_rules"):

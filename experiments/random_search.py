@@ -85,6 +85,11 @@ class RandomSearch:
 
     warm_starts: ClassVar[bool] = True  # takes `warm_start.heuristic` (experiments.build.check)
     box_actions_only: ClassVar[bool] = True  # a linear map onto a Box (experiments.build.check)
+    reads: ClassVar[tuple[str, ...]] = (  # train.yaml's run settings it reads (experiments.run_settings)
+        "seed", "heuristics", "warm_start.heuristic", "warm_start.steps", "warm_start.noise",
+        "evaluation.seed", "evaluation.episodes", "final",
+    )  # fmt: skip
+    budget: ClassVar[str] = "agent.iterations"
 
     def __post_init__(self) -> None:
         counts = {"iterations": 1, "directions": 1, "top": 1, "evaluate_every": 1, "workers": 1, "settle_episodes": 0}

@@ -49,6 +49,7 @@ from experiments.build import (
 from experiments.comparison import compare, run_rows, runs_on
 from experiments.errors import one_line_errors, run
 from experiments.report import kpi_table, verdict, write_reports
+from experiments.run_settings import check_overrides
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ def main(cfg: DictConfig) -> float:
     """Entry point; returns the objective (see `train`: the evaluation seeds' mean return) for sweepers."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     with one_line_errors(out_dir):
+        check_overrides(cfg, HydraConfig.get().overrides.task)
         return train(cfg, out_dir)
 
 
