@@ -302,11 +302,11 @@ class SchedulingTask(Task):
         """Whether the line will move on without the station `asked` now.
 
         It does while another station still has an open decision at this instant, a job was
-        dispatched at this instant, a station is in a state that ends by itself, or a job is still
-        to be released. A blocked station does not count: it waits for a queue that only a
-        dispatch can empty.
+        dispatched at this instant, a station is in a state that ends by itself, a job is still
+        to be released, or raw material is on order (its delivery arrives by itself). A blocked
+        station does not count: it waits for a queue that only a dispatch can empty.
         """
-        if self._dispatched_now:
+        if self._dispatched_now or (self._stock_idx and frame.values[self._stock_idx[1]] > 0):
             return True
         for d in frame.pending:
             if d.kind is _DISPATCH and d.station != asked.station and d.station not in self._declined:

@@ -13,9 +13,11 @@ import copy
 import itertools
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
+import envs  # noqa: F401  (registers the smartline/ ids)
 from envs.jobshop import Instance, instance_definition
 from envs.scheduling import SchedulingEnv, SchedulingTask
 from hardware import JobStatus
@@ -129,3 +131,31 @@ def test_exhaustive_search_over_valid_actions_reaches_exactly_the_optimum(seed):
     instance = random_instance(seed)
     optimum = brute_force_optimum(instance)
     assert best_reachable(instance, bound=optimum) == optimum
+
+
+def test_waiting_is_valid_while_raw_material_is_on_order(tmp_path):
+    """A store run dry with a delivery on its way: the line moves on without the station, so it may wait."""
+    line = tmp_path / "dry_store.yaml"
+    line.write_text(
+        "defaults: [flow5_orders, _self_]\nname: dry_store\n"
+        "supply: {initial_stock_units: 30.0, reorder_point_units: 20.0, order_quantity_units: 1500.0,"
+        " lead_time_mean_s: 3000.0}\n"
+    )
+    env = gym.make("smartline/Scheduling-v0", line=str(line)).unwrapped
+    task = env.task
+    env.reset(seed=0)
+    stock, on_order = task._stock_idx
+    dry = []
+    done = False
+    while not done:
+        frame = env.frame
+        if frame.values[stock] < 1 and frame.values[on_order] > 0:
+            dry.append(bool(env.action_masks()[task.n_jobs]))
+            *_, done, truncated, info = env.step(task.n_jobs)  # wait for the delivery
+            assert not info["invalid_action"]
+        else:
+            *_, done, truncated, info = env.step(task.line_rule(frame))
+        done = done or truncated
+    assert len(dry) > 0  # decisions were asked with an empty store ...
+    assert all(dry)  # ... and each could wait
+    assert info["kpis"].jobs_done == task.n_jobs  # and the order book was still made
