@@ -19,6 +19,7 @@ from envs.maintenance import MaintenanceTask
 from envs.scheduling import SchedulingEnv, SchedulingTask
 from envs.speed import SpeedTask
 from hardware import Line
+from hardware.twin import TwinLine
 from hardware.twin.params import StartMode
 
 LineArg = str | Path | Mapping[str, Any] | Line
@@ -87,6 +88,11 @@ def make_setpoint_env(
     period = default_period if control_period_s is None else control_period_s
     if period is not None and not period > 0:
         raise ValueError(f"control_period_s must be > 0, got {control_period_s!r}")
+    if isinstance(line, Line) and control_period_s is not None and line.spec.control_period_s != control_period_s:
+        raise ValueError(
+            f"control_period_s: a Line object ticks at its own period ({line.spec.control_period_s} s), "
+            f"not {control_period_s!r}; build the line with it"
+        )
     the_line = resolve_line(
         line if line is not None else default_line,
         task_cls.levers,
@@ -96,6 +102,13 @@ def make_setpoint_env(
         start=_start(start, warmup_h),
         start_default=START_DEFAULT,
     )
+    if warmup_h is not None and isinstance(the_line, TwinLine) and not the_line.warm:
+        fixed = bool(the_line.params.demand.jobs)
+        why, instead = (", a fixed job set", "") if fixed else ("", " or give start='warm'")
+        raise ValueError(
+            f"warmup_h: episodes on line {the_line.spec.name!r} start cold (start={the_line.params.start.mode.value}"
+            f"{why}): there is no warm-up to set; leave warmup_h out{instead}"
+        )
     return LineEnv(the_line, task_cls(the_line.spec, **task_kwargs))
 
 
@@ -121,18 +134,24 @@ def make_scheduling(
     instance: str | Path | None = None,
     scenario: ScenarioArg = None,
     objective: str = "makespan",
-    due_date_factor: float = 1.5,
+    due_date_factor: float | None = None,
     seed: int | None = None,
 ) -> SchedulingEnv:
     """Scheduling on a line with a fixed job set, or on a standard job-shop instance.
 
-    `due_date_factor` sets an instance job's due date to that multiple of its total work.
+    `due_date_factor` sets an instance job's due date to that multiple of its total work (default
+    1.5); a line's jobs carry their own due dates.
     """
     if instance is not None:
         if line is not None or scenario is not None:
             raise ValueError("instance: give either an instance or a line (with its scenario), not both")
-        the_line: Line = instance_line(instance, seed=seed, due_date_factor=due_date_factor)
+        factor = 1.5 if due_date_factor is None else due_date_factor
+        the_line: Line = instance_line(instance, seed=seed, due_date_factor=factor)
     else:
+        if due_date_factor is not None:
+            raise ValueError(
+                "due_date_factor: sets due dates on a job-shop instance (instance=...); a line's jobs carry their own"
+            )
         the_line = resolve_line(
             line if line is not None else "flow5_orders", SchedulingTask.levers, None, scenario, seed
         )

@@ -238,6 +238,7 @@ def follow_line_rule(env: SchedulingEnv) -> None:
         ({"objective": "profit"}, "objective 'profit'"),
         ({"instance": "ft06", "scenario": "price_spike"}, "instance"),
         ({"line": "flow5"}, "fixed job set"),
+        ({"due_date_factor": 3.0}, r"due_date_factor: sets due dates on a job-shop instance \(instance=...\)"),
     ],
 )
 def test_bad_scheduling_kwargs_name_the_problem(kwargs, message):
@@ -256,6 +257,16 @@ def test_bad_scheduling_kwargs_name_the_problem(kwargs, message):
         ("smartline/Maintenance-v0", {"line": "/no/such/line.yaml"}, "line '/no/such/line.yaml'"),
         ("smartline/Speed-v0", {"warmup_h": (5, 1)}, r"warmup_h: .* 0 <= min <= max, got \(5, 1\)"),
         ("smartline/Speed-v0", {"warmup_h": (-1, 2)}, r"warmup_h: .* got \(-1, 2\)"),
+        (  # accepted and dropped before: a sweep over warm-ups compared identical runs
+            "smartline/Speed-v0",
+            {"start": "cold", "warmup_h": (5, 5)},
+            r"warmup_h: episodes on line 'flow5' start cold \(start=cold\): .* or give start='warm'$",
+        ),
+        (
+            "smartline/Speed-v0",
+            {"line": "flow5_orders", "warmup_h": (5, 5)},
+            r"start cold \(start=auto, a fixed job set\): there is no warm-up to set; leave warmup_h out$",
+        ),
     ],
 )
 def test_bad_task_kwargs_name_the_problem(env_id, kwargs, message):
@@ -278,3 +289,16 @@ def test_line_object_must_own_the_task_levers():
     more = TwinLine.from_yaml(FLOW5, control={"levers": ["speed", "reorder"], "control_period_s": 60.0})
     with pytest.raises(ValueError, match=r"hands the agent levers \['reorder'\] that SpeedTask never sets"):
         gym.make("smartline/Speed-v0", line=more)
+
+
+def test_a_line_object_ticks_at_its_own_period():
+    """A period other than the line's was dropped without a word: each step still took the line's 60 s."""
+    from hardware.twin import TwinLine
+    from tests.lines import FLOW5
+
+    line = TwinLine.from_yaml(FLOW5, control={"levers": ["speed"], "control_period_s": 60.0})
+    with pytest.raises(ValueError, match=r"control_period_s: a Line object ticks at its own period \(60.0 s\), not 10"):
+        gym.make("smartline/Speed-v0", line=line, control_period_s=10.0)
+    env = gym.make("smartline/Speed-v0", line=line, control_period_s=60.0)  # its own: accepted
+    _, info = env.reset(seed=0)
+    assert env.step(env.action_space.sample())[4]["time"] - info["time"] == pytest.approx(60.0)
