@@ -188,14 +188,17 @@ def timing(records: Sequence[AuditRecord]) -> dict[str, Spread]:
     - clock skew: our clock when the status was read (`read_at_s`) minus the controller's clock at
       the frame (`clock_s`): the frame's age on arrival plus the clocks' offset;
     - status age: from the status read to the end of the step's decision (`wall_time_s` plus the
-      `total` latency).
+      `total` latency less its `log` part, the previous record's append, which came before the read).
     """
     skew, age = [], []
     for r in records:
         clock, read_at = r.status.get("clock_s"), r.status.get("read_at_s")
         skew.append(read_at - clock if clock is not None and read_at is not None else None)
         total = r.latency_ms.get("total")
-        age.append(r.wall_time_s + total / 1e3 - read_at if total is not None and read_at is not None else None)
+        if total is not None and read_at is not None:
+            age.append(r.wall_time_s + (total - r.latency_ms.get("log", 0.0)) / 1e3 - read_at)
+        else:
+            age.append(None)
     return {
         "data staleness": _spread([staleness(r) for r in records]),
         "clock skew": _spread(skew),
