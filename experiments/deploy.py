@@ -256,41 +256,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
         handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    tally = None
+    tally, code, error = None, 0, None
     try:
         tally = run_deployment(dep, stop, cfg.steps, sys.stderr, float(cfg.status_every_s))
     except KeyboardInterrupt:
         pass
     except IncompatiblePlc as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        code, error = 2, str(exc)
     except PolicyGaveUp as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        code, error = 1, str(exc)
     except (AnotherController, AuditSpaceLow) as exc:  # before AuditError: the step was logged, nothing sent
-        print(
-            f"error: {exc}; the run stops, and the PLC's watchdog hands the line back to its own control",
-            file=sys.stderr,
-        )
-        return 1
+        code, error = 1, f"{exc}; the run stops, and the PLC's watchdog hands the line back to its own control"
     except AuditError as exc:  # a step that cannot be logged is not run: no control without its record
-        print(
-            f"error: {exc}; the run stops (the step's command, if any, went out unlogged), and the PLC's "
-            "watchdog hands the line back to its own control",
-            file=sys.stderr,
+        code, error = 1, (
+            f"{exc}; the run stops (the step's command, if any, went out unlogged), and the PLC's "
+            "watchdog hands the line back to its own control"
         )
-        return 1
     finally:
         dep.audit.close()
         dep.view.close()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
     done = "stopped" if tally is None else f"{tally.steps} steps, {tally.written} written, {tally.faults} faults"
-    print(
+    print(  # on every stop once the run is in the log: the head an auditor checks the log against
         f"{dep.mode} run {done}; audit log {Path(cfg.audit).resolve()}, run {dep.audit.run}, "
         f"hash chain head {dep.audit.head}; artifact sha256 {dep.sha256}"
     )
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -190,13 +190,17 @@ def _run_section(audit: Path, run: AuditRun, out_dir: Path, seeds: int) -> tuple
         f"{prefix}latency": latency_plot(records, out_dir / f"{prefix}latency.png"),
         f"{prefix}staleness": staleness_plot(records, out_dir / f"{prefix}staleness.png"),
     }
-    differences = counterfactual(line, period, records, seeds)
-    label = dict(WINDOW_KPIS)
-    plots[f"{prefix}counterfactual"] = bar_plot(
-        {label[k]: {"proposed - actual": (d.mean, d.half_width)} for k, d in differences.items()},
-        "paired KPI difference on the twin, proposed minus actual",
-        out_dir / f"{prefix}counterfactual.png",
-    )
+    if any(r.error is None for r in records):
+        differences = counterfactual(line, period, records, seeds)
+        label = dict(WINDOW_KPIS)
+        plots[f"{prefix}counterfactual"] = bar_plot(
+            {label[k]: {"proposed - actual": (d.mean, d.half_width)} for k, d in differences.items()},
+            "paired KPI difference on the twin, proposed minus actual",
+            out_dir / f"{prefix}counterfactual.png",
+        )
+        replayed = _counterfactual_text(differences, plots[f"{prefix}counterfactual"])
+    else:  # a run stopped by faults (a policy that gave up, a PLC gone) is the one most worth reading
+        replayed = "### Counterfactual on the twin\n\nNot run: every step of this run met a fault, none decided."
     parts = [
         _header(run, period),
         _agreement_text(spec, records, plots[f"{prefix}agreement"]),
@@ -205,7 +209,7 @@ def _run_section(audit: Path, run: AuditRun, out_dir: Path, seeds: int) -> tuple
         _timing_text(records, plots[f"{prefix}staleness"]),
         _ood_and_faults_text(records),
         _window_text(records),
-        _counterfactual_text(differences, plots[f"{prefix}counterfactual"]),
+        replayed,
     ]
     return "\n\n".join(parts), plots
 

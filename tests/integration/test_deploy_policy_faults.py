@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from agents.artifact import PolicyArtifact
 from experiments.control_loop import PolicyGaveUp
-from experiments.deploy import compose_config, run_deployment, setup
+from experiments.deploy import compose_config, main, run_deployment, setup
 from experiments.errors import ConfigError
 from experiments.line_config import guard_config
+from experiments.shadow_report import write_shadow_report
 from hardware.audit import read_runs
 from tests.artifacts import speed_artifact
 from tests.integration.test_deploy import DEFINITION, free_plc
@@ -117,3 +119,25 @@ def test_a_policy_that_keeps_failing_stops_the_run_and_the_line_goes_back_to_its
         wait_for(lambda: not plc.agent_in_control, "the PLC's watchdog did not take the line back")
     (run,) = read_runs(audit)
     assert [r.error is None for r in run.records] == [True] * GOOD_STEPS + [False] * 3
+
+
+def test_a_run_the_policy_gave_up_on_prints_its_chain_head_and_is_reported(artifact, tmp_path, capsys, monkeypatch):
+    """The runs an auditor reads first: the head to check the log against, and a report without a replay."""
+
+    def raises(self: Any, obs: np.ndarray, deterministic: bool = True) -> None:
+        raise RuntimeError("onnxruntime: invalid input")
+
+    monkeypatch.setattr(PolicyArtifact, "predict", raises)
+    audit = tmp_path / "audit.sqlite"
+    with free_plc() as plc:
+        code = main([f"artifact={artifact}", f"hardware.port={plc.port}", f"audit={audit}", "mode=shadow",
+                     "retry_s=0.01", "status_every_s=0", "max_policy_faults=3"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "error: the policy gave no valid action" in err
+    (run,) = read_runs(audit)
+    assert len(run.records) == 3
+    assert f"shadow run stopped; audit log {audit.resolve()}, run 1, hash chain head {run.head};" in out
+    report = write_shadow_report(audit, tmp_path / "report", replay_seeds=1)["report"].read_text()
+    assert "Not run: every step of this run met a fault, none decided." in report
+    assert "Steps that met a fault: 3 of 3 (100.0%)." in report
