@@ -268,9 +268,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AnotherController, AuditSpaceLow) as exc:  # before AuditError: the step was logged, nothing sent
         code, error = 1, f"{exc}; the run stops, and the PLC's watchdog hands the line back to its own control"
     except AuditError as exc:  # a step that cannot be logged is not run: no control without its record
-        code, error = 1, (
-            f"{exc}; the run stops (the step's command, if any, went out unlogged), and the PLC's "
-            "watchdog hands the line back to its own control"
+        code, error = (
+            1,
+            (
+                f"{exc}; the run stops (the step's command, if any, went out unlogged), and the PLC's "
+                "watchdog hands the line back to its own control"
+            ),
         )
     finally:
         dep.audit.close()
