@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import signal
 import sys
 import threading
@@ -31,7 +32,7 @@ from typing import Any, cast
 
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from agents.artifact import MANIFEST_FILE, NETWORK_FILE, ArtifactError, PolicyArtifact
@@ -53,6 +54,23 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
     """The `deploy` config with Hydra overrides applied."""
     with initialize_config_module(config_module="configs", version_base="1.3"):
         return compose(config_name="deploy", overrides=list(overrides))
+
+
+def approved_hashes(value: Any) -> list[str]:
+    """`approved_sha256` as a list of hashes: a list of SHA-256 hex digests, or one digest alone.
+
+    Raises:
+        ConfigError: anything else, named with the value (null, a number, a digest of the wrong length).
+    """
+    given = [value] if isinstance(value, str) else value
+    if not isinstance(given, Sequence | ListConfig) or not all(
+        isinstance(h, str) and re.fullmatch(r"[0-9a-fA-F]{64}", h) for h in given
+    ):
+        raise ConfigError(
+            f"approved_sha256: give the SHA-256 hex digests (64 hex digits) of approved networks as a list "
+            f"([] for any network), got {OmegaConf.to_container(value) if isinstance(value, ListConfig) else value!r}"
+        )
+    return [str(h) for h in given]
 
 
 def verify_artifact(folder: str | Path, approved: Sequence[str]) -> tuple[PolicyArtifact, str]:
@@ -108,7 +126,7 @@ def setup(cfg: DictConfig) -> Deployment:
         raise ConfigError("arm: guarded mode writes to the line; start it with arm=true once the shadow report is read")
     if cfg.mode == "guarded" and not cfg.guard.get("_target_"):
         raise ConfigError("guard: guarded mode writes through a guard; choose one (guard=plant), not guard=none")
-    artifact, sha = verify_artifact(cfg.artifact, list(cfg.approved_sha256))
+    artifact, sha = verify_artifact(cfg.artifact, approved_hashes(cfg.approved_sha256))
     run_cfg = OmegaConf.create(artifact.manifest.get("config") or {})
     name = OmegaConf.select(run_cfg, "task.name")
     if name not in TASKS or TASKS[name][2] is None:

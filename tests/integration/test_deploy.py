@@ -144,6 +144,14 @@ def test_a_guarded_run_needs_a_status_age_deadline_inside_the_control_period(art
     assert not audit.exists()
 
 
+@pytest.mark.parametrize("value", ["null", "5", "[abc]", f"[{'0f' * 31}]"])
+def test_an_allow_list_that_is_no_list_of_digests_is_refused_naming_it(artifact, tmp_path, capsys, value):
+    assert deploy(artifact, 1, tmp_path / "a.sqlite", f"approved_sha256={value}") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: approved_sha256: give the SHA-256 hex digests (64 hex digits) of approved networks")
+    assert not (tmp_path / "a.sqlite").exists()
+
+
 def test_a_tampered_or_unapproved_artifact_is_refused_before_any_read(artifact, tmp_path, capsys):
     tampered = copy_artifact(artifact, tmp_path / "tampered")
     network = bytearray((tampered / "policy.onnx").read_bytes())
@@ -153,12 +161,14 @@ def test_a_tampered_or_unapproved_artifact_is_refused_before_any_read(artifact, 
         assert deploy(tampered, plc.port, tmp_path / "a.sqlite") == 2
         assert "sha256 mismatch" in capsys.readouterr().err
         sha = hashlib.sha256((artifact / "policy.onnx").read_bytes() + (artifact / "manifest.json").read_bytes())
-        assert deploy(artifact, plc.port, tmp_path / "a.sqlite", f"approved_sha256=[{'0' * 64}]") == 2
+        assert deploy(artifact, plc.port, tmp_path / "a.sqlite", f"approved_sha256=[{'0f' * 32}]") == 2
         assert f"(sha256 {sha.hexdigest()}) is not in approved_sha256" in capsys.readouterr().err
     assert not (tmp_path / "a.sqlite").exists()
     with free_plc() as plc:
         approved = f"approved_sha256=[{sha.hexdigest()}]"
         assert deploy(artifact, plc.port, tmp_path / "b.sqlite", approved, "steps=2") == 0
+        alone = f"approved_sha256={sha.hexdigest()}"  # one digest without brackets: split into characters before
+        assert deploy(artifact, plc.port, tmp_path / "alone.sqlite", alone, "steps=1") == 0
         manifest = json.loads((tampered / "manifest.json").read_text())
         (tampered / "policy.onnx").write_bytes((artifact / "policy.onnx").read_bytes())  # the network is intact ...
         manifest["config"]["line"]["machines"]["press"]["speed_max_ratio"] = 3.0  # ... the limits are not
