@@ -129,7 +129,8 @@ def write_shadow_report(audit: str | Path, out: str | Path | None = None, replay
 
     Raises:
         hardware.audit.AuditError: the file is missing or not an audit log.
-        ReportError: the log holds no records, or a run's meta cannot rebuild its line.
+        ReportError: the log holds no records, a run's meta cannot rebuild its line, or `out` cannot
+            be made a folder.
     """
     if replay_seeds < 1:
         raise ReportError(f"replay_seeds must be >= 1, got {replay_seeds}")
@@ -138,7 +139,10 @@ def write_shadow_report(audit: str | Path, out: str | Path | None = None, replay
     if not any(r.records for r in runs):
         raise ReportError(f"audit log {audit}: no records, nothing to report")
     out_dir = Path(out) if out is not None else audit.with_name(f"{audit.stem}_report")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, a folder that cannot be made
+        raise ReportError(f"out: cannot make the report folder {out_dir}: {exc.strerror or exc}") from exc
     paths: dict[str, Path] = {}
     total = sum(len(r.records) for r in runs)
     sections = [

@@ -258,6 +258,21 @@ def test_out_folder_is_made(audit: Path, tmp_path: Path) -> None:
     assert (tmp_path / "here" / "there" / "shadow_report.md").is_file()
 
 
+def test_an_out_that_cannot_be_a_folder_is_one_line_and_status_2(
+    audit: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "a_file"
+    taken.write_text("not a folder\n")
+    for out in (taken, taken / "below"):  # a traceback each before (FileExistsError, NotADirectoryError)
+        with pytest.raises(SystemExit) as exit_:
+            report.main([f"audit={audit}", f"out={out}", "replay_seeds=1"])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: out: cannot make the report folder {out}: ")
+        assert err.count("\n") == 1
+    assert taken.read_text() == "not a folder\n"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
