@@ -30,9 +30,12 @@ last run's `head` (its last link) changes with any record of the log, so one kep
 from __future__ import annotations
 
 import enum
+import errno
+import fcntl
 import hashlib
 import json
 import math
+import os
 import shutil
 import sqlite3
 import time
@@ -150,6 +153,11 @@ class AuditLog:
     appended, or of the run's row before any): keep it where the log's writer cannot reach, and a
     log read later must end on it.
 
+    One writer at a time: each run chains on its own last link, so two writing one log at once
+    would break the chain for good. An open `AuditLog` holds an exclusive `flock` on the sidecar
+    file `<log>.writer` (left in place; the lock goes with the process, `kill -9` included), and a
+    second one, in any process, is refused. Readers (`read_runs`) need no lock.
+
     Example:
         with AuditLog("audit.sqlite", meta={"line": "flow5", ...}) as log:
             latency_ms = log.append(record)
@@ -169,6 +177,8 @@ class AuditLog:
         self.path = Path(path)
         meta_json = _json(dict(meta or {}))
         self._db: sqlite3.Connection | None = None
+        self._writer: int | None = None
+        self._hold_writer_lock()
         try:
             # one writer, one thread at a time: the thread that opens the log need not be the one appending
             self._db = db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -197,6 +207,26 @@ class AuditLog:
         except AuditError:
             self.close()
             raise
+
+    def _hold_writer_lock(self) -> None:
+        """Take the log's writer lock (`<log>.writer`) for this object's life, or refuse."""
+        lock = self.path.with_name(f"{self.path.name}.writer")
+        try:
+            self._writer = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise AuditError(f"audit log {self.path}: cannot open it for appending: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(self._writer, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._writer)
+            self._writer = None
+            taken = exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+            raise AuditError(
+                f"audit log {self.path}: another run is appending to it (it holds {lock.name}); one writer at a "
+                "time: give this run its own audit=<file>, or wait for the other to stop"
+                if taken
+                else f"audit log {self.path}: cannot lock {lock.name}: {exc.strerror or exc}"
+            ) from exc
 
     def _create_or_check(self, db: sqlite3.Connection) -> None:
         """Make the tables of a new (empty) database, or check that an existing one is an audit log."""
@@ -242,10 +272,13 @@ class AuditLog:
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
-        """Close the database (the WAL is checkpointed into it); closing twice is harmless."""
+        """Close the database (the WAL is checkpointed into it), then give up the writer lock; twice is harmless."""
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._writer is not None:
+            os.close(self._writer)  # releases the flock
+            self._writer = None
 
     def __enter__(self) -> AuditLog:
         return self

@@ -412,3 +412,29 @@ def test_a_kill_at_any_instant_loses_at_most_the_step_in_flight(tmp_path: Path) 
     with AuditLog(path, {"writer": "after"}) as log:  # and the log takes appends again
         log.append(record(0))
     assert read_runs(path)[-1].records[0].step == 0
+
+
+def test_one_writer_at_a_time_and_a_killed_one_leaves_no_lock(tmp_path: Path) -> None:
+    """Two writers broke the chain for good (each run chains on its own last link): the second is refused."""
+    path = tmp_path / "audit.sqlite"
+    printed = tmp_path / "printed.txt"
+    with printed.open("w") as out:
+        child = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "0"], cwd=REPO, stdout=out)
+        try:
+            deadline = time.monotonic() + 60.0
+            while "open" not in printed.read_text():
+                assert child.poll() is None, "the writer ended before it opened the log"
+                assert time.monotonic() < deadline, "the writer never opened the log"
+                time.sleep(0.01)
+            with pytest.raises(AuditError, match=r"another run is appending to it \(it holds audit.sqlite.writer\)"):
+                AuditLog(path, {"writer": 1})
+        finally:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=30)
+    with AuditLog(path, {"writer": 2}) as log:  # the lock went with the killed process
+        with pytest.raises(AuditError, match="another run is appending to it"):
+            AuditLog(path, {"writer": 3})  # in one process too
+        log.append(record(0))
+    with AuditLog(path, {"writer": 4}):  # closed: free again
+        pass
+    assert [r.meta["writer"] for r in read_runs(path)] == [0, 2, 4]  # the refused never opened a run; chain intact
