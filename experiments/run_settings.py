@@ -41,7 +41,8 @@ def check_overrides(cfg: DictConfig, overrides: Sequence[str]) -> None:
     settings = [k for k in OmegaConf.load(CONFIG_DIR / "train.yaml") if k not in ("defaults", "hydra")]
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.key_or_group
-        if key.split(".")[0] not in settings or _within(key, _PRESENTATION) or _within(key, reads):
+        shown_only = any(key == n or key.startswith(f"{n}.") for n in _PRESENTATION)
+        if key.split(".")[0] not in settings or shown_only or _within(key, reads):
             continue
         raise ConfigError(f"{key}: {who} does not read it; leave it out")
 

@@ -30,6 +30,7 @@ SCHEDULING_RULE = ["task=scheduling", "line=flow5_orders", "agent=fifo"]
             "final.episodes: agent SelfLabelling (a trainer of its own, its budget: agent.iterations, "
             "agent.max_minutes) does not read it",
         ),
+        (["experiment=scheduling", "evaluation={episodes: 2}"], "evaluation: agent SelfLabelling"),  # not output only
         ([*SCHEDULING_RULE, "n_envs=4"], "n_envs: agent fifo (a heuristic, it trains nothing) does not read it"),
         ([*SCHEDULING_RULE, "seed=3"], "seed: agent fifo (a heuristic, it trains nothing) does not read it"),
     ],
