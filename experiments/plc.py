@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import FULL_ERROR, HINT, ConfigError, did_you_mean, explain
 from hardware import Lever, LineSpec
-from hardware.modbus import MapError, RegisterMap, StatusBit, TlsFiles, default_map, load_map, make_certs
+from hardware.modbus import MapError, RegisterMap, StatusBit, Table, TlsFiles, default_map, load_map, make_certs
 from hardware.modbus.maps import SETPOINT_LEVERS, setpoint_spec
 from hardware.modbus.plc import Fault, FaultKind, VirtualPLC
 from hardware.twin import LineDefinitionError, TwinLine
@@ -294,7 +294,13 @@ def run_export_map(cfg: DictConfig, out: TextIO) -> None:
         path.write_text(text)
     except OSError as exc:
         raise ConfigError(f"out: cannot write {path}: {exc.strerror}") from exc
-    print(f"written: {path} ({len(rmap.registers)} registers of line {rmap.line})", file=out)
+    words = {t: sum(r.width for r in rmap.registers if r.table is t) for t in Table}
+    spread = ", ".join(f"{n} {t.value}" for t, n in words.items() if n)
+    print(
+        f"written: {path} ({len(rmap.registers)} entries in {sum(words.values())} registers, {spread}, "
+        f"of line {rmap.line})",
+        file=out,
+    )
 
 
 def run_make_certs(cfg: DictConfig, out: TextIO) -> None:
