@@ -121,6 +121,8 @@ def _start(start: str | None, warmup_h: Sequence[float] | None) -> dict[str, Any
             raise ValueError(f"start must be one of {', '.join(modes)}, got {start!r}")
         fields["mode"] = start
     if warmup_h is not None:
+        if isinstance(warmup_h, str) or not isinstance(warmup_h, Sequence):
+            raise ValueError(f"warmup_h: give (min, max) hours, 0 <= min <= max, got {warmup_h!r}")
         hours = tuple(warmup_h)
         numbers = all(isinstance(h, int | float) and not isinstance(h, bool) and math.isfinite(h) for h in hours)
         if len(hours) != 2 or not numbers or not 0 <= hours[0] <= hours[1]:

@@ -257,6 +257,7 @@ def test_bad_scheduling_kwargs_name_the_problem(kwargs, message):
         ("smartline/Maintenance-v0", {"line": "/no/such/line.yaml"}, "line '/no/such/line.yaml'"),
         ("smartline/Speed-v0", {"warmup_h": (5, 1)}, r"warmup_h: .* 0 <= min <= max, got \(5, 1\)"),
         ("smartline/Speed-v0", {"warmup_h": (-1, 2)}, r"warmup_h: .* got \(-1, 2\)"),
+        ("smartline/Speed-v0", {"warmup_h": 5}, r"warmup_h: give \(min, max\) hours, 0 <= min <= max, got 5$"),
         (  # accepted and dropped before: a sweep over warm-ups compared identical runs
             "smartline/Speed-v0",
             {"start": "cold", "warmup_h": (5, 5)},
