@@ -110,13 +110,15 @@ def setup(cfg: DictConfig) -> Deployment:
         ConfigError: a wrong mode, an unarmed guarded run, a bad artifact, a task without setpoints,
             spaces that do not fit, a hardware or guard config that cannot be built, a guarded
             run whose status-age deadline is not inside the control period, or a run setting
-            (`steps`, `retry_s`, `status_every_s`, `audit_min_free_mb`) that is not a number of its kind.
+            (`steps`, `retry_s`, `status_every_s`, `audit_min_free_mb`, `max_policy_faults`) that is
+            not a number of its kind; all checked before the audit log is opened.
         AuditSpaceLow: the audit log's disk has less than `audit_min_free_mb` free.
     """
     if cfg.mode not in MODES:
         raise ConfigError(f"mode: must be one of {', '.join(MODES)}, got {cfg.mode!r}")
     if cfg.steps is not None:
         whole_number("steps", cfg.steps)
+    max_policy_faults = whole_number("max_policy_faults", cfg.max_policy_faults)
     positive_number("retry_s", cfg.retry_s)  # 0 would hammer a PLC that does not answer
     if cfg.status_every_s != 0:
         positive_number("status_every_s", cfg.status_every_s)
@@ -181,7 +183,7 @@ def setup(cfg: DictConfig) -> Deployment:
         audit,
         period,
         float(cfg.retry_s),
-        whole_number("max_policy_faults", cfg.max_policy_faults),
+        max_policy_faults,
         float(cfg.audit_min_free_mb),
     )
 

@@ -152,6 +152,14 @@ def test_an_allow_list_that_is_no_list_of_digests_is_refused_naming_it(artifact,
     assert not (tmp_path / "a.sqlite").exists()
 
 
+@pytest.mark.parametrize(("value", "named"), [("0", "0"), ("abc", "'abc'")])
+def test_a_bad_max_policy_faults_is_refused_before_the_log_is_opened(artifact, tmp_path, capsys, value, named):
+    """It was checked after: the log kept an empty run no head was printed for, and its writer lock stayed held."""
+    assert deploy(artifact, 1, tmp_path / "a.sqlite", f"max_policy_faults={value}") == 2
+    assert capsys.readouterr().err == f"error: max_policy_faults: must be a positive whole number, got {named}\n"
+    assert not (tmp_path / "a.sqlite").exists()
+
+
 def test_a_tampered_or_unapproved_artifact_is_refused_before_any_read(artifact, tmp_path, capsys):
     tampered = copy_artifact(artifact, tmp_path / "tampered")
     network = bytearray((tampered / "policy.onnx").read_bytes())
