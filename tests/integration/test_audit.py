@@ -438,3 +438,35 @@ def test_one_writer_at_a_time_and_a_killed_one_leaves_no_lock(tmp_path: Path) ->
     with AuditLog(path, {"writer": 4}):  # closed: free again
         pass
     assert [r.meta["writer"] for r in read_runs(path)] == [0, 2, 4]  # the refused never opened a run; chain intact
+
+
+def test_a_log_two_writers_broke_is_refused_at_open_naming_the_run(tmp_path: Path, monkeypatch) -> None:
+    """What two writers at once left (before the lock): every later run appended to a chain no reader accepts."""
+    path = tmp_path / "audit.sqlite"
+    with AuditLog(path, {"writer": 0}) as log:
+        log.append(record(0))
+    with monkeypatch.context() as unlocked:  # the two writers the lock now refuses
+        unlocked.setattr(AuditLog, "_hold_writer_lock", lambda self: None)
+        with AuditLog(path, {"writer": 1}) as first, AuditLog(path, {"writer": 2}) as second:
+            for step in range(2):
+                first.append(record(step))
+                second.append(record(step))
+    with pytest.raises(AuditError, match="run 3 does not match the log's hash chain"):
+        read_runs(path)
+    refused = r"run 3 does not match the log's hash chain \(.*, or two runs wrote the log at once\); a run appended"
+    with pytest.raises(AuditError, match=refused):
+        AuditLog(path, {"writer": 3})
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT max(run) FROM runs").fetchone()[0] == 3  # the refused opened no run
+
+
+def test_a_log_whose_last_record_was_altered_is_refused_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite"
+    with AuditLog(path, {"writer": 0}) as log:
+        for step in range(3):
+            log.append(record(step))
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER steps_no_update")
+        db.execute("UPDATE steps SET verdict = 'block' WHERE step = 2")
+    with pytest.raises(AuditError, match="run 1, step 2 does not match the log's hash chain"):
+        AuditLog(path, {"writer": 1})
