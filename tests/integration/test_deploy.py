@@ -160,6 +160,16 @@ def test_a_bad_max_policy_faults_is_refused_before_the_log_is_opened(artifact, t
     assert not (tmp_path / "a.sqlite").exists()
 
 
+def test_a_second_deploy_on_a_log_another_run_writes_is_refused_in_one_line(artifact, tmp_path, capsys):
+    audit = tmp_path / "a.sqlite"
+    with free_plc() as plc, AuditLog(audit, {"writer": "the other run"}):
+        assert deploy(artifact, plc.port, audit, "steps=1") == 2  # both appended and exited 0 before
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: audit log {audit}: another run is appending to it (it holds a.sqlite.writer)")
+    assert err.count("\n") == 1
+    assert [r.meta for r in read_runs(audit)] == [{"writer": "the other run"}]
+
+
 def test_a_tampered_or_unapproved_artifact_is_refused_before_any_read(artifact, tmp_path, capsys):
     tampered = copy_artifact(artifact, tmp_path / "tampered")
     network = bytearray((tampered / "policy.onnx").read_bytes())
