@@ -262,10 +262,11 @@ def _agreement_text(spec: LineSpec, records: Sequence[AuditRecord], plot: Path) 
         rows,
         numeric=[False, False, False, True, True, True],
     )
+    none = "" if any(r.error is None for r in records) else " No step of this run decided (each met a fault)."
     return (
         "### Agreement: proposed and actual setpoints\n\n"
         "Actual: the setpoints the line ran at the step (the controller's `active` setpoints); steps "
-        f"where either is unknown are not compared.\n\n{table}\n\n![proposed and actual setpoints]({plot.name})"
+        f"where either is unknown are not compared.{none}\n\n{table}\n\n![proposed and actual setpoints]({plot.name})"
     )
 
 

@@ -140,4 +140,5 @@ def test_a_run_the_policy_gave_up_on_prints_its_chain_head_and_is_reported(artif
     assert f"shadow run stopped; audit log {audit.resolve()}, run 1, hash chain head {run.head};" in out
     report = write_shadow_report(audit, tmp_path / "report", replay_seeds=1)["report"].read_text()
     assert "Not run: every step of this run met a fault, none decided." in report
+    assert "are not compared. No step of this run decided (each met a fault)." in report  # why its table is empty
     assert "Steps that met a fault: 3 of 3 (100.0%)." in report
