@@ -32,7 +32,7 @@ from typing import Any, cast
 
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from agents.artifact import MANIFEST_FILE, NETWORK_FILE, ArtifactError, PolicyArtifact
@@ -50,6 +50,10 @@ _ENV_ONLY = ("start", "warmup_h", "seed", "control_period_s", "scenario", "line"
 USAGE = "usage: python -m experiments.deploy mode=shadow|guarded artifact=<folder> [key=value ...]"
 
 
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")  # a SHA-256 digest in hex
+_HANDED_BACK = "the PLC's watchdog hands the line back to its own control"  # after a run that stops on an error
+
+
 def compose_config(overrides: Sequence[str]) -> DictConfig:
     """The `deploy` config with Hydra overrides applied."""
     with initialize_config_module(config_module="configs", version_base="1.3"):
@@ -62,13 +66,11 @@ def approved_hashes(value: Any) -> list[str]:
     Raises:
         ConfigError: anything else, named with the value (null, a number, a digest of the wrong length).
     """
-    given = [value] if isinstance(value, str) else value
-    if not isinstance(given, Sequence | ListConfig) or not all(
-        isinstance(h, str) and re.fullmatch(r"[0-9a-fA-F]{64}", h) for h in given
-    ):
+    given = [value] if isinstance(value, str) else value  # a ListConfig is a Sequence, and prints as a list
+    if not isinstance(given, Sequence) or not all(isinstance(h, str) and _SHA256.fullmatch(h) for h in given):
         raise ConfigError(
-            f"approved_sha256: give the SHA-256 hex digests (64 hex digits) of approved networks as a list "
-            f"([] for any network), got {OmegaConf.to_container(value) if isinstance(value, ListConfig) else value!r}"
+            "approved_sha256: give the SHA-256 hex digests (64 hex digits) of approved networks as a list "
+            f"([] for any network), got {value!r}"
         )
     return [str(h) for h in given]
 
@@ -286,15 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PolicyGaveUp as exc:
         code, error = 1, str(exc)
     except (AnotherController, AuditSpaceLow) as exc:  # before AuditError: the step was logged, nothing sent
-        code, error = 1, f"{exc}; the run stops, and the PLC's watchdog hands the line back to its own control"
+        code, error = 1, f"{exc}; the run stops, and {_HANDED_BACK}"
     except AuditError as exc:  # a step that cannot be logged is not run: no control without its record
-        code, error = (
-            1,
-            (
-                f"{exc}; the run stops (the step's command, if any, went out unlogged), and the PLC's "
-                "watchdog hands the line back to its own control"
-            ),
-        )
+        code, error = 1, f"{exc}; the run stops (the step's command, if any, went out unlogged), and {_HANDED_BACK}"
     finally:
         dep.audit.close()
         dep.view.close()

@@ -194,7 +194,8 @@ def _run_section(audit: Path, run: AuditRun, out_dir: Path, seeds: int) -> tuple
         f"{prefix}latency": latency_plot(records, out_dir / f"{prefix}latency.png"),
         f"{prefix}staleness": staleness_plot(records, out_dir / f"{prefix}staleness.png"),
     }
-    if any(r.error is None for r in records):
+    decided = any(r.error is None for r in records)  # a run stopped by faults may have no step that decided
+    if decided:
         differences = counterfactual(line, period, records, seeds)
         label = dict(WINDOW_KPIS)
         plots[f"{prefix}counterfactual"] = bar_plot(
@@ -203,11 +204,11 @@ def _run_section(audit: Path, run: AuditRun, out_dir: Path, seeds: int) -> tuple
             out_dir / f"{prefix}counterfactual.png",
         )
         replayed = _counterfactual_text(differences, plots[f"{prefix}counterfactual"])
-    else:  # a run stopped by faults (a policy that gave up, a PLC gone) is the one most worth reading
+    else:  # a policy that gave up, a PLC gone: the run most worth reading, reported without its replay
         replayed = "### Counterfactual on the twin\n\nNot run: every step of this run met a fault, none decided."
     parts = [
         _header(run, period),
-        _agreement_text(spec, records, plots[f"{prefix}agreement"]),
+        _agreement_text(spec, records, decided, plots[f"{prefix}agreement"]),
         _interventions_text(records),
         _latency_text(records, plots[f"{prefix}latency"]),
         _timing_text(records, plots[f"{prefix}staleness"]),
@@ -245,7 +246,7 @@ def _reattached(records: Sequence[AuditRecord]) -> str:
     return "" if n == 1 else f" over {n} attaches: the line's clock or counters went back {n - 1} times"
 
 
-def _agreement_text(spec: LineSpec, records: Sequence[AuditRecord], plot: Path) -> str:
+def _agreement_text(spec: LineSpec, records: Sequence[AuditRecord], decided: bool, plot: Path) -> str:
     rows = [
         [
             a.actuator,
@@ -262,7 +263,7 @@ def _agreement_text(spec: LineSpec, records: Sequence[AuditRecord], plot: Path) 
         rows,
         numeric=[False, False, False, True, True, True],
     )
-    none = "" if any(r.error is None for r in records) else " No step of this run decided (each met a fault)."
+    none = "" if decided else " No step of this run decided (each met a fault)."
     return (
         "### Agreement: proposed and actual setpoints\n\n"
         "Actual: the setpoints the line ran at the step (the controller's `active` setpoints); steps "
