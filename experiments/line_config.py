@@ -80,7 +80,7 @@ def guard_config(group: DictConfig | None, definition: Mapping[str, Any] | None 
         spec = setpoint_spec(definition)
         if unmatched := unmatched_entries(config, spec):
             raise ConfigError(
-                f"guard: {'; '.join(unmatched)} match no actuator of line {spec.name!r} "
+                f"guard: {'; '.join(unmatched)} match nothing on line {spec.name!r} "
                 f"(its actuators: {', '.join(a.name for a in spec.actuators)})"
             )
     return config

@@ -29,11 +29,12 @@ from typing import Literal
 import numpy as np
 
 from hardware.guard_rules import ActiveInterlock, ActuatorRules, GuardConfig, OodStats, expand_interlocks
-from hardware.interface import Frame, LineSpec, LineStatus
+from hardware.interface import STOPPED_STATES, Frame, LineSpec, LineStatus, state_mask
 
 __all__ = ["Guard", "Verdict"]
 
-_TOLERANCE = 1e-6  # relative: a float32 reading of a range bound is no excess
+_TOLERANCE = 1e-6  # relative: a float32 reading of a range bound (or a setpoint's limit) is no excess
+_STOPPED = state_mask(STOPPED_STATES)
 
 
 @dataclass(frozen=True, eq=False)  # arrays: a verdict equals only itself
@@ -111,6 +112,14 @@ class Guard:
             high + _TOLERANCE * np.maximum(np.abs(high), 1.0),
         )
         self._instrument = np.array([s.dropouts for s in spec.sensors], dtype=bool)
+        states = {s.name: i for i, s in enumerate(spec.sensors)}
+        self._state_of = np.array(  # each sensor's station's `<station>.state` sensor, -1: none
+            [
+                states.get(f"{spec.stations[s.station]}.state", -1) if s.station is not None else -1
+                for s in spec.sensors
+            ],
+            dtype=np.int64,
+        )
         self._period = spec.control_period_s if spec.control_period_s is not None else math.inf
         self.reset()
 
@@ -217,7 +226,11 @@ class Guard:
     def _frozen(self, values: np.ndarray, stamps: np.ndarray) -> np.ndarray:
         """Instruments whose last `frozen_samples` samples (stamps that moved) are identical.
 
-        A reading at the bottom of its range is exempt: a stopped machine reads an exact zero.
+        A reading at the bottom of its range while its station is stopped (its `<station>.state`
+        reads a stopped state; always, on a station without a state sensor) is at rest, not frozen,
+        and starts the count again: a stopped machine reads an exact zero, a running one does not,
+        so a dead instrument stuck at zero on a running machine is frozen after `frozen_samples`
+        samples taken while it runs (not at once, on the zeros it read at rest).
         """
         n = self.config.frozen_samples
         if n is None:
@@ -225,12 +238,17 @@ class Guard:
         if self._samples is None:
             self._samples = (values.copy(), stamps.copy())
             return np.zeros(values.shape, dtype=bool)
+        codes = np.where(self._state_of >= 0, values[self._state_of], -1.0)
+        known = (codes >= 0) & (codes < len(_STOPPED)) & (codes == np.floor(codes))  # NaN: no state
+        stopped = np.where(known, _STOPPED[np.where(known, codes, 0).astype(np.int64)], False)
+        at_rest = (values <= self._sensor_low) & (stopped | (self._state_of < 0))
         last_values, last_stamps = self._samples
         new = stamps != last_stamps
         same = (values == last_values) | (np.isnan(values) & np.isnan(last_values))
-        self._repeats = np.where(new, np.where(same, self._repeats + 1, 0), self._repeats)
+        counted = np.where(new, np.where(same, self._repeats + 1, 0), self._repeats)
+        self._repeats = np.where(at_rest, -1, counted)  # -1: the next sample running starts the count at 0
         self._samples = (np.where(new, values, last_values), np.where(new, stamps, last_stamps))
-        return self._instrument & (self._repeats >= n - 1) & ~(values <= self._sensor_low)
+        return self._instrument & (self._repeats >= n - 1)
 
     def _proposal_gates(self, p: np.ndarray) -> list[str]:
         """An infinite setpoint, or a mode that is not a whole number, is no command to clip."""
@@ -280,14 +298,17 @@ class Guard:
 
         `np.maximum` and `np.minimum` carry NaN (keep) through every bound. A "keep" of a setpoint
         the controller reports (`known`) outside the bounds (a tripped interlock's, the limits) is
-        no keep: it is moved into them like a proposal of it. The rate limit grants credit for the
+        no keep: it is moved into them like a proposal of it (one within `_TOLERANCE` of a bound is
+        inside: a float32 register reads 1.1 back as 1.1000000238). The rate limit grants credit for the
         line time since the setpoint last changed: none for a frame without a time, and a line
         clock that goes back (a restart; deploy resets the guard when it attaches afresh) adds none.
         """
         lock_low, lock_high, tripped = locks
         rules = self.rules
         low, high = np.maximum(rules.low, lock_low), np.minimum(rules.high, lock_high)
-        p = np.where(np.isnan(p) & known & ((ref < low) | (ref > high)), ref, p)  # a "keep" out of bounds
+        slack = _TOLERANCE * np.maximum(np.maximum(np.abs(low), np.abs(high)), 1.0)  # a float32 readback
+        inside = (ref >= low - slack) & (ref <= high + slack)
+        p = np.where(np.isnan(p) & known & ~inside, ref, p)  # a "keep" out of bounds
         given = ~np.isnan(p)
         reasons = list(
             dict.fromkeys(
@@ -311,7 +332,7 @@ class Guard:
         out = np.where(rated, ramped, clamped)  # the bounds beat the rate
         reasons += self._named("rate", rated & (out != clamped))
         change = np.abs(out - ref)
-        small = given & (ref >= low) & (ref <= high) & (change > 0) & (change < rules.deadband)
+        small = given & inside & (change > slack) & (change < rules.deadband)
         out[small] = math.nan
         reasons += self._named("deadband", small)
         written = ~np.isnan(out)

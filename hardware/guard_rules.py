@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -48,11 +48,12 @@ class Interlock:
     `{station}` in `sensor`, `actuator` or `name` stands for each station of the line in turn, so
     one rule covers them all. A sensor that reads NaN (a dropout) trips the interlock: the rule
     fails safe. The reason a guard gives when the rule cuts a setpoint is `interlock:<name>`
-    (default name: `<sensor>:<actuator>`).
+    (default name: `<sensor>:<actuator>`; a rule over the stations whose name has no `{station}`
+    is named `<name>:<station>` for each, so the audit tells the stations apart).
 
     Raises:
-        ValueError: neither `above` nor `below`, neither `max` nor `min`, `min` above `max`, or a
-            value that is not a finite number.
+        ValueError: a sensor, actuator or name that is not a string, neither `above` nor `below`,
+            neither `max` nor `min`, `min` above `max`, or a value that is not a finite number.
     """
 
     sensor: str
@@ -64,7 +65,12 @@ class Interlock:
     name: str = ""
 
     def __post_init__(self) -> None:
-        """Check that the rule has a condition and an effect, in finite numbers."""
+        """Check that the rule names what it reads and bounds, and has a condition and an effect, in finite numbers."""
+        for key in ("sensor", "actuator", "name"):
+            if not isinstance(getattr(self, key), str):
+                raise ValueError(
+                    f"interlock {key} must be a string (a name or a {STATION} pattern), got {getattr(self, key)!r}"
+                )
         owner = f"interlock {self.name or self.sensor!r}"
         for key in ("above", "below", "max", "min"):
             object.__setattr__(self, key, _number(f"{owner}: {key}", getattr(self, key)))
@@ -89,7 +95,9 @@ class GuardConfig:
     """What a guard enforces; every bound None (or every mapping empty) leaves that check out.
 
     Times in s: `max_data_age_s`, `max_stamp_skew_s` on the line clock; `max_clock_skew_s`,
-    `max_status_age_s`, `heartbeat_timeout_s` on our wall clock (`time.time()`). Limits, rates
+    `max_status_age_s`, `heartbeat_timeout_s` on our wall clock (`time.time()`); the heartbeat is
+    seen only at the guard's checks (a beat that moved since the last check is alive: a reader
+    that polls it between checks, as `ModbusLine`'s does, catches it stopping sooner). Limits, rates
     (units per s of line time) and deadbands are in the actuator's unit and keyed by actuator
     name or fnmatch pattern (`"*.speed"`); every entry that matches an actuator applies (limits
     intersect, the smallest rate and the widest deadband win), and an entry that matches no
@@ -114,7 +122,7 @@ class GuardConfig:
     max_stamp_skew_s: float | None = None  # spread between the sensor stamps of one frame
     max_clock_skew_s: float | None = None  # |controller clock - our clock| at the status read
     max_status_age_s: float | None = None  # our clock now - when the status was read
-    heartbeat_timeout_s: float | None = None  # the controller's heartbeat not advancing this long
+    heartbeat_timeout_s: float | None = None  # the controller's heartbeat seen at no check for this long
     frozen_samples: int | None = None  # an instrument's last this many samples identical: frozen
     ood_z: float | None = None  # an observation feature this many std devs from the training mean: beyond
     ood_max_fraction: float = 0.0  # more features beyond than this fraction: out of distribution
@@ -255,7 +263,8 @@ class ActuatorRules:
 
         Raises:
             ValueError: configured limits that leave an actuator no value within its hard limits,
-                or a rate limit on a spec without a control period (its time credit is one period).
+                a rate limit on a spec without a control period (its time credit is one period), or
+                one whose step a period is under the deadband (or, for a mode, under one step).
         """
         acts = spec.actuators
         low = np.array([a.low for a in acts], dtype=np.float64)
@@ -283,16 +292,41 @@ class ActuatorRules:
                     raise ValueError(f"rate_per_s for {a.name!r}: line {spec.name!r} has no control period")
                 rate[i] = min(r for r in rates if r is not None)
             band[i] = max((b for b in bands if b is not None), default=0.0)
-        for entry, keys in (("rate_per_s", config.rate_per_s), ("deadband", config.deadband)):
-            for key in keys:
-                matched = [a for a in acts if fnmatchcase(a.name, key)]
-                if matched and all(a.lever is Lever.MAINTENANCE for a in matched):
-                    raise ValueError(
-                        f"{entry}.{key}: {[a.name for a in matched]} are maintenance requests (a pulse, not a "
-                        "level): no rate or deadband applies to them; drop the entry"
-                    )
+            if rates:
+                _check_moves(a.name, rate[i] * cast(float, spec.control_period_s), band[i], mode=bool(mode[i]))
+        _check_no_pulse_entries(spec, config)
         default = np.array([a.default for a in acts], dtype=np.float64)
         return cls(low, high, rate, band, default, mode)
+
+
+def _check_no_pulse_entries(spec: LineSpec, config: GuardConfig) -> None:
+    """Refuse a rate or deadband entry that matches only maintenance requests (a pulse, not a level)."""
+    for entry, keys in (("rate_per_s", config.rate_per_s), ("deadband", config.deadband)):
+        for key in keys:
+            matched = [a for a in spec.actuators if fnmatchcase(a.name, key)]
+            if matched and all(a.lever is Lever.MAINTENANCE for a in matched):
+                raise ValueError(
+                    f"{entry}.{key}: {[a.name for a in matched]} are maintenance requests (a pulse, not a "
+                    "level): no rate or deadband applies to them; drop the entry"
+                )
+
+
+def _check_moves(actuator: str, step: float, deadband: float, *, mode: bool) -> None:
+    """Refuse a rate limit whose largest step (`rate_per_s` x one control period) can never move `actuator`.
+
+    A step under the deadband is never written, and a mode moves in whole steps: either would hold
+    the setpoint where it is for good, a contradiction rather than a limit.
+    """
+    if mode and step < 1.0:
+        raise ValueError(
+            f"rate_per_s for {actuator!r}: at most {step:g} a control period, under one whole step: "
+            "the mode could never change"
+        )
+    if step < deadband:
+        raise ValueError(
+            f"rate_per_s for {actuator!r}: at most {step:g} a control period, under its deadband {deadband:g}: "
+            "no change could ever be written"
+        )
 
 
 def expand_interlocks(
@@ -303,17 +337,24 @@ def expand_interlocks(
     A rule whose actuator the spec does not command does not apply; its sensor must exist.
 
     Raises:
-        ValueError: a sensor the spec does not have, or bounds that leave the actuator no value
-            within its limits.
+        ValueError: a sensor the spec does not have, bounds that leave the actuator no value
+            within its limits, or bounds its limits already hold on every actuator the rule
+            applies to (a rule that can never cut a setpoint, a slip like `max: 9` for 0.9).
     """
     actuators = {a.name: i for i, a in enumerate(spec.actuators)}
     sensors = {s.name: i for i, s in enumerate(spec.sensors)}
     out: list[ActiveInterlock] = []
     for rule in interlocks:
         templated = any(STATION in text for text in (rule.sensor, rule.actuator, rule.name))
+        applied: list[ActiveInterlock] = []
         for station in spec.stations if templated else ("",):
             sensor, actuator = (text.replace(STATION, station) for text in (rule.sensor, rule.actuator))
-            name = rule.name.replace(STATION, station) if rule.name else f"{sensor}:{actuator}"
+            if not rule.name:
+                name = f"{sensor}:{actuator}"
+            elif templated and STATION not in rule.name:
+                name = f"{rule.name}:{station}"
+            else:
+                name = rule.name.replace(STATION, station)
             if actuator not in actuators:
                 continue
             if sensor not in sensors:
@@ -328,7 +369,15 @@ def expand_interlocks(
                     f"interlock {name!r} bounds {actuator!r} to [{low}, {high}], outside its limits "
                     f"[{rules.low[i]}, {rules.high[i]}]"
                 )
-            out.append(ActiveInterlock(rule, name, sensors[sensor], i, low, high))
+            applied.append(ActiveInterlock(rule, name, sensors[sensor], i, low, high))
+        if applied and not any(a.low > rules.low[a.actuator] or a.high < rules.high[a.actuator] for a in applied):
+            first = applied[0]
+            raise ValueError(
+                f"interlock {rule.name or first.name!r} bounds {spec.actuators[first.actuator].name!r} to "
+                f"[{first.low}, {first.high}], which its limits [{rules.low[first.actuator]}, "
+                f"{rules.high[first.actuator]}] already hold: it can never cut a setpoint"
+            )
+        out += applied
     return tuple(out)
 
 
@@ -337,8 +386,8 @@ def unmatched_entries(config: GuardConfig, spec: LineSpec) -> list[str]:
 
     A guard resolved on a task's spec skips an entry for an actuator the task does not command, so
     a misspelt key (`"*.sped"`) would silently guard nothing; checked against every actuator of the
-    line, it names nothing at all. Returns `limits.<key>`, `rate_per_s.<key>`, `deadband.<key>`
-    and `interlock <name>` labels, in config order.
+    line, it names nothing at all. Returns `limits.<key>`, `rate_per_s.<key>`, `deadband.<key>`,
+    `interlock <name>` and `open_above <pattern>` labels, in config order.
     """
     actuators = [a.name for a in spec.actuators]
     out = [
@@ -356,4 +405,10 @@ def unmatched_entries(config: GuardConfig, spec: LineSpec) -> list[str]:
         names = {rule.actuator.replace(STATION, s) for s in spec.stations} if templated else {rule.actuator}
         if not names & set(actuators):
             out.append(f"interlock {rule.name or rule.sensor!r} (actuator {rule.actuator!r})")
+    sensors = [s.name for s in spec.sensors]
+    out += [
+        f"open_above {key!r} (a sensor pattern)"
+        for key in config.open_above
+        if not any(fnmatchcase(s, key) for s in sensors)
+    ]
     return out

@@ -91,7 +91,7 @@ def test_a_guard_entry_that_names_no_actuator_of_the_line_is_refused():
         {"_target_": "hardware.guard.GuardConfig", "limits": {"*.sped": [0.6, 1.1], "*.speed": [0.6, 1.1]}}
     )
     with pytest.raises(
-        ConfigError, match=r"guard: limits\.\*\.sped match no actuator of line 'flow5' \(its actuators: cut\.speed"
+        ConfigError, match=r"guard: limits\.\*\.sped match nothing on line 'flow5' \(its actuators: cut\.speed"
     ):
         guard_config(group, DEFINITION)
     assert guard_config(group.copy(), None) is not None  # without the line nothing can be matched

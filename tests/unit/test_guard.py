@@ -178,7 +178,27 @@ def test_an_instrument_repeating_its_value_over_new_samples_is_frozen():
     assert v.reasons == ("gate:frozen:a.vibration_mm_s",)
     assert check(guard, p, fr=frame((3.0, 2.6, next(b), 50.0), time_s=780.0)).allowed  # it moved
     for t in (840.0, 900.0, 960.0):  # a stopped machine reads an exact zero: the floor is exempt
-        assert check(guard, p, fr=frame((3.0, 0.0, next(b), 50.0), time_s=t)).allowed
+        assert check(guard, p, fr=frame((0.0, 0.0, next(b), 50.0), time_s=t)).allowed  # a.state OFF
+
+
+@pytest.mark.parametrize(("state", "frozen"), [(0.0, False), (1.0, False), (7.0, False), (3.0, True), (4.0, True)])
+def test_an_instrument_stuck_at_its_floor_is_frozen_unless_its_station_is_stopped(state, frozen):
+    guard = Guard(SPEC, CONFIG)  # frozen after 3 identical samples
+    p = [1.0, 1.0, 2.0, 0.0]
+    verdicts = [check(guard, p, fr=frame((state, 0.0, 0.0, 50.0), time_s=600.0 + 60 * k)) for k in range(3)]
+    assert [v.allowed for v in verdicts[:2]] == [True, True]
+    # a.state OFF, STANDBY, DOWN: at rest; IDLE, BUSY: a running machine vibrates, a dead sensor reads 0.
+    # b has no state sensor: its floor stays exempt.
+    assert verdicts[2].reasons == (("gate:frozen:a.vibration_mm_s",) if frozen else ())
+
+
+def test_zeros_read_at_rest_do_not_count_towards_frozen_once_the_station_runs():
+    guard = Guard(SPEC, CONFIG)  # frozen after 3 identical samples
+    p = [1.0, 1.0, 2.0, 0.0]
+    for k in range(5):  # a.state OFF: exact zeros, at rest
+        assert check(guard, p, fr=frame((0.0, 0.0, 2.0 + 0.1 * k, 50.0), time_s=600.0 + 60 * k)).allowed
+    running = [check(guard, p, fr=frame((3.0, 0.0, 3.0 + 0.1 * k, 50.0), time_s=900.0 + 60 * k)) for k in range(3)]
+    assert [v.reasons for v in running] == [(), (), ("gate:frozen:a.vibration_mm_s",)]  # 3 zeros while IDLE
 
 
 @pytest.mark.parametrize(
@@ -240,6 +260,17 @@ def test_a_tripped_interlock_bounds_its_stations_actuator_only():
     v = check(Guard(SPEC, CONFIG), [1.05, 1.05, 2.0, 0.0], fr=frame((3.0, 8.0, 7.0, 50.0)))  # a: 8 > 7.1 mm/s
     assert_out(v, [0.9, 1.05, 2.0, 0.0])
     assert (v.reasons, v.kind) == (("interlock:a.vibration",), "clip")
+
+
+def test_a_rule_over_the_stations_names_each_station_it_cuts():
+    unnamed = dataclasses.replace(VIBRATION, name="vibration")  # no {station} in the name
+    v = check(
+        Guard(SPEC, dataclasses.replace(CONFIG, interlocks=[unnamed])),
+        [1.05, 1.05, NAN, NAN],
+        fr=frame((3.0, 8.0, 8.0, 50.0)),
+    )
+    assert_out(v, [0.9, 0.9, NAN, NAN])
+    assert v.reasons == ("interlock:vibration:a", "interlock:vibration:b")
 
 
 def test_an_interlock_below_a_reading_with_its_default_name():
@@ -332,6 +363,19 @@ def test_a_change_within_the_deadband_is_not_written():
     assert_out(v, [1.1, NAN, NAN, NAN])  # 0.005 is within the deadband, but 1.105 may not be kept
 
 
+def test_a_float32_readback_of_a_limit_is_at_the_limit():
+    guard = Guard(SPEC, STEADY)  # limit 1.1, deadband 0.01
+    at_limit = LineStatus(active=np.array([np.float32(1.1), NAN, NAN, NAN], dtype=np.float64))  # 1.1000000238
+    v = check(guard, [NAN, NAN, NAN, NAN], status=at_limit)
+    assert_out(v, [NAN] * 4)  # a keep stays a keep: not a clamp of 1.1000000238 written every step
+    assert v.reasons == ()
+    v = check(guard, [1.0951, NAN, NAN, NAN], fr=frame(time_s=660.0), status=at_limit)
+    assert_out(v, [NAN] * 4)
+    assert v.reasons == ("deadband:a.speed",)
+    v = check(guard, [1.1, NAN, NAN, NAN], fr=frame(time_s=720.0), status=at_limit)
+    assert (v.reasons, v.kind) == ((), "pass")
+
+
 def test_modes_stay_whole_and_a_maintenance_request_is_not_rate_limited():
     config = GuardConfig(limits={"a.mode": [0.5, 2.0]}, rate_per_s={"*": 1 / 60})  # one step per period
     guard = Guard(SPEC, config)
@@ -376,6 +420,8 @@ def test_interlock_errors_name_the_rule():
         Interlock(sensor="a.vibration_mm_s", actuator="a.speed", above=7.1)
     with pytest.raises(ValueError, match=r"min 1\.0 is above max 0\.9"):
         Interlock(sensor="a.vibration_mm_s", actuator="a.speed", above=7.1, max=0.9, min=1.0)
+    with pytest.raises(ValueError, match=r"interlock actuator must be a string .*, got 5"):
+        Interlock(sensor="a.vibration_mm_s", actuator=5, above=7.1, max=0.9)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"interlocks\[0\] must be an Interlock, got dict"):
         GuardConfig(interlocks=[{"sensor": "a.vibration_mm_s"}])  # type: ignore[list-item]
 
@@ -393,6 +439,16 @@ def test_interlock_errors_name_the_rule():
             GuardConfig(limits={"*.speed": [0.6, 1.1]}, interlocks=[dataclasses.replace(VIBRATION, max=0.55)]),
             r"bounds 'a.speed' to \[-inf, 0.55\], outside its limits \[0.6, 1.1\]",
         ),
+        (  # max 9 for 0.9: the limits hold 1.1 already, so the rule would never cut a setpoint
+            GuardConfig(limits={"*.speed": [0.6, 1.1]}, interlocks=[dataclasses.replace(VIBRATION, max=9.0)]),
+            r"interlock '\{station\}.vibration' bounds 'a.speed' to \[-inf, 9.0\], which its limits \[0.6, 1.1\] "
+            "already hold: it can never cut a setpoint",
+        ),
+        (
+            GuardConfig(rate_per_s={"*.speed": 0.0001}, deadband={"*.speed": 0.01}),
+            r"rate_per_s for 'a.speed': at most 0.006 a control period, under its deadband 0.01",
+        ),
+        (GuardConfig(rate_per_s={"a.mode": 0.01}), "rate_per_s for 'a.mode': at most 0.6 a control period, under one"),
     ],
 )
 def test_a_config_that_contradicts_the_spec_is_refused(config, message):
@@ -417,10 +473,12 @@ def test_entries_that_name_no_actuator_of_the_whole_line_are_listed():
             Interlock(sensor="{station}.vibration_mm_s", actuator="{station}.sped", above=7.0, max=0.9, name="v"),
         ],
     )
+    typos = dataclasses.replace(typos, open_above=["*.vibration_mm_s", "*.queue_part"])
     assert unmatched_entries(typos, SPEC) == [
         "limits.*.sped",
         "rate_per_s.b.spead",
         "interlock 'v' (actuator '{station}.sped')",
+        "open_above '*.queue_part' (a sensor pattern)",
     ]
     assert unmatched_entries(CONFIG, SPEC) == []
 
