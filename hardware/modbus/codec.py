@@ -279,11 +279,12 @@ class Layout:
                 order[at : at + enc.width] = order[at : at + enc.width][::-1]
         self._order = order if order != list(range(count)) else None
         fmt, at = ">", 0
-        post: list[tuple[int, bool, float, float, float]] = []
+        # the reserved raw integer, compared exactly: float(2**64 - 1) is 2**64, which no uint64 equals
+        post: list[tuple[int, bool, int | None, float, float]] = []
         for i, (enc, start) in sorted(enumerate(entries), key=lambda p: p[1][1]):
             fmt += "x" * (2 * (start - at)) + _CODES[enc.type]
             at = start + enc.width
-            missing = math.nan if enc.type.is_float or enc.wraps else float(_missing(enc.type))
+            missing = None if enc.type.is_float or enc.wraps else _missing(enc.type)
             post.append((i, enc.type.is_float, missing, enc.scale, enc.offset))
         self._values = struct.Struct(fmt)
         self._registers = struct.Struct(f">{count}H")
