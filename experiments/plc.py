@@ -149,6 +149,8 @@ def run_serve(plc: VirtualPLC, commands: Iterable[str], out: TextIO) -> None:
                 answer = execute(plc, line)
             except ValueError as exc:
                 answer = f"{exc}\n{HELP}"
+            except RuntimeError as exc:  # a halted PLC: the command was right, the PLC cannot carry it out
+                answer = str(exc)
             if answer is None:
                 return
             if answer:
@@ -266,7 +268,7 @@ def status_line(plc: VirtualPLC) -> str:
     active = ", ".join(f"{k}={v:g}" for k, v in plc.active.items() if not math.isnan(v)) or "none"
     faults = ", ".join(f.describe() for f in plc.faults) or "none"
     clock = time.strftime("%H:%M:%S", time.gmtime(plc.program.clock_origin_s + t))
-    up = "up" if plc.running else "down"
+    up = "up" if plc.running else "down" if plc.failure is None else f"halted ({plc.failure})"
     return (
         f"{up}, line time {t:.0f} s ({clock} UTC), heartbeat {plc.heartbeat}, frame {plc.frame_seq}, status {bits}, "
         f"echo {plc.command_echo}, levers with {control}{kept}, active {active}, faults {faults}"

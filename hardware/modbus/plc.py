@@ -10,6 +10,11 @@ published before a write that moved the twin is answered.
 
 Everything touching the twin or the PLC's state runs in the server's event loop, in a thread of its
 own; the public methods hand their work to it and wait for it.
+
+A task of its own that fails (a scan that cannot publish its frame, a restart that cannot listen
+again: bugs, not faults to show) halts the PLC as a CPU fault stops a real one: the error is logged,
+the server goes down and stays down, `failure` says why and operator and fault commands are refused,
+so clients lose the PLC instead of reading a frame that no longer moves from a PLC that looks up.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from hardware.interface import Lever, LineSpec
 from hardware.modbus.plc_devices import WRITE_FCS, plc_devices, refused_function
 from hardware.modbus.plc_faults import Fault, FaultKind, FaultSet
 from hardware.modbus.plc_program import MODES, PlcProgram
-from hardware.modbus.regmap import RegisterMap, StatusBit
+from hardware.modbus.regmap import RegisterMap, Role, StatusBit
 from hardware.modbus.tls import TlsFiles, server_context
 from hardware.twin import TwinLine
 
@@ -109,6 +114,7 @@ class VirtualPLC:
         self._server: ModbusTcpServer | None = None
         self._sslctx: ssl.SSLContext | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._failure: str | None = None
 
     # ---- life cycle (caller's thread) ----
 
@@ -157,30 +163,49 @@ class VirtualPLC:
     def set_operator(
         self, *, remote: bool | None = None, permissive: bool | None = None, estop: bool | None = None
     ) -> None:
-        """Set the operator's inputs; None leaves one as it is. An E-stop halts every station until released."""
-        self._call(self._operate(remote, permissive, estop))
+        """Set the operator's inputs; None leaves one as it is. An E-stop halts every station until released.
+
+        Raises:
+            RuntimeError: the PLC halted.
+        """
+        self._order(self._operate(remote, permissive, estop))
 
     def hand_lever(self, lever: Lever, remote: bool) -> None:
         """The operator hands `lever` to remote control (`remote`) or takes it local, to the line's own rules.
 
         Raises:
             ValueError: a lever this PLC does not serve.
+            RuntimeError: the PLC halted.
         """
-        self._call(self._hand_lever(lever, remote))
+        self._order(self._hand_lever(lever, remote))
 
     def inject(self, fault: Fault) -> None:
         """Put a fault in force; a restart returns once the server is down.
 
         Raises:
-            ValueError: a NaN fault for a sensor the map does not carry.
+            ValueError: a NaN fault for a sensor the map does not carry, or with a reading its
+                register cannot carry (the fault is not put in force).
+            RuntimeError: the PLC halted.
         """
-        if fault.kind is FaultKind.NAN_SENSOR and fault.sensor not in self.program.sensor_names:
-            raise ValueError(f"no sensor {fault.sensor!r} on line {self.program.full_spec.name!r}")
-        self._call(self._inject(fault))
+        if fault.kind is FaultKind.NAN_SENSOR:
+            if fault.sensor not in self.program.sensor_names:
+                raise ValueError(f"no sensor {fault.sensor!r} on line {self.program.full_spec.name!r}")
+            encoding = self.map.entry(Role.SENSOR, fault.sensor).encoding
+            if not (math.isnan(fault.value) or encoding.fits(fault.value, fault.value)):
+                low, high = encoding.span()
+                raise ValueError(
+                    f"sensor {fault.sensor!r} cannot read {fault.value:g}: its {encoding.type.value} register "
+                    f"carries {low:g} to {high:g}"
+                )
+        self._order(self._inject(fault))
 
     def clear(self, kind: FaultKind | None = None) -> None:
-        """End the faults of one kind, or all of them."""
-        self._call(self._clear(kind))
+        """End the faults of one kind, or all of them.
+
+        Raises:
+            RuntimeError: the PLC halted.
+        """
+        self._order(self._clear(kind))
 
     def inspect(self, fn: Callable[[TwinLine], T]) -> T:
         """Run `fn(twin)` in the PLC's loop, where the twin may be touched, and return its result."""
@@ -199,8 +224,13 @@ class VirtualPLC:
 
     @property
     def running(self) -> bool:
-        """Whether the server is up (False before `start`, after `stop` and while restarting)."""
+        """Whether the server is up (False before `start`, after `stop`, while restarting and once halted)."""
         return self._server is not None
+
+    @property
+    def failure(self) -> str | None:
+        """Why the PLC halted (a scan or restart failed; its server is down for good), or None if it has not."""
+        return self._snapshot(lambda: self._failure)
 
     @property
     def status(self) -> StatusBit:
@@ -263,7 +293,7 @@ class VirtualPLC:
         self.program.power_up()
         self.program.start_clock(time.monotonic())
         await self._serve()
-        self._tasks = [_watched(self._scan())]
+        self._tasks = [self._watched(self._scan(), "scan")]
 
     async def _serve(self) -> None:
         devices = plc_devices(self.map, self.program.image.plan, self._on_request)
@@ -356,7 +386,7 @@ class VirtualPLC:
         if fault.kind is FaultKind.RESTART:
             if self._server is not None:
                 await self._unserve()
-                self._tasks.append(_watched(self._come_back(fault.down_s)))
+                self._tasks.append(self._watched(self._come_back(fault.down_s), "restart"))
             return
         self._faults.add(fault)
         await self._publish(new=False)
@@ -370,6 +400,23 @@ class VirtualPLC:
         self._faults.clear(kind)
         await self._publish(new=False)
 
+    def _watched(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """A task of the PLC's loop (nobody awaits it) whose failure halts the PLC."""
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._halt)
+        return task
+
+    def _halt(self, task: asyncio.Task[None]) -> None:
+        """Log a failed task and take the server down for good, as a PLC stops on a CPU fault."""
+        exc = None if task.cancelled() else task.exception()
+        if exc is None:
+            return
+        log.error("virtual PLC halted: task %s failed", task.get_name(), exc_info=exc)
+        self._failure = f"the {task.get_name()} failed: {type(exc).__name__}: {exc}"
+        for other in self._tasks:
+            other.cancel()  # a pending restart would bring the server back
+        self._tasks = [asyncio.create_task(self._unserve())]
+
     # ---- plumbing ----
 
     def _snapshot(self, fn: Callable[[], T]) -> T:
@@ -381,6 +428,14 @@ class VirtualPLC:
             return fn()
 
         return self._call(run())
+
+    def _order(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Carry out an operator or fault command in the PLC's loop; a halted PLC refuses it."""
+        failure = self.failure
+        if failure is not None:
+            coro.close()
+            raise RuntimeError(f"the virtual PLC halted ({failure}): stop it and start another")
+        self._call(coro)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         loop = self._loop
@@ -398,15 +453,3 @@ class VirtualPLC:
         loop.close()
         self._loop = self._thread = None
         self._server = None
-
-
-def _watched(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-    """A task of the PLC's loop whose failure is logged (nobody awaits it)."""
-    task = asyncio.create_task(coro)
-    task.add_done_callback(_log_failure)
-    return task
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("virtual PLC task %s failed", task.get_name(), exc_info=task.exception())

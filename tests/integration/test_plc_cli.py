@@ -108,6 +108,14 @@ def test_serve_answers_over_modbus_and_obeys_the_operator_on_stdin(monkeypatch):
         console.type("clear")
         console.wait_for(r"faults none")
         assert not client.read_input_registers(0, count=1, device_id=1).isError()
+        console.type("fault nan cut.vibration_mm_s 1e39")
+        console.wait_for(r"sensor 'cut.vibration_mm_s' cannot read 1e\+39: its float32 register carries -3.4")
+        scanning = r"(?m)^up, .* heartbeat (\d+), .* faults none$"
+        console.type("status")
+        first = int(console.wait_for(scanning).group(1))
+        time.sleep(0.1)
+        console.type("status")
+        assert int(console.wait_for(scanning).group(1)) > first  # the scan goes on, the fault not in force
         console.type("fault late")
         console.wait_for(r"fault late: give the seconds late")
         console.type("make coffee")

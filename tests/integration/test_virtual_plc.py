@@ -8,6 +8,7 @@ the protocol (window allow-list, sequence numbers, limits, watchdog, operator in
 from __future__ import annotations
 
 import math
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -367,6 +368,40 @@ def test_a_nan_sensor_reads_nan_until_cleared():
         np.testing.assert_array_equal(np.delete(values, wip), f32(np.delete(truth, wip)))
         plc.clear(FaultKind.NAN_SENSOR)
         assert read_frame(client).values[wip] == truth[wip]
+
+
+def test_a_reading_its_register_cannot_carry_is_refused_and_the_plc_scans_on():
+    with serving(line(), mode="free", time_factor=60.0) as (plc, client):
+        with pytest.raises(
+            ValueError,
+            match=r"^sensor 'cut.vibration_mm_s' cannot read 1e\+39: its float32 register carries "
+            r"-3.40282e\+38 to 3.40282e\+38$",
+        ):
+            plc.inject(Fault(FaultKind.NAN_SENSOR, sensor="cut.vibration_mm_s", value=1e39))
+        assert plc.faults == ()
+        before = read_frame(client).status
+        wait_until(lambda: read_frame(client).status.heartbeat >= before.heartbeat + 5)
+        assert (plc.running, plc.failure) == (True, None)
+
+
+def test_a_scan_that_cannot_publish_halts_the_plc_and_takes_it_off_the_network(monkeypatch):
+    """Not a PLC that answers with a frame that stands still while it looks up."""
+
+    def unpublishable(new: bool, forced: frozenset[tuple[str, float]] = frozenset()) -> Any:
+        raise ValueError("value 1e+39 is outside the float32 encoding's range")
+
+    with serving(line(), mode="free", time_factor=60.0) as (plc, _):
+        port = plc.port
+        monkeypatch.setattr(plc.program, "registers", unpublishable)
+        wait_until(lambda: not plc.running)
+        failure = "the scan failed: ValueError: value 1e+39 is outside the float32 encoding's range"
+        assert plc.failure == failure
+        assert not ModbusTcpClient(HOST, port=port, timeout=0.3, retries=0).connect()
+        for order in (plc.clear, lambda: plc.inject(Fault(FaultKind.RESTART, down_s=0.0))):
+            with pytest.raises(RuntimeError, match=re.escape(f"the virtual PLC halted ({failure}): stop it and start")):
+                order()
+        time.sleep(0.1)
+        assert not plc.running
 
 
 def test_a_restart_comes_back_on_the_same_port_with_its_state_reset():
