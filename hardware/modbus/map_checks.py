@@ -1,9 +1,10 @@
 """Checking a register map against its line: where each entry may be, how it is encoded, what it must reach.
 
 `validate(rmap, spec)` refuses overlapping registers, an unmapped sensor, status entry or counter, a
-command outside the contiguous window, a range its encoding cannot carry, protocol registers both
-ends cannot agree on, and a setpoint register that cannot reach its lever's limits at a usable
-resolution (`MAX_SETPOINT_STEP`). Each error names the map's source and the entry.
+command outside the contiguous window, a range its encoding cannot carry (the timestamps too: s
+since the epoch), protocol registers both ends cannot agree on, and a setpoint register that cannot
+reach its lever's limits at a usable resolution (`MAX_SETPOINT_STEP`). Each error names the map's
+source and the entry.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def validate(rmap: RegisterMap, spec: LineSpec, max_setpoint_step: float = MAX_S
 
 _WRAPPING = ("heartbeat", "command_echo")  # counters both ends wrap alike: uint16, 0-65535
 _WORDS = ("status", "remote_levers", "alarms", "frame_seq", "frame_seq_end")  # plain unsigned integers
+_EPOCH = ((Role.STATUS, "timestamp"), (Role.COUNTER, "last_completion_s"))  # entries the PLC fills with epoch s
+_EPOCH_S = (0.0, 4_102_444_800.0)  # what those must carry: s since the Unix epoch from 1970 to 2100-01-01 UTC
 
 
 def _check_protocol(rmap: RegisterMap, spec: LineSpec) -> None:
@@ -96,6 +99,16 @@ def _check_protocol(rmap: RegisterMap, spec: LineSpec) -> None:
         need(plain(r, *unsigned), r, "must be an unsigned integer with scale 1")
     stamp = rmap.entry(Role.STATUS, "timestamp")
     need(stamp.width == 4, stamp, "must be a 64-bit type: ms since the epoch do not fit in 32 bits")
+    for role, name in _EPOCH:
+        r = rmap.entry(role, name)
+        enc = r.encoding
+        lo, hi = enc.span()
+        need(
+            enc.fits(*_EPOCH_S),
+            r,
+            f"must carry s since the epoch up to 2100 ({_EPOCH_S[0]:g}-{_EPOCH_S[1]:g} s); {enc.type.value} with "
+            f"scale {enc.scale:g} and offset {enc.offset:g} carries [{lo:g}, {hi:g}]",
+        )
     alarms = rmap.entry(Role.STATUS, "alarms")
     bits = 16 * alarms.width - 1  # all bits set is the missing value
     need(len(spec.stations) <= bits, alarms, f"{bits} bits cannot flag {len(spec.stations)} stations")

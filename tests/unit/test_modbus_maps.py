@@ -212,6 +212,20 @@ def test_maps_live_in_files_a_person_can_edit(spec):
     ("role", "name", "change", "message"),
     [
         ("status", "timestamp", {"type": "float32"}, r"must be a 64-bit type"),
+        (
+            "status",
+            "timestamp",
+            {"scale": 1e-12},
+            r"must carry s since the epoch up to 2100 \(0-4\.10244e\+09 s\); "
+            r"uint64 with scale 1e-12 and offset 0 carries \[0, 1\.84467e\+07\]",
+        ),
+        (
+            "counter",
+            "last_completion_s",
+            {"type": "uint32"},
+            r"must carry s since the epoch up to 2100 "
+            r"\(0-4\.10244e\+09 s\); uint32 with scale 0\.001 and offset 0 carries \[0, 4\.29497e\+06\]",
+        ),
         ("status", "heartbeat", {"type": "int16"}, r"must be uint16 with scale 1"),
         ("command", "sequence", {"type": "uint16", "scale": 2.0}, r"must be uint16 with scale 1"),
         ("status", "frame_seq", {"type": "float32"}, r"must be an unsigned integer with scale 1"),
