@@ -32,7 +32,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer, ModbusTlsServer
 
 from hardware.interface import Lever, LineSpec
-from hardware.modbus.plc_devices import WRITE_FCS, plc_devices, refused_function
+from hardware.modbus.plc_devices import WRITE_FCS, check_servable, plc_devices, refused_function
 from hardware.modbus.plc_faults import Fault, FaultKind, FaultSet
 from hardware.modbus.plc_program import MODES, PlcProgram
 from hardware.modbus.regmap import RegisterMap, Role, StatusBit
@@ -72,7 +72,8 @@ class VirtualPLC:
 
     Raises:
         ValueError: a parameter out of range, a twin with the dispatch lever or without a control
-            period, or a twin actuator the map cannot command.
+            period, a twin actuator the map cannot command, or a map entry on device 0 (see
+            `plc_devices.check_servable`).
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class VirtualPLC:
         for name, value in (("scan_s", scan_s), ("publish_s", publish_s)):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}: must be a positive number, got {value!r}")
+        check_servable(rmap)
         self.program = PlcProgram(
             twin,
             rmap,

@@ -3,8 +3,10 @@
 Each device id of the register map is one pymodbus `SimDevice` holding its input-register blocks
 and, on the window's device, the holding-register command window; every other table and address
 answers exception 2. Any other device id answers exception 11 (the target device did not respond),
-as a gateway does. Coils and discrete inputs do not exist (exception 2), and the two function
-codes that write the window other than by FC16 or FC6 are refused (exception 1).
+as a gateway does: pymodbus serves a device id it has no device for as device 0, so device 0 is that
+catch-all and a map's own devices are 1-255 (`check_servable`). Coils and discrete inputs do not
+exist (exception 2), and the two function codes that write the window other than by FC16 or FC6 are
+refused (exception 1).
 """
 
 from __future__ import annotations
@@ -48,6 +50,24 @@ def plc_devices(rmap: RegisterMap, plan: Sequence[Block], action: Action) -> lis
     bits, registers = SimData(0, datatype=DataType.BITS), SimData(0, count=0x10000, datatype=DataType.REGISTERS)
     devices.append(SimDevice(0, simdata=([bits], [bits], [registers], [registers]), action=_no_device))
     return devices
+
+
+def check_servable(rmap: RegisterMap) -> None:
+    """Check that the PLC can serve every device id of `rmap` apart from the ids it has no device for.
+
+    A client may address a real PLC as device 0; pymodbus serves device 0 to every id without a
+    device of its own, so here it would answer those ids with the map's registers, not exception 11.
+
+    Raises:
+        ValueError: an entry on device 0, naming the map and the entry.
+    """
+    for i, r in enumerate(rmap.registers):
+        if r.device_id == 0:
+            raise ValueError(
+                f"register map {rmap.source}: entry {i} ({r.name!r}, {r.role.value}): the virtual PLC cannot serve "
+                "device_id 0 (pymodbus answers every device id it has no device for as device 0, which this PLC "
+                "answers with exception 11); give it a device id 1-255"
+            )
 
 
 def refused_function(function_code: int) -> ExcCodes | None:

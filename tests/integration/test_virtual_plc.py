@@ -36,6 +36,7 @@ from hardware.modbus import (
     default_map,
     load_map,
     make_certs,
+    map_from_mapping,
 )
 from hardware.modbus.maps import setpoint_spec
 from hardware.modbus.plc import Fault, FaultKind, VirtualPLC
@@ -135,6 +136,20 @@ def test_an_independent_client_reads_the_twin_at_the_documented_addresses():
     speeds = [i for i, a in enumerate(FULL.actuators) if a.lever.value == "speed"]
     np.testing.assert_array_equal(frame.active[speeds], 1.0)
     assert np.isnan(np.delete(frame.active, speeds)).all()  # setpoints the twin does not own
+
+
+def test_a_map_on_device_0_is_refused_naming_the_map_as_pymodbus_would_serve_it_to_every_id():
+    data = yaml.safe_load(MAP.to_yaml())
+    for r in data["registers"]:
+        r["device_id"] = 0
+    on_0 = map_from_mapping(data, FULL, "plant_unit0.yaml")  # a valid map: a client may use device 0
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "register map plant_unit0.yaml: entry 0 ('heartbeat', status): the virtual PLC cannot serve device_id 0"
+        ),
+    ):
+        VirtualPLC(line(hours=0.0), on_0, FULL)
 
 
 def test_lockstep_a_command_moves_the_line_one_control_period_and_is_echoed():
