@@ -56,6 +56,11 @@ class EchoWatch:
     """The sequence numbers one controller sent, and the PLC's echo as last read: an echo of another's is refused.
 
     Once another controller's command was seen, `check` refuses every later status until `attach`.
+    What was sent is kept across attaches: a block sent before one (in flight, or left in the
+    window) may still be echoed after it. So a number can be in `sent` twice, once from before a
+    PLC restart (the PLC holds 0 again and a controller counting on from the echo starts over at 1)
+    and once from after; `check` orders numbers by their latest send, so a number sent again is not
+    taken for its earlier send (an echo seemingly going back, a false other controller).
     """
 
     def __init__(self, where: str, line: str) -> None:
@@ -91,7 +96,7 @@ class EchoWatch:
                 f"echo before: {self.seen}): another controller writes to line {self.line!r}"
             )
             raise AnotherController(self.rival)
-        if echo != 0 and self.seen in self.sent and self.sent.index(echo) < self.sent.index(self.seen):
+        if echo != 0 and self.seen in self.sent and self._latest(echo) < self._latest(self.seen):
             self.rival = (  # blocks go out one at a time, each after the last was echoed: only a re-send goes back
                 f"{self.where}: the PLC's echo went back from {self.seen} to {echo}, a command this client sent "
                 f"before: another client re-sent it (its last: {last}); another controller writes to line "
@@ -99,3 +104,7 @@ class EchoWatch:
             )
             raise AnotherController(self.rival)
         self.seen = echo
+
+    def _latest(self, number: int) -> int:
+        """The place of the latest send of `number` in `sent` (which holds it)."""
+        return max(i for i, sent in enumerate(self.sent) if sent == number)

@@ -436,6 +436,24 @@ def test_a_late_echo_of_its_own_command_or_a_restarted_plc_is_no_other_controlle
         line.read()
 
 
+def test_numbers_sent_again_after_a_plc_restart_are_ordered_by_their_latest_send(plc, connect):
+    """Of the 64 numbers a client remembers 63 are from before the restart; one sent again counts by its latest send."""
+    line = connect(sequence_origin="echo")
+    line.reset()
+    for _ in range(63):
+        line.write(Command(setpoints=np.full(4, np.nan)))
+    assert plc.echo == 63
+    plc.echo = plc.last_sequence = 0  # the PLC powered up again
+    line.reset()
+    for sequence in (1, 2, 3):  # the 2 sent before the restart comes before this 1: no echo going back
+        line.write(Command(setpoints=np.full(4, np.nan)))
+        assert plc.echo == sequence
+    line.read()
+    plc.command(CommandImage(MAP).decode(plc.writes()[-2][2]))  # block 2 again, from another client
+    with pytest.raises(AnotherController, match=r"the PLC's echo went back from 3 to 2"):
+        line.read()
+
+
 def test_a_fresh_client_takes_a_late_echo_of_the_block_pending_at_its_attach_as_no_other_controller(plc, connect):
     first = connect()
     leave_a_command_pending(plc, first)
