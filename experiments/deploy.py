@@ -291,18 +291,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, error = 1, f"{exc}; the run stops, and {_HANDED_BACK}"
     except AuditError as exc:  # a step that cannot be logged is not run: no control without its record
         code, error = 1, f"{exc}; the run stops (the step's command, if any, went out unlogged), and {_HANDED_BACK}"
-    finally:
+    finally:  # an exception nobody expects (a bug) goes on after it, its run's head printed all the same
         dep.audit.close()
         dep.view.close()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    if error is not None:
-        print(f"error: {error}", file=sys.stderr)
-    done = "stopped" if tally is None else f"{tally.steps} steps, {tally.written} written, {tally.faults} faults"
-    print(  # on every stop once the run is in the log: the head an auditor checks the log against
-        f"{dep.mode} run {done}; audit log {Path(cfg.audit).resolve()}, run {dep.audit.run}, "
-        f"hash chain head {dep.audit.head}; artifact sha256 {dep.sha256}"
-    )
+        if error is not None:
+            print(f"error: {error}", file=sys.stderr)
+        done = "stopped" if tally is None else f"{tally.steps} steps, {tally.written} written, {tally.faults} faults"
+        print(  # on every stop once the run is in the log: the head an auditor checks the log against
+            f"{dep.mode} run {done}; audit log {Path(cfg.audit).resolve()}, run {dep.audit.run}, "
+            f"hash chain head {dep.audit.head}; artifact sha256 {dep.sha256}"
+        )
     return code
 
 

@@ -16,6 +16,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from agents.artifact import PolicyArtifact
+from experiments import deploy
 from experiments.control_loop import PolicyGaveUp
 from experiments.deploy import compose_config, main, run_deployment, setup
 from experiments.errors import ConfigError
@@ -142,3 +143,24 @@ def test_a_run_the_policy_gave_up_on_prints_its_chain_head_and_is_reported(artif
     assert "Not run: every step of this run met a fault, none decided." in report
     assert "are not compared. No step of this run decided (each met a fault)." in report  # why its table is empty
     assert "Steps that met a fault: 3 of 3 (100.0%)." in report
+
+
+def test_a_run_that_ends_in_an_unexpected_error_still_prints_its_chain_head(artifact, tmp_path, capsys, monkeypatch):
+    """A bug mid-run ends in its traceback, after the head of the run it left in the log."""
+    real = deploy.run_deployment
+
+    def buggy(dep: Any, stop: threading.Event, steps: int | None, out: Any, every_s: float) -> None:
+        real(dep, stop, 2, out, every_s)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(deploy, "run_deployment", buggy)
+    audit = tmp_path / "audit.sqlite"
+    with free_plc() as plc, pytest.raises(RuntimeError, match="a bug"):
+        main([f"artifact={artifact}", f"hardware.port={plc.port}", f"audit={audit}", "mode=shadow",
+              "retry_s=0.01", "status_every_s=0"])  # fmt: skip
+    (run,) = read_runs(audit)
+    assert len(run.records) == 2
+    assert (
+        f"shadow run stopped; audit log {audit.resolve()}, run 1, hash chain head {run.head};"
+        in capsys.readouterr().out
+    )
