@@ -21,6 +21,7 @@ from envs.scheduling import SchedulingTask
 from hardware import JobStatus, LineSpec
 
 _ACTIVE = int(JobStatus.ACTIVE)
+_SCRAPPED = int(JobStatus.SCRAPPED)  # a scrapped job's later operations never come: no station waits for them
 
 
 class CpSatError(RuntimeError):
@@ -244,13 +245,14 @@ class CpSatDispatch(Baseline):
 
     The line's job set (routes, mean times, release times; see `instance_from_spec`) is solved
     once, at the first decision, and every episode replays that plan: a free station starts the
-    next job of its planned order once that job waits there. With `hold_for_plan` it waits for
-    that job otherwise, so on a deterministic line (a job-shop instance) the env's makespan is
-    exactly the schedule's. Without it, or where waiting would stall the line (a station blocked
-    by a full buffer), it starts the waiting job that comes first in its planned order: the plan
-    as a priority rule, which never leaves a station idle while jobs wait, for lines whose times,
-    changeovers and buffers the plan does not model. It reads the deciding station, its queue and
-    the jobs' progress from the env's frame, so, like FIFO, it predicts one observation at a time.
+    next job of its planned order once that job waits there (a scrapped job drops out of the
+    order: it will not come). With `hold_for_plan` it waits for that job otherwise, so on a
+    deterministic line (a job-shop instance) the env's makespan is exactly the schedule's.
+    Without it, or where waiting would stall the line (a station blocked by a full buffer), it
+    starts the waiting job that comes first in its planned order: the plan as a priority rule,
+    which never leaves a station idle while jobs wait, for lines whose times, changeovers and
+    buffers the plan does not model. It reads the deciding station, its queue and the jobs'
+    progress from the env's frame, so, like FIFO, it predicts one observation at a time.
 
     Args:
         env: a Scheduling env.
@@ -312,5 +314,5 @@ class CpSatDispatch(Baseline):
 
     @staticmethod
     def _started(job: int, k: int, step: np.ndarray, status: np.ndarray) -> bool:
-        """Whether operation `k` of `job` has started (it is in process or done)."""
-        return bool(step[job] > k or (step[job] == k and status[job] == _ACTIVE))
+        """Whether operation `k` of `job` is no longer to come: started (in process or done), or the job scrapped."""
+        return bool(step[job] > k or status[job] == _SCRAPPED or (step[job] == k and status[job] == _ACTIVE))
