@@ -218,13 +218,13 @@ class Plant:
             self.job_step[job.id] = job.step
 
     def release(self, variant: int, job_id: int, due_s: float, weight: float = 1.0) -> None:
-        """Bring a new job into the system at its route's first station."""
+        """Bring a new job into the system at its route's first station, or the backlog while that is full."""
         job = Job(job_id, variant, self.params, self._routes[variant], self.env.now, due_s, weight)
         self.lateness.open(job_id, due_s, weight)
         self.mark(job, JobStatus.QUEUED)
         self.jobs_released += 1
         self._count_wip(+1)
-        self.stations[job.route[0]].enqueue(job)
+        self.stations[job.route[0]].admit(job)
 
     def depart(self, job: Job, good: bool) -> None:
         """Take `job` out of the system, finished (`good`) or scrapped."""

@@ -3,11 +3,14 @@
 A station takes a job from its input queue (FIFO, or the job the agent dispatched), changes over
 if the variant differs from the last one, processes it at the speed setpoint (failing and being
 repaired on the way if its cumulative hazard runs out), may scrap it, and hands it to the next
-station's queue, blocking while that queue is full.
+station's queue, blocking while that queue is full. A new order whose route starts at a station
+with a full buffer waits in the line's order backlog; a place that frees goes to whoever has
+waited longest for it, a station blocked upstream or an order.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Generator, Sequence
 from math import exp, prod
 from typing import Protocol
@@ -93,7 +96,8 @@ class Station:
         self.m = machine
         self.capacity = params.buffer_capacity_parts
         self.queue: list[Job] = []
-        self.space_waiters: list[simpy.Event] = []
+        # waiting for a buffer place, longest first: stations blocked upstream (their wake-up) and new orders
+        self.space_waiters: deque[simpy.Event | Job] = deque()
         self.assigned: Job | None = None
         self.wake: simpy.Event | None = None
         self.state = IDLE
@@ -167,6 +171,13 @@ class Station:
         if self.state == IDLE and self.mode == RUN and self.plant.agent_dispatch:
             self.plant.halt()
         self.poke()
+
+    def admit(self, job: Job) -> None:
+        """Take a new order into the input buffer, or into the order backlog behind those waiting for a place."""
+        if self.space_waiters or self.full():
+            self.space_waiters.append(job)
+        else:
+            self.enqueue(job)
 
     def full(self) -> bool:
         """Whether the input buffer has no free place."""
@@ -242,7 +253,11 @@ class Station:
         self.queue.remove(job)
         self.plant.mark(job, _ACTIVE)
         if self.space_waiters:
-            self.space_waiters.pop(0).succeed()
+            waiter = self.space_waiters.popleft()
+            if isinstance(waiter, Job):  # an order from the backlog; this station is about to work: no wake-up
+                self.queue.append(waiter)
+            else:
+                waiter.succeed()
 
     def _rest(self) -> Generator[simpy.Event, None, None]:
         """Off or standby as commanded; a cold machine pays the full warm-up whichever way it wakes."""

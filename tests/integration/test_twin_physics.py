@@ -59,6 +59,43 @@ def test_finite_buffers_block_upstream_and_starve_downstream():
     assert share[2, State.BLOCKED] == 0.0  # the last station hands its parts out of the line
 
 
+def test_new_orders_wait_in_the_backlog_for_a_place_in_their_first_buffer():
+    definition = {
+        "name": "finite_first_buffer",
+        "layout": "flow",
+        "machines": {"m": RELIABLE},
+        "stations": [{"name": "first", "machine": "m", "buffer_capacity_parts": 3}],
+        "variants": [{"name": "A", "processing_time_s": [60.0]}],
+        "demand": {"arrival_rate_per_h": 120.0},  # twice what the station makes
+    }
+    line = TwinLine.from_config(seed=0, **definition)
+    frames = run(line, 86400.0, dt=300.0)
+    queue = line.spec.sensor_index("first.queue_parts")
+    assert max(f.values[queue] for f in frames) == 3 == line.spec.sensors[queue].high
+    k = frames[-1].kpis
+    assert k.wip_parts == k.jobs_released - k.jobs_done > 100, "the orders without a place wait, counted in WIP"
+
+
+def test_orders_entering_mid_line_wait_their_turn_with_the_stations_upstream():
+    definition = {
+        "name": "mid_entry",
+        "layout": "flow",
+        "machines": {"m": {**RELIABLE, "processing_time_distribution": "deterministic"}},
+        "stations": [{"name": "a", "machine": "m"}, {"name": "b", "machine": "m", "buffer_capacity_parts": 2}],
+        "variants": [
+            {"name": "X", "processing_time_s": [30.0, 60.0]},
+            {"name": "Y", "route": ["b"], "processing_time_s": [60.0]},  # enters at b, past a
+        ],
+        "demand": {"arrival_rate_per_h": 50.0},  # b makes 60/h
+    }
+    line = TwinLine.from_config(seed=0, **definition)
+    frames = run(line, 86400.0, dt=300.0)
+    queue = line.spec.sensor_index("b.queue_parts")
+    assert max(f.values[queue] for f in frames) == 2, "Y's orders do not jump into b's full buffer"
+    x_parts = line.state_times()[0, State.BUSY] / 30.0
+    assert x_parts == pytest.approx(frames[-1].kpis.good_parts / 2, rel=0.1), "a is not starved by Y's orders"
+
+
 def test_parts_are_conserved_at_every_instant():
     line = TwinLine.from_yaml(FLOW5, seed=12)
     frames = run(line, 7 * 86400.0, dt=997.0)
