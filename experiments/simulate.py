@@ -1,5 +1,9 @@
 """Simulate a line on the twin with its own rules, print its KPI table and write it to the run folder.
 
+Every decision follows the line's own rule (FIFO dispatch, nominal speed, always run, repair on
+failure, its reorder point), whatever levers the line's `control.levers` hands an agent: there is
+no agent here to take them.
+
 python -m experiments.simulate                                  # flow5, one week, seed 0
 python -m experiments.simulate line=jobshop scenario=breakdown_wave duration_h=48
 """
@@ -62,12 +66,14 @@ def title_of(cfg: DictConfig) -> str:
 
 
 def simulate(cfg: DictConfig) -> Kpis:
-    """Run the configured line for `cfg.duration_h` hours from its episode's start and return its KPIs."""
+    """Run the configured line by its own rules for `cfg.duration_h` hours from its episode's start; return its KPIs."""
     whole_number("seed", cfg.seed, least=0)
     positive_number("duration_h", cfg.duration_h)
     scenarios = OmegaConf.to_container(cfg.scenario.events, resolve=True)
     try:
-        line: Line = TwinLine.from_definition(line_definition(cfg.line), seed=cfg.seed, scenarios=scenarios)
+        line: Line = TwinLine.from_definition(
+            line_definition(cfg.line), seed=cfg.seed, scenarios=scenarios, control={"levers": []}
+        )
     except LineDefinitionError as exc:  # the message names the line file, or the scenario event, and the field
         field = scenario_field(exc)  # of the scenario group's events, put in place of the line's own
         where = str(exc) if field is None else f"scenario.events{field} (scenario={cfg.scenario.name})"

@@ -63,6 +63,11 @@ def test_simulate_reproduces_the_direct_run():
     assert kpis != direct_kpis("flow5", seed=3, hours=24.0), "the scenario must reach the twin"
 
 
+def test_simulate_runs_every_lever_by_the_lines_own_rules():
+    cfg = compose_simulate("duration_h=6", "seed=3", "line.control.levers=[dispatch,speed]")
+    assert simulate(cfg) == direct_kpis("flow5", seed=3, hours=6.0)  # no agent: nothing to dispatch, nominal speed
+
+
 def test_bad_override_names_the_key():
     with pytest.raises(ConfigCompositionException, match="line/flow6"):
         compose_simulate("line=flow6")
