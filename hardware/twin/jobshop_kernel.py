@@ -152,26 +152,32 @@ class JobShopLine:
         return self._new_frame(measure=True)
 
     def write(self, command: Command) -> None:
-        """Dispatch jobs, as the twin does.
+        """Dispatch jobs, as the twin does: all or nothing, every dispatch checked before any takes effect.
 
         Raises:
             ValueError: a setpoint (this line has no actuators), a station that is not free for a
-                dispatch, or a job that does not wait there.
+                dispatch (or dispatched twice), or a job that does not wait there.
         """
         self._check_live()
         if command.setpoints is not None and len(command.setpoints):
             raise ValueError(f"setpoints: line {self.spec.name!r} has no actuators, got {command.setpoints}")
+        open_now = self._open_stations()
+        chosen: dict[int, int] = {}
         for d in command.dispatch:
             s, job = d.station, d.job
             if not 0 <= s < self._n_stations:
                 raise ValueError(f"dispatch: no station {s} (line has {self._n_stations})")
             name = self.spec.stations[s]
-            if s not in self._open_stations():
+            if s not in open_now:
                 raise ValueError(
                     f"dispatch: station {name!r} is not free for a dispatch now (state {State(self._state[s]).name})"
                 )
             if job not in self._queue[s]:
                 raise ValueError(f"dispatch: job {job} does not wait at station {name!r} (queue {self._queue[s]})")
+            if s in chosen:
+                raise ValueError(f"dispatch: station {name!r} is dispatched twice in one command")
+            chosen[s] = job
+        for s, job in chosen.items():
             self._assigned[s] = job
             self._status[job] = _ACTIVE
             if s not in self._woken:

@@ -25,6 +25,7 @@ from hardware.interface import (
     LineSpec,
     SetpointLimits,
 )
+from hardware.twin.job import Job
 from hardware.twin.loader import load_definition, merge
 from hardware.twin.params import LINE_PREFIX, LineParams
 from hardware.twin.plant import Plant
@@ -64,6 +65,11 @@ class TwinLine:
             open_arrivals=params.demand.arrival_rate_per_h > 0,
         )
         self._limits = SetpointLimits(self.spec)
+        # actuators whose setpoint can close a station to dispatch, by station index
+        self._mode_actuator = {a.station: i for i, a in enumerate(self.spec.actuators) if a.lever is Lever.MODE}
+        self._maintain_actuator = {
+            a.station: i for i, a in enumerate(self.spec.actuators) if a.lever is Lever.MAINTENANCE
+        }
         self._root = np.random.SeedSequence(seed)
         self._plant: Plant | None = None
         self._sensors: SensorBank | None = None  # set together with _plant
@@ -148,19 +154,32 @@ class TwinLine:
         return self._start_s
 
     def write(self, command: Command) -> None:
-        """Apply setpoints (NaN keeps the current value) and dispatch decisions.
+        """Apply setpoints (NaN keeps the current value) and dispatch decisions, all or nothing.
+
+        Every part is checked before any takes effect, the dispatches together and against the
+        stations as the command's setpoints leave them (a mode other than run, or a maintenance
+        request, closes a station to dispatch).
 
         Raises:
             ValueError: a setpoint outside its actuator's limits, a command for a lever the
-                agent does not own, or a dispatch to a station that is not free or a job that
-                does not wait there.
+                agent does not own, or a dispatch to a station that is not free (or dispatched
+                twice) or a job that does not wait there; the line is then as it was.
         """
         plant = self._live()
-        if command.setpoints is not None:
-            self._apply_setpoints(plant, self._limits.check(command.setpoints))
-            self._measured = None  # a setpoint shows in the readings
+        setpoints = None if command.setpoints is None else self._limits.check(command.setpoints)
+        chosen: dict[int, tuple[Station, Job]] = {}
         for d in command.dispatch:
-            self._apply_dispatch(plant, d.station, d.job)
+            st, job = self._checked_dispatch(plant, d.station, d.job, setpoints)
+            if st.index in chosen:
+                raise ValueError(f"dispatch: station {st.name!r} is dispatched twice in one command")
+            chosen[st.index] = (st, job)
+        if setpoints is not None:
+            self._apply_setpoints(plant, setpoints)
+            self._measured = None  # a setpoint shows in the readings
+        for st, job in chosen.values():
+            st.assigned = job
+            plant.mark(job, JobStatus.ACTIVE)  # committed to the station from this instant
+            st.poke()
         self._frame = None
 
     def advance(self, dt: float) -> Frame:
@@ -278,22 +297,37 @@ class TwinLine:
             st.maintain_requested = True
             st.poke()
 
-    def _apply_dispatch(self, plant: Plant, station: int, job: int) -> None:
+    def _checked_dispatch(
+        self, plant: Plant, station: int, job: int, setpoints: np.ndarray | None
+    ) -> tuple[Station, Job]:
+        """The station and job of a dispatch, if the station is free once `setpoints` apply and the job waits there."""
         if not plant.agent_dispatch:
             raise ValueError(f"dispatch: line {self.spec.name!r} does not give the dispatch lever to the agent")
         if not 0 <= station < len(plant.stations):
             raise ValueError(f"dispatch: no station {station} (line has {len(plant.stations)})")
         st = plant.stations[station]
-        if not st.open_for_dispatch():
-            raise ValueError(f"dispatch: station {st.name!r} is not free for a dispatch now (state {st.state.name})")
+        mode, maintain = (st.mode, st.maintain_requested) if setpoints is None else self._commanded(st, setpoints)
+        if not st.open_for_dispatch(mode, maintain):
+            if not st.open_for_dispatch():
+                raise ValueError(
+                    f"dispatch: station {st.name!r} is not free for a dispatch now (state {st.state.name})"
+                )
+            closing = f"sets its mode to {mode.name.lower()}" if mode is not Mode.RUN else "requests its maintenance"
+            raise ValueError(f"dispatch: station {st.name!r} is not free for a dispatch: this command {closing}")
         chosen = next((j for j in st.queue if j.id == job), None)
         if chosen is None:
             raise ValueError(
                 f"dispatch: job {job} does not wait at station {st.name!r} (queue {[j.id for j in st.queue]})"
             )
-        st.assigned = chosen
-        plant.mark(chosen, JobStatus.ACTIVE)  # committed to the station from this instant
-        st.poke()
+        return st, chosen
+
+    def _commanded(self, st: Station, setpoints: np.ndarray) -> tuple[Mode, bool]:
+        """The mode and maintenance request station `st` will have once `setpoints` apply."""
+        mode_at = self._mode_actuator.get(st.index)
+        mode = st.mode if mode_at is None or math.isnan(setpoints[mode_at]) else Mode(int(setpoints[mode_at]))
+        maintain_at = self._maintain_actuator.get(st.index)
+        requested = maintain_at is not None and setpoints[maintain_at] >= 0.5  # NaN compares false: kept
+        return mode, st.maintain_requested or (requested and st.state not in RENEWING_STATES)
 
     def _new_frame(self, measured: Frame | None = None) -> Frame:
         """A frame of the line now; `measured` lends its readings and KPIs when nothing they show changed."""

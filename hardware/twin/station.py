@@ -192,14 +192,14 @@ class Station:
         if self.wake is not None and not self.wake.triggered:
             self.wake.succeed()
 
-    def open_for_dispatch(self) -> bool:
-        """Whether the agent owes this station a dispatch decision now."""
+    def open_for_dispatch(self, mode: Mode | None = None, maintain_requested: bool | None = None) -> bool:
+        """Whether the agent owes this station a dispatch now, or would with `mode` and `maintain_requested` set."""
         return bool(
             self.queue
             and self.state is IDLE
             and self.assigned is None
-            and self.mode is RUN
-            and not self.maintain_requested
+            and (self.mode if mode is None else mode) is RUN
+            and not (self.maintain_requested if maintain_requested is None else maintain_requested)
         )
 
     def set_hazard_factor(self, factor: float, on: bool) -> None:

@@ -137,6 +137,10 @@ def test_bad_use_is_refused_like_the_twin():
     absent = next(j for j in range(6) if j not in d.jobs)
     with pytest.raises(ValueError, match=f"job {absent} does not wait at station"):
         line.write(Command(dispatch=(Dispatch(d.station, absent),)))
+    other = frame.pending[1]
+    with pytest.raises(ValueError, match="is dispatched twice"):  # all or nothing: the first is not applied
+        line.write(Command(dispatch=(Dispatch(other.station, other.jobs[0]), Dispatch(other.station, other.jobs[0]))))
+    assert line.read().pending == frame.pending
     line.write(Command(dispatch=(Dispatch(d.station, d.jobs[0]),)))
     with pytest.raises(ValueError, match="is not free for a dispatch"):
         line.write(Command(dispatch=(Dispatch(d.station, d.jobs[-1]),)))

@@ -28,7 +28,7 @@ def three_job_shop(levers: list[str]) -> TwinLine:
         {"name": "J2", "route": ["m0", "m1"], "processing_time_s": [2.0, 3.0]},
     ]
     definition = deterministic_shop([("J0", 0.0), ("J1", 0.0), ("J2", 0.0)], variants)
-    definition["control"] = {"levers": levers}
+    definition["control"] = {"levers": levers, "control_period_s": 60.0}
     return TwinLine.from_config(seed=0, **definition)
 
 
@@ -78,6 +78,28 @@ def test_invalid_dispatch_is_refused(dispatch, message):
     line.reset()
     with pytest.raises(ValueError, match=message):
         line.write(Command(dispatch=(dispatch,)))
+
+
+@pytest.mark.parametrize(
+    ("levers", "setpoint", "dispatch", "message"),
+    [
+        (["dispatch"], {}, (Dispatch(0, 2), Dispatch(1, 0)), "job 0 does not wait at station 'm1'"),
+        (["dispatch"], {}, (Dispatch(0, 2), Dispatch(0, 0)), "station 'm0' is dispatched twice"),
+        (["dispatch", "maintenance"], {"m1__maintain": 1.0}, (Dispatch(1, 1),), "this command requests its maint"),
+        (["dispatch", "mode"], {"m0__mode": 1.0}, (Dispatch(1, 1), Dispatch(0, 0)), "sets its mode to standby"),
+    ],
+)
+def test_a_refused_write_changes_nothing(levers, setpoint, dispatch, message):
+    line = three_job_shop(levers)
+    before = line.reset()
+    values = setpoints(line, **setpoint).setpoints if setpoint else None
+    with pytest.raises(ValueError, match=message):
+        line.write(Command(setpoints=values, dispatch=dispatch))
+    after = line.read()
+    assert after.pending == before.pending, "no dispatch and no setpoint of the command took effect"
+    np.testing.assert_array_equal(after.values, before.values)
+    line.write(Command(dispatch=(Dispatch(0, 0), Dispatch(1, 1))))  # the stations are still free
+    assert line.read().pending == ()
 
 
 def test_dispatch_without_the_lever_is_refused():
