@@ -6,7 +6,8 @@ Each artifact runs with its own run's config (task, line, control period) and is
 heuristics its run was compared with (the run's tuned `heuristics`, else the task's baseline; or
 those `heuristics.<Task>` names, e.g. `+heuristics.Energy={tou_energy:{speed_ratio:0.75}}`), on
 the same seeds: first without disruption (`none`), then under each scenario of `scenarios` other
-than the one it was trained on. Per task, heuristic and scenario the table gives the paired return
+than the one it was trained on and its line accepts (a line without open arrivals refuses a
+demand surge: the table notes it). Per task, heuristic and scenario the table gives the paired return
 difference learned minus heuristic with its 95% interval, and its change from the no-scenario
 figure (paired by seed, with its own interval): where the policy degrades against the rule, and
 by how much. Writes the Markdown table (`out`), every episode (`<plots>/episodes.csv`) and one
@@ -26,15 +27,18 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from envs.lines import scenario_events, scenario_field
 from envs.registration import TASKS
 from experiments.build import ConfigError, heuristic_overrides, heuristics
 from experiments.comparison import checked_seeds, compare
 from experiments.errors import did_you_mean, distinct, one_line_errors, run, scenario_names
 from experiments.evaluate import evaluation_config
+from experiments.line_config import line_definition
 from experiments.plots import difference_plot
 from experiments.policies import load_policy
 from experiments.report import Row, decimals, mean_interval
 from experiments.tables import markdown_table
+from hardware.twin import LineDefinitionError, TwinLine
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +178,24 @@ def trained_scenario(run_cfg: DictConfig) -> str:
     return str(OmegaConf.select(run_cfg, "scenario.name", default=NO_SCENARIO))
 
 
-def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], list[str]]:
+def refused_scenarios(run_cfg: DictConfig, scenarios: Sequence[str]) -> dict[str, str]:
+    """The scenarios a run's line refuses (a demand surge on a line without open arrivals), each with its reason."""
+    refused = {}
+    for scenario in scenarios:
+        try:
+            TwinLine.from_definition(line_definition(run_cfg.line), scenarios=scenario_events(scenario))
+        except LineDefinitionError as exc:
+            field = scenario_field(exc)
+            if field is not None:  # another error is the line's own, and the run under `none` reports it
+                refused[scenario] = f"scenarios{field}"
+    return refused
+
+
+def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], list[str], list[str]]:
     """Rows of one artifact and its heuristics under `none` and every scenario it was not trained on.
 
-    Returns the task's name, the rows (the artifact labelled `learned`) and the heuristics' labels.
+    Returns the task's name, the rows (the artifact labelled `learned`), the heuristics' labels and
+    a note per scenario the artifact's line refuses, which is left out.
     """
     if not (Path(artifact) / "manifest.json").is_file():
         raise ConfigError(f"artifacts: {artifact} has no manifest.json; it is not a policy artifact folder")
@@ -189,6 +207,8 @@ def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], l
     tuned = heuristic_overrides(given[task]) if task in given else heuristics(run_cfg)
     trained = trained_scenario(run_cfg)
     scenarios = [NO_SCENARIO, *(s for s in cfg.scenarios if s not in (trained, NO_SCENARIO))]
+    refused = refused_scenarios(run_cfg, scenarios)
+    notes = [f"{task} ({artifact}) under {s}: its line refuses the scenario: {why}" for s, why in refused.items()]
     seeds = checked_seeds(cfg)
 
     def policies(env: object) -> list[tuple[str, object]]:
@@ -196,11 +216,11 @@ def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], l
         return [(LEARNED, learned), *(load_policy(name, env, params) for name, params in tuned.items())]  # type: ignore[arg-type]
 
     rows: list[Row] = []
-    for scenario in scenarios:
+    for scenario in (s for s in scenarios if s not in refused):
         found, _ = compare(run_cfg, policies, scenario, scenario, seeds, cfg.continuing_days, cfg.continuing_seeds)  # type: ignore[arg-type]
         rows.extend(found)
         log.info("%s: %s done (%d rows)", run_cfg.task.name, scenario, len(found))
-    return task, rows, list(tuned)
+    return task, rows, list(tuned), notes
 
 
 def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
@@ -229,10 +249,11 @@ def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
         writer.writerow(["task", "artifact", "policy", "scenario", "mode", "seed", "return"])
         for artifact in cfg.artifacts:
             try:
-                task, rows, labels = evaluate_artifact(cfg, str(artifact))
+                task, rows, labels, refused = evaluate_artifact(cfg, str(artifact))
             except NotApplicable as exc:
                 notes.append(str(exc))
                 continue
+            notes.extend(refused)
             writer.writerows(
                 [task, artifact, r.policy, r.scenario, r.mode, r.seed, repr(r.values["return"])] for r in rows
             )

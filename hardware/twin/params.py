@@ -185,7 +185,9 @@ class ScenarioEvent:
     Times count from the episode's start (after any warm-up), so a disruption falls in the episode.
 
     Demand: a surge (factor > 1) adds orders at (factor - 1) times the base rate, overlapping surges
-    adding up; a dip (factor < 1) keeps each base order with probability `factor`.
+    adding up; a dip (factor < 1) keeps each base order with probability `factor`; either needs a
+    line with open arrivals. A supplier outage ships nothing (no factor); only a breakdown wave
+    names stations.
     """
 
     kind: ScenarioKind
@@ -195,9 +197,20 @@ class ScenarioEvent:
     stations: tuple[str, ...] = ()  # breakdown_wave: stations hit; empty = all
 
     def __post_init__(self) -> None:
-        """Check times and factor."""
+        """Check times and factor, and refuse a setting the kind of event would ignore."""
         non_negative(self, "start_s", "factor")
         positive(self, "duration_s")
+        require(
+            self.kind is not ScenarioKind.SUPPLIER_OUTAGE or self.factor == 1.0,
+            "factor",
+            f"a supplier_outage ships nothing for its duration, it takes no factor: got {self.factor}",
+        )
+        require(
+            not self.stations or self.kind is ScenarioKind.BREAKDOWN_WAVE,
+            "stations",
+            f"only a breakdown_wave hits chosen stations; a {self.kind.value} acts on the whole line, "
+            f"got {list(self.stations)}",
+        )
 
 
 class StartMode(enum.Enum):
@@ -329,6 +342,11 @@ class LineParams:
                 ev.kind is not ScenarioKind.SUPPLIER_OUTAGE or self.supply is not None,
                 f"scenarios[{i}].kind",
                 "a supplier outage needs a supply section in the line",
+            )
+            require(
+                ev.kind is not ScenarioKind.DEMAND_SURGE or self.demand.arrival_rate_per_h > 0,
+                f"scenarios[{i}].kind",
+                "a demand_surge scales open arrivals, and the line has none (demand.arrival_rate_per_h is 0)",
             )
             for j, st in enumerate(ev.stations):
                 require(st in names, f"scenarios[{i}].stations[{j}]", f"unknown station {st!r}")

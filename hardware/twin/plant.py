@@ -323,7 +323,7 @@ class Plant:
             else:
                 self.supply.end_outage()
         elif ev.kind is ScenarioKind.DEMAND_SURGE and ev.factor > 1.0:
-            if on and self.params.demand.arrival_rate_per_h > 0:
+            if on:  # a line without open arrivals refuses a surge at load
                 self.env.process(self._surge(ev))
         elif ev.kind is ScenarioKind.DEMAND_SURGE:
             if on:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.errors import ConfigCompositionException
+from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -48,6 +48,10 @@ def test_shipped_options_are_found_through_the_package():
 def test_every_line_and_scenario_instantiates(line, scenario):
     cfg = compose_simulate(f"line={line}", f"scenario={scenario}")
     events = OmegaConf.to_container(cfg.scenario.events)
+    if scenario == "demand_surge" and cfg.line.demand.arrival_rate_per_h == 0:
+        with pytest.raises(InstantiationException, match=r"scenarios\[0\]\.kind: a demand_surge scales open arrivals"):
+            instantiate(cfg.line, seed=0, scenarios=events)  # a fixed job set has no arrivals to scale
+        return
     twin = instantiate(cfg.line, seed=0, scenarios=events)
     assert isinstance(twin, Line)
     assert [e.kind.value for e in twin.params.scenarios] == [e["kind"] for e in events]

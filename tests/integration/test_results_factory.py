@@ -14,7 +14,7 @@ from scipy import stats
 from agents.baselines import make_baseline
 from experiments.build import ConfigError, heuristics, make_env
 from experiments.report import Row
-from experiments.robustness import cells, robustness, table
+from experiments.robustness import cells, refused_scenarios, robustness, table
 from tests.presets import TINY_RUN, compose_train, train_tiny_preset
 
 TINY = [*TINY_RUN, "task.max_episode_steps=30"]
@@ -270,6 +270,15 @@ def test_a_change_from_none_over_one_shared_seed_has_no_interval():
     _, spike = cells("T", rows, ["h"])
     assert (spike.seeds, spike.change_seeds) == (2, 1)
     assert "| T | h | episode | spike | 2 | 8 | 5 | +2 ± 19 | -1 | no difference |" in table([spike])
+
+
+def test_robustness_leaves_out_a_scenario_the_artifacts_line_refuses():
+    orders = compose_train(["task=scheduling", "line=flow5_orders"])  # a fixed job set: no arrivals to surge
+    assert refused_scenarios(orders, ["none", "demand_surge", "price_spike"]) == {
+        "demand_surge": "scenarios[0].kind: a demand_surge scales open arrivals, and the line has none "
+        "(demand.arrival_rate_per_h is 0)"
+    }
+    assert refused_scenarios(compose_train([]), ["demand_surge"]) == {}
 
 
 def test_robustness_notes_an_artifact_of_a_fixed_instance_and_names_a_bad_scenario(tmp_path):

@@ -12,6 +12,10 @@ from configs import CONFIG_DIR, config_file
 from hardware.twin import LineDefinitionError, TwinLine
 from tests.lines import edited
 
+PRICE_SPIKE = {"kind": "price_spike", "start_s": 0.0, "duration_s": 3600.0, "factor": 5.0}
+SURGE = {"kind": "demand_surge", "start_s": 0.0, "duration_s": 3600.0, "factor": 2.0}
+OUTAGE = {"kind": "supplier_outage", "start_s": 0.0, "duration_s": 3600.0}
+
 
 @pytest.mark.parametrize(
     ("path", "value", "field", "problem"),
@@ -29,12 +33,19 @@ from tests.lines import edited
         ("control.levers", ["speed"], r"control\.control_period_s", "control period"),
         ("supply.max_order_units", 0.0, r"supply\.max_order_units", "> 0"),
         ("machines.robot.warmup_from_standby_s", 400.0, r"machines\.robot\.warmup_from_standby_s", "must not exceed"),
+        # a setting the kind of event would ignore
+        ("scenarios", [{**PRICE_SPIKE, "stations": ["press"]}], r"scenarios\[0\]\.stations", "a price_spike acts on"),
+        ("scenarios", [{**SURGE, "stations": ["cut"]}], r"scenarios\[0\]\.stations", "only a breakdown_wave"),
+        ("scenarios", [{**OUTAGE, "factor": 0.5}], r"scenarios\[0\]\.factor", "takes no factor: got 0.5"),
+        ("demand.arrival_rate_per_h", 0.0, r"scenarios\[0\]\.kind", "a demand_surge scales open arrivals"),
     ],
 )
 def test_bad_definition_names_file_and_field(tmp_path, flow5_definition, path, value, field, problem):
     bad = edited(flow5_definition, path, value)
     if path == "control.levers":
         bad["control"].pop("control_period_s")
+    if path == "demand.arrival_rate_per_h" and value == 0.0:
+        bad["scenarios"] = [SURGE]
     file = tmp_path / "bad_line.yaml"
     file.write_text(yaml.safe_dump(bad))
     with pytest.raises(LineDefinitionError) as err:
