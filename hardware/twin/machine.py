@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from hardware.twin.schema import non_negative, positive, probability, require
+from hardware.twin.schema import at_least, finite, non_negative, positive, probability, require
 
 
 class Distribution(enum.Enum):
@@ -76,8 +76,9 @@ class SensorParams:
             "noise_std_ratio",
             "drift_std_per_sqrt_h",
         )
+        finite(self, "temperature_ambient_c")
         probability(self, "dropout_probability")
-        require(self.range_headroom >= 1, "range_headroom", f"must be >= 1, got {self.range_headroom}")
+        at_least(self, 1.0, "range_headroom")
 
 
 @dataclass(frozen=True)

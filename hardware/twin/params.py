@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from hardware.interface import Lever
 from hardware.twin.machine import Distribution, MachineParams, PowerParams, SensorParams
-from hardware.twin.schema import non_negative, positive, require
+from hardware.twin.schema import at_least, non_negative, positive, require
 
 LINE_PREFIX = "line"  # the prefix of line-wide signals (`line.wip_parts`, `line.reorder_units`)
 
@@ -167,15 +167,14 @@ class GridParams:
         hours = [p.from_hour for p in self.tariff]
         require(hours == sorted(set(hours)), "tariff", f"periods must be in increasing hour order, got {hours}")
         non_negative(self, "spike_rate_per_day", "spike_duration_mean_s")
-        require(self.spike_factor >= 1, "spike_factor", f"must be >= 1, got {self.spike_factor}")
-        require(self.price_range_factor >= 1, "price_range_factor", f"must be >= 1, got {self.price_range_factor}")
+        at_least(self, 1.0, "spike_factor", "price_range_factor")
         require(
             len(self.carbon_kg_per_kwh) in (1, 24),
             "carbon_kg_per_kwh",
             f"needs 1 or 24 hourly values, got {len(self.carbon_kg_per_kwh)}",
         )
         for i, c in enumerate(self.carbon_kg_per_kwh):
-            require(c >= 0, f"carbon_kg_per_kwh[{i}]", f"must be >= 0, got {c}")
+            require(0 <= c < float("inf"), f"carbon_kg_per_kwh[{i}]", f"must be >= 0 and finite, got {c}")
 
 
 @dataclass(frozen=True)

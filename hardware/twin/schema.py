@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -46,6 +47,20 @@ def positive(obj: object, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
         require(value is None or 0 < value < float("inf"), name, f"must be > 0 and finite, got {value!r}")
+
+
+def finite(obj: object, *names: str) -> None:
+    """Check that the named numeric fields of `obj` are finite (not NaN or infinite)."""
+    for name in names:
+        value = getattr(obj, name)
+        require(math.isfinite(value), name, f"must be a finite number, got {value!r}")
+
+
+def at_least(obj: object, low: float, *names: str) -> None:
+    """Check that the named numeric fields of `obj` are finite and >= `low`."""
+    for name in names:
+        value = getattr(obj, name)
+        require(low <= value < float("inf"), name, f"must be >= {low:g} and finite, got {value!r}")
 
 
 def probability(obj: object, *names: str) -> None:

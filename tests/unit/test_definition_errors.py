@@ -12,6 +12,7 @@ from configs import CONFIG_DIR, config_file
 from hardware.twin import LineDefinitionError, TwinLine
 from tests.lines import edited
 
+NAN, INF = float("nan"), float("inf")
 PRICE_SPIKE = {"kind": "price_spike", "start_s": 0.0, "duration_s": 3600.0, "factor": 5.0}
 SURGE = {"kind": "demand_surge", "start_s": 0.0, "duration_s": 3600.0, "factor": 2.0}
 OUTAGE = {"kind": "supplier_outage", "start_s": 0.0, "duration_s": 3600.0}
@@ -33,6 +34,13 @@ OUTAGE = {"kind": "supplier_outage", "start_s": 0.0, "duration_s": 3600.0}
         ("control.levers", ["speed"], r"control\.control_period_s", "control period"),
         ("supply.max_order_units", 0.0, r"supply\.max_order_units", "> 0"),
         ("machines.robot.warmup_from_standby_s", 400.0, r"machines\.robot\.warmup_from_standby_s", "must not exceed"),
+        # not finite: a NaN ended in a sensor range's raw ValueError, an infinity loaded and ran
+        ("machines.cnc.sensors.temperature_ambient_c", NAN, r"machines\.cnc\.sensors\.temperature_ambient_c", "nan"),
+        ("machines.cnc.sensors.temperature_ambient_c", INF, r"sensors\.temperature_ambient_c", "must be a finite"),
+        ("machines.press.sensors.range_headroom", INF, r"machines\.press\.sensors\.range_headroom", "finite"),
+        ("grid.spike_factor", INF, r"grid\.spike_factor", "must be >= 1 and finite, got inf"),
+        ("grid.price_range_factor", NAN, r"grid\.price_range_factor", "must be >= 1 and finite, got nan"),
+        ("grid.carbon_kg_per_kwh", [INF], r"grid\.carbon_kg_per_kwh\[0\]", "must be >= 0 and finite, got inf"),
         # a setting the kind of event would ignore
         ("scenarios", [{**PRICE_SPIKE, "stations": ["press"]}], r"scenarios\[0\]\.stations", "a price_spike acts on"),
         ("scenarios", [{**SURGE, "stations": ["cut"]}], r"scenarios\[0\]\.stations", "only a breakdown_wave"),
