@@ -277,9 +277,11 @@ class CpSatDispatch(Baseline):
         self.time_limit_s = finite_at_least("time_limit_s", time_limit_s, 0.0, strict=True)
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
         if not isinstance(hold_for_plan, bool):
             raise ValueError(f"hold_for_plan must be true or false, got {hold_for_plan!r}")
-        self.workers, self.seed, self.hold_for_plan = workers, int(seed), hold_for_plan
+        self.workers, self.seed, self.hold_for_plan = workers, seed, hold_for_plan
         self.instance, self.release = instance_from_spec(self.task.spec)
         self.schedule: CpSatSchedule | None = None
         self._sequences: list[list[tuple[int, int]]] = []

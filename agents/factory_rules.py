@@ -11,7 +11,7 @@ from agents.baseline import Baseline, action_positions, finite_at_least
 from agents.decoder import SensorDecoder
 from agents.inventory_rules import ReorderPoint
 from agents.maintenance_rules import Thresholds, VibrationTrigger
-from agents.speed_rules import speed_actions
+from agents.speed_rules import price_threshold, speed_actions
 from envs.factory import FactoryTask
 from envs.setpoint import ACTION_MAINTAIN, ACTION_RUN, ACTION_STANDBY, MAINTAIN_ABOVE
 from hardware import Lever
@@ -33,8 +33,10 @@ class FactoryRules(Baseline):
             stations with an empty input queue stand by; None: they always run.
 
     Raises:
-        ValueError: for a speed ratio that is not a finite number > 0 or a price that is not a
-            finite number >= 0 (and the errors of the maintenance and reorder rules).
+        ValueError: for a speed ratio that is not a finite number > 0, a price that is not a finite
+            number >= 0 or is above what the price sensor reads, an (s, S) the task cannot carry out
+            (S above the largest target, or more than the largest order above s; S - s under
+            `min_order_units` on a target task), and the errors of the maintenance and reorder rules.
     """
 
     tasks = (FactoryTask,)
@@ -52,12 +54,18 @@ class FactoryRules(Baseline):
         super().__init__(env)
         self.trigger = VibrationTrigger(self.task, threshold_mm_s)
         self.reorder = ReorderPoint(self.task, reorder_point_units, order_up_to_units)
+        target = self.task.reorder == "order_up_to"
+        self.reorder.check_largest(self.reorder.max_order_units, target=target)
+        if target:  # a quantity is a continuous fraction of the largest order: any gap is placed
+            self.reorder.check_order_at_s(
+                self.reorder.order_up_to_units, self.task.min_order_units, "the task's min_order_units"
+            )
         self.decoder = SensorDecoder(self.task)
         self.speed_ratio = finite_at_least("speed_ratio", speed_ratio, 0.0, strict=True)
         self.standby_price_per_kwh = (
             None
             if standby_price_per_kwh is None
-            else finite_at_least("standby_price_per_kwh", standby_price_per_kwh, 0.0)
+            else price_threshold(self.decoder, "standby_price_per_kwh", standby_price_per_kwh)
         )
         self._speed = action_positions(self.task, Lever.SPEED)
         self._mode = action_positions(self.task, Lever.MODE)
@@ -95,7 +103,7 @@ class FactoryRules(Baseline):
         if self.task.reorder == "order_up_to":
             # the target S where the rule orders or where S orders nothing (its gap is below the
             # task's least order); no stock only where S would order before the reorder point
-            asked = min(self.reorder.order_up_to_units, largest)
+            asked = self.reorder.order_up_to_units  # at most the largest target (checked)
             gap = asked - position
             quiet = gap < self.task.min_order_units - self.reorder.tolerance_units
             actions[:, self._order] = np.where((quantity > 0.0) | quiet, 2.0 * asked / largest - 1.0, -1.0)

@@ -44,6 +44,35 @@ class ReorderPoint:
                 f"sensor reads ({stock_top:g} units): a full store would read as one at the reorder point"
             )
 
+    def check_order_at_s(self, target_units: float, least_units: float, least: str) -> None:
+        """Refuse an (s, S) whose order at s the task would not place: `target_units` - s under `least_units`.
+
+        `target_units` is S as the task sets it; `least` names the least order (the task's
+        `min_order_units`, half a quantity level). Such a rule would act as s = target - least, and
+        a sweep over s would rank one policy under several names.
+        """
+        s = self.reorder_point_units
+        if target_units - s < least_units:
+            raise ValueError(
+                f"the target ({target_units:g} units) less reorder_point_units ({s:g}) is below {least} "
+                f"({least_units:g}): at s the gap to S is too small to order, so the rule would act as "
+                f"reorder_point_units={target_units - least_units:g}"
+            )
+
+    def check_largest(self, largest_units: float, *, target: bool) -> None:
+        """Refuse an S the task cannot reach: over its largest target, or (quantities) its largest order above s."""
+        s, big_s = self.reorder_point_units, self.order_up_to_units
+        if target and big_s > largest_units:
+            raise ValueError(
+                f"order_up_to_units ({big_s:g}) is above the task's largest target ({largest_units:g} units)"
+            )
+        if not target and big_s - s > largest_units:
+            raise ValueError(
+                f"order_up_to_units ({big_s:g}) is more than the task's largest order ({largest_units:g} units) above "
+                f"reorder_point_units ({s:g}): at s the rule would order only that, acting as "
+                f"order_up_to_units={s + largest_units:g}"
+            )
+
     def position(self, obs: np.ndarray) -> np.ndarray:
         """Stock on hand plus on order, material units, shape `(n,)`."""
         d = self.decoder
@@ -67,7 +96,10 @@ class SSReorder(Baseline):
     target (`"order_up_to_box"`) it sets the target to S there, and -1 (no order) above it.
     A target action orders only a gap of at least the task's `min_order_units`, so there S - s
     must be at least that (else the rule would act as s = S - `min_order_units`, and a sweep
-    over s would rank one policy under several names), and S at most the largest target.
+    over s would rank one policy under several names), and S at most the largest target. With
+    quantities (`action="quantity"`) the order is the level nearest S - position, so it reaches S
+    only to within half a level: S - s must be more than half a level (a smaller order rounds to
+    none) and at most the largest order.
 
     Args:
         env: an Inventory env.
@@ -81,23 +113,21 @@ class SSReorder(Baseline):
     def __init__(self, env: gym.Env[Any, Any], reorder_point_units: float, order_up_to_units: float) -> None:
         super().__init__(env)
         self.reorder = ReorderPoint(self.task, reorder_point_units, order_up_to_units)
-        if self.task.action_kind != "quantity":
-            self._check_target()
+        self._check_orders()
 
-    def _check_target(self) -> None:
-        """S is a target the task can set, far enough above s for an order at s (see the class)."""
-        s, big_s, largest = self.reorder.reorder_point_units, self.reorder.order_up_to_units, self.task.levels[-1]
-        if big_s > largest:
-            raise ValueError(f"order_up_to_units ({big_s:g}) is above the task's largest target ({largest:g} units)")
+    def _check_orders(self) -> None:
+        """S is a target the task can set, or reach in one order from s, far enough above s for an order at s."""
+        levels, kind, rule = self.task.levels, self.task.action_kind, self.reorder
+        big_s = rule.order_up_to_units
+        rule.check_largest(float(levels[-1]), target=kind != "quantity")
+        if kind == "quantity":  # a strict half level: a tie rounds to the lower level, no order
+            half = float(levels[1]) / 2.0
+            rule.check_order_at_s(big_s, np.nextafter(half, np.inf), "half an order level")
+            return
         target = big_s
-        if self.task.action_kind == "order_up_to":  # the level nearest S, the lower of two equally near
-            target = float(self.task.levels[np.argmin(np.abs(self.task.levels - big_s))])
-        if target - s < self.task.min_order_units:
-            raise ValueError(
-                f"the target ({target:g} units) less reorder_point_units ({s:g}) is below the task's "
-                f"min_order_units ({self.task.min_order_units:g}): at s the gap to S is too small to order, so "
-                f"the rule would act as reorder_point_units={target - self.task.min_order_units:g}"
-            )
+        if kind == "order_up_to":  # the level nearest S, the lower of two equally near
+            target = float(levels[np.argmin(np.abs(levels - big_s))])
+        rule.check_order_at_s(target, self.task.min_order_units, "the task's min_order_units")
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Index of the level nearest the wanted quantity or target (the lower of two equally near)."""

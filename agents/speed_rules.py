@@ -28,6 +28,23 @@ class NominalSpeed(Baseline):
         return self.line_setting(len(obs))
 
 
+def price_threshold(decoder: SensorDecoder, name: str, value: Any) -> float:
+    """`value`, a price threshold per kWh on the `line.price_per_kwh` sensor, checked: one it reads.
+
+    Raises:
+        ValueError: not a finite number >= 0, or above the top of what the sensor reads (the rule
+            would never find power dear), naming `name`.
+    """
+    threshold = finite_at_least(name, value, 0.0)
+    top = decoder.bounds("line.price_per_kwh")[1]
+    if threshold - decoder.tolerance("line.price_per_kwh") > top:
+        raise ValueError(
+            f"{name} ({threshold:g} per kWh) is above the top of what the price sensor reads ({top:g} per kWh): "
+            "power would never be dear"
+        )
+    return threshold
+
+
 def speed_actions(
     task: SetpointTask,
     speed_ratio: float,
@@ -113,7 +130,8 @@ class TimeOfUseEnergy(Baseline):
         dear_speed_ratio: speed of every station while power is dear (likewise).
 
     Raises:
-        ValueError: for a threshold below 0 or a speed ratio that is not a finite number > 0.
+        ValueError: for a threshold below 0 or above what the price sensor reads, or a speed ratio
+            that is not a finite number > 0.
     """
 
     tasks = (EnergyTask,)
@@ -128,7 +146,7 @@ class TimeOfUseEnergy(Baseline):
     ) -> None:
         super().__init__(env)
         self.decoder = SensorDecoder(self.task)
-        self.price_threshold_per_kwh = finite_at_least("price_threshold_per_kwh", price_threshold_per_kwh, 0.0)
+        self.price_threshold_per_kwh = price_threshold(self.decoder, "price_threshold_per_kwh", price_threshold_per_kwh)
         self._mode = action_positions(self.task, Lever.MODE)
         self._speed = action_positions(self.task, Lever.SPEED)
         self._cheap_speed = speed_actions(self.task, speed_ratio)

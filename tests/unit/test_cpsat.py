@@ -167,10 +167,13 @@ def test_holding_the_plan_never_waits_for_a_scrapped_job():
     assert cpsat < 1.5 * spt  # 4,918 s against SPT's 3,639 s; waiting for the scrapped ones: 19,001 s
 
 
-def test_hold_for_plan_must_be_a_bool():
+def test_hold_for_plan_must_be_a_bool_and_the_seed_an_integer():
     env = gym.make("smartline/Scheduling-v0", instance="ft06")
     with pytest.raises(ValueError, match="hold_for_plan must be true or false, got 'yes'"):
         make_baseline(env, "cpsat", hold_for_plan="yes")
+    for seed in ("x", 1.7, True):  # 1.7 was cut to 1; "x" a ValueError naming nothing
+        with pytest.raises(ValueError, match=f"seed must be an integer, got {seed!r}"):
+            make_baseline(env, "cpsat", seed=seed)
 
 
 def test_a_job_that_visits_a_machine_twice_is_solved_and_replayed(tmp_path):

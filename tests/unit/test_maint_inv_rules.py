@@ -290,3 +290,32 @@ def test_an_ss_rule_the_target_action_cannot_carry_out_is_refused(kwargs, s, big
 def test_ss_rule_on_order_quantities_has_no_minimum_order():
     env = gym.make("smartline/Inventory-v0", min_order_units=625.0)
     assert make_baseline(env, "ss_reorder", reorder_point_units=1000.0, order_up_to_units=1500.0)
+
+
+@pytest.mark.parametrize(
+    ("s", "big_s", "message"),
+    [  # quantity levels 0, 625, ..., 5000: an order is the level nearest S - position
+        (800.0, 1000.0, r"the target \(1000 units\) less reorder_point_units \(800\) is below half an order level"),
+        (800.0, 1112.5, r"below half an order level \(312\.5\).*act as reorder_point_units=800"),  # a tie: no order
+        (800.0, 6000.0, r"more than the task's largest order \(5000 units\) above .* order_up_to_units=5800"),
+    ],
+)
+def test_an_ss_rule_order_quantities_cannot_carry_out_is_refused(s, big_s, message):
+    env = gym.make("smartline/Inventory-v0")
+    with pytest.raises(ValueError, match=message):
+        make_baseline(env, "ss_reorder", reorder_point_units=s, order_up_to_units=big_s)
+    assert make_baseline(env, "ss_reorder", reorder_point_units=800.0, order_up_to_units=1113.0)  # orders 625 at s
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "s", "big_s", "message"),
+    [
+        ({"reorder": "order_up_to", "min_order_units": 500.0}, 800.0, 1200.0, r"act as reorder_point_units=700"),
+        ({"reorder": "order_up_to"}, 800.0, 9000.0, r"order_up_to_units \(9000\) is above the task's largest target"),
+        ({}, 800.0, 9000.0, r"more than the task's largest order \(5000 units\) above reorder_point_units \(800\)"),
+    ],
+)
+def test_a_factory_rule_whose_s_capital_s_the_task_cannot_carry_out_is_refused(kwargs, s, big_s, message):
+    env = gym.make("smartline/Factory-v0", **kwargs)
+    with pytest.raises(ValueError, match=message):
+        make_baseline(env, "factory_rules", reorder_point_units=s, order_up_to_units=big_s)

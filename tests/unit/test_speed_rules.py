@@ -90,3 +90,17 @@ def test_time_of_use_runs_its_cheap_and_dear_speeds_by_price():
 def test_time_of_use_speed_ratios_are_checked():
     with pytest.raises(ValueError, match=r"dear_speed_ratio must be a finite number > 0"):
         make_baseline(energy_env(), "tou_energy", dear_speed_ratio=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "rule", "param"),
+    [
+        ("smartline/Energy-v0", "tou_energy", "price_threshold_per_kwh"),
+        ("smartline/Factory-v0", "factory_rules", "standby_price_per_kwh"),
+    ],
+)
+def test_a_price_threshold_above_what_the_price_sensor_reads_is_refused(env_id, rule, param):
+    env = gym.make(env_id)
+    with pytest.raises(ValueError, match=rf"{param} \(50 per kWh\) is above the top of what the price sensor reads"):
+        make_baseline(env, rule, **{param: 50.0})
+    assert make_baseline(env, rule, **{param: 2.0})  # RESULTS' "no standby": above every tariff, within the range
