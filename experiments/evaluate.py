@@ -35,6 +35,7 @@ from experiments.comparison import checked_seeds, compare, runs_on
 from experiments.errors import distinct, one_line_errors, run, scenario_names, whole_number
 from experiments.policies import distinct_labels, load_policy
 from experiments.report import Row, kpi_table, verdict, write_reports
+from experiments.run_folders import check_output
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +146,10 @@ def apart(policies: list[tuple[str, Policy]], specs: Sequence[Any]) -> list[tupl
     return [(label, policy) for label, (_, policy) in zip(labels, policies, strict=True)]
 
 
-def evaluate(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()) -> list[Row]:
+def evaluate(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> list[Row]:
     """Run every policy on every scenario for `cfg.episodes` seeds; write and return the rows.
 
+    They go into `cfg.out_dir` (a new or empty folder) if set, else into `run_dir`, the run's own.
     `overrides` are the command line's (Hydra's `key=value` strings): those of `line` and `task`
     apply to an artifact's own config too (`evaluation_config`).
     """
@@ -156,6 +158,9 @@ def evaluate(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()) -> l
     distinct("policies", (str(p) for p in cfg.policies))
     scenarios = scenario_names("scenarios", cfg.scenarios)
     seeds = checked_seeds(cfg)
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else run_dir
+    if cfg.out_dir:
+        check_output("out_dir", out_dir, run_dir)
     run_cfg = evaluation_config(cfg, overrides)
     tuned = heuristic_params(run_cfg, cfg)
     rows: list[Row] = []
@@ -191,7 +196,7 @@ def main(cfg: DictConfig) -> None:
     """Entry point."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with one_line_errors(run_dir):
-        evaluate(cfg, Path(cfg.out_dir) if cfg.out_dir else run_dir, list(HydraConfig.get().overrides.task))
+        evaluate(cfg, run_dir, list(HydraConfig.get().overrides.task))
 
 
 if __name__ == "__main__":

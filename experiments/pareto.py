@@ -30,8 +30,10 @@ matplotlib.use("Agg")  # files only, never a window
 
 import matplotlib.pyplot as plt
 
+from experiments.errors import ConfigError
 from experiments.pareto_points import OBJECTIVES, Comparison, ParetoError, Point, compare_points, front, load_points
 from experiments.report import decimals
+from experiments.run_folders import check_fresh
 from experiments.tables import markdown_table
 
 USAGE = "usage: python -m experiments.pareto out=FOLDER RUN_FOLDER [RUN_FOLDER ...]"
@@ -200,7 +202,8 @@ def arguments(args: Sequence[str]) -> tuple[Path, list[Path]]:
     """`out` and the run folders from the command line.
 
     Raises:
-        ParetoError: without `out=` or a run folder, or for an unknown `key=value` argument.
+        ParetoError: without `out=` or a run folder, for an unknown `key=value` argument, or an `out`
+            that is a file or a folder holding files (another report's would be mixed with this one's).
     """
     out: Path | None = None
     runs: list[Path] = []
@@ -214,6 +217,10 @@ def arguments(args: Sequence[str]) -> tuple[Path, list[Path]]:
             runs.append(Path(arg))
     if out is None or not runs:
         raise ParetoError(f"name out=FOLDER and at least one run folder; {USAGE}")
+    try:
+        check_fresh("out", out)
+    except ConfigError as exc:
+        raise ParetoError(str(exc)) from None
     return out, runs
 
 

@@ -37,6 +37,7 @@ from experiments.line_config import line_definition
 from experiments.plots import difference_plot
 from experiments.policies import load_policy
 from experiments.report import Row, decimals, mean_interval
+from experiments.run_folders import check_output
 from experiments.tables import markdown_table
 from hardware.twin import LineDefinitionError, TwinLine
 
@@ -226,8 +227,8 @@ def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], l
 def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
     """Run the grid of `cfg.artifacts` x scenarios; write the table, the episodes and the plots.
 
-    They go where `cfg.out` (the table) and `cfg.plots` (the rest) say, by default into `run_dir`
-    (the run's own folder), so that no run overwrites another's.
+    They go where `cfg.out` (the table) and `cfg.plots` (the rest) say, each into a new or empty
+    folder, by default into `run_dir` (the run's own folder), so that no run overwrites another's.
     """
     if not cfg.artifacts:
         raise ConfigError(
@@ -240,6 +241,9 @@ def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
     if unknown:
         raise ConfigError(f"heuristics.{unknown[0]}: not a task{did_you_mean(unknown[0], TASKS)}; keys are task names")
     plots, out = _where(cfg, "plots", run_dir), _where(cfg, "out", run_dir, "table.md")
+    for key, folder in (("plots", plots), ("out", out.parent)):
+        if cfg.get(key) is not None:
+            check_output(key, folder, run_dir)
     plots.mkdir(parents=True, exist_ok=True)
     all_cells: list[Cell] = []
     notes: list[str] = []

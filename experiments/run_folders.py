@@ -115,6 +115,19 @@ def _exit_unless_fresh(config: DictConfig, key: str) -> None:
         sys.exit(f"config error: {key}: cannot be resolved before the run to check it is a new folder ({exc})")
 
 
+def check_output(key: str, folder: Path, run_dir: Path | None) -> None:
+    """Nothing if `folder` is the run's own folder `run_dir` (checked before Hydra wrote into it), new or empty.
+
+    An output folder named on the command line (`out_dir=`, `out=`) is not the run folder that
+    `FreshRunDir` checks: one that held another run's tables got this run's mixed in.
+
+    Raises:
+        ConfigError: as `check_fresh`.
+    """
+    if run_dir is None or folder.resolve() != run_dir.resolve():
+        check_fresh(key, folder)
+
+
 def check_fresh(key: str, folder: Path) -> None:
     """Nothing, if `folder` does not exist or is empty.
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hydra import compose, initialize_config_module
 
+from experiments.errors import ConfigError
 from experiments.evaluate import evaluate
 from experiments.report import EPISODE
 from tests.artifacts import speed_artifact
@@ -38,3 +40,20 @@ def test_a_continuing_run_on_fewer_seeds_than_asked_says_so(tmp_path: Path):
     rows = evaluate(cfg, tmp_path)
     assert [r.seed for r in rows if r.mode != EPISODE] == [30000]
     assert "continuing run on 1 of the 3 seeds asked" in (tmp_path / "kpi_table.md").read_text()
+
+
+def test_an_out_dir_that_holds_files_is_refused_before_any_episode(tmp_path: Path):
+    """`out_dir` bypassed the check of the run folder: a second evaluation mixed its tables into the first's."""
+    occupied = tmp_path / "first"
+    occupied.mkdir()
+    (occupied / "kpi_table.md").write_text("the first run's table")
+    overrides = ["policies=[nominal_speed]", "episodes=1", "continuing_seeds=0", "max_episode_steps=5"]
+    with initialize_config_module("configs", version_base="1.3"):
+        cfg = compose("evaluate", overrides=[*overrides, f"out_dir={occupied}"])
+        mine = compose("evaluate", overrides=[*overrides, f"out_dir={tmp_path / 'run'}"])
+    with pytest.raises(ConfigError, match=rf"^out_dir: {occupied} already holds files \(kpi_table\.md\)"):
+        evaluate(cfg, tmp_path / "run")
+    assert sorted(p.name for p in occupied.iterdir()) == ["kpi_table.md"]
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)  # the run's own folder, as Hydra made it: its own to fill
+    evaluate(mine, tmp_path / "run")
+    assert (tmp_path / "run" / "kpi_table.md").is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import gymnasium as gym
 import numpy as np
@@ -282,8 +283,8 @@ def test_robustness_leaves_out_a_scenario_the_artifacts_line_refuses():
 
 
 def test_robustness_notes_an_artifact_of_a_fixed_instance_and_names_a_bad_scenario(tmp_path):
-    artifact = tmp_path / "artifact"
-    artifact.mkdir()
+    artifact = tmp_path / "train" / "artifact"
+    artifact.mkdir(parents=True)
     config = {"task": {"name": "Scheduling", "kwargs": {"instance": "ta01"}}, "scenario": {"name": "none"}}
     (artifact / "manifest.json").write_text(json.dumps({"config": config}))
     grid = {
@@ -293,12 +294,20 @@ def test_robustness_notes_an_artifact_of_a_fixed_instance_and_names_a_bad_scenar
         "seed": 20_000,
         "continuing_days": 7,
         "continuing_seeds": 0,
-        "out": str(tmp_path / "table.md"),
-        "plots": str(tmp_path),
+        "out": str(tmp_path / "first" / "table.md"),
+        "plots": str(tmp_path / "first"),
     }
     robustness(OmegaConf.create(grid))
-    text = (tmp_path / "table.md").read_text()
+    text = (tmp_path / "first" / "table.md").read_text()
     assert f"Not evaluated: Scheduling ({artifact}) runs a fixed job-shop instance" in text
+    # a second run into the first one's folder is refused before it runs, for its table or its plots
+    first, second = re.escape(str(tmp_path / "first")), tmp_path / "second"
+    with pytest.raises(ConfigError, match=rf"^out: {first} already holds files \(episodes\.csv, table\.md\)"):
+        robustness(OmegaConf.create(grid | {"plots": str(second)}))
+    with pytest.raises(ConfigError, match=rf"^plots: {first} already holds files"):
+        robustness(OmegaConf.create(grid | {"out": str(second / "table.md")}))
+    assert not second.exists()
+    grid |= {"out": str(tmp_path / "out" / "table.md"), "plots": str(tmp_path / "out")}
     with pytest.raises(ConfigError, match="scenarios: 'blackout' is not a shipped scenario"):
         robustness(OmegaConf.create(grid | {"scenarios": ["blackout"]}))
     refused = {

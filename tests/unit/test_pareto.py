@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -262,6 +263,9 @@ def test_bad_input_names_what_and_where(tmp_path: Path) -> None:
         pareto.arguments(["out=x", "colour=red"])
     with pytest.raises(SystemExit):
         pareto.main(["out=" + str(tmp_path / "o")])
+    # a folder that holds files (another report's, or a run's) would get this report mixed into it
+    with pytest.raises(ParetoError, match=rf"^out: {re.escape(str(tmp_path))} already holds files \(\.hydra, "):
+        pareto.arguments([f"out={tmp_path}", str(tmp_path)])
     lone = Point("learned", True, "episode", "r", {1: (1.0, 1.0, 1.0)})
     other = Point("rule", False, "episode", "r", {2: (1.0, 1.0, 1.0)})
     with pytest.raises(ParetoError, match="share no seed"):
