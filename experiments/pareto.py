@@ -9,7 +9,9 @@ CO2 (less is better), each a mean with its 95% interval over the seeds. A learne
 labelled by the reward weights its run set (`task.kwargs.weights`) and any `agent.` override of its
 command line, a heuristic point by the parameters its run gave it (`heuristics`), or by its
 combination in a tune run's grid (run the grid on the held-out seeds, `tune.seed=20000`, to put a
-heuristic's whole sweep on the plot).
+heuristic's whole sweep on the plot). Points of different runs that share a label get their run's
+name. The runs must share the task, line, episode length and control period: points of others are
+not comparable, and are refused.
 Writes the plots (`pareto_<mode>.png`), the points (`points.csv`) and a Markdown report
 (`pareto.md`): the points, the front of the learned points, and for every learned and heuristic
 point the paired differences on their shared seeds, with a verdict on dominance.

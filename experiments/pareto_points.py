@@ -18,6 +18,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from agents.baselines import BASELINES
+from envs.registration import TASKS
 from experiments.evaluate import evaluation_config, heuristic_params
 from experiments.policies import artifact_label, artifact_run, distinct_labels
 from experiments.report import mean_interval, shown_interval
@@ -203,11 +204,12 @@ def load_points(runs: Sequence[Path]) -> list[Point]:
 
     Raises:
         ParetoError: for a folder that is not a finished run, a table without the needed columns, or
-            runs of another task or line than the first run's (their points are not comparable).
+            runs of another task, line, episode length or control period than the first run's (their
+            points are not comparable).
     """
     points: list[Point] = []
     seen: set[tuple[str, str, tuple[tuple[int, tuple[float, float, float]], ...]]] = set()
-    first: tuple[str, str, Path] | None = None
+    first: tuple[tuple[str, str], dict[str, object], Path] | None = None
     for run in runs:
         config = run_config(run)
         # an evaluate run: its heuristics' tuned parameters are the first artifact's, then its own
@@ -217,13 +219,22 @@ def load_points(runs: Sequence[Path]) -> list[Point]:
             else config
         )
         task_line = (str(OmegaConf.select(trained, "task.name")), str(OmegaConf.select(trained, "line.name")))
+        episode = episode_setting(trained)
         if first is None:
-            first = (*task_line, run)
-        elif task_line != first[:2]:
+            first = (task_line, episode, run)
+        elif task_line != first[0]:
             raise ParetoError(
-                f"{run}: task {task_line[0]} on line {task_line[1]}, but {first[2]} is task {first[0]} on line "
-                f"{first[1]}: points of different tasks or lines are not comparable"
+                f"{run}: task {task_line[0]} on line {task_line[1]}, but {first[2]} is task {first[0][0]} on line "
+                f"{first[0][1]}: points of different tasks or lines are not comparable"
             )
+        else:
+            for key, value in episode.items():
+                if value != first[1][key]:
+                    raise ParetoError(
+                        f"{run}: {key} {_value(value)}, but {first[2]} has {key} {_value(first[1][key])}: points of "
+                        "episodes of different lengths or control periods are not comparable (evaluate "
+                        "max_episode_steps=N scores an artifact at another length)"
+                    )
         learned_as = learned_labels(run, config)
         tuned: Mapping[str, object] = (
             heuristic_params(trained, config) if trained is not config else _mapping(config.get("heuristics"))
@@ -247,6 +258,17 @@ def load_points(runs: Sequence[Path]) -> list[Point]:
                 run_points.append((policy, Point(label, learned, mode, str(run), values)))
         points += _policies_apart(run_points)
     return _named_apart(points)
+
+
+def episode_setting(config: DictConfig) -> dict[str, object]:
+    """A run's episode length and control period: its config's, else its task's registered ones."""
+    _, _, period, steps = TASKS.get(str(OmegaConf.select(config, "task.name")), (None, None, None, None))
+    setting: dict[str, object] = {"task.max_episode_steps": steps, "task.kwargs.control_period_s": period}
+    for key in setting:
+        value = OmegaConf.select(config, key)
+        if value is not None:
+            setting[key] = value
+    return setting
 
 
 def _objectives(path: Path) -> dict[tuple[str, str], dict[int, tuple[float, float, float]]]:
@@ -297,15 +319,16 @@ def _policies_apart(run_points: list[tuple[str, Point]]) -> list[Point]:
 
 
 def _named_apart(points: list[Point]) -> list[Point]:
-    """Learned points of different runs that share a label get their run folder's name added to it."""
+    """Points of different runs that share a label get their run folder's name added to it.
+
+    Learned points of two runs with the same weights, or a heuristic with the same parameters in two
+    runs on other seeds, could not be told apart in the report.
+    """
     runs: dict[str, set[str]] = {}
     for p in points:
-        if p.learned:
-            runs.setdefault(p.label, set()).add(p.run)
+        runs.setdefault(p.label, set()).add(p.run)
     return [
-        replace(p, label=f"{p.label.removesuffix(')')}, run {Path(p.run).name})")
-        if p.learned and len(runs[p.label]) > 1
-        else p
+        replace(p, label=f"{p.label.removesuffix(')')}, run {Path(p.run).name})") if len(runs[p.label]) > 1 else p
         for p in points
     ]
 

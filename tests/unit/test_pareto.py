@@ -368,3 +368,36 @@ def test_artifacts_evaluate_told_apart_by_their_folders_keep_their_own_weights(t
         "learned (energy_cost=10)",
         "learned (energy_cost=40)",
     ]
+
+
+def test_runs_of_another_episode_length_or_control_period_are_refused(tmp_path: Path) -> None:
+    """A 12-step train run's final table and a 60-step evaluation were paired as one mode and judged on dominance."""
+    runs = [_run(tmp_path / name, _rows("learned", 840, 90.0, 0.25), {}, None) for name in ("short", "day")]
+    for key, values in (("max_episode_steps", (12, 60)), ("kwargs.control_period_s", (120.0, 60.0))):
+        for run, value in zip(runs, values, strict=True):
+            config = OmegaConf.load(run / ".hydra" / "config.yaml")
+            config.task.name = "Factory"
+            OmegaConf.update(config, f"task.{key}", value)
+            OmegaConf.save(config, run / ".hydra" / "config.yaml")
+        with pytest.raises(
+            ParetoError, match=rf"day: task\.{key} {values[1]:g}, but .*short has task\.{key} {values[0]:g}"
+        ):
+            pareto_points.load_points(runs)
+        config = OmegaConf.load(runs[1] / ".hydra" / "config.yaml")
+        OmegaConf.update(config, f"task.{key}", values[0])
+        OmegaConf.save(config, runs[1] / ".hydra" / "config.yaml")
+    # unset is the task's registered setting: Factory's 1440 steps of 60 s
+    for run, steps in zip(runs, (1440, None), strict=True):
+        config = OmegaConf.load(run / ".hydra" / "config.yaml")
+        config.task.max_episode_steps, config.task.kwargs.control_period_s = steps, None
+        OmegaConf.save(config, run / ".hydra" / "config.yaml")
+    assert len(pareto_points.load_points(runs)) == 1  # accepted: the same episodes, kept once
+
+
+def test_heuristic_points_of_two_runs_with_the_same_label_are_named_by_their_runs(tmp_path: Path) -> None:
+    runs = [
+        _run(tmp_path / name, _rows("factory_rules (heuristic)", parts, 90.0, 0.25), {}, None)
+        for name, parts in (("first", 840), ("second", 820))
+    ]
+    labels = [p.label for p in pareto_points.load_points(runs)]
+    assert labels == ["factory_rules (as shipped, run first)", "factory_rules (as shipped, run second)"]
