@@ -7,11 +7,12 @@ heuristics its run was compared with (the run's tuned `heuristics`, else the tas
 those `heuristics.<Task>` names, e.g. `+heuristics.Energy={tou_energy:{speed_ratio:0.75}}`), on
 the same seeds: first without disruption (`none`), then under each scenario of `scenarios` other
 than the one it was trained on and its line accepts (a line without open arrivals refuses a
-demand surge: the table notes it). Per task, heuristic and scenario the table gives the paired return
-difference learned minus heuristic with its 95% interval, and its change from the no-scenario
-figure (paired by seed, with its own interval): where the policy degrades against the rule, and
-by how much. Writes the Markdown table (`out`), every episode (`<plots>/episodes.csv`) and one
-plot of the differences per task (`<plots>/<task>.png`).
+demand surge: the table notes it). Per artifact (its task and train run), heuristic and scenario
+the table gives the paired return difference learned minus heuristic with its 95% interval, and
+its change from the no-scenario figure (paired by seed, with its own interval): where the policy
+degrades against the rule, and by how much. Writes the Markdown table (`out`), every episode
+(`<plots>/episodes.csv`) and one plot of the differences per artifact (`<plots>/<task>.png`, or
+`<plots>/<task>_<run>.png` for each of several artifacts of one task).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +38,7 @@ from experiments.errors import did_you_mean, distinct, one_line_errors, run, sce
 from experiments.evaluate import evaluation_config
 from experiments.line_config import line_definition
 from experiments.plots import difference_plot
-from experiments.policies import load_policy
+from experiments.policies import artifact_run, distinct_labels, load_policy
 from experiments.report import Row, decimals, mean_interval
 from experiments.run_folders import check_output
 from experiments.tables import markdown_table
@@ -53,12 +56,13 @@ class NotApplicable(Exception):
 
 @dataclass(frozen=True)
 class Cell:
-    """One task, heuristic and scenario: learned minus heuristic return, and its change from `none`.
+    """One artifact (its task and train run), heuristic and scenario: learned minus heuristic return, and its change.
 
-    Each is (mean, 95% half-width) over the paired seeds; `change` is None for `none` itself.
+    Each is (mean, 95% half-width) over the paired seeds; `change`, from `none`, is None for `none` itself.
     """
 
     task: str
+    run: str
     heuristic: str
     scenario: str
     mode: str
@@ -80,8 +84,8 @@ def differences(rows: Sequence[Row], heuristic: str, scenario: str, mode: str) -
     }
 
 
-def cells(task: str, rows: Sequence[Row], heuristic_labels: Sequence[str]) -> list[Cell]:
-    """The table's cells for one task's rows: every heuristic, scenario and mode present.
+def cells(task: str, run: str, rows: Sequence[Row], heuristic_labels: Sequence[str]) -> list[Cell]:
+    """The table's cells for the rows of one artifact (of `task`, train run `run`): every heuristic, scenario and mode.
 
     Raises:
         ValueError: when a scenario's rows share no seed with the learned policy's.
@@ -93,7 +97,7 @@ def cells(task: str, rows: Sequence[Row], heuristic_labels: Sequence[str]) -> li
             for scenario in dict.fromkeys(r.scenario for r in rows):
                 diff = differences(rows, heuristic, scenario, mode)
                 if not diff:
-                    raise ValueError(f"{task}, {scenario}, {mode}: no seed has both learned and {heuristic}")
+                    raise ValueError(f"{task} {run}, {scenario}, {mode}: no seed has both learned and {heuristic}")
                 change, shared = None, []
                 if scenario != NO_SCENARIO:
                     shared = sorted(set(diff) & set(base))
@@ -110,6 +114,7 @@ def cells(task: str, rows: Sequence[Row], heuristic_labels: Sequence[str]) -> li
                 out.append(
                     Cell(
                         task,
+                        run,
                         heuristic,
                         scenario,
                         mode,
@@ -143,9 +148,10 @@ def _outcome(mean: float, half: float, seeds: int) -> str:
 
 
 def table(all_cells: Sequence[Cell]) -> str:
-    """The Markdown table of every cell, one row per task, heuristic, mode and scenario."""
+    """The Markdown table of every cell, one row per artifact, heuristic, mode and scenario."""
     header = [
         "task",
+        "run",
         "heuristic",
         "mode",
         "scenario",
@@ -159,6 +165,7 @@ def table(all_cells: Sequence[Cell]) -> str:
     body = [
         [
             c.task,
+            c.run,
             c.heuristic,
             c.mode,
             c.scenario,
@@ -171,7 +178,7 @@ def table(all_cells: Sequence[Cell]) -> str:
         ]
         for c in all_cells
     ]
-    return markdown_table(header, body, numeric=[False] * 4 + [True] * 5 + [False])
+    return markdown_table(header, body, numeric=[False] * 5 + [True] * 5 + [False])
 
 
 def trained_scenario(run_cfg: DictConfig) -> str:
@@ -248,10 +255,12 @@ def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
     all_cells: list[Cell] = []
     notes: list[str] = []
     paths: dict[str, Path] = {"episodes": plots / "episodes.csv"}
+    runs = distinct_labels([artifact_run(Path(str(a))).name for a in cfg.artifacts], cfg.artifacts)
+    figures: list[tuple[str, str, dict[str, dict[str, tuple[float, float]]]]] = []  # task, run, panels
     with paths["episodes"].open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["task", "artifact", "policy", "scenario", "mode", "seed", "return"])
-        for artifact in cfg.artifacts:
+        for artifact, run in zip(cfg.artifacts, runs, strict=True):
             try:
                 task, rows, labels, refused = evaluate_artifact(cfg, str(artifact))
             except NotApplicable as exc:
@@ -261,10 +270,10 @@ def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
             writer.writerows(
                 [task, artifact, r.policy, r.scenario, r.mode, r.seed, repr(r.values["return"])] for r in rows
             )
-            found = cells(task, rows, labels)
+            found = cells(task, run, rows, labels)
             all_cells.extend(found)
             panels = {
-                f"{task}: learned - {h}, {m}": {
+                f"{task} {run}: learned - {h}, {m}": {
                     c.scenario: (c.difference[0], c.difference[1] if c.seeds > 1 else math.nan)
                     for c in found
                     if (c.heuristic, c.mode) == (h, m)
@@ -272,7 +281,13 @@ def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
                 for h in labels
                 for m in dict.fromkeys(c.mode for c in found)
             }
-            paths[f"plot {task}"] = difference_plot(panels, "return difference (paired)", plots / f"{task.lower()}.png")
+            figures.append((task, run, panels))
+    per_task = Counter(task for task, _, _ in figures)
+    for task, run, panels in figures:  # one plot per artifact, named by its task alone where the task has one
+        alone = per_task[task] == 1
+        name = task.lower() if alone else f"{task.lower()}_{re.sub(r'[^A-Za-z0-9.-]+', '_', run).strip('_')}"
+        key = f"plot {task}" if alone else f"plot {task} {run}"
+        paths[key] = difference_plot(panels, "return difference (paired)", plots / f"{name}.png")
     out.parent.mkdir(parents=True, exist_ok=True)
     skipped = "".join(f"\nNot evaluated: {note}.\n" for note in notes)
     heading = f"Robustness: {cfg.episodes} seeds from {cfg.seed} per scenario, paired by seed."

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from scipy import stats
 
 from agents.baselines import make_baseline
+from experiments.bench_deploy import untrained_artifact
 from experiments.build import ConfigError, heuristics, make_env
 from experiments.report import Row
 from experiments.robustness import cells, refused_scenarios, robustness, table
@@ -57,8 +58,8 @@ def test_preset_trains_exports_and_compares_with_its_heuristic(tmp_path):
     )
     robustness(grid)
     text = (out / "table.md").read_text()
-    assert "| Factory | factory_rules | episode | none | 2 |" in text
-    assert "| Factory | factory_rules | episode | breakdown_wave | 2 |" in text
+    assert "| Factory | run | factory_rules | episode | none | 2 |" in text
+    assert "| Factory | run | factory_rules | episode | breakdown_wave | 2 |" in text
     assert (out / "factory.png").is_file()
     with (out / "episodes.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 2 * 2 * 2  # scenarios x policies x seeds
@@ -236,7 +237,7 @@ def test_robustness_cells_pair_by_seed_and_measure_the_change_from_no_scenario()
         *(_row("learned", "price_spike", s, 50.0 + 2 * s) for s in (1, 2, 3)),
         *(_row("rule", "price_spike", s, 80.0 + s) for s in (1, 2, 3)),
     ]
-    none, spike = cells("Factory", rows, ["rule"])
+    none, spike = cells("Factory", "run0", rows, ["rule"])
     assert none.difference == (pytest.approx(10.0), pytest.approx(0.0))
     assert none.change is None
     # per seed: (50 + 2s) - (80 + s) = s - 30, i.e. -29, -28, -27; change from +10: -39, -38, -37
@@ -247,9 +248,10 @@ def test_robustness_cells_pair_by_seed_and_measure_the_change_from_no_scenario()
     assert spike.learned_return == pytest.approx(54.0)
     assert spike.heuristic_return == pytest.approx(82.0)
     text = table([none, spike])
-    assert "| Factory | rule | episode | price_spike | 3 | 54 | 82 | -28 ± 2 | -38 ± 2 | heuristic better |" in text
+    row = "| Factory | run0 | rule | episode | price_spike | 3 | 54 | 82 | -28 ± 2 | -38 ± 2 | heuristic better |"
+    assert row in text
     with pytest.raises(ValueError, match="no seed has both learned and other"):
-        cells("Factory", rows, ["other"])
+        cells("Factory", "run0", rows, ["other"])
 
 
 def test_a_small_robustness_difference_is_shown_to_two_digits_of_its_interval():
@@ -257,8 +259,9 @@ def test_a_small_robustness_difference_is_shown_to_two_digits_of_its_interval():
         *(_row("learned", "none", s, 100.0 + 0.3 + 0.01 * s) for s in (1, 2, 3)),
         *(_row("rule", "none", s, 100.0) for s in (1, 2, 3)),
     ]
-    (none,) = cells("Speed", rows, ["rule"])
-    assert "| Speed | rule | episode | none | 3 | 100 | 100 | +0.320 ± 0.025 | - | learned better |" in table([none])
+    (none,) = cells("Speed", "run0", rows, ["rule"])
+    row = "| Speed | run0 | rule | episode | none | 3 | 100 | 100 | +0.320 ± 0.025 | - | learned better |"
+    assert row in table([none])
 
 
 def test_a_change_from_none_over_one_shared_seed_has_no_interval():
@@ -268,9 +271,30 @@ def test_a_change_from_none_over_one_shared_seed_has_no_interval():
         *(_row("learned", "spike", s, v) for s, v in enumerate([5.0, 6.0, 9.0])),
         *(_row("h", "spike", s, 5.0) for s in (1, 2)),
     ]  # only seed 1 has both policies under both scenarios
-    _, spike = cells("T", rows, ["h"])
+    _, spike = cells("T", "r", rows, ["h"])
     assert (spike.seeds, spike.change_seeds) == (2, 1)
-    assert "| T | h | episode | spike | 2 | 8 | 5 | +2 ± 19 | -1 | no difference |" in table([spike])
+    assert "| T | r | h | episode | spike | 2 | 8 | 5 | +2 ± 19 | -1 | no difference |" in table([spike])
+
+
+def test_two_artifacts_of_one_task_have_their_own_rows_and_plots(tmp_path):
+    """The table could not tell two Factory artifacts' rows apart, and the second's plot overwrote the first's."""
+    overrides = ("task=speed", "line=flow5", "seed=0", "task.max_episode_steps=8")
+    artifacts = [untrained_artifact(tmp_path / run / "artifact", overrides, warmup_steps=8) for run in ("a", "b")]
+    grid = {
+        "artifacts": [str(a) for a in artifacts],
+        "scenarios": ["price_spike"],
+        "episodes": 2,
+        "seed": 20_000,
+        "continuing_days": 7,
+        "continuing_seeds": 0,
+    }
+    paths = robustness(OmegaConf.create(grid), tmp_path / "run")
+    text = paths["table"].read_text()
+    for run in ("a", "b"):
+        for scenario in ("none", "price_spike"):
+            assert f"| Speed | {run} | nominal_speed | episode | {scenario} | 2 |" in text
+        assert paths[f"plot Speed {run}"] == tmp_path / "run" / f"speed_{run}.png"
+        assert paths[f"plot Speed {run}"].is_file()
 
 
 def test_robustness_leaves_out_a_scenario_the_artifacts_line_refuses():
