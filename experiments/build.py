@@ -214,19 +214,19 @@ def heuristics(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     return tuned
 
 
-def heuristic_overrides(node: Any) -> dict[str, dict[str, Any]]:
-    """A `heuristics` config node checked: heuristic name -> its parameter overrides as plain values."""
+def heuristic_overrides(node: Any, key: str = "heuristics") -> dict[str, dict[str, Any]]:
+    """A `heuristics` config node (at `key`) checked: heuristic name -> its parameter overrides as plain values."""
     if not isinstance(node, DictConfig):
         raise ConfigError(
-            f"heuristics: expected a mapping of heuristic names to parameters, e.g. {{reactive: {{}}}}, got {node!r}"
+            f"{key}: expected a mapping of heuristic names to parameters, e.g. {{reactive: {{}}}}, got {node!r}"
         )
     tuned: dict[str, dict[str, Any]] = {}
-    for key, params in node.items():
-        name = str(key)
+    for entry, params in node.items():
+        name = str(entry)
         if name not in BASELINES:
-            raise ConfigError(f"heuristics.{name}: not a heuristic{did_you_mean(name, BASELINES)}")
+            raise ConfigError(f"{key}.{name}: not a heuristic{did_you_mean(name, BASELINES)}")
         if params is not None and not isinstance(params, DictConfig):
-            raise ConfigError(f"heuristics.{name}: expected a mapping of parameters (or {{}}), got {params!r}")
+            raise ConfigError(f"{key}.{name}: expected a mapping of parameters (or {{}}), got {params!r}")
         tuned[name] = OmegaConf.to_container(params, resolve=True) if params is not None else {}  # type: ignore[assignment]
     return tuned
 

@@ -212,7 +212,7 @@ def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], l
     if OmegaConf.select(run_cfg, "task.kwargs.instance") is not None:
         raise NotApplicable(f"{task} ({artifact}) runs a fixed job-shop instance: the twin's scenarios do not apply")
     given = cfg.get("heuristics") or {}
-    tuned = heuristic_overrides(given[task]) if task in given else heuristics(run_cfg)
+    tuned = heuristic_overrides(given[task], f"heuristics.{task}") if task in given else heuristics(run_cfg)
     trained = trained_scenario(run_cfg)
     scenarios = [NO_SCENARIO, *(s for s in cfg.scenarios if s not in (trained, NO_SCENARIO))]
     refused = refused_scenarios(run_cfg, scenarios)
@@ -244,9 +244,15 @@ def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
     distinct("artifacts", (str(a) for a in cfg.artifacts))
     scenario_names("scenarios", cfg.scenarios)
     checked_seeds(cfg)
-    unknown = [str(t) for t in (cfg.get("heuristics") or {}) if str(t) not in TASKS]
+    given = cfg.get("heuristics") or {}
+    unknown = [str(t) for t in given if str(t) not in TASKS]
     if unknown:
         raise ConfigError(f"heuristics.{unknown[0]}: not a task{did_you_mean(unknown[0], TASKS)}; keys are task names")
+    for task in given:  # checked before any artifact runs: an empty entry left its task's plot with no panel
+        if not heuristic_overrides(given[task], f"heuristics.{task}"):
+            raise ConfigError(
+                f"heuristics.{task}: name at least one heuristic, or leave {task} out for its run's own heuristics"
+            )
     plots, out = _where(cfg, "plots", run_dir), _where(cfg, "out", run_dir, "table.md")
     for key, folder in (("plots", plots), ("out", out.parent)):
         if cfg.get(key) is not None:

@@ -341,6 +341,13 @@ def test_robustness_notes_an_artifact_of_a_fixed_instance_and_names_a_bad_scenar
         "seed: must be a whole number >= 0, got 'abc'": {"seed": "abc"},
         "continuing_days: must be a positive number, got -7": {"continuing_days": -7},
         r"heuristics\.Sped: not a task \(did you mean Speed\?\)": {"heuristics": {"Sped": {}}},
+        # before any artifact runs: the empty entry ran every episode, then failed to draw a plot of no panel
+        r"^heuristics\.Scheduling: name at least one heuristic, or leave Scheduling out": {
+            "heuristics": {"Scheduling": {}}
+        },
+        r"^heuristics\.Factory\.factory_ruls: not a heuristic \(did you mean factory_rules\?\)": {
+            "heuristics": {"Factory": {"factory_ruls": {}}}
+        },
         "scenarios: name at least one scenario": {"scenarios": []},
     }
     for message, change in refused.items():
