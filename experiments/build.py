@@ -55,6 +55,7 @@ __all__ = [
     "make_agent",
     "make_env",
     "make_vec_env",
+    "refused_parameter",
     "warm_start_heuristic",
 ]
 
@@ -246,10 +247,14 @@ def heuristic_agent(cfg: DictConfig, env: gym.Env[Any, Any]) -> Policy:
     try:
         return make_baseline(env, cfg.agent.name, **params)
     except (TypeError, ValueError) as exc:
-        known = parameter_names(cfg.agent.name) if cfg.agent.name in BASELINES else ()
-        named = [k for k in params if re.search(rf"\b{re.escape(k)}\b", str(exc))]
-        culprit = next((k for k in params if k not in known), None) or next(iter(named), "name")
-        raise ConfigError(f"agent.{culprit}: {exc}") from exc
+        raise ConfigError(f"agent.{refused_parameter(cfg.agent.name, params, exc) or 'name'}: {exc}") from exc
+
+
+def refused_parameter(name: str, params: dict[str, Any], exc: BaseException) -> str | None:
+    """The parameter heuristic `name` refused with `exc`: one it does not take, else one the message names."""
+    known = parameter_names(name) if name in BASELINES else ()
+    named = [k for k in params if re.search(rf"\b{re.escape(k)}\b", str(exc))]
+    return next((k for k in params if k not in known), None) or next(iter(named), None)
 
 
 def agent_target(cfg: DictConfig) -> Any:

@@ -158,6 +158,13 @@ def evaluate(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> l
     distinct("policies", (str(p) for p in cfg.policies))
     scenarios = scenario_names("scenarios", cfg.scenarios)
     seeds = checked_seeds(cfg)
+    named = [str(p) for p in cfg.policies if str(p) in BASELINES]
+    idle = [h for h in heuristic_overrides(cfg.heuristics) if h not in named] if cfg.get("heuristics") else []
+    if idle:
+        raise ConfigError(
+            f"heuristics.{idle[0]}: {idle[0]} is not in policies, so nothing would run with it; the heuristics "
+            f"in policies are {', '.join(named) or 'none'}"
+        )
     out_dir = Path(cfg.out_dir) if cfg.out_dir else run_dir
     if cfg.out_dir:
         check_output("out_dir", out_dir, run_dir)

@@ -12,6 +12,7 @@ import gymnasium as gym
 from agents.artifact import ArtifactError, PolicyArtifact
 from agents.baselines import BASELINES, make_baseline
 from agents.rollout import Policy
+from experiments.build import refused_parameter
 from experiments.errors import ConfigError, did_you_mean
 
 
@@ -36,11 +37,14 @@ def distinct_labels(labels: Sequence[str], specs: Sequence[Any]) -> list[str]:
     return [f"{label} ({spec})" if counts[label] > 1 else label for label, spec in zip(labels, specs, strict=True)]
 
 
-def load_policy(spec: str, env: gym.Env[Any, Any], params: dict[str, Any] | None = None) -> tuple[str, Policy]:
+def load_policy(
+    spec: str, env: gym.Env[Any, Any], params: dict[str, Any] | None = None, key: str = "heuristics"
+) -> tuple[str, Policy]:
     """A policy named on the command line and its label: an artifact folder, or a heuristic's name.
 
     An artifact is labelled by its algorithm and run, e.g. `PPO Speed/2026-11-30_01-02-03_418205`; a
-    heuristic gets `params` over its shipped config (its tuned values).
+    heuristic gets `params` over its shipped config (its tuned values, from the config's `key`, where a
+    parameter it refuses is named: `heuristics.factory_rules.speed_ratio`).
     """
     path = Path(spec)
     if (path / "manifest.json").is_file():
@@ -54,7 +58,8 @@ def load_policy(spec: str, env: gym.Env[Any, Any], params: dict[str, Any] | None
         try:
             return spec, make_baseline(env, spec, **(params or {}))
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"policies: {spec}: {exc}") from exc
+            refused = refused_parameter(spec, params or {}, exc)
+            raise ConfigError(f"{key}.{spec}.{refused}: {exc}" if refused else f"policies: {spec}: {exc}") from exc
     if path.exists():
         raise ConfigError(f"policies: {spec} has no manifest.json; it is not a policy artifact folder")
     if "/" in spec or "\\" in spec:

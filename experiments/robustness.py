@@ -212,7 +212,8 @@ def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], l
     if OmegaConf.select(run_cfg, "task.kwargs.instance") is not None:
         raise NotApplicable(f"{task} ({artifact}) runs a fixed job-shop instance: the twin's scenarios do not apply")
     given = cfg.get("heuristics") or {}
-    tuned = heuristic_overrides(given[task], f"heuristics.{task}") if task in given else heuristics(run_cfg)
+    key = f"heuristics.{task}" if task in given else "heuristics"  # where the heuristics' parameters come from
+    tuned = heuristic_overrides(given[task], key) if task in given else heuristics(run_cfg)
     trained = trained_scenario(run_cfg)
     scenarios = [NO_SCENARIO, *(s for s in cfg.scenarios if s not in (trained, NO_SCENARIO))]
     refused = refused_scenarios(run_cfg, scenarios)
@@ -221,7 +222,7 @@ def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], l
 
     def policies(env: object) -> list[tuple[str, object]]:
         _, learned = load_policy(artifact, env)  # type: ignore[arg-type]
-        return [(LEARNED, learned), *(load_policy(name, env, params) for name, params in tuned.items())]  # type: ignore[arg-type]
+        return [(LEARNED, learned), *(load_policy(name, env, params, key) for name, params in tuned.items())]  # type: ignore[arg-type]
 
     rows: list[Row] = []
     for scenario in (s for s in scenarios if s not in refused):

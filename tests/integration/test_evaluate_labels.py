@@ -57,3 +57,21 @@ def test_an_out_dir_that_holds_files_is_refused_before_any_episode(tmp_path: Pat
     (tmp_path / "run" / ".hydra").mkdir(parents=True)  # the run's own folder, as Hydra made it: its own to fill
     evaluate(mine, tmp_path / "run")
     assert (tmp_path / "run" / "kpi_table.md").is_file()
+
+
+def test_a_heuristics_entry_names_a_heuristic_of_policies_and_a_refused_parameter_by_its_key(tmp_path: Path):
+    """An entry for a heuristic not in `policies` was ignored, bad values and all; a bad parameter named `policies`."""
+    base = ["task=speed", "episodes=1", "continuing_seeds=0", "max_episode_steps=5"]
+    refused = {
+        "heuristics={fixed_interval:{interval_h:-5}}": (
+            r"^heuristics\.fixed_interval: fixed_interval is not in policies, so nothing would run with it; "
+            r"the heuristics in policies are nominal_speed, fixed_speed$"
+        ),
+        "heuristics={fixed_speed:{speed_rato:0.9}}": r"^heuristics\.fixed_speed\.speed_rato: .*unknown parameter",
+        "heuristics={fixed_speed:{speed_ratio:-1}}": r"^heuristics\.fixed_speed\.speed_ratio: speed_ratio must be",
+    }
+    for override, message in refused.items():
+        with initialize_config_module("configs", version_base="1.3"):
+            cfg = compose("evaluate", overrides=[*base, "policies=[nominal_speed,fixed_speed]", override])
+        with pytest.raises(ConfigError, match=message):
+            evaluate(cfg, tmp_path / "run")

@@ -306,6 +306,23 @@ def test_robustness_leaves_out_a_scenario_the_artifacts_line_refuses():
     assert refused_scenarios(compose_train([]), ["demand_surge"]) == {}
 
 
+def test_a_parameter_a_heuristic_refuses_is_named_by_its_task_entry(tmp_path):
+    """It was named as `policies: fixed_speed: ...`, though robustness has no policies and the task's entry set it."""
+    overrides = ("task=speed", "line=flow5", "seed=0", "task.max_episode_steps=8")
+    artifact = untrained_artifact(tmp_path / "a" / "artifact", overrides, warmup_steps=8)
+    grid = {
+        "artifacts": [str(artifact)],
+        "scenarios": ["price_spike"],
+        "episodes": 1,
+        "seed": 20_000,
+        "continuing_days": 7,
+        "continuing_seeds": 0,
+        "heuristics": {"Speed": {"fixed_speed": {"speed_rato": 0.9}}},
+    }
+    with pytest.raises(ConfigError, match=r"^heuristics\.Speed\.fixed_speed\.speed_rato: .*unknown parameter"):
+        robustness(OmegaConf.create(grid), tmp_path / "run")
+
+
 def test_robustness_notes_an_artifact_of_a_fixed_instance_and_names_a_bad_scenario(tmp_path):
     artifact = tmp_path / "train" / "artifact"
     artifact.mkdir(parents=True)
