@@ -142,6 +142,8 @@ def _interval(value: tuple[float, float] | None, seeds: int) -> str:
 
 
 def _outcome(mean: float, half: float, seeds: int) -> str:
+    if not math.isfinite(mean):  # a NaN compares false both ways: it read as no difference
+        return f"no verdict, the return is not a number on some of the {seeds} seeds"
     if seeds < 2:
         return "one seed"
     return "learned better" if mean - half > 0 else "heuristic better" if mean + half < 0 else "no difference"

@@ -264,6 +264,15 @@ def test_a_small_robustness_difference_is_shown_to_two_digits_of_its_interval():
     assert row in table([none])
 
 
+def test_a_return_that_is_not_a_number_gives_no_verdict():
+    rows = [
+        *(_row("learned", "none", s, v) for s, v in enumerate([11.0, float("nan"), 13.0])),
+        *(_row("h", "none", s, 10.0) for s in range(3)),
+    ]
+    (none,) = cells("T", "r", rows, ["h"])
+    assert table([none]).endswith("| no verdict, the return is not a number on some of the 3 seeds |")
+
+
 def test_a_change_from_none_over_one_shared_seed_has_no_interval():
     rows = [
         *(_row("learned", "none", s, v) for s, v in enumerate([11.0, 12.0, 13.0])),
