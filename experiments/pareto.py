@@ -88,7 +88,7 @@ def plot(points: Sequence[Point], mode: str, path: Path) -> Path:
         loc="lower right",
         fontsize="small",
     )
-    fig.suptitle(f"Factory trade-offs, {mode} (mean, 95% interval over seeds)")
+    fig.suptitle(f"{points[0].task} trade-offs, {mode} (mean, 95% interval over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)

@@ -37,13 +37,14 @@ class ParetoError(Exception):
 
 @dataclass(frozen=True)
 class Point:
-    """One policy of one run in one mode: its objectives on each seed.
+    """One policy of one run of `task` in one mode: its objectives on each seed.
 
     `values` maps a seed to (good parts, energy cost, kg CO2) of that seed's episode or run.
     """
 
     label: str
     learned: bool
+    task: str
     mode: str
     run: str
     values: Mapping[int, tuple[float, float, float]]
@@ -255,7 +256,7 @@ def load_points(runs: Sequence[Path]) -> list[Point]:
             identity = (label if learned else "heuristic", mode, tuple(sorted(values.items())))
             if identity not in seen:
                 seen.add(identity)
-                run_points.append((policy, Point(label, learned, mode, str(run), values)))
+                run_points.append((policy, Point(label, learned, task_line[0], mode, str(run), values)))
         points += _policies_apart(run_points)
     return _named_apart(points)
 

@@ -239,9 +239,16 @@ def test_write_makes_plot_points_and_report(tmp_path: Path) -> None:
 
 def test_a_gain_smaller_than_a_tenth_is_shown_to_its_interval_not_rounded_to_zero() -> None:
     """Gains of 0.040 ± 0.0025 kg read `+0.0 ± 0.0` beside "better" and "dominates: yes"."""
-    mine = Point("L", True, "episode", "r", {0: (101, 50.0, 30.0), 1: (103, 52.0, 31.0), 2: (102, 51.0, 30.5)})
+    mine = Point(
+        "L", True, "Factory", "episode", "r", {0: (101, 50.0, 30.0), 1: (103, 52.0, 31.0), 2: (102, 51.0, 30.5)}
+    )
     rule = Point(
-        "H", False, "episode", "r", {0: (100, 50.04, 30.03), 1: (102, 52.041, 31.031), 2: (101, 51.039, 30.529)}
+        "H",
+        False,
+        "Factory",
+        "episode",
+        "r",
+        {0: (100, 50.04, 30.03), 1: (102, 52.041, 31.031), 2: (101, 51.039, 30.529)},
     )
     text = pareto.report([mine, rule], pareto_points.compare_points([mine, rule]))
     assert "| L | H | 3 | +1.0 ± 0.0 | +0.0400 ± 0.0025 | +0.0300 ± 0.0025 |" in text
@@ -266,8 +273,8 @@ def test_bad_input_names_what_and_where(tmp_path: Path) -> None:
     # a folder that holds files (another report's, or a run's) would get this report mixed into it
     with pytest.raises(ParetoError, match=rf"^out: {re.escape(str(tmp_path))} already holds files \(\.hydra, "):
         pareto.arguments([f"out={tmp_path}", str(tmp_path)])
-    lone = Point("learned", True, "episode", "r", {1: (1.0, 1.0, 1.0)})
-    other = Point("rule", False, "episode", "r", {2: (1.0, 1.0, 1.0)})
+    lone = Point("learned", True, "Factory", "episode", "r", {1: (1.0, 1.0, 1.0)})
+    other = Point("rule", False, "Factory", "episode", "r", {2: (1.0, 1.0, 1.0)})
     with pytest.raises(ParetoError, match="share no seed"):
         pareto_points.gains(lone, other)
 
@@ -329,7 +336,12 @@ def test_points_are_per_scenario_and_total_co2_is_read_where_the_csv_has_it(tmp_
 def test_a_heuristic_point_sharing_no_seed_is_not_counted_as_dominated() -> None:
     def point(label: str, learned: bool, seeds: tuple[int, ...], base: tuple[float, float, float]) -> Point:
         return Point(
-            label, learned, "episode", "r", {s: (base[0] + i, base[1] + i, base[2]) for i, s in enumerate(seeds)}
+            label,
+            learned,
+            "Factory",
+            "episode",
+            "r",
+            {s: (base[0] + i, base[1] + i, base[2]) for i, s in enumerate(seeds)},
         )
 
     mine = point("L", True, (1, 2, 3), (110.0, 90.0, 9.0))
@@ -401,3 +413,15 @@ def test_heuristic_points_of_two_runs_with_the_same_label_are_named_by_their_run
     ]
     labels = [p.label for p in pareto_points.load_points(runs)]
     assert labels == ["factory_rules (as shipped, run first)", "factory_rules (as shipped, run second)"]
+
+
+def test_plots_are_titled_by_the_runs_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every plot read `Factory trade-offs`, whatever task its runs trained on."""
+    run = _run(tmp_path / "a", _rows("learned", 840, 90.0, 0.25) + _rows("tou_energy", 830, 100.0, 0.3), {}, None)
+    config = OmegaConf.load(run / ".hydra" / "config.yaml")
+    config.task.name = "Energy"
+    OmegaConf.save(config, run / ".hydra" / "config.yaml")
+    titles: list[str] = []
+    monkeypatch.setattr(pareto.plt, "close", lambda fig: titles.append(fig._suptitle.get_text()))
+    pareto.write(pareto_points.load_points([run]), tmp_path / "out")
+    assert titles == ["Energy trade-offs, episode (mean, 95% interval over seeds)"]
