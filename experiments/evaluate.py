@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from agents.baselines import BASELINES
 from agents.rollout import Policy
-from experiments.build import ConfigError, heuristic_overrides
+from experiments.build import ConfigError, heuristic_overrides, is_learner
 from experiments.comparison import checked_seeds, compare, runs_on
 from experiments.errors import distinct, one_line_errors, run, scenario_names, whole_number
 from experiments.policies import distinct_labels, load_policy
@@ -129,6 +129,30 @@ def heuristic_params(run_cfg: DictConfig, cfg: DictConfig) -> dict[str, dict[str
     return params
 
 
+def seen_seeds(trained: DictConfig, seeds: Sequence[int]) -> str | None:
+    """A warning when `seeds` are seeds the run of an artifact (its config `trained`) used; the mirror of tune's.
+
+    Its evaluation seeds (`evaluation.seed`, `evaluation.episodes`) decided which policy it kept
+    (ARS `keep_best`) or how its training went; an SB3 run's training envs started from `seed`,
+    `seed + 1`, ... (`n_envs` of them). A policy picked or trained on the seeds it is then compared
+    on is favoured there.
+    """
+    used: list[tuple[str, range]] = []
+    evaluation = trained.get("evaluation")
+    if isinstance(evaluation, DictConfig) and evaluation.get("seed") is not None:
+        first, count = int(evaluation.seed), int(evaluation.episodes)
+        used.append((f"evaluation.seed {first}, evaluation.episodes {count}", range(first, first + count)))
+    if OmegaConf.select(trained, "agent._target_") is not None and is_learner(trained):
+        first, count = int(trained.seed), int(trained.get("n_envs", 1))
+        used.append((f"training envs' seed {first}, n_envs {count}", range(first, first + count)))
+    shared = sorted({s for _, r in used for s in r}.intersection(seeds))
+    if not shared:
+        return None
+    which = f"seed {shared[0]}" if len(shared) == 1 else f"{len(shared)} seeds, {shared[0]}-{shared[-1]},"
+    sources = "; ".join(text for text, r in used if set(r) & set(shared))
+    return f"{which} used by the artifact's run too ({sources}): a policy picked or trained on them is favoured there"
+
+
 def comparison_pairs(labels: list[str], heuristics: set[str]) -> list[tuple[str, str]]:
     """(policy, baseline) pairs to report: each learned policy against each heuristic.
 
@@ -172,6 +196,16 @@ def evaluate(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> l
     tuned = heuristic_params(run_cfg, cfg)
     rows: list[Row] = []
     notes: set[str] = set()
+    for spec in cfg.policies:
+        manifest = Path(str(spec)) / "manifest.json"
+        seen = (
+            seen_seeds(OmegaConf.create(json.loads(manifest.read_text())["config"]), seeds)
+            if manifest.is_file()
+            else None
+        )
+        if seen:
+            notes.add(f"{spec}: {seen}")
+            log.warning("seed: %s: %s", spec, seen)
     for scenario in scenarios:
         scenario_rows, note = compare(
             run_cfg,

@@ -35,7 +35,7 @@ from envs.registration import TASKS
 from experiments.build import ConfigError, heuristic_overrides, heuristics
 from experiments.comparison import checked_seeds, compare
 from experiments.errors import did_you_mean, distinct, one_line_errors, run, scenario_names
-from experiments.evaluate import evaluation_config
+from experiments.evaluate import evaluation_config, seen_seeds
 from experiments.line_config import line_definition
 from experiments.plots import difference_plot
 from experiments.policies import artifact_run, distinct_labels, load_policy
@@ -201,11 +201,12 @@ def refused_scenarios(run_cfg: DictConfig, scenarios: Sequence[str]) -> dict[str
     return refused
 
 
-def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], list[str], list[str]]:
+def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], list[str], list[str], str | None]:
     """Rows of one artifact and its heuristics under `none` and every scenario it was not trained on.
 
-    Returns the task's name, the rows (the artifact labelled `learned`), the heuristics' labels and
-    a note per scenario the artifact's line refuses, which is left out.
+    Returns the task's name, the rows (the artifact labelled `learned`), the heuristics' labels, a
+    note per scenario the artifact's line refuses (left out), and a warning if the seeds are seeds
+    the artifact's run used (`seen_seeds`).
     """
     if not (Path(artifact) / "manifest.json").is_file():
         raise ConfigError(f"artifacts: {artifact} has no manifest.json; it is not a policy artifact folder")
@@ -221,6 +222,9 @@ def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], l
     refused = refused_scenarios(run_cfg, scenarios)
     notes = [f"{task} ({artifact}) under {s}: its line refuses the scenario: {why}" for s, why in refused.items()]
     seeds = checked_seeds(cfg)
+    seen = seen_seeds(run_cfg, seeds)
+    if seen:
+        log.warning("seed: %s: %s", artifact, seen)
 
     def policies(env: object) -> list[tuple[str, object]]:
         _, learned = load_policy(artifact, env)  # type: ignore[arg-type]
@@ -231,7 +235,7 @@ def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], l
         found, _ = compare(run_cfg, policies, scenario, scenario, seeds, cfg.continuing_days, cfg.continuing_seeds)  # type: ignore[arg-type]
         rows.extend(found)
         log.info("%s: %s done (%d rows)", run_cfg.task.name, scenario, len(found))
-    return task, rows, list(tuned), notes
+    return task, rows, list(tuned), notes, seen
 
 
 def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
@@ -263,6 +267,7 @@ def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
     plots.mkdir(parents=True, exist_ok=True)
     all_cells: list[Cell] = []
     notes: list[str] = []
+    warnings: list[str] = []
     paths: dict[str, Path] = {"episodes": plots / "episodes.csv"}
     runs = distinct_labels([artifact_run(Path(str(a))).name for a in cfg.artifacts], cfg.artifacts)
     figures: list[tuple[str, str, dict[str, dict[str, tuple[float, float]]]]] = []  # task, run, panels
@@ -271,7 +276,7 @@ def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
         writer.writerow(["task", "artifact", "policy", "scenario", "mode", "seed", "return"])
         for artifact, run in zip(cfg.artifacts, runs, strict=True):
             try:
-                task, rows, labels, refused = evaluate_artifact(cfg, str(artifact))
+                task, rows, labels, refused, seen = evaluate_artifact(cfg, str(artifact))
             except NotApplicable as exc:
                 notes.append(str(exc))
                 continue
@@ -279,6 +284,7 @@ def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
             writer.writerows(
                 [task, artifact, r.policy, r.scenario, r.mode, r.seed, repr(r.values["return"])] for r in rows
             )
+            warnings.extend([f"{task} {run} ({artifact}): {seen}"] if seen else [])
             found = cells(task, run, rows, labels)
             all_cells.extend(found)
             panels = {
@@ -299,6 +305,7 @@ def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
         paths[key] = difference_plot(panels, "return difference (paired)", plots / f"{name}.png")
     out.parent.mkdir(parents=True, exist_ok=True)
     skipped = "".join(f"\nNot evaluated: {note}.\n" for note in notes)
+    skipped += "".join(f"\nSeeds: {warning}.\n" for warning in warnings)
     heading = f"Robustness: {cfg.episodes} seeds from {cfg.seed} per scenario, paired by seed."
     out.write_text(f"{heading}\n\n{table(all_cells)}\n{skipped}")
     paths["table"] = out

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from experiments.errors import ConfigError
-from experiments.evaluate import evaluate
+from experiments.evaluate import evaluate, seen_seeds
 from experiments.report import EPISODE
 from tests.artifacts import speed_artifact
 
@@ -75,3 +76,23 @@ def test_a_heuristics_entry_names_a_heuristic_of_policies_and_a_refused_paramete
             cfg = compose("evaluate", overrides=[*base, "policies=[nominal_speed,fixed_speed]", override])
         with pytest.raises(ConfigError, match=message):
             evaluate(cfg, tmp_path / "run")
+
+
+def test_seeds_the_artifacts_run_evaluated_or_trained_on_are_named_in_a_warning(tmp_path: Path):
+    """The mirror of tune's warning: a policy kept for its return on the evaluation seeds was scored there silently."""
+    artifact = speed_artifact(tmp_path / "train" / "Speed" / "run0" / "artifact", warmup_steps=10)
+    overrides = [f"policies=[{artifact},nominal_speed]", "episodes=2", "continuing_seeds=0", "max_episode_steps=5"]
+    with initialize_config_module("configs", version_base="1.3"):
+        cfg = compose("evaluate", overrides=[*overrides, "seed=10002"])
+    evaluate(cfg, tmp_path / "run")
+    assert (
+        f"{artifact}: seed 10002 used by the artifact's run too (evaluation.seed 10000, evaluation.episodes 3): "
+        "a policy picked or trained on them is favoured there"
+    ) in (tmp_path / "run" / "kpi_table.md").read_text()
+    trained = {"seed": 0, "n_envs": 2, "agent": {"_target_": "stable_baselines3.PPO"}}
+    assert seen_seeds(OmegaConf.create(trained), [1, 2]) == (
+        "seed 1 used by the artifact's run too (training envs' seed 0, n_envs 2): a policy picked or trained on "
+        "them is favoured there"
+    )
+    evaluated = OmegaConf.create(trained | {"evaluation": {"seed": 10000, "episodes": 3}})
+    assert seen_seeds(evaluated, [30000, 30001]) is None

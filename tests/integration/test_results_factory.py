@@ -293,7 +293,7 @@ def test_two_artifacts_of_one_task_have_their_own_rows_and_plots(tmp_path):
         "artifacts": [str(a) for a in artifacts],
         "scenarios": ["price_spike"],
         "episodes": 2,
-        "seed": 20_000,
+        "seed": 10_002,  # the last of the runs' evaluation seeds, and one after
         "continuing_days": 7,
         "continuing_seeds": 0,
     }
@@ -304,6 +304,10 @@ def test_two_artifacts_of_one_task_have_their_own_rows_and_plots(tmp_path):
             assert f"| Speed | {run} | nominal_speed | episode | {scenario} | 2 |" in text
         assert paths[f"plot Speed {run}"] == tmp_path / "run" / f"speed_{run}.png"
         assert paths[f"plot Speed {run}"].is_file()
+        assert (
+            f"Seeds: Speed {run} ({tmp_path / run / 'artifact'}): seed 10002 used by the artifact's run too "
+            "(evaluation.seed 10000, evaluation.episodes 3)"
+        ) in text
 
 
 def test_robustness_leaves_out_a_scenario_the_artifacts_line_refuses():
