@@ -29,12 +29,12 @@ from typing import Literal
 import numpy as np
 
 from hardware.guard_rules import ActiveInterlock, ActuatorRules, GuardConfig, OodStats, expand_interlocks
-from hardware.interface import STOPPED_STATES, Frame, LineSpec, LineStatus, state_mask
+from hardware.interface import Frame, LineSpec, LineStatus, StationState
 
 __all__ = ["Guard", "Verdict"]
 
 _TOLERANCE = 1e-6  # relative: a float32 reading of a range bound (or a setpoint's limit) is no excess
-_STOPPED = state_mask(STOPPED_STATES)
+_BUSY = float(StationState.BUSY)  # the state code of a station working a part
 
 
 @dataclass(frozen=True, eq=False)  # arrays: a verdict equals only itself
@@ -224,31 +224,28 @@ class Guard:
         return reasons
 
     def _frozen(self, values: np.ndarray, stamps: np.ndarray) -> np.ndarray:
-        """Instruments whose last `frozen_samples` samples (stamps that moved) are identical.
+        """Instruments whose last `frozen_samples` counted samples (stamps that moved) are identical.
 
-        A reading at the bottom of its range while its station is stopped (its `<station>.state`
-        reads a stopped state; always, on a station without a state sensor) is at rest, not frozen,
-        and starts the count again: a stopped machine reads an exact zero, a running one does not,
-        so a dead instrument stuck at zero on a running machine is frozen after `frozen_samples`
-        samples taken while it runs (not at once, on the zeros it read at rest).
+        A reading at the bottom of its range is at rest, not frozen, unless its station is busy
+        (its `<station>.state` reads BUSY; a station without a state sensor is never known busy),
+        and is not counted: a stopped or idle machine may read an exact zero (on a coarse register
+        too), a machine working a part does not, so a dead instrument stuck at zero is frozen after
+        `frozen_samples` samples taken while its station works.
         """
         n = self.config.frozen_samples
         if n is None:
             return np.zeros(values.shape, dtype=bool)
-        if self._samples is None:
-            self._samples = (values.copy(), stamps.copy())
+        codes = np.where(self._state_of >= 0, values[self._state_of], math.nan)
+        at_rest = (values <= self._sensor_low) & (codes != _BUSY)  # NaN: no state known, not busy
+        if self._samples is None:  # a reading at rest is no sample to compare the next one with
+            self._samples = (np.where(at_rest, math.nan, values), stamps.copy())
             return np.zeros(values.shape, dtype=bool)
-        codes = np.where(self._state_of >= 0, values[self._state_of], -1.0)
-        known = (codes >= 0) & (codes < len(_STOPPED)) & (codes == np.floor(codes))  # NaN: no state
-        stopped = np.where(known, _STOPPED[np.where(known, codes, 0).astype(np.int64)], False)
-        at_rest = (values <= self._sensor_low) & (stopped | (self._state_of < 0))
         last_values, last_stamps = self._samples
-        new = stamps != last_stamps
+        counted = (stamps != last_stamps) & ~at_rest
         same = (values == last_values) | (np.isnan(values) & np.isnan(last_values))
-        counted = np.where(new, np.where(same, self._repeats + 1, 0), self._repeats)
-        self._repeats = np.where(at_rest, -1, counted)  # -1: the next sample running starts the count at 0
-        self._samples = (np.where(new, values, last_values), np.where(new, stamps, last_stamps))
-        return self._instrument & (self._repeats >= n - 1)
+        self._repeats = np.where(counted, np.where(same, self._repeats + 1, 0), self._repeats)
+        self._samples = (np.where(counted, values, last_values), np.where(counted, stamps, last_stamps))
+        return self._instrument & (self._repeats >= n - 1) & ~at_rest
 
     def _proposal_gates(self, p: np.ndarray) -> list[str]:
         """An infinite setpoint, or a mode that is not a whole number, is no command to clip."""

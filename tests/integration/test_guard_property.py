@@ -49,7 +49,7 @@ PERIOD_S = 60.0
 SENSOR_LOW = np.array([0.0, 0.0, 0.0, 0.0])
 SENSOR_HIGH = np.array([8.0, 20.0, 20.0, 100.0])
 INSTRUMENT = np.array([False, True, True, False])
-STOPPED_CODES = (0.0, 1.0, 7.0, 8.0)  # station states OFF, STANDBY, DOWN, MAINTENANCE: at rest, reading zero
+BUSY = 4.0  # the station state in which an instrument at zero is no machine at rest
 EPS = 1e-9
 
 
@@ -175,14 +175,14 @@ class Oracle:
         if self.beat is None or self.beat[0] != st_.heartbeat:
             self.beat = (st_.heartbeat or 0, now)
         frozen = False
+        at_rest = [v[k + 1] <= 0.0 and (k == 1 or v[0] != BUSY) for k in range(2)]  # b has no state sensor
         for k in range(2):
-            if stamps[k + 1] != self.stamps[k]:  # NaN: a new sample each time
+            if stamps[k + 1] != self.stamps[k] and not at_rest[k]:  # NaN: a new sample each time; at rest: none
                 self.stamps[k] = stamps[k + 1]
                 self.samples[k].append(v[k + 1])
             last = self.samples[k][-3:]
             same = len(last) == 3 and (all(x == last[0] for x in last) or all(math.isnan(x) for x in last))
-            at_rest = v[k + 1] <= 0.0 and (k == 1 or v[0] in STOPPED_CODES)  # b has no state sensor
-            frozen = frozen or (same and not at_rest)
+            frozen = frozen or (same and not at_rest[k])
         skew = None if st_.clock_s is None or st_.read_at_s is None else abs(st_.clock_s - st_.read_at_s)
         return bool(
             not st_.remote

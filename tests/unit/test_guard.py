@@ -181,24 +181,27 @@ def test_an_instrument_repeating_its_value_over_new_samples_is_frozen():
         assert check(guard, p, fr=frame((0.0, 0.0, next(b), 50.0), time_s=t)).allowed  # a.state OFF
 
 
-@pytest.mark.parametrize(("state", "frozen"), [(0.0, False), (1.0, False), (7.0, False), (3.0, True), (4.0, True)])
-def test_an_instrument_stuck_at_its_floor_is_frozen_unless_its_station_is_stopped(state, frozen):
+@pytest.mark.parametrize(("state", "frozen"), [(0.0, False), (1.0, False), (7.0, False), (3.0, False), (4.0, True)])
+def test_an_instrument_stuck_at_its_floor_is_frozen_while_its_station_is_busy(state, frozen):
     guard = Guard(SPEC, CONFIG)  # frozen after 3 identical samples
     p = [1.0, 1.0, 2.0, 0.0]
     verdicts = [check(guard, p, fr=frame((state, 0.0, 0.0, 50.0), time_s=600.0 + 60 * k)) for k in range(3)]
     assert [v.allowed for v in verdicts[:2]] == [True, True]
-    # a.state OFF, STANDBY, DOWN: at rest; IDLE, BUSY: a running machine vibrates, a dead sensor reads 0.
-    # b has no state sensor: its floor stays exempt.
+    # a.state OFF, STANDBY, DOWN, IDLE: at rest (an idle machine may read 0 on a coarse register); BUSY: a
+    # machine working a part vibrates, a dead sensor reads 0. b has no state sensor: its floor stays exempt.
     assert verdicts[2].reasons == (("gate:frozen:a.vibration_mm_s",) if frozen else ())
 
 
-def test_zeros_read_at_rest_do_not_count_towards_frozen_once_the_station_runs():
+def test_zeros_read_at_rest_do_not_count_towards_frozen_and_busy_zeros_add_up_across_rests():
     guard = Guard(SPEC, CONFIG)  # frozen after 3 identical samples
     p = [1.0, 1.0, 2.0, 0.0]
-    for k in range(5):  # a.state OFF: exact zeros, at rest
-        assert check(guard, p, fr=frame((0.0, 0.0, 2.0 + 0.1 * k, 50.0), time_s=600.0 + 60 * k)).allowed
-    running = [check(guard, p, fr=frame((3.0, 0.0, 3.0 + 0.1 * k, 50.0), time_s=900.0 + 60 * k)) for k in range(3)]
-    assert [v.reasons for v in running] == [(), (), ("gate:frozen:a.vibration_mm_s",)]  # 3 zeros while IDLE
+    states = [0.0] * 5 + [4.0, 4.0, 3.0, 3.0, 4.0]  # OFF x5, BUSY, BUSY, IDLE, IDLE, BUSY
+    verdicts = [
+        check(guard, p, fr=frame((state, 0.0, 2.0 + 0.1 * k, 50.0), time_s=600.0 + 60 * k))
+        for k, state in enumerate(states)
+    ]
+    frozen = [v.reasons == ("gate:frozen:a.vibration_mm_s",) for v in verdicts]
+    assert frozen == [False] * 9 + [True]  # the third zero read busy, the idle ones between not counted
 
 
 @pytest.mark.parametrize(
