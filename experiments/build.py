@@ -132,6 +132,23 @@ def _check_run_settings(cfg: DictConfig) -> None:
     gamma = OmegaConf.select(cfg, "normalize.gamma") if literal else None  # else agent.gamma's, checked with it
     if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, int | float) or not 0 <= gamma <= 1):
         raise ConfigError(f"normalize.gamma: must be in [0, 1], got {gamma!r}")
+    _check_seeds_apart(cfg)
+
+
+def _check_seeds_apart(cfg: DictConfig) -> None:
+    """The evaluation seeds (what a run keeps, what a sweep optimises) are none of the final table's held-out seeds."""
+    first, count = OmegaConf.select(cfg, "evaluation.seed"), OmegaConf.select(cfg, "evaluation.episodes")
+    held_first, held_count = OmegaConf.select(cfg, "final.seed"), OmegaConf.select(cfg, "final.episodes")
+    if None in (first, count, held_first, held_count):
+        return
+    shared = sorted(set(range(first, first + count)) & set(range(held_first, held_first + held_count)))
+    if shared:
+        which = f"seed {shared[0]}" if len(shared) == 1 else f"seeds {shared[0]}-{shared[-1]}"
+        raise ConfigError(
+            f"evaluation.seed: the evaluation seeds ({first}, {count} episodes) share {which} with the final "
+            f"table's held-out seeds (final.seed {held_first}, final.episodes {held_count}): a policy kept or a "
+            "sweep's best picked on them would be scored on them; keep the two apart"
+        )
 
 
 def _check_spaces(cfg: DictConfig, target: Any, env: gym.Env[Any, Any]) -> None:

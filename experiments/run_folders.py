@@ -41,7 +41,11 @@ class FreshRunDir(Callback):
         _exit_unless_fresh(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Before a sweep: its folder (one subfolder per job) must be new or empty, else the process exits."""
+        """Before a sweep: its folder (one subfolder per job) must be new or empty, else the process exits.
+
+        So too when an optimising sweeper would minimise: what a job returns is a mean return.
+        """
+        _exit_unless_maximised(config)
         _exit_unless_fresh(config, "hydra.sweep.dir")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -72,6 +76,24 @@ class FreshRunDir(Callback):
             )
         finally:
             draft.unlink()
+
+
+def _exit_unless_maximised(config: DictConfig) -> None:
+    """Exit with one line if the sweeper has a direction (Optuna's) other than `maximize`.
+
+    The Optuna plugin minimises unless told otherwise, and a primary config cannot change its
+    default (Hydra refuses a file named like a plugin's config that has a defaults list), so the
+    best setting it reported was the worst.
+    """
+    direction = OmegaConf.select(config, "hydra.sweeper.direction")
+    if direction is None:
+        return
+    named = getattr(direction, "name", direction)
+    if named != "maximize":
+        sys.exit(
+            f"config error: hydra.sweeper.direction: {named}, but a job returns a mean return, the higher the "
+            "better; add hydra.sweeper.direction=maximize (the Optuna sweeper minimises unless told)"
+        )
 
 
 def _apart(first: list[str], second: list[str]) -> str:

@@ -92,6 +92,12 @@ def test_other_errors_are_not_config_errors():
         ("normalize.clip_obs=-1", "normalize.clip_obs: must be a positive number, got -1"),
         ("normalize.enabled=no", "normalize.enabled: must be true or false, got 'no'"),  # a non-empty string is true
         ("progress_bar=abc", "progress_bar: must be true or false, got 'abc'"),
+        (  # what a run keeps (ARS keep_best) and a sweep optimises was scored on the held-out seeds
+            "evaluation.seed=20000",
+            "evaluation.seed: the evaluation seeds (20000, 3 episodes) share seeds 20000-20002 with the final "
+            "table's held-out seeds (final.seed 20000, final.episodes 10): a policy kept or a sweep's best picked "
+            "on them would be scored on them; keep the two apart",
+        ),
         (
             "+evaluation.every_step=10",  # added with `+`, as the unknown-key error suggests: nothing read it
             "evaluation.every_step: no such setting, nothing reads it (did you mean evaluation.every_steps?)",

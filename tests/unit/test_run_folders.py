@@ -104,3 +104,19 @@ def test_a_job_started_again_in_its_own_folder_goes_on_and_another_job_there_doe
     with pytest.raises(SystemExit, match=r"jobs 0 and 1 \(seed=1 against seed=2\) resolve to one folder"):
         FreshRunDir().on_job_start(other)
     assert "seed=1" in (tmp_path / "0" / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_an_optuna_sweep_that_would_minimise_the_return_is_refused_before_any_job(tmp_path):
+    """`hydra/sweeper=optuna` alone minimised the mean return and reported the worst interval as best."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "task=maintenance", "agent=fixed_interval"]
+    args += ["agent.interval_h=choice(5,500)", "task.max_episode_steps=8", "evaluation.episodes=1", "final.episodes=1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.train", *args, f"hydra.sweep.dir={sweep}"], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "config error: hydra.sweeper.direction: minimize, but a job returns a mean return, the higher the better; "
+        "add hydra.sweeper.direction=maximize (the Optuna sweeper minimises unless told)"
+    )
+    assert not sweep.exists()
