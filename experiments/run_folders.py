@@ -88,6 +88,11 @@ def _exit_unless_maximised(config: DictConfig) -> None:
     direction = OmegaConf.select(config, "hydra.sweeper.direction")
     if direction is None:
         return
+    if config.hydra.job.name == "tune":  # it returns nothing to optimise: every trial ran, then a traceback
+        sys.exit(
+            "config error: hydra/sweeper: experiments.tune ranks its grid itself (tune.grid) and returns no "
+            "objective; sweep it with the default sweeper (-m over tune.seed, task settings, ...)"
+        )
     named = getattr(direction, "name", direction)
     if named != "maximize":
         sys.exit(

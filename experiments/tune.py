@@ -30,6 +30,7 @@ from typing import Any
 import hydra
 import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from agents.baselines import BASELINES, make_baseline, parameter_names
@@ -229,8 +230,11 @@ def tune(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
 @hydra.main(config_path="pkg://configs", config_name="tune", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Entry point."""
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    command = "python -m experiments.tune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    # in a sweep, this job's own overrides: the sweep's command line would rerun every job
+    args = list(hydra_cfg.overrides.task) if hydra_cfg.mode == RunMode.MULTIRUN else sys.argv[1:]
+    command = "python -m experiments.tune " + " ".join(shlex.quote(a) for a in args)
     with one_line_errors(out_dir):
         tune(cfg, out_dir, command)
 

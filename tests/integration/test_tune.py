@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -265,3 +267,39 @@ def test_combinations_the_heuristic_refuses_are_listed_under_the_ranking_and_not
         "is below the task's min_order_units (1250): at s the gap to S is too small to order, so the rule would act "
         "as reorder_point_units=350"
     ]
+
+
+TINY_TUNE = [
+    "experiment=maintenance", "tune.baseline=fixed_interval", "tune.grid={interval_h:[50,100]}", "tune.episodes=2",
+    "tune.continuing_seeds=0", "task.max_episode_steps=24",
+]  # fmt: skip
+
+
+def test_a_sweep_job_records_the_command_that_reruns_it_alone(tmp_path):
+    """The sweep's command line (`tune.seed=10000,10002`) was recorded, which reruns every job."""
+    sweep = tmp_path / "sweep"
+    tune_cli = [sys.executable, "-m", "experiments.tune", "-m"]
+    done = subprocess.run(
+        [*tune_cli, *TINY_TUNE, "tune.seed=10000,10002", f"hydra.sweep.dir={sweep}"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    first_line = (sweep / "1" / "best.yaml").read_text().splitlines()[0]
+    assert first_line == (
+        "# python -m experiments.tune experiment=maintenance tune.baseline=fixed_interval "
+        "'tune.grid={interval_h:[50,100]}' tune.episodes=2 tune.continuing_seeds=0 task.max_episode_steps=24 "
+        "tune.seed=10002"
+    )
+
+
+def test_an_optimising_sweeper_over_tune_is_refused_before_any_job(tmp_path):
+    """experiments.tune returns no objective: every Optuna trial ran, then a 40-line traceback."""
+    sweep = tmp_path / "sweep"
+    optuna = ["hydra/sweeper=optuna", "hydra.sweeper.direction=maximize", "hydra.sweeper.n_trials=2"]
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.tune", "-m", *TINY_TUNE, *optuna, "tune.seed=choice(10000,10002)",
+         f"hydra.sweep.dir={sweep}"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("config error: hydra/sweeper: experiments.tune ranks its grid itself")
+    assert not sweep.exists()
