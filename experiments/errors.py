@@ -21,7 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, InstantiationException, MissingConfigException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
@@ -205,9 +207,20 @@ def one_line_errors(run_dir: Path | None = None) -> Iterator[None]:
     except Exception as exc:
         if run_dir is not None:
             discard_if_empty(run_dir)
+        _name_failed_job(exc)
         if not _Mode.one_line:
             raise
         _exit(exc)
+
+
+def _name_failed_job(exc: Exception) -> None:
+    """In a sweep's job, print which job failed and why: a launcher reports only the first failure it collects."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    hydra_cfg = HydraConfig.get()
+    why = f"line error: {exc}" if isinstance(exc, ModbusLineError) else explain(exc) or f"{type(exc).__name__}: {exc}"
+    overrides = " ".join(hydra_cfg.overrides.task)
+    print(f"job {hydra_cfg.job.num} ({overrides}) failed: {why}", file=sys.stderr, flush=True)
 
 
 def quiet_pymodbus() -> None:

@@ -105,3 +105,19 @@ def test_evaluate_says_a_missing_artifact_folder_does_not_exist(tmp_path):
         f"config error: policies: artifact folder {missing} does not exist"
         " (set HYDRA_FULL_ERROR=1 for the full traceback)"
     ]
+
+
+def test_every_failing_job_of_a_sweep_is_named(tmp_path):
+    """The launcher reports the first failure it collects: job 2's (gamma 3) left no trace, its folder discarded."""
+    tiny = ("total_timesteps=64", "n_envs=1", "agent.n_steps=32", "agent.batch_size=16", "agent.n_epochs=1",
+            "task.max_episode_steps=8", "evaluation.episodes=1", "evaluation.every_steps=1000",
+            "evaluation.figures=false", "final.episodes=2", "final.continuing_seeds=0",
+            "progress_bar=false")  # fmt: skip
+    done = run_module("experiments.train", "-m", "agent.gamma=2,0.9,3", *tiny, f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 1
+    failed = [line.split(" failed: ") for line in done.stderr.splitlines() if " failed: " in line]
+    assert [(job.split(" (")[0], why) for job, why in failed] == [
+        ("job 0", "agent.gamma: must be in [0, 1], got 2"),
+        ("job 2", "agent.gamma: must be in [0, 1], got 3"),
+    ]
+    assert (tmp_path / "1" / "artifact").is_dir()  # the job between them ran
