@@ -237,8 +237,9 @@ class Guard:
             return np.zeros(values.shape, dtype=bool)
         codes = np.where(self._state_of >= 0, values[self._state_of], math.nan)
         at_rest = (values <= self._sensor_low) & (codes != _BUSY)  # NaN: no state known, not busy
-        if self._samples is None:  # a reading at rest is no sample to compare the next one with
-            self._samples = (np.where(at_rest, math.nan, values), stamps.copy())
+        if self._samples is None:  # a reading at rest is no sample to compare the next one with (-1: none yet)
+            self._samples = (values.copy(), stamps.copy())
+            self._repeats = np.where(at_rest, -1, 0)
             return np.zeros(values.shape, dtype=bool)
         last_values, last_stamps = self._samples
         counted = (stamps != last_stamps) & ~at_rest
