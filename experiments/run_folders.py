@@ -43,7 +43,8 @@ class FreshRunDir(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Before a sweep: its folder (one subfolder per job) must be new or empty, else the process exits.
 
-        So too when an optimising sweeper would minimise: what a job returns is a mean return.
+        So too when an optimising sweeper (Optuna's) would minimise, what a job returns being a mean
+        return, or sweeps `experiments.tune`, which returns nothing to optimise.
         """
         _exit_unless_maximised(config)
         _exit_unless_fresh(config, "hydra.sweep.dir")
@@ -79,7 +80,7 @@ class FreshRunDir(Callback):
 
 
 def _exit_unless_maximised(config: DictConfig) -> None:
-    """Exit with one line if the sweeper has a direction (Optuna's) other than `maximize`.
+    """Exit with one line if the sweeper has a direction (Optuna's) other than `maximize`, or sweeps tune.
 
     The Optuna plugin minimises unless told otherwise, and a primary config cannot change its
     default (Hydra refuses a file named like a plugin's config that has a defaults list), so the
