@@ -63,21 +63,28 @@ def evaluation_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> DictCon
     return run_cfg
 
 
+def trained_config(manifest: Path) -> DictConfig:
+    """The training config an artifact's `manifest.json` records.
+
+    Raises:
+        ConfigError: a manifest that cannot be read or records no config.
+    """
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"policies: {manifest} is not a readable policy manifest: {exc}") from exc
+    config = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"policies: {manifest} records no training config, so the task and line it runs on are unknown; "
+            "export it with its run's config"
+        )
+    return OmegaConf.create(config)
+
+
 def _run_config(cfg: DictConfig, manifests: list[Path]) -> DictConfig:
     """The first artifact's training config, with this run's `hardware` and `guard`."""
-    configs = []
-    for manifest in manifests:
-        try:
-            data = json.loads(manifest.read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"policies: {manifest} is not a readable policy manifest: {exc}") from exc
-        config = data.get("config") if isinstance(data, dict) else None
-        if not isinstance(config, dict):
-            raise ConfigError(
-                f"policies: {manifest} records no training config, so the task and line it runs on are unknown; "
-                "export it with its run's config"
-            )
-        configs.append(OmegaConf.create(config))
+    configs = [trained_config(manifest) for manifest in manifests]
     tasks = {c.task.name for c in configs}
     if len(tasks) > 1:
         raise ConfigError(f"policies: the artifacts were trained on different tasks {sorted(tasks)}")
@@ -198,11 +205,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> l
     notes: set[str] = set()
     for spec in cfg.policies:
         manifest = Path(str(spec)) / "manifest.json"
-        seen = (
-            seen_seeds(OmegaConf.create(json.loads(manifest.read_text())["config"]), seeds)
-            if manifest.is_file()
-            else None
-        )
+        seen = seen_seeds(trained_config(manifest), seeds) if manifest.is_file() else None
         if seen:
             notes.add(f"{spec}: {seen}")
             log.warning("seed: %s: %s", spec, seen)
