@@ -291,9 +291,7 @@ class TwinLine:
             if Mode(int(v)) != st.mode:
                 st.mode = Mode(int(v))
                 st.poke()
-        elif (
-            a.lever is Lever.MAINTENANCE and v >= 0.5 and not st.maintain_requested and st.state not in RENEWING_STATES
-        ):
+        elif a.lever is Lever.MAINTENANCE and not st.maintain_requested and _requests_maintenance(st, v):
             st.maintain_requested = True
             st.poke()
 
@@ -326,8 +324,8 @@ class TwinLine:
         mode_at = self._mode_actuator.get(st.index)
         mode = st.mode if mode_at is None or math.isnan(setpoints[mode_at]) else Mode(int(setpoints[mode_at]))
         maintain_at = self._maintain_actuator.get(st.index)
-        requested = maintain_at is not None and setpoints[maintain_at] >= 0.5  # NaN compares false: kept
-        return mode, st.maintain_requested or (requested and st.state not in RENEWING_STATES)
+        requested = maintain_at is not None and _requests_maintenance(st, float(setpoints[maintain_at]))
+        return mode, st.maintain_requested or requested
 
     def _new_frame(self, measured: Frame | None = None) -> Frame:
         """A frame of the line now; `measured` lends its readings and KPIs when nothing they show changed."""
@@ -388,3 +386,8 @@ def _actuator_specs(params: LineParams) -> tuple[ActuatorSpec, ...]:
             )
         )
     return tuple(specs)
+
+
+def _requests_maintenance(st: Station, value: float) -> bool:
+    """Whether a maintenance actuator at `value` requests it of `st` (NaN keeps: no; a renewal under way: no)."""
+    return value >= 0.5 and st.state not in RENEWING_STATES
