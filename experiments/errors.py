@@ -185,6 +185,7 @@ def _exit(exc: Exception) -> None:
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as a shell gives a process stopped by SIGINT
 JOB_CLAIM = ".job.json"  # in a sweep job's folder: which job it is, and its `.hydra/` files (`run_folders`)
+SWEEP_CLAIM = ".sweep.json"  # in a sweep's folder: the sweep that checked it fresh (`run_folders`)
 
 
 def discard_if_empty(run_dir: Path) -> None:

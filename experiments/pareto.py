@@ -1,6 +1,6 @@
 """Trade-off curves between throughput, energy cost and CO2, from the KPI tables of finished runs.
 
-    python -m experiments.pareto out=results/factory multirun/train/Factory/<sweep>/* outputs/evaluate/<run>
+    python -m experiments.pareto out=results/factory multirun/train/<sweep>/* outputs/evaluate/<run>
 
 Each folder is a train run (its `final/episodes.csv`), an evaluate run or a tune run (their
 `episodes.csv`), with Hydra's `.hydra/config.yaml` beside it. Every policy of every folder becomes

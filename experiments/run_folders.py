@@ -11,7 +11,9 @@ an empty folder is accepted.
 In a sweep each job claims its folder when it starts (`JOB_CLAIM`, written whole or not at all), so
 that a `hydra.sweep.subdir` that names two jobs alike (`seed${seed}` over a sweep of learning rates)
 is found: the second job puts back the first one's `.hydra/` config, which Hydra had just
-overwritten, and ends the sweep with one line naming both jobs.
+overwritten, and ends the sweep with one line naming both jobs. The sweep's folder is the one
+checked when it starts, claimed by that sweep alone (`SWEEP_CLAIM`) and named to every job as it
+resolved then, whatever a job's own config would resolve it to.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from experiments.errors import JOB_CLAIM, ConfigError
+from experiments.errors import JOB_CLAIM, SWEEP_CLAIM, ConfigError
 
 _SHOWN = 5  # entries of an occupied folder named in the error
 
@@ -44,10 +46,14 @@ class FreshRunDir(Callback):
         """Before a sweep: its folder (one subfolder per job) must be new or empty, else the process exits.
 
         So too when an optimising sweeper (Optuna's) would minimise, what a job returns being a mean
-        return, or sweeps `experiments.tune`, which returns nothing to optimise.
+        return, or sweeps `experiments.tune`, which returns nothing to optimise. The sweep then claims
+        the folder (`SWEEP_CLAIM`), and every job is kept in it: Hydra composes each job's config
+        anew, so `${task.name}` in `hydra.sweep.dir` resolved to each job's task and a sweep over
+        tasks wrote outside the folder checked, into one another sweep had claimed.
         """
         _exit_unless_maximised(config)
-        _exit_unless_fresh(config, "hydra.sweep.dir")
+        folder = _exit_unless_fresh(config, "hydra.sweep.dir")
+        _claim_sweep(config, folder)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """A sweep's job claims its folder; one whose folder another job has puts that job's config back and exits.
@@ -131,8 +137,8 @@ def _put_back(config: DictConfig, files: dict[str, str]) -> None:
         (folder / name).write_text(text, encoding="utf-8")
 
 
-def _exit_unless_fresh(config: DictConfig, key: str) -> None:
-    """Exit with one line unless the folder at `key` of `config` is fresh, or if it cannot be told."""
+def _exit_unless_fresh(config: DictConfig, key: str) -> Path:
+    """The folder at `key` of `config`; exit with one line unless it is fresh, or if it cannot be told."""
     try:
         HydraConfig.instance().set_config(config)  # as the run will: `${hydra:...}` in the folder resolves
         folder = Path(str(OmegaConf.select(config, key, throw_on_missing=True)))
@@ -141,6 +147,27 @@ def _exit_unless_fresh(config: DictConfig, key: str) -> None:
         sys.exit(f"config error: {exc}")
     except Exception as exc:  # Hydra would only warn and run on into a folder nobody checked
         sys.exit(f"config error: {key}: cannot be resolved before the run to check it is a new folder ({exc})")
+    return folder
+
+
+def _claim_sweep(config: DictConfig, folder: Path) -> None:
+    """Claim the sweep's folder, checked fresh, and keep every job of the sweep in it.
+
+    The claim is created only if no other sweep made one since the check, so two sweeps started
+    together into one folder never take each other's jobs for their own started again. The folder
+    goes into Hydra's own overrides, from which each job's config is composed (`hydra.sweep.dir`
+    named literally, as it resolved here), by every launcher, in this process or another.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with (folder / SWEEP_CLAIM).open("x", encoding="utf-8") as claim:
+            json.dump({"pid": os.getpid(), "overrides": list(config.hydra.overrides.task)}, claim)
+    except FileExistsError:
+        sys.exit(f"config error: hydra.sweep.dir: {folder} was claimed by another sweep started at the same time")
+    quoted = str(folder).replace("\\", "\\\\").replace("'", "\\'")
+    hydra_overrides = [o for o in config.hydra.overrides.hydra if not str(o).startswith("hydra.sweep.dir=")]
+    with read_write(config.hydra.overrides):
+        config.hydra.overrides.hydra = [*hydra_overrides, f"hydra.sweep.dir='{quoted}'"]
 
 
 def check_output(key: str, folder: Path, run_dir: Path | None) -> None:

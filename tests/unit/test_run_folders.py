@@ -120,3 +120,15 @@ def test_an_optuna_sweep_that_would_minimise_the_return_is_refused_before_any_jo
         "add hydra.sweeper.direction=maximize (the Optuna sweeper minimises unless told)"
     )
     assert not sweep.exists()
+
+
+def test_every_job_of_a_sweep_lies_in_the_folder_checked_when_it_started(tmp_path):
+    """`hydra.sweep.dir` resolved per job: a sweep over lines put job 1 outside the folder checked, maybe another's."""
+    args = ["-m", "line=flow5,flow5_busy", "duration_h=0.1", f"hydra.sweep.dir={tmp_path}/${{line.name}}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.simulate", *args, "hydra/launcher=basic"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["flow5"]  # the master config's line, as checked
+    assert (tmp_path / "flow5" / "1" / "kpi_table.md").exists()
+    assert "line=flow5_busy" in (tmp_path / "flow5" / "1" / ".hydra" / "overrides.yaml").read_text()
