@@ -17,5 +17,15 @@ def config_file(group: str, name: str) -> Path:
 
 
 def options(group: str) -> tuple[str, ...]:
-    """Names of the shipped options of config group `group`, sorted."""
+    """Names of the options of config group `group`, sorted: the shipped files, and Hydra's own and its plugins'.
+
+    A `hydra/` group's options are mostly Hydra's and its plugins' (`hydra/launcher=joblib`, the
+    Optuna sweeper), which only Hydra's config loader lists; ours (`cluster`) are among them.
+    """
+    if group.split("/")[0] == "hydra":
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl  # Hydra's plugins load with it
+        from hydra._internal.utils import create_config_search_path
+
+        loader = ConfigLoaderImpl(config_search_path=create_config_search_path(f"file://{CONFIG_DIR}"))
+        return tuple(sorted(loader.get_group_options(group)))
     return tuple(sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml")))

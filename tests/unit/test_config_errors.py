@@ -40,6 +40,22 @@ def test_a_typo_names_the_full_key_and_the_nearest_real_one(override, start):
     assert composition_error([override]).startswith(start)
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "hydra/launcher=submitit_locl",
+            "hydra/launcher=submitit_locl: no such option (did you mean submitit_local?); "
+            "options: basic, cluster, joblib, submitit_local, submitit_slurm",
+        ),
+        ("hydra/sweeper=optna", "hydra/sweeper=optna: no such option (did you mean optuna?); options: basic, optuna"),
+    ],
+)
+def test_a_hydra_group_lists_hydras_and_its_plugins_options(override, message):
+    """Only the shipped files were listed: `options: cluster` for a launcher, nothing for a sweeper."""
+    assert composition_error([override]) == message
+
+
 def test_a_far_typo_suggests_nothing():
     assert "did you mean" not in composition_error(["agent.zzzz=1"])
 
