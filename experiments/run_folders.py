@@ -196,6 +196,6 @@ def check_fresh(key: str, folder: Path) -> None:
         shown = ", ".join(entries[:_SHOWN]) + (", ..." if len(entries) > _SHOWN else "")
         raise ConfigError(
             f"{key}: {folder} already holds files ({shown}); a run needs a folder of its own, so that "
-            "its config, checkpoints and tables are not mixed with another run's (leave it to its default, "
-            "named to the microsecond, or name a new folder)"
+            "its config, checkpoints and tables are not mixed with another run's (name a new folder; a run's "
+            "own folder, left to its default, is named to the microsecond)"
         )
