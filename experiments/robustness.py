@@ -25,14 +25,17 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import gymnasium as gym
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from agents.rollout import Policy
 from envs.lines import scenario_events, scenario_field
 from envs.registration import TASKS
-from experiments.build import ConfigError, heuristic_overrides, heuristics
+from experiments.build import ConfigError, heuristic_overrides, heuristics, make_env
 from experiments.comparison import checked_seeds, compare
 from experiments.errors import did_you_mean, distinct, one_line_errors, run, scenario_names
 from experiments.evaluate import evaluation_config, seen_seeds
@@ -201,12 +204,35 @@ def refused_scenarios(run_cfg: DictConfig, scenarios: Sequence[str]) -> dict[str
     return refused
 
 
-def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], list[str], list[str], str | None]:
-    """Rows of one artifact and its heuristics under `none` and every scenario it was not trained on.
+@dataclass(frozen=True)
+class Plan:
+    """What one artifact runs: its run's config, its heuristics (from `key`), its scenarios and notes."""
 
-    Returns the task's name, the rows (the artifact labelled `learned`), the heuristics' labels, a
-    note per scenario the artifact's line refuses (left out), and a warning if the seeds are seeds
-    the artifact's run used (`seen_seeds`).
+    artifact: str
+    task: str
+    run_cfg: DictConfig
+    heuristics: dict[str, dict[str, Any]]
+    key: str
+    scenarios: list[str]
+    notes: list[str]
+    seen: str | None
+
+    def policies(self, env: gym.Env[Any, Any]) -> list[tuple[str, Policy]]:
+        """The artifact (labelled `learned`) and its heuristics on `env`."""
+        _, learned = load_policy(self.artifact, env)
+        return [(LEARNED, learned), *(load_policy(n, env, p, self.key) for n, p in self.heuristics.items())]
+
+
+def plan_artifact(cfg: DictConfig, artifact: str) -> Plan:
+    """The plan of one artifact: its heuristics under `none` and every scenario it was not trained on.
+
+    The artifact and its heuristics' parameters are loaded on an env of each scenario, so that one
+    that refuses them stops the run before any artifact is evaluated. Notes name each scenario the
+    artifact's line refuses (left out); `seen` warns if the seeds are seeds its run used.
+
+    Raises:
+        NotApplicable: the artifact runs a fixed job-shop instance.
+        ConfigError: not an artifact, or a policy refuses its env or a parameter.
     """
     if not (Path(artifact) / "manifest.json").is_file():
         raise ConfigError(f"artifacts: {artifact} has no manifest.json; it is not a policy artifact folder")
@@ -221,21 +247,30 @@ def evaluate_artifact(cfg: DictConfig, artifact: str) -> tuple[str, list[Row], l
     scenarios = [NO_SCENARIO, *(s for s in cfg.scenarios if s not in (trained, NO_SCENARIO))]
     refused = refused_scenarios(run_cfg, scenarios)
     notes = [f"{task} ({artifact}) under {s}: its line refuses the scenario: {why}" for s, why in refused.items()]
-    seeds = checked_seeds(cfg)
-    seen = seen_seeds(run_cfg, seeds)
-    if seen:
-        log.warning("seed: %s: %s", artifact, seen)
+    seen = seen_seeds(run_cfg, checked_seeds(cfg))
+    plan = Plan(artifact, task, run_cfg, tuned, key, [s for s in scenarios if s not in refused], notes, seen)
+    for scenario in plan.scenarios:
+        env = make_env(run_cfg, scenario=scenario)
+        try:
+            plan.policies(env)
+        finally:
+            env.close()
+    return plan
 
-    def policies(env: object) -> list[tuple[str, object]]:
-        _, learned = load_policy(artifact, env)  # type: ignore[arg-type]
-        return [(LEARNED, learned), *(load_policy(name, env, params, key) for name, params in tuned.items())]  # type: ignore[arg-type]
 
+def evaluate_plan(cfg: DictConfig, plan: Plan) -> list[Row]:
+    """Rows of one artifact (labelled `learned`) and its heuristics under each scenario of its plan."""
+    if plan.seen:
+        log.warning("seed: %s: %s", plan.artifact, plan.seen)
     rows: list[Row] = []
-    for scenario in (s for s in scenarios if s not in refused):
-        found, _ = compare(run_cfg, policies, scenario, scenario, seeds, cfg.continuing_days, cfg.continuing_seeds)  # type: ignore[arg-type]
+    seeds = checked_seeds(cfg)
+    for scenario in plan.scenarios:
+        found, _ = compare(
+            plan.run_cfg, plan.policies, scenario, scenario, seeds, cfg.continuing_days, cfg.continuing_seeds
+        )
         rows.extend(found)
-        log.info("%s: %s done (%d rows)", run_cfg.task.name, scenario, len(found))
-    return task, rows, list(tuned), notes, seen
+        log.info("%s: %s done (%d rows)", plan.task, scenario, len(found))
+    return rows
 
 
 def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
@@ -264,27 +299,31 @@ def robustness(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Path]:
     for key, folder in (("plots", plots), ("out", out.parent)):
         if cfg.get(key) is not None:
             check_output(key, folder, run_dir)
+    notes: list[str] = []
+    runs = distinct_labels([artifact_run(Path(str(a))).name for a in cfg.artifacts], cfg.artifacts)
+    plans: list[tuple[Plan, str]] = []
+    for artifact, run_name in zip(cfg.artifacts, runs, strict=True):  # every artifact checked before any runs
+        try:
+            plan = plan_artifact(cfg, str(artifact))
+        except NotApplicable as exc:
+            notes.append(str(exc))
+            continue
+        plans.append((plan, run_name))
+        notes.extend(plan.notes)
     plots.mkdir(parents=True, exist_ok=True)
     all_cells: list[Cell] = []
-    notes: list[str] = []
     warnings: list[str] = []
     paths: dict[str, Path] = {"episodes": plots / "episodes.csv"}
-    runs = distinct_labels([artifact_run(Path(str(a))).name for a in cfg.artifacts], cfg.artifacts)
     figures: list[tuple[str, str, dict[str, dict[str, tuple[float, float]]]]] = []  # task, run, panels
     with paths["episodes"].open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["task", "artifact", "policy", "scenario", "mode", "seed", "return"])
-        for artifact, run in zip(cfg.artifacts, runs, strict=True):
-            try:
-                task, rows, labels, refused, seen = evaluate_artifact(cfg, str(artifact))
-            except NotApplicable as exc:
-                notes.append(str(exc))
-                continue
-            notes.extend(refused)
+        for plan, run in plans:
+            task, rows, labels = plan.task, evaluate_plan(cfg, plan), list(plan.heuristics)
             writer.writerows(
-                [task, artifact, r.policy, r.scenario, r.mode, r.seed, repr(r.values["return"])] for r in rows
+                [task, plan.artifact, r.policy, r.scenario, r.mode, r.seed, repr(r.values["return"])] for r in rows
             )
-            warnings.extend([f"{task} {run} ({artifact}): {seen}"] if seen else [])
+            warnings.extend([f"{task} {run} ({plan.artifact}): {plan.seen}"] if plan.seen else [])
             found = cells(task, run, rows, labels)
             all_cells.extend(found)
             panels = {

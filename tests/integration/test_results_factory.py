@@ -392,3 +392,25 @@ def test_robustness_notes_an_artifact_of_a_fixed_instance_and_names_a_bad_scenar
     assert "Not evaluated: Scheduling" in paths["table"].read_text()
     with pytest.raises(ConfigError, match=r"^plots: name where it goes"):
         robustness(defaults)
+
+
+def test_a_parameter_refused_for_a_later_artifact_stops_the_run_before_any_artifact_runs(tmp_path):
+    """The first artifact ran all its scenarios, then the second's refusal left a half-written episodes.csv."""
+    first, second = (
+        untrained_artifact(tmp_path / run / "artifact", (f"task={task}", "task.max_episode_steps=8"), warmup_steps=8)
+        for run, task in (("a", "speed"), ("b", "energy"))
+    )
+    grid = {
+        "artifacts": [str(first), str(second)],
+        "scenarios": ["price_spike"],
+        "episodes": 1,
+        "seed": 20_000,
+        "continuing_days": 7,
+        "continuing_seeds": 0,
+        "heuristics": {"Energy": {"tou_energy": {"speed_rato": 0.8}}},
+        "out": str(tmp_path / "out" / "table.md"),
+        "plots": str(tmp_path / "out"),
+    }
+    with pytest.raises(ConfigError, match=r"^heuristics\.Energy\.tou_energy\.speed_rato: "):
+        robustness(OmegaConf.create(grid))
+    assert not (tmp_path / "out").exists()
