@@ -134,6 +134,8 @@ def run_gaps(cfg: DictConfig) -> list[Result]:
             )
     limits = [float(t) for t in cfg.cpsat.time_limits_s]
     learned = {str(label): _learned_entry(str(label), entry) for label, entry in (cfg.learned or {}).items()}
+    if not (rules or limits or learned):
+        raise ConfigError("rules, cpsat.time_limits_s, learned: all empty, so there is no policy to run; name one")
     _distinct_columns(rules, limits, learned)
     schedulers = {label: load_scheduler(e["module"], e["path"]) for label, e in learned.items()}
     first = load_instance(next(iter(groups.values()))[0])

@@ -163,6 +163,7 @@ def test_check_schedule_names_what_is_wrong(starts, message):
         (["rules=[spt]", "+learned.edd={module: m, path: p}"], "learned.edd: 'edd' is a dispatching rule's name"),
         (["rules=[spt,mwkr,spt]"], "rules: column 'spt' comes twice"),
         (["cpsat.time_limits_s=[5,5.0]"], "cpsat.time_limits_s: column 'cpsat 5s' comes twice"),
+        (["rules=[]", "cpsat.time_limits_s=[]"], "all empty, so there is no policy to run"),  # the plot crashed
     ],
 )
 def test_config_mistakes_are_named(overrides, message):
