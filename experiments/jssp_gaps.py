@@ -36,7 +36,15 @@ from agents.baselines import make_baseline
 from agents.cpsat import CpSatDispatch
 from envs.jobshop import Instance, ScheduleError, best_known, check_schedule, load_instance
 from envs.scheduling import SchedulingEnv
-from experiments.errors import ConfigError, did_you_mean, distinct, one_line_errors, run, whole_number
+from experiments.errors import (
+    ConfigError,
+    did_you_mean,
+    distinct,
+    one_line_errors,
+    positive_number,
+    run,
+    whole_number,
+)
 from experiments.jssp_report import RULES, Result, write_reports
 
 log = logging.getLogger(__name__)
@@ -132,7 +140,10 @@ def run_gaps(cfg: DictConfig) -> list[Result]:
             raise ConfigError(
                 f"rules: {rule!r} is not a dispatching rule{did_you_mean(rule, RULES)}; choose from {', '.join(RULES)}"
             )
-    limits = [float(t) for t in cfg.cpsat.time_limits_s]
+    limits = [positive_number("cpsat.time_limits_s", t) for t in cfg.cpsat.time_limits_s]
+    workers = whole_number("cpsat.workers", cfg.cpsat.workers)
+    solver_seed = whole_number("cpsat.seed", cfg.cpsat.seed, least=0)
+    env_seed = whole_number("env_seed", cfg.env_seed, least=0)
     learned = {str(label): _learned_entry(str(label), entry) for label, entry in (cfg.learned or {}).items()}
     if not (rules or limits or learned):
         raise ConfigError("rules, cpsat.time_limits_s, learned: all empty, so there is no policy to run; name one")
@@ -146,16 +157,16 @@ def run_gaps(cfg: DictConfig) -> list[Result]:
         for name in names:
             instance = load_instance(name)
             for rule in rules:
-                makespan, seconds, cpu, _ = env_schedule(instance, rule, seed=cfg.env_seed)
+                makespan, seconds, cpu, _ = env_schedule(instance, rule, seed=env_seed)
                 results.append(Result(group, instance, rule, makespan, seconds, cpu))
             for limit in limits:
                 solver = {
                     "time_limit_s": limit,
-                    "workers": int(cfg.cpsat.workers),
-                    "seed": int(cfg.cpsat.seed),
+                    "workers": workers,
+                    "seed": solver_seed,
                     "hold_for_plan": True,  # replay the plan exactly: the env's makespan is the solver's
                 }
-                makespan, seconds, cpu, baseline = env_schedule(instance, "cpsat", solver, cfg.env_seed)
+                makespan, seconds, cpu, baseline = env_schedule(instance, "cpsat", solver, env_seed)
                 plan = cast(CpSatDispatch, baseline).plan()
                 if makespan != plan.makespan:
                     raise ScheduleError(

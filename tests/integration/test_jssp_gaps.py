@@ -164,6 +164,10 @@ def test_check_schedule_names_what_is_wrong(starts, message):
         (["rules=[spt,mwkr,spt]"], "rules: column 'spt' comes twice"),
         (["cpsat.time_limits_s=[5,5.0]"], "cpsat.time_limits_s: column 'cpsat 5s' comes twice"),
         (["rules=[]", "cpsat.time_limits_s=[]"], "all empty, so there is no policy to run"),  # the plot crashed
+        (["cpsat.seed=1.7"], "cpsat.seed: must be a whole number >= 0, got 1.7"),  # it ran, and reported, seed 1
+        (["cpsat.workers=1.9"], "cpsat.workers: must be a positive whole number, got 1.9"),
+        (["env_seed=true"], "env_seed: must be a whole number >= 0, got True"),
+        (["cpsat.time_limits_s=[true]"], "cpsat.time_limits_s: must be a positive number, got True"),
     ],
 )
 def test_config_mistakes_are_named(overrides, message):
