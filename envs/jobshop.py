@@ -195,9 +195,11 @@ def parse_instance(text: str, name: str, source: str | Path | None = None) -> In
         end, first_machine = n, 0
     extra = next((line for line in body[end:] if line.values is not None), None)
     if extra is not None:
+        again = extra.values is not None and extra.values[:2] == (n, m)  # a second instance's header
+        hint = "; a file holds one instance: split a file of several (as Taillard's are) into one each" if again else ""
         raise InstanceError(
             f"{where}, line {extra.number}: expected no more numbers after the last job's line "
-            f"{body[end - 1].number}, found {extra.text!r}"
+            f"{body[end - 1].number}, found {extra.text!r}{hint}"
         )
     return _checked(name, m, routes, times, first_machine, where)
 

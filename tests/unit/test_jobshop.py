@@ -113,6 +113,11 @@ def test_a_comment_naming_times_and_machines_is_not_a_taillard_file(tmp_path):
         ("2 3\n0 3 1 2 2 2\n0 2 2 1 1 x4\n", r"line 3: expected 6 numbers \(job 1's .*\), found '0 2 2 1 1 x4'"),
         (OK + "\n# a note: 12\n99\n", "line 6: expected no more numbers after the last job's line 3, found '99'"),
         (
+            TAILLARD.format(" 1 2 3") * 2,  # Taillard's downloads hold ten instances a file
+            r"line 10: expected no more numbers after the last job's line 8, found '2 3'; a file holds one instance: "
+            r"split a file of several \(as Taillard's are\) into one each",
+        ),
+        (
             "2 3\n1 3 2 2 3 2\n1 2 3 1 2 4\n",
             r"line 2: job 0 names machine 3, outside 0..2 \(the OR-Library layout numbers machines from 0\)",
         ),
