@@ -175,14 +175,16 @@ class AuditLog:
             meta: run-level plain data (numpy values, enums and paths are converted), written once.
 
         Raises:
-            AuditError: the file is not an audit log of this format, its last run breaks the hash
-                chain, another run holds it, or it cannot be opened.
+            AuditError: the path is a folder, the file is not an audit log of this format, its last run
+                breaks the hash chain, another run holds it, or it cannot be opened.
             TypeError: `meta` holds a value JSON cannot carry.
         """
         self.path = Path(path)
         meta_json = _json(dict(meta or {}))
         self._db: sqlite3.Connection | None = None
         self._writer: int | None = None
+        if self.path.is_dir():  # "" and "." too: no file to open, and its lock would land beside the folder
+            raise AuditError(f"audit log {self.path}: a folder, not a file; name a file (<folder>/audit.sqlite)")
         self._hold_writer_lock()
         try:
             # one writer, one thread at a time: the thread that opens the log need not be the one appending

@@ -327,6 +327,17 @@ def test_a_file_that_is_not_an_audit_log_is_refused(tmp_path: Path) -> None:
         AuditLog.read(other)
 
 
+def test_a_folder_given_as_the_log_is_refused_naming_it_with_no_lock_beside_it(tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    for given in (folder, Path(""), Path(".")):  # audit= and audit=. on the command line
+        with pytest.raises(AuditError, match=f"audit log {given}: a folder, not a file"):
+            AuditLog(given)
+    assert sorted(tmp_path.iterdir()) == [folder]
+    assert not list(folder.iterdir())
+
+
 def test_a_log_its_writer_is_still_creating_reads_as_no_runs(tmp_path: Path) -> None:
     """Between the writer's connect and its schema's commit the file is an empty database: no runs yet, no error."""
     path = tmp_path / "audit.sqlite"
