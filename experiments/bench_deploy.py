@@ -240,7 +240,7 @@ def decision_loop(
 def summarise(transport: str, records: Sequence[AuditRecord], calls_ms: Sequence[float]) -> LoopResult:
     """The figures of the timed steps' audit records and of their step calls timed from outside, in step order.
 
-    The latencies are those of the steps that met no fault (deploy sleeps `retry_s` in a step that meets one).
+    The latencies are those of the steps that met no fault (deploy waits `retry_s` after a step that meets one).
 
     Raises:
         RuntimeError: every timed step met a fault; the message gives the first.

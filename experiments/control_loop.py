@@ -117,6 +117,8 @@ def run_deployment(dep: Deployment, stop: threading.Event, steps: int | None, st
             show()
             if (steps is not None and tally.steps >= steps) or stop.is_set():
                 break
+            if tally.last_error is not None:
+                stop.wait(dep.retry_s)  # before the next try; a stop request ends the wait
             if tally.reattach:
                 tally.reattach = False
                 frame = _attach(dep, stop, tally, show)
@@ -264,8 +266,6 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
         raise stopping
     if error is None:
         tally.latencies_ms.append(lat["total"])
-    else:
-        time.sleep(dep.retry_s)
     return frame, log_ms
 
 

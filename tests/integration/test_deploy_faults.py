@@ -205,3 +205,31 @@ def test_a_fault_stops_the_writes_and_the_run_resumes_when_it_clears(artifact, t
         if r.written is not None:
             speeds = r.written[~np.isnan(r.written)]
             assert ((speeds >= PLANT_SPEED[0] - 1e-9) & (speeds <= PLANT_SPEED[1] + 1e-9)).all()
+
+
+def test_a_stop_request_ends_the_wait_after_a_faulted_step_at_once(artifact, tmp_path):
+    """Ctrl-C or SIGTERM stops between steps: the wait of `retry_s` after a fault listens for it."""
+    audit = tmp_path / "audit.sqlite"
+    with free_plc() as plc:
+        cfg = compose_config(
+            [f"artifact={artifact}", f"hardware.port={plc.port}", f"audit={audit}", "mode=shadow",
+             "hardware.timeout_s=0.2", "hardware.read_retries=0", "retry_s=5", "status_every_s=0"]
+        )  # fmt: skip
+        dep = setup(cfg)
+        stop = threading.Event()
+        thread = threading.Thread(target=run_deployment, args=(dep, stop, None, None))
+        thread.start()
+        try:
+            wait_for(lambda: len(records(audit)) >= 2, "no steps before the fault")
+            plc.inject(Fault(FaultKind.EXCEPTION, code=4))
+            wait_for(lambda: any(r.error for r in records(audit)), "no step met the fault", timeout_s=15.0)
+            asked = time.monotonic()
+            stop.set()
+            thread.join(10.0)
+            assert not thread.is_alive(), "the loop did not stop"
+            assert time.monotonic() - asked < 2.0
+        finally:
+            stop.set()
+            thread.join()
+            dep.audit.close()
+            dep.view.close()
