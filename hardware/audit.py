@@ -325,12 +325,12 @@ def read_runs(path: str | Path) -> list[AuditRun]:
     runs: a reader polling a deployment's log from its first instant sees an empty list.
 
     Raises:
-        AuditError: the file is missing, not an audit log, holds a record that cannot be decoded, or
-            a run or record that breaks the hash chain (changed, added or removed past the triggers).
+        AuditError: the file is missing (or a folder), not an audit log, holds a record that cannot be
+            decoded, or a run or record that breaks the hash chain (changed, added or removed past the triggers).
     """
     path = Path(path)
     if not path.is_file():
-        raise AuditError(f"audit log {path}: no such file")
+        raise AuditError(f"audit log {path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:

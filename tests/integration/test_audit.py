@@ -327,13 +327,15 @@ def test_a_file_that_is_not_an_audit_log_is_refused(tmp_path: Path) -> None:
         AuditLog.read(other)
 
 
-def test_a_folder_given_as_the_log_is_refused_naming_it_with_no_lock_beside_it(tmp_path: Path, monkeypatch) -> None:
+def test_a_folder_given_as_the_log_is_refused_as_such_with_no_lock_beside_it(tmp_path: Path, monkeypatch) -> None:
     folder = tmp_path / "logs"
     folder.mkdir()
     monkeypatch.chdir(folder)
     for given in (folder, Path(""), Path(".")):  # audit= and audit=. on the command line
         with pytest.raises(AuditError, match=f"audit log {given}: a folder, not a file"):
             AuditLog(given)
+        with pytest.raises(AuditError, match=f"audit log {given}: a folder, not a file"):
+            read_runs(given)
     assert sorted(tmp_path.iterdir()) == [folder]
     assert not list(folder.iterdir())
 
