@@ -241,6 +241,14 @@ def _number(word: str, what: str) -> float:
         raise ValueError(f"{what}: expected a number, got {word!r}") from None
 
 
+def _whole(word: str, what: str) -> int:
+    """`word` as a whole number (an exception code: 4.7 is none, not 4)."""
+    try:
+        return int(word)
+    except ValueError:
+        raise ValueError(f"{what}: expected a whole number, got {word!r}") from None
+
+
 def _fault(args: list[str]) -> Fault:
     kind = _kind(args[0])
     needs = {FaultKind.LATE: "seconds late", FaultKind.EXCEPTION: "exception code", FaultKind.NAN_SENSOR: "sensor"}
@@ -249,7 +257,7 @@ def _fault(args: list[str]) -> Fault:
     if kind is FaultKind.LATE:
         return Fault(kind, delay_s=_number(args[1], "fault late"))
     if kind is FaultKind.EXCEPTION:
-        return Fault(kind, code=int(_number(args[1], "fault exception")))
+        return Fault(kind, code=_whole(args[1], "fault exception"))
     if kind is FaultKind.NAN_SENSOR:
         value = _number(args[2], "fault nan") if len(args) == 3 else float("nan")
         return Fault(kind, sensor=args[1], value=value)

@@ -102,6 +102,8 @@ def test_serve_answers_over_modbus_and_obeys_the_operator_on_stdin(monkeypatch):
         console.type("lever speed remote")
         console.wait_for(r"levers with local rules, active")
         assert read_levers(client) == {Lever.SPEED}
+        console.type("fault exception 4.7")
+        console.wait_for(r"fault exception: expected a whole number, got '4\.7'")
         console.type("fault exception 4")
         console.wait_for(r"fault in force: exception 4")
         assert client.read_input_registers(0, count=1, device_id=1).exception_code == 4
