@@ -4,7 +4,7 @@ A value SB3 takes when the algorithm is built but uses only in `train()` (`gae_l
 `n_epochs: 0`, `gamma: 2`, `batch_size: 1.5`) would stop a run after its first rollout with a
 traceback, leaving a half-written run folder; `check_agent_values` makes each one line naming its
 key. Each setting is checked against the type of the algorithm's own default for it, and the
-settings below against the range their definition allows.
+settings below against the range their definition allows (a number, where one defaults to None).
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ SPANS: dict[str, Span] = {  # by parameter name: what the quantity is defined on
     "exploration_fraction": _FRACTION,
     "exploration_initial_eps": _FRACTION,
     "exploration_final_eps": _FRACTION,
+    "clip_range": Span(0.0),
+    "clip_range_vf": Span(0.0),  # None by default: no clipping of the value
+    "target_kl": Span(0.0),  # None by default: no early stop
 }
 WHOLE: dict[str, int] = {  # by parameter name: the least whole number it may be
     "n_steps": 1,
@@ -97,7 +100,7 @@ def check_agent_values(agent: Mapping[str, Any], accepted: Mapping[str, inspect.
                 raise ConfigError(f"{key}: must be true or false, got {value!r}")
         elif isinstance(value, int | float) and not isinstance(value, bool):
             _number(key, name, value, whole=name in WHOLE or isinstance(default, int))
-        elif isinstance(default, int | float):
+        elif isinstance(default, int | float) or (name in SPANS and value is not None):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
 
 

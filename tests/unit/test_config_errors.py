@@ -161,6 +161,10 @@ def test_a_run_setting_of_the_wrong_type_is_refused_before_any_work(override, me
             ["task=inventory", "agent=dqn", "agent.train_freq=[4,epoch]"],
             "agent.train_freq: expected a positive whole number or [count, step|episode], got [4, 'epoch']",
         ),
+        (["+agent.target_kl=abc"], "agent.target_kl: expected a number, got 'abc'"),  # its default is None
+        (["+agent.clip_range_vf=abc"], "agent.clip_range_vf: expected a number, got 'abc'"),
+        (["+agent.target_kl=-0.01"], "agent.target_kl: must be in (0, inf), got -0.01"),
+        (["agent.clip_range=-0.2"], "agent.clip_range: must be in (0, inf), got -0.2"),
     ],
 )
 def test_an_algorithm_setting_sb3_reads_only_in_training_is_refused_before_any_work(overrides, message):
@@ -175,6 +179,7 @@ def test_the_shipped_run_settings_pass():
     schedule = "{_target_:stable_baselines3.common.utils.get_linear_fn,start:3.0e-4,end:1.0e-5,end_fraction:1.0}"
     check(compose_train(["~agent.learning_rate", f"+agent.learning_rate={schedule}"]))  # built by instantiate
     check(compose_train(["task=inventory", "agent=dqn", "agent.train_freq=[1,episode]"]))
+    check(compose_train(["+agent.target_kl=null", "+agent.clip_range_vf=0.2"]))  # None: SB3's default
 
 
 def test_run_ends_a_config_or_line_error_with_one_line_and_lets_other_errors_through(monkeypatch):
