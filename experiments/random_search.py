@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
@@ -97,17 +98,19 @@ class RandomSearch:
             whole_number(name, getattr(self, name), least)
         if self.top > self.directions:
             raise ValueError(f"top: must be at most directions ({self.directions}), got {self.top}")
-        for name in ("noise", "step_size", "std_floor"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
-        if not self.ridge >= 0:
-            raise ValueError(f"ridge: must be >= 0, got {self.ridge!r}")
+        for name, strict in (("noise", True), ("step_size", True), ("std_floor", True), ("ridge", False)):
+            value = getattr(self, name)
+            number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            if not number or value < 0 or (strict and value == 0):
+                raise ValueError(f"{name}: must be {'>' if strict else '>='} 0, got {value!r}")
+        if not isinstance(self.keep_best, bool):
+            raise ValueError(f"keep_best: must be true or false, got {self.keep_best!r}")
         if self.levers is not None:
             known = [lever.value for lever in Lever]
-            unknown = [name for name in self.levers if name not in known]
-            if unknown or not self.levers:
-                given = list(self.levers)
-                raise ValueError(f"levers: must name some of {', '.join(known)} (or be null), got {given!r}")
+            listed = not isinstance(self.levers, str)  # `levers=speed` is a text, not the list [speed]
+            if not (listed and self.levers and all(name in known for name in self.levers)):
+                given = list(self.levers) if listed else self.levers
+                raise ValueError(f"levers: must be a list of some of {', '.join(known)} (or null), got {given!r}")
             object.__setattr__(self, "levers", tuple(self.levers))
 
     def fit(self, cfg: DictConfig, out_dir: Path) -> float:

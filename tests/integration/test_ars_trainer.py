@@ -155,9 +155,13 @@ def test_the_factory_search_moves_speed_and_mode_components_only():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["experiment=factory_ars", "agent.levers=[speed,oops]"], r"^agent.levers: must name some of dispatch, speed"),
+        (["experiment=factory_ars", "agent.levers=[speed,oops]"], r"^agent.levers: must be a list of some of dispatch"),
         (["experiment=energy_ars", "agent.levers=[reorder]"], r"^agent.levers: the task acts on mode, speed, not"),
         (["experiment=factory_ars", "agent.ridge=-1"], r"^agent.ridge: must be >= 0, got -1"),
+        (["experiment=energy_ars", "agent.noise=abc"], r"^agent.noise: must be > 0, got 'abc'$"),
+        (["experiment=energy_ars", "agent.ridge=null"], r"^agent.ridge: must be >= 0, got None$"),
+        (["experiment=energy_ars", "agent.keep_best=abc"], r"^agent.keep_best: must be true or false, got 'abc'$"),
+        (["experiment=factory_ars", "agent.levers=speed"], r"^agent.levers: must be a list .*, got 'speed'$"),
     ],
 )
 def test_search_settings_that_cannot_run_on_the_task_stop_at_check_naming_them(overrides, message):
