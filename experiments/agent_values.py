@@ -99,7 +99,9 @@ def check_agent_values(agent: Mapping[str, Any], accepted: Mapping[str, inspect.
             if not isinstance(value, bool):
                 raise ConfigError(f"{key}: must be true or false, got {value!r}")
         elif isinstance(value, int | float) and not isinstance(value, bool):
-            _number(key, name, value, whole=name in WHOLE or isinstance(default, int))
+            # an int default of a setting typed float (DQN's max_grad_norm=10) does not make it a count
+            whole = isinstance(default, int) and accepted[name].annotation not in (float, "float")
+            _number(key, name, value, whole=name in WHOLE or whole)
         elif isinstance(default, int | float) or (name in SPANS and value is not None):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
 

@@ -180,6 +180,7 @@ def test_the_shipped_run_settings_pass():
     check(compose_train(["~agent.learning_rate", f"+agent.learning_rate={schedule}"]))  # built by instantiate
     check(compose_train(["task=inventory", "agent=dqn", "agent.train_freq=[1,episode]"]))
     check(compose_train(["+agent.target_kl=null", "+agent.clip_range_vf=0.2"]))  # None: SB3's default
+    check(compose_train(["task=inventory", "agent=dqn", "+agent.max_grad_norm=0.5"]))  # a float defaulting to 10
 
 
 def test_run_ends_a_config_or_line_error_with_one_line_and_lets_other_errors_through(monkeypatch):
