@@ -71,11 +71,16 @@ SET_BY_RUN: dict[str, str] = {  # SB3 parameters `experiments.build.make_agent` 
 }
 
 
-def check_agent_values(agent: Mapping[str, Any], accepted: Mapping[str, inspect.Parameter]) -> None:
+def check_agent_values(
+    agent: Mapping[str, Any],
+    accepted: Mapping[str, inspect.Parameter],
+    policy_accepted: Mapping[str, inspect.Parameter] | None = None,
+) -> None:
     """Refuse a setting of `agent` (the `agent` config, plain data) that the algorithm could not train with.
 
-    `accepted` are the algorithm's parameters (`inspect.signature(cls).parameters`); a name it does
-    not take is left to the algorithm, whose refusal `experiments.errors.parameter_error` names.
+    `accepted` are the algorithm's parameters (`inspect.signature(cls).parameters`), `policy_accepted`
+    its policy class's, against which `policy_kwargs` are checked alike (None: not checked); a name
+    they do not take is left to the algorithm, whose refusal `experiments.errors.parameter_error` names.
 
     Raises:
         ConfigError: a setting the run passes itself (`SET_BY_RUN`: set there, it would be
@@ -89,10 +94,17 @@ def check_agent_values(agent: Mapping[str, Any], accepted: Mapping[str, inspect.
     kwargs = agent.get("policy_kwargs")
     if isinstance(kwargs, Mapping) and kwargs.get("net_arch") is not None:  # None: the algorithm's default
         _net_arch("agent.policy_kwargs.net_arch", kwargs["net_arch"])
-    for name, value in agent.items():
+    if isinstance(kwargs, Mapping) and policy_accepted is not None:
+        _check_values("agent.policy_kwargs", kwargs, policy_accepted)
+    _check_values("agent", agent, accepted)
+
+
+def _check_values(prefix: str, values: Mapping[str, Any], accepted: Mapping[str, inspect.Parameter]) -> None:
+    """Each of `values` (the config at `prefix`) against its parameter's default's type and its span."""
+    for name, value in values.items():
         if name not in accepted or name.startswith("_") or (isinstance(value, Mapping) and "_target_" in value):
             continue  # a `_target_` node is built by `instantiate` (a learning-rate schedule): SB3 checks it
-        key, default = f"agent.{name}", accepted[name].default
+        key, default = f"{prefix}.{name}", accepted[name].default
         if name == "train_freq" and isinstance(value, list | tuple):
             _train_freq(key, value)
         elif isinstance(default, bool):
@@ -104,6 +116,14 @@ def check_agent_values(agent: Mapping[str, Any], accepted: Mapping[str, inspect.
             _number(key, name, value, whole=name in WHOLE or whole)
         elif isinstance(default, int | float) or (name in SPANS and value is not None):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        elif isinstance(default, type) and default is not inspect.Parameter.empty and not isinstance(value, type):
+            example = f"{{_target_: hydra.utils.get_class, path: {_path(default)}}}"
+            raise ConfigError(f"{key}: expected a class, e.g. {example}, got {value!r}")
+
+
+def _path(cls: type) -> str:
+    """`cls`'s import path, as `hydra.utils.get_class` takes it."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _number(key: str, name: str, value: float, whole: bool) -> None:

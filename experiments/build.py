@@ -87,7 +87,9 @@ def check(cfg: DictConfig) -> None:
         _check_spaces(cfg, target, env)
         if is_learner(cfg):
             values = cast(dict[str, Any], OmegaConf.to_container(cfg.agent, resolve=True))
-            check_agent_values(values, inspect.signature(target).parameters)
+            policy = target.policy_aliases.get(values.get("policy")) if isinstance(values.get("policy"), str) else None
+            policy_params = inspect.signature(policy).parameters if isinstance(policy, type) else None
+            check_agent_values(values, inspect.signature(target).parameters, policy_params)
         if warm_start_heuristic(cfg) is not None:
             _check_warm_start(cfg, env)
         _check_trainer(cfg, env)

@@ -165,6 +165,12 @@ def test_a_run_setting_of_the_wrong_type_is_refused_before_any_work(override, me
         (["+agent.clip_range_vf=abc"], "agent.clip_range_vf: expected a number, got 'abc'"),
         (["+agent.target_kl=-0.01"], "agent.target_kl: must be in (0, inf), got -0.01"),
         (["agent.clip_range=-0.2"], "agent.clip_range: must be in (0, inf), got -0.2"),
+        (["+agent.policy_kwargs.log_std_init=abc"], "agent.policy_kwargs.log_std_init: expected a number, got 'abc'"),
+        (
+            ["+agent.policy_kwargs.activation_fn=relu"],
+            "agent.policy_kwargs.activation_fn: expected a class, e.g. {_target_: hydra.utils.get_class, "
+            "path: torch.nn.modules.activation.Tanh}, got 'relu'",
+        ),
     ],
 )
 def test_an_algorithm_setting_sb3_reads_only_in_training_is_refused_before_any_work(overrides, message):
@@ -181,6 +187,12 @@ def test_the_shipped_run_settings_pass():
     check(compose_train(["task=inventory", "agent=dqn", "agent.train_freq=[1,episode]"]))
     check(compose_train(["+agent.target_kl=null", "+agent.clip_range_vf=0.2"]))  # None: SB3's default
     check(compose_train(["task=inventory", "agent=dqn", "+agent.max_grad_norm=0.5"]))  # a float defaulting to 10
+    relu = "{_target_:hydra.utils.get_class,path:torch.nn.ReLU}"
+    check(
+        compose_train(
+            [f"+agent.policy_kwargs.activation_fn={relu}", "agent=sac", "+agent.policy_kwargs.log_std_init=-2.5"]
+        )
+    )
 
 
 def test_run_ends_a_config_or_line_error_with_one_line_and_lets_other_errors_through(monkeypatch):
