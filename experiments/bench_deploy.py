@@ -43,6 +43,7 @@ from envs.registration import TASKS
 from experiments.bench_modbus import PLAIN, TLS, machine, plc_process
 from experiments.control_loop import CHECKPOINT_EVERY, Tally, control_step
 from experiments.deploy import compose_config, setup
+from experiments.shadow_evidence import FAULTED, verdict_of
 from experiments.tables import markdown_table
 from hardware.audit import AuditRecord, read_runs
 from hardware.modbus import make_certs
@@ -85,7 +86,7 @@ class LoopResult:
     transport: str
     steps: int  # timed steps that met no fault (the latencies are theirs)
     faults: int  # timed steps that met a fault (deploy waits `retry_s` after each: not timed here)
-    verdicts: Mapping[str, int]  # guard verdicts of the timed steps: pass, clip, block
+    verdicts: Mapping[str, int]  # verdicts of the timed steps: pass, clip, block (and `FAULTED`, if any)
     interventions: Mapping[str, int]  # timed steps by kind of the guard's reasons (gate, clamp, rate, deadband, ...)
     written: int  # timed steps that wrote a command block and checked its echo (the others: a heartbeat)
     keep_blocks: int  # of those, blocks whose every setpoint is NaN (keep): the guard let no change out
@@ -251,14 +252,14 @@ def summarise(transport: str, records: Sequence[AuditRecord], calls_ms: Sequence
     per_stage = {name: [r.latency_ms[name] for r in clean] for name in (*STAGES, TOTAL)}
     per_stage[OTHER] = [r.latency_ms[TOTAL] - sum(r.latency_ms[s] for s in STAGES) for r in clean]
     per_stage[CALL] = [ms for ms, r in zip(calls_ms, records, strict=True) if r.error is None]
-    verdicts = Counter(r.verdict for r in records)
+    verdicts = Counter(verdict_of(r) for r in records)
     kinds = Counter(kind for r in records for kind in {reason.split(":", 1)[0] for reason in r.reasons})
     written = [r.written for r in records if r.written is not None]
     return LoopResult(
         transport=transport,
         steps=len(clean),
         faults=len(records) - len(clean),
-        verdicts={k: verdicts[k] for k in ("pass", "clip", "block")},
+        verdicts={k: verdicts[k] for k in ("pass", "clip", "block", FAULTED) if verdicts[k] or k != FAULTED},
         interventions=dict(kinds.most_common()),
         written=len(written),
         keep_blocks=sum(bool(np.isnan(w).all()) for w in written),

@@ -160,14 +160,28 @@ def reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0].strip()
 
 
+FAULTED = "none (a fault before the guard)"  # the verdict reported for a step the guard never decided
+
+
+def verdict_of(record: AuditRecord) -> str:
+    """A step's verdict as reported: `FAULTED` for a guarded step whose fault came before the guard decided.
+
+    Such a step is logged `block` (nothing was written), but with no reason: a guard's block always
+    gives one. Counted as the guard's, a PLC outage read as the guard blocking the policy.
+    """
+    if record.verdict == "block" and not record.reasons and record.error is not None:
+        return FAULTED
+    return record.verdict
+
+
 def interventions(records: Sequence[AuditRecord]) -> Interventions:
-    """Count the guard's verdicts and reasons over `records`."""
+    """Count the guard's verdicts (`verdict_of`) and reasons over `records`."""
     reasons: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
     for r in records:
         reasons.update(set(r.reasons))
         kinds.update({reason_kind(x) for x in r.reasons})
-    return Interventions(Counter(r.verdict for r in records), reasons, kinds, sum(1 for r in records if r.reasons))
+    return Interventions(Counter(verdict_of(r) for r in records), reasons, kinds, sum(1 for r in records if r.reasons))
 
 
 def latency(records: Sequence[AuditRecord]) -> dict[str, Spread]:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from experiments import report
+from experiments.shadow_evidence import FAULTED, verdict_of
 from experiments.shadow_report import (
     CAVEAT,
     ReportError,
@@ -143,6 +144,16 @@ def test_interventions_by_reason_and_verdict(audit: Path) -> None:
     assert counted.kinds == {"rate": 8, "interlock": 4, "gate": 1}
     assert counted.reasons == {"rate:cut.speed": 8, "interlock:vibration": 4, "gate:line_error": 1}
     assert counted.steps == 9  # steps 0, 5, ..., 35 and the blocked step 7
+
+
+def test_a_guarded_step_that_faulted_before_the_guard_is_not_counted_as_its_block() -> None:
+    """Such a step is logged `block` with no reason; counted as one, a PLC outage read as the guard blocking."""
+    step = step_record(3, np.ones(5), np.ones(5), np.random.default_rng(0))
+    faulted = dataclasses.replace(step, mode="guarded", verdict="block", reasons=(), error="ModbusTimeout: no answer")
+    blocked = dataclasses.replace(faulted, reasons=("gate:stale_status",))
+    clean = dataclasses.replace(blocked, error=None)
+    assert [verdict_of(r) for r in (faulted, blocked, clean)] == [FAULTED, "block", "block"]
+    assert interventions([faulted, blocked, clean]).verdicts == {FAULTED: 1, "block": 2}
 
 
 def test_latency_staleness_and_clocks_are_numpys_percentiles(audit: Path) -> None:
