@@ -78,11 +78,16 @@ class PolicyArtifact:
         observation_space: The raw (un-normalised) observation space the policy was trained on.
         action_space: The action space its actions belong to.
         takes_action_mask: Whether `predict` needs `action_masks` (MaskablePPO).
+        sha256: The SHA-256 that pins the artifact whole, of its network followed by its manifest,
+            bytes as loaded (not a second read of the files, which may have changed since); the
+            manifest counts as much as the network: it holds the line's limits, the task and the
+            statistics the policy's inputs are scaled by. Empty until `load` sets it.
     """
 
     def __init__(self, path: Path, manifest: dict[str, Any], session: ort.InferenceSession) -> None:
         self.path = path
         self.manifest = manifest
+        self.sha256 = ""
         self._session = session
         self.observation_space: spaces.Box = space_from_json(manifest["observation_space"])  # type: ignore[assignment]
         self.action_space: spaces.Space[Any] = space_from_json(manifest["action_space"])
@@ -114,8 +119,9 @@ class PolicyArtifact:
         for file in (manifest_file, network_file):
             if not file.is_file():
                 raise FileNotFoundError(f"policy artifact is missing {file}")
+        manifest_bytes = manifest_file.read_bytes()
         try:
-            manifest = json.loads(manifest_file.read_text())
+            manifest = json.loads(manifest_bytes)
             if not isinstance(manifest, dict):
                 raise TypeError(f"expected a JSON object, got {type(manifest).__name__}")
             if manifest.get("format_version") != FORMAT_VERSION:
@@ -145,6 +151,7 @@ class PolicyArtifact:
             raise ArtifactError(
                 f"{network_file} takes inputs {names}, manifest {manifest_file} says {artifact._inputs}"
             )
+        artifact.sha256 = hashlib.sha256(data + manifest_bytes).hexdigest()
         return artifact
 
     def check_fits(self, observation_space: spaces.Space[Any], action_space: spaces.Space[Any]) -> None:

@@ -19,7 +19,6 @@ hands the line back to its own setpoints once the heartbeat stops.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import signal
@@ -35,7 +34,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from agents.artifact import MANIFEST_FILE, NETWORK_FILE, ArtifactError, PolicyArtifact
+from agents.artifact import ArtifactError, PolicyArtifact
 from envs.base import Task
 from envs.registration import TASKS
 from experiments.control_loop import Deployment, PolicyGaveUp, run_deployment
@@ -76,9 +75,10 @@ def approved_hashes(value: Any) -> list[str]:
 
 
 def verify_artifact(folder: str | Path, approved: Sequence[str]) -> tuple[PolicyArtifact, str]:
-    """The artifact in `folder` and its `artifact_sha256`, checked against its manifest and the allow-list.
+    """The artifact in `folder` and its `PolicyArtifact.sha256`, checked against its manifest and the allow-list.
 
-    The hash returned is the one checked: the run records it, not a second read of the files.
+    The hash returned is that of the bytes the artifact was loaded from, the network that runs: a
+    second read of the files could hash an artifact an export rewrote in between.
 
     Raises:
         ConfigError: a missing, malformed or tampered artifact, or a network not on a non-empty allow-list.
@@ -87,22 +87,11 @@ def verify_artifact(folder: str | Path, approved: Sequence[str]) -> tuple[Policy
         artifact = PolicyArtifact.load(folder)
     except (FileNotFoundError, ArtifactError) as exc:
         raise ConfigError(f"artifact: {exc}") from exc
-    sha = artifact_sha256(folder)
-    if approved and sha not in {str(a).lower() for a in approved}:
-        raise ConfigError(f"artifact: {folder} (sha256 {sha}) is not in approved_sha256; refused before any read")
-    return artifact, sha
-
-
-def artifact_sha256(folder: str | Path) -> str:
-    """The SHA-256 that pins an artifact whole: of its network followed by its manifest, bytes as stored.
-
-    The manifest counts as much as the network: it holds the line definition (the actuators' hard
-    limits), the task and the observation statistics the policy's inputs are scaled by.
-    """
-    digest = hashlib.sha256()
-    for name in (NETWORK_FILE, MANIFEST_FILE):
-        digest.update((Path(folder) / name).read_bytes())
-    return digest.hexdigest()
+    if approved and artifact.sha256 not in {str(a).lower() for a in approved}:
+        raise ConfigError(
+            f"artifact: {folder} (sha256 {artifact.sha256}) is not in approved_sha256; refused before any read"
+        )
+    return artifact, artifact.sha256
 
 
 def setup(cfg: DictConfig) -> Deployment:

@@ -25,7 +25,7 @@ import yaml
 from agents.artifact import PolicyArtifact
 from envs.lines import resolve_line
 from envs.registration import START_DEFAULT, TASKS
-from experiments.deploy import artifact_sha256, checked_guard, compose_config, main
+from experiments.deploy import checked_guard, compose_config, main, verify_artifact
 from experiments.errors import ConfigError
 from experiments.shadow_report import write_shadow_report
 from hardware.audit import AuditError, AuditLog, AuditRecord, read_runs
@@ -87,7 +87,8 @@ def test_a_shadow_run_writes_nothing_and_logs_every_step_and_the_report_renders(
     assert (gaps > 0).all()  # every decision on newer data
     # a tick apart, +- a frame; the median, because a loaded machine may read one frame late or skip a tick
     assert np.median(gaps) == pytest.approx(60.0, abs=15.0)
-    assert run.meta["artifact_sha256"] == artifact_sha256(artifact) == run.records[0].artifact_sha256
+    pinned = hashlib.sha256((artifact / "policy.onnx").read_bytes() + (artifact / "manifest.json").read_bytes())
+    assert run.meta["artifact_sha256"] == pinned.hexdigest() == run.records[0].artifact_sha256
     paths = write_shadow_report(audit, tmp_path / "report", replay_seeds=2)
     text = paths["report"].read_text()
     for section in ("agreement", "intervention", "latency", "counterfactual"):
@@ -194,6 +195,26 @@ def test_a_tampered_or_unapproved_artifact_is_refused_before_any_read(artifact, 
         assert deploy(tampered, plc.port, tmp_path / "c.sqlite", approved) == 2
         assert "is not in approved_sha256" in capsys.readouterr().err
     assert not (tmp_path / "c.sqlite").exists()
+
+
+def test_the_hash_approved_and_recorded_is_that_of_the_bytes_that_run(artifact, tmp_path, monkeypatch):
+    """It was a second read of the files after loading: an export rewriting them in between was approved unseen."""
+    folder = copy_artifact(artifact, tmp_path / "rewritten")
+    loaded = hashlib.sha256((folder / "policy.onnx").read_bytes() + (folder / "manifest.json").read_bytes())
+    load = PolicyArtifact.load
+
+    def load_then_rewrite(path: Path) -> PolicyArtifact:
+        policy = load(path)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["config"]["line"]["machines"]["press"]["speed_max_ratio"] = 3.0  # other limits, after the load
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        return policy
+
+    monkeypatch.setattr(PolicyArtifact, "load", load_then_rewrite)
+    rewritten = hashlib.sha256((folder / "policy.onnx").read_bytes() + (folder / "manifest.json").read_bytes())
+    assert verify_artifact(folder, [])[1] == loaded.hexdigest()
+    with pytest.raises(ConfigError, match="is not in approved_sha256"):
+        verify_artifact(folder, [rewritten.hexdigest()])
 
 
 def test_an_artifact_of_another_task_does_not_fit_the_line(artifact, tmp_path, capsys):
