@@ -25,7 +25,11 @@ _SCRAPPED = int(JobStatus.SCRAPPED)  # a scrapped job's later operations never c
 
 
 class CpSatError(RuntimeError):
-    """CP-SAT found no schedule within its limit, or the model is invalid."""
+    """CP-SAT found no schedule within its limit (`timed_out`), or the model is invalid."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out  # the limit ran out before a first schedule: a result, not a fault
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,8 @@ def solve_cpsat(
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         raise CpSatError(
             f"instance {instance.name!r}: CP-SAT found no schedule within {time_limit_s} s "
-            f"({solver.status_name(status)})"
+            f"({solver.status_name(status)})",
+            timed_out=status == cp_model.UNKNOWN,
         )
     width = max(len(r) for r in instance.routes)
     solved = np.zeros((n, width), dtype=np.int64)

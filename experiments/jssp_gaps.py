@@ -9,9 +9,11 @@ Rules and CP-SAT run as platform baselines through the real Scheduling env on ea
 is a folder loaded with `<module>.load_scheduler(path)`; its `solve(instance, samples, seed)`
 returns start times of shape (jobs, operations). Every schedule reported, the env's included, is
 checked (each operation its full time, job precedence, no two operations on a machine at once)
-and its makespan recomputed. Writes a Markdown table per group (makespan and gap per instance and
-policy, mean gap, instances where a policy beats the best rule, seconds per schedule), a CSV and a
-bar plot of the gaps into the run's folder or `out_dir` (`experiments.jssp_report`).
+and its makespan recomputed. A CP-SAT limit that runs out before a first schedule is reported as
+"no schedule (UNKNOWN)", and its column's mean gap as none. Writes a Markdown table per group
+(makespan and gap per instance and policy, mean gap, instances where a policy beats the best rule,
+seconds per schedule), a CSV and a bar plot of the gaps into the run's folder or `out_dir`
+(`experiments.jssp_report`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 import envs  # noqa: F401  (registers the ids)
 from agents.baseline import Baseline
 from agents.baselines import make_baseline
-from agents.cpsat import CpSatDispatch
+from agents.cpsat import CpSatDispatch, CpSatError
 from envs.jobshop import Instance, ScheduleError, best_known, check_schedule, load_instance
 from envs.scheduling import SchedulingEnv
 from experiments.errors import (
@@ -160,31 +162,8 @@ def run_gaps(cfg: DictConfig) -> list[Result]:
                 makespan, seconds, cpu, _ = env_schedule(instance, rule, seed=env_seed)
                 results.append(Result(group, instance, rule, makespan, seconds, cpu))
             for limit in limits:
-                solver = {
-                    "time_limit_s": limit,
-                    "workers": workers,
-                    "seed": solver_seed,
-                    "hold_for_plan": True,  # replay the plan exactly: the env's makespan is the solver's
-                }
-                makespan, seconds, cpu, baseline = env_schedule(instance, "cpsat", solver, env_seed)
-                plan = cast(CpSatDispatch, baseline).plan()
-                if makespan != plan.makespan:
-                    raise ScheduleError(
-                        f"instance {name!r}: the env ran CP-SAT's plan to {makespan}, not to its {plan.makespan}"
-                    )
-                results.append(
-                    Result(
-                        group,
-                        instance,
-                        _cpsat_label(limit),
-                        makespan,
-                        seconds,
-                        cpu,
-                        plan.status,
-                        plan.lower_bound,
-                        plan.deterministic_time,
-                    )
-                )
+                solver = {"time_limit_s": limit, "workers": workers, "seed": solver_seed}
+                results.append(cpsat_result(group, instance, solver, env_seed))
             for label, entry in learned.items():
                 makespan, seconds, cpu = learned_schedule(schedulers[label], instance, entry["samples"], entry["seed"])
                 results.append(Result(group, instance, label, makespan, seconds, cpu))
@@ -195,6 +174,38 @@ def run_gaps(cfg: DictConfig) -> list[Result]:
                 ", ".join(f"{r.policy} {r.makespan}" for r in results if r.instance is instance),
             )
     return results
+
+
+def cpsat_result(group: str, instance: Instance, solver: Mapping[str, Any], seed: int) -> Result:
+    """CP-SAT's plan on `instance` run through the env, with what the solver proved.
+
+    A limit that runs out before a first schedule is a result (status UNKNOWN, no makespan), not a
+    fault: the run goes on to the other instances and policies and the table says so.
+
+    Raises:
+        ScheduleError: as `env_schedule`, or the env ran the plan to another makespan than the plan's.
+        CpSatError: the model is invalid.
+    """
+    label = _cpsat_label(float(solver["time_limit_s"]))
+    params = {**solver, "hold_for_plan": True}  # replay the plan exactly: the env's makespan is the solver's
+    began, cpu_began = time.perf_counter(), time.process_time()
+    try:
+        makespan, seconds, cpu, baseline = env_schedule(instance, "cpsat", params, seed)
+    except CpSatError as exc:
+        if not exc.timed_out:
+            raise
+        log.warning("%s", exc)
+        return Result(
+            group, instance, label, None, time.perf_counter() - began, time.process_time() - cpu_began, "UNKNOWN"
+        )
+    plan = cast(CpSatDispatch, baseline).plan()
+    if makespan != plan.makespan:
+        raise ScheduleError(
+            f"instance {instance.name!r}: the env ran CP-SAT's plan to {makespan}, not to its {plan.makespan}"
+        )
+    return Result(
+        group, instance, label, makespan, seconds, cpu, plan.status, plan.lower_bound, plan.deterministic_time
+    )
 
 
 def _groups(cfg: DictConfig) -> dict[str, list[str]]:

@@ -9,6 +9,7 @@ and seconds per schedule.
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +31,13 @@ class Result:
         group: the instance group it belongs to (e.g. "ta01-ta10").
         instance: the instance.
         policy: the policy's label ("spt", "cpsat 60s", a learned scheduler's name).
-        makespan: the checked schedule's makespan, time units of the instance.
+        makespan: the checked schedule's makespan, time units of the instance; None where a
+            solver's limit ran out before it found a schedule.
         seconds: wall-clock time to produce the schedule, s.
         cpu_seconds: processor time this process spent on it, all threads, s (on a shared machine
             a solver's wall-clock limit buys less of it).
-        status: what the solver proved ("OPTIMAL", "FEASIBLE"); empty for rules and learned schedulers.
+        status: what the solver proved ("OPTIMAL", "FEASIBLE", or "UNKNOWN": no schedule in its
+            limit); empty for rules and learned schedulers.
         lower_bound: the solver's proven lower bound on the optimum, time units; None where not a solver.
         deterministic_time: the solver's load-independent measure of its work (CP-SAT units), to
             compare solver runs made under different machine loads; None where not a solver.
@@ -43,7 +46,7 @@ class Result:
     group: str
     instance: Instance
     policy: str
-    makespan: int
+    makespan: int | None
     seconds: float
     cpu_seconds: float
     status: str = ""
@@ -52,8 +55,8 @@ class Result:
 
     @property
     def gap(self) -> float:
-        """Relative gap to the instance's best known makespan."""
-        return self.instance.gap(self.makespan)
+        """Relative gap to the instance's best known makespan; NaN without a schedule."""
+        return math.nan if self.makespan is None else self.instance.gap(self.makespan)
 
 
 def policies(results: Sequence[Result]) -> list[str]:
@@ -63,7 +66,7 @@ def policies(results: Sequence[Result]) -> list[str]:
 
 def best_rule(results: Sequence[Result], instance: str) -> int | None:
     """The smallest makespan any dispatching rule reached on `instance` (None when no rule ran)."""
-    spans = [r.makespan for r in results if r.instance.name == instance and r.policy in RULES]
+    spans = [r.makespan for r in results if r.instance.name == instance and r.policy in RULES and r.makespan]
     return min(spans) if spans else None
 
 
@@ -81,6 +84,9 @@ def gap_table(results: Sequence[Result], group: str) -> str:
         cells = []
         for p in labels:
             r = cell[(name, p)]
+            if r.makespan is None:
+                cells.append(f"no schedule ({r.status})")
+                continue
             proven = " opt" if r.status == "OPTIMAL" else (f" lb {r.lower_bound}" if r.lower_bound is not None else "")
             cells.append(f"{r.makespan} ({100 * r.gap:.1f}%){proven}")
         lines.append(f"| {name} | {inst.n_jobs}x{inst.n_machines} | {bound} | " + " | ".join(cells) + " |")
@@ -105,12 +111,15 @@ def summarise(rows: Sequence[Result]) -> dict[str, dict[str, str]]:
     for p in policies(rows):
         mine = [r for r in rows if r.policy == p]
         rule = p in RULES
-        against = [r for r in mine if best[r.instance.name] is not None]
+        against = [r for r in mine if best[r.instance.name] is not None and r.makespan is not None]
         beats = sum(r.makespan < best[r.instance.name] for r in against)  # type: ignore[operator]
         ties = sum(r.makespan == best[r.instance.name] for r in against)
-        solver = any(r.lower_bound is not None for r in mine)
+        solver = any(r.lower_bound is not None or r.makespan is None for r in mine)
+        missing = sum(r.makespan is None for r in mine)  # a mean over the others would flatter the policy
         out[p] = {
-            "mean_gap": f"{100 * float(np.mean([r.gap for r in mine])):.1f}%",
+            "mean_gap": f"{100 * float(np.mean([r.gap for r in mine])):.1f}%"
+            if not missing
+            else f"none ({missing}/{len(mine)} without a schedule)",
             "beats_best_rule": "" if rule or not against else f"{beats}/{len(mine)}",
             "best_rule": f"{ties}/{len(mine)}" if rule else "",
             "optimal": f"{sum(r.status == 'OPTIMAL' for r in mine)}/{len(mine)}" if solver else "",
@@ -154,8 +163,8 @@ def write_csv(results: Sequence[Result], path: Path) -> Path:
                     i.optimum if i.optimum is not None else "",
                     i.best_known,
                     r.policy,
-                    r.makespan,
-                    f"{r.gap:.6f}",
+                    "" if r.makespan is None else r.makespan,
+                    "" if r.makespan is None else f"{r.gap:.6f}",
                     f"{r.seconds:.4f}",
                     f"{r.cpu_seconds:.4f}",
                     r.status,
@@ -178,7 +187,7 @@ def gap_plot(results: Sequence[Result], path: Path) -> Path:
         for k, p in enumerate(labels):
             gaps = {r.instance.name: 100 * r.gap for r in rows if r.policy == p}
             values = [gaps.get(n, np.nan) for n in names]
-            values.append(float(np.nanmean(values)))
+            values.append(float(np.mean(values)))  # NaN where an instance has no schedule, as in the table
             ax.bar(np.arange(len(names) + 1) + (k - (len(labels) - 1) / 2) * width, values, width, label=p)
         ax.set_xticks(range(len(names) + 1), [*names, "mean"])
         ax.set_ylabel("gap to best known (%)")

@@ -116,6 +116,33 @@ def test_the_harness_reports_env_rule_makespans_cpsat_optima_and_the_learned_sch
     assert (tmp_path / "jssp_gaps.png").stat().st_size > 10_000
 
 
+def test_a_solver_limit_that_runs_out_before_a_schedule_is_a_result_not_the_end_of_the_run(tmp_path):
+    """CP-SAT finding nothing in its limit ended the whole harness in a traceback, every result before it lost."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "jssp_gaps",
+            overrides=[
+                "~groups",
+                "+groups={big: [ta11]}",
+                "cpsat.time_limits_s=[1e-06]",
+                "cpsat.workers=1",
+                "rules=[spt]",
+            ],
+        )
+    results = jssp_gaps(cfg, tmp_path)
+    spt, cpsat = results
+    assert (spt.policy, spt.makespan) == ("spt", env_makespan("ta11", "spt"))
+    assert (cpsat.policy, cpsat.makespan, cpsat.status) == ("cpsat 1e-06s", None, "UNKNOWN")
+    assert np.isnan(cpsat.gap)
+    table = (tmp_path / "jssp_gaps.md").read_text()
+    assert f"| ta11 | 20x15 | 1357 | {spt.makespan} ({100 * spt.gap:.1f}%) | no schedule (UNKNOWN) |" in table
+    assert f"| **mean gap** | | | {100 * spt.gap:.1f}% | none (1/1 without a schedule) |" in table
+    assert "| **proven optimal** | | |  | 0/1 |" in table
+    with (tmp_path / "jssp_gaps.csv").open() as f:
+        row = list(csv.DictReader(f))[1]
+    assert (row["policy"], row["makespan"], row["gap"], row["status"]) == ("cpsat 1e-06s", "", "", "UNKNOWN")
+
+
 def test_an_invalid_learned_schedule_is_refused_naming_the_instance_and_operation(tmp_path):
     with pytest.raises(
         ScheduleError,
