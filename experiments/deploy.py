@@ -38,7 +38,7 @@ from agents.artifact import ArtifactError, PolicyArtifact
 from envs.base import Task
 from envs.registration import TASKS
 from experiments.control_loop import Deployment, PolicyGaveUp, run_deployment
-from experiments.errors import ConfigError, positive_number, quiet_pymodbus, whole_number
+from experiments.errors import INTERRUPTED, ConfigError, positive_number, quiet_pymodbus, whole_number
 from experiments.line_config import guard_config, hardware_line, line_definition
 from hardware.audit import MODES, AuditError, AuditLog, AuditSpaceLow, short_of_room
 from hardware.guard import Guard, GuardConfig, OodStats
@@ -242,10 +242,11 @@ def _check_spaces(artifact: PolicyArtifact, task: Task) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: `key=value` overrides of `configs/deploy.yaml`.
 
-    Returns 0 on a clean stop, 1 when the policy gave no valid action for `max_policy_faults` steps
-    in a row, another controller's command reached the PLC, the audit log's disk fell under its
-    reserve (`audit_min_free_mb`) or the log refused a record, 2 on a config error, a PLC that
-    cannot serve the task or an audit disk under its reserve at the start.
+    Returns 0 on a clean stop, `INTERRUPTED` (130) when a second Ctrl-C cut a step short, 1 when the
+    policy gave no valid action for `max_policy_faults` steps in a row, another controller's command
+    reached the PLC, the audit log's disk fell under its reserve (`audit_min_free_mb`) or the log
+    refused a record, 2 on a config error, a PLC that cannot serve the task or an audit disk under
+    its reserve at the start.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
@@ -270,8 +271,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     tally, code, error = None, 0, None
     try:
         tally = run_deployment(dep, stop, cfg.steps, sys.stderr, float(cfg.status_every_s))
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # a second Ctrl-C: the step under way was cut wherever it stood
+        code, error = (
+            INTERRUPTED,
+            (
+                "interrupted within a step (a second Ctrl-C): that step is not in the audit log"
+                + (", and its command may have reached the PLC" if dep.mode == "guarded" else "")
+                + "; the hash chain head below may be a record behind the log's (python -m experiments.report reads it)"
+            ),
+        )
     except IncompatiblePlc as exc:
         code, error = 2, str(exc)
     except PolicyGaveUp as exc:

@@ -25,6 +25,7 @@ import yaml
 from agents.artifact import PolicyArtifact
 from envs.lines import resolve_line
 from envs.registration import START_DEFAULT, TASKS
+from experiments import control_loop
 from experiments.deploy import checked_guard, compose_config, main, verify_artifact
 from experiments.errors import ConfigError
 from experiments.shadow_report import write_shadow_report
@@ -195,6 +196,29 @@ def test_a_tampered_or_unapproved_artifact_is_refused_before_any_read(artifact, 
         assert deploy(tampered, plc.port, tmp_path / "c.sqlite", approved) == 2
         assert "is not in approved_sha256" in capsys.readouterr().err
     assert not (tmp_path / "c.sqlite").exists()
+
+
+def test_a_second_ctrl_c_within_a_step_says_the_step_is_not_logged_and_exits_130(
+    artifact, tmp_path, monkeypatch, capsys
+):
+    """It exited 0 without a word, though the step it cut is missing from the log and its command may be out."""
+    step = control_loop.control_step
+    calls = []
+
+    def interrupted_third(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(control_loop, "control_step", interrupted_third)
+    with free_plc() as plc:
+        assert deploy(artifact, plc.port, tmp_path / "a.sqlite", "mode=guarded", "arm=true", "steps=12") == 130
+    err = capsys.readouterr().err
+    assert "error: interrupted within a step (a second Ctrl-C): that step is not in the audit log, and its " in err
+    assert "command may have reached the PLC" in err
+    (run,) = read_runs(tmp_path / "a.sqlite")
+    assert len(run.records) == 2
 
 
 def test_the_hash_approved_and_recorded_is_that_of_the_bytes_that_run(artifact, tmp_path, monkeypatch):
