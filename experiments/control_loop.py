@@ -69,7 +69,8 @@ class Tally:
 
     steps: int = 0
     interventions: int = 0  # steps whose verdict was not a plain pass
-    faults: int = 0
+    faults: int = 0  # every fault met: in steps, and in attaching or waiting for a tick (those not logged)
+    faulted_steps: int = 0  # steps logged with a fault
     written: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # the latest steps'
     reattach: bool = False  # the last step met a clock set back: attach afresh before the next
@@ -257,6 +258,7 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
     )
     log_ms = dep.audit.append(record)
     tally.steps += 1
+    tally.faulted_steps += error is not None
     tally.written += written is not None
     tally.interventions += error is None and bool(record.reasons)
     tally.last_reasons, tally.last_error = record.reasons, error

@@ -295,7 +295,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(sig, handler)
         if error is not None:
             print(f"error: {error}", file=sys.stderr)
-        done = "stopped" if tally is None else f"{tally.steps} steps, {tally.written} written, {tally.faults} faults"
+        done = (
+            "stopped"
+            if tally is None
+            else f"{tally.steps} steps, {tally.written} written, {tally.faults} faults "
+            f"({tally.faulted_steps} in logged steps, the others attaching or waiting for a tick)"
+        )
         print(  # on every stop once the run is in the log: the head an auditor checks the log against
             f"{dep.mode} run {done}; audit log {Path(cfg.audit).resolve()}, run {dep.audit.run}, "
             f"hash chain head {dep.audit.head}; artifact sha256 {dep.sha256}"
