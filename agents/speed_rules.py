@@ -56,20 +56,25 @@ def speed_actions(
     Args:
         task: a setpoint task with a speed lever.
         speed_ratio: speed of every station as a ratio of its nominal speed; a station whose
-            limits do not reach it runs at its nearest limit.
+            limits do not reach it runs at its nearest limit, but some station's must.
         station_speed_ratio: ratios of named stations that replace `speed_ratio` there, each within
             that station's limits.
         name: the parameter `speed_ratio` stands for, named in errors.
 
     Raises:
-        ValueError: for a ratio that is not a finite number > 0, a station the line does not have,
-            or a station ratio outside that station's speed limits.
+        ValueError: for a ratio that is not a finite number > 0 or that no station's limits reach,
+            a station the line does not have, or a station ratio outside that station's speed limits.
     """
     ratio = finite_at_least(name, speed_ratio, 0.0, strict=True)
     speeds = [a for a in task.spec.actuators if a.lever is Lever.SPEED]
     low = np.array([a.low for a in speeds])
     high = np.array([a.high for a in speeds])
     nominal = np.array([a.default for a in speeds])
+    if not low.min() <= ratio <= high.max():  # every station at its limit: a sweep would rank it as that limit
+        raise ValueError(
+            f"{name}: {ratio:g} is outside every station's speed limits (the line's speeds span "
+            f"{low.min():g} to {high.max():g})"
+        )
     ratios = np.clip(np.full(len(speeds), ratio), low, high)
     stations = [task.spec.stations[a.station] if a.station is not None else a.name for a in speeds]
     if station_speed_ratio is not None and not isinstance(station_speed_ratio, Mapping):

@@ -90,11 +90,13 @@ def test_rule_runs_every_station_at_its_fixed_speed_and_stands_by_only_when_dear
         assert saw_run
     finally:
         env.close()
-    env, rule = _rules(speed_ratio=2.0)
+    with pytest.raises(ValueError, match=r"speed_ratio: 2 is outside every station's speed limits \(the line's "):
+        _rules(speed_ratio=2.0)  # every station at its limit: ranked by a sweep as 1.2 under another name
+    env, rule = _rules(speed_ratio=1.2)
     try:
         obs, _ = env.reset(seed=3)
         action, _ = rule.predict(obs)
-        # beyond every station's limit: each runs at its upper limit, action 1
+        # the fastest station's limit: each runs at its upper limit (the press's is 1.15), action 1
         np.testing.assert_allclose(action[[0, 3, 6, 9, 12]], 1.0)
         assert (action[[1, 4, 7, 10, 13]] == 0.0).all()  # no standby price: always run
     finally:
