@@ -272,12 +272,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         tally = run_deployment(dep, stop, cfg.steps, sys.stderr, float(cfg.status_every_s))
     except KeyboardInterrupt:  # a second Ctrl-C: the step under way was cut wherever it stood
+        sent = ", and its command may have reached the PLC" if dep.mode == "guarded" else ""
         code, error = (
             INTERRUPTED,
             (
-                "interrupted within a step (a second Ctrl-C): that step is not in the audit log"
-                + (", and its command may have reached the PLC" if dep.mode == "guarded" else "")
-                + "; the hash chain head below may be a record behind the log's (python -m experiments.report reads it)"
+                f"interrupted within a step (a second Ctrl-C): that step is not in the audit log{sent}; the hash "
+                "chain head below may be a record behind the log's (python -m experiments.report reads it)"
             ),
         )
     except IncompatiblePlc as exc:
