@@ -16,6 +16,10 @@ import numpy as np
 from hardware import Command, DecisionKind, Frame, Kpis, Lever, Line, LineSpec
 
 _TICK = DecisionKind.TICK
+# How long past `frame.time + period` a step waits for the line's tick, s. A line ticks on its own
+# grid (episode start plus whole periods), which float rounding can put a few ulps after the sum
+# (3e-11 s at a day's clock); far below any control period, far above that rounding.
+_TICK_SLACK_S = 1e-6
 
 
 class Task(ABC):
@@ -108,11 +112,15 @@ class Task(ABC):
         return frame
 
     def advance(self, line: Line, frame: Frame) -> Frame:
-        """Let the line run to the task's next decision after a command (default: the next tick)."""
+        """Let the line run to the task's next decision after a command (default: the next tick).
+
+        The step ends at the line's tick, or `period` s on where a line shows none; a tick that
+        rounding puts just past `frame.time + period` ends it, not a step of a few ulps after it.
+        """
         period = self.spec.control_period_s
         if period is None:
             raise ValueError(f"line {self.spec.name!r} has no control period for {type(self).__name__}")
-        target = frame.time + period
+        target = frame.time + period + _TICK_SLACK_S
         while True:
             frame = line.advance(target - frame.time)
             if frame.time >= target or any(d.kind is _TICK for d in frame.pending):

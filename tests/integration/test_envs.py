@@ -100,6 +100,19 @@ def test_tick_tasks_truncate_at_their_time_limit(env_id):
         assert info["time"] - start == pytest.approx((step + 1) * period)
 
 
+@pytest.mark.parametrize("period", [7.3, 333.3])
+def test_every_step_lasts_one_control_period_whatever_the_period(period):
+    # the line ticks at its episode start plus whole periods, which rounding can put a few ulps
+    # after the last frame's time plus the period: that tick ends the step, never a step of ulps
+    env = gym.make("smartline/Maintenance-v0", control_period_s=period, max_episode_steps=None)
+    _, info = env.reset(seed=1)
+    clock = [info["time"]]
+    for _ in range(60):
+        _, _, _, _, info = env.step(np.zeros(env.action_space.shape, dtype=np.int8))
+        clock.append(info["time"])
+    assert np.diff(clock) == pytest.approx(period)
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"instance": "ft06"}, {"instance": "la01", "objective": "weighted_tardiness"}])
 def test_random_masked_policy_finishes_every_job(kwargs):
     env = gym.make("smartline/Scheduling-v0", **kwargs)
