@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import astuple, dataclass
 from typing import Any, ClassVar
@@ -20,6 +19,7 @@ from envs.weights import (
     STOCKOUT_COST_PER_H,
     TARDINESS_COST_PER_H,
     WEAR_COST_PER_HEALTH,
+    finite_number,
 )
 from hardware import Command, Frame, Lever, Line, LineSpec, SensorSpec
 
@@ -122,8 +122,7 @@ class FactoryTask(SetpointTask):
         super().__init__(spec, weights)
         if reorder not in REORDER_ACTIONS:
             raise ValueError(f"reorder must be one of {', '.join(REORDER_ACTIONS)}, got {reorder!r}")
-        ok = isinstance(min_order_units, int | float) and not isinstance(min_order_units, bool)
-        if not (ok and math.isfinite(min_order_units) and min_order_units >= 0):
+        if not (finite_number(min_order_units) and min_order_units >= 0):
             raise ValueError(f"min_order_units must be a finite number >= 0, got {min_order_units!r}")
         self.reorder = reorder
         self.min_order_units = float(min_order_units)

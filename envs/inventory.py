@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -12,7 +11,7 @@ import numpy as np
 
 from envs.base import delta
 from envs.setpoint import SetpointTask
-from envs.weights import HOLDING_COST_PER_UNIT_H, ORDER_COST, STOCKOUT_COST_PER_H
+from envs.weights import HOLDING_COST_PER_UNIT_H, ORDER_COST, STOCKOUT_COST_PER_H, finite_number
 from hardware import Command, Frame, Lever, LineSpec
 
 ACTIONS = ("quantity", "order_up_to", "order_up_to_box")  # what an action means, see `InventoryTask`
@@ -92,8 +91,7 @@ class InventoryTask(SetpointTask):
             raise ValueError(f"order_levels must be >= 2, got {order_levels}")
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
-        ok = isinstance(min_order_units, int | float) and not isinstance(min_order_units, bool)
-        if not (ok and math.isfinite(min_order_units) and min_order_units >= 0):
+        if not (finite_number(min_order_units) and min_order_units >= 0):
             raise ValueError(f"min_order_units must be a finite number >= 0, got {min_order_units!r}")
         self.action_kind = action
         self.min_order_units = float(min_order_units)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -12,7 +11,7 @@ import numpy as np
 
 from envs.base import delta, health_used
 from envs.setpoint import SetpointTask
-from envs.weights import WEAR_COST_PER_HEALTH
+from envs.weights import WEAR_COST_PER_HEALTH, finite_number
 from hardware import Command, Frame, Lever, LineSpec
 
 ACTIONS = ("binary", "box", "due_box")  # the action space's kind, see `MaintenanceTask`
@@ -95,8 +94,7 @@ class MaintenanceTask(SetpointTask):
         super().__init__(spec, weights)
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
-        ok = isinstance(max_due_h, int | float) and not isinstance(max_due_h, bool)
-        if not (ok and math.isfinite(max_due_h) and max_due_h > 0):
+        if not (finite_number(max_due_h) and max_due_h > 0):
             raise ValueError(f"max_due_h must be a finite number > 0, got {max_due_h!r}")
         self.action_kind = action
         self.max_due_h = float(max_due_h)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from envs.lines import resolve_line
 from envs.maintenance import MaintenanceTask
 from envs.scheduling import SchedulingEnv, SchedulingTask
 from envs.speed import SpeedTask
+from envs.weights import finite_number
 from hardware import Line
 from hardware.twin import TwinLine
 from hardware.twin.params import StartMode
@@ -124,10 +124,9 @@ def _start(start: str | None, warmup_h: Sequence[float] | None) -> dict[str, Any
         if isinstance(warmup_h, str) or not isinstance(warmup_h, Sequence):
             raise ValueError(f"warmup_h: give (min, max) hours, 0 <= min <= max, got {warmup_h!r}")
         hours = tuple(warmup_h)
-        numbers = all(isinstance(h, int | float) and not isinstance(h, bool) and math.isfinite(h) for h in hours)
-        if len(hours) != 2 or not numbers or not 0 <= hours[0] <= hours[1]:
+        if len(hours) != 2 or not all(finite_number(h) for h in hours) or not 0 <= hours[0] <= hours[1]:
             raise ValueError(f"warmup_h: give (min, max) hours, 0 <= min <= max, got {warmup_h!r}")
-        fields["warmup_min_h"], fields["warmup_max_h"] = hours
+        fields["warmup_min_h"], fields["warmup_max_h"] = (float(h) for h in hours)
     return fields or None
 
 

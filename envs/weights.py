@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -28,6 +29,11 @@ ORDER_COST = 40.0  # per order placed
 STOCKOUT_COST_PER_H = 400.0  # per station-hour held up by an empty store
 
 
+def finite_number(value: Any) -> bool:
+    """Whether `value` is a finite real number, numpy's included (`np.int64(2)`), and not a boolean."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def make_weights(cls: type[W], given: Mapping[str, Any] | None) -> W:
     """Build weights `cls` from `given` (None: defaults); unknown names and negative values are errors."""
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -38,6 +44,6 @@ def make_weights(cls: type[W], given: Mapping[str, Any] | None) -> W:
             f"weights: unknown weight {unknown[0]!r} for {cls.__name__} (known: {', '.join(sorted(known))})"
         )
     for name, value in given.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        if not finite_number(value) or value < 0:
             raise ValueError(f"weights.{name} must be a finite number >= 0, got {value!r}")
     return cls(**{k: float(v) for k, v in given.items()})

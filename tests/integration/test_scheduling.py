@@ -275,6 +275,40 @@ def test_bad_task_kwargs_name_the_problem(env_id, kwargs, message):
         gym.make(env_id, **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("env_id", "kwargs", "taken"),
+    [
+        ("smartline/Speed-v0", {"weights": {"energy": np.int64(2)}}, lambda e: e.task.weights.energy == 2.0),
+        ("smartline/Speed-v0", {"weights": {"energy": np.float32(0.5)}}, lambda e: e.task.weights.energy == 0.5),
+        (
+            "smartline/Maintenance-v0",
+            {"action": "due_box", "max_due_h": np.int64(100)},
+            lambda e: e.task.max_due_h == 100,
+        ),
+        (
+            "smartline/Inventory-v0",
+            {"action": "order_up_to", "min_order_units": np.int64(500)},
+            lambda e: e.task.min_order_units == 500,
+        ),
+        (
+            "smartline/Factory-v0",
+            {"reorder": "order_up_to", "min_order_units": np.float32(500)},
+            lambda e: e.task.min_order_units == 500,
+        ),
+        (
+            "smartline/Speed-v0",
+            {"warmup_h": (np.int64(2), np.int64(3))},
+            lambda e: 2 * 3600 <= e.frame.time <= 3 * 3600,
+        ),
+    ],
+)
+def test_numpy_numbers_are_numbers_to_the_env(env_id, kwargs, taken):
+    # a sweep over np.arange(...) or float32 values was refused as "must be a finite number, got np.int64(2)"
+    env = gym.make(env_id, **kwargs)
+    env.reset(seed=0)
+    assert taken(env.unwrapped)
+
+
 def test_unknown_kwarg_is_named():
     with pytest.raises(TypeError, match="speeed"):
         gym.make("smartline/Speed-v0", speeed=1.0)
