@@ -87,8 +87,8 @@ class InventoryTask(SetpointTask):
         min_order_units: float = 0.0,
     ) -> None:
         super().__init__(spec, weights)
-        if order_levels < 2:
-            raise ValueError(f"order_levels must be >= 2, got {order_levels}")
+        if isinstance(order_levels, bool) or not isinstance(order_levels, int | np.integer) or order_levels < 2:
+            raise ValueError(f"order_levels must be a whole number >= 2, got {order_levels!r}")
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
         if not (finite_number(min_order_units) and min_order_units >= 0):
