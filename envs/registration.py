@@ -86,8 +86,8 @@ def make_setpoint_env(
     """
     task_cls, default_line, default_period, _ = TASKS[task]
     period = default_period if control_period_s is None else control_period_s
-    if period is not None and not period > 0:
-        raise ValueError(f"control_period_s must be > 0, got {control_period_s!r}")
+    if period is not None and not (finite_number(period) and period > 0):
+        raise ValueError(f"control_period_s must be > 0 and finite, got {control_period_s!r}")
     if isinstance(line, Line) and control_period_s is not None and line.spec.control_period_s != control_period_s:
         raise ValueError(
             f"control_period_s: a Line object ticks at its own period ({line.spec.control_period_s} s), "
