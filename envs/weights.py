@@ -37,6 +37,8 @@ def finite_number(value: Any) -> bool:
 def make_weights(cls: type[W], given: Mapping[str, Any] | None) -> W:
     """Build weights `cls` from `given` (None: defaults); unknown names and negative values are errors."""
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if given is not None and not isinstance(given, Mapping):
+        raise ValueError(f"weights: expected a mapping of {cls.__name__} fields to prices, got {given!r}")
     given = dict(given or {})
     unknown = sorted(set(given) - known)
     if unknown:

@@ -251,6 +251,16 @@ def test_bad_scheduling_kwargs_name_the_problem(kwargs, message):
     [
         ("smartline/Speed-v0", {"weights": {"energy": -1.0}}, r"weights\.energy must be a finite number >= 0"),
         ("smartline/Speed-v0", {"weights": {"enrgy": 1.0}}, "unknown weight 'enrgy'"),
+        (
+            "smartline/Speed-v0",
+            {"weights": 2.0},
+            "weights: expected a mapping of SpeedWeights fields to prices, got 2.0",
+        ),
+        (
+            "smartline/Energy-v0",
+            {"weights": [("energy", 2)]},
+            r"weights: expected a mapping .*, got \[\('energy', 2\)\]",
+        ),
         ("smartline/Energy-v0", {"scenario": "meteor"}, "scenario 'meteor'"),
         ("smartline/Factory-v0", {"control_period_s": 0}, "control_period_s must be > 0 and finite, got 0"),
         ("smartline/Speed-v0", {"control_period_s": "60"}, "control_period_s must be > 0 and finite, got '60'"),
