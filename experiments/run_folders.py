@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from experiments.errors import JOB_CLAIM, SWEEP_CLAIM, ConfigError
 
 _SHOWN = 5  # entries of an occupied folder named in the error
+_SLURM_LAUNCHER = ".SlurmLauncher"  # the class name of hydra-submitit-launcher's SLURM launcher
 
 
 class FreshRunDir(Callback):
@@ -52,6 +54,7 @@ class FreshRunDir(Callback):
         tasks wrote outside the folder checked, into one another sweep had claimed.
         """
         _exit_unless_maximised(config)
+        _exit_unless_launchable(config)
         folder = _exit_unless_fresh(config, "hydra.sweep.dir")
         _claim_sweep(config, folder)
 
@@ -105,6 +108,21 @@ def _exit_unless_maximised(config: DictConfig) -> None:
         sys.exit(
             f"config error: hydra.sweeper.direction: {named}, but a job returns a mean return, the higher the "
             "better; add hydra.sweeper.direction=maximize (the Optuna sweeper minimises unless told)"
+        )
+
+
+def _exit_unless_launchable(config: DictConfig) -> None:
+    """Exit with one line if the launcher submits to SLURM and this machine cannot: no `srun` on the PATH.
+
+    submitit's SLURM executor refuses such a machine only once the sweep is launched, with a
+    traceback that does not say which option chose SLURM or what to run instead.
+    """
+    target = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+    if target.endswith(_SLURM_LAUNCHER) and shutil.which("srun") is None:
+        sys.exit(
+            "config error: hydra/launcher: submits the sweep's jobs to SLURM, but this machine has no `srun` "
+            "(it is not a SLURM login node); run it from one, or sweep here with hydra/launcher=joblib "
+            "or hydra/launcher=submitit_local"
         )
 
 

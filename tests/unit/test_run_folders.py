@@ -132,3 +132,36 @@ def test_every_job_of_a_sweep_lies_in_the_folder_checked_when_it_started(tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["flow5"]  # the master config's line, as checked
     assert (tmp_path / "flow5" / "1" / "kpi_table.md").exists()
     assert "line=flow5_busy" in (tmp_path / "flow5" / "1" / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_a_slurm_sweep_off_a_slurm_machine_is_refused_in_one_line_before_its_folder_is_made(tmp_path):
+    """`hydra/launcher=cluster` without `srun` ended in submitit's traceback, not naming the option that chose SLURM."""
+    sweep = tmp_path / "sweep"
+    no_slurm = {"PATH": str(tmp_path / "bin"), "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.simulate", "-m", "hydra/launcher=cluster", f"hydra.sweep.dir={sweep}"],
+        capture_output=True,
+        text=True,
+        env=no_slurm,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "config error: hydra/launcher: submits the sweep's jobs to SLURM, but this machine has no `srun` "
+        "(it is not a SLURM login node); run it from one, or sweep here with hydra/launcher=joblib or "
+        "hydra/launcher=submitit_local"
+    )
+    assert not sweep.exists()
+
+
+def test_a_slurm_sweep_where_srun_is_found_passes_the_check(tmp_path, monkeypatch):
+    srun = tmp_path / "bin" / "srun"
+    srun.parent.mkdir()
+    srun.write_text("#!/bin/sh\n")
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", str(srun.parent))
+    with initialize_config_module("configs", version_base="1.3"):
+        cfg = compose(
+            "simulate", ["hydra/launcher=cluster", f"hydra.sweep.dir={tmp_path / 'sweep'}"], return_hydra_config=True
+        )
+    FreshRunDir().on_multirun_start(cfg)
+    assert (tmp_path / "sweep").is_dir()
