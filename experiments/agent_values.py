@@ -61,6 +61,10 @@ WHOLE: dict[str, int] = {  # by parameter name: the least whole number it may be
     "train_freq": 1,
     "gradient_steps": 0,  # or -1: as many as environment steps
 }
+AUTO: dict[str, str] = {  # by parameter name, where the default is a text: what it takes
+    "target_entropy": "a number or 'auto' (minus the action dimension)",
+    "ent_coef": "a number, 'auto' or 'auto_<initial value above 0>' (learned, from 1 or from the value given)",
+}
 _UNITS = ("step", "episode")  # of a `train_freq` given as [count, unit]
 SET_BY_RUN: dict[str, str] = {  # SB3 parameters `experiments.build.make_agent` passes itself, over the agent config's
     "env": "the task's env (task=...)",
@@ -85,7 +89,8 @@ def check_agent_values(
     Raises:
         ConfigError: a setting the run passes itself (`SET_BY_RUN`: set there, it would be
             dropped without a word), a text or boolean where the default is a number, a fraction
-            where it is a whole number, a value outside the setting's span (`SPANS`, `WHOLE`), or
+            where it is a whole number, a value outside the setting's span (`SPANS`, `WHOLE`), a
+            text SAC cannot read for a setting it may also set itself (`AUTO`), or
             a `train_freq` that is neither a count nor [count, step|episode].
     """
     for name, by in SET_BY_RUN.items():
@@ -116,9 +121,23 @@ def _check_values(prefix: str, values: Mapping[str, Any], accepted: Mapping[str,
             _number(key, name, value, whole=name in WHOLE or whole)
         elif isinstance(default, int | float) or (name in SPANS and value is not None):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        elif name in AUTO and isinstance(default, str) and not _automatic(name, value):
+            raise ConfigError(f"{key}: expected {AUTO[name]}, got {value!r}")
         elif isinstance(default, type) and default is not inspect.Parameter.empty and not isinstance(value, type):
             example = f"{{_target_: hydra.utils.get_class, path: {_path(default)}}}"
             raise ConfigError(f"{key}: expected a class, e.g. {example}, got {value!r}")
+
+
+def _automatic(name: str, value: Any) -> bool:
+    """Whether `value` asks SAC to set the setting `name` itself: 'auto', or for `ent_coef` 'auto_<value>' above 0."""
+    if value == "auto":
+        return True
+    if name != "ent_coef" or not isinstance(value, str) or not value.startswith("auto_"):
+        return False
+    try:
+        return 0 < float(value.removeprefix("auto_")) < math.inf
+    except ValueError:
+        return False
 
 
 def _path(cls: type) -> str:

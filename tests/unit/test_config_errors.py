@@ -162,6 +162,24 @@ def test_a_run_setting_of_the_wrong_type_is_refused_before_any_work(override, me
             "agent.train_freq: expected a positive whole number or [count, step|episode], got [4, 'epoch']",
         ),
         (["+agent.target_kl=abc"], "agent.target_kl: expected a number, got 'abc'"),  # its default is None
+        (
+            ["agent=sac", "+agent.target_entropy=abc"],  # SB3 said only "could not convert string to float: 'abc'"
+            "agent.target_entropy: expected a number or 'auto' (minus the action dimension), got 'abc'",
+        ),
+        (
+            ["agent=sac", "+agent.target_entropy=true"],  # SB3 took it as 1.0
+            "agent.target_entropy: expected a number or 'auto' (minus the action dimension), got True",
+        ),
+        (
+            ["agent=sac", "+agent.ent_coef=auto_0"],
+            "agent.ent_coef: expected a number, 'auto' or 'auto_<initial value above 0>' (learned, from 1 or from "
+            "the value given), got 'auto_0'",
+        ),
+        (
+            ["agent=sac", "+agent.ent_coef=[0.1]"],
+            "agent.ent_coef: expected a number, 'auto' or 'auto_<initial value above 0>' (learned, from 1 or from "
+            "the value given), got [0.1]",
+        ),
         (["+agent.clip_range_vf=abc"], "agent.clip_range_vf: expected a number, got 'abc'"),
         (["+agent.target_kl=-0.01"], "agent.target_kl: must be in (0, inf), got -0.01"),
         (["agent.clip_range=-0.2"], "agent.clip_range: must be in (0, inf), got -0.2"),
@@ -181,6 +199,8 @@ def test_an_algorithm_setting_sb3_reads_only_in_training_is_refused_before_any_w
 def test_the_shipped_run_settings_pass():
     check(compose_train(["final.continuing_days=0.5", "normalize.clip_obs=5"]))
     check(compose_train(["agent=sac", "+agent.ent_coef=auto", "agent.gradient_steps=-1"]))
+    check(compose_train(["agent=sac", "+agent.ent_coef=auto_0.1", "+agent.target_entropy=-2.5"]))
+    check(compose_train(["agent=sac", "+agent.ent_coef=0.05", "+agent.target_entropy=auto"]))
     check(compose_train(["agent.gamma=0", "agent.ent_coef=-0.001", "agent.policy_kwargs.net_arch=null"]))  # SB3 trains
     schedule = "{_target_:stable_baselines3.common.utils.get_linear_fn,start:3.0e-4,end:1.0e-5,end_fraction:1.0}"
     check(compose_train(["~agent.learning_rate", f"+agent.learning_rate={schedule}"]))  # built by instantiate
