@@ -124,10 +124,15 @@ class RandomSearch:
         seeds = iter(range((int(cfg.seed) + 1) * TRAINING_SEED_BLOCK, (int(cfg.seed) + 2) * TRAINING_SEED_BLOCK))
         history: list[dict[str, float]] = []
         started = time.monotonic()
+        checkpoints = out_dir / "checkpoints"
+        checkpoints.mkdir(parents=True, exist_ok=True)
 
-        def record(iteration: int, evaluation: float) -> float:
+        def record(iteration: int, evaluation: float, evaluated: LinearPolicy) -> float:
+            """Log an evaluation and keep its policy (`checkpoints/`), so that a run stopped early keeps both."""
             minutes = (time.monotonic() - started) / 60
             history.append({"iteration": iteration, "minutes": minutes, "eval_mean_return": evaluation})
+            np.savez(checkpoints / f"iteration_{iteration}.npz", **asdict(evaluated))
+            _write_history(out_dir, None, history)
             return minutes
 
         with ExitStack() as cleanup:  # what was opened is closed, whichever step fails
@@ -146,7 +151,7 @@ class RandomSearch:
             baseline = [run_episode(scored_env, heuristic, s, scored_from=settle) for s in eval_seeds]
             last = self._evaluate(scored_env, settle, policy, eval_seeds, baseline, writer, 0)
             kept = (last, 0, policy)  # the best evaluated policy: its return, iteration, parameters
-            record(0, last)
+            record(0, last, policy)
             initargs = (container, scored_steps, settle)
             with ProcessPoolExecutor(self.workers, initializer=_init_worker, initargs=initargs) as pool:
 
@@ -164,16 +169,14 @@ class RandomSearch:
                     writer.add_scalar("ars/return_std", step.return_std, it)
                     if it % self.evaluate_every == 0 or it == self.iterations:
                         last = self._evaluate(scored_env, settle, policy, eval_seeds, baseline, writer, it)
-                        minutes = record(it, last)
+                        minutes = record(it, last, policy)
                         log.info("ars iteration %d (%.1f min): evaluation return %.1f", it, minutes, last)
                         kept = max(kept, (last, it, policy), key=lambda k: k[0])
         exported_return, exported, policy = kept if self.keep_best else (last, self.iterations, policy)
         if self.keep_best:
             log.info("ars exports iteration %d, the best evaluated (return %.1f)", exported, exported_return)
         np.savez(out_dir / "linear_policy.npz", **asdict(policy))
-        (out_dir / "history.json").write_text(
-            json.dumps({"exported_iteration": exported, "evaluations": history}, indent=2)
-        )
+        _write_history(out_dir, exported, history)
         export_linear(policy, cfg, out_dir / "artifact")
         return exported_return
 
@@ -259,6 +262,13 @@ class RandomSearch:
 
 _WORKER_ENV: gym.Env[Any, Any] | None = None
 _WORKER_SETTLE = 0
+
+
+def _write_history(out_dir: Path, exported: int | None, evaluations: list[dict[str, float]]) -> None:
+    """`history.json`: the evaluations so far and the exported iteration (null until the search ends)."""
+    (out_dir / "history.json").write_text(
+        json.dumps({"exported_iteration": exported, "evaluations": evaluations}, indent=2)
+    )
 
 
 def _init_worker(container: dict[str, Any], steps: int, settle: int) -> None:

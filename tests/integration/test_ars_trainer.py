@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from agents.artifact import PolicyArtifact
-from agents.random_search import LinearPolicy
+from agents.random_search import LinearPolicy, search_step
 from agents.rollout import episode_kpis, run_episode
 from experiments.build import ConfigError, check, make_env, tuned_baseline
 from experiments.random_search import RandomSearch, _init_worker, _worker_return
@@ -248,3 +248,33 @@ def test_a_search_that_fails_while_starting_closes_the_envs_it_opened(tmp_path, 
     with pytest.raises(RuntimeError, match="the scored env cannot be built"):
         search.fit(cfg, tmp_path)
     assert closed == [True]
+
+
+def test_a_search_stopped_early_keeps_each_evaluated_policy_and_the_evaluations(tmp_path, monkeypatch):
+    """Ctrl-C during a search kept only TensorBoard events: its policies and history were written at its end."""
+    steps: list[LinearPolicy] = []
+
+    def step_then_stop(*args, **kwargs):
+        if len(steps) == 2:
+            raise KeyboardInterrupt
+        step = search_step(*args, **kwargs)
+        steps.append(step.policy)
+        return step
+
+    monkeypatch.setattr("experiments.random_search.search_step", step_then_stop)
+    cfg = compose_train(["experiment=energy_ars", *TINY_ARS, "agent.iterations=4"])
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h["iteration"] for h in history["evaluations"]] == [0, 1, 2]
+    assert history["exported_iteration"] is None  # the search did not end: nothing was exported
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "iteration_0.npz",
+        "iteration_1.npz",
+        "iteration_2.npz",
+    ]
+    for iteration, policy in ((1, steps[0]), (2, steps[1])):
+        stored = np.load(tmp_path / "checkpoints" / f"iteration_{iteration}.npz")
+        np.testing.assert_array_equal(stored["weights"], policy.weights)
+        np.testing.assert_array_equal(stored["bias"], policy.bias)
+    assert not (tmp_path / "artifact").exists()
