@@ -7,6 +7,7 @@ the twin or a real one.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -215,3 +216,14 @@ def health_used(before: Kpis, after: Kpis) -> float:
     wear charge for free.
     """
     return delta(before, after, "health_consumed") - delta(before, after, "health_restored")
+
+
+def warn_unused(name: str, value: Any, default: Any, used_by: str) -> None:
+    """Warn that setting `name` to `value` (not its `default`) changes nothing: only `used_by` reads it.
+
+    A task setting that only some of its action kinds read (`max_due_h` with a binary action) was
+    dropped without a word; it is not refused, so that a preset's setting does not stop a run that
+    switches the action kind.
+    """
+    if value != default:
+        warnings.warn(f"{name}={value!r} is ignored: only {used_by} uses it", UserWarning, stacklevel=3)

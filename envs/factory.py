@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.base import delta, health_used, maintenance_spend
+from envs.base import delta, health_used, maintenance_spend, warn_unused
 from envs.setpoint import SetpointTask
 from envs.weights import (
     DOWNTIME_COST_PER_H,
@@ -100,7 +100,7 @@ class FactoryTask(SetpointTask):
     ## Arguments
     `line`, `scenario`, `control_period_s` (default 60), `weights` (`FactoryWeights` fields),
     `reorder` ("quantity" or "order_up_to"), `min_order_units` (default 0; the smallest gap an
-    order-up-to target orders, material units).
+    order-up-to target orders, material units; with quantities it is named in a warning).
 
     ## Version History
     v0: initial version; `reorder="order_up_to"` added as an option, the default unchanged.
@@ -124,6 +124,8 @@ class FactoryTask(SetpointTask):
             raise ValueError(f"reorder must be one of {', '.join(REORDER_ACTIONS)}, got {reorder!r}")
         if not (finite_number(min_order_units) and min_order_units >= 0):
             raise ValueError(f"min_order_units must be a finite number >= 0, got {min_order_units!r}")
+        if reorder == "quantity":
+            warn_unused("min_order_units", min_order_units, 0.0, "reorder='order_up_to'")
         self.reorder = reorder
         self.min_order_units = float(min_order_units)
         self._signed = np.array(astuple(self.weights)) * _SIGN

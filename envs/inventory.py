@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from envs.base import delta
+from envs.base import delta, warn_unused
 from envs.setpoint import SetpointTask
 from envs.weights import HOLDING_COST_PER_UNIT_H, ORDER_COST, STOCKOUT_COST_PER_H, finite_number
 from hardware import Command, Frame, Lever, LineSpec
@@ -65,7 +65,8 @@ class InventoryTask(SetpointTask):
     ## Arguments
     `line`, `scenario`, `control_period_s` (default 120), `order_levels` (default 9), `weights`
     (`InventoryWeights` fields), `action` ("quantity", "order_up_to" or "order_up_to_box"), `min_order_units`
-    (default 0; the smallest gap an order-up-to level orders, material units).
+    (default 0; the smallest gap an order-up-to level orders, material units). A setting the action
+    does not use (`min_order_units` with quantities, `order_levels` with the Box) is named in a warning.
 
     ## Version History
     v0: initial version; `action="order_up_to"` and `"order_up_to_box"` added as options, the
@@ -93,6 +94,10 @@ class InventoryTask(SetpointTask):
             raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
         if not (finite_number(min_order_units) and min_order_units >= 0):
             raise ValueError(f"min_order_units must be a finite number >= 0, got {min_order_units!r}")
+        if action == "quantity":
+            warn_unused("min_order_units", min_order_units, 0.0, "action='order_up_to' or 'order_up_to_box'")
+        if action == "order_up_to_box":
+            warn_unused("order_levels", order_levels, 9, "action='quantity' or 'order_up_to'")
         self.action_kind = action
         self.min_order_units = float(min_order_units)
         self.levels = np.linspace(0.0, float(self._high[0]), order_levels)

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from envs.base import delta, health_used
+from envs.base import delta, health_used, warn_unused
 from envs.setpoint import SetpointTask
 from envs.weights import WEAR_COST_PER_HEALTH, finite_number
 from hardware import Command, Frame, Lever, LineSpec
@@ -67,7 +67,8 @@ class MaintenanceTask(SetpointTask):
 
     ## Arguments
     `line`, `scenario`, `control_period_s` (default 300), `weights` (`MaintenanceWeights` fields),
-    `action` ("binary", "box" or "due_box"), `max_due_h` (default 200; due times span 0 to this, h).
+    `action` ("binary", "box" or "due_box"), `max_due_h` (default 200; due times span 0 to this, h;
+    `"due_box"` only, another value with another action is named in a warning).
 
     ## Version History
     v0: initial version; `action="box"` and `"due_box"` added as options, the default unchanged.
@@ -96,6 +97,8 @@ class MaintenanceTask(SetpointTask):
             raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
         if not (finite_number(max_due_h) and max_due_h > 0):
             raise ValueError(f"max_due_h must be a finite number > 0, got {max_due_h!r}")
+        if action != "due_box":
+            warn_unused("max_due_h", max_due_h, 200.0, "action='due_box'")
         self.action_kind = action
         self.max_due_h = float(max_due_h)
         if action == "binary":

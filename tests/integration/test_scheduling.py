@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -321,6 +323,51 @@ def test_numpy_numbers_are_numbers_to_the_env(env_id, kwargs, taken):
     env = gym.make(env_id, **kwargs)
     env.reset(seed=0)
     assert taken(env.unwrapped)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs", "message"),
+    [
+        ("smartline/Maintenance-v0", {"max_due_h": 100.0}, "max_due_h=100.0 is ignored: only action='due_box' uses it"),
+        ("smartline/Maintenance-v0", {"action": "box", "max_due_h": 50}, "max_due_h=50 is ignored"),
+        (
+            "smartline/Inventory-v0",
+            {"min_order_units": 625.0},
+            "min_order_units=625.0 is ignored: only action='order_up_to' or 'order_up_to_box' uses it",
+        ),
+        (
+            "smartline/Inventory-v0",
+            {"action": "order_up_to_box", "order_levels": 17},
+            "order_levels=17 is ignored: only action='quantity' or 'order_up_to' uses it",
+        ),
+        (
+            "smartline/Factory-v0",
+            {"min_order_units": 500.0},
+            "min_order_units=500.0 is ignored: only reorder='order_up_to' uses it",
+        ),
+    ],
+)
+def test_a_setting_the_chosen_action_does_not_use_is_named_in_a_warning(env_id, kwargs, message):
+    """`max_due_h` with a binary action, or a least order with order quantities, changed nothing without a word."""
+    with pytest.warns(UserWarning, match=f"^{re.escape(message)}"):
+        env = gym.make(env_id, **kwargs)
+    env.close()
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs"),
+    [
+        ("smartline/Maintenance-v0", {"action": "due_box", "max_due_h": 100.0}),
+        ("smartline/Maintenance-v0", {"action": "binary", "max_due_h": 200.0}),  # the default, as a preset writes it
+        ("smartline/Inventory-v0", {"action": "order_up_to", "order_levels": 17, "min_order_units": 625.0}),
+        ("smartline/Inventory-v0", {"action": "order_up_to_box", "min_order_units": 625.0}),
+        ("smartline/Factory-v0", {"reorder": "order_up_to", "min_order_units": 500.0}),
+    ],
+)
+def test_settings_the_chosen_action_uses_raise_no_warning(env_id, kwargs):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".* is ignored: only ")
+        gym.make(env_id, **kwargs).close()
 
 
 def test_unknown_kwarg_is_named():

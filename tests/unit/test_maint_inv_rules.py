@@ -186,9 +186,8 @@ def test_ss_reorder_runs_alike_on_order_up_to_levels_and_continuous_targets():
     """With S on a level (3,125 units), the (s, S) rule orders the same on both target actions."""
     ordered = []
     for action in ("order_up_to", "order_up_to_box"):
-        env = gym.make(
-            "smartline/Inventory-v0", action=action, order_levels=17, min_order_units=625.0, max_episode_steps=400
-        )
+        levels = {"order_levels": 17} if action == "order_up_to" else {}  # the Box has no levels
+        env = gym.make("smartline/Inventory-v0", action=action, **levels, min_order_units=625.0, max_episode_steps=400)
         rule = make_baseline(env, "ss_reorder", reorder_point_units=1800.0, order_up_to_units=3125.0)
         obs, _ = env.reset(seed=1)
         total, done = 0.0, False
@@ -280,15 +279,15 @@ def test_the_highest_readable_interval_is_accepted_and_maintains_at_the_top_of_t
     ],
 )
 def test_an_ss_rule_the_target_action_cannot_carry_out_is_refused(kwargs, s, big_s, message):
-    env = gym.make(
-        "smartline/Inventory-v0", **{"action": "order_up_to", "order_levels": 17, **kwargs}, min_order_units=625.0
-    )
+    action = kwargs or {"action": "order_up_to", "order_levels": 17}
+    env = gym.make("smartline/Inventory-v0", **action, min_order_units=625.0)
     with pytest.raises(ValueError, match=message):
         make_baseline(env, "ss_reorder", reorder_point_units=s, order_up_to_units=big_s)
 
 
 def test_ss_rule_on_order_quantities_has_no_minimum_order():
-    env = gym.make("smartline/Inventory-v0", min_order_units=625.0)
+    with pytest.warns(UserWarning, match="min_order_units=625.0 is ignored"):
+        env = gym.make("smartline/Inventory-v0", min_order_units=625.0)
     assert make_baseline(env, "ss_reorder", reorder_point_units=1000.0, order_up_to_units=1500.0)
 
 
