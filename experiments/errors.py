@@ -169,9 +169,14 @@ def _bad_key(exc: BaseException | None) -> str | None:
 
 
 class _Mode:
-    """Whether config errors end the process with one line (set by `run`, unless the user asked for tracebacks)."""
+    """Whether config errors end the process with one line (set by `run`, unless the user asked for tracebacks).
+
+    Also the folder this process's sweep claimed (`sweep_claimed`), removed by `run` if the sweep
+    fails with nothing in it but Hydra's and the claim's files.
+    """
 
     one_line = False
+    sweep_dir: Path | None = None
 
 
 def _exit(exc: Exception) -> None:
@@ -186,12 +191,29 @@ def _exit(exc: Exception) -> None:
 INTERRUPTED = 130  # exit status after Ctrl-C, as a shell gives a process stopped by SIGINT
 JOB_CLAIM = ".job.json"  # in a sweep job's folder: which job it is, and its `.hydra/` files (`run_folders`)
 SWEEP_CLAIM = ".sweep.json"  # in a sweep's folder: the sweep that checked it fresh (`run_folders`)
+_SWEEP_FILES = ("multirun.yaml", SWEEP_CLAIM)  # what a sweep's folder holds before any job writes into it
 
 
 def discard_if_empty(run_dir: Path) -> None:
     """Remove a run folder that holds nothing but what Hydra wrote before the job (`.hydra/`, the log, the claim)."""
     if run_dir.is_dir() and all(p.name in (".hydra", JOB_CLAIM) or p.suffix == ".log" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir)
+
+
+def sweep_claimed(folder: Path) -> None:
+    """Note that this process's sweep claimed `folder` (`run_folders`): `run` removes it if the sweep fails empty."""
+    _Mode.sweep_dir = folder
+
+
+def _discard_failed_sweep() -> None:
+    """Remove the claimed sweep folder if no job left anything in it (each failed job removed its own empty folder).
+
+    Its `multirun.yaml` and claim alone would make the same command, run again once corrected,
+    refused for a folder that already holds files.
+    """
+    folder, _Mode.sweep_dir = _Mode.sweep_dir, None
+    if folder is not None and folder.is_dir() and all(p.name in _SWEEP_FILES for p in folder.iterdir()):
+        shutil.rmtree(folder)
 
 
 @contextmanager
@@ -245,8 +267,14 @@ def run(main: Callable[[], Any]) -> None:
     except KeyboardInterrupt:
         print("interrupted: what the run wrote until now stays in its folder", file=sys.stderr)
         sys.exit(INTERRUPTED)
+    except SystemExit as exc:  # a job's one-line error, or a refusal before any job
+        if exc.code not in (0, None):
+            _discard_failed_sweep()
+        raise
     except Exception as exc:
+        _discard_failed_sweep()
         _exit(exc)
     finally:
         del os.environ[FULL_ERROR]
         _Mode.one_line = False
+        _Mode.sweep_dir = None

@@ -31,7 +31,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from experiments.errors import JOB_CLAIM, SWEEP_CLAIM, ConfigError
+from experiments.errors import JOB_CLAIM, SWEEP_CLAIM, ConfigError, sweep_claimed
 
 _SHOWN = 5  # entries of an occupied folder named in the error
 _SLURM_LAUNCHER = ".SlurmLauncher"  # the class name of hydra-submitit-launcher's SLURM launcher
@@ -182,6 +182,7 @@ def _claim_sweep(config: DictConfig, folder: Path) -> None:
             json.dump({"pid": os.getpid(), "overrides": list(config.hydra.overrides.task)}, claim)
     except FileExistsError:
         sys.exit(f"config error: hydra.sweep.dir: {folder} was claimed by another sweep started at the same time")
+    sweep_claimed(folder)
     quoted = str(folder).replace("\\", "\\\\").replace("'", "\\'")
     hydra_overrides = [o for o in config.hydra.overrides.hydra if not str(o).startswith("hydra.sweep.dir=")]
     with read_write(config.hydra.overrides):

@@ -165,3 +165,19 @@ def test_a_slurm_sweep_where_srun_is_found_passes_the_check(tmp_path, monkeypatc
         )
     FreshRunDir().on_multirun_start(cfg)
     assert (tmp_path / "sweep").is_dir()
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_a_sweep_whose_jobs_fail_before_any_work_leaves_no_folder_so_it_can_be_run_again(tmp_path, launcher):
+    """Its multirun.yaml and claim stayed, and the corrected command, same folder, was refused as occupied."""
+    sweep = tmp_path / "sweep"
+    args = [sys.executable, "-m", "experiments.simulate", "-m", f"hydra/launcher={launcher}"]
+    args.append(f"hydra.sweep.dir={sweep}")
+    failed = subprocess.run([*args, "duration_h=-1,-2"], capture_output=True, text=True)
+    assert failed.returncode == 1
+    assert "config error: duration_h: must be a positive number, got -" in failed.stderr
+    assert not sweep.exists()
+    partly = subprocess.run([*args, "duration_h=0.1,-2"], capture_output=True, text=True)
+    assert partly.returncode == 1
+    assert sorted(p.name for p in sweep.iterdir()) == [".sweep.json", "0", "multirun.yaml"]  # job 0's work stays
+    assert (sweep / "0" / "kpi_table.md").exists()
