@@ -261,7 +261,7 @@ def run(main: Callable[[], Any]) -> None:
         return
     quiet_pymodbus()
     os.environ[FULL_ERROR] = "1"  # Hydra then re-raises a composition error whole instead of printing it
-    _Mode.one_line = True
+    _Mode.one_line, _Mode.sweep_dir = True, None
     try:
         main()
     except KeyboardInterrupt:
