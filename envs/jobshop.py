@@ -304,9 +304,9 @@ def instance_definition(instance: Instance, due_date_factor: float = 1.5) -> dic
 
 
 def instance_line(
-    name_or_path: str | Path, seed: int | None = None, due_date_factor: float = 1.5, kernel: bool = True
+    instance: str | Path | Instance, seed: int | None = None, due_date_factor: float = 1.5, kernel: bool = True
 ) -> Line:
-    """A line that runs a job-shop instance with dispatch decisions for the agent.
+    """A line that runs a job-shop instance (shipped name, file or loaded) with dispatch decisions for the agent.
 
     With `kernel` (the default) it is the array job shop `JobShopLine`, which runs the twin's
     schedule event by event without SimPy (its frames are the twin's, less the instruments);
@@ -314,7 +314,8 @@ def instance_line(
     """
     if not due_date_factor > 0:
         raise ValueError(f"due_date_factor must be > 0, got {due_date_factor!r}")
-    definition = instance_definition(load_instance(name_or_path), due_date_factor)
+    loaded = instance if isinstance(instance, Instance) else load_instance(instance)
+    definition = instance_definition(loaded, due_date_factor)
     twin = TwinLine.from_config(seed=seed, **definition)
     return JobShopLine(twin.params, twin.spec) if kernel else twin
 

@@ -12,7 +12,7 @@ from envs.base import LineEnv, Task
 from envs.energy import EnergyTask
 from envs.factory import FactoryTask
 from envs.inventory import InventoryTask
-from envs.jobshop import instance_line
+from envs.jobshop import Instance, instance_line
 from envs.lines import resolve_line
 from envs.maintenance import MaintenanceTask
 from envs.scheduling import SchedulingEnv, SchedulingTask
@@ -132,7 +132,7 @@ def _start(start: str | None, warmup_h: Sequence[float] | None) -> dict[str, Any
 
 def make_scheduling(
     line: LineArg | None = None,
-    instance: str | Path | None = None,
+    instance: str | Path | Instance | None = None,
     scenario: ScenarioArg = None,
     objective: str = "makespan",
     due_date_factor: float | None = None,

@@ -102,7 +102,7 @@ class SchedulingTask(Task):
 
     ## Arguments
     `line` (shipped line name, file path or `Line`; default `flow5_orders`), `instance` (a shipped
-    job-shop instance such as `"ft06"` or an instance file path; replaces `line`), `scenario`,
+    job-shop instance such as `"ft06"`, an instance file path or a loaded `Instance`; replaces `line`), `scenario`,
     `objective` (`makespan` or `weighted_tardiness`).
 
     ## Version History

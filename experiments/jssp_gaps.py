@@ -2,10 +2,13 @@
 
     python -m experiments.jssp_gaps       # ta01-ta10 and ta11-ta20: six rules, CP-SAT 10 s and 60 s
     python -m experiments.jssp_gaps 'cpsat.time_limits_s=[10]' cpsat.workers=1
+    python -m experiments.jssp_gaps '~groups' '+groups={mine: [path/ta41.txt]}' +best_known.ta41=2006
     python -m experiments.jssp_gaps '+learned.spn_greedy={module: agents.<module>, path: <run>/scheduler, samples: 1}'
 
 Rules and CP-SAT run as platform baselines through the real Scheduling env on each instance
-(`smartline/Scheduling-v0` with `instance=`), so their makespans are the env's. A learned scheduler
+(`smartline/Scheduling-v0` with `instance=`), so their makespans are the env's. An instance is a
+shipped one by name or a file by path; a file that is not a shipped instance's jobs needs its
+best known makespan in `best_known`. A learned scheduler
 is a folder loaded with `<module>.load_scheduler(path)`; its `solve(instance, samples, seed)`
 returns start times of shape (jobs, operations). Every schedule reported, the env's included, is
 checked (each operation its full time, job precedence, no two operations on a machine at once)
@@ -18,6 +21,7 @@ seconds per schedule), a CSV and a bar plot of the gaps into the run's folder or
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
@@ -36,7 +40,7 @@ import envs  # noqa: F401  (registers the ids)
 from agents.baseline import Baseline
 from agents.baselines import make_baseline
 from agents.cpsat import CpSatDispatch, CpSatError
-from envs.jobshop import Instance, ScheduleError, best_known, check_schedule, load_instance
+from envs.jobshop import Instance, InstanceError, ScheduleError, check_schedule, load_instance, shipped
 from envs.scheduling import SchedulingEnv
 from experiments.errors import (
     ConfigError,
@@ -66,7 +70,7 @@ def env_schedule(
     """Run platform baseline `name` through the Scheduling env on `instance`.
 
     Args:
-        instance: a shipped instance (the env loads it by name).
+        instance: the instance (shipped or from a file, with its best known makespan).
         name: the baseline (`make_baseline`'s name: a rule or "cpsat").
         params: its parameters over the shipped config.
         seed: the env's reset seed (instances are deterministic; kept for the record).
@@ -79,7 +83,7 @@ def env_schedule(
         ScheduleError: the env's schedule fails `check_schedule`, or its makespan is not the
             schedule's.
     """
-    env = gym.make("smartline/Scheduling-v0", instance=instance.name)
+    env = gym.make("smartline/Scheduling-v0", instance=instance)
     base = cast(SchedulingEnv, env.unwrapped)
     width = max(len(r) for r in instance.routes)
     starts = np.full((instance.n_jobs, width), -1.0)
@@ -151,26 +155,25 @@ def run_gaps(cfg: DictConfig) -> list[Result]:
         raise ConfigError("rules, cpsat.time_limits_s, learned: all empty, so there is no policy to run; name one")
     _distinct_columns(rules, limits, learned)
     schedulers = {label: load_scheduler(e["module"], e["path"]) for label, e in learned.items()}
-    first = load_instance(next(iter(groups.values()))[0])
+    first = next(iter(groups.values()))[0]
     for label, entry in learned.items():  # untimed: the first call pays the library's start-up, not an instance
         schedulers[label].solve(first, 1, entry["seed"])
     results: list[Result] = []
-    for group, names in groups.items():
-        for name in names:
-            instance = load_instance(name)
+    for group, instances in groups.items():
+        for instance in instances:
             for rule in rules:
                 makespan, seconds, cpu, _ = env_schedule(instance, rule, seed=env_seed)
                 results.append(Result(group, instance, rule, makespan, seconds, cpu))
             for limit in limits:
                 solver = {"time_limit_s": limit, "workers": workers, "seed": solver_seed}
-                results.append(cpsat_result(group, instance, solver, env_seed))
+                results.append(_bound_checked(cpsat_result(group, instance, solver, env_seed)))
             for label, entry in learned.items():
                 makespan, seconds, cpu = learned_schedule(schedulers[label], instance, entry["samples"], entry["seed"])
                 results.append(Result(group, instance, label, makespan, seconds, cpu))
             log.info(
                 "%s %s: %s",
                 group,
-                name,
+                instance.name,
                 ", ".join(f"{r.policy} {r.makespan}" for r in results if r.instance is instance),
             )
     return results
@@ -208,24 +211,81 @@ def cpsat_result(group: str, instance: Instance, solver: Mapping[str, Any], seed
     )
 
 
-def _groups(cfg: DictConfig) -> dict[str, list[str]]:
+def _bound_checked(result: Result) -> Result:
+    """`result`, unless the solver proved its instance's best known makespan unreachable (a mistyped `best_known`).
+
+    Raises:
+        ConfigError: the best known makespan is below the solver's proven lower bound.
+    """
+    instance, bound = result.instance, result.lower_bound
+    if bound is not None and instance.best_known is not None and instance.best_known < bound:
+        raise ConfigError(
+            f"best_known.{instance.name}: {instance.best_known} is below CP-SAT's proven lower bound {bound}: "
+            "no schedule reaches it; check the published value"
+        )
+    return result
+
+
+def _groups(cfg: DictConfig) -> dict[str, list[Instance]]:
+    """Each group's instances, each with the best known makespan its gaps are measured against."""
     groups = OmegaConf.to_container(cfg.groups, resolve=True)
     if not isinstance(groups, dict) or not groups:
         raise ConfigError("groups: expected a mapping of group names to instance lists, e.g. {ta01-ta10: [ta01, ta02]}")
-    known = sorted(best_known())
-    out: dict[str, list[str]] = {}
+    given = _given_bounds(cfg)
+    out: dict[str, list[Instance]] = {}
     for key, names in groups.items():
         group = str(key)
         if not isinstance(names, list) or not names:
-            raise ConfigError(f"groups.{group}: expected a non-empty list of instance names, got {names!r}")
-        for name in map(str, names):
-            if name not in known:  # a gap needs a best known makespan: only shipped instances have one
-                raise ConfigError(
-                    f"groups.{group}: {name!r} is not a shipped instance{did_you_mean(name, known)}; "
-                    f"choose from {', '.join(known)}"
-                )
-        out[group] = distinct(f"groups.{group}", map(str, names))  # one named twice would weigh twice in the mean
+            raise ConfigError(f"groups.{group}: expected a non-empty list of instance names or files, got {names!r}")
+        instances = [_instance(f"groups.{group}", str(name), given) for name in names]
+        distinct(f"groups.{group}", (i.name for i in instances))  # one named twice would weigh twice in the mean
+        out[group] = instances
+    unused = sorted(set(given) - {i.name for instances in out.values() for i in instances})
+    if unused:
+        raise ConfigError(f"best_known.{unused[0]}: no instance of the groups is called so")
     return out
+
+
+def _given_bounds(cfg: DictConfig) -> dict[str, int]:
+    """`best_known`: the best known makespan of each instance file that is not a shipped instance, by name."""
+    node = cfg.get("best_known")  # Hydra keeps it a mapping (or null)
+    given = cast(dict[str, Any], OmegaConf.to_container(node, resolve=True)) if isinstance(node, DictConfig) else {}
+    return {str(name): whole_number(f"best_known.{name}", value) for name, value in given.items()}
+
+
+def _instance(key: str, name: str, given: Mapping[str, int]) -> Instance:
+    """A shipped instance by name, or an instance file, with its best known makespan.
+
+    A file that holds a shipped instance's jobs has that instance's; any other takes its own from
+    `given` (by the file's name without its suffix).
+
+    Raises:
+        ConfigError: neither a shipped instance nor a file, a malformed file, a file without a best
+            known makespan, or a shipped instance given one.
+    """
+    known = shipped()
+    if name not in known and not Path(name).is_file():
+        raise ConfigError(
+            f"{key}: {name!r} is neither a shipped instance{did_you_mean(name, known)} nor an instance file; "
+            f"shipped: {', '.join(known)}"
+        )
+    try:
+        instance = load_instance(name)
+    except InstanceError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    if instance.best_known is not None:
+        if instance.name in given:
+            raise ConfigError(
+                f"best_known.{instance.name}: {name} is the shipped instance {instance.name}, whose best known "
+                f"makespan ({instance.best_known}) the gaps use; leave it out"
+            )
+        return instance
+    if instance.name not in given:
+        raise ConfigError(
+            f"{key}: {name} has no best known makespan to measure a gap against (it is not a shipped instance); "
+            f"give the published one: '+best_known.{instance.name}=<makespan>'"
+        )
+    return dataclasses.replace(instance, best_known=given[instance.name])
 
 
 def _cpsat_label(limit: float) -> str:

@@ -175,7 +175,15 @@ def test_check_schedule_names_what_is_wrong(starts, message):
     ("overrides", "message"),
     [
         (["rules=[sptt]"], "rules: 'sptt' is not a dispatching rule \\(did you mean spt\\?\\)"),
-        (["+groups.extra=[ta011]"], "groups.extra: 'ta011' is not a shipped instance \\(did you mean ta11\\?\\)"),
+        (
+            ["+groups.extra=[ta011]"],
+            "groups.extra: 'ta011' is neither a shipped instance \\(did you mean ta11\\?\\) nor an instance file",
+        ),
+        (
+            ["+best_known.ft06=55"],
+            "best_known.ft06: ft06 is the shipped instance ft06, whose best known makespan \\(55\\)",
+        ),
+        (["+best_known.ta41=2006"], "best_known.ta41: no instance of the groups is called so"),
         (["+groups.extra=[la01,ft06,la01]"], "groups.extra: 'la01' is named twice"),  # it weighed twice in the mean
         (["+learned.x={module: tests.integration.test_jssp_gaps}"], "learned.x: expected \\{module"),
         (["+learned.x={module: agents.nowhere, path: p}"], "learned: module 'agents.nowhere' not found"),
@@ -207,4 +215,42 @@ def test_a_learned_label_that_is_a_cpsat_column_is_refused():
     with open_dict(cfg):
         cfg.learned = {"cpsat 5s": {"module": "tests.integration.test_jssp_gaps", "path": "p"}}
     with pytest.raises(ConfigError, match=r"learned\.cpsat 5s: column 'cpsat 5s' comes also from cpsat\.time_limits_s"):
+        run_gaps(cfg)
+
+
+MINE = "3 3\n0 5 0 3 1 2\n1 4 2 6 1 1\n2 2 2 2 0 7\n"  # OR-Library layout; job 0 visits machine 0 twice
+
+
+def test_an_instance_file_is_measured_against_the_best_known_makespan_given_for_it(tmp_path):
+    """Only shipped instances could be measured: a researcher's ta41 or DMU file was refused by name."""
+    (tmp_path / "mine.txt").write_text(MINE)
+    (tmp_path / "renamed.txt").write_bytes((CONFIG_DIR.parent / "envs" / "instances" / "ft06.txt").read_bytes())
+    groups = f"+groups.files=[{tmp_path / 'mine.txt'},{tmp_path / 'renamed.txt'}]"
+    cfg = config("~groups", groups, "rules=[spt]", "cpsat.time_limits_s=[5]", "+best_known.mine=15")
+    results = run_gaps(cfg)
+    by = {(r.instance.name, r.policy): r for r in results}
+    assert by["mine", "cpsat 5s"].makespan == 15
+    assert by["mine", "cpsat 5s"].status == "OPTIMAL"
+    assert by["mine", "spt"].gap == pytest.approx((by["mine", "spt"].makespan - 15) / 15)
+    assert by["renamed", "cpsat 5s"].instance.best_known == 55  # ft06's jobs under another name: ft06's optimum
+    assert by["renamed", "cpsat 5s"].gap == 0.0
+
+
+@pytest.mark.parametrize(
+    ("text", "extra", "message"),
+    [
+        (MINE, [], r"groups\.files: .*mine\.txt has no best known makespan .*'\+best_known\.mine=<makespan>'"),
+        (MINE, ["+best_known.mine=12"], r"best_known\.mine: 12 is below CP-SAT's proven lower bound 15"),
+        (MINE, ["+best_known.mine=0"], r"best_known\.mine: must be a positive whole number, got 0"),
+        (
+            "3 3\n0 5 0 3\n",
+            ["+best_known.mine=15"],
+            r"groups\.files: instance file '.*mine\.txt', line 2: expected 6 numbers",
+        ),
+    ],
+)
+def test_an_instance_file_without_a_usable_best_known_makespan_is_refused(tmp_path, text, extra, message):
+    (tmp_path / "mine.txt").write_text(text)
+    cfg = config("~groups", f"+groups.files=[{tmp_path / 'mine.txt'}]", "rules=[spt]", *extra)
+    with pytest.raises(ConfigError, match=message):
         run_gaps(cfg)
