@@ -170,7 +170,8 @@ def test_search_settings_that_cannot_run_on_the_task_stop_at_check_naming_them(o
 
 
 def test_random_search_on_a_discrete_task_is_a_config_error_naming_the_agent():
-    cfg = compose_train(["experiment=inventory", "agent=ars", "task.kwargs.action=quantity"])
+    quantities = ["task.kwargs.action=quantity", "task.kwargs.min_order_units=0.0"]  # no least order on quantities
+    cfg = compose_train(["experiment=inventory", "agent=ars", *quantities])
     with pytest.raises(
         ConfigError, match=r"^agent._target_: RandomSearch drives Box actions; task Inventory acts in Discrete"
     ):
