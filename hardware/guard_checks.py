@@ -47,18 +47,23 @@ class Verdict:
         reasons: Every intervention, in the order of the checks: `gate:<why>`, `interlock:<name>`,
             `clamp:<actuator>`, `rate:<actuator>`, `deadband:<actuator>`.
         ood: Whether the observation was out of the training distribution.
+        bounds: (low, high) the setpoints were held to, in spec actuator order: the limits and the
+            tripped interlocks' bounds. A line that stores setpoints on a grid (a scaled register)
+            must store them inside these, not merely inside the actuator's hard limits.
     """
 
     proposed: np.ndarray
     setpoints: np.ndarray | None
     reasons: tuple[str, ...]
     ood: bool = False
+    bounds: tuple[np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         """Freeze the arrays: a verdict is a record."""
         self.proposed.flags.writeable = False
-        if self.setpoints is not None:
-            self.setpoints.flags.writeable = False
+        for array in (self.setpoints, *(self.bounds or ())):
+            if array is not None:
+                array.flags.writeable = False
 
     @property
     def allowed(self) -> bool:
@@ -170,7 +175,7 @@ class Guard:
         if reasons:
             return Verdict(p, None, tuple(reasons), ood)
         out, shaped = self._shape(p, frame.time, *self._reference(status), locks)
-        return Verdict(p, out, tuple(shaped), ood)
+        return Verdict(p, out, tuple(shaped), ood, (low, high))
 
     def _status_gates(self, status: LineStatus, now_s: float) -> list[str]:
         """Operator bits, watchdog, levers kept local, controller clock, status age, heartbeat."""

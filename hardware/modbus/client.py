@@ -31,6 +31,7 @@ from hardware.modbus.errors import (
     IncompatiblePlc,
     LeverLocal,
     ModbusException,
+    ModbusLineError,
     StaleData,
 )
 from hardware.modbus.image import CommandBlock, CommandImage, InputImage, PlcFrame, PlcStatus
@@ -255,15 +256,19 @@ class ModbusLine:
         self._attached = True
         return self._frame(plc)
 
-    def write(self, command: Command) -> None:
+    def write(self, command: Command, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Send one command block (setpoints of the spec's actuators, NaN = keep) and check its echo.
+
+        `bounds`: (low, high) per actuator, spec order, that each setpoint must stay inside once
+        rounded to its register's grid (a guard verdict's `bounds`); None: the actuators' limits.
 
         Raises:
             ValueError: setpoints of the wrong shape or outside their limits (as the twin), or a dispatch.
             LeverLocal: a setpoint for a lever the last status read shows kept local (nothing is sent), or
                 one the status that echoed the block shows kept local (sent, not taken).
             CommandNotAccepted: the PLC did not echo the block within `echo_timeout_s`.
-            ModbusLineError: the block could not be written (never re-sent) or the echo not read.
+            ModbusLineError: the block could not be written (never re-sent), a setpoint's register carries
+                no value inside its `bounds` (nothing is sent), or the echo could not be read.
         """
         self._live()
         values = np.full(len(self._command.names), math.nan)
@@ -271,8 +276,18 @@ class ModbusLine:
             values[self._slots] = self._limits.check(command.setpoints)
         if command.dispatch:
             raise ValueError(f"dispatch: line {self.spec.name!r} takes no dispatch decisions over Modbus")
+        within = None
+        if bounds is not None:
+            within = (np.full(len(values), -math.inf), np.full(len(values), math.inf))
+            within[0][self._slots], within[1][self._slots] = bounds
+            try:  # bounds narrower than a register step: a refused command, before any heartbeat or number is used
+                self._command.encode(CommandBlock(0, 0, values), within)
+            except ValueError as exc:
+                w = self._command.window
+                where = self._transport.where(w.device_id, Table.HOLDING, w.address, w.count)
+                raise ModbusLineError(f"{where}: command not sent: {exc}") from exc
         self._check_remote(values[self._slots], self._reader.status)
-        self._send(values)
+        self._send(values, within)
         self._written = True
         self._check_remote(values[self._slots], self._echoed, sent=True)  # taken local as the block went out
 
@@ -428,8 +443,8 @@ class ModbusLine:
         sequence, pending = origin(echo, held, self._modulus, self.sequence_origin)
         return sequence, hb, pending
 
-    def _send(self, values: np.ndarray) -> None:
-        """Write one block of window setpoints (NaN = keep) with the next heartbeat and sequence; check the echo."""
+    def _send(self, values: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Write one block of window setpoints (NaN = keep, inside `bounds` if given) and check the echo."""
         last = self._reader.status
         if last is not None and StatusBit.WD_TRIPPED in last.status:
             self.heartbeat()  # the agent is back: the PLC re-arms its watchdog before it takes a command
@@ -438,7 +453,7 @@ class ModbusLine:
         window = self._command.window
         block = CommandBlock(self._heartbeat, self._sequence, values)
         self._echoes.sent.append(self._sequence)
-        self._transport.write(window.device_id, window.address, self._command.encode(block))
+        self._transport.write(window.device_id, window.address, self._command.encode(block, bounds))
         deadline = time.monotonic() + self.echo_timeout_s
         while True:
             st = self._own(self._reader.status_block())

@@ -227,11 +227,15 @@ class CommandImage:
         self.entries: tuple[Register, ...] = rmap.setpoints
         self.names: tuple[str, ...] = tuple(r.name for r in self.entries)
 
-    def encode(self, block: CommandBlock) -> list[int]:
+    def encode(self, block: CommandBlock, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> list[int]:
         """The window's registers for `block`: heartbeat and sequence wrapped, each setpoint rounded inside its limits.
 
+        `bounds`: (low, high) in `names` order that each setpoint must also stay inside once rounded
+        to its register's grid (a guard's limits and interlocks, tighter than the entry's limits).
+
         Raises:
-            ValueError: a setpoint its encoding cannot carry, or the wrong number of setpoints.
+            ValueError: a setpoint its encoding cannot carry inside its limits and bounds, or the
+                wrong number of setpoints.
         """
         if len(block.setpoints) != len(self.entries):
             raise ValueError(f"expected {len(self.entries)} setpoints ({', '.join(self.names)})")
@@ -239,9 +243,11 @@ class CommandImage:
         for r, v in zip(self.header, (block.heartbeat, block.sequence), strict=True):
             off = r.address - self.window.address
             out[off : off + r.width] = r.encoding.encode(float(v))
-        for r, v in zip(self.entries, block.setpoints.tolist(), strict=True):
+        n = len(self.entries)
+        low, high = ([-math.inf] * n, [math.inf] * n) if bounds is None else (list(bounds[0]), list(bounds[1]))
+        for r, v, lo, hi in zip(self.entries, block.setpoints.tolist(), low, high, strict=True):
             off = r.address - self.window.address
-            out[off : off + r.width] = r.encoding.encode(v, within=(r.low, r.high))
+            out[off : off + r.width] = r.encoding.encode(v, within=(max(r.low, lo), min(r.high, hi)))
         return out
 
     def decode(self, registers: Sequence[int]) -> CommandBlock:

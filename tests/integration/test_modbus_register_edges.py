@@ -21,11 +21,12 @@ from pymodbus.client import ModbusTcpClient
 
 from hardware import Command
 from hardware.counters import window_kpis
-from hardware.guard import Guard, GuardConfig
+from hardware.guard import Guard, GuardConfig, GuardedLine, Interlock
 from hardware.modbus import (
     CommandBlock,
     CommandImage,
     InputImage,
+    ModbusLineError,
     RegisterMap,
     Role,
     default_map,
@@ -240,3 +241,48 @@ def test_a_setpoint_on_a_coarse_grid_is_written_inside_its_limits(serve):
         written.append(plc.active[speed])
     assert written == pytest.approx([72 * 0.007, 143 * 0.007, 214 * 0.007])  # 0.504, 1.001, 1.498
     assert all(0.5 <= v <= 1.5 for v in written)
+
+
+def test_a_setpoint_held_to_a_tripped_interlock_is_written_inside_its_bound_on_a_coarse_grid(serve):
+    def grid(row: dict[str, Any]) -> None:
+        if (row["role"], row["name"]) == ("command", "a.speed"):
+            row.update(type="uint32", scale=0.007)  # 0.9 is 128.57 steps: the nearest, 129, is 0.903
+
+    rmap = hand_written(grid)
+    plc, connect = serve(rmap)
+    line = connect()
+    frame = line.reset()
+    spec = task_spec()
+    vibration = Interlock(sensor="a.vibration", actuator="a.speed", below=1e9, max=0.9)  # tripped by any reading
+    verdict = Guard(spec, GuardConfig(interlocks=[vibration])).check(
+        np.array([1.2, math.nan, math.nan, math.nan]), frame, line.status(), time.time()
+    )
+    assert verdict.setpoints is not None
+    assert verdict.setpoints[spec.actuator_index("a.speed")] == 0.9
+    line.write(Command(setpoints=verdict.setpoints), bounds=verdict.bounds)
+    assert plc.active[FULL.actuator_index("a.speed")] == pytest.approx(128 * 0.007)  # 0.896, not 0.903
+
+
+def test_bounds_no_register_value_lies_inside_refuse_the_command_and_send_nothing(serve):
+    rmap = hand_written(lambda row: row.update(type="uint32", scale=0.007) if row["name"] == "a.speed" else None)
+    plc, connect = serve(rmap)
+    line = connect()
+    line.reset()
+    setpoints = np.array([1.0, math.nan, math.nan, math.nan])
+    pinned = (np.array([1.0, 0.0, 0.5, 0.0]), np.array([1.0, 2.0, 1.5, 2.0]))  # 1.0 lies between 0.994 and 1.001
+    echo = plc.echo
+    with pytest.raises(ModbusLineError, match=r"command not sent: no uint32 value .* lies inside \[1, 1\]"):
+        line.write(Command(setpoints=setpoints), bounds=pinned)
+    assert plc.echo == echo
+    line.write(Command(setpoints=setpoints))  # the numbering goes on as if nothing was tried
+    assert plc.echo != echo
+
+
+def test_a_guarded_line_over_modbus_writes_inside_a_tripped_interlock_on_a_coarse_grid(serve):
+    rmap = hand_written(lambda row: row.update(type="uint32", scale=0.007) if row["name"] == "a.speed" else None)
+    plc, connect = serve(rmap)
+    vibration = Interlock(sensor="a.vibration", actuator="a.speed", below=1e9, max=0.9)  # tripped by any reading
+    line = GuardedLine(connect(), Guard(task_spec(), GuardConfig(interlocks=[vibration])))
+    line.reset()
+    line.write(Command(setpoints=np.array([1.2, math.nan, math.nan, math.nan])))
+    assert plc.active[FULL.actuator_index("a.speed")] == pytest.approx(128 * 0.007)  # 0.896, not 0.903
