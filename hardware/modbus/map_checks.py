@@ -1,10 +1,10 @@
 """Checking a register map against its line: where each entry may be, how it is encoded, what it must reach.
 
 `validate(rmap, spec)` refuses overlapping registers, an unmapped sensor, status entry or counter, a
-command outside the contiguous window, a range its encoding cannot carry (the timestamps too: s
-since the epoch), protocol registers both ends cannot agree on, and a setpoint register that cannot
-reach its lever's limits at a usable resolution (`MAX_SETPOINT_STEP`). Each error names the map's
-source and the entry.
+sensor or setpoint range other than the line's, a command outside the contiguous window, a range its
+encoding cannot carry (the timestamps too: s since the epoch), protocol registers both ends cannot
+agree on, and a setpoint register that cannot reach its lever's limits at a usable resolution
+(`MAX_SETPOINT_STEP`). Each error names the map's source and the entry.
 """
 
 from __future__ import annotations
@@ -150,6 +150,14 @@ def _check_entry(r: Register, where: str, spec: LineSpec) -> None:
         raise MapError(
             f"{where}: range [{r.low:g}, {r.high:g}] is not the limits [{low:g}, {high:g}] of actuator {r.name!r}; "
             "a setpoint entry carries its actuator's limits (leave low and high out to take them)"
+        )
+    if r.role in (Role.SENSOR, Role.ACTIVE) and any(
+        math.isfinite(given) and given != limit for given, limit in ((r.low, low), (r.high, high))
+    ):
+        owner = "sensor" if r.role is Role.SENSOR else "actuator"
+        raise MapError(
+            f"{where}: range [{r.low:g}, {r.high:g}] is not the range [{low:g}, {high:g}] of {owner} {r.name!r}; "
+            "the tag table would document it (leave low and high out, or give the line's)"
         )
     finite = [v for v in (low, high) if math.isfinite(v)]
     if finite and not r.encoding.fits(min(finite), max(finite)):

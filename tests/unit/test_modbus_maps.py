@@ -366,6 +366,19 @@ def test_a_setpoint_range_other_than_its_actuators_is_refused(spec):
 
 
 @pytest.mark.parametrize(
+    ("role", "name", "key", "what"),
+    [("sensor", "cut.vibration_mm_s", "high", "sensor"), ("active", "cut.speed", "low", "actuator")],
+)
+def test_a_sensor_or_active_setpoint_range_other_than_the_lines_is_refused(spec, role, name, key, what):
+    data = as_data(spec)
+    data["registers"][entry_index(data, role, name)][key] = 0.7  # the tag table would document it
+    with pytest.raises(MapError, match=rf"\('{name}', {role}\): range \[.*\] is not the range \[.*\] of {what}"):
+        map_from_mapping(data, spec, "my.yaml")
+    del data["registers"][entry_index(data, role, name)][key]  # left out: the line's range stands
+    map_from_mapping(data, spec, "my.yaml")
+
+
+@pytest.mark.parametrize(
     ("name", "kind"), [("good_parts", "uint32"), ("energy_kwh", "uint64"), ("state_time_s.busy", "int64")]
 )
 def test_integer_counters_wrap_and_read_their_top_value(spec, name, kind):
