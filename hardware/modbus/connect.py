@@ -36,11 +36,16 @@ def modbus_line(
 
     Raises:
         MapError: the map file is unreadable or does not fit the line.
-        ValueError: the map does not carry a lever the task needs.
+        ValueError: the map does not carry a lever the task needs, `tls` is not a mapping of `cert`,
+            `key` and `ca`, or `reconnect_backoff_s` is not two numbers.
     """
+    backoff = list(reconnect_backoff_s) if isinstance(reconnect_backoff_s, Iterable) else [reconnect_backoff_s]
+    if len(backoff) != 2 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in backoff):
+        raise ValueError(f"reconnect_backoff_s: expected [first, longest] in s, got {reconnect_backoff_s!r}")
+    if tls is not None and not (isinstance(tls, Mapping) and {"cert", "key", "ca"} <= set(tls)):
+        raise ValueError(f"tls: expected a mapping with the client's cert, key and the ca, got {tls!r}")
     spec = line_spec(definition, levers, control_period_s)
     full = setpoint_spec(definition, spec.control_period_s)
     rmap = load_map(map, full, max_setpoint_step) if map is not None else default_map(full, device_id=device_id)
     files = None if tls is None else TlsFiles(Path(tls["cert"]), Path(tls["key"]), Path(tls["ca"]))
-    first, longest = tuple(reconnect_backoff_s)
-    return ModbusLine(spec, rmap, host, port, tls=files, reconnect_backoff_s=(first, longest), **options)
+    return ModbusLine(spec, rmap, host, port, tls=files, reconnect_backoff_s=(backoff[0], backoff[1]), **options)

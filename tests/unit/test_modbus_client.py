@@ -6,13 +6,15 @@ import dataclasses
 
 import numpy as np
 import pytest
+import yaml
 
 from hardware import Command, Lever
 from hardware.interface import SetpointLimits
 from hardware.modbus import default_map
 from hardware.modbus.client import ModbusLine
+from hardware.modbus.connect import modbus_line
 from hardware.twin import TwinLine
-from tests.lines import single_station
+from tests.lines import FLOW5, single_station
 
 ALL_SETPOINT_LEVERS = ["speed", "mode", "maintenance"]
 
@@ -114,3 +116,17 @@ def test_a_random_origin_lies_past_the_echo_and_never_on_the_number_the_window_h
         assert pending == 65531
         assert nxt not in (65530, 65531, 0)
         assert (nxt - 65532) % 65535 < JUMP  # within the jump past the pending block, across the wrap
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"reconnect_backoff_s": [0.05]}, r"reconnect_backoff_s: expected \[first, longest\] in s, got \[0\.05\]"),
+        ({"reconnect_backoff_s": 0.05}, r"reconnect_backoff_s: expected \[first, longest\] in s, got 0\.05"),
+        ({"tls": {"cert": "c.pem", "key": "c.key"}}, r"tls: expected a mapping with the client's cert, key and the ca"),
+        ({"tls": "certs/"}, r"tls: expected a mapping .*, got 'certs/'"),
+    ],
+)
+def test_the_hardware_config_refuses_a_malformed_backoff_or_tls_by_name(option, message):
+    with pytest.raises(ValueError, match=message):
+        modbus_line(yaml.safe_load(FLOW5.read_text()), ["speed"], None, **option)
