@@ -265,7 +265,7 @@ def _number(row: Mapping[str, Any], key: str, default: float, where: str) -> flo
     value = row.get(key, default)
     number = math.nan
     if isinstance(value, int | float | str) and not isinstance(value, bool):
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, OverflowError):  # an integer past float's range: no number
             number = float(value)
     if math.isnan(number):
         raise MapError(f"{where}: {key}: expected a number, got {value!r}")

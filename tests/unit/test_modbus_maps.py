@@ -264,6 +264,7 @@ def write_map(tmp_path: Path, data: dict[str, Any]) -> Path:
         ("scale", "x10", r"scale: expected a number, got 'x10'"),
         ("low", None, r"low: expected a number, got None"),
         ("offset", True, r"offset: expected a number, got True"),
+        ("offset", 10**400, r"offset: expected a number, got 1000000"),
         (
             "type",
             "float",
