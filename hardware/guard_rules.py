@@ -29,7 +29,7 @@ def _number(where: str, value: Any, *, positive: bool = False, optional: bool = 
         raise ValueError(f"{where} must be a number, got {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past float's range
         raise ValueError(f"{where} must be a number, got {value!r}") from None
     if not math.isfinite(number) or (positive and not number > 0):
         raise ValueError(f"{where} must be a {'positive' if positive else 'finite'} number, got {value!r}")

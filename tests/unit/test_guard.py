@@ -407,6 +407,7 @@ def test_modes_stay_whole_and_a_maintenance_request_is_not_rate_limited():
         ({"ood_max_fraction": 1.0}, r"ood_max_fraction must be in \[0, 1\)"),
         ({"rate_per_s": {"*.speed": True}}, r"rate_per_s\.\*\.speed must be a number, got True"),  # was 1 per s
         ({"max_data_age_s": True}, "max_data_age_s must be a number, got True"),
+        ({"rate_per_s": {"*.speed": 10**400}}, r"rate_per_s\.\*\.speed must be a number, got 1000"),  # past float
         ({"limits": None}, "limits must be a mapping of actuator names or patterns to values, got None"),
         ({"open_above": 5}, "open_above must be sensor names or patterns, got 5"),
     ],
