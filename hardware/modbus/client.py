@@ -130,8 +130,8 @@ class ModbusLine:
             raise ValueError(f"ModbusLine: port must be a TCP port, 1 to 65535, got {port!r}")
         if sequence_origin not in ORIGINS:
             raise ValueError(f"ModbusLine: sequence_origin must be one of {ORIGINS}, got {sequence_origin!r}")
-        if read_retries < 0:
-            raise ValueError(f"ModbusLine: read_retries must be 0 or more, got {read_retries!r}")
+        if isinstance(read_retries, bool) or not isinstance(read_retries, int) or read_retries < 0:
+            raise ValueError(f"ModbusLine: read_retries must be a whole number, 0 or more, got {read_retries!r}")
         if not 0 < reconnect_backoff_s[0] <= reconnect_backoff_s[1]:
             raise ValueError(
                 f"ModbusLine: reconnect_backoff_s must be (first, max), 0 < first <= max, got {reconnect_backoff_s!r}"

@@ -64,7 +64,13 @@ def test_a_map_of_another_line_is_refused(twin):
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("timeout_s", 0.0), ("poll_s", float("nan")), ("read_retries", -1), ("reconnect_backoff_s", (1.0, 0.5))],
+    [
+        ("timeout_s", 0.0),
+        ("poll_s", float("nan")),
+        ("read_retries", -1),
+        ("read_retries", 1.5),  # was a TypeError at the first frame read, naming nothing
+        ("reconnect_backoff_s", (1.0, 0.5)),
+    ],
 )
 def test_options_out_of_range_are_refused(twin, option, value):
     with pytest.raises(ValueError, match=option):
