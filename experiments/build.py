@@ -385,7 +385,7 @@ def _env_parameters(cfg: DictConfig) -> dict[str, inspect.Parameter]:
 
 
 def continuing_steps(env: gym.Env[Any, Any], days: float) -> int | None:
-    """Steps of `days` of continuing operation at the line's control period; None without a period.
+    """Steps of `days` of continuing operation at the line's control period (rounded up); None without a period.
 
     A task driven by events rather than a clock (Scheduling: a fixed job set) has no control
     period, and no continuing run.
@@ -395,7 +395,7 @@ def continuing_steps(env: gym.Env[Any, Any], days: float) -> int | None:
         return None
     if not days > 0:
         raise ConfigError(f"continuing_days: must be > 0, got {days!r}")
-    return math.ceil(days * _SECONDS_PER_DAY / period)
+    return math.ceil(round(days * _SECONDS_PER_DAY / period, 9))  # 1.1 days at 60 s: 1584.0000000000002 steps
 
 
 def make_vec_env(cfg: DictConfig) -> VecEnv:
