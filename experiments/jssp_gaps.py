@@ -276,7 +276,7 @@ def _instance(key: str, name: str, given: Mapping[str, int]) -> Instance:
     if instance.best_known is not None:
         if instance.name in given:
             raise ConfigError(
-                f"best_known.{instance.name}: {name} is the shipped instance {instance.name}, whose best known "
+                f"best_known.{instance.name}: {name} holds a shipped instance's jobs, whose best known "
                 f"makespan ({instance.best_known}) the gaps use; leave it out"
             )
         return instance

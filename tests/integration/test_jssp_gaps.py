@@ -181,7 +181,7 @@ def test_check_schedule_names_what_is_wrong(starts, message):
         ),
         (
             ["+best_known.ft06=55"],
-            "best_known.ft06: ft06 is the shipped instance ft06, whose best known makespan \\(55\\)",
+            "best_known.ft06: ft06 holds a shipped instance's jobs, whose best known makespan \\(55\\)",
         ),
         (["+best_known.ta41=2006"], "best_known.ta41: no instance of the groups is called so"),
         (["+groups.extra=[la01,ft06,la01]"], "groups.extra: 'la01' is named twice"),  # it weighed twice in the mean
@@ -253,4 +253,13 @@ def test_an_instance_file_without_a_usable_best_known_makespan_is_refused(tmp_pa
     (tmp_path / "mine.txt").write_text(text)
     cfg = config("~groups", f"+groups.files=[{tmp_path / 'mine.txt'}]", "rules=[spt]", *extra)
     with pytest.raises(ConfigError, match=message):
+        run_gaps(cfg)
+
+
+def test_a_best_known_makespan_given_for_a_file_of_a_shipped_instance_is_refused(tmp_path):
+    (tmp_path / "renamed.txt").write_bytes((CONFIG_DIR.parent / "envs" / "instances" / "ft06.txt").read_bytes())
+    cfg = config("~groups", f"+groups.files=[{tmp_path / 'renamed.txt'}]", "rules=[spt]", "+best_known.renamed=50")
+    with pytest.raises(
+        ConfigError, match=r"best_known\.renamed: .*renamed\.txt holds a shipped instance's jobs, .*\(55\)"
+    ):
         run_gaps(cfg)
