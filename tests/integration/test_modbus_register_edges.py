@@ -223,12 +223,14 @@ def test_a_narrow_kpi_counter_is_unwrapped_so_kpis_keep_counting(serve):
     assert plc.counters.good_parts == 97 + 12
 
 
-def test_a_setpoint_on_a_coarse_grid_is_written_inside_its_limits(serve):
-    def grid(row: dict[str, Any]) -> None:
-        if (row["role"], row["name"]) == ("command", "a.speed"):
-            row.update(type="uint32", scale=0.007)  # 0.5 is 71.4 steps: the nearest, 71, is 0.497
+def coarse_speed(row: dict[str, Any]) -> None:
+    """a.speed's command register on a grid of 0.007: 0.5 is 71.4 steps (71 is 0.497), 0.9 is 128.57 (129 is 0.903)."""
+    if (row["role"], row["name"]) == ("command", "a.speed"):
+        row.update(type="uint32", scale=0.007)
 
-    rmap = hand_written(grid)
+
+def test_a_setpoint_on_a_coarse_grid_is_written_inside_its_limits(serve):
+    rmap = hand_written(coarse_speed)
     plc, connect = serve(rmap)
     line = connect()
     line.reset()
@@ -244,11 +246,7 @@ def test_a_setpoint_on_a_coarse_grid_is_written_inside_its_limits(serve):
 
 
 def test_a_setpoint_held_to_a_tripped_interlock_is_written_inside_its_bound_on_a_coarse_grid(serve):
-    def grid(row: dict[str, Any]) -> None:
-        if (row["role"], row["name"]) == ("command", "a.speed"):
-            row.update(type="uint32", scale=0.007)  # 0.9 is 128.57 steps: the nearest, 129, is 0.903
-
-    rmap = hand_written(grid)
+    rmap = hand_written(coarse_speed)
     plc, connect = serve(rmap)
     line = connect()
     frame = line.reset()
@@ -264,7 +262,7 @@ def test_a_setpoint_held_to_a_tripped_interlock_is_written_inside_its_bound_on_a
 
 
 def test_bounds_no_register_value_lies_inside_refuse_the_command_and_send_nothing(serve):
-    rmap = hand_written(lambda row: row.update(type="uint32", scale=0.007) if row["name"] == "a.speed" else None)
+    rmap = hand_written(coarse_speed)
     plc, connect = serve(rmap)
     line = connect()
     line.reset()
@@ -279,7 +277,7 @@ def test_bounds_no_register_value_lies_inside_refuse_the_command_and_send_nothin
 
 
 def test_a_guarded_line_over_modbus_writes_inside_a_tripped_interlock_on_a_coarse_grid(serve):
-    rmap = hand_written(lambda row: row.update(type="uint32", scale=0.007) if row["name"] == "a.speed" else None)
+    rmap = hand_written(coarse_speed)
     plc, connect = serve(rmap)
     vibration = Interlock(sensor="a.vibration", actuator="a.speed", below=1e9, max=0.9)  # tripped by any reading
     line = GuardedLine(connect(), Guard(task_spec(), GuardConfig(interlocks=[vibration])))
