@@ -347,7 +347,7 @@ def _act(dep: Deployment, command: Command, verdict: Verdict) -> int | None:
     if not _sends(dep, verdict):
         dep.line.heartbeat()  # a closed gate, or nothing to change: the PLC sees the agent alive, nothing else
         return None
-    dep.line.write(Command(setpoints=verdict.setpoints), bounds=verdict.bounds)  # on a coarse grid too
+    dep.line.write(Command(setpoints=verdict.setpoints, bounds=verdict.bounds))  # on a coarse grid too
     status = dep.line.plc_status
     return None if status is None else status.command_echo
 

@@ -19,7 +19,6 @@ import numpy as np
 from hardware.guard_checks import Guard, Verdict
 from hardware.guard_rules import GuardConfig, Interlock, OodStats
 from hardware.interface import Command, Frame, Line, LineStatus, Supervised
-from hardware.modbus.client import ModbusLine
 
 __all__ = ["Guard", "GuardConfig", "GuardedLine", "Interlock", "OodStats", "Verdict"]
 
@@ -29,7 +28,7 @@ class GuardedLine:
 
     `reset`, `advance`, `read` and `close` pass through (the last frame is kept for the checks).
     `write` asks the guard: an allowed command goes out as the verdict says (dispatch decisions
-    untouched; a `ModbusLine` rounds it to its registers inside the verdict's bounds), a blocked
+    untouched; the verdict's bounds go with it, for a line that rounds setpoints to a grid), a blocked
     one writes nothing but the controller's heartbeat (nothing at all on a line without a
     controller, such as the twin). Every verdict goes to `on_verdict` (also when the write fails)
     and counts in `info()`.
@@ -101,11 +100,8 @@ class GuardedLine:
         self._count(verdict)
         try:
             if verdict.setpoints is not None:
-                out = Command(setpoints=verdict.setpoints.copy(), dispatch=command.dispatch)
-                if isinstance(self.line, ModbusLine):  # registers on a grid: rounded inside the guard's bounds
-                    self.line.write(out, bounds=verdict.bounds)
-                else:
-                    self.line.write(out)
+                setpoints = verdict.setpoints.copy()
+                self.line.write(Command(setpoints=setpoints, dispatch=command.dispatch, bounds=verdict.bounds))
             elif self._supervised:
                 cast(Supervised, self.line).heartbeat()
         finally:

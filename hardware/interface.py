@@ -202,6 +202,28 @@ class SetpointLimits:
                 raise ValueError(f"setpoint {acts[i].name} = {v}: mode is 0 (off), 1 (standby) or 2 (run)")
         return values
 
+    def bounds(self, bounds: Any) -> tuple[np.ndarray, np.ndarray]:
+        """A command's `bounds` as (low, high) float arrays in actuator order, or an error naming what is wrong.
+
+        Raises:
+            ValueError: not a (low, high) pair of the actuators' shape, a NaN bound, or low above high.
+        """
+        acts = self.actuators
+        try:
+            low, high = (np.asarray(b, dtype=float) for b in bounds)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"bounds: expected a (low, high) pair of arrays, got {bounds!r}") from exc
+        for name, b in (("low", low), ("high", high)):
+            if b.shape != (len(acts),):
+                raise ValueError(
+                    f"bounds: {name} of shape {b.shape}, expected ({len(acts)},) for actuators {[a.name for a in acts]}"
+                )
+        wrong = np.isnan(low) | np.isnan(high) | (low > high)
+        if wrong.any():
+            i = int(np.argmax(wrong))
+            raise ValueError(f"bounds: {acts[i].name} = [{low[i]}, {high[i]}] is not a range (NaN, or low above high)")
+        return low, high
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -300,10 +322,17 @@ class Dispatch:
 
 @dataclass(frozen=True)
 class Command:
-    """What the agent writes: setpoints in spec actuator order (NaN = keep) and dispatches."""
+    """What the agent writes: setpoints in spec actuator order (NaN = keep) and dispatches.
+
+    `bounds`: (low, high) per actuator, spec order, that each setpoint must stay inside once a line
+    rounds it to the grid it stores setpoints on (a guard verdict's bounds: its limits and tripped
+    interlocks); None: the actuators' limits. A line that stores floats (the twin) has no grid to
+    round to and does not read it.
+    """
 
     setpoints: np.ndarray | None = None
     dispatch: tuple[Dispatch, ...] = ()
+    bounds: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @runtime_checkable

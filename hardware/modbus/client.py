@@ -34,7 +34,7 @@ from hardware.modbus.errors import (
     ModbusLineError,
     StaleData,
 )
-from hardware.modbus.image import CommandBlock, CommandImage, InputImage, PlcFrame, PlcStatus
+from hardware.modbus.image import CommandImage, InputImage, PlcFrame, PlcStatus
 from hardware.modbus.reader import FrameReader
 from hardware.modbus.regmap import Block, RegisterMap, Role, StatusBit, Table
 from hardware.modbus.sequence import ORIGINS, EchoWatch, next_sequence, origin
@@ -159,6 +159,7 @@ class ModbusLine:
                     f"{a.lever.value}) of line {spec.name!r}; its command window carries {list(names)}"
                 )
         self._slots = np.array([names.index(a.name) for a in spec.actuators], dtype=int)
+        self._keep = self._command.setpoint_registers(np.full(len(names), math.nan))  # a block that changes nothing
         self._modulus = self._command.header[0].encoding.modulus  # of the heartbeat and the sequence number
         self._transport = Transport(
             host,
@@ -256,19 +257,20 @@ class ModbusLine:
         self._attached = True
         return self._frame(plc)
 
-    def write(self, command: Command, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    def write(self, command: Command) -> None:
         """Send one command block (setpoints of the spec's actuators, NaN = keep) and check its echo.
 
-        `bounds`: (low, high) per actuator, spec order, that each setpoint must stay inside once
-        rounded to its register's grid (a guard verdict's `bounds`); None: the actuators' limits.
+        Each setpoint goes out rounded to its register's grid inside its limits and the command's
+        `bounds` (a guard verdict's), so a coarse register never carries a value past them.
 
         Raises:
-            ValueError: setpoints of the wrong shape or outside their limits (as the twin), or a dispatch.
+            ValueError: setpoints or bounds of the wrong shape, setpoints outside their limits (as the
+                twin), or a dispatch.
             LeverLocal: a setpoint for a lever the last status read shows kept local (nothing is sent), or
                 one the status that echoed the block shows kept local (sent, not taken).
             CommandNotAccepted: the PLC did not echo the block within `echo_timeout_s`.
             ModbusLineError: the block could not be written (never re-sent), a setpoint's register carries
-                no value inside its `bounds` (nothing is sent), or the echo could not be read.
+                no value inside its limits and bounds (nothing is sent), or the echo could not be read.
         """
         self._live()
         values = np.full(len(self._command.names), math.nan)
@@ -277,17 +279,17 @@ class ModbusLine:
         if command.dispatch:
             raise ValueError(f"dispatch: line {self.spec.name!r} takes no dispatch decisions over Modbus")
         within = None
-        if bounds is not None:
+        if command.bounds is not None:
             within = (np.full(len(values), -math.inf), np.full(len(values), math.inf))
-            within[0][self._slots], within[1][self._slots] = bounds
-            try:  # bounds narrower than a register step: a refused command, before any heartbeat or number is used
-                self._command.encode(CommandBlock(0, 0, values), within)
-            except ValueError as exc:
-                w = self._command.window
-                where = self._transport.where(w.device_id, Table.HOLDING, w.address, w.count)
-                raise ModbusLineError(f"{where}: command not sent: {exc}") from exc
+            within[0][self._slots], within[1][self._slots] = self._limits.bounds(command.bounds)
+        try:  # a setpoint no register value carries: a refused command, before any heartbeat or number is used
+            registers = self._command.setpoint_registers(values, within)
+        except ValueError as exc:
+            w = self._command.window
+            where = self._transport.where(w.device_id, Table.HOLDING, w.address, w.count)
+            raise ModbusLineError(f"{where}: command not sent: {exc}") from exc
         self._check_remote(values[self._slots], self._reader.status)
-        self._send(values, within)
+        self._send(registers)
         self._written = True
         self._check_remote(values[self._slots], self._echoed, sent=True)  # taken local as the block went out
 
@@ -307,7 +309,7 @@ class ModbusLine:
         if not (dt > 0 and math.isfinite(dt)):
             raise ValueError(f"advance(dt): dt must be a positive finite number of seconds, got {dt!r}")
         if self.keep_blocks and not self._written:
-            self._send(np.full(len(self._command.names), math.nan))
+            self._send(self._keep)
         self._written = False
         period = self.spec.control_period_s
         next_tick = math.inf if period is None else self._start_s + (self._ticks + 1) * period
@@ -443,17 +445,17 @@ class ModbusLine:
         sequence, pending = origin(echo, held, self._modulus, self.sequence_origin)
         return sequence, hb, pending
 
-    def _send(self, values: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        """Write one block of window setpoints (NaN = keep, inside `bounds` if given) and check the echo."""
+    def _send(self, registers: list[int]) -> None:
+        """Write the window's setpoint `registers` (`CommandImage.setpoint_registers`), stamped, and check the echo."""
         last = self._reader.status
         if last is not None and StatusBit.WD_TRIPPED in last.status:
             self.heartbeat()  # the agent is back: the PLC re-arms its watchdog before it takes a command
         self._sequence = next_sequence(self._sequence, self._modulus)
         self._heartbeat = (self._heartbeat + 1) % self._modulus
         window = self._command.window
-        block = CommandBlock(self._heartbeat, self._sequence, values)
         self._echoes.sent.append(self._sequence)
-        self._transport.write(window.device_id, window.address, self._command.encode(block, bounds))
+        block = self._command.stamp(registers, self._heartbeat, self._sequence)
+        self._transport.write(window.device_id, window.address, block)
         deadline = time.monotonic() + self.echo_timeout_s
         while True:
             st = self._own(self._reader.status_block())

@@ -230,24 +230,41 @@ class CommandImage:
     def encode(self, block: CommandBlock, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> list[int]:
         """The window's registers for `block`: heartbeat and sequence wrapped, each setpoint rounded inside its limits.
 
-        `bounds`: (low, high) in `names` order that each setpoint must also stay inside once rounded
-        to its register's grid (a guard's limits and interlocks, tighter than the entry's limits).
+        `bounds`: as `setpoint_registers`.
+
+        Raises:
+            ValueError: as `setpoint_registers`.
+        """
+        return self.stamp(self.setpoint_registers(block.setpoints, bounds), block.heartbeat, block.sequence)
+
+    def setpoint_registers(
+        self, setpoints: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> list[int]:
+        """The window's registers for `setpoints` (in `names` order, NaN = keep), header zero: `stamp` it to send.
+
+        Each setpoint is rounded to its register's grid inside its limits and `bounds`: (low, high) in
+        `names` order (a guard's limits and interlocks, tighter than the entry's limits).
 
         Raises:
             ValueError: a setpoint its encoding cannot carry inside its limits and bounds, or the
                 wrong number of setpoints.
         """
-        if len(block.setpoints) != len(self.entries):
+        if len(setpoints) != len(self.entries):
             raise ValueError(f"expected {len(self.entries)} setpoints ({', '.join(self.names)})")
         out = [0] * self.window.count
-        for r, v in zip(self.header, (block.heartbeat, block.sequence), strict=True):
-            off = r.address - self.window.address
-            out[off : off + r.width] = r.encoding.encode(float(v))
         n = len(self.entries)
         low, high = ([-math.inf] * n, [math.inf] * n) if bounds is None else (list(bounds[0]), list(bounds[1]))
-        for r, v, lo, hi in zip(self.entries, block.setpoints.tolist(), low, high, strict=True):
+        for r, v, lo, hi in zip(self.entries, np.asarray(setpoints).tolist(), low, high, strict=True):
             off = r.address - self.window.address
             out[off : off + r.width] = r.encoding.encode(v, within=(max(r.low, lo), min(r.high, hi)))
+        return out
+
+    def stamp(self, registers: Sequence[int], heartbeat: int, sequence: int) -> list[int]:
+        """A copy of the window's `registers` with the heartbeat and sequence number written (both wrapped)."""
+        out = list(registers)
+        for r, v in zip(self.header, (heartbeat, sequence), strict=True):
+            off = r.address - self.window.address
+            out[off : off + r.width] = r.encoding.encode(float(v))
         return out
 
     def decode(self, registers: Sequence[int]) -> CommandBlock:

@@ -257,7 +257,7 @@ def test_a_setpoint_held_to_a_tripped_interlock_is_written_inside_its_bound_on_a
     )
     assert verdict.setpoints is not None
     assert verdict.setpoints[spec.actuator_index("a.speed")] == 0.9
-    line.write(Command(setpoints=verdict.setpoints), bounds=verdict.bounds)
+    line.write(Command(setpoints=verdict.setpoints, bounds=verdict.bounds))
     assert plc.active[FULL.actuator_index("a.speed")] == pytest.approx(128 * 0.007)  # 0.896, not 0.903
 
 
@@ -270,7 +270,7 @@ def test_bounds_no_register_value_lies_inside_refuse_the_command_and_send_nothin
     pinned = (np.array([1.0, 0.0, 0.5, 0.0]), np.array([1.0, 2.0, 1.5, 2.0]))  # 1.0 lies between 0.994 and 1.001
     echo = plc.echo
     with pytest.raises(ModbusLineError, match=r"command not sent: no uint32 value .* lies inside \[1, 1\]"):
-        line.write(Command(setpoints=setpoints), bounds=pinned)
+        line.write(Command(setpoints=setpoints, bounds=pinned))
     assert plc.echo == echo
     line.write(Command(setpoints=setpoints))  # the numbering goes on as if nothing was tried
     assert plc.echo != echo
@@ -284,3 +284,43 @@ def test_a_guarded_line_over_modbus_writes_inside_a_tripped_interlock_on_a_coars
     line.reset()
     line.write(Command(setpoints=np.array([1.2, math.nan, math.nan, math.nan])))
     assert plc.active[FULL.actuator_index("a.speed")] == pytest.approx(128 * 0.007)  # 0.896, not 0.903
+
+
+class Forwarding:
+    """A decorator line of the kind a deployment stacks (a recorder, a rate limiter): it passes every call on."""
+
+    def __init__(self, line: ModbusLine) -> None:
+        self.line = line
+
+    def __getattr__(self, name: str) -> Any:
+        """The wrapped line's attribute."""
+        return getattr(self.line, name)
+
+
+def test_a_guard_over_a_decorated_modbus_line_still_writes_inside_the_interlock_on_a_coarse_grid(serve):
+    rmap = hand_written(coarse_speed)
+    plc, connect = serve(rmap)
+    vibration = Interlock(sensor="a.vibration", actuator="a.speed", below=1e9, max=0.9)  # tripped by any reading
+    line = GuardedLine(Forwarding(connect()), Guard(task_spec(), GuardConfig(interlocks=[vibration])))
+    line.reset()
+    line.write(Command(setpoints=np.array([1.2, math.nan, math.nan, math.nan])))
+    assert plc.active[FULL.actuator_index("a.speed")] == pytest.approx(128 * 0.007)  # the bounds travel in the command
+
+
+@pytest.mark.parametrize(
+    ("bounds", "match"),
+    [
+        ((np.zeros(3), np.ones(3)), r"bounds: low of shape \(3,\), expected \(4,\)"),
+        ((np.zeros(4),), r"bounds: expected a \(low, high\) pair"),
+        ((np.full(4, 2.0), np.ones(4)), r"bounds: a.speed = \[2.0, 1.0\] is not a range"),
+        ((np.zeros(4), np.array([2.0, math.nan, 2.0, 2.0])), r"bounds: a.mode = \[0.0, nan\] is not a range"),
+    ],
+)
+def test_malformed_bounds_are_refused_by_name_and_send_nothing(serve, bounds, match):
+    plc, connect = serve(hand_written(coarse_speed))
+    line = connect()
+    line.reset()
+    echo = plc.echo
+    with pytest.raises(ValueError, match=match):
+        line.write(Command(setpoints=np.array([1.0, math.nan, math.nan, math.nan]), bounds=bounds))
+    assert plc.echo == echo

@@ -502,6 +502,10 @@ def test_guarded_line_writes_the_verdict_and_passes_dispatch_through():
     np.testing.assert_array_equal(sent.setpoints, [1.1, 1.0, 2.0, 0.0])
     assert sent.dispatch == (Dispatch(0, 3),)
     assert verdicts == [line.last_verdict]
+    assert sent.bounds is not None  # for any line that rounds to a grid
+    assert verdicts[0].bounds is not None
+    for sent_bound, held in zip(sent.bounds, verdicts[0].bounds, strict=True):
+        np.testing.assert_array_equal(sent_bound, held)
     assert line.info() == {
         "guard/checks": 1.0,
         "guard/interventions": 1.0,
