@@ -299,10 +299,11 @@ class Guard:
     ) -> tuple[np.ndarray, list[str]]:
         """Interlocks, clamp, rate, deadband on an allowed proposal; remember what goes out.
 
-        `np.maximum` and `np.minimum` carry NaN (keep) through every bound. A "keep" of a setpoint
+        `np.maximum` and `np.minimum` carry NaN (keep) through every bound. A "keep" of a level
         the controller reports (`known`) outside the bounds (a tripped interlock's, the limits) is
         no keep: it is moved into them like a proposal of it (one within `_TOLERANCE` of a bound is
-        inside: a float32 register reads 1.1 back as 1.1000000238). The rate limit grants credit for the
+        inside: a float32 register reads 1.1 back as 1.1000000238). A keep of a pulse stays a keep:
+        writing it would fire a maintenance or an order nobody asked for. The rate limit grants credit for the
         line time since the setpoint last changed: none for a frame without a time, and a line
         clock that goes back (a restart; deploy resets the guard when it attaches afresh) adds none.
         """
@@ -311,7 +312,7 @@ class Guard:
         low, high = np.maximum(rules.low, lock_low), np.minimum(rules.high, lock_high)
         slack = _TOLERANCE * np.maximum(np.maximum(np.abs(low), np.abs(high)), 1.0)  # a float32 readback
         inside = (ref >= low - slack) & (ref <= high + slack)
-        p = np.where(np.isnan(p) & known & ~inside, ref, p)  # a "keep" out of bounds
+        p = np.where(np.isnan(p) & known & ~inside & ~rules.pulse, ref, p)  # a "keep" of a level out of bounds
         given = ~np.isnan(p)
         reasons = list(
             dict.fromkeys(

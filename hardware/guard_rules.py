@@ -247,7 +247,8 @@ class ActuatorRules:
 
     `low`/`high` are the hard limits intersected with the configured ones (whole numbers for a
     mode); `rate` is NaN where no rate limit applies (never for a maintenance request); `deadband`
-    is 0 where none applies (never for a maintenance request).
+    is 0 where none applies (never for a maintenance request). `pulse` marks the actuators whose
+    every write fires an event (a maintenance request, a reorder), not a level the line holds.
     """
 
     low: np.ndarray
@@ -256,6 +257,7 @@ class ActuatorRules:
     deadband: np.ndarray
     default: np.ndarray
     mode: np.ndarray  # bool: a mode, whole numbers only
+    pulse: np.ndarray  # bool: a write fires an event (maintenance, reorder)
 
     @classmethod
     def resolve(cls, spec: LineSpec, config: GuardConfig) -> ActuatorRules:
@@ -296,7 +298,8 @@ class ActuatorRules:
                 _check_moves(a.name, rate[i] * cast(float, spec.control_period_s), band[i], mode=bool(mode[i]))
         _check_no_pulse_entries(spec, config)
         default = np.array([a.default for a in acts], dtype=np.float64)
-        return cls(low, high, rate, band, default, mode)
+        pulse = np.array([a.lever in (Lever.MAINTENANCE, Lever.REORDER) for a in acts], dtype=bool)
+        return cls(low, high, rate, band, default, mode, pulse)
 
 
 def _check_no_pulse_entries(spec: LineSpec, config: GuardConfig) -> None:

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from hardware import Command, Dispatch, LineStatus, Supervised
+from hardware import ActuatorSpec, Command, Dispatch, Lever, LineStatus, Supervised
 from hardware.guard import Guard, GuardConfig, GuardedLine, Interlock, OodStats, Verdict
 from hardware.guard_rules import unmatched_entries
 from tests.guard_fakes import HEALTHY, SPEC, PlainLine, RecordingLine, frame
@@ -596,6 +596,27 @@ def test_a_keep_of_a_setpoint_a_tripped_interlock_forbids_moves_it_into_the_boun
     assert v.reasons == ("interlock:a.vibration",)
     unknown = LineStatus(active=np.array([NAN, 1.0, 2.0, 0.0]))  # what a runs is not known: nothing invented
     assert_out(check(Guard(SPEC, STEADY), [NAN, NAN, NAN, NAN], fr=hot, status=unknown), [NAN, NAN, NAN, NAN])
+
+
+@pytest.mark.parametrize("readback", [7.0, -1.0])
+def test_a_keep_of_a_maintenance_request_read_back_out_of_range_fires_no_maintenance(readback):
+    """A PLC reporting a.maintain = 7 (outside [0, 1]): the keep went out as 1.0, a maintenance nobody asked for."""
+    runs = LineStatus(active=np.array([1.0, 1.0, 2.0, readback]))
+    v = check(Guard(SPEC, STEADY), [NAN, NAN, NAN, NAN], status=runs)
+    assert_out(v, [NAN, NAN, NAN, NAN])
+    assert v.reasons == ()
+    v = check(Guard(SPEC, STEADY), [NAN, NAN, NAN, 0.0], status=runs)  # a proposal of it still goes out, clamped
+    assert_out(v, [NAN, NAN, NAN, 0.0])
+
+
+def test_a_keep_of_a_reorder_read_back_above_the_guard_s_limit_places_no_order():
+    """Orders limited to 300 units, the PLC's last order 500: the keep went out as an order of 300."""
+    reorder = ActuatorSpec("line.reorder_units", "units", 0.0, 1000.0, 0.0, Lever.REORDER)
+    spec = dataclasses.replace(SPEC, actuators=(*SPEC.actuators, reorder), levers=SPEC.levers | {Lever.REORDER})
+    guard = Guard(spec, dataclasses.replace(STEADY, limits={"line.reorder_units": [0.0, 300.0]}))
+    runs = LineStatus(active=np.array([1.0, 1.0, 2.0, 0.0, 500.0]))
+    assert_out(check(guard, [NAN] * 5, status=runs), [NAN] * 5)
+    assert_out(check(guard, [NAN, NAN, NAN, NAN, 450.0], status=runs), [NAN, NAN, NAN, NAN, 300.0])
 
 
 def test_times_ahead_of_now_are_not_fresh():
