@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import math
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +106,21 @@ def metrics_of(rows: Sequence[Row]) -> list[tuple[str, str]]:
 
 
 def paired_difference(rows: Sequence[Row], policy: str, baseline: str, key: str = "return") -> tuple[float, float, int]:
-    """Mean and 95% half-width of `policy` minus `baseline` on `key`, paired by scenario, mode and seed."""
+    """Mean and 95% half-width of `policy` minus `baseline` on `key`, paired by scenario, mode and seed.
+
+    Raises:
+        ValueError: no shared seed, or two episodes of one policy under one scenario, mode and seed
+            (pairing would silently keep only one of them).
+    """
+    for name in (policy, baseline):
+        seen = Counter((r.scenario, r.mode, r.seed) for r in rows if r.policy == name)
+        twice = sorted((k for k, n in seen.items() if n > 1), key=str)
+        if twice:
+            scenario, mode, seed = twice[0]
+            raise ValueError(
+                f"{name!r} has {seen[twice[0]]} episodes under scenario {scenario!r}, mode {mode!r}, seed {seed}: "
+                "pairing needs one each"
+            )
     theirs = {(r.scenario, r.mode, r.seed): r.values[key] for r in rows if r.policy == baseline}
     diffs = [
         r.values[key] - theirs[(r.scenario, r.mode, r.seed)]

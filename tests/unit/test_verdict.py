@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import stats
 
-from experiments.report import Row, verdict
+from experiments.report import Row, paired_difference, verdict
 
 
 def rows(differences: list[float]) -> list[Row]:
@@ -49,3 +50,12 @@ def test_the_outcome_is_what_the_interval_says_not_the_sign_of_the_mean():
     assert " a cannot be told apart from b: " in verdict(rows(ahead_by_noise), "a", "b")
     assert " a is beaten by b: return difference -3.0 ± " in verdict(rows(behind), "a", "b")
     assert " a beats b: " in verdict(rows([-x for x in behind]), "a", "b")
+
+
+def test_two_episodes_of_one_policy_on_one_seed_are_refused_not_paired_with_one_of_them():
+    twice = [*rows([1.0, 2.0]), Row("a", "none", 1, {"return": 500.0})]  # a second seed-1 episode of `a`
+    with pytest.raises(ValueError, match=r"'a' has 2 episodes under scenario 'none', mode 'episode', seed 1"):
+        paired_difference(twice, "a", "b")
+    with pytest.raises(ValueError, match=r"'b' has 2 episodes"):
+        paired_difference([*rows([1.0]), Row("b", "none", 0, {"return": 0.0})], "a", "b")
+    assert paired_difference(rows([1.0, 2.0]), "a", "b")[2] == 2
