@@ -98,6 +98,7 @@ class Station:
         self.queue: list[Job] = []
         # waiting for a buffer place, longest first: stations blocked upstream (their wake-up) and new orders
         self.space_waiters: deque[simpy.Event | Job] = deque()
+        self.promised = 0  # places freed for a woken upstream station whose part has not yet arrived
         self.assigned: Job | None = None
         self.wake: simpy.Event | None = None
         self.state = IDLE
@@ -180,8 +181,8 @@ class Station:
             self.enqueue(job)
 
     def full(self) -> bool:
-        """Whether the input buffer has no free place."""
-        return self.capacity is not None and len(self.queue) >= self.capacity
+        """Whether the input buffer has no free place (a place promised to a woken upstream station is not free)."""
+        return self.capacity is not None and len(self.queue) + self.promised >= self.capacity
 
     def poke(self) -> None:
         """Wake the process if it waits for work, a dispatch, material or a mode; end a warm-up the mode cancels."""
@@ -256,7 +257,8 @@ class Station:
             waiter = self.space_waiters.popleft()
             if isinstance(waiter, Job):  # an order from the backlog; this station is about to work: no wake-up
                 self.queue.append(waiter)
-            else:
+            else:  # the place is the woken station's: a part handed on later in this instant cannot take it
+                self.promised += 1
                 waiter.succeed()
 
     def _rest(self) -> Generator[simpy.Event, None, None]:
@@ -385,13 +387,12 @@ class Station:
         return None
 
     def _wait_for_space(self, job: Job, nxt: Station) -> Generator[simpy.Event, None, None]:
-        """Hold a finished job (blocked) until the next station's buffer has room, then pass it on."""
-        while nxt.full():
-            if self.state != BLOCKED:
-                self.set_state(BLOCKED)
-            space = self.env.event()
-            nxt.space_waiters.append(space)
-            yield space
+        """Hold a finished job (blocked) until the next station's buffer gives it a place, then pass it on."""
+        self.set_state(BLOCKED)
+        space = self.env.event()
+        nxt.space_waiters.append(space)
+        yield space
+        nxt.promised -= 1
         self.plant.mark(job, _QUEUED)
         nxt.enqueue(job)
 

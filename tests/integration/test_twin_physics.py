@@ -96,6 +96,33 @@ def test_orders_entering_mid_line_wait_their_turn_with_the_stations_upstream():
     assert x_parts == pytest.approx(frames[-1].kpis.good_parts / 2, rel=0.1), "a is not starved by Y's orders"
 
 
+def test_a_place_freed_for_a_blocked_station_is_not_taken_by_a_part_handed_on_in_the_same_instant():
+    definition = {
+        "name": "merge",
+        "layout": "flow",
+        "machines": {"m": {**RELIABLE, "processing_time_distribution": "deterministic"}},
+        "stations": [
+            {"name": "a", "machine": "m"},
+            {"name": "b", "machine": "m"},
+            {"name": "c", "machine": "m", "buffer_capacity_parts": 1},
+        ],
+        "variants": [
+            {"name": "Z", "route": ["c"], "processing_time_s": [100.0]},
+            {"name": "Y", "route": ["b", "c"], "processing_time_s": [10.0, 100.0]},
+            {"name": "X", "route": ["a", "c"], "processing_time_s": [90.0, 100.0]},
+        ],
+        # c works 0-100 with a second Z in its buffer; b blocks at 10; a finishes as c takes that Z, at 100
+        "demand": {"jobs": [{"variant": "Z"}, {"variant": "Z"}, {"variant": "Y"}, {"variant": "X", "release_s": 10.0}]},
+    }
+    line = TwinLine.from_config(seed=0, **definition)
+    line.reset()
+    frame = line.advance(150.0)
+    states = [State(int(frame.values[line.spec.sensor_index(f"{s}.state")])) for s in "abc"]
+    assert states == [State.BLOCKED, State.IDLE, State.BUSY], "b, blocked since 10 s, gets the place c freed at 100 s"
+    blocked = line.state_times()[:, State.BLOCKED]
+    assert blocked.tolist() == [50.0, 90.0, 0.0]
+
+
 def test_parts_are_conserved_at_every_instant():
     line = TwinLine.from_yaml(FLOW5, seed=12)
     frames = run(line, 7 * 86400.0, dt=997.0)
