@@ -103,6 +103,11 @@ class PolicyArtifact:
         if stats is not None and stats["norm_obs"]:
             mean = np.asarray(stats["obs_mean"], dtype=np.float64)
             std = np.sqrt(np.asarray(stats["obs_var"], dtype=np.float64) + float(stats["epsilon"]))
+            if mean.shape != self.observation_space.shape or std.shape != mean.shape:
+                raise ValueError(
+                    f"vec_normalize statistics of shapes {mean.shape} and {std.shape} do not fit the "
+                    f"observation space's {self.observation_space.shape}"
+                )
             self._normalizer = (mean, std, float(stats["clip_obs"]))
 
     @classmethod
@@ -111,7 +116,8 @@ class PolicyArtifact:
 
         Raises:
             FileNotFoundError: manifest.json or policy.onnx is missing.
-            ArtifactError: the manifest is malformed, or policy.onnx's hash or inputs do not match it.
+            ArtifactError: the manifest is malformed, or policy.onnx's hash, inputs or per-row
+                shapes do not match it.
         """
         folder = Path(path)
         manifest_file = folder / MANIFEST_FILE
@@ -151,8 +157,29 @@ class PolicyArtifact:
             raise ArtifactError(
                 f"{network_file} takes inputs {names}, manifest {manifest_file} says {artifact._inputs}"
             )
+        found = {node.name: list(node.shape[1:]) for node in [*session.get_inputs(), *session.get_outputs()]}
+        for name, dims in artifact._row_dims().items():
+            if found.get(name) != dims:
+                raise ArtifactError(
+                    f"{network_file}'s {name!r} has {found.get(name)} per row, the spaces of manifest "
+                    f"{manifest_file} need {dims}"
+                )
         artifact.sha256 = hashlib.sha256(data + manifest_bytes).hexdigest()
         return artifact
+
+    def _row_dims(self) -> dict[str, list[int]]:
+        """The dimensions past the batch axis that the spaces need of each network input and output.
+
+        `predict` feeds observations of the observation space's shape (and masks of one flag per
+        action) and reads one flat action per row (none for a Discrete action).
+        """
+        dims = {
+            self._inputs[0]: list(self.observation_space.shape),
+            self._output: [math.prod(self._action_shape)] if self._action_shape else [],
+        }
+        if self.takes_action_mask:
+            dims[self._inputs[1]] = [self._n_mask]
+        return dims
 
     def check_fits(self, observation_space: spaces.Space[Any], action_space: spaces.Space[Any]) -> None:
         """Check that the policy acts on an env of these spaces (an artifact of another line or task does not).

@@ -246,6 +246,47 @@ def test_tampered_network_fails_naming_the_hash(tmp_path):
     assert hashlib.sha256(data).hexdigest() in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            {
+                "observation_space": {
+                    "type": "Box",
+                    "shape": [7],
+                    "low": [-3.0] * 7,
+                    "high": [3.0] * 7,
+                    "dtype": "float32",
+                }
+            },
+            r"'obs' has \[6\] per row, the spaces of manifest .* need \[7\]",
+        ),
+        ({"action_space": {"type": "Discrete", "n": 3, "start": 0, "dtype": "int64"}}, r"'action' has \[3\] per row"),
+        (
+            {
+                "vec_normalize": {
+                    "norm_obs": True,
+                    "obs_mean": [0.0] * 5,
+                    "obs_var": [1.0] * 5,
+                    "clip_obs": 5.0,
+                    "epsilon": 1e-8,
+                }
+            },
+            r"vec_normalize statistics of shapes \(5,\) and \(5,\) do not fit the observation space's \(6,\)",
+        ),
+    ],
+    ids=["observation-shape", "action-space", "statistics"],
+)
+def test_a_manifest_that_does_not_fit_its_network_is_refused_at_load(tmp_path, edit, message):
+    """A manifest whose spaces or statistics are not the network's: `check_fits` would vouch for the wrong spaces."""
+    model = PPO("MlpPolicy", BoxEnv(), n_steps=64, batch_size=64, policy_kwargs=small_net(), seed=0, device="cpu")
+    folder = export_policy(model, tmp_path / "a")
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    (folder / MANIFEST_FILE).write_text(json.dumps({**manifest, **edit}))
+    with pytest.raises(ArtifactError, match=message):
+        PolicyArtifact.load(folder)
+
+
 def test_missing_file_and_bad_manifest_name_the_file(tmp_path):
     model = DQN("MlpPolicy", gym.make("smartline/Inventory-v0"), policy_kwargs=small_net(), device="cpu")
     folder = export_policy(model, tmp_path / "a")
