@@ -410,6 +410,8 @@ class Station:
         self.plant.maintenances += 1
         self.plant.preventive_cost += self.m.maintenance_cost
         before = self.state
+        if before is WARMUP:  # a warm-up its mode cancelled: it rests as that mode says (`_rest`)
+            before = OFF if self.mode is MODE_OFF else STANDBY
         self.set_state(MAINTENANCE)
         yield self.env.timeout(self.m.maintenance_time_mean_s * self._pm())
         self._renew()

@@ -382,6 +382,33 @@ def test_a_machine_maintained_from_off_or_standby_warms_up_before_it_runs(flow5_
     assert times[State.WARMUP] == pytest.approx(flow5_definition["machines"]["cnc"][warmup])
 
 
+@pytest.mark.parametrize(
+    ("stop", "warmed_s", "warmup_s"),
+    [
+        ("off", 60.0, 60.0 + 1200.0),  # 60 s of the cold start, cancelled; after maintenance the whole of it
+        ("standby", 1140.0, 1140.0 + 90.0),  # past the cold part (1,110 s): after maintenance the 90 s from standby
+    ],
+)
+def test_a_machine_whose_warm_up_is_cancelled_as_maintenance_starts_comes_out_as_cold_as_it_rests(
+    flow5_definition, stop, warmed_s, warmup_s
+):
+    """Maintained with its warm-up cancelled, cut came out IDLE (warm) and ran at once when told to."""
+    definition = edited(flow5_definition, "control.levers", ["mode", "maintenance"])
+    line = TwinLine.from_config(seed=0, **definition)
+    line.reset()
+    line.write(setpoints(line, cut__mode=0.0))
+    run_to(line, 1800.0)
+    line.write(setpoints(line, cut__mode=2.0))  # a 1,200 s cold start
+    run_to(line, 1800.0 + warmed_s)
+    line.write(setpoints(line, cut__mode=0.0 if stop == "off" else 1.0, cut__maintain=1.0))
+    run_to(line, 1860.0 + warmed_s)
+    assert line.read().values[line.spec.sensor_index("cut.state")] == State.MAINTENANCE
+    line.write(setpoints(line, cut__mode=2.0))  # while maintained
+    run_to(line, 5 * 3600.0)
+    times = line.state_times()[0]
+    assert times[State.WARMUP] == pytest.approx(warmup_s)
+
+
 def test_the_reorder_rule_orders_at_once_when_the_line_takes_reorders_back(flow5_definition):
     definition = edited(flow5_definition, "control.levers", ["reorder"])
     definition["supply"] = {**definition["supply"], "initial_stock_units": 900.0, "outage_rate_per_day": 0.0}
