@@ -223,7 +223,7 @@ class PolicyArtifact:
                 policies, ignored by the others.
 
         Returns:
-            The action (batch first if the observation was a batch) in the action space's dtype, and None.
+            The action (batch first if the observation was a batch) in the action space's dtype and bounds, and None.
         """
         if not deterministic:
             raise ValueError("a policy artifact holds only the deterministic policy: use deterministic=True")
@@ -241,6 +241,8 @@ class PolicyArtifact:
             feeds[self._inputs[1]] = self._masks(action_masks, len(batch))
         (action,) = self._session.run([self._output], feeds)
         action = action.reshape((-1, *self._action_shape)).astype(self.action_space.dtype)
+        if isinstance(self.action_space, spaces.Box):  # the network clips in float32: 0.15 came out 0.15000000596
+            action = np.clip(action, self.action_space.low, self.action_space.high)
         return (action.squeeze(axis=0) if single else action), None
 
     def _masks(self, action_masks: np.ndarray | None, n_obs: int) -> np.ndarray:

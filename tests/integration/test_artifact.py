@@ -120,6 +120,23 @@ def test_ppo_box_parity(tmp_path, kwargs):
     assert np.all(actions <= artifact.action_space.high)
 
 
+class Float64BoxEnv(BoxEnv):
+    """BoxEnv with float64 actions, whose bounds float32 cannot hold exactly (0.15 rounds up)."""
+
+    action_space = gym.spaces.Box(low=np.array([-2.0, 0.1]), high=np.array([1.0, 0.15]), dtype=np.float64)
+
+
+def test_a_float64_action_at_its_bound_stays_inside_the_space(tmp_path):
+    """The network clips in float32: at the high bound 0.15 it gave 0.15000000596, outside the space."""
+    model = PPO("MlpPolicy", Float64BoxEnv(), n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    with torch.no_grad():
+        model.policy.action_net.bias.fill_(100.0)  # every action saturates at its high bound
+    actions, _ = exported(model, tmp_path).predict(random_obs(model.observation_space))
+    assert actions.dtype == np.float64
+    np.testing.assert_array_equal(actions, np.broadcast_to(model.action_space.high, actions.shape))
+    assert all(model.action_space.contains(a) for a in actions)
+
+
 def test_a2c_multibinary_parity(tmp_path):
     env = gym.make("smartline/Maintenance-v0")
     policy_kwargs = small_net(share_features_extractor=False)
