@@ -61,6 +61,7 @@ class Deployment:
     max_policy_faults: int  # steps in a row without a valid action before the run stops
     audit_min_free_mb: float  # room the audit log's disk must have before a step acts, MB (0: no check)
     decided_at: float | None = None  # line time of the frame the last decision was made on, s
+    stepping: bool = False  # a control step is under way: an interrupt now may cut it before it is logged
 
 
 @dataclass
@@ -108,7 +109,9 @@ def run_deployment(dep: Deployment, stop: threading.Event, steps: int | None, st
         frame = _attach(dep, stop, tally, show)
         log_ms = 0.0
         while frame is not None and not stop.is_set() and (steps is None or tally.steps < steps):
+            dep.stepping = True
             frame, log_ms = control_step(dep, frame, tally, log_ms)
+            dep.stepping = False
             if tally.policy_faults_in_row >= dep.max_policy_faults:
                 raise PolicyGaveUp(
                     f"the policy gave no valid action for {tally.policy_faults_in_row} steps in a row "

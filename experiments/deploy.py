@@ -242,11 +242,11 @@ def _check_spaces(artifact: PolicyArtifact, task: Task) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: `key=value` overrides of `configs/deploy.yaml`.
 
-    Returns 0 on a clean stop, `INTERRUPTED` (130) when a second Ctrl-C cut a step short, 1 when the
-    policy gave no valid action for `max_policy_faults` steps in a row, another controller's command
-    reached the PLC, the audit log's disk fell under its reserve (`audit_min_free_mb`) or the log
-    refused a record, 2 on a config error, a PLC that cannot serve the task or an audit disk under
-    its reserve at the start.
+    Returns 0 on a clean stop, `INTERRUPTED` (130) after a second Ctrl-C (its message says whether it
+    cut a step short), 1 when the policy gave no valid action for `max_policy_faults` steps in a row,
+    another controller's command reached the PLC, the audit log's disk fell under its reserve
+    (`audit_min_free_mb`) or the log refused a record, 2 on a config error, a PLC that cannot serve
+    the task or an audit disk under its reserve at the start.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
@@ -271,13 +271,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     tally, code, error = None, 0, None
     try:
         tally = run_deployment(dep, stop, cfg.steps, sys.stderr, float(cfg.status_every_s))
-    except KeyboardInterrupt:  # a second Ctrl-C: the step under way was cut wherever it stood
+    except KeyboardInterrupt:  # a second Ctrl-C: a step under way was cut wherever it stood
         sent = ", and its command may have reached the PLC" if dep.mode == "guarded" else ""
         code, error = (
             INTERRUPTED,
             (
                 f"interrupted within a step (a second Ctrl-C): that step is not in the audit log{sent}; the hash "
                 "chain head below may be a record behind the log's (python -m experiments.report reads it)"
+                if dep.stepping
+                else "interrupted between steps (a second Ctrl-C): every step is in the audit log, and the hash "
+                "chain head below is the log's"
             ),
         )
     except IncompatiblePlc as exc:

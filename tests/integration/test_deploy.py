@@ -221,6 +221,31 @@ def test_a_second_ctrl_c_within_a_step_says_the_step_is_not_logged_and_exits_130
     assert len(run.records) == 2
 
 
+def test_a_second_ctrl_c_between_steps_says_every_step_is_logged(artifact, tmp_path, monkeypatch, capsys):
+    """Where a run spends its time, waiting for the tick: it said a step was cut, unlogged, its command maybe out."""
+    wait = control_loop._wait_tick
+    calls = []
+
+    def interrupted_second(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return wait(*args, **kwargs)
+
+    monkeypatch.setattr(control_loop, "_wait_tick", interrupted_second)
+    audit = tmp_path / "a.sqlite"
+    with free_plc() as plc:
+        assert deploy(artifact, plc.port, audit, "mode=guarded", "arm=true", "steps=12") == 130
+        accepted = plc.accepted_commands
+    out, err = capsys.readouterr()
+    (run,) = read_runs(audit)
+    assert len(run.records) == 2
+    assert accepted == sum(r.written is not None for r in run.records)  # every command that went out is logged
+    assert "error: interrupted between steps (a second Ctrl-C): every step is in the audit log" in err
+    assert "not in the audit log" not in err
+    assert f"hash chain head {run.head};" in out
+
+
 def test_the_hash_approved_and_recorded_is_that_of_the_bytes_that_run(artifact, tmp_path, monkeypatch):
     """It was a second read of the files after loading: an export rewriting them in between was approved unseen."""
     folder = copy_artifact(artifact, tmp_path / "rewritten")
