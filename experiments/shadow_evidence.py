@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.report import mean_interval
+from experiments.report import shown_interval
 from hardware import Command, Lever, LineSpec
 from hardware.audit import AuditRecord, AuditRun
 from hardware.twin import LineDefinitionError, TwinLine
@@ -83,7 +83,7 @@ class Difference:
     actual: float  # mean over seeds
     proposed: float
     mean: float
-    half_width: float  # 0 for a single seed
+    half_width: float  # NaN for a single seed: one sample has no interval
     seeds: int
 
 
@@ -282,7 +282,7 @@ def counterfactual(
     for key, _ in WINDOW_KPIS:
         a = [float(x[key]) for x, _ in runs]
         p = [float(y[key]) for _, y in runs]
-        mean, half = mean_interval([y - x for x, y in zip(a, p, strict=True)])
+        mean, half = shown_interval([y - x for x, y in zip(a, p, strict=True)])
         out[key] = Difference(float(np.mean(a)), float(np.mean(p)), mean, half, seeds)
     return out
 

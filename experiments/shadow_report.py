@@ -337,11 +337,13 @@ def _window_text(records: Sequence[AuditRecord]) -> str:
     )
 
 
+def _interval(d: Difference) -> str:
+    """`mean ± half-width`, the mean alone for one seed (no interval: `± 0` read as certainty)."""
+    return _num(d.mean) if math.isnan(d.half_width) else f"{_num(d.mean)} ± {_num(d.half_width)}"
+
+
 def _counterfactual_text(differences: Mapping[str, Difference], plot: Path) -> str:
     label = dict(WINDOW_KPIS)
-    rows = [
-        [label[k], _num(d.actual), _num(d.proposed), f"{_num(d.mean)} ± {_num(d.half_width)}", d.seeds]
-        for k, d in differences.items()
-    ]
+    rows = [[label[k], _num(d.actual), _num(d.proposed), _interval(d), d.seeds] for k, d in differences.items()]
     table = markdown_table(["KPI", "actual (mean)", "proposed (mean)", "proposed - actual (95%)", "seeds"], rows)
     return f"### Counterfactual on the twin\n\n{CAVEAT}\n\n{table}\n\n![counterfactual KPI differences]({plot.name})"

@@ -25,6 +25,7 @@ from experiments.shadow_report import (
     stretches,
     timing,
     window_kpis,
+    write_shadow_report,
 )
 from hardware import Kpis
 from hardware.audit import AuditLog, AuditRecord, AuditRun, read_runs
@@ -233,6 +234,20 @@ def test_a_slower_proposal_makes_fewer_good_parts_on_the_twin(tmp_path: Path, fl
     assert good.mean < 0
     assert good.proposed < good.actual
     assert good.mean == pytest.approx(good.proposed - good.actual)
+
+
+def test_a_counterfactual_of_one_seed_shows_no_interval(tmp_path: Path, flow5_definition: dict[str, Any]) -> None:
+    """One seed has no spread to estimate: it printed `-2 ± 0` under "95%", where two seeds gave -5 ± 38."""
+    path = tmp_path / "cf.sqlite"
+    write_audit(path, flow5_definition, [(np.full(5, 0.6), np.full(5, 1.0))] * 60)
+    run = first_run(path)
+    good = counterfactual(*run_line(path, run), run.records, seeds=1)["good_parts"]
+    assert good.seeds == 1
+    assert good.mean == good.proposed - good.actual != 0
+    assert np.isnan(good.half_width)
+    text = write_shadow_report(path, tmp_path / "report", replay_seeds=1)["report"].read_text()
+    assert f"| good parts | {good.actual:g} | {good.proposed:g} | {good.mean:g} | 1 |" in text
+    assert "± 0" not in text
 
 
 def test_the_report_renders_every_section_and_plot(audit: Path, capsys: pytest.CaptureFixture[str]) -> None:
