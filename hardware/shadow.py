@@ -1,11 +1,13 @@
 """Shadow mode: a policy reads the live line and says what it would do; nothing it says reaches the line.
 
 `ShadowLine` keeps only the read side of the line it wraps (reset, advance, read, close, status)
-and never calls a write. What makes shadow mode read-only by construction is the line under it:
-on a PLC it is built read-only (`ModbusLine(read_only=True)`), whose transport holds no write
-window and refuses every write before anything is sent, so the connection itself has no write
-path. Each proposed command is recorded beside the setpoints the line actually ran, what the
-operator or the PLC's own program chose.
+and never calls a write; its `heartbeat` sends nothing either. It is `Supervised`, so that what
+wraps it (`GuardedLine(ShadowLine(plc))`) decides on the controller's status, not on defaults.
+What makes shadow mode read-only by construction is the line under it: on a PLC it is built
+read-only (`ModbusLine(read_only=True)`), whose transport holds no write window and refuses every
+write before anything is sent, so the connection itself has no write path. Each proposed command
+is recorded beside the setpoints the line actually ran, what the operator or the PLC's own
+program chose.
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ class ShadowLine:
     def status(self) -> LineStatus:
         """The line's controller status, or the defaults of a line without one."""
         return LineStatus() if self._status is None else self._status()
+
+    def heartbeat(self) -> None:
+        """Send nothing: in shadow mode the controller does not see the agent, not even alive."""
 
     def close(self) -> None:
         """Release the line."""
