@@ -97,6 +97,9 @@ def _check_protocol(rmap: RegisterMap, spec: LineSpec) -> None:
     for name in _WORDS:
         r = rmap.entry(Role.STATUS, name)
         need(plain(r, *unsigned), r, "must be an unsigned integer with scale 1")
+    seq, seq_end = rmap.entry(Role.STATUS, "frame_seq"), rmap.entry(Role.STATUS, "frame_seq_end")
+    same = seq_end.encoding.type is seq.encoding.type
+    need(same, seq_end, f"must be {seq.encoding.type.value} as frame_seq is (else they wrap apart: every read torn)")
     stamp = rmap.entry(Role.STATUS, "timestamp")
     need(stamp.width == 4, stamp, "must be a 64-bit type: ms since the epoch do not fit in 32 bits")
     for role, name in _EPOCH:

@@ -230,6 +230,7 @@ def test_maps_live_in_files_a_person_can_edit(spec):
         ("command", "sequence", {"type": "uint16", "scale": 2.0}, r"must be uint16 with scale 1"),
         ("status", "frame_seq", {"type": "float32"}, r"must be an unsigned integer with scale 1"),
         ("status", "frame_seq_end", {"address": 0}, r"must lie in the last read request"),
+        ("status", "frame_seq_end", {"type": "uint16"}, r"must be uint32 as frame_seq is"),
     ],
 )
 def test_the_protocol_registers_have_the_types_and_places_both_ends_rely_on(spec, role, name, change, message):
