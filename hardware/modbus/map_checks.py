@@ -72,6 +72,7 @@ _WRAPPING = ("heartbeat", "command_echo")  # counters both ends wrap alike: uint
 _WORDS = ("status", "remote_levers", "alarms", "frame_seq", "frame_seq_end")  # plain unsigned integers
 _EPOCH = ((Role.STATUS, "timestamp"), (Role.COUNTER, "last_completion_s"))  # entries the PLC fills with epoch s
 _EPOCH_S = (0.0, 4_102_444_800.0)  # what those must carry: s since the Unix epoch from 1970 to 2100-01-01 UTC
+_PERIOD_EPS_S = 0.0005  # how far the control period read may lie from the line's (`ModbusLine` checks it so)
 
 
 def _check_protocol(rmap: RegisterMap, spec: LineSpec) -> None:
@@ -111,6 +112,21 @@ def _check_protocol(rmap: RegisterMap, spec: LineSpec) -> None:
             r,
             f"must carry s since the epoch up to 2100 ({_EPOCH_S[0]:g}-{_EPOCH_S[1]:g} s); {enc.type.value} with "
             f"scale {enc.scale:g} and offset {enc.offset:g} carries [{lo:g}, {hi:g}]",
+        )
+    period = spec.control_period_s
+    if period is not None:
+        r = rmap.entry(Role.STATUS, "control_period")
+        enc = r.encoding
+        try:
+            back = enc.decode(enc.encode(period))
+            carries = f"carries it as {back:g} s"
+        except ValueError:
+            back, carries = math.nan, "carries [{:g}, {:g}]".format(*enc.span())
+        need(
+            abs(back - period) <= _PERIOD_EPS_S,
+            r,
+            f"must carry the line's control period of {period:g} s; {enc.type.value} with scale {enc.scale:g} and "
+            f"offset {enc.offset:g} {carries}",
         )
     alarms = rmap.entry(Role.STATUS, "alarms")
     bits = 16 * alarms.width - 1  # all bits set is the missing value

@@ -231,6 +231,13 @@ def test_maps_live_in_files_a_person_can_edit(spec):
         ("status", "frame_seq", {"type": "float32"}, r"must be an unsigned integer with scale 1"),
         ("status", "frame_seq_end", {"address": 0}, r"must lie in the last read request"),
         ("status", "frame_seq_end", {"type": "uint16"}, r"must be uint32 as frame_seq is"),
+        (
+            "status",
+            "control_period",
+            {"type": "uint16", "scale": 1e-4},
+            r"must carry the line's control period of 60 s; uint16 with scale 0\.0001 .* carries \[0, 6\.5534\]",
+        ),
+        ("status", "control_period", {"scale": 7.0}, r"uint32 with scale 7 and offset 0 carries it as 63 s"),
     ],
 )
 def test_the_protocol_registers_have_the_types_and_places_both_ends_rely_on(spec, role, name, change, message):
