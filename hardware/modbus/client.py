@@ -75,7 +75,8 @@ class ModbusLine:
         reconnect_backoff_s: (first, max) wait between failed reconnection attempts, s.
         poll_s: pause between status reads while waiting for the echo or the clock, s.
         heartbeat_every_s: while waiting for the clock, write the agent heartbeat this often, s, so
-            that the PLC's watchdog stays fed through a control period longer than it.
+            that the PLC's watchdog stays fed through a control period longer than it (so shorter
+            than the watchdog); a command block after a longer silence is preceded by a heartbeat.
         read_only: hold no write path: `write` and `heartbeat` refuse, `advance` only waits for the
             PLC's clock (shadow mode on a line that runs by itself).
         keep_blocks: `advance` writes a keep block (all NaN) when no block was written since the
@@ -85,8 +86,10 @@ class ModbusLine:
             `random` (a jump of up to 16,383 past the PLC's echo, so that two controllers attached at
             one echo see each other's commands) or `echo` (the next number, for a reproducible trace).
 
-    Before a command block after a watchdog trip, the agent heartbeat is written alone first: a
-    PLC re-arms its watchdog on it and acts on no block that arrives with the trip still latched.
+    Before a command block after a watchdog trip, or after more than `heartbeat_every_s` without an
+    agent heartbeat (a trip the last status read cannot show yet), the agent heartbeat is written
+    alone first: a PLC re-arms its watchdog on it and acts on no block that arrives with the trip
+    still latched.
 
     A line that writes watches the PLC's echo on every status it reads: an echo that moves to a
     sequence number this client did not send (0, a PLC's power-up value, excepted) is another
@@ -180,6 +183,7 @@ class ModbusLine:
         self._ticks = 0
         self._pending: tuple[Decision, ...] = ()
         self._written = False  # a block was written since the last advance
+        self._beat_at = 0.0  # monotonic time the agent heartbeat was last written (or the line attached)
         self._echoed: PlcStatus | None = None  # the status that showed the last block's echo, not yet waited on
         self._sequence = 0
         self._heartbeat = 0
@@ -254,6 +258,7 @@ class ModbusLine:
             self._echoes.attach(plc.status.command_echo, pending)
         self._start, self._start_s = self._reader.counters, plc.status.timestamp_s
         self._ticks, self._pending, self._written = 0, (), False
+        self._beat_at = time.monotonic()
         self._attached = True
         return self._frame(plc)
 
@@ -368,6 +373,7 @@ class ModbusLine:
         self._heartbeat = (self._heartbeat + 1) % self._modulus
         reg = self._command.header[0]
         self._transport.write(reg.device_id, reg.address, reg.encoding.encode(float(self._heartbeat)))
+        self._beat_at = time.monotonic()
 
     def close(self) -> None:
         """Close the connection; `reset` attaches again."""
@@ -448,7 +454,8 @@ class ModbusLine:
     def _send(self, registers: list[int]) -> None:
         """Write the window's setpoint `registers` (`CommandImage.setpoint_registers`), stamped, and check the echo."""
         last = self._reader.status
-        if last is not None and StatusBit.WD_TRIPPED in last.status:
+        silent = time.monotonic() - self._beat_at > self.heartbeat_every_s  # it may have tripped since `last`
+        if silent or (last is not None and StatusBit.WD_TRIPPED in last.status):
             self.heartbeat()  # the agent is back: the PLC re-arms its watchdog before it takes a command
         self._sequence = next_sequence(self._sequence, self._modulus)
         self._heartbeat = (self._heartbeat + 1) % self._modulus
@@ -456,6 +463,7 @@ class ModbusLine:
         self._echoes.sent.append(self._sequence)
         block = self._command.stamp(registers, self._heartbeat, self._sequence)
         self._transport.write(window.device_id, window.address, block)
+        self._beat_at = time.monotonic()
         deadline = time.monotonic() + self.echo_timeout_s
         while True:
             st = self._own(self._reader.status_block())

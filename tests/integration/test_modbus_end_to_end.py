@@ -175,6 +175,21 @@ def test_the_plcs_watchdog_takes_over_when_the_agent_goes_silent():
         line.close()
 
 
+def test_a_command_after_a_silence_the_last_status_read_predates_re_arms_the_watchdog_first():
+    with plc(mode="lockstep", watchdog_s=0.4) as server:
+        line = modbus_line(DEFINITION, SPEED_LEVERS, 60.0, port=server.port, echo_timeout_s=1.0, heartbeat_every_s=0.2)
+        line.reset()
+        n = len(line.spec.actuators)
+        line.write(Command(setpoints=np.full(n, 0.8)))
+        line.advance(60.0)
+        time.sleep(0.8)  # the agent thinks (a policy update) for twice the watchdog, reading nothing
+        assert StatusBit.WD_TRIPPED in server.status
+        line.write(Command(setpoints=np.full(n, 0.9)))  # the last status read shows no trip: it re-arms anyway
+        assert server.active["cut.speed"] == pytest.approx(0.9, rel=1e-6)
+        assert StatusBit.WD_TRIPPED not in server.status
+        line.close()
+
+
 def test_tls_with_the_right_certificate_works_and_without_one_gives_nothing(tmp_path: Path):
     certs = make_certs(tmp_path / "ours")
     stranger = make_certs(tmp_path / "theirs")
