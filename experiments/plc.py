@@ -86,6 +86,7 @@ def setup_serve(cfg: DictConfig) -> VirtualPLC:
         raise ConfigError(f"seed: must be a whole number, got {cfg.seed!r}")
     if not cfg.host:
         raise ConfigError("host: name the address to listen on, e.g. host=127.0.0.1 (an empty one is every interface)")
+    rates = _numbers(cfg)
     definition, full, rmap = setup_map(cfg)
     names = {lv.value for lv in SETPOINT_LEVERS}
     for lever in cfg.levers:
@@ -109,10 +110,34 @@ def setup_serve(cfg: DictConfig) -> VirtualPLC:
             watchdog_s=cfg.watchdog_s,
             scan_s=cfg.scan_s,
             publish_s=cfg.publish_s,
-            rate_limits=None if cfg.rate_limits is None else {str(k): float(v) for k, v in cfg.rate_limits.items()},
+            rate_limits=rates,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def _numbers(cfg: DictConfig) -> dict[str, float] | None:
+    """Check that the numeric settings are numbers, naming the key; the rate limits (None: the map's).
+
+    Raises:
+        ConfigError: a setting that is no number (a string, a list, a bool), or rate limits that are no mapping.
+    """
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    for key in ("time_factor", "watchdog_s", "scan_s", "publish_s"):
+        if not number(cfg[key]):
+            raise ConfigError(f"{key}: must be a number, got {cfg[key]!r}")
+    rates = cfg.rate_limits
+    if rates is None:
+        return None
+    if not isinstance(rates, DictConfig):
+        raise ConfigError(f"rate_limits: must map actuators to rates, e.g. {{cut.speed: 0.001}}, got {rates!r}")
+    for name, rate in rates.items():
+        if not number(rate):
+            raise ConfigError(f"rate_limits.{name}: must be a number of units per s, got {rate!r}")
+    return {str(k): float(v) for k, v in rates.items()}
 
 
 def _tls(section: DictConfig) -> TlsFiles | None:

@@ -184,6 +184,11 @@ def test_make_certs_writes_files_the_tls_contexts_accept(tmp_path, monkeypatch):
         (["port=abc"], "port: must be a TCP port, a whole number 0-65535 (0: any free one), got 'abc'"),
         (["seed=abc"], "seed: must be a whole number, got 'abc'"),
         (["host="], "host: name the address to listen on"),
+        (["watchdog_s=abc"], "watchdog_s: must be a number, got 'abc'"),
+        (["time_factor=abc"], "time_factor: must be a number, got 'abc'"),
+        (["scan_s=[0.01]"], "scan_s: must be a number, got [0.01]"),
+        (["rate_limits={cut.speed: fast}"], "rate_limits.cut.speed: must be a number of units per s, got 'fast'"),
+        (["rate_limits=0.1"], "rate_limits: must map actuators to rates, e.g. {cut.speed: 0.001}, got 0.1"),
     ],
 )
 def test_a_config_error_is_one_line_naming_the_key(monkeypatch, overrides, expected):
