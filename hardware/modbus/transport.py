@@ -3,16 +3,18 @@
 Every request is bounded by the timeout; pymodbus itself never re-sends (`retries=0`): reads are
 re-read here on a timeout, writes are never re-sent. A timeout or a broken connection closes the
 socket, so that a late answer can never be taken for the answer to a later request. An answer with
-another function code than the request's is refused. The next call reconnects; while reconnecting
-fails, attempts are spaced by an exponential backoff and a call made before the next attempt is due
-fails at once with `ModbusDisconnected` instead of waiting. A connection counts as made only once it
-has answered a request: one lost before its first answer (a TLS server refusing the client's
-certificate lets the handshake finish, then closes) is a failed attempt, and only an answer resets
-the backoff.
+another function code than the request's is refused; one pymodbus skips (another device id or
+transaction) is named in the timeout, not taken for silence. The next call reconnects; while
+reconnecting fails, attempts are spaced by an exponential backoff and a call made before the next
+attempt is due fails at once with `ModbusDisconnected` instead of waiting. A connection counts as
+made only once it has answered a request: one lost before its first answer (a TLS server refusing
+the client's certificate lets the handshake finish, then closes) is a failed attempt, and only an
+answer resets the backoff.
 """
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable, Sequence
 
@@ -65,10 +67,13 @@ class Transport:
         self._retry_at = 0.0  # monotonic time before which no connection attempt is made
         self._answered = False  # the open connection has answered a request
         self.tls = tls is not None
+        self._heard = b""  # what came back for the request in flight, as pymodbus last framed it
         self._client: ModbusTcpClient = (
-            ModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
+            ModbusTcpClient(host, port=port, timeout=timeout_s, retries=0, trace_packet=self._trace)
             if tls is None
-            else ModbusTlsClient(host, port=port, sslctx=client_context(tls), timeout=timeout_s, retries=0)
+            else ModbusTlsClient(
+                host, port=port, sslctx=client_context(tls), timeout=timeout_s, retries=0, trace_packet=self._trace
+            )
         )
 
     @property
@@ -140,14 +145,24 @@ class Transport:
     def _request(self, where: str, fc: int, send: Callable[[], ModbusPDU]) -> ModbusPDU:
         """Send one request of function code `fc` and return its answer; an answer resets the backoff."""
         self._connect(where)
+        self._heard = b""
         try:
             response = send()
         except ConnectionException as exc:
             raise ModbusDisconnected(self._lost(where, exc.string)) from exc
         except ModbusIOException as exc:
             self._client.close()  # a late answer must not be read as the answer to the next request
-            what = "no answer" if "No response" in exc.string else f"no valid answer ({exc.string})"
-            raise ModbusTimeout(f"{where}: {what} within {self.timeout_s} s") from exc
+            if "No response" not in exc.string:
+                raise ModbusTimeout(f"{where}: no valid answer ({exc.string}) within {self.timeout_s} s") from exc
+            heard = self._heard
+            tid, protocol, length, unit = struct.unpack(">HHHB", heard[:7]) if len(heard) >= 7 else (0, 0, 0, 0)
+            if len(heard) < 7 or len(heard) < 6 + length:  # nothing came, or part of an answer
+                raise ModbusTimeout(f"{where}: no answer within {self.timeout_s} s") from exc
+            raise ModbusTimeout(
+                f"{where}: no answer to this request within {self.timeout_s} s; one came under device id {unit}, "
+                f"transaction {tid}, protocol {protocol}, which pymodbus skips: the device must echo the request's "
+                "device id and transaction (protocol 0)"
+            ) from exc
         except (PymodbusError, OSError) as exc:
             self._client.close()
             raise ModbusDisconnected(f"{where}: connection failed: {exc}") from exc
@@ -163,6 +178,12 @@ class Transport:
             name = next((c.name for c in ExcCodes if c == code), "UNKNOWN")
             raise ModbusException(f"{where}: exception response {code} ({name})", code, name)
         return response
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        """The packet hook of pymodbus: keep the bytes received, unchanged (a frame it skips leaves no other trace)."""
+        if not sending:
+            self._heard = data
+        return data
 
     def _lost(self, where: str, cause: str) -> str:
         """Close a connection that broke; the error message, with the cause and, if it never answered, the backoff."""

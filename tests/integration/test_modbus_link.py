@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hardware.modbus import Block, ModbusDisconnected, ModbusLineError, Table, make_certs, server_context
+from hardware.modbus import Block, ModbusDisconnected, ModbusLineError, ModbusTimeout, Table, make_certs, server_context
 from hardware.modbus.client import ModbusLine
 from hardware.modbus.tls import TlsFiles
 from hardware.modbus.transport import Transport
@@ -30,7 +30,8 @@ def raw_server() -> Iterator[Callable[[Answer], int]]:
     """Serve Modbus TCP requests on loopback with `answer`'s PDUs, one thread per connection; the port."""
     sockets: list[socket.socket] = []
 
-    def start(answer: Answer) -> int:
+    def start(answer: Answer, unit_back: int | None = None) -> int:
+        """Serve `answer`'s PDUs under the request's device id, or `unit_back` (a device that does not echo it)."""
         server = socket.create_server((HOST, 0))
         server.settimeout(10.0)
         sockets.append(server)
@@ -41,6 +42,7 @@ def raw_server() -> Iterator[Callable[[Answer], int]]:
                     tid, _, length, unit = struct.unpack(">HHHB", header)
                     fc, address, count = struct.unpack(">BHH", conn.recv(length - 1)[:5])
                     pdu = answer(fc, address, count)
+                    unit = unit if unit_back is None else unit_back
                     conn.sendall(struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu)
 
         def accept() -> None:
@@ -86,6 +88,23 @@ def test_an_answer_with_another_function_code_is_refused_naming_both(raw_server,
         assert line.plc_frame is None
     finally:
         line.close()
+
+
+def test_an_answer_under_another_device_id_is_named_not_taken_for_no_answer(raw_server):
+    port = raw_server(registers_with(4), unit_back=255)  # a device that answers as 255, whatever was asked
+    transport = Transport(
+        HOST, port, tls=None, timeout_s=0.3, read_retries=0, reconnect_backoff_s=(0.05, 0.2), window=None
+    )
+    try:
+        with pytest.raises(
+            ModbusTimeout,
+            match=rf"^{HOST}:{port} device 1 input 0-9: no answer to this request within 0\.3 s; one came under "
+            r"device id 255, transaction 1, protocol 0, which pymodbus skips: the device must echo the request's "
+            r"device id and transaction \(protocol 0\)$",
+        ):
+            transport.read(Block(1, Table.INPUT, 0, 10))
+    finally:
+        transport.close()
 
 
 @pytest.fixture
