@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 from hydra import compose, initialize_config_module
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from experiments.errors import FULL_ERROR, HINT, ConfigError, did_you_mean, explain
 from hardware import Lever, LineSpec
@@ -89,6 +89,8 @@ def setup_serve(cfg: DictConfig) -> VirtualPLC:
     rates = _numbers(cfg)
     definition, full, rmap = setup_map(cfg)
     names = {lv.value for lv in SETPOINT_LEVERS}
+    if not isinstance(cfg.levers, ListConfig):
+        raise ConfigError(f"levers: must be a list of setpoint levers, e.g. levers=[speed], got {cfg.levers!r}")
     for lever in cfg.levers:
         if lever not in names:
             raise ConfigError(f"levers: {lever!r} is not a setpoint lever; choose from {', '.join(sorted(names))}")

@@ -184,6 +184,8 @@ def test_make_certs_writes_files_the_tls_contexts_accept(tmp_path, monkeypatch):
         (["port=abc"], "port: must be a TCP port, a whole number 0-65535 (0: any free one), got 'abc'"),
         (["seed=abc"], "seed: must be a whole number, got 'abc'"),
         (["host="], "host: name the address to listen on"),
+        (["levers=speed"], "levers: must be a list of setpoint levers, e.g. levers=[speed], got 'speed'"),
+        (["levers=null"], "levers: must be a list of setpoint levers, e.g. levers=[speed], got None"),
         (["watchdog_s=abc"], "watchdog_s: must be a number, got 'abc'"),
         (["time_factor=abc"], "time_factor: must be a number, got 'abc'"),
         (["scan_s=[0.01]"], "scan_s: must be a number, got [0.01]"),
