@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import math
 import struct
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -134,9 +135,9 @@ class Encoding:
 
     def span(self) -> tuple[float, float]:
         """The lowest and highest engineering value this encoding can carry."""
-        if self.type.is_float:
-            top = _FLOATS[self.type][1]
-            return (-top * abs(self.scale) + self.offset, top * abs(self.scale) + self.offset)
+        if self.type.is_float:  # finite however far the scale stretches it: an infinite float reads as missing
+            top, most = _FLOATS[self.type][1], sys.float_info.max
+            return (max(-top * abs(self.scale) + self.offset, -most), min(top * abs(self.scale) + self.offset, most))
         low, high = self._raw_range()
         ends = (low * self.scale + self.offset, high * self.scale + self.offset)
         return min(ends), max(ends)

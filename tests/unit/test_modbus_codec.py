@@ -95,6 +95,17 @@ def test_values_outside_the_range_are_refused_naming_the_range():
         enc.encode(math.inf)
 
 
+@pytest.mark.parametrize(
+    "enc", [Encoding(RegisterType.FLOAT64, scale=2.0), Encoding(RegisterType.FLOAT32, scale=1e300)]
+)
+def test_an_infinite_value_is_refused_by_a_float_scaled_past_its_range(enc):
+    # the span of a float64 scaled by 2 overflows to infinity, yet an infinite float reads back as missing
+    for value in (math.inf, -math.inf):
+        assert not enc.fits(value, value)
+        with pytest.raises(ValueError, match="outside"):
+            enc.encode(value)
+
+
 def test_bad_registers_and_scalings_are_refused():
     enc = Encoding(RegisterType.FLOAT32)
     with pytest.raises(ValueError, match="takes 2 registers, got 1"):
