@@ -142,7 +142,12 @@ def _numbers(cfg: DictConfig) -> dict[str, float] | None:
     return {str(k): float(v) for k, v in rates.items()}
 
 
-def _tls(section: DictConfig) -> TlsFiles | None:
+def _tls(section: DictConfig | None) -> TlsFiles | None:
+    """The server's TLS files; None (plain Modbus TCP) for `tls=null` or no file given."""
+    if section is None:
+        return None
+    if not isinstance(section, DictConfig):
+        raise ConfigError(f"tls: give tls.cert, tls.key and tls.ca, or tls=null for plain Modbus TCP; got {section!r}")
     given = {k: section[k] for k in ("cert", "key", "ca") if section[k] is not None}
     if not given:
         return None

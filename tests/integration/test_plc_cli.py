@@ -13,7 +13,7 @@ import pytest
 import yaml
 from pymodbus.client import ModbusTcpClient
 
-from experiments.plc import main
+from experiments.plc import compose_config, main, setup_serve
 from hardware.interface import Lever
 from hardware.modbus import InputImage, Role, StatusBit, TlsFiles, client_context, default_map, load_map
 from hardware.modbus.image import bits_levers
@@ -184,6 +184,7 @@ def test_make_certs_writes_files_the_tls_contexts_accept(tmp_path, monkeypatch):
         (["port=abc"], "port: must be a TCP port, a whole number 0-65535 (0: any free one), got 'abc'"),
         (["seed=abc"], "seed: must be a whole number, got 'abc'"),
         (["host="], "host: name the address to listen on"),
+        (["tls=on"], "tls: give tls.cert, tls.key and tls.ca, or tls=null for plain Modbus TCP; got 'on'"),
         (["levers=speed"], "levers: must be a list of setpoint levers, e.g. levers=[speed], got 'speed'"),
         (["levers=null"], "levers: must be a list of setpoint levers, e.g. levers=[speed], got None"),
         (["watchdog_s=abc"], "watchdog_s: must be a number, got 'abc'"),
@@ -200,6 +201,11 @@ def test_a_config_error_is_one_line_naming_the_key(monkeypatch, overrides, expec
     message = str(exited.value.code)
     assert message.startswith(f"config error: {expected}"), message
     assert "\n" not in message
+
+
+def test_tls_null_serves_plain_modbus_tcp_as_the_hardware_config_writes_it():
+    plc = setup_serve(compose_config(["port=0", "tls=null"]))
+    assert plc.tls is None
 
 
 def test_without_a_subcommand_it_prints_usage():
