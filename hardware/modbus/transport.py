@@ -1,15 +1,15 @@
 """The connection under a `ModbusLine`: one sync pymodbus client, bounded requests, typed errors, backoff.
 
 Every request is bounded by the timeout; pymodbus itself never re-sends (`retries=0`): reads are
-re-read here on a timeout, writes are never re-sent. A timeout or a broken connection closes the
-socket, so that a late answer can never be taken for the answer to a later request. An answer with
-another function code than the request's is refused; one pymodbus skips (another device id or
-transaction) is named in the timeout, not taken for silence. The next call reconnects; while
-reconnecting fails, attempts are spaced by an exponential backoff and a call made before the next
-attempt is due fails at once with `ModbusDisconnected` instead of waiting. A connection counts as
-made only once it has answered a request: one lost before its first answer (a TLS server refusing
-the client's certificate lets the handshake finish, then closes) is a failed attempt, and only an
-answer resets the backoff.
+re-read here on a timeout or on a connection found closed, writes are never re-sent. A timeout or
+a broken connection closes the socket, so that a late answer can never be taken for the answer to
+a later request. An answer with another function code than the request's is refused; one pymodbus
+skips (another device id or transaction) is named in the timeout, not taken for silence. The next
+call reconnects; while reconnecting fails, attempts are spaced by an exponential backoff and a
+call made before the next attempt is due fails at once with `ModbusDisconnected` instead of
+waiting. A connection counts as made only once it has answered a request: one lost before its
+first answer (a TLS server refusing the client's certificate lets the handshake finish, then
+closes) is a failed attempt, and only an answer resets the backoff.
 """
 
 from __future__ import annotations
@@ -88,10 +88,13 @@ class Transport:
     def read(self, block: Block) -> list[int]:
         """The registers of `block` (FC4 for input, FC3 for holding registers), re-read on a timeout.
 
+        A connection that answered before and is found closed (a PLC that hangs up idle connections,
+        or restarted) is read again on a new one, within the same `1 + read_retries` attempts.
+
         Raises:
             ModbusTimeout: no answer on any of the `1 + read_retries` attempts.
             ModbusException: the PLC answered with an exception response.
-            ModbusDisconnected: no connection.
+            ModbusDisconnected: no connection, or one lost on every attempt.
             ModbusLineError: an answer with the wrong function code or number of registers.
         """
         where = self.where(block.device_id, block.table, block.address, block.count)
@@ -100,12 +103,17 @@ class Transport:
         attempts = 0
         while True:
             attempts += 1
+            reused = self._answered and self._client.connected  # an open connection that answered before
             try:
                 response = self._request(
                     where, fc, lambda: fn(block.address, count=block.count, device_id=block.device_id)
                 )
             except ModbusTimeout:
                 if attempts > self.read_retries:
+                    raise
+                continue
+            except ModbusDisconnected:
+                if not reused or attempts > self.read_retries:
                     raise
                 continue
             registers = list(response.registers)

@@ -550,14 +550,14 @@ def test_a_stopped_plc_fails_fast_and_a_restarted_one_is_reconnected(plc, connec
     port = plc.server.transport.sockets[0].getsockname()[1]
     plc.stop()
     started = time.monotonic()
-    with pytest.raises(
-        ModbusDisconnected, match=rf"^{HOST}:{port} device 1 input 0-\d+: connection lost \(.*closed.*\)$"
+    with pytest.raises(  # the connection is found closed; read again on a new one, it finds the PLC gone
+        ModbusDisconnected,
+        match=rf"^{HOST}:{port} device 1 input 0-\d+: cannot connect; the next attempt is due in 0\.30 s$",
     ):
         line.read()
-    with pytest.raises(ModbusDisconnected, match=r"cannot connect; the next attempt is due in 0\.30 s"):
-        line.read()
-    with pytest.raises(ModbusDisconnected, match="not connected; the next connection attempt is due in"):
-        line.read()  # within the backoff: no attempt, no wait
+    for _ in range(2):
+        with pytest.raises(ModbusDisconnected, match="not connected; the next connection attempt is due in"):
+            line.read()  # within the backoff: no attempt, no wait
     assert time.monotonic() - started < 0.2  # none of the three waited for the 0.2 s timeout
     plc.serve(port)
     deadline = time.monotonic() + 1.5  # the backoff: 0.3 s, then 0.6 s

@@ -7,6 +7,7 @@ another function code than the request's); the TLS server is the fake PLC of `te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import threading
@@ -105,6 +106,37 @@ def test_an_answer_under_another_device_id_is_named_not_taken_for_no_answer(raw_
             transport.read(Block(1, Table.INPUT, 0, 10))
     finally:
         transport.close()
+
+
+def test_a_connection_the_plc_closed_while_idle_is_read_again_on_a_new_one():
+    server = socket.create_server((HOST, 0))
+
+    def handle(conn: socket.socket) -> None:
+        conn.settimeout(0.2)  # the PLC closes a connection idle for 0.2 s, as many do
+        with conn, contextlib.suppress(OSError):
+            while len(header := conn.recv(7)) == 7:
+                tid, _, length, unit = struct.unpack(">HHHB", header)
+                fc, _, count = struct.unpack(">BHH", conn.recv(length - 1)[:5])
+                pdu = struct.pack(f">BB{count}H", fc, 2 * count, *range(count))
+                conn.sendall(struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                threading.Thread(target=handle, args=(server.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = server.getsockname()[1]
+    transport = Transport(
+        HOST, port, tls=None, timeout_s=1.0, read_retries=1, reconnect_backoff_s=(0.05, 0.2), window=None
+    )
+    try:
+        assert transport.read(Block(1, Table.INPUT, 0, 3)) == [0, 1, 2]
+        time.sleep(0.4)  # the PLC hangs up
+        assert transport.read(Block(1, Table.INPUT, 0, 3)) == [0, 1, 2]  # not a lost connection: it is up
+    finally:
+        transport.close()
+        server.close()
 
 
 @pytest.fixture
