@@ -76,7 +76,7 @@ class ModbusLine:
         poll_s: pause between status reads while waiting for the echo or the clock, s.
         heartbeat_every_s: while waiting for the clock, write the agent heartbeat this often, s, so
             that the PLC's watchdog stays fed through a control period longer than it (so shorter
-            than the watchdog); a command block after a longer silence is preceded by a heartbeat.
+            than the watchdog); a command block after a longer silence reads the status first.
         read_only: hold no write path: `write` and `heartbeat` refuse, `advance` only waits for the
             PLC's clock (shadow mode on a line that runs by itself).
         keep_blocks: `advance` writes a keep block (all NaN) when no block was written since the
@@ -86,10 +86,10 @@ class ModbusLine:
             `random` (a jump of up to 16,383 past the PLC's echo, so that two controllers attached at
             one echo see each other's commands) or `echo` (the next number, for a reproducible trace).
 
-    Before a command block after a watchdog trip, or after more than `heartbeat_every_s` without an
-    agent heartbeat (a trip the last status read cannot show yet), the agent heartbeat is written
-    alone first: a PLC re-arms its watchdog on it and acts on no block that arrives with the trip
-    still latched.
+    Before a command block after a watchdog trip, the agent heartbeat is written alone first: a PLC
+    re-arms its watchdog on it and acts on no block that arrives with the trip still latched. After
+    more than `heartbeat_every_s` without an agent heartbeat the status is read afresh to tell (a
+    trip the last status read cannot show yet), on a new connection if the PLC hung up the idle one.
 
     A line that writes watches the PLC's echo on every status it reads: an echo that moves to a
     sequence number this client did not send (0, a PLC's power-up value, excepted) is another
@@ -454,8 +454,9 @@ class ModbusLine:
     def _send(self, registers: list[int]) -> None:
         """Write the window's setpoint `registers` (`CommandImage.setpoint_registers`), stamped, and check the echo."""
         last = self._reader.status
-        silent = time.monotonic() - self._beat_at > self.heartbeat_every_s  # it may have tripped since `last`
-        if silent or (last is not None and StatusBit.WD_TRIPPED in last.status):
+        if time.monotonic() - self._beat_at > self.heartbeat_every_s:  # it may have tripped since `last`
+            last = self._own(self._reader.status_block())  # a read: on a new connection if the PLC hung up
+        if last is not None and StatusBit.WD_TRIPPED in last.status:
             self.heartbeat()  # the agent is back: the PLC re-arms its watchdog before it takes a command
         self._sequence = next_sequence(self._sequence, self._modulus)
         self._heartbeat = (self._heartbeat + 1) % self._modulus

@@ -573,6 +573,17 @@ def test_a_stopped_plc_fails_fast_and_a_restarted_one_is_reconnected(plc, connec
     assert plc.echo == 1
 
 
+def test_a_write_after_the_plc_hung_up_an_idle_connection_goes_out_on_a_new_one(plc, connect):
+    line = connect(heartbeat_every_s=0.05)
+    line.reset()
+    port = plc.server.transport.sockets[0].getsockname()[1]
+    plc.stop()  # the PLC hangs up the idle connection (and is up again at once)
+    plc.serve(port)
+    time.sleep(0.1)  # the agent thinks
+    line.write(Command(setpoints=np.array([1.0, 2.0, 1.0, 2.0])))
+    assert plc.echo == 1
+
+
 def test_a_frozen_heartbeat_is_stale_data_within_its_bound(plc, connect):
     line = connect(heartbeat_timeout_s=0.3)
     line.reset()
