@@ -36,14 +36,13 @@ from hardware.modbus.errors import (
 )
 from hardware.modbus.image import CommandImage, InputImage, PlcFrame, PlcStatus
 from hardware.modbus.reader import FrameReader
-from hardware.modbus.regmap import Block, RegisterMap, Role, StatusBit, Table
+from hardware.modbus.regmap import TIME_EPS_S, Block, RegisterMap, Role, StatusBit, Table
 from hardware.modbus.sequence import ORIGINS, EchoWatch, next_sequence, origin
 from hardware.modbus.tls import TlsFiles
 from hardware.modbus.transport import Transport
 
 _NOT_THIS_MAP = (1, 2, 3)  # exception codes ILLEGAL_FUNCTION, ADDRESS, VALUE: registers the PLC does not have
 
-_TIME_EPS_S = 0.0005  # half the resolution of the PLC's timestamp (1 ms)
 _REFUSALS = (
     (StatusBit.REMOTE, False, "REMOTE off"),
     (StatusBit.PERMISSIVE, False, "PERMISSIVE off"),
@@ -324,7 +323,7 @@ class ModbusLine:
         while True:
             status, self._echoed = self._echoed or self._own(self._reader.status_block()), None  # fresh
             t = status.timestamp_s
-            if t >= target - _TIME_EPS_S:
+            if t >= target - TIME_EPS_S:
                 break
             now = time.monotonic()
             if t != clock:
@@ -343,8 +342,8 @@ class ModbusLine:
         self._own(plc.status)
         t = plc.status.timestamp_s
         self._pending = ()
-        if period is not None and t >= next_tick - _TIME_EPS_S:
-            self._ticks = max(self._ticks + 1, math.floor((t - self._start_s + _TIME_EPS_S) / period))
+        if period is not None and t >= next_tick - TIME_EPS_S:
+            self._ticks = max(self._ticks + 1, math.floor((t - self._start_s + TIME_EPS_S) / period))
             self._pending = (Decision(DecisionKind.TICK),)
         return self._frame(plc)
 
@@ -388,7 +387,7 @@ class ModbusLine:
 
     def _check_plc(self, status: PlcStatus) -> None:
         period = self.spec.control_period_s
-        if period is not None and abs(status.control_period_s - period) > _TIME_EPS_S:
+        if period is not None and abs(status.control_period_s - period) > TIME_EPS_S:
             raise IncompatiblePlc(
                 f"{self._reader.where(Role.STATUS, 'control_period')}: the PLC runs a control period of "
                 f"{status.control_period_s:g} s; line {self.spec.name!r} expects {period:g} s"

@@ -19,6 +19,7 @@ from hardware.modbus.regmap import (
     COMMAND_HEADER,
     MAX_WRITE,
     STATUS_NAMES,
+    TIME_EPS_S,
     MapError,
     Register,
     RegisterMap,
@@ -72,7 +73,6 @@ _WRAPPING = ("heartbeat", "command_echo")  # counters both ends wrap alike: uint
 _WORDS = ("status", "remote_levers", "alarms", "frame_seq", "frame_seq_end")  # plain unsigned integers
 _EPOCH = ((Role.STATUS, "timestamp"), (Role.COUNTER, "last_completion_s"))  # entries the PLC fills with epoch s
 _EPOCH_S = (0.0, 4_102_444_800.0)  # what those must carry: s since the Unix epoch from 1970 to 2100-01-01 UTC
-_PERIOD_EPS_S = 0.0005  # how far the control period read may lie from the line's (`ModbusLine` checks it so)
 
 
 def _check_protocol(rmap: RegisterMap, spec: LineSpec) -> None:
@@ -123,7 +123,7 @@ def _check_protocol(rmap: RegisterMap, spec: LineSpec) -> None:
         except ValueError:
             back, carries = math.nan, "carries [{:g}, {:g}]".format(*enc.span())
         need(
-            abs(back - period) <= _PERIOD_EPS_S,
+            abs(back - period) <= TIME_EPS_S,  # as `ModbusLine` checks the period it reads
             r,
             f"must carry the line's control period of {period:g} s; {enc.type.value} with scale {enc.scale:g} and "
             f"offset {enc.offset:g} {carries}",

@@ -100,6 +100,8 @@ PROTOCOL_COUNTERS = {  # the counters of the protocol itself, by role: they wrap
     Role.COMMAND: COMMAND_HEADER,
 }
 
+TIME_EPS_S = 0.0005  # half the resolution of the PLC's clock registers (timestamp, control period: 1 ms), s
+
 STATUS_ENCODING = {
     "heartbeat": (Encoding(RegisterType.UINT16, wraps=True), "count"),
     "frame_seq": (Encoding(RegisterType.UINT32, wraps=True), "count"),
