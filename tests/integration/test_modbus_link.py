@@ -62,6 +62,14 @@ def raw_server() -> Iterator[Callable[[Answer], int]]:
         s.close()
 
 
+def plain_transport(port: int, timeout_s: float, read_retries: int) -> Transport:
+    """A plain Modbus TCP transport to `port` on loopback, reconnecting fast."""
+    backoff = (0.05, 0.2)
+    return Transport(
+        HOST, port, tls=None, timeout_s=timeout_s, read_retries=read_retries, reconnect_backoff_s=backoff, window=None
+    )
+
+
 def registers_with(fc: int) -> Answer:
     """Answer every read with `count` zero registers under function code `fc`."""
     return lambda _, address, count: struct.pack(f">BB{count}H", fc, 2 * count, *([0] * count))
@@ -70,9 +78,7 @@ def registers_with(fc: int) -> Answer:
 @pytest.mark.parametrize(("table", "asked", "answered"), [(Table.INPUT, 4, 3), (Table.HOLDING, 3, 4)])
 def test_an_answer_with_another_function_code_is_refused_naming_both(raw_server, table, asked, answered):
     port = raw_server(registers_with(answered))
-    transport = Transport(
-        HOST, port, tls=None, timeout_s=1.0, read_retries=0, reconnect_backoff_s=(0.05, 0.2), window=None
-    )
+    transport = plain_transport(port, timeout_s=1.0, read_retries=0)
     try:
         with pytest.raises(
             ModbusLineError,
@@ -93,9 +99,7 @@ def test_an_answer_with_another_function_code_is_refused_naming_both(raw_server,
 
 def test_an_answer_under_another_device_id_is_named_not_taken_for_no_answer(raw_server):
     port = raw_server(registers_with(4), unit_back=255)  # a device that answers as 255, whatever was asked
-    transport = Transport(
-        HOST, port, tls=None, timeout_s=0.3, read_retries=0, reconnect_backoff_s=(0.05, 0.2), window=None
-    )
+    transport = plain_transport(port, timeout_s=0.3, read_retries=0)
     try:
         with pytest.raises(
             ModbusTimeout,
@@ -127,9 +131,7 @@ def test_a_connection_the_plc_closed_while_idle_is_read_again_on_a_new_one():
 
     threading.Thread(target=accept, daemon=True).start()
     port = server.getsockname()[1]
-    transport = Transport(
-        HOST, port, tls=None, timeout_s=1.0, read_retries=1, reconnect_backoff_s=(0.05, 0.2), window=None
-    )
+    transport = plain_transport(port, timeout_s=1.0, read_retries=1)
     try:
         assert transport.read(Block(1, Table.INPUT, 0, 3)) == [0, 1, 2]
         time.sleep(0.4)  # the PLC hangs up
