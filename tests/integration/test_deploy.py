@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -198,20 +199,25 @@ def test_a_tampered_or_unapproved_artifact_is_refused_before_any_read(artifact, 
     assert not (tmp_path / "c.sqlite").exists()
 
 
+def interrupted_on_call(fn: Callable[..., Any], n: int) -> Callable[..., Any]:
+    """`fn`, but its `n`-th call raises KeyboardInterrupt (a second Ctrl-C) instead of running."""
+    calls = 0
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            raise KeyboardInterrupt
+        return fn(*args, **kwargs)
+
+    return wrapped
+
+
 def test_a_second_ctrl_c_within_a_step_says_the_step_is_not_logged_and_exits_130(
     artifact, tmp_path, monkeypatch, capsys
 ):
     """It exited 0 without a word, though the step it cut is missing from the log and its command may be out."""
-    step = control_loop.control_step
-    calls = []
-
-    def interrupted_third(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return step(*args, **kwargs)
-
-    monkeypatch.setattr(control_loop, "control_step", interrupted_third)
+    monkeypatch.setattr(control_loop, "control_step", interrupted_on_call(control_loop.control_step, 3))
     with free_plc() as plc:
         assert deploy(artifact, plc.port, tmp_path / "a.sqlite", "mode=guarded", "arm=true", "steps=12") == 130
     err = capsys.readouterr().err
@@ -223,16 +229,7 @@ def test_a_second_ctrl_c_within_a_step_says_the_step_is_not_logged_and_exits_130
 
 def test_a_second_ctrl_c_between_steps_says_every_step_is_logged(artifact, tmp_path, monkeypatch, capsys):
     """Where a run spends its time, waiting for the tick: it said a step was cut, unlogged, its command maybe out."""
-    wait = control_loop._wait_tick
-    calls = []
-
-    def interrupted_second(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return wait(*args, **kwargs)
-
-    monkeypatch.setattr(control_loop, "_wait_tick", interrupted_second)
+    monkeypatch.setattr(control_loop, "_wait_tick", interrupted_on_call(control_loop._wait_tick, 2))
     audit = tmp_path / "a.sqlite"
     with free_plc() as plc:
         assert deploy(artifact, plc.port, audit, "mode=guarded", "arm=true", "steps=12") == 130
