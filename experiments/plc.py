@@ -138,7 +138,7 @@ def _numbers(cfg: DictConfig) -> dict[str, float] | None:
         raise ConfigError(f"rate_limits: must map actuators to rates, e.g. {{cut.speed: 0.001}}, got {rates!r}")
     for name, rate in rates.items():
         if not number(rate):
-            raise ConfigError(f"rate_limits.{name}: must be a number of units per s, got {rate!r}")
+            raise ConfigError(f"rate_limits.{name!s}: must be a number of units per s, got {rate!r}")
     return {str(k): float(v) for k, v in rates.items()}
 
 
