@@ -31,6 +31,7 @@ from hardware.audit import AuditLog, AuditRecord, AuditSpaceLow, short_of_room
 from hardware.guard import Guard, Verdict
 from hardware.modbus import (
     AnotherController,
+    CommandNotSent,
     IncompatiblePlc,
     LeverLocal,
     LineRestarted,
@@ -234,6 +235,8 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
             stopping = exc
         if isinstance(exc, LeverLocal):
             echo = exc.echo  # sent and echoed, a lever's setpoints not taken
+        if isinstance(exc, CommandNotSent) or (isinstance(exc, LeverLocal) and exc.echo is None):
+            written = None  # refused before any register went out: the PLC got nothing
     lat["log"] = log_ms
     lat["total"] = _ms(t0) + log_ms
     shadow = dep.mode == "shadow"

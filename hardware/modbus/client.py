@@ -28,10 +28,10 @@ from hardware.interface import Command, Decision, DecisionKind, Frame, Lever, Li
 from hardware.modbus.errors import (
     AnotherController,
     CommandNotAccepted,
+    CommandNotSent,
     IncompatiblePlc,
     LeverLocal,
     ModbusException,
-    ModbusLineError,
     StaleData,
 )
 from hardware.modbus.image import CommandImage, InputImage, PlcFrame, PlcStatus
@@ -273,8 +273,8 @@ class ModbusLine:
             LeverLocal: a setpoint for a lever the last status read shows kept local (nothing is sent), or
                 one the status that echoed the block shows kept local (sent, not taken).
             CommandNotAccepted: the PLC did not echo the block within `echo_timeout_s`.
-            ModbusLineError: the block could not be written (never re-sent), a setpoint's register carries
-                no value inside its limits and bounds (nothing is sent), or the echo could not be read.
+            CommandNotSent: a setpoint's register carries no value inside its limits and bounds (nothing is sent).
+            ModbusLineError: the block could not be written (never re-sent), or the echo could not be read.
         """
         self._live()
         values = np.full(len(self._command.names), math.nan)
@@ -291,7 +291,7 @@ class ModbusLine:
         except ValueError as exc:
             w = self._command.window
             where = self._transport.where(w.device_id, Table.HOLDING, w.address, w.count)
-            raise ModbusLineError(f"{where}: command not sent: {exc}") from exc
+            raise CommandNotSent(f"{where}: command not sent: {exc}") from exc
         self._check_remote(values[self._slots], self._reader.status)
         self._send(registers)
         self._written = True

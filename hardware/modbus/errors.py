@@ -68,6 +68,10 @@ class IncompatiblePlc(ModbusLineError):
     """The PLC does not run the line the spec describes: another control period, or levers not handed over."""
 
 
+class CommandNotSent(ModbusLineError):
+    """A command refused before any of its registers went out (a setpoint no register carries): the PLC got nothing."""
+
+
 class LeverLocal(ModbusLineError):
     """A setpoint for a lever the PLC keeps to its own rules now (the operator took it local): not sent, or not taken.
 

@@ -164,3 +164,31 @@ def test_a_run_that_ends_in_an_unexpected_error_still_prints_its_chain_head(arti
         f"shadow run stopped; audit log {audit.resolve()}, run 1, hash chain head {run.head};"
         in capsys.readouterr().out
     )
+
+
+def test_a_command_refused_before_it_went_out_is_logged_as_not_written(artifact, tmp_path):
+    """A block no register value can carry (a coarse grid inside tight bounds) was logged as written and counted."""
+    audit = tmp_path / "audit.sqlite"
+    with free_plc() as plc:
+        cfg = compose_config(
+            [f"artifact={artifact}", f"hardware.port={plc.port}", f"audit={audit}", "mode=guarded", "arm=true",
+             "retry_s=0.01", "status_every_s=0"]
+        )  # fmt: skip
+        dep = setup(cfg)
+        image = dep.line._command
+
+        def no_register_value(*args: Any) -> list[int]:
+            raise ValueError("no uint32 value of a.speed's register lies inside [1, 1]")
+
+        image.setpoint_registers = no_register_value  # type: ignore[method-assign]
+        try:
+            tally = run_deployment(dep, threading.Event(), 3, None)
+        finally:
+            dep.audit.close()
+            dep.view.close()
+        accepted = plc.accepted_commands
+    (run,) = read_runs(audit)
+    assert all(r.error is not None and r.error.startswith("CommandNotSent: ") for r in run.records)
+    assert all("command not sent" in r.error for r in run.records)
+    assert all(r.written is None and r.verdict in ("pass", "clip") for r in run.records)
+    assert accepted == tally.written == 0
