@@ -249,8 +249,9 @@ def summarise(transport: str, records: Sequence[AuditRecord], calls_ms: Sequence
     clean = [r for r in records if r.error is None]
     if not clean:
         raise RuntimeError(f"{transport}: every timed step met a fault, the first: {records[0].error}")
-    per_stage = {name: [r.latency_ms[name] for r in clean] for name in (*STAGES, TOTAL)}
-    per_stage[OTHER] = [r.latency_ms[TOTAL] - sum(r.latency_ms[s] for s in STAGES) for r in clean]
+    # a run's first record has no `log` stage (no append before it): it is left out of that stage only
+    per_stage = {name: [r.latency_ms[name] for r in clean if name in r.latency_ms] for name in (*STAGES, TOTAL)}
+    per_stage[OTHER] = [r.latency_ms[TOTAL] - sum(r.latency_ms.get(s, 0.0) for s in STAGES) for r in clean]
     per_stage[CALL] = [ms for ms, r in zip(calls_ms, records, strict=True) if r.error is None]
     verdicts = Counter(verdict_of(r) for r in records)
     kinds = Counter(kind for r in records for kind in {reason.split(":", 1)[0] for reason in r.reasons})

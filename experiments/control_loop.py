@@ -108,7 +108,7 @@ def run_deployment(dep: Deployment, stop: threading.Event, steps: int | None, st
 
     try:
         frame = _attach(dep, stop, tally, show)
-        log_ms = 0.0
+        log_ms: float | None = None  # the last append's latency: none before the run's first record
         while frame is not None and not stop.is_set() and (steps is None or tally.steps < steps):
             dep.stepping = True
             frame, log_ms = control_step(dep, frame, tally, log_ms)
@@ -182,8 +182,11 @@ def _wait_tick(dep: Deployment, frame: Frame, stop: threading.Event, tally: Tall
     return now
 
 
-def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> tuple[Frame, float]:
+def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float | None) -> tuple[Frame, float]:
     """One control step; returns the frame it decided on and the audit append's latency.
+
+    `log_ms` is the previous record's append, the step's `log` stage (None on the run's first step,
+    which has no `log` stage: a 0 there was counted as a sample).
 
     Raises:
         AnotherController: the PLC accepted a command this run did not send (after the step is logged).
@@ -237,8 +240,7 @@ def control_step(dep: Deployment, last: Frame, tally: Tally, log_ms: float) -> t
             echo = exc.echo  # sent and echoed, a lever's setpoints not taken
         if isinstance(exc, CommandNotSent) or (isinstance(exc, LeverLocal) and exc.echo is None):
             written = None  # refused before any register went out: the PLC got nothing
-    lat["log"] = log_ms
-    lat["total"] = _ms(t0) + log_ms
+    _close_latency(lat, t0, log_ms)
     shadow = dep.mode == "shadow"
     record = AuditRecord(
         step=tally.steps,
@@ -356,6 +358,13 @@ def _act(dep: Deployment, command: Command, verdict: Verdict) -> int | None:
     dep.line.write(Command(setpoints=verdict.setpoints, bounds=verdict.bounds))  # on a coarse grid too
     status = dep.line.plc_status
     return None if status is None else status.command_echo
+
+
+def _close_latency(lat: dict[str, float], t0: float, log_ms: float | None) -> None:
+    """Add the `log` stage (the previous record's append; none on a run's first step) and the step's total, ms."""
+    if log_ms is not None:
+        lat["log"] = log_ms
+    lat["total"] = _ms(t0) + (0.0 if log_ms is None else log_ms)
 
 
 def _ms(since: float) -> float:

@@ -78,7 +78,8 @@ class AuditRecord:
     written: np.ndarray | None  # the setpoints written; None when only a heartbeat (or nothing) went out
     echo: int | None  # the PLC's echo of the written command's sequence number
     ood: bool  # the observation was out of the training distribution
-    latency_ms: dict[str, float]  # per stage (read, observe, infer, guard, write, log) and total, ms
+    latency_ms: dict[str, float]  # per stage (read, observe, infer, guard, write, log) and total, ms; log: the
+    # previous record's append, absent from a run's first record
     artifact_sha256: str
     error: str | None = None  # a fault met this step (the typed error's message)
 

@@ -29,6 +29,7 @@ from envs.registration import START_DEFAULT, TASKS
 from experiments import control_loop
 from experiments.deploy import checked_guard, compose_config, main, verify_artifact
 from experiments.errors import ConfigError
+from experiments.shadow_evidence import latency
 from experiments.shadow_report import write_shadow_report
 from hardware.audit import AuditError, AuditLog, AuditRecord, read_runs
 from hardware.interface import Lever
@@ -481,3 +482,15 @@ def test_a_guarded_rate_limit_on_a_setpoint_the_map_does_not_read_back_is_refuse
     cfg.mode = "shadow"  # a shadow run writes nothing: its report shows the guard's view as it is
     assert checked_guard(cfg, line, DEFINITION, PolicyArtifact.load(artifact), period) is not None
     line.close()
+
+
+def test_a_runs_first_step_has_no_log_stage_and_is_no_sample_of_it(artifact, tmp_path):
+    """The first record stored a `log` latency of 0 (no append came before it), counted as a sample."""
+    audit = tmp_path / "a.sqlite"
+    with free_plc() as plc:
+        assert deploy(artifact, plc.port, audit, "mode=shadow", "steps=3") == 0
+    (run,) = read_runs(audit)
+    assert "log" not in run.records[0].latency_ms
+    assert all(r.latency_ms["log"] > 0 for r in run.records[1:])
+    assert latency(run.records)["log"].steps == 2
+    assert latency(run.records)["total"].steps == 3
