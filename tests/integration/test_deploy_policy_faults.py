@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from agents.artifact import PolicyArtifact
 from experiments import deploy
-from experiments.control_loop import PolicyGaveUp
+from experiments.control_loop import Deployment, PolicyGaveUp
 from experiments.deploy import compose_config, main, run_deployment, setup
 from experiments.errors import ConfigError
 from experiments.line_config import guard_config
@@ -34,6 +34,13 @@ GOOD_STEPS = 2  # the policy that goes bad decides these first
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return speed_artifact(tmp_path_factory.mktemp("artifact") / "artifact")
+
+
+def guarded(artifact: Path, port: int, audit: Path, *extra: str) -> Deployment:
+    """A guarded, armed deployment of `artifact` on the PLC at `port`, retrying fast, showing no status line."""
+    overrides = [f"artifact={artifact}", f"hardware.port={port}", f"audit={audit}", "mode=guarded", "arm=true",
+                 "retry_s=0.01", "status_every_s=0", *extra]  # fmt: skip
+    return setup(compose_config(overrides))
 
 
 def failing(kind: str, predict: Any) -> Any:
@@ -58,11 +65,7 @@ def failing(kind: str, predict: Any) -> Any:
 def test_a_policy_without_a_valid_action_writes_nothing_and_the_run_goes_on(artifact, tmp_path, kind):
     audit = tmp_path / "audit.sqlite"
     with free_plc() as plc:
-        cfg = compose_config(
-            [f"artifact={artifact}", f"hardware.port={plc.port}", f"audit={audit}", "mode=guarded", "arm=true",
-             "retry_s=0.01", "status_every_s=0"]
-        )  # fmt: skip
-        dep = setup(cfg)
+        dep = guarded(artifact, plc.port, audit)
         dep.artifact.predict = failing(kind, dep.artifact.predict)  # type: ignore[method-assign]
         try:
             tally = run_deployment(dep, threading.Event(), STEPS, None)
@@ -105,11 +108,7 @@ def test_a_policy_that_keeps_failing_stops_the_run_and_the_line_goes_back_to_its
 ):
     audit = tmp_path / "audit.sqlite"
     with free_plc(watchdog_s=0.3) as plc:
-        cfg = compose_config(
-            [f"artifact={artifact}", f"hardware.port={plc.port}", f"audit={audit}", "mode=guarded", "arm=true",
-             "retry_s=0.01", "status_every_s=0", "max_policy_faults=3"]
-        )  # fmt: skip
-        dep = setup(cfg)
+        dep = guarded(artifact, plc.port, audit, "max_policy_faults=3")
         dep.artifact.predict = failing("goes bad", dep.artifact.predict)  # type: ignore[method-assign]
         try:
             with pytest.raises(PolicyGaveUp, match=r"no valid action for 3 steps in a row .*components \[0, 2, 4\]"):
@@ -170,11 +169,7 @@ def test_a_command_refused_before_it_went_out_is_logged_as_not_written(artifact,
     """A block no register value can carry (a coarse grid inside tight bounds) was logged as written and counted."""
     audit = tmp_path / "audit.sqlite"
     with free_plc() as plc:
-        cfg = compose_config(
-            [f"artifact={artifact}", f"hardware.port={plc.port}", f"audit={audit}", "mode=guarded", "arm=true",
-             "retry_s=0.01", "status_every_s=0"]
-        )  # fmt: skip
-        dep = setup(cfg)
+        dep = guarded(artifact, plc.port, audit)
         image = dep.line._command
 
         def no_register_value(*args: Any) -> list[int]:
